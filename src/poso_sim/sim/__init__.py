@@ -1,0 +1,1 @@
+"""poso_sim.sim"""
