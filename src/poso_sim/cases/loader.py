@@ -1,0 +1,100 @@
+"""Loading cases: packaged ones by name, user files by path; every failure is one ``CaseError`` line."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..errors import CaseError
+from .schema import Case, CaseConsistencyError
+
+_PACKAGE = "poso_sim.cases"
+
+
+def list_cases() -> list[str]:
+    """Names of the cases shipped with the package."""
+    root = resources.files(_PACKAGE).joinpath("data")
+    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".json"))
+
+
+def _loc_to_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _describe(err: dict[str, Any]) -> str:
+    """One pydantic error dict -> 'dotted.path: reason'."""
+    ctx = err.get("ctx") or {}
+    original = ctx.get("error")
+    path = _loc_to_path(tuple(err.get("loc", ())))
+    if isinstance(original, CaseConsistencyError):
+        full = f"{path}.{original.path}" if path else original.path
+        return f"{full}: {original.reason}"
+    msg = str(err.get("msg", "invalid value"))
+    if isinstance(original, ValueError) and msg.startswith("Value error, "):
+        text = str(original)
+        # validators of nested models phrase their message as "field: reason"
+        head, sep, rest = text.partition(": ")
+        if sep and head.replace("_", "").isalnum():
+            return f"{path + '.' if path else ''}{head}: {rest}"
+        return f"{path or '(case)'}: {text}"
+    if err.get("type") == "missing":
+        return f"{path}: field required"
+    if err.get("type") == "extra_forbidden":
+        return f"{path}: unknown field"
+    value = err.get("input")
+    shown = "" if isinstance(value, (dict, list)) else f" (got {value!r})"
+    return f"{path or '(case)'}: {msg[0].lower() + msg[1:] if msg else msg}{shown}"
+
+
+def case_from_dict(data: Any, source: str = "<case>") -> Case:
+    """Validate a decoded case document; ``source`` names it in error messages."""
+    try:
+        return Case.model_validate(data)
+    except ValidationError as exc:
+        errs = exc.errors()
+        first = _describe(errs[0])
+        more = f" (and {len(errs) - 1} more problem{'s' if len(errs) > 2 else ''})" if len(errs) > 1 else ""
+        raise CaseError(f"{source}: {first}{more}") from None
+    except CaseConsistencyError as exc:  # raised outside pydantic's wrapping (defensive)
+        raise CaseError(f"{source}: {exc}") from None
+
+
+def _read(path: Path, text: str) -> Case:
+    name = path.name
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CaseError(f"{name}: line {exc.lineno} column {exc.colno}: invalid JSON ({exc.msg})") from None
+    if not isinstance(data, dict):
+        raise CaseError(f"{name}: (case): expected a JSON object at the top level")
+    return case_from_dict(data, name)
+
+
+def load_case(name_or_path: str | Path) -> Case:
+    """Load a packaged case by name (``"manchester"``) or a case file by path."""
+    s = str(name_or_path)
+    p = Path(s)
+    looks_like_path = isinstance(name_or_path, Path) or s.endswith(".json") or "/" in s or "\\" in s
+    if not looks_like_path:
+        known = list_cases()
+        if s not in known:
+            raise CaseError(f"unknown case {s!r}; known cases: {', '.join(known)} (or give a path to a .json file)")
+        text = resources.files(_PACKAGE).joinpath("data").joinpath(f"{s}.json").read_text(encoding="utf-8")
+        return _read(Path(f"{s}.json"), text)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CaseError(f"{p.name}: file not found ({p})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CaseError(f"{p.name}: cannot read file: {exc}") from None
+    return _read(p, text)

@@ -1,0 +1,84 @@
+"""Network topology helpers: adjacency maps and the radial-structure checks a case must pass.
+
+Branches/pipes are directed ``from -> to`` (the reference fixes all flow directions a priori).
+Every check returns ``None`` when the network is fine, or a short reason string otherwise; the
+caller (``poso_sim.cases.schema``) prefixes it with the offending field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import networkx as nx
+
+Edge = tuple[int, int, int]  # (edge id, from node, to node)
+
+
+def adjacency(nodes: Iterable[int], edges: Iterable[Edge]) -> tuple[dict[int, list[int]], dict[int, list[int]]]:
+    """``(inc, out)``: for every node the ids of the edges ending at it / starting at it, in edge order."""
+    inc: dict[int, list[int]] = {n: [] for n in nodes}
+    out: dict[int, list[int]] = {n: [] for n in inc}
+    for k, f, t in edges:
+        out[f].append(k)
+        inc[t].append(k)
+    return inc, out
+
+
+def digraph(nodes: Iterable[int], edges: Iterable[Edge]) -> nx.MultiDiGraph:
+    g = nx.MultiDiGraph()
+    g.add_nodes_from(nodes)
+    for k, f, t in edges:
+        g.add_edge(f, t, key=k)
+    return g
+
+
+def _fmt(ids: Iterable[int], limit: int = 8) -> str:
+    ids = sorted(ids)
+    s = ", ".join(str(i) for i in ids[:limit])
+    return s + (", ..." if len(ids) > limit else "")
+
+
+def tree_problem(nodes: Sequence[int], edges: Sequence[Edge], what: str = "node") -> str | None:
+    """Reason why the undirected network is not a spanning tree (connected, no cycle), else None."""
+    g = digraph(nodes, edges)
+    if g.number_of_nodes() == 0:
+        return "network is empty"
+    ug = nx.Graph(g.to_undirected())
+    if ug.number_of_edges() != g.number_of_edges():
+        return "network has parallel edges (not radial)"
+    if any(f == t for _, f, t in edges):
+        bad = next(k for k, f, t in edges if f == t)
+        return f"edge {bad} is a self-loop"
+    if not nx.is_connected(ug):
+        comps = sorted(nx.connected_components(ug), key=len, reverse=True)
+        cut = set().union(*comps[1:])
+        return f"network is disconnected: {what}s {_fmt(cut)} are not connected to the rest"
+    if g.number_of_edges() != g.number_of_nodes() - 1:
+        cyc = nx.find_cycle(ug)
+        return f"network is not radial: cycle through {what}s {_fmt({u for u, _ in cyc})}"
+    return None
+
+
+def arborescence_problem(nodes: Sequence[int], edges: Sequence[Edge], root: int, what: str = "node") -> str | None:
+    """Reason why the directed network is not a tree whose edges all point away from ``root``."""
+    g = digraph(nodes, edges)
+    unreached = set(g.nodes) - {root} - set(nx.descendants(g, root))
+    if unreached:
+        return f"{what}s {_fmt(unreached)} cannot be reached from source {what} {root} along the pipe directions"
+    multi = [n for n in g.nodes if g.in_degree(n) > 1]
+    if multi:
+        return f"{what}s {_fmt(multi)} are fed by more than one pipe (not a tree rooted at {root})"
+    if g.in_degree(root) != 0:
+        return f"source {what} {root} has an incoming pipe"
+    return None
+
+
+def sending_leaf_problem(node: int, edges: Sequence[Edge]) -> str | None:
+    """Reason why ``node`` is not a leaf that only sends (exactly one edge, starting at the node)."""
+    touching = [(k, f, t) for k, f, t in edges if node in (f, t)]
+    if len(touching) != 1:
+        return f"must be a leaf of the heat network (has {len(touching)} pipes)"
+    k, f, _ = touching[0]
+    if f != node:
+        return f"must only send supply water, but pipe {k} ends at it"
+    return None
