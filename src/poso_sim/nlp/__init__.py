@@ -1,1 +1,18 @@
-"""poso_sim.nlp"""
+"""poso_sim.nlp: compile any Pyomo NLP into sparse numeric callbacks with exact derivatives (CasADi SX).
+
+Public API: :func:`compile_nlp`, :class:`CompiledNLP`, :class:`NLPCompileError`, :class:`UnsupportedExpressionError`.
+See docs/nlp.md.
+"""
+
+from poso_sim.nlp.compiled import DEFAULT_EXPRESSIONS, FINGERPRINT_VERSION, CompiledNLP, compile_nlp
+from poso_sim.nlp.walker import SUPPORTED_NODE_TYPES, NLPCompileError, UnsupportedExpressionError
+
+__all__ = [
+    "CompiledNLP",
+    "compile_nlp",
+    "NLPCompileError",
+    "UnsupportedExpressionError",
+    "DEFAULT_EXPRESSIONS",
+    "FINGERPRINT_VERSION",
+    "SUPPORTED_NODE_TYPES",
+]

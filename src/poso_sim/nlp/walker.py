@@ -1,0 +1,313 @@
+"""Translate Pyomo expression trees into CasADi SX expressions.
+
+Two entry points are used by :mod:`poso_sim.nlp.compiled`:
+
+* :meth:`SXConverter.to_sx` turns any supported Pyomo numeric expression into one SX scalar.
+* :meth:`SXConverter.split` walks the *top-level additive structure* of an expression (sums, negations,
+  products/divisions by constants, named expressions) and returns its constant, its linear part as
+  ``(column, coefficient)`` pairs and the list of remaining nonlinear SX terms.  Linear parts are later
+  assembled in one sparse matrix product, which keeps per-term Python overhead tiny.
+
+Dispatch is on the exact Python class of each node, resolved once per class through its MRO and cached, so a
+node costs one dictionary lookup plus the CasADi operation it represents.
+
+Fixed variables are replaced by their current value (a constant); mutable Params and every non-potentially-
+variable sub-expression (Pyomo's ``NPV_*`` classes) are evaluated once, at compile time.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import casadi as ca
+from pyomo.core.base.expression import NamedExpressionData
+from pyomo.core.base.param import ParamData
+from pyomo.core.base.var import VarData
+from pyomo.core.expr import numeric_expr as ne
+from pyomo.core.expr import relational_expr as re_
+from pyomo.core.expr.base import NPV_Mixin
+from pyomo.core.expr.numvalue import native_numeric_types, value
+
+from poso_sim.errors import PosoError
+
+
+class NLPCompileError(PosoError):
+    """The Pyomo model cannot be compiled (message names the component at fault)."""
+
+
+class UnsupportedExpressionError(NLPCompileError):
+    """An expression node type has no CasADi translation (message names the node type and the row)."""
+
+
+# Kinds of nodes, used by the dispatcher.
+_CONST, _VAR, _NAMED, _SUM, _MONO, _PROD, _DIV, _POW, _NEG, _UNARY, _ABS, _IF, _MAX, _MIN, _REL = range(15)
+
+_KIND_BY_CLASS: dict[type, int] = {
+    ne.SumExpression: _SUM,  # LinearExpression is a subclass
+    ne.MonomialTermExpression: _MONO,  # must win over ProductExpression (its base class)
+    ne.ProductExpression: _PROD,
+    ne.DivisionExpression: _DIV,
+    ne.PowExpression: _POW,
+    ne.NegationExpression: _NEG,
+    ne.AbsExpression: _ABS,  # subclass of UnaryFunctionExpression: must be listed first in MRO order
+    ne.UnaryFunctionExpression: _UNARY,
+    ne.Expr_ifExpression: _IF,
+    ne.MaxExpression: _MAX,
+    ne.MinExpression: _MIN,
+    re_.InequalityExpression: _REL,
+    re_.EqualityExpression: _REL,
+}
+
+_UNARY_FUNCS: dict[str, Callable[[Any], Any]] = {
+    "exp": ca.exp,
+    "log": ca.log,
+    "log10": ca.log10,
+    "sqrt": ca.sqrt,
+    "sin": ca.sin,
+    "cos": ca.cos,
+    "tan": ca.tan,
+    "asin": ca.asin,
+    "acos": ca.acos,
+    "atan": ca.atan,
+    "sinh": ca.sinh,
+    "cosh": ca.cosh,
+    "tanh": ca.tanh,
+    "asinh": ca.asinh,
+    "acosh": ca.acosh,
+    "atanh": ca.atanh,
+    "abs": ca.fabs,
+}
+
+SUPPORTED_NODE_TYPES = (
+    "numeric constants, immutable/mutable Param, NPV_* (constant) expressions",
+    "Var (fixed Var -> its value)",
+    "named Expression components (translated once, shared)",
+    "SumExpression, LinearExpression, MonomialTermExpression, ProductExpression, DivisionExpression",
+    "PowExpression, NegationExpression, AbsExpression",
+    "UnaryFunctionExpression: " + ", ".join(sorted(_UNARY_FUNCS)),
+    "Expr_if (with <=, <, == conditions), MaxExpression, MinExpression",
+)
+
+
+def _kind_of(cls: type) -> int | None:
+    if cls in native_numeric_types:
+        return _CONST
+    if issubclass(cls, NPV_Mixin) or issubclass(cls, ParamData):
+        return _CONST
+    if issubclass(cls, VarData):
+        return _VAR
+    if issubclass(cls, NamedExpressionData):
+        return _NAMED
+    for base in cls.__mro__:
+        kind = _KIND_BY_CLASS.get(base)
+        if kind is not None:
+            return kind
+    # Anything else that Pyomo says is constant can still be evaluated.
+    try:
+        if not cls.is_potentially_variable(None):  # type: ignore[attr-defined]
+            return _CONST
+    except Exception:  # noqa: BLE001 - classification only
+        pass
+    return None
+
+
+class SXConverter:
+    """Pyomo -> CasADi SX translator bound to one variable vector.
+
+    ``xs`` is the list of scalar SX elements of the decision vector and ``index`` maps ``id(VarData)`` to the
+    position of that (unfixed) variable in it.
+    """
+
+    def __init__(self, xs: list, index: dict[int, int]):
+        self.xs = xs
+        self.index = index
+        self.context = "<expression>"
+        self._kinds: dict[type, int | None] = {}
+        self._named: dict[int, Any] = {}
+
+    # -- helpers -------------------------------------------------------------------------------------------------
+    def _kind(self, node: Any) -> int:
+        cls = node.__class__
+        try:
+            kind = self._kinds[cls]
+        except KeyError:
+            kind = self._kinds[cls] = _kind_of(cls)
+        if kind is None:
+            raise UnsupportedExpressionError(
+                f"unsupported Pyomo expression node {cls.__name__} in {self.context}"
+            )
+        return kind
+
+    def _const(self, node: Any) -> float:
+        if node.__class__ in native_numeric_types:
+            return float(node)
+        v = value(node, exception=False)
+        if v is None:
+            raise NLPCompileError(f"{self.context}: constant sub-expression {node} has no value")
+        return float(v)
+
+    def _var_col(self, v: Any) -> int | None:
+        """Column of an unfixed variable, or None when it is fixed."""
+        if v.fixed:
+            return None
+        try:
+            return self.index[id(v)]
+        except KeyError:
+            raise NLPCompileError(
+                f"{self.context} uses variable {v.name}, which is not an active variable of the model"
+            ) from None
+
+    def _fixed_value(self, v: Any) -> float:
+        if v.value is None:
+            raise NLPCompileError(f"{self.context} uses fixed variable {v.name}, which has no value")
+        return float(v.value)
+
+    # -- full translation ----------------------------------------------------------------------------------------
+    def to_sx(self, node: Any) -> Any:
+        """Translate one node (recursively) into an SX scalar or a Python float."""
+        kind = self._kind(node)
+        if kind == _CONST:
+            return self._const(node)
+        if kind == _VAR:
+            col = self._var_col(node)
+            return self._fixed_value(node) if col is None else self.xs[col]
+        if kind == _SUM:
+            args = node.args
+            acc = self.to_sx(args[0])
+            for a in args[1:]:
+                acc = acc + self.to_sx(a)
+            return acc
+        if kind == _MONO:
+            c, v = node.args
+            return self._const(c) * self.to_sx(v)
+        if kind == _PROD:
+            a, b = node.args
+            return self.to_sx(a) * self.to_sx(b)
+        if kind == _DIV:
+            a, b = node.args
+            return self.to_sx(a) / self.to_sx(b)
+        if kind == _POW:
+            a, b = node.args
+            base = self.to_sx(a)
+            if self._kind(b) == _CONST:
+                p = self._const(b)
+                if p == 1.0:
+                    return base
+                return base**p  # SX ** constant -> CasADi constpow (sq for 2)
+            ex = self.to_sx(b)
+            if isinstance(base, float) and isinstance(ex, float):
+                return base**ex
+            return ca.power(base, ex)
+        if kind == _NEG:
+            return -self.to_sx(node.args[0])
+        if kind == _NAMED:
+            key = id(node)
+            try:
+                return self._named[key]
+            except KeyError:
+                if node.expr is None:
+                    raise NLPCompileError(f"{self.context} uses Expression {node.name}, which is empty") from None
+                out = self._named[key] = self.to_sx(node.expr)
+                return out
+        if kind == _UNARY or kind == _ABS:
+            name = node.getname()
+            fn = _UNARY_FUNCS.get(name)
+            if fn is None:
+                raise UnsupportedExpressionError(
+                    f"unsupported function {name}() ({node.__class__.__name__}) in {self.context}"
+                )
+            arg = self.to_sx(node.args[0])
+            if isinstance(arg, float):
+                return float(fn(arg))
+            return fn(arg)
+        if kind == _IF:
+            cond, a, b = (self.to_sx(t) for t in node.args)
+            return ca.if_else(cond, a, b)
+        if kind == _MAX or kind == _MIN:
+            fn = ca.fmax if kind == _MAX else ca.fmin
+            args = [self.to_sx(t) for t in node.args]
+            acc = args[0]
+            for t in args[1:]:
+                acc = fn(acc, t)
+            return acc
+        if kind == _REL:
+            a, b = (self.to_sx(t) for t in node.args)
+            if isinstance(node, re_.EqualityExpression):
+                return a == b
+            return (a < b) if node.strict else (a <= b)
+        raise UnsupportedExpressionError(  # pragma: no cover - every kind is handled above
+            f"unsupported Pyomo expression node {node.__class__.__name__} in {self.context}"
+        )
+
+    # -- additive split ------------------------------------------------------------------------------------------
+    def split(self, node: Any) -> tuple[float, list[int], list[float], list]:
+        """Split ``node`` into ``constant + sum(coef * x[col]) + sum(nonlinear)``.
+
+        Returns ``(constant, cols, coefs, nonlinear_terms)``; columns may repeat (duplicates are summed by the
+        caller).
+        """
+        cols: list[int] = []
+        coefs: list[float] = []
+        nl: list = []
+        const = self._split(node, 1.0, cols, coefs, nl)
+        return const, cols, coefs, nl
+
+    def _split(self, node: Any, c: float, cols: list, coefs: list, nl: list) -> float:
+        kind = self._kind(node)
+        if kind == _CONST:
+            return c * self._const(node)
+        if kind == _VAR:
+            col = self._var_col(node)
+            if col is None:
+                return c * self._fixed_value(node)
+            cols.append(col)
+            coefs.append(c)
+            return 0.0
+        if kind == _MONO:
+            k, v = node.args
+            k = c * self._const(k)
+            col = self._var_col(v)
+            if col is None:
+                return k * self._fixed_value(v)
+            cols.append(col)
+            coefs.append(k)
+            return 0.0
+        if kind == _SUM:
+            const = 0.0
+            for a in node.args:
+                const += self._split(a, c, cols, coefs, nl)
+            return const
+        if kind == _NEG:
+            return self._split(node.args[0], -c, cols, coefs, nl)
+        if kind == _NAMED:
+            if node.expr is None:
+                raise NLPCompileError(f"{self.context} uses Expression {node.name}, which is empty")
+            return self._split(node.expr, c, cols, coefs, nl)
+        if kind == _PROD:
+            a, b = node.args
+            if self._kind(a) == _CONST:
+                return self._split(b, c * self._const(a), cols, coefs, nl)
+            if self._kind(b) == _CONST:
+                return self._split(a, c * self._const(b), cols, coefs, nl)
+        elif kind == _DIV:
+            a, b = node.args
+            if self._kind(b) == _CONST:
+                d = self._const(b)
+                if d != 0.0:
+                    return self._split(a, c / d, cols, coefs, nl)
+        term = self.to_sx(node)
+        if isinstance(term, float):
+            return c * term
+        nl.append(term if c == 1.0 else c * term)
+        return 0.0
+
+
+def finite_or_inf(v: Any, default: float) -> float:
+    """Pyomo bound value (None for none) -> float with +-inf for none."""
+    if v is None:
+        return default
+    f = float(v)
+    if math.isnan(f):
+        return default
+    return f
