@@ -32,6 +32,12 @@ def digraph(nodes: Iterable[int], edges: Iterable[Edge]) -> nx.MultiDiGraph:
     return g
 
 
+def _plural(what: str, n: int) -> str:
+    if n == 1:
+        return what
+    return what + ("es" if what.endswith("s") else "s")
+
+
 def _fmt(ids: Iterable[int], limit: int = 8) -> str:
     ids = sorted(ids)
     s = ", ".join(str(i) for i in ids[:limit])
@@ -52,10 +58,11 @@ def tree_problem(nodes: Sequence[int], edges: Sequence[Edge], what: str = "node"
     if not nx.is_connected(ug):
         comps = sorted(nx.connected_components(ug), key=len, reverse=True)
         cut = set().union(*comps[1:])
-        return f"network is disconnected: {what}s {_fmt(cut)} are not connected to the rest"
+        verb = "is" if len(cut) == 1 else "are"
+        return f"network is disconnected: {_plural(what, len(cut))} {_fmt(cut)} {verb} not connected to the rest"
     if g.number_of_edges() != g.number_of_nodes() - 1:
         cyc = nx.find_cycle(ug)
-        return f"network is not radial: cycle through {what}s {_fmt({u for u, _ in cyc})}"
+        return f"network is not radial: cycle through {_plural(what, 2)} {_fmt({u for u, _ in cyc})}"
     return None
 
 
@@ -64,10 +71,10 @@ def arborescence_problem(nodes: Sequence[int], edges: Sequence[Edge], root: int,
     g = digraph(nodes, edges)
     unreached = set(g.nodes) - {root} - set(nx.descendants(g, root))
     if unreached:
-        return f"{what}s {_fmt(unreached)} cannot be reached from source {what} {root} along the pipe directions"
+        return f"{_plural(what, len(unreached))} {_fmt(unreached)} cannot be reached from source {what} {root} along the pipe directions"
     multi = [n for n in g.nodes if g.in_degree(n) > 1]
     if multi:
-        return f"{what}s {_fmt(multi)} are fed by more than one pipe (not a tree rooted at {root})"
+        return f"{_plural(what, len(multi))} {_fmt(multi)} {'is' if len(multi) == 1 else 'are'} fed by more than one pipe (not a tree rooted at {root})"
     if g.in_degree(root) != 0:
         return f"source {what} {root} has an incoming pipe"
     return None
