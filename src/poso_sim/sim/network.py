@@ -1,0 +1,599 @@
+"""Nodes, channels and the delivery engine.
+
+A `Network` owns one channel per ordered pair of nodes (created lazily on first use). ``send`` never blocks: it
+applies the send-time faults, draws a latency, and pushes the message on the network's own heap of pending
+deliveries. The heap is tied to the event loop by a single timer for its earliest entry; on a
+`~poso_sim.sim.clock.VirtualTimeEventLoop`, when the loop has nothing else to do before the next delivery, the
+engine moves the clock itself and keeps delivering without a loop iteration per message.
+
+Fault composition order (fixed). At send time ``t``:
+
+1. sender crashed at ``t`` -> drop ``crash:<src>``;
+2. filters, in the order given: ``ignore`` -> drop ``filter:<name>``; ``error`` -> payload replaced (the delivery
+   record carries ``reason="filter:<name>"``), later filters see the replaced payload;
+3. partitions cutting the link at ``t`` -> drop ``partition:<name>``;
+4. losses, in order -> drop ``loss:<name>`` (one draw per active loss fault);
+5. latency drawn from the model; then delay spikes, then reorder hold-backs are added;
+6. duplicates: each active duplicate fault may add a copy with its own latency draw (``reason="duplicate"``).
+
+At delivery time ``t'``: receiver crashed -> drop ``crash:<dst>``; a partition cutting the link at ``t'`` -> drop
+``partition:<name>``; otherwise the message goes to the node's handler, or to its inbox if it has none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from heapq import heappop, heappush
+from typing import Any
+
+from poso_sim.errors import ConfigError
+from poso_sim.sim.clock import VirtualTimeEventLoop
+from poso_sim.sim.faults import Crash, DelaySpike, Duplicate, Fault, Filter, Loss, Partition, Reorder
+from poso_sim.sim.latency import LatencyModel, RegionTable, as_latency
+from poso_sim.sim.rng import Stream
+from poso_sim.sim.trace import Trace
+
+__all__ = ["Inbox", "Message", "Network", "Node"]
+
+INF = math.inf
+
+
+class Message:
+    """A message in flight or delivered. ``payload`` is the object given to ``send`` (never copied)."""
+
+    __slots__ = ("msg_id", "channel", "payload", "kind", "size", "sent_at", "note", "summary")
+
+    def __init__(
+        self, msg_id: int, channel: _Channel, payload: Any, kind: str, size: int, sent_at: float,
+        note: str | None, summary: str | None,
+    ) -> None:
+        self.msg_id = msg_id
+        self.channel = channel
+        self.payload = payload
+        self.kind = kind
+        self.size = size
+        self.sent_at = sent_at
+        self.note = note
+        self.summary = summary
+
+    @property
+    def src(self) -> str:
+        return self.channel.src
+
+    @property
+    def dst(self) -> str:
+        return self.channel.dst
+
+    @property
+    def duplicate(self) -> bool:
+        return self.note is not None and "duplicate" in self.note
+
+    def __repr__(self) -> str:
+        return f"Message(id={self.msg_id}, {self.src}->{self.dst}, kind={self.kind!r}, sent_at={self.sent_at!r})"
+
+
+class Inbox:
+    """FIFO of delivered messages with an awaitable `get` (cheaper than `asyncio.Queue`)."""
+
+    __slots__ = ("_items", "_waiters")
+
+    def __init__(self) -> None:
+        self._items: deque[Message] = deque()
+        self._waiters: deque[asyncio.Future[Message]] = deque()
+
+    def put(self, msg: Message) -> None:
+        waiters = self._waiters
+        while waiters:
+            fut = waiters.popleft()
+            if not fut.done():
+                fut.set_result(msg)
+                return
+        self._items.append(msg)
+
+    def get_nowait(self) -> Message:
+        if not self._items:
+            raise asyncio.QueueEmpty
+        return self._items.popleft()
+
+    async def get(self) -> Message:
+        if self._items:
+            return self._items.popleft()
+        fut: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():  # delivered while being cancelled: keep the message
+                self._items.appendleft(fut.result())
+            raise
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __bool__(self) -> bool:
+        return bool(self._items)
+
+
+class _Channel:
+    __slots__ = (
+        "src", "dst", "dst_node", "latency", "lat_rng", "plain", "filters", "cuts", "losses", "spikes", "reorders",
+        "dups",
+    )
+
+
+class Node:
+    """A named endpoint. Create through `Network.node`."""
+
+    __slots__ = ("name", "network", "_out", "_handler", "inbox", "_down", "_on_crash", "_on_recover")
+
+    def __init__(self, name: str, network: Network) -> None:
+        self.name = name
+        self.network = network
+        self._out: dict[str, _Channel] = {}
+        self._handler: Callable[[Message], Any] | None = None
+        self.inbox = Inbox()
+        self._down: tuple[tuple[float, float, str], ...] = ()
+        self._on_crash: list[Callable[[], Any]] = []
+        self._on_recover: list[Callable[[], Any]] = []
+
+    # messaging ----------------------------------------------------------------------------------------------
+    def send(
+        self, dst: str, payload: Any = None, *, kind: str = "msg", size: int = 0, summary: str | None = None
+    ) -> int:
+        """Send ``payload`` to ``dst`` (never blocks). Returns the message id."""
+        return self.network._send(self, dst, payload, kind, size, summary)
+
+    def broadcast(
+        self, payload: Any = None, *, kind: str = "msg", size: int = 0, summary: str | None = None,
+        include_self: bool = False,
+    ) -> list[int]:
+        """Send to every node (in the network's node order)."""
+        return self.network.broadcast(
+            self.name, payload, kind=kind, size=size, summary=summary, include_self=include_self
+        )
+
+    def on_message(self, handler: Callable[[Message], Any] | None) -> Callable[[Message], Any] | None:
+        """Deliver messages to ``handler(msg)`` (synchronously, in virtual time) instead of the inbox.
+        Usable as a decorator; ``None`` restores inbox delivery."""
+        self._handler = handler
+        return handler
+
+    async def recv(self, timeout: float | None = None) -> Message:
+        """Next message of the inbox; with ``timeout`` raises `TimeoutError` after that many virtual seconds."""
+        if timeout is None:
+            return await self.inbox.get()
+        return await asyncio.wait_for(self.inbox.get(), timeout)
+
+    # timers and events --------------------------------------------------------------------------------------
+    def set_timer(self, delay: float, callback: Callable[..., Any], *args: Any, name: str = "timer") -> asyncio.TimerHandle:
+        """Call ``callback(*args)`` after ``delay`` virtual seconds, recorded as a ``timer`` event. The call is
+        skipped (recorded with ``reason="crash:<node>"``) if the node is crashed by then."""
+        if not (isinstance(delay, (int, float)) and delay >= 0):
+            raise ConfigError(f"set_timer.delay: must be a number >= 0, got {delay!r}")
+        loop = self.network._loop or self.network._bind()
+        return loop.call_at(loop.time() + delay, self.network._fire_timer, self, name, callback, args)
+
+    async def sleep(self, delay: float, name: str = "sleep") -> None:
+        """``asyncio.sleep`` recorded as a ``timer`` event when it ends."""
+        await asyncio.sleep(delay)
+        net = self.network
+        if net._tr_timer:
+            net.trace.record(net.now, "timer", self.name, None, name)
+
+    def record(self, name: str, data: Any = None) -> None:
+        """Record a user event attributed to this node."""
+        self.network.record(name, data, node=self.name)
+
+    # crash state --------------------------------------------------------------------------------------------
+    @property
+    def crashed(self) -> bool:
+        """Whether the node is crashed now."""
+        return bool(self._down) and self.network._is_down(self, self.network.now)
+
+    def on_crash(self, fn: Callable[[], Any]) -> Callable[[], Any]:
+        self._on_crash.append(fn)
+        return fn
+
+    def on_recover(self, fn: Callable[[], Any]) -> Callable[[], Any]:
+        self._on_recover.append(fn)
+        return fn
+
+    def __repr__(self) -> str:
+        return f"Node({self.name!r})"
+
+
+class Network:
+    """Named nodes, one lazily created channel per ordered pair, latency, faults and a trace.
+
+    The network binds to the running event loop on first use; it is meant for a
+    `~poso_sim.sim.clock.VirtualTimeEventLoop` (any asyncio loop works, in real time and without the fast path).
+    """
+
+    def __init__(
+        self,
+        nodes: Sequence[str],
+        latency: LatencyModel | float | tuple[float, float] = 0.0,
+        seed: int = 0,
+        faults: Iterable[Fault] = (),
+        trace: Trace | None = None,
+    ) -> None:
+        if isinstance(nodes, str) or not isinstance(nodes, Iterable):
+            raise ConfigError(f"nodes: expected a list of node names, got {nodes!r}")
+        names = list(nodes)
+        if not names:
+            raise ConfigError("nodes: a network needs at least one node")
+        self._nodes: dict[str, Node] = {}
+        for i, n in enumerate(names):
+            if not isinstance(n, str) or not n:
+                raise ConfigError(f"nodes[{i}]: node names must be non-empty strings, got {n!r}")
+            if n in self._nodes:
+                raise ConfigError(f"nodes[{i}]: duplicate node name {n!r}")
+            self._nodes[n] = Node(n, self)
+        self.names: tuple[str, ...] = tuple(names)
+        self.latency = as_latency(latency, "latency")
+        if isinstance(self.latency, RegionTable):
+            for n in names:
+                if n not in self.latency.regions:
+                    raise ConfigError(f"latency.regions: node {n!r} has no region")
+            for n in self.latency.regions:
+                if n not in self._nodes:
+                    raise ConfigError(f"latency.regions: unknown node {n!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ConfigError(f"seed: must be an integer, got {seed!r}")
+        self.seed = seed
+        self.trace = trace if trace is not None else Trace()
+        if not isinstance(self.trace, Trace):
+            raise ConfigError(f"trace: expected a Trace, got {trace!r}")
+        self.faults: list[Fault] = self._check_faults(faults)
+        self._partitions = [f for f in self.faults if isinstance(f, Partition)]
+        for node in self._nodes.values():
+            node._down = tuple(
+                sorted((f.window[0], f.window[1], f.name) for f in self.faults if isinstance(f, Crash) and f.node == node.name)  # type: ignore[misc]
+            )
+        tr = self.trace.events
+        self._tr_send = "send" in tr
+        self._tr_deliver = "deliver" in tr
+        self._tr_drop = "drop" in tr
+        self._tr_timer = "timer" in tr
+        self._tr_fault = "fault" in tr
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._virtual = False
+        self._heap: list[tuple[float, int, Message]] = []
+        self._hseq = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_when = INF
+        self._idle_waiters: list[asyncio.Future[None]] = []
+        self._next_id = 0
+        self.sent = 0
+        self.delivered = 0
+        self.dropped = 0
+        self.duplicated = 0
+        self.drops: dict[str, int] = {}
+
+    # configuration checks -----------------------------------------------------------------------------------
+    def _check_faults(self, faults: Iterable[Fault]) -> list[Fault]:
+        if isinstance(faults, Fault):
+            faults = [faults]
+        out = list(faults)
+        seen: dict[str, int] = {}
+        for i, f in enumerate(out):
+            if not isinstance(f, Fault):
+                raise ConfigError(f"faults[{i}]: expected a Fault (Loss, Partition, ...), got {f!r}")
+            if f.name is None:
+                f.name = f"{f.kind}{i}"
+            if f.name in seen:
+                raise ConfigError(f"faults[{i}].name: {f.name!r} is already used by faults[{seen[f.name]}]")
+            seen[f.name] = i
+            for field, n in f.nodes():
+                if n not in self._nodes:
+                    raise ConfigError(f"faults[{i}].{field}: unknown node {n!r}")
+        index = {id(f): i for i, f in enumerate(out)}
+        crashes = [f for f in out if isinstance(f, Crash)]
+        for a in range(len(crashes)):
+            for b in range(a + 1, len(crashes)):
+                fa, fb = crashes[a], crashes[b]
+                if fa.node == fb.node and fa.window[0] < fb.window[1] and fb.window[0] < fa.window[1]:
+                    raise ConfigError(
+                        f"faults[{index[id(fb)]}]: crash window of node {fa.node!r} overlaps faults[{index[id(fa)]}]"
+                    )
+        parts = [f for f in out if isinstance(f, Partition)]
+        for a in range(len(parts)):
+            for b in range(len(parts)):
+                pa, pb = parts[a], parts[b]
+                if a == b or not (pa.t0 < pb.t1 and pb.t0 < pa.t1):
+                    continue
+                for g in pa.groups:
+                    sides = sorted({pb.group_of(n) for n in g} - {-1})
+                    if len(sides) > 1:
+                        together = sorted(n for n in g if pb.group_of(n) != -1)
+                        raise ConfigError(
+                            f"faults[{index[id(pb)]}].groups: contradicts overlapping faults[{index[id(pa)]}], which "
+                            f"keeps {together} together while this one separates them"
+                        )
+        return out
+
+    # nodes --------------------------------------------------------------------------------------------------
+    def node(self, name: str) -> Node:
+        """The node called ``name``."""
+        try:
+            return self._nodes[name]
+        except (KeyError, TypeError):
+            raise ConfigError(f"node: unknown node {name!r}") from None
+
+    @property
+    def nodes(self) -> list[Node]:
+        return list(self._nodes.values())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._nodes
+
+    @property
+    def now(self) -> float:
+        """Current (virtual) time of the bound loop."""
+        loop = self._loop or self._bind()
+        return loop.time()
+
+    # binding to the loop ------------------------------------------------------------------------------------
+    def _bind(self) -> asyncio.AbstractEventLoop:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError("Network must be used inside a running event loop (see poso_sim.sim.run)") from None
+        self._loop = loop
+        self._virtual = isinstance(loop, VirtualTimeEventLoop)
+        now = loop.time()
+        for node in self._nodes.values():
+            for t0, t1, name in node._down:
+                loop.call_at(max(t0, now), self._transition, node, "crash", name)
+                if t1 < INF:
+                    loop.call_at(max(t1, now), self._transition, node, "recover", name)
+        for p in self._partitions:
+            loop.call_at(max(p.t0, now), self._partition_event, p, "partition")
+            if p.t1 < INF:
+                loop.call_at(max(p.t1, now), self._partition_event, p, "heal")
+        return loop
+
+    def _transition(self, node: Node, what: str, name: str) -> None:
+        if self._tr_fault:
+            self.trace.record(self._loop.time(), "fault", node.name, None, what, None, None, name)  # type: ignore[union-attr]
+        if what == "crash":
+            node.inbox.clear()
+            for fn in node._on_crash:
+                fn()
+        else:
+            for fn in node._on_recover:
+                fn()
+
+    def _partition_event(self, p: Partition, what: str) -> None:
+        if self._tr_fault:
+            groups = [sorted(g) for g in p.groups]
+            self.trace.record(self._loop.time(), "fault", None, None, what, None, None, p.name, groups)  # type: ignore[union-attr]
+
+    @staticmethod
+    def _is_down(node: Node, t: float) -> bool:
+        for t0, t1, _ in node._down:
+            if t0 <= t < t1:
+                return True
+        return False
+
+    # channels -----------------------------------------------------------------------------------------------
+    def _channel(self, node: Node, dst: str) -> _Channel:
+        dst_node = self._nodes.get(dst) if isinstance(dst, str) else None
+        if dst_node is None:
+            raise ConfigError(f"send.dst: unknown node {dst!r} (from {node.name!r})")
+        src = node.name
+        ch = _Channel()
+        ch.src, ch.dst, ch.dst_node = src, dst, dst_node
+        ch.latency = self.latency.bind(src, dst)
+        ch.lat_rng = Stream(self.seed, "channel", src, dst, "latency")
+        ch.filters, ch.losses, ch.spikes, ch.reorders, ch.dups = [], [], [], [], []
+        ch.cuts = tuple((p.t0, p.t1, "partition:" + p.name) for p in self._partitions if p.cuts(src, dst))
+        for f in self.faults:
+            if isinstance(f, (Partition, Crash)) or not f.applies(src, dst):
+                continue
+            w0, w1 = f.window
+            if isinstance(f, Filter):
+                ch.filters.append((w0, w1, f.match, f.action == "error", f.replace, "filter:" + f.name))
+                continue
+            rng = Stream(self.seed, "channel", src, dst, f.name)
+            if isinstance(f, Loss):
+                ch.losses.append((w0, w1, f.p, rng, "loss:" + f.name))
+            elif isinstance(f, DelaySpike):
+                ch.spikes.append((w0, w1, f.p, rng, f.extra))
+            elif isinstance(f, Reorder):
+                ch.reorders.append((w0, w1, f.p, rng, f.extra_delay))
+            elif isinstance(f, Duplicate):
+                ch.dups.append((w0, w1, f.p, rng))
+        ch.plain = not (ch.filters or ch.cuts or ch.losses or ch.spikes or ch.reorders or ch.dups)
+        node._out[dst] = ch
+        return ch
+
+    # the hot path -------------------------------------------------------------------------------------------
+    def _send(self, node: Node, dst: str, payload: Any, kind: str, size: int, summary: str | None) -> int:
+        loop = self._loop or self._bind()
+        now = loop.time()
+        ch = node._out.get(dst)
+        if ch is None:
+            ch = self._channel(node, dst)
+        msg_id = self._next_id
+        self._next_id = msg_id + 1
+        self.sent += 1
+        if self._tr_send:
+            rows = self.trace._rows
+            rows.append((len(rows), now, "send", node.name, dst, kind, msg_id, size, None, summary))
+        if node._down and self._is_down(node, now):
+            self._drop(now, node.name, dst, kind, msg_id, size, "crash:" + node.name)
+            return msg_id
+        note = None
+        if ch.plain:
+            when = now + ch.latency(ch.lat_rng)
+        else:
+            for w0, w1, match, is_error, replace, reason in ch.filters:
+                if w0 <= now < w1 and match(node.name, dst, payload):
+                    if not is_error:
+                        self._drop(now, node.name, dst, kind, msg_id, size, reason)
+                        return msg_id
+                    payload = replace(node.name, dst, payload)
+                    note = reason if note is None else note + "," + reason
+            for t0, t1, reason in ch.cuts:
+                if t0 <= now < t1:
+                    self._drop(now, node.name, dst, kind, msg_id, size, reason)
+                    return msg_id
+            for w0, w1, p, rng, reason in ch.losses:
+                if w0 <= now < w1 and rng.random() < p:
+                    self._drop(now, node.name, dst, kind, msg_id, size, reason)
+                    return msg_id
+            delay = ch.latency(ch.lat_rng)
+            for w0, w1, p, rng, extra in ch.spikes:
+                if w0 <= now < w1 and (p >= 1.0 or rng.random() < p):
+                    delay += extra
+            for w0, w1, p, rng, extra in ch.reorders:
+                if w0 <= now < w1 and rng.random() < p:
+                    delay += extra * rng.random()
+            when = now + delay
+            for w0, w1, p, rng in ch.dups:
+                if w0 <= now < w1 and rng.random() < p:
+                    self.duplicated += 1
+                    copy_note = "duplicate" if note is None else note + ",duplicate"
+                    copy = Message(msg_id, ch, payload, kind, size, now, copy_note, summary)
+                    self._push(now + ch.latency(ch.lat_rng), copy)
+        self._push(when, Message(msg_id, ch, payload, kind, size, now, note, summary))
+        return msg_id
+
+    def _push(self, when: float, msg: Message) -> None:
+        seq = self._hseq
+        self._hseq = seq + 1
+        heappush(self._heap, (when, seq, msg))
+        if when < self._timer_when:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self._loop.call_at(when, self._drain)  # type: ignore[union-attr]
+            self._timer_when = when
+
+    def _drop(self, t: float, src: str, dst: str, kind: str, msg_id: int, size: int, reason: str) -> None:
+        self.dropped += 1
+        drops = self.drops
+        drops[reason] = drops.get(reason, 0) + 1
+        if self._tr_drop:
+            rows = self.trace._rows
+            rows.append((len(rows), t, "drop", src, dst, kind, msg_id, size, reason, None))
+
+    def _drain(self) -> None:
+        self._timer = None
+        self._timer_when = -INF  # while draining, _push must not arm timers: the finally clause does
+        heap = self._heap
+        loop = self._loop
+        try:
+            if self._virtual:
+                self._drain_virtual(loop, heap)  # type: ignore[arg-type]
+            else:
+                now = loop.time()  # type: ignore[union-attr]
+                while heap and heap[0][0] <= now:
+                    self._deliver(heappop(heap)[2], now)
+        finally:
+            self._timer_when = INF
+            if heap:
+                when = heap[0][0]
+                self._timer = loop.call_at(when, self._drain)  # type: ignore[union-attr]
+                self._timer_when = when
+            elif self._idle_waiters:
+                waiters, self._idle_waiters = self._idle_waiters, []
+                for fut in waiters:
+                    if not fut.done():
+                        fut.set_result(None)
+
+    def _drain_virtual(self, loop: VirtualTimeEventLoop, heap: list[tuple[float, int, Message]]) -> None:
+        deliver = self._deliver
+        ready = loop._ready  # type: ignore[attr-defined]
+        scheduled = loop._scheduled  # type: ignore[attr-defined]
+        while heap:
+            when = heap[0][0]
+            now = loop._now
+            if when > now:
+                # Jump ahead only if the loop has nothing to do before `when`.
+                if ready or loop._stopping or (scheduled and scheduled[0]._when <= when):  # type: ignore[attr-defined]
+                    return
+                loop._now = now = when
+            deliver(heappop(heap)[2], now)
+
+    def _deliver(self, msg: Message, now: float) -> None:
+        ch = msg.channel
+        node = ch.dst_node
+        if node._down and self._is_down(node, now):
+            self._drop(now, ch.src, ch.dst, msg.kind, msg.msg_id, msg.size, "crash:" + ch.dst)
+            return
+        for t0, t1, reason in ch.cuts:
+            if t0 <= now < t1:
+                self._drop(now, ch.src, ch.dst, msg.kind, msg.msg_id, msg.size, reason)
+                return
+        self.delivered += 1
+        if self._tr_deliver:
+            rows = self.trace._rows
+            rows.append((len(rows), now, "deliver", ch.src, ch.dst, msg.kind, msg.msg_id, msg.size, msg.note, msg.summary))
+        handler = node._handler
+        if handler is not None:
+            handler(msg)
+        else:
+            node.inbox.put(msg)
+
+    def _fire_timer(self, node: Node, name: str, callback: Callable[..., Any], args: tuple) -> None:
+        now = self._loop.time()  # type: ignore[union-attr]
+        down = bool(node._down) and self._is_down(node, now)
+        if self._tr_timer:
+            self.trace.record(now, "timer", node.name, None, name, None, None, ("crash:" + node.name) if down else None)
+        if not down:
+            callback(*args)
+
+    # public helpers -----------------------------------------------------------------------------------------
+    def send(self, src: str, dst: str, payload: Any = None, *, kind: str = "msg", size: int = 0,
+             summary: str | None = None) -> int:
+        return self._send(self.node(src), dst, payload, kind, size, summary)
+
+    def broadcast(
+        self, src: str, payload: Any = None, *, kind: str = "msg", size: int = 0, summary: str | None = None,
+        include_self: bool = False,
+    ) -> list[int]:
+        """Send ``payload`` from ``src`` to every node in node order (one message id per destination)."""
+        node = self.node(src)
+        return [
+            self._send(node, dst, payload, kind, size, summary)
+            for dst in self.names
+            if include_self or dst != src
+        ]
+
+    def record(self, name: str, data: Any = None, node: str | None = None) -> None:
+        """Record a user event (``data`` must be JSON-encodable for export)."""
+        self.trace.record(self.now, "user", node, None, name, None, None, None, data)
+
+    def call_later(self, delay: float, callback: Callable[..., Any], *args: Any, node: str,
+                   name: str = "timer") -> asyncio.TimerHandle:
+        """`Node.set_timer` on node ``node``."""
+        return self.node(node).set_timer(delay, callback, *args, name=name)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._heap)
+
+    async def idle(self) -> None:
+        """Wait until no message is in flight."""
+        if not self._heap:
+            return
+        fut = (self._loop or self._bind()).create_future()
+        self._idle_waiters.append(fut)
+        await fut
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "sent": self.sent,
+            "delivered": self.delivered,
+            "dropped": self.dropped,
+            "duplicated": self.duplicated,
+            "in_flight": len(self._heap),
+            "drops": dict(sorted(self.drops.items())),
+        }

@@ -1,0 +1,124 @@
+"""The simulation trace: one record per send, delivery, drop, timer, fault transition and user event.
+
+Records are stored as tuples (cheap) and exported as dicts with the keys of `FIELDS`:
+
+* ``seq``: 0, 1, 2, ... in recording order; ``t``: virtual time in seconds (float);
+* ``ev``: ``"send" | "deliver" | "drop" | "timer" | "fault" | "user"``;
+* ``src``, ``dst``: node names (``dst`` is ``None`` for timers and user events);
+* ``kind``: message kind, timer name, fault kind (``"crash"``/``"recover"``) or user event name;
+* ``msg_id``: message id (duplicates share the id of the original), ``size``: declared size in bytes;
+* ``reason``: why a message was dropped or altered (``"loss:<fault>"``, ``"partition:<fault>"``, ``"crash:<node>"``,
+  ``"filter:<fault>"``, ...), or ``"duplicate"`` on the delivery of a copy;
+* ``data``: JSON-encodable user data (user events) or the user's ``summary`` string of a message.
+
+Payloads are opaque and never recorded. The canonical encoding is one JSON object per line with sorted keys,
+compact separators, ASCII only, floats as ``repr``; `Trace.digest` is the SHA-256 of those lines.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from poso_sim.errors import ConfigError
+
+__all__ = ["EVENTS", "FIELDS", "Trace"]
+
+FIELDS = ("seq", "t", "ev", "src", "dst", "kind", "msg_id", "size", "reason", "data")
+EVENTS = ("send", "deliver", "drop", "timer", "fault", "user")
+_SORTED = sorted(range(len(FIELDS)), key=lambda i: FIELDS[i])
+
+
+class Trace:
+    """Collects records. ``events`` selects which kinds are kept (default: all); the others cost nothing."""
+
+    __slots__ = ("_rows", "events")
+
+    def __init__(self, events: Iterable[str] | None = None) -> None:
+        chosen = EVENTS if events is None else tuple(events)
+        for ev in chosen:
+            if ev not in EVENTS:
+                raise ConfigError(f"Trace.events: unknown event kind {ev!r} (known: {', '.join(EVENTS)})")
+        self.events = frozenset(chosen)
+        self._rows: list[tuple] = []
+
+    def wants(self, ev: str) -> bool:
+        return ev in self.events
+
+    def record(
+        self,
+        t: float,
+        ev: str,
+        src: str | None = None,
+        dst: str | None = None,
+        kind: str | None = None,
+        msg_id: int | None = None,
+        size: int | None = None,
+        reason: str | None = None,
+        data: Any = None,
+    ) -> None:
+        """Append a record (ignored if ``ev`` is not selected)."""
+        if ev not in self.events:
+            if ev not in EVENTS:
+                raise ConfigError(f"Trace.record: unknown event kind {ev!r}")
+            return
+        rows = self._rows
+        rows.append((len(rows), float(t), ev, src, dst, kind, msg_id, size, reason, data))
+
+    def user(self, t: float, name: str, data: Any = None, node: str | None = None) -> None:
+        """Record a user event."""
+        self.record(t, "user", node, None, name, None, None, None, data)
+
+    # ------------------------------------------------------------------------------------------------ access
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for row in self._rows:
+            yield dict(zip(FIELDS, row))
+
+    def records(self, ev: str | None = None) -> list[dict[str, Any]]:
+        return [r for r in self if ev is None or r["ev"] == ev]
+
+    def clear(self) -> None:
+        self._rows.clear()
+
+    # ------------------------------------------------------------------------------------------------ export
+    def lines(self) -> Iterator[str]:
+        """Canonical JSON lines (without newline)."""
+        dumps = json.JSONEncoder(
+            sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+        ).encode
+        for row in self._rows:
+            try:
+                yield dumps(dict(zip(FIELDS, row)))
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"trace record {row[0]}: data is not JSON-encodable ({exc})") from None
+
+    def to_jsonl(self, path: str | os.PathLike[str] | None = None) -> str:
+        """The canonical JSON-lines text; also written to ``path`` if given."""
+        text = "".join(line + "\n" for line in self.lines())
+        if path is not None:
+            with open(path, "w", encoding="ascii", newline="\n") as fh:
+                fh.write(text)
+        return text
+
+    def digest(self) -> str:
+        """SHA-256 (hex) over the canonical JSON lines."""
+        h = hashlib.sha256()
+        for line in self.lines():
+            h.update(line.encode("ascii"))
+            h.update(b"\n")
+        return h.hexdigest()
+
+    def to_dataframe(self) -> Any:
+        """A pandas DataFrame with one row per record and the columns of `FIELDS`."""
+        import pandas as pd
+
+        df = pd.DataFrame.from_records(self._rows, columns=list(FIELDS))
+        for col in ("msg_id", "size"):
+            df[col] = df[col].astype("Int64")
+        return df
