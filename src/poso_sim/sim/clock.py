@@ -23,7 +23,7 @@ import time as _time
 from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
-from poso_sim.errors import PosoError
+from poso_sim.errors import ConfigError, PosoError
 
 __all__ = [
     "DeadlockError",
@@ -192,13 +192,12 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
     """An asyncio event loop running in virtual time (seconds, float, starting at ``start``)."""
 
     def __init__(self, start: float = 0.0, *, guard_wall_clock: bool = True, thread_grace: float = 30.0) -> None:
-        if not isinstance(start, (int, float)) or start != start or start < 0:
-            from poso_sim.errors import ConfigError
-
-            raise ConfigError(f"start: virtual start time must be a finite number >= 0, got {start!r}")
         selector = _VirtualSelector(thread_grace)
         super().__init__(selector)
         selector._loop = self
+        if isinstance(start, bool) or not isinstance(start, (int, float)) or not (0 <= start < float("inf")):
+            self.close()
+            raise ConfigError(f"start: virtual start time must be a finite number >= 0, got {start!r}")
         self._now = float(start)
         self._guard_wall_clock = guard_wall_clock
         self._clock_resolution = 1e-9

@@ -1,0 +1,160 @@
+"""Virtual-time event loop: ordering, timeouts, speed, deadlock detection, wall-clock guard, pytest plugin."""
+
+import asyncio
+import time
+
+import pytest
+
+from poso_sim.errors import ConfigError
+from poso_sim.sim import (
+    Constant,
+    DeadlockError,
+    Network,
+    SimulationError,
+    VirtualTimeEventLoop,
+    WallClockError,
+    forbid_wall_clock,
+    run,
+)
+from poso_sim.sim.pytest_plugin import virtual_time
+
+
+def test_timers_fire_in_order_at_exact_virtual_times():
+    async def main():
+        loop = asyncio.get_running_loop()
+        fired = []
+        for delay in (3.0, 0.5, 2.25, 0.5, 1e-3, 7.0):
+            loop.call_later(delay, lambda d=delay: fired.append((d, loop.time())))
+        loop.call_at(4.0, lambda: fired.append(("at", loop.time())))
+
+        async def sleeper(d):
+            await asyncio.sleep(d)
+            fired.append((f"sleep{d}", loop.time()))
+
+        await asyncio.gather(sleeper(2.0), sleeper(6.5))
+        await asyncio.sleep(1.0)
+        return fired
+
+    fired = run(main())
+    assert fired == [
+        (1e-3, 1e-3), (0.5, 0.5), (0.5, 0.5), ("sleep2.0", 2.0), (2.25, 2.25), (3.0, 3.0), ("at", 4.0),
+        ("sleep6.5", 6.5), (7.0, 7.0),
+    ]
+
+
+def test_start_time_and_timeouts():
+    async def main():
+        loop = asyncio.get_running_loop()
+        assert loop.time() == 100.0
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(asyncio.sleep(10), timeout=2.5)
+        assert loop.time() == 102.5
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(1.0):
+                await asyncio.Event().wait()
+        return loop.time()
+
+    assert run(main(), start=100.0) == 103.5
+    with pytest.raises(ConfigError, match="start"):
+        VirtualTimeEventLoop(start=-1.0)
+
+
+def test_one_hour_protocol_costs_milliseconds():
+    """A leader broadcasts every 5.3 s for an hour; every node answers; the whole hour runs in well under 1 s."""
+
+    async def main():
+        names = [f"d{i}" for i in range(10)]
+        net = Network(names, latency=Constant(0.05), seed=1)
+        acks = []
+        for n in names[1:]:
+            node = net.node(n)
+            node.on_message(lambda m, node=node: node.send(m.src, "ack", kind="ack"))
+        net.node("d0").on_message(lambda m: acks.append(m.msg_id))
+        rounds = 0
+        loop = asyncio.get_running_loop()
+        while loop.time() < 3600.0:
+            net.node("d0").broadcast("propose", kind="propose")
+            await asyncio.sleep(5.3)
+            rounds += 1
+        return loop.time(), rounds, len(acks)
+
+    t0 = time.perf_counter()
+    end, rounds, acks = run(main())
+    wall = time.perf_counter() - t0
+    assert end >= 3600.0 and rounds == 680 and acks == 680 * 9
+    assert wall < 1.0, wall
+
+
+def test_deadlock_is_reported_with_waiting_tasks():
+    async def stuck():
+        await asyncio.Event().wait()
+
+    async def main():
+        await asyncio.gather(asyncio.ensure_future(stuck()), asyncio.sleep(2.0))
+
+    with pytest.raises(DeadlockError, match=r"deadlocked at t=2\.0.*stuck"):
+        run(main())
+
+
+def test_wall_clock_calls_are_rejected_inside_and_allowed_outside():
+    async def reads_time():
+        return time.time()
+
+    async def sleeps():
+        time.sleep(0.01)
+
+    async def reads_monotonic():
+        return time.monotonic()
+
+    for coro in (reads_time, sleeps, reads_monotonic):
+        with pytest.raises(WallClockError, match=r"time\.(time|sleep|monotonic)"):
+            run(coro())
+    assert time.time() > 0 and time.monotonic() > 0  # restored
+    assert run(reads_time(), guard_wall_clock=False) > 0
+    with forbid_wall_clock():
+        with pytest.raises(WallClockError):
+            time.time_ns()
+    time.time_ns()
+
+
+def test_unretrieved_callback_failure_becomes_simulation_error():
+    async def main():
+        asyncio.get_running_loop().call_later(1.0, lambda: 1 / 0)
+        await asyncio.sleep(2.0)
+
+    with pytest.raises(SimulationError, match="ZeroDivisionError"):
+        run(main())
+
+
+# --- pytest-asyncio integration --------------------------------------------------------------------------------
+
+
+@virtual_time
+async def test_plugin_marker_gives_virtual_time():
+    loop = asyncio.get_running_loop()
+    assert isinstance(loop, VirtualTimeEventLoop)
+    t0 = time.perf_counter()  # perf_counter is allowed (profiling)
+    await asyncio.sleep(3600)
+    assert loop.time() == 3600.0
+    assert time.perf_counter() - t0 < 0.5
+
+
+@pytest.mark.asyncio
+@pytest.mark.virtual_time
+async def test_plugin_virtual_loop_fixture(virtual_loop):
+    assert asyncio.get_running_loop() is virtual_loop
+    await asyncio.wait_for(asyncio.sleep(1.0), timeout=5.0)
+    assert virtual_loop.time() == 1.0
+
+
+@pytest.mark.asyncio
+async def test_unmarked_asyncio_tests_keep_a_real_loop():
+    assert not isinstance(asyncio.get_running_loop(), VirtualTimeEventLoop)
+
+
+def test_sim_run_fixture(sim_run):
+    async def main():
+        await asyncio.sleep(42.0)
+        return asyncio.get_running_loop().time()
+
+    assert sim_run(main()) == 42.0
