@@ -208,12 +208,13 @@ class Crash(Fault):
     kind = "crash"
 
     def __init__(self, node: str, at: float, recover_at: float | None = None, *, name: str | None = None) -> None:
-        t1 = INF if recover_at is None else recover_at
-        super().__init__(window=(at, t1), name=name)
         if not isinstance(node, str):
             raise ConfigError(f"Crash.node: must be a node name, got {node!r}")
-        if recover_at is not None and recover_at <= at:
+        at = _seconds("Crash.at", at)
+        if recover_at is not None and _seconds("Crash.recover_at", recover_at) <= at:
             raise ConfigError(f"Crash.recover_at: must be > at ({at!r}), got {recover_at!r}")
+        t1 = INF if recover_at is None else recover_at
+        super().__init__(window=(at, t1), name=name)
         self.node = node
         self.at, self.recover_at = self.window[0], recover_at
 
