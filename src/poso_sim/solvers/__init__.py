@@ -1,1 +1,36 @@
-"""poso_sim.solvers"""
+"""poso_sim.solvers: solver backends (Ipopt via cyipopt), the Solution type and file format, the solution cache.
+
+Generic API (this package's modules other than ``pipeline``/``start``):
+
+* :class:`Solution`, :func:`save_solution`, :func:`load_solution` (:mod:`.solution`)
+* :class:`SolverBackend`, :class:`RawResult`, :class:`IterInfo`, :func:`violation` (:mod:`.backend`)
+* :class:`IpoptBackend`, :class:`PyomoSolverFactoryBackend` (:mod:`.ipopt`)
+* :class:`SolutionCache`, :func:`cache_key` (:mod:`.cache`)
+"""
+
+from poso_sim.solvers.backend import IPOPT_STATUS, IterInfo, RawResult, SolverBackend, ipopt_status, violation
+from poso_sim.solvers.cache import CacheWarning, SolutionCache, cache_key, default_cache_dir
+from poso_sim.solvers.ipopt import DEFAULT_IPOPT_OPTIONS, IpoptBackend, PyomoSolverFactoryBackend, ipopt_version
+from poso_sim.solvers.solution import FORMAT_VERSION, Solution, load_solution, save_solution, solution_digest
+
+__all__ = [
+    "Solution",
+    "save_solution",
+    "load_solution",
+    "solution_digest",
+    "FORMAT_VERSION",
+    "SolverBackend",
+    "RawResult",
+    "IterInfo",
+    "violation",
+    "IPOPT_STATUS",
+    "ipopt_status",
+    "IpoptBackend",
+    "PyomoSolverFactoryBackend",
+    "DEFAULT_IPOPT_OPTIONS",
+    "ipopt_version",
+    "SolutionCache",
+    "cache_key",
+    "default_cache_dir",
+    "CacheWarning",
+]

@@ -1,0 +1,312 @@
+"""The :class:`Solution` type, its canonical digest and its versioned file format.
+
+File layout (all integers little-endian)::
+
+    offset  size  content
+    0       16    magic  b"POSO-SIM-SOL\\x00\\r\\n\\x1a"   (binary-safe, like PNG's: detects text-mode mangling)
+    16      4     uint32 format_version (currently 1)
+    20      8     uint64 header_len (bytes of the JSON header)
+    28      H     header: UTF-8 JSON object (see docs/nlp.md: magic, format_version, metadata, arrays, digest)
+    28+H    P     payload: the float64 LE arrays x, y, z_L, z_U back to back (offsets/lengths in the header)
+    end-32  32    SHA-256 of every preceding byte (magic .. payload)
+
+Reading checks, in order: file readable, magic, version (newer -> refused), trailer hash (truncation and any
+corruption), header JSON, array bounds, payload hash, and finally that the digest recomputed from the arrays equals
+the one recorded. Every failure raises :class:`poso_sim.errors.SolutionFileError` with one line naming the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+import struct
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from poso_sim.errors import SolutionFileError
+
+__all__ = [
+    "Solution",
+    "save_solution",
+    "load_solution",
+    "FORMAT_VERSION",
+    "MAGIC",
+    "DIGEST_HEADER",
+    "solution_digest",
+]
+
+MAGIC = b"POSO-SIM-SOL\x00\r\n\x1a"
+assert len(MAGIC) == 16
+FORMAT_VERSION = 1
+HEADER_MAGIC = "poso-sim/solution"
+DIGEST_HEADER = b"poso-sim/solution-digest/v1\n"
+_PREFIX = struct.Struct("<16sIQ")
+_ARRAYS = ("x", "y", "z_L", "z_U")
+_MAX_HEADER = 1 << 30
+
+
+def _f64(a: Any) -> np.ndarray:
+    arr = np.array(a, dtype=np.float64, copy=True).reshape(-1)
+    arr.setflags(write=False)
+    return arr
+
+
+def solution_digest(fingerprint: str, variant: str, x: Any, y: Any, z_L: Any, z_U: Any) -> str:
+    """SHA-256 hex of the canonical encoding of a primal-dual point (see :attr:`Solution.digest`)."""
+    h = hashlib.sha256(DIGEST_HEADER)
+    for text in (fingerprint, variant):
+        b = text.encode("utf-8")
+        h.update(struct.pack("<Q", len(b)))
+        h.update(b)
+    for a in (x, y, z_L, z_U):
+        arr = np.ascontiguousarray(a, dtype="<f8").reshape(-1)
+        h.update(struct.pack("<Q", arr.size))
+        h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True, eq=False)
+class Solution:
+    """A primal-dual point of a compiled NLP with its provenance.
+
+    Multipliers follow Ipopt's convention: ``grad f(x) + J(x)^T y - z_L + z_U = 0`` with ``z_L, z_U >= 0``, where
+    ``f`` is the minimised objective of the :class:`~poso_sim.nlp.CompiledNLP`. Arrays are float64, read-only, in
+    model order. ``x_names``/``row_names`` may be shared with the compiled NLP (not copied).
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    z_L: np.ndarray
+    z_U: np.ndarray
+    x_names: Sequence[str] = ()
+    row_names: Sequence[str] = ()
+    variant: str = ""
+    case: str = ""
+    cost: float = float("nan")
+    objective: float = float("nan")
+    status: str = "unknown"
+    iterations: int = 0
+    solve_seconds: float = 0.0
+    stages: list[dict] = field(default_factory=list)
+    fingerprint: str = ""
+    constraint_violation: float = float("nan")
+    solver: str = ""
+    cost_breakdown: dict[str, float] = field(default_factory=dict)
+    message: str = ""
+
+    def __post_init__(self) -> None:
+        for name in _ARRAYS:
+            object.__setattr__(self, name, _f64(getattr(self, name)))
+        if self.z_L.size != self.x.size or self.z_U.size != self.x.size:
+            raise ValueError(f"z_L/z_U have {self.z_L.size}/{self.z_U.size} entries, x has {self.x.size}")
+        if self.x_names and len(self.x_names) != self.x.size:
+            raise ValueError(f"{len(self.x_names)} x_names for {self.x.size} variables")
+        if self.row_names and len(self.row_names) != self.y.size:
+            raise ValueError(f"{len(self.row_names)} row_names for {self.y.size} rows")
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """SHA-256 hex over header, fingerprint, variant, x, y, z_L, z_U (float64 LE); metadata excluded."""
+        return solution_digest(self.fingerprint, self.variant, self.x, self.y, self.z_L, self.z_U)
+
+    @property
+    def n(self) -> int:
+        return int(self.x.size)
+
+    @property
+    def m(self) -> int:
+        return int(self.y.size)
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("optimal", "acceptable")
+
+    def with_multipliers(self, y: Any = None, z_L: Any = None, z_U: Any = None) -> "Solution":
+        """A copy with some multipliers replaced (the digest changes accordingly)."""
+        return dataclasses.replace(
+            self,
+            y=self.y if y is None else y,
+            z_L=self.z_L if z_L is None else z_L,
+            z_U=self.z_U if z_U is None else z_U,
+        )
+
+    def replace(self, **changes: Any) -> "Solution":
+        """``dataclasses.replace`` for convenience."""
+        return dataclasses.replace(self, **changes)
+
+    def value(self, name: str) -> float:
+        """Value of variable ``name`` (linear search unless names are a CompiledNLP's list; use sparingly)."""
+        return float(self.x[list(self.x_names).index(name)])
+
+    def __repr__(self) -> str:
+        return (
+            f"Solution(case={self.case!r}, variant={self.variant!r}, status={self.status!r}, cost={self.cost:.6g}, "
+            f"objective={self.objective:.6g}, n={self.n}, m={self.m}, iterations={self.iterations}, "
+            f"digest={self.digest[:12]}...)"
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# file format
+
+_META_FIELDS = (
+    "variant",
+    "case",
+    "cost",
+    "objective",
+    "status",
+    "iterations",
+    "solve_seconds",
+    "stages",
+    "fingerprint",
+    "constraint_violation",
+    "solver",
+    "cost_breakdown",
+    "message",
+)
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, (np.floating,)):
+        return float(v)
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, dict):
+        return {str(k): _jsonable(w) for k, w in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(w) for w in v]
+    return v
+
+
+def encode_solution(sol: Solution) -> bytes:
+    """The bytes of the solution file for ``sol``."""
+    arrays = []
+    payload = bytearray()
+    for name in _ARRAYS:
+        a = np.ascontiguousarray(getattr(sol, name), dtype="<f8")
+        arrays.append({"name": name, "dtype": "<f8", "length": int(a.size), "offset": len(payload)})
+        payload += a.tobytes()
+    header = {
+        "magic": HEADER_MAGIC,
+        "format_version": FORMAT_VERSION,
+        "digest": sol.digest,
+        "arrays": arrays,
+        "payload_bytes": len(payload),
+        "payload_sha256": hashlib.sha256(payload).hexdigest(),
+        "meta": {k: _jsonable(getattr(sol, k)) for k in _META_FIELDS},
+        "x_names": list(sol.x_names),
+        "row_names": list(sol.row_names),
+    }
+    hb = json.dumps(header, separators=(",", ":"), sort_keys=True).encode("utf-8")
+    body = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(hb)) + hb + bytes(payload)
+    return body + hashlib.sha256(body).digest()
+
+
+def decode_solution(data: bytes, where: str = "<bytes>") -> Solution:
+    """Parse solution-file bytes; ``where`` names the source in error messages."""
+
+    def fail(reason: str) -> SolutionFileError:
+        return SolutionFileError(f"{where}: {reason}")
+
+    if len(data) < _PREFIX.size:
+        if MAGIC.startswith(data[: len(MAGIC)]) and data:
+            raise fail("truncated solution file")
+        raise fail("not a poso-sim solution file (bad magic)")
+    magic, version, hlen = _PREFIX.unpack_from(data, 0)
+    if magic != MAGIC:
+        raise fail("not a poso-sim solution file (bad magic)")
+    if version > FORMAT_VERSION:
+        raise fail(f"solution format version {version} is newer than supported ({FORMAT_VERSION}); upgrade poso-sim")
+    if version < 1:
+        raise fail(f"unknown solution format version {version}")
+    if len(data) < _PREFIX.size + 32 or hlen > _MAX_HEADER or _PREFIX.size + hlen + 32 > len(data):
+        raise fail("truncated solution file")
+    body, trailer = data[:-32], data[-32:]
+    if hashlib.sha256(body).digest() != trailer:
+        raise fail("corrupt or truncated solution file (checksum mismatch)")
+    try:
+        header = json.loads(data[_PREFIX.size : _PREFIX.size + hlen].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise fail(f"corrupt header ({exc.__class__.__name__})") from None
+    if not isinstance(header, dict) or header.get("magic") != HEADER_MAGIC:
+        raise fail("not a poso-sim solution file (bad header magic)")
+    if header.get("format_version") != version:
+        raise fail("inconsistent format version in header")
+    payload = body[_PREFIX.size + hlen :]
+    try:
+        if header["payload_bytes"] != len(payload):
+            raise fail(f"payload is {len(payload)} bytes, header says {header['payload_bytes']}")
+        if hashlib.sha256(payload).hexdigest() != header["payload_sha256"]:
+            raise fail("payload checksum mismatch")
+        arrays: dict[str, np.ndarray] = {}
+        for spec in header["arrays"]:
+            if spec["dtype"] != "<f8":
+                raise fail(f"unsupported dtype {spec['dtype']!r} for array {spec['name']}")
+            off, length = int(spec["offset"]), int(spec["length"])
+            if off < 0 or length < 0 or off + 8 * length > len(payload):
+                raise fail(f"array {spec['name']} lies outside the payload")
+            arrays[spec["name"]] = np.frombuffer(payload, dtype="<f8", count=length, offset=off).astype(np.float64)
+        missing = [a for a in _ARRAYS if a not in arrays]
+        if missing:
+            raise fail(f"missing arrays {missing}")
+        meta = header["meta"]
+        kwargs = {k: meta[k] for k in _META_FIELDS if k in meta}
+        sol = Solution(
+            x=arrays["x"],
+            y=arrays["y"],
+            z_L=arrays["z_L"],
+            z_U=arrays["z_U"],
+            x_names=list(header.get("x_names", [])),
+            row_names=list(header.get("row_names", [])),
+            **kwargs,
+        )
+    except SolutionFileError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise fail(f"malformed header ({exc.__class__.__name__}: {exc})") from None
+    if sol.digest != header.get("digest"):
+        raise fail("digest mismatch: the arrays do not match the recorded digest")
+    return sol
+
+
+def save_solution(sol: Solution, path: str | os.PathLike) -> Path:
+    """Write ``sol`` to ``path`` atomically (temp file in the same directory + ``os.replace``)."""
+    p = Path(path)
+    data = encode_solution(sol)
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent if str(p.parent) else ".")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, p)
+        tmp = None
+    except OSError as exc:
+        raise SolutionFileError(f"{p}: cannot write solution file ({exc.strerror or exc})") from None
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+    return p
+
+
+def load_solution(path: str | os.PathLike) -> Solution:
+    """Read a solution file; any problem -> :class:`SolutionFileError` naming the file and the reason."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise SolutionFileError(f"{p}: cannot read solution file ({exc.strerror or exc})") from None
+    return decode_solution(data, str(p))
