@@ -1,0 +1,587 @@
+"""The delegate: an honest PoSo committee member as a sans-I/O state machine.
+
+`Delegate.handle(event) -> list[action]`. See docs/protocol.md for the rules and the host contract.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+from .events import (
+    CancelTimer,
+    Decide,
+    Exclude,
+    MessageReceived,
+    Record,
+    Send,
+    SolutionReady,
+    Solve,
+    Start,
+    StartTimer,
+    TimerExpired,
+    VerificationDone,
+    Verify,
+)
+from .identity import Committee, KeyPair, NodeId, Signer, verify_sig
+from .messages import Decision, MisbehaviourProof, Payload, Proposal, Relay, message_problem
+
+# Reasons recorded with Record("dropped", {"reason": ...}).
+MALFORMED = "malformed"
+NOT_MEMBER = "not a member"
+SENDER_MISMATCH = "sender mismatch"
+WRONG_CASE = "wrong case"
+BAD_SIGNATURE = "bad signature"
+BAD_PATH = "bad path"
+LOOP = "loop"
+STALE = "stale"
+HEIGHT_CLOSED = "height closed"
+NOT_LEADER = "not leader"
+DUPLICATE = "duplicate"
+BUFFER_FULL = "buffer full"
+DIGEST_MISMATCH = "digest mismatch"
+FALSE_ACCUSATION = "false accusation"
+UNSIGNED_PROOF = "proof without signatures"
+UNEXPECTED = "unexpected"
+
+
+def leader_for(
+    members: Sequence[NodeId],
+    height: int,
+    round: int,
+    excluded: Any = (),
+    *,
+    rotate_heights: bool = False,
+) -> NodeId:
+    """The leader of (height, round): the round-th delegate in rotation order among those not excluded
+    (wrapping around). With `rotate_heights`, height h starts the rotation at its (h-1)-th candidate.
+    If every member is excluded the exclusions are ignored (someone must lead)."""
+    candidates = [m for m in members if m not in excluded] or list(members)
+    offset = (height - 1) if rotate_heights else 0
+    return candidates[(offset + round - 1) % len(candidates)]
+
+
+def round_timer(height: int, round: int) -> tuple[str, int, int]:
+    return ("round", height, round)
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    leader: NodeId
+    height: int
+    round: int
+    reason: str
+    evidence: bool
+
+
+@dataclass(frozen=True)
+class Verdict:
+    accepted: bool
+    cost: float | None
+    reasons: tuple[str, ...]
+
+
+@dataclass
+class _Copy:
+    """One received copy of a proposal (or a proof carrying one) waiting for, or given, a verdict."""
+
+    proposal: Proposal
+    path: tuple[NodeId, ...]
+    src: NodeId
+    via: str  # "own" | "direct" | "relay" | "proof"
+
+
+@dataclass
+class RoundState:
+    height: int
+    round: int
+    leader: NodeId
+    valid: dict[str, tuple[float, Payload]] = field(default_factory=dict)
+    relayed: bool = False
+    proposed: bool = False
+    seen: set[tuple[str, tuple[NodeId, ...]]] = field(default_factory=set)
+
+
+class Delegate:
+    """An honest delegate. Behaviours (protocol.behaviours) make dishonest ones by filtering its events and
+    actions and by setting the policy knobs `own_choice`, `trust_own` and `trusted_leaders`."""
+
+    def __init__(
+        self,
+        name: NodeId,
+        committee: Committee,
+        keys: KeyPair | None,
+        *,
+        case_id: str,
+        window: float = 5.3,
+        signatures: bool = True,
+        verify_cost: float | str | None = 0.0,
+        rotate_heights: bool = False,
+        max_rounds: int | None = None,
+        buffer_limit: int = 256,
+    ) -> None:
+        if name not in committee:
+            raise ValueError(f"{name!r} is not a committee member")
+        if signatures and committee.keys is None:
+            raise ValueError("signatures are on but the committee has no public keys")
+        if not (window > 0):
+            raise ValueError("window must be positive")
+        self.name = name
+        self.committee = committee
+        self.case_id = case_id
+        self.window = float(window)
+        self.signatures = signatures
+        self.signer = Signer(keys, signatures)
+        if verify_cost == "measured" or verify_cost is None:
+            self.verify_charge: float | None = None
+        else:
+            self.verify_charge = float(verify_cost)
+        self.rotate_heights = rotate_heights
+        self.max_rounds = max_rounds
+        self.buffer_limit = buffer_limit
+
+        # Policy knobs (honest defaults). Dishonest behaviours change them.
+        self.own_choice = "optimal"  # payload label the leader adopts as its own plan
+        self.trust_own = False  # adopt own plan without verifying it
+        self.trusted_leaders: set[NodeId] = set()  # accept their direct proposals unchecked
+
+        self.excluded: dict[NodeId, Exclusion] = {}
+        self.cache: dict[str, Verdict] = {}
+        self.pending: dict[str, list[_Copy]] = {}
+        self.height: int | None = None
+        self.round = 0
+        self.status = "idle"  # idle | running | decided | gave_up
+        self.rounds: dict[tuple[int, int], RoundState] = {}
+        self.decisions: dict[int, Decision] = {}
+        self.payloads: dict[tuple[int, int], Mapping[str, Payload]] = {}
+        self.proofs_sent: set[NodeId] = set()
+        self._schedule_excluded: frozenset[NodeId] = frozenset()
+        self._rounds_this_height = 0
+        self._buffer: list[tuple[NodeId, Any]] = []
+
+    # ------------------------------------------------------------------------------------------ public helpers
+    @property
+    def members(self) -> tuple[NodeId, ...]:
+        return self.committee.members
+
+    def leader_for(self, height: int, round: int, excluded: Any = None) -> NodeId:
+        """Leader of (height, round); `excluded` defaults to the set fixed when the current height started."""
+        ex = self._schedule_excluded if excluded is None else excluded
+        return leader_for(self.members, height, round, ex, rotate_heights=self.rotate_heights)
+
+    def is_excluded(self, name: NodeId) -> bool:
+        return name in self.excluded
+
+    def current_round(self) -> RoundState | None:
+        if self.height is None:
+            return None
+        return self.rounds.get((self.height, self.round))
+
+    def sign_proposal(self, height: int, round: int, payload: Payload, leader: NodeId | None = None) -> Proposal:
+        return Proposal.make(
+            self.signer, case_id=self.case_id, height=height, round=round, leader=leader or self.name, payload=payload
+        )
+
+    # ------------------------------------------------------------------------------------------------ dispatch
+    def handle(self, event: Any) -> list[Any]:
+        out: list[Any] = []
+        if isinstance(event, MessageReceived):
+            self._on_message(event.src, event.msg, out)
+        elif isinstance(event, VerificationDone):
+            self._on_verification(event, out)
+        elif isinstance(event, TimerExpired):
+            self._on_timer(event.timer_id, out)
+        elif isinstance(event, SolutionReady):
+            self._on_solution(event, out)
+        elif isinstance(event, Start):
+            self._on_start(event.height, out)
+        else:
+            out.append(Record("dropped", {"node": self.name, "reason": UNEXPECTED, "event": type(event).__name__}))
+        return out
+
+    # ------------------------------------------------------------------------------------------------ heights
+    def _on_start(self, height: int, out: list[Any]) -> None:
+        if not isinstance(height, int) or height < 1 or (self.height is not None and height <= self.height):
+            out.append(Record("dropped", {"node": self.name, "reason": STALE, "event": "Start", "height": height}))
+            return
+        if self.status == "running" and self.height is not None:
+            out.append(CancelTimer(round_timer(self.height, self.round)))
+            out.append(Record("abandoned", {"node": self.name, "height": self.height, "round": self.round}))
+        self.rounds = {k: v for k, v in self.rounds.items() if k[0] >= height - 1}
+        self.height = height
+        self.round = 1
+        self.status = "running"
+        self._schedule_excluded = frozenset(self.excluded)
+        n_candidates = len([m for m in self.members if m not in self._schedule_excluded]) or len(self.members)
+        self._rounds_this_height = self.max_rounds or n_candidates
+        self._enter_round(out)
+
+    def _enter_round(self, out: list[Any]) -> None:
+        assert self.height is not None
+        h, r = self.height, self.round
+        leader = self.leader_for(h, r)
+        self.rounds[(h, r)] = RoundState(h, r, leader)
+        out.append(StartTimer(round_timer(h, r), self.window))
+        out.append(Record("round_start", {"node": self.name, "height": h, "round": r, "leader": leader}))
+        if leader == self.name:
+            out.append(Solve(h, r))
+        self._replay(out)
+
+    def _replay(self, out: list[Any]) -> None:
+        buffered, self._buffer = self._buffer, []
+        for src, msg in buffered:
+            self._on_message(src, msg, out)
+
+    def _on_timer(self, timer_id: Any, out: list[Any]) -> None:
+        if timer_id != round_timer(self.height or 0, self.round) or self.status != "running":
+            return  # a stale timer: nothing to do
+        assert self.height is not None
+        h, r = self.height, self.round
+        rs = self.rounds[(h, r)]
+        if rs.valid:
+            cost, digest = min((c, d) for d, (c, _) in rs.valid.items())
+            self._decide(rs, digest, cost, rs.valid[digest][1], out)
+            return
+        self._exclude(rs.leader, h, r, "timeout: no valid proposal in the window", evidence=False, out=out)
+        if r >= self._rounds_this_height:
+            self.status = "gave_up"
+            out.append(Record("gave_up", {"node": self.name, "height": h, "rounds": r}))
+            return
+        self.round = r + 1
+        self._enter_round(out)
+
+    def _decide(self, rs: RoundState, digest: str, cost: float, payload: Payload, out: list[Any]) -> None:
+        self.status = "decided"
+        dec = Decision.make(
+            self.signer,
+            height=rs.height,
+            round=rs.round,
+            leader=rs.leader,
+            digest=digest,
+            cost=cost,
+            delegate=self.name,
+            case_id=self.case_id,
+        )
+        self.decisions[rs.height] = dec
+        out.append(Decide(rs.height, rs.round, digest, cost, rs.leader, payload.label))
+        out.append(
+            Record(
+                "decided",
+                {
+                    "node": self.name,
+                    "height": rs.height,
+                    "round": rs.round,
+                    "leader": rs.leader,
+                    "digest": digest,
+                    "cost": cost,
+                    "label": payload.label,
+                },
+            )
+        )
+        for dst in self.members:
+            if dst != self.name:
+                out.append(Send(dst, dec))
+        for dst in self.committee.observers:
+            out.append(Send(dst, dec))
+
+    def _exclude(self, leader: NodeId, height: int, round: int, reason: str, *, evidence: bool, out: list[Any]) -> bool:
+        prev = self.excluded.get(leader)
+        if prev is not None and (prev.evidence or not evidence):
+            return False
+        self.excluded[leader] = Exclusion(leader, height, round, reason, evidence)
+        out.append(Exclude(leader, height, round, reason, evidence))
+        return True
+
+    # ----------------------------------------------------------------------------------------- the leader side
+    def _on_solution(self, ev: SolutionReady, out: list[Any]) -> None:
+        rs = self.current_round()
+        if rs is None or (ev.height, ev.round) != (rs.height, rs.round) or self.status != "running":
+            out.append(Record("dropped", {"node": self.name, "reason": STALE, "event": "SolutionReady"}))
+            return
+        if rs.leader != self.name:
+            out.append(Record("dropped", {"node": self.name, "reason": NOT_LEADER, "event": "SolutionReady"}))
+            return
+        if rs.proposed:
+            return
+        payloads = dict(ev.payloads)
+        self.payloads[(rs.height, rs.round)] = payloads
+        own_payload = payloads.get(self.own_choice) or payloads.get("optimal")
+        if not isinstance(own_payload, Payload) or own_payload.problem():
+            out.append(Record("dropped", {"node": self.name, "reason": MALFORMED, "event": "SolutionReady"}))
+            return
+        rs.proposed = True
+        own = self.sign_proposal(rs.height, rs.round, own_payload)
+        copy = _Copy(own, (self.name,), self.name, "own")
+        rs.seen.add((own_payload.digest, copy.path))
+        out.append(Record("received", self._copy_data(copy)))
+        if self.trust_own:
+            cost = own_payload.claimed_cost if own_payload.claimed_cost is not None else 0.0
+            self._own_accepted(rs, own, float(cost), out)
+        else:
+            self._submit(copy, out)
+
+    def _own_accepted(self, rs: RoundState, own: Proposal, cost: float, out: list[Any]) -> None:
+        rs.valid[own.payload.digest] = (cost, own.payload)
+        rs.relayed = True
+        payloads = self.payloads.get((rs.height, rs.round), {})
+        honest = payloads.get("optimal", own.payload)
+        proposal = own if honest.digest == own.payload.digest else self.sign_proposal(rs.height, rs.round, honest)
+        for dst in self.members:
+            if dst != self.name and dst not in self.excluded:
+                out.append(Send(dst, proposal))
+
+    # ---------------------------------------------------------------------------------------- receiving side
+    def _drop(self, out: list[Any], reason: str, src: NodeId, msg: Any = None, **extra: Any) -> None:
+        data: dict[str, Any] = {"node": self.name, "reason": reason, "src": src}
+        if msg is not None:
+            data["kind"] = getattr(msg, "kind", type(msg).__name__)
+        data.update(extra)
+        out.append(Record("dropped", data))
+
+    def _on_message(self, src: NodeId, msg: Any, out: list[Any]) -> None:
+        problem = message_problem(msg)
+        if problem is not None:
+            self._drop(out, MALFORMED, src, msg, detail=problem)
+            return
+        if src not in self.committee:
+            self._drop(out, NOT_MEMBER, src, msg)
+            return
+        try:
+            if isinstance(msg, Proposal):
+                self._on_copy(src, msg, (msg.leader,), None, out)
+            elif isinstance(msg, Relay):
+                self._on_copy(src, msg.proposal, msg.path, msg, out)
+            elif isinstance(msg, MisbehaviourProof):
+                self._on_proof(src, msg, out)
+            elif isinstance(msg, Decision):
+                out.append(
+                    Record(
+                        "decision_seen",
+                        {"node": self.name, "src": src, "height": msg.height, "digest": msg.digest},
+                    )
+                )
+        except (TypeError, ValueError, AttributeError, KeyError) as exc:  # hostile content must not crash us
+            self._drop(out, MALFORMED, src, msg, detail=f"{type(exc).__name__}: {exc}")
+
+    def _pk(self, name: NodeId) -> bytes | None:
+        return self.committee.public_key(name)
+
+    def _on_copy(
+        self, src: NodeId, proposal: Proposal, path: tuple[NodeId, ...], relay: Relay | None, out: list[Any]
+    ) -> None:
+        info = {"height": proposal.height, "round": proposal.round, "leader": proposal.leader, "path": path}
+        if proposal.case_id != self.case_id:
+            self._drop(out, WRONG_CASE, src, proposal, **info)
+            return
+        if proposal.leader not in self.committee:
+            self._drop(out, NOT_MEMBER, src, proposal, **info)
+            return
+        if relay is None:
+            if src != proposal.leader:
+                self._drop(out, SENDER_MISMATCH, src, proposal, **info)
+                return
+        else:
+            if (
+                len(path) < 2
+                or path[0] != proposal.leader
+                or len(set(path)) != len(path)
+                or path[-1] != relay.relayer
+                or any(p not in self.committee for p in path)
+            ):
+                self._drop(out, BAD_PATH, src, relay, **info)
+                return
+            if relay.relayer != src:
+                self._drop(out, SENDER_MISMATCH, src, relay, **info)
+                return
+            if self.name in path:
+                self._drop(out, LOOP, src, relay, **info)
+                return
+        if self.signatures:
+            if not proposal.signed_by_leader(self._pk(proposal.leader)):
+                self._drop(out, BAD_SIGNATURE, src, relay or proposal, signer=proposal.leader, **info)
+                return
+            if relay is not None and not verify_sig(self._pk(relay.relayer), relay.signature, relay.signing_bytes()):
+                self._drop(out, BAD_SIGNATURE, src, relay, signer=relay.relayer, **info)
+                return
+        h, r = proposal.height, proposal.round
+        if self.height is None or h > self.height or (h == self.height and r > self.round):
+            if len(self._buffer) >= self.buffer_limit:
+                self._drop(out, BUFFER_FULL, src, relay or proposal, **info)
+            else:
+                self._buffer.append((src, relay or proposal))
+            return
+        if h < self.height or r < self.round:
+            self._drop(out, STALE, src, relay or proposal, **info)
+            return
+        if self.status != "running":
+            self._drop(out, HEIGHT_CLOSED, src, relay or proposal, **info)
+            return
+        rs = self.rounds[(h, r)]
+        if proposal.leader != rs.leader:
+            self._drop(out, NOT_LEADER, src, relay or proposal, **info)
+            return
+        key = (proposal.payload.digest, path)
+        if key in rs.seen:
+            self._drop(out, DUPLICATE, src, relay or proposal, **info)
+            return
+        rs.seen.add(key)
+        copy = _Copy(proposal, path, src, "direct" if relay is None else "relay")
+        out.append(Record("received", self._copy_data(copy)))
+        if copy.via == "direct" and proposal.leader in self.trusted_leaders:
+            p = proposal.payload
+            cost = float(p.claimed_cost) if p.claimed_cost is not None else 0.0
+            out.append(Record("accepted_unchecked", {"node": self.name, "digest": p.digest, "leader": proposal.leader}))
+            self._accept(copy, cost, out)
+            return
+        self._submit(copy, out)
+
+    def _copy_data(self, copy: _Copy) -> dict[str, Any]:
+        p = copy.proposal
+        via = "own" if copy.via == "own" else f"R{len(copy.path)}"
+        return {
+            "node": self.name,
+            "height": p.height,
+            "round": p.round,
+            "leader": p.leader,
+            "path": copy.path,
+            "src": copy.src,
+            "digest": p.payload.digest,
+            "label": p.payload.label,
+            "claimed_cost": p.payload.claimed_cost,
+            "via": via,
+        }
+
+    def _submit(self, copy: _Copy, out: list[Any]) -> None:
+        """Apply the cached verdict for the copy's digest or ask the host to verify (once per digest)."""
+        digest = copy.proposal.payload.digest
+        verdict = self.cache.get(digest)
+        if verdict is not None:
+            self._apply(copy, verdict, out)
+            return
+        waiting = self.pending.get(digest)
+        if waiting is not None:
+            waiting.append(copy)
+            return
+        self.pending[digest] = [copy]
+        out.append(Verify(digest, copy.proposal.payload, copy.proposal.height, self.verify_charge))
+
+    def _on_verification(self, ev: VerificationDone, out: list[Any]) -> None:
+        copies = self.pending.pop(ev.digest, None)
+        if not copies:
+            out.append(Record("dropped", {"node": self.name, "reason": UNEXPECTED, "event": "VerificationDone"}))
+            return
+        if not ev.digest_ok:
+            bad, rest = copies[0], copies[1:]
+            self._drop(out, DIGEST_MISMATCH, bad.src, bad.proposal, path=bad.path, digest=ev.digest)
+            if rest:
+                self.pending[ev.digest] = rest
+                p = rest[0].proposal
+                out.append(Verify(ev.digest, p.payload, p.height, self.verify_charge))
+            return
+        accepted = bool(ev.accepted)
+        reasons = tuple(ev.reasons)
+        cost = ev.cost
+        if accepted and (cost is None or not math.isfinite(float(cost))):
+            accepted, reasons = False, reasons + ("verifier returned no finite cost",)
+        verdict = Verdict(accepted, float(cost) if cost is not None else None, reasons)
+        self.cache[ev.digest] = verdict
+        out.append(
+            Record(
+                "verified",
+                {"node": self.name, "digest": ev.digest, "accepted": accepted, "cost": verdict.cost, "reasons": reasons},
+            )
+        )
+        for c in copies:
+            self._apply(c, verdict, out)
+
+    def _apply(self, copy: _Copy, verdict: Verdict, out: list[Any]) -> None:
+        p = copy.proposal
+        if copy.via == "proof":
+            if verdict.accepted:
+                self._drop(out, FALSE_ACCUSATION, copy.src, None, leader=p.leader, digest=p.payload.digest)
+            else:
+                self._evidence(p, verdict, out)
+            return
+        rs = self.rounds.get((p.height, p.round))
+        current = (
+            rs is not None and self.status == "running" and (p.height, p.round) == (self.height, self.round)
+        )
+        if copy.via == "own":
+            if rs is None or not current:
+                return
+            if verdict.accepted:
+                assert verdict.cost is not None
+                self._own_accepted(rs, p, verdict.cost, out)
+            else:
+                out.append(Record("own_plan_rejected", {"node": self.name, "digest": p.payload.digest, "reasons": verdict.reasons}))
+            return
+        if verdict.accepted:
+            if current:
+                assert verdict.cost is not None
+                self._accept(copy, verdict.cost, out)
+            return
+        out.append(
+            Record(
+                "rejected",
+                {"node": self.name, "height": p.height, "round": p.round, "leader": p.leader,
+                 "path": copy.path, "digest": p.payload.digest, "reasons": verdict.reasons},
+            )
+        )
+        if self.signatures:
+            self._evidence(p, verdict, out)
+
+    def _accept(self, copy: _Copy, cost: float, out: list[Any]) -> None:
+        p = copy.proposal
+        rs = self.rounds[(p.height, p.round)]
+        rs.valid[p.payload.digest] = (cost, p.payload)
+        if rs.relayed:
+            return
+        rs.relayed = True
+        path = copy.path + (self.name,)
+        relay = Relay.make(self.signer, proposal=p, path=path, relayer=self.name)
+        for dst in self.members:
+            if dst in path or dst == copy.src or dst in self.excluded:
+                continue
+            out.append(Send(dst, relay))
+
+    # --------------------------------------------------------------------------------------------- evidence
+    def _evidence(self, proposal: Proposal, verdict: Verdict, out: list[Any]) -> None:
+        leader = proposal.leader
+        if leader == self.name or leader in self.trusted_leaders:
+            return
+        reason = "failed verification: " + ("; ".join(verdict.reasons) or "rejected")
+        self._exclude(leader, proposal.height, proposal.round, reason, evidence=True, out=out)
+        if leader in self.proofs_sent:
+            return
+        self.proofs_sent.add(leader)
+        proof = MisbehaviourProof.make(self.signer, proposal=proposal, reason=reason, reporter=self.name)
+        for dst in self.members:
+            if dst not in (self.name, leader):
+                out.append(Send(dst, proof))
+
+    def _on_proof(self, src: NodeId, proof: MisbehaviourProof, out: list[Any]) -> None:
+        p = proof.proposal
+        if src != proof.reporter:
+            self._drop(out, SENDER_MISMATCH, src, proof)
+            return
+        if not self.signatures:
+            self._drop(out, UNSIGNED_PROOF, src, proof)
+            return
+        if p.case_id != self.case_id:
+            self._drop(out, WRONG_CASE, src, proof)
+            return
+        if p.leader not in self.committee:
+            self._drop(out, NOT_MEMBER, src, proof)
+            return
+        if not verify_sig(self._pk(proof.reporter), proof.signature, proof.signing_bytes()):
+            self._drop(out, BAD_SIGNATURE, src, proof, signer=proof.reporter)
+            return
+        if not p.signed_by_leader(self._pk(p.leader)):
+            self._drop(out, BAD_SIGNATURE, src, proof, signer=p.leader)
+            return
+        ex = self.excluded.get(p.leader)
+        if (ex is not None and ex.evidence) or p.leader in self.trusted_leaders or p.leader == self.name:
+            return  # nothing to learn (or, for a colluder, nothing it wants to learn)
+        out.append(Record("proof_received", {"node": self.name, "src": src, "leader": p.leader, "digest": p.payload.digest}))
+        self._submit(_Copy(p, (p.leader,), src, "proof"), out)

@@ -1,0 +1,146 @@
+"""Identities: Ed25519 key pairs, signing helpers and the committee.
+
+Keys are derived deterministically from seed bytes so a run is reproducible: the Ed25519 private key is the
+32-byte seed itself when the seed has exactly 32 bytes, otherwise SHA-256 of the seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Mapping, Sequence
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+NodeId = str
+
+SIGNATURE_LEN = 64
+PUBLIC_KEY_LEN = 32
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    """An Ed25519 key pair. `public` is the 32 raw public-key bytes."""
+
+    seed: bytes = field(repr=False)
+    public: bytes
+
+    @classmethod
+    def generate(cls, seed: bytes) -> "KeyPair":
+        raw = seed if len(seed) == 32 else hashlib.sha256(seed).digest()
+        priv = Ed25519PrivateKey.from_private_bytes(raw)
+        pub = priv.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        return cls(seed=raw, public=pub)
+
+    def sign(self, data: bytes) -> bytes:
+        return _private_key(self.seed).sign(data)
+
+
+@lru_cache(maxsize=1024)
+def _private_key(raw: bytes) -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.from_private_bytes(raw)
+
+
+@lru_cache(maxsize=1024)
+def _public_key(raw: bytes) -> Ed25519PublicKey:
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
+class Signer:
+    """Signs on behalf of one node. With `enabled=False` every signature is empty (b"")."""
+
+    def __init__(self, keys: KeyPair | None, enabled: bool = True) -> None:
+        if enabled and keys is None:
+            raise ValueError("signatures are on but no key pair was given")
+        self.keys = keys
+        self.enabled = enabled
+
+    def sign(self, data: bytes) -> bytes:
+        if not self.enabled:
+            return b""
+        assert self.keys is not None
+        return self.keys.sign(data)
+
+
+def verify_sig(public: bytes | None, signature: bytes, data: bytes) -> bool:
+    """True iff `signature` is a valid Ed25519 signature of `data` under the raw public key `public`.
+
+    Never raises: malformed keys or signatures simply give False.
+    """
+    if not isinstance(public, (bytes, bytearray)) or len(public) != PUBLIC_KEY_LEN:
+        return False
+    if not isinstance(signature, (bytes, bytearray)) or len(signature) != SIGNATURE_LEN:
+        return False
+    try:
+        _public_key(bytes(public)).verify(bytes(signature), data)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class Committee:
+    """The delegates in rotation order, their public keys (None when signatures are off) and the observers
+    (normal nodes) that delegates send their Decisions to."""
+
+    members: tuple[NodeId, ...]
+    keys: Mapping[NodeId, bytes] | None = None
+    observers: tuple[NodeId, ...] = ()
+
+    def __init__(
+        self,
+        members: Sequence[NodeId],
+        keys: Mapping[NodeId, bytes] | None = None,
+        observers: Sequence[NodeId] = (),
+    ) -> None:
+        members_t = tuple(members)
+        if not members_t:
+            raise ValueError("a committee needs at least one member")
+        if len(set(members_t)) != len(members_t):
+            raise ValueError(f"duplicate committee members: {members_t}")
+        if keys is not None:
+            missing = [m for m in members_t if m not in keys]
+            if missing:
+                raise ValueError(f"no public key for {missing}")
+            keys = dict(keys)
+        object.__setattr__(self, "members", members_t)
+        object.__setattr__(self, "keys", keys)
+        object.__setattr__(self, "observers", tuple(observers))
+
+    @property
+    def size(self) -> int:
+        return len(self.members)
+
+    @property
+    def majority(self) -> int:
+        """Smallest count that is a strict majority of the committee (> N/2)."""
+        return self.size // 2 + 1
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.members
+
+    def public_key(self, name: NodeId) -> bytes | None:
+        if self.keys is None:
+            return None
+        return self.keys.get(name)
+
+
+def make_keys(names: Sequence[NodeId], seed: bytes = b"poso-sim") -> dict[NodeId, KeyPair]:
+    """Deterministic key pairs for `names`: node n gets KeyPair.generate(seed + b"/" + n)."""
+    return {n: KeyPair.generate(seed + b"/" + n.encode()) for n in names}
+
+
+def make_committee(
+    members: Sequence[NodeId],
+    observers: Sequence[NodeId] = (),
+    *,
+    seed: bytes = b"poso-sim",
+    signatures: bool = True,
+) -> tuple[Committee, dict[NodeId, KeyPair]]:
+    """Convenience: a committee with deterministic keys (key pairs are returned even with signatures off)."""
+    pairs = make_keys(members, seed)
+    keys = {n: kp.public for n, kp in pairs.items()} if signatures else None
+    return Committee(members, keys, observers), pairs

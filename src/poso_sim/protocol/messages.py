@@ -1,0 +1,403 @@
+"""Typed, versioned protocol messages with a canonical byte encoding.
+
+Every message is a frozen dataclass with a class-level `kind`, a `version` (currently 1), a canonical encoding
+`encode()` (used for hashing and for signing envelopes that contain it) and, for signed messages,
+`signing_bytes()` (what the signature covers: a domain tag, the kind, the version and every field except the
+signature). The encoding is compact JSON with sorted keys; bytes are hex, floats use Python's shortest
+round-trip repr. Messages travel between nodes as objects (the runtime is in-process); the encoding only
+serves signatures and hashes.
+
+A `Payload` is the protocol's view of a solution: its `digest` (hex SHA-256, computed by the solver layer).
+The solution object itself rides along in `Payload.solution`, which is excluded from equality, hashing and
+signatures, as are the reporting hints `label` and `claimed_cost`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from .identity import KeyPair, NodeId, Signer, verify_sig
+
+VERSION = 1
+DOMAIN = b"poso-sim/protocol/"
+GENESIS_HASH = "0" * 64
+
+
+def canonical(obj: Any) -> bytes:
+    """Canonical bytes of a JSON-like value (dict keys sorted, no whitespace, bytes as hex)."""
+    return json.dumps(_prep(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=True).encode()
+
+
+def _prep(obj: Any) -> Any:
+    if isinstance(obj, (bytes, bytearray)):
+        return bytes(obj).hex()
+    if isinstance(obj, (list, tuple)):
+        return [_prep(o) for o in obj]
+    if isinstance(obj, dict):
+        return {str(k): _prep(v) for k, v in obj.items()}
+    return obj
+
+
+def _is_hex_digest(s: object) -> bool:
+    if not isinstance(s, str) or len(s) != 64:
+        return False
+    try:
+        int(s, 16)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_name(s: object) -> bool:
+    return isinstance(s, str) and 0 < len(s) <= 64
+
+
+def _is_pos_int(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 1
+
+
+def _is_float(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(float(x))
+
+
+@dataclass(frozen=True)
+class Payload:
+    """Opaque reference to a solution: only `digest` is signed and compared."""
+
+    digest: str
+    label: str = field(default="", compare=False)
+    claimed_cost: float | None = field(default=None, compare=False)
+    solution: Any = field(default=None, compare=False, repr=False)
+
+    def body(self) -> dict[str, Any]:
+        return {"digest": self.digest}
+
+    def problem(self) -> str | None:
+        if not _is_hex_digest(self.digest):
+            return "payload digest is not 64 hex characters"
+        return None
+
+
+class _Message:
+    kind: ClassVar[str] = ""
+    version: int
+
+    def body(self) -> dict[str, Any]:  # every field except the signature
+        raise NotImplementedError
+
+    def signing_bytes(self) -> bytes:
+        return DOMAIN + self.kind.encode() + b"/" + canonical({"v": self.version, **self.body()})
+
+    def encode(self) -> bytes:
+        sig = getattr(self, "signature", None)
+        extra = {} if sig is None else {"signature": sig}
+        return canonical({"kind": self.kind, "v": self.version, **self.body(), **extra})
+
+    def message_hash(self) -> str:
+        return hashlib.sha256(self.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Proposal(_Message):
+    """A leader's proposal for (case, height, round), signed by the leader over those and the digest."""
+
+    kind: ClassVar[str] = "proposal"
+    case_id: str
+    height: int
+    round: int
+    leader: NodeId
+    payload: Payload
+    signature: bytes = b""
+    version: int = VERSION
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "case_id": self.case_id,
+            "height": self.height,
+            "round": self.round,
+            "leader": self.leader,
+            "digest": self.payload.digest,
+        }
+
+    @classmethod
+    def make(
+        cls, signer: Signer, *, case_id: str, height: int, round: int, leader: NodeId, payload: Payload
+    ) -> "Proposal":
+        unsigned = cls(case_id, height, round, leader, payload)
+        return cls(case_id, height, round, leader, payload, signer.sign(unsigned.signing_bytes()))
+
+    def problem(self) -> str | None:
+        if self.version != VERSION:
+            return "unsupported version"
+        if not isinstance(self.case_id, str):
+            return "case_id is not a string"
+        if not (_is_pos_int(self.height) and _is_pos_int(self.round)):
+            return "height/round must be positive integers"
+        if not _is_name(self.leader):
+            return "leader is not a name"
+        if not isinstance(self.payload, Payload):
+            return "payload is not a Payload"
+        if not isinstance(self.signature, (bytes, bytearray)):
+            return "signature is not bytes"
+        return self.payload.problem()
+
+    def signed_by_leader(self, public: bytes | None) -> bool:
+        return verify_sig(public, self.signature, self.signing_bytes())
+
+
+@dataclass(frozen=True)
+class Relay(_Message):
+    """The leader's signed proposal, unchanged, in an envelope signed by the relay.
+
+    `path` is the send path: the leader first, then each relay in order; the last element is `relayer`.
+    The relay signs (the full encoding of the proposal including the leader's signature, the path)."""
+
+    kind: ClassVar[str] = "relay"
+    proposal: Proposal
+    path: tuple[NodeId, ...]
+    relayer: NodeId
+    signature: bytes = b""
+    version: int = VERSION
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "proposal": self.proposal.encode().decode(),
+            "path": list(self.path),
+            "relayer": self.relayer,
+        }
+
+    @classmethod
+    def make(cls, signer: Signer, *, proposal: Proposal, path: tuple[NodeId, ...], relayer: NodeId) -> "Relay":
+        unsigned = cls(proposal, tuple(path), relayer)
+        return cls(proposal, tuple(path), relayer, signer.sign(unsigned.signing_bytes()))
+
+    def problem(self) -> str | None:
+        if self.version != VERSION:
+            return "unsupported version"
+        if not isinstance(self.proposal, Proposal):
+            return "relay does not wrap a Proposal"
+        p = self.proposal.problem()
+        if p:
+            return p
+        if not isinstance(self.path, tuple) or not all(_is_name(x) for x in self.path):
+            return "path is not a tuple of names"
+        if not _is_name(self.relayer):
+            return "relayer is not a name"
+        if not isinstance(self.signature, (bytes, bytearray)):
+            return "signature is not bytes"
+        return None
+
+
+@dataclass(frozen=True)
+class MisbehaviourProof(_Message):
+    """Evidence that `proposal.leader` signed a proposal whose payload fails verification.
+
+    Self-contained: a receiver checks the leader's signature on the proposal and re-verifies the payload
+    itself before excluding anyone (a lying reporter cannot frame an honest leader)."""
+
+    kind: ClassVar[str] = "misbehaviour"
+    proposal: Proposal
+    reason: str
+    reporter: NodeId
+    signature: bytes = b""
+    version: int = VERSION
+
+    def body(self) -> dict[str, Any]:
+        return {"proposal": self.proposal.encode().decode(), "reason": self.reason, "reporter": self.reporter}
+
+    @classmethod
+    def make(cls, signer: Signer, *, proposal: Proposal, reason: str, reporter: NodeId) -> "MisbehaviourProof":
+        unsigned = cls(proposal, reason, reporter)
+        return cls(proposal, reason, reporter, signer.sign(unsigned.signing_bytes()))
+
+    def problem(self) -> str | None:
+        if self.version != VERSION:
+            return "unsupported version"
+        if not isinstance(self.proposal, Proposal):
+            return "proof does not carry a Proposal"
+        p = self.proposal.problem()
+        if p:
+            return p
+        if not isinstance(self.reason, str) or not _is_name(self.reporter):
+            return "reason/reporter malformed"
+        if not isinstance(self.signature, (bytes, bytearray)):
+            return "signature is not bytes"
+        return None
+
+
+@dataclass(frozen=True)
+class Decision(_Message):
+    """A delegate's signed decision for a height: the digest (and its verified cost) of `leader`'s proposal in
+    `round`."""
+
+    kind: ClassVar[str] = "decision"
+    height: int
+    round: int
+    leader: NodeId
+    digest: str
+    cost: float
+    delegate: NodeId
+    signature: bytes = b""
+    case_id: str = ""
+    version: int = VERSION
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "case_id": self.case_id,
+            "height": self.height,
+            "round": self.round,
+            "leader": self.leader,
+            "digest": self.digest,
+            "cost": float(self.cost),
+            "delegate": self.delegate,
+        }
+
+    @classmethod
+    def make(
+        cls,
+        signer: Signer,
+        *,
+        height: int,
+        round: int,
+        leader: NodeId,
+        digest: str,
+        cost: float,
+        delegate: NodeId,
+        case_id: str = "",
+    ) -> "Decision":
+        unsigned = cls(height, round, leader, digest, float(cost), delegate, b"", case_id)
+        return cls(height, round, leader, digest, float(cost), delegate, signer.sign(unsigned.signing_bytes()), case_id)
+
+    def content(self) -> tuple[int, int, NodeId, str, float]:
+        """What two decisions must share to count for the same outcome."""
+        return (self.height, self.round, self.leader, self.digest, float(self.cost))
+
+    def problem(self) -> str | None:
+        if self.version != VERSION:
+            return "unsupported version"
+        if not (_is_pos_int(self.height) and _is_pos_int(self.round)):
+            return "height/round must be positive integers"
+        if not (_is_name(self.leader) and _is_name(self.delegate)):
+            return "leader/delegate is not a name"
+        if not _is_hex_digest(self.digest):
+            return "digest is not 64 hex characters"
+        if not _is_float(self.cost):
+            return "cost is not a finite number"
+        if not isinstance(self.case_id, str) or not isinstance(self.signature, (bytes, bytearray)):
+            return "case_id/signature malformed"
+        return None
+
+
+@dataclass(frozen=True)
+class Block:
+    """A normal node's chain entry. `hash` = SHA-256 over the canonical header
+    (version, height, prev_hash, leader, round, digest, cost). The Decisions are the block's certificate and
+    are deliberately outside the hash (and outside equality): two honest normal nodes that saw different (but each majority) sets of
+    signatures append the same block."""
+
+    kind: ClassVar[str] = "block"
+    height: int
+    prev_hash: str
+    leader: NodeId
+    round: int
+    digest: str
+    cost: float
+    decisions: tuple[Decision, ...] = field(compare=False)
+    hash: str = ""
+    version: int = VERSION
+
+    @staticmethod
+    def header_hash(height: int, prev_hash: str, leader: NodeId, round: int, digest: str, cost: float) -> str:
+        header = {
+            "kind": "block",
+            "v": VERSION,
+            "height": height,
+            "prev_hash": prev_hash,
+            "leader": leader,
+            "round": round,
+            "digest": digest,
+            "cost": float(cost),
+        }
+        return hashlib.sha256(canonical(header)).hexdigest()
+
+    @classmethod
+    def make(
+        cls,
+        *,
+        height: int,
+        prev_hash: str,
+        leader: NodeId,
+        round: int,
+        digest: str,
+        cost: float,
+        decisions: tuple[Decision, ...],
+    ) -> "Block":
+        h = cls.header_hash(height, prev_hash, leader, round, digest, cost)
+        return cls(height, prev_hash, leader, round, digest, float(cost), tuple(decisions), h)
+
+    def recompute_hash(self) -> str:
+        return self.header_hash(self.height, self.prev_hash, self.leader, self.round, self.digest, self.cost)
+
+    def encode(self) -> bytes:
+        return canonical(
+            {
+                "kind": "block",
+                "v": self.version,
+                "height": self.height,
+                "prev_hash": self.prev_hash,
+                "leader": self.leader,
+                "round": self.round,
+                "digest": self.digest,
+                "cost": float(self.cost),
+                "decisions": [d.encode().decode() for d in self.decisions],
+                "hash": self.hash,
+            }
+        )
+
+
+def verify_chain(chain: list[Block] | tuple[Block, ...]) -> bool:
+    """True iff every block's hash matches its header and links to its predecessor (first to GENESIS_HASH)
+    and heights increase strictly."""
+    prev = GENESIS_HASH
+    last_height = 0
+    for b in chain:
+        if b.prev_hash != prev or b.recompute_hash() != b.hash or b.height <= last_height:
+            return False
+        prev, last_height = b.hash, b.height
+    return True
+
+
+MESSAGE_TYPES = (Proposal, Relay, MisbehaviourProof, Decision)
+Message = Proposal | Relay | MisbehaviourProof | Decision
+
+
+def message_problem(msg: object) -> str | None:
+    """None if `msg` is a well-formed protocol message, else a short reason (never raises)."""
+    if not isinstance(msg, MESSAGE_TYPES):
+        return f"not a protocol message ({type(msg).__name__})"
+    try:
+        return msg.problem()
+    except Exception as exc:  # noqa: BLE001 - a hostile object must never crash a node
+        return f"malformed ({type(exc).__name__})"
+
+
+__all__ = [
+    "VERSION",
+    "GENESIS_HASH",
+    "canonical",
+    "Payload",
+    "Proposal",
+    "Relay",
+    "MisbehaviourProof",
+    "Decision",
+    "Block",
+    "Message",
+    "MESSAGE_TYPES",
+    "message_problem",
+    "verify_chain",
+    "KeyPair",
+]

@@ -1,0 +1,179 @@
+"""The normal node: collects signed Decisions and executes what a strict majority of the committee decided."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from .events import CancelTimer, Execute, MessageReceived, Record, Start, StartTimer, TimerExpired
+from .identity import Committee, NodeId, verify_sig
+from .messages import GENESIS_HASH, Block, Decision, message_problem
+
+
+def height_timer(height: int) -> tuple[str, int]:
+    return ("height", height)
+
+
+@dataclass
+class _Height:
+    votes: dict[NodeId, Decision] = field(default_factory=dict)
+    conflicted: set[NodeId] = field(default_factory=set)
+    status: str = "open"  # open | executed | no_majority
+    block_content: tuple[int, int, NodeId, str, float] | None = None
+    winners: tuple[Decision, ...] = ()
+    timer: bool = False
+
+
+class NormalNode:
+    """Executes a height's plan once > N/2 committee members have sent validly signed Decisions with the same
+    content (height, round, leader, digest, cost). Each delegate counts once; a delegate that sends two different
+    decisions for a height is recorded as evidence and counts for nothing at that height. Blocks are appended
+    in height order: a height is appended only once every lower height it knows of is closed (executed or
+    timed out)."""
+
+    def __init__(
+        self,
+        name: NodeId,
+        committee: Committee,
+        *,
+        signatures: bool = True,
+        case_id: str | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        if signatures and committee.keys is None:
+            raise ValueError("signatures are on but the committee has no public keys")
+        self.name = name
+        self.committee = committee
+        self.signatures = signatures
+        self.case_id = case_id
+        self.timeout = float(timeout) if timeout is not None else 5.3 * (committee.size + 1)
+        self.chain: list[Block] = []
+        self.heights: dict[int, _Height] = {}
+        self.closed_upto = 0  # every height <= this is appended or skipped
+
+    def handle(self, event: Any) -> list[Any]:
+        out: list[Any] = []
+        if isinstance(event, Start):
+            if isinstance(event.height, int) and event.height > self.closed_upto:
+                self._height(event.height, out)
+        elif isinstance(event, MessageReceived):
+            self._on_message(event.src, event.msg, out)
+        elif isinstance(event, TimerExpired):
+            self._on_timer(event.timer_id, out)
+        else:
+            out.append(Record("dropped", {"node": self.name, "reason": "unexpected", "event": type(event).__name__}))
+        return out
+
+    def _height(self, h: int, out: list[Any]) -> _Height:
+        st = self.heights.get(h)
+        if st is None:
+            st = self.heights[h] = _Height()
+        if not st.timer and st.status == "open":
+            st.timer = True
+            out.append(StartTimer(height_timer(h), self.timeout))
+        return st
+
+    def _drop(self, out: list[Any], reason: str, src: NodeId, **extra: Any) -> None:
+        out.append(Record("dropped", {"node": self.name, "reason": reason, "src": src, **extra}))
+
+    def _on_message(self, src: NodeId, msg: Any, out: list[Any]) -> None:
+        problem = message_problem(msg)
+        if problem is not None:
+            self._drop(out, "malformed", src, detail=problem)
+            return
+        if not isinstance(msg, Decision):
+            self._drop(out, "unexpected", src, kind=msg.kind)
+            return
+        if msg.delegate not in self.committee:
+            self._drop(out, "not a member", src, delegate=msg.delegate)
+            return
+        if src != msg.delegate:
+            self._drop(out, "sender mismatch", src, delegate=msg.delegate)
+            return
+        if self.case_id is not None and msg.case_id != self.case_id:
+            self._drop(out, "wrong case", src)
+            return
+        if self.signatures and not verify_sig(
+            self.committee.public_key(msg.delegate), msg.signature, msg.signing_bytes()
+        ):
+            self._drop(out, "bad signature", src, delegate=msg.delegate)
+            return
+        h = msg.height
+        if h <= self.closed_upto:
+            self._drop(out, "height closed", src, height=h)
+            return
+        st = self._height(h, out)
+        if st.status != "open":
+            self._drop(out, "height closed", src, height=h)
+            return
+        d = msg.delegate
+        if d in st.conflicted:
+            return
+        prev = st.votes.get(d)
+        if prev is not None:
+            if prev.content() == msg.content():
+                return  # a duplicate of the same decision
+            st.conflicted.add(d)
+            del st.votes[d]
+            out.append(
+                Record(
+                    "conflicting_decisions",
+                    {"node": self.name, "delegate": d, "height": h, "first": prev.content(), "second": msg.content()},
+                )
+            )
+            return
+        st.votes[d] = msg
+        tally = Counter(v.content() for v in st.votes.values())
+        content, count = max(tally.items(), key=lambda kv: (kv[1], kv[0][3]))
+        if count >= self.committee.majority:
+            st.status = "executed"
+            st.block_content = content
+            st.winners = tuple(sorted((v for v in st.votes.values() if v.content() == content), key=lambda v: v.delegate))
+            out.append(CancelTimer(height_timer(h)))
+            self._flush(out)
+
+    def _on_timer(self, timer_id: Any, out: list[Any]) -> None:
+        if not (isinstance(timer_id, tuple) and len(timer_id) == 2 and timer_id[0] == "height"):
+            return
+        h = timer_id[1]
+        st = self.heights.get(h)
+        if st is None or st.status != "open":
+            return
+        st.status = "no_majority"
+        tally = Counter(v.content()[3] for v in st.votes.values())
+        out.append(
+            Record(
+                "no_majority",
+                {"node": self.name, "height": h, "votes": dict(tally), "conflicted": sorted(st.conflicted)},
+            )
+        )
+        self._flush(out)
+
+    def _flush(self, out: list[Any]) -> None:
+        for h in sorted(self.heights):
+            if h <= self.closed_upto:
+                continue
+            st = self.heights[h]
+            if st.status == "open":
+                break
+            if st.status == "executed":
+                assert st.block_content is not None
+                _, rnd, leader, digest, cost = st.block_content
+                prev = self.chain[-1].hash if self.chain else GENESIS_HASH
+                block = Block.make(
+                    height=h, prev_hash=prev, leader=leader, round=rnd, digest=digest, cost=cost, decisions=st.winners
+                )
+                self.chain.append(block)
+                out.append(Execute(block))
+                out.append(
+                    Record(
+                        "executed",
+                        {"node": self.name, "height": h, "digest": digest, "cost": cost, "leader": leader,
+                         "round": rnd, "votes": len(st.winners), "hash": block.hash},
+                    )
+                )
+            self.closed_upto = h
+        # forget vote details of closed heights (the blocks keep the certificates)
+        for h in [h for h in self.heights if h < self.closed_upto]:
+            del self.heights[h]
