@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
@@ -31,17 +32,32 @@ _INF = float("inf")
 
 
 class _Evaluator:
-    """A CasADi Function of one vector argument or several, returning one float64 numpy array."""
+    """Fast evaluation of a CasADi Function returning one dense float64 vector.
 
-    __slots__ = ("fn", "size")
+    Uses CasADi's zero-copy buffer interface (inputs/outputs are numpy memory); one lock per evaluator makes it
+    safe to share between threads. Each call returns a fresh array.
+    """
+
+    __slots__ = ("fn", "size", "_buf", "_trigger", "_out", "_lock", "_nin")
 
     def __init__(self, fn: ca.Function):
         self.fn = fn
         self.size = fn.size1_out(0) * fn.size2_out(0)
+        self._nin = fn.n_in()
+        self._out = np.zeros(self.size, dtype=np.float64)
+        self._buf, self._trigger = fn.buffer()
+        self._buf.set_res(0, memoryview(self._out))
+        self._lock = threading.Lock()
 
-    def __call__(self, *args: Any) -> np.ndarray:
-        out = self.fn(*args)
-        return np.asarray(out, dtype=np.float64).reshape(-1)
+    def __call__(self, *args: np.ndarray) -> np.ndarray:
+        with self._lock:
+            for i, a in enumerate(args):
+                self._buf.set_arg(i, memoryview(a))
+            self._trigger()
+            return self._out.copy()
+
+    def __getstate__(self):  # pragma: no cover - CasADi buffers are not picklable
+        raise TypeError("CompiledNLP callbacks cannot be pickled; recompile from the model instead")
 
 
 def _triplet(s: ca.Sparsity) -> tuple[np.ndarray, np.ndarray]:
@@ -150,7 +166,7 @@ class CompiledNLP:
 
     # -- callbacks -------------------------------------------------------------------------------------------------
     def _vec(self, x: Any) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float64).reshape(-1)
+        x = np.ascontiguousarray(x, dtype=np.float64).reshape(-1)
         if x.size != self.n:
             raise ValueError(f"x has {x.size} entries, the NLP has {self.n} variables")
         return x
@@ -187,10 +203,10 @@ class CompiledNLP:
 
     def hess(self, x: Any, lam: Any, obj_factor: float = 1.0) -> np.ndarray:
         """Lower-triangle values of the Lagrangian Hessian, order of :attr:`hess_structure`."""
-        lam = np.asarray(lam, dtype=np.float64).reshape(-1)
+        lam = np.ascontiguousarray(lam, dtype=np.float64).reshape(-1)
         if lam.size != self.m:
             raise ValueError(f"lam has {lam.size} entries, the NLP has {self.m} rows")
-        return self._hess(self._vec(x), lam, float(obj_factor))
+        return self._hess(self._vec(x), lam, np.array([obj_factor], dtype=np.float64))
 
     def hess_sparse(self, x: Any, lam: Any, obj_factor: float = 1.0, *, full: bool = False) -> sp.csr_matrix:
         """Lagrangian Hessian as CSR: the lower triangle, or the full symmetric matrix with ``full=True``."""
