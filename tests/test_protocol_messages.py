@@ -1,0 +1,119 @@
+"""Keys, signatures, canonical encodings, and robustness of the machines against arbitrary input."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from poso_sim.protocol import (
+    Decision,
+    Delegate,
+    KeyPair,
+    MessageReceived,
+    MisbehaviourProof,
+    NormalNode,
+    Payload,
+    Proposal,
+    Relay,
+    Signer,
+    SolutionReady,
+    Start,
+    TimerExpired,
+    VerificationDone,
+    canonical,
+    make_committee,
+    verify_sig,
+)
+
+OPT = "aa" * 32
+NAMES = ["C", "D", "E", "F", "G"]
+COMMITTEE, KEYS = make_committee(NAMES, ("N1",))
+
+
+def test_keys_are_deterministic_from_the_seed():
+    a, b = KeyPair.generate(b"seed-1"), KeyPair.generate(b"seed-1")
+    assert a.public == b.public and len(a.public) == 32
+    assert KeyPair.generate(b"seed-2").public != a.public
+    raw = bytes(range(32))
+    assert KeyPair.generate(raw).seed == raw
+    sig = a.sign(b"msg")
+    assert verify_sig(a.public, sig, b"msg") and not verify_sig(a.public, sig, b"msG")
+    assert not verify_sig(b"short", sig, b"msg") and not verify_sig(a.public, b"", b"msg")
+    assert Signer(None, enabled=False).sign(b"x") == b""
+
+
+def test_proposal_signature_covers_case_height_round_leader_digest_only():
+    s = Signer(KEYS["C"])
+    p = Proposal.make(s, case_id="m", height=1, round=1, leader="C", payload=Payload(OPT, "optimal", 744.0, object()))
+    pk = COMMITTEE.public_key("C")
+    assert p.signed_by_leader(pk)
+    for change in ({"case_id": "x"}, {"height": 2}, {"round": 2}, {"leader": "D"}, {"payload": Payload("ab" * 32)}):
+        assert not dataclasses.replace(p, **change).signed_by_leader(pk)
+    # label, claimed cost and the attached solution are not signed and do not affect equality
+    same = dataclasses.replace(p, payload=Payload(OPT, "other", 1.0, "solution"))
+    assert same.signed_by_leader(pk) and same == p and same.encode() == p.encode()
+
+
+def test_relay_signature_covers_wrapped_proposal_and_path():
+    p = Proposal.make(Signer(KEYS["C"]), case_id="m", height=1, round=1, leader="C", payload=Payload(OPT))
+    r = Relay.make(Signer(KEYS["D"]), proposal=p, path=("C", "D"), relayer="D")
+    pk = COMMITTEE.public_key("D")
+    assert verify_sig(pk, r.signature, r.signing_bytes())
+    assert not verify_sig(pk, r.signature, dataclasses.replace(r, path=("C", "E", "D")).signing_bytes())
+    other = dataclasses.replace(p, signature=b"\1" * 64)
+    assert not verify_sig(pk, r.signature, dataclasses.replace(r, proposal=other).signing_bytes())
+
+
+def test_encodings_are_canonical_and_typed():
+    assert canonical({"b": 1, "a": [b"\x01", 2.5]}) == b'{"a":["01",2.5],"b":1}'
+    d = Decision.make(Signer(KEYS["E"]), height=1, round=2, leader="D", digest=OPT, cost=744, delegate="E")
+    assert d.kind == "decision" and d.version == 1 and b'"cost":744.0' in d.encode()
+    kinds = {Proposal.kind, Relay.kind, MisbehaviourProof.kind, Decision.kind}
+    assert kinds == {"proposal", "relay", "misbehaviour", "decision"}
+    # domain separation: a decision's signature is not valid as a proposal's
+    assert d.signing_bytes().startswith(b"poso-sim/protocol/decision/")
+
+
+junk = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 3) | st.floats() | st.text(max_size=4) | st.binary(max_size=70),
+    lambda inner: st.lists(inner, max_size=3).map(tuple),
+    max_leaves=6,
+)
+names = st.sampled_from(NAMES + ["X", ""]) | junk
+payloads = st.builds(Payload, st.sampled_from([OPT, "bb" * 32, "zz", ""]) | junk)
+proposals = st.builds(Proposal, st.sampled_from(["manchester", "x"]) | junk, st.integers(-1, 3) | junk,
+                      st.integers(-1, 3) | junk, names, payloads | junk, st.binary(max_size=64) | junk)
+messages = (
+    proposals
+    | st.builds(Relay, proposals | junk, st.lists(names, max_size=4).map(tuple) | junk, names, st.binary(max_size=64))
+    | st.builds(MisbehaviourProof, proposals | junk, st.text(max_size=3) | junk, names, st.binary(max_size=64))
+    | st.builds(Decision, st.integers(-1, 3) | junk, st.integers(-1, 3) | junk, names,
+                st.sampled_from([OPT, "q"]) | junk, st.floats() | junk, names, st.binary(max_size=64))
+    | junk
+)
+events = (
+    st.builds(MessageReceived, names, messages)
+    | st.builds(TimerExpired, junk | st.tuples(st.just("round"), st.integers(0, 3), st.integers(0, 3)))
+    | st.builds(VerificationDone, st.sampled_from([OPT, "bb" * 32]) | junk, st.booleans(), st.floats() | st.none(),
+                st.just(()), st.booleans())
+    | st.builds(SolutionReady, st.integers(0, 3), st.integers(0, 3),
+                st.dictionaries(st.sampled_from(["optimal", "tampered"]), payloads, max_size=2))
+    | st.builds(Start, st.integers(-1, 3))
+    | junk
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(events, max_size=12), st.booleans())
+def test_machines_never_crash_on_arbitrary_input(evs, signatures):
+    comm, keys = make_committee(NAMES, ("N1",), signatures=signatures)
+    for name in ("C", "D"):
+        d = Delegate(name, comm, keys[name], case_id="manchester", signatures=signatures)
+        d.handle(Start(1))
+        for ev in evs:
+            assert isinstance(d.handle(ev), list)
+    n = NormalNode("N1", comm, signatures=signatures)
+    for ev in evs:
+        assert isinstance(n.handle(ev), list)
