@@ -40,8 +40,11 @@ class Constant(LatencyModel):
         self.seconds = _finite_nonneg("Constant.seconds", seconds)
 
     def bind(self, src: str, dst: str) -> Sampler:
-        s = self.seconds
-        return lambda _rng: s
+        sampler = self.__dict__.get("_cached")
+        if sampler is None:
+            s = self.seconds
+            sampler = self.__dict__["_cached"] = lambda _rng: s
+        return sampler
 
     def mean(self, src: str, dst: str) -> float:
         return self.seconds
@@ -60,8 +63,11 @@ class Uniform(LatencyModel):
             raise ConfigError(f"Uniform.hi: must be >= lo ({self.lo!r}), got {self.hi!r}")
 
     def bind(self, src: str, dst: str) -> Sampler:
-        lo, width = self.lo, self.hi - self.lo
-        return lambda rng: lo + width * rng.random()
+        sampler = self.__dict__.get("_cached")
+        if sampler is None:
+            lo, width = self.lo, self.hi - self.lo
+            sampler = self.__dict__["_cached"] = lambda rng: lo + width * rng.random()
+        return sampler
 
     def mean(self, src: str, dst: str) -> float:
         return 0.5 * (self.lo + self.hi)
@@ -90,10 +96,15 @@ class LogNormal(LatencyModel):
         return cls(mean * math.exp(-0.5 * s2), math.sqrt(s2))
 
     def bind(self, src: str, dst: str) -> Sampler:
-        median, sigma = self.median, self.sigma
-        if sigma == 0:
-            return lambda _rng: median
-        return lambda rng: median * math.exp(sigma * rng.normal())
+        sampler = self.__dict__.get("_cached")
+        if sampler is None:
+            median, sigma = self.median, self.sigma
+            if sigma == 0:
+                sampler = lambda _rng: median  # noqa: E731
+            else:
+                sampler = lambda rng: median * math.exp(sigma * rng.normal())  # noqa: E731
+            self.__dict__["_cached"] = sampler
+        return sampler
 
     def mean(self, src: str, dst: str) -> float:
         return self.median * math.exp(0.5 * self.sigma**2)

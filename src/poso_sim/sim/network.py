@@ -33,7 +33,7 @@ from poso_sim.errors import ConfigError
 from poso_sim.sim.clock import VirtualTimeEventLoop
 from poso_sim.sim.faults import Crash, DelaySpike, Duplicate, Fault, Filter, Loss, Partition, Reorder
 from poso_sim.sim.latency import LatencyModel, RegionTable, as_latency
-from poso_sim.sim.rng import Stream
+from poso_sim.sim.rng import Stream, derive_seed, mix64
 from poso_sim.sim.trace import Trace
 
 __all__ = ["Inbox", "Message", "Network", "Node"]
@@ -252,6 +252,12 @@ class Network:
             raise ConfigError(f"trace: expected a Trace, got {trace!r}")
         self.faults: list[Fault] = self._check_faults(faults)
         self._partitions = [f for f in self.faults if isinstance(f, Partition)]
+        self._src_keys = {n: derive_seed(seed, "channel-src", n) for n in names}
+        self._dst_keys = {n: derive_seed(seed, "channel-dst", n) for n in names}
+        self._purpose_keys = {"latency": derive_seed(seed, "purpose", "latency")}
+        for f in self.faults:
+            self._purpose_keys[f.name] = derive_seed(seed, "purpose", "fault", f.name)  # type: ignore[index]
+        self._channel_faults = [f for f in self.faults if not isinstance(f, (Partition, Crash))]
         for node in self._nodes.values():
             node._down = tuple(
                 sorted((f.window[0], f.window[1], f.name) for f in self.faults if isinstance(f, Crash) and f.node == node.name)  # type: ignore[misc]
@@ -391,26 +397,40 @@ class Network:
         ch = _Channel()
         ch.src, ch.dst, ch.dst_node = src, dst, dst_node
         ch.latency = self.latency.bind(src, dst)
-        ch.lat_rng = Stream(self.seed, "channel", src, dst, "latency")
-        ch.filters, ch.losses, ch.spikes, ch.reorders, ch.dups = [], [], [], [], []
-        ch.cuts = tuple((p.t0, p.t1, "partition:" + p.name) for p in self._partitions if p.cuts(src, dst))
-        for f in self.faults:
-            if isinstance(f, (Partition, Crash)) or not f.applies(src, dst):
+        # channel key = mix(src key, dst key) (keys are SHA-256 derived once per node); each purpose (latency, each
+        # fault by name) gets its own stream: mix(channel key, purpose key)
+        base = mix64(self._src_keys[src], self._dst_keys[dst])
+        keys = self._purpose_keys
+        ch.lat_rng = Stream.from_state(mix64(base, keys["latency"]))
+        filters: list = []
+        losses: list = []
+        spikes: list = []
+        reorders: list = []
+        dups: list = []
+        ch.cuts = (
+            tuple((p.t0, p.t1, "partition:" + p.name) for p in self._partitions if p.cuts(src, dst))
+            if self._partitions else ()
+        )
+        for f in self._channel_faults:
+            if not f.applies(src, dst):
                 continue
             w0, w1 = f.window
             if isinstance(f, Filter):
-                ch.filters.append((w0, w1, f.match, f.action == "error", f.replace, "filter:" + f.name))
+                filters.append((w0, w1, f.match, f.action == "error", f.replace, "filter:" + f.name))
                 continue
-            rng = Stream(self.seed, "channel", src, dst, f.name)
+            rng = Stream.from_state(mix64(base, keys[f.name]))  # type: ignore[index]
             if isinstance(f, Loss):
-                ch.losses.append((w0, w1, f.p, rng, "loss:" + f.name))
+                losses.append((w0, w1, f.p, rng, "loss:" + f.name))
             elif isinstance(f, DelaySpike):
-                ch.spikes.append((w0, w1, f.p, rng, f.extra))
+                spikes.append((w0, w1, f.p, rng, f.extra))
             elif isinstance(f, Reorder):
-                ch.reorders.append((w0, w1, f.p, rng, f.extra_delay))
+                reorders.append((w0, w1, f.p, rng, f.extra_delay))
             elif isinstance(f, Duplicate):
-                ch.dups.append((w0, w1, f.p, rng))
-        ch.plain = not (ch.filters or ch.cuts or ch.losses or ch.spikes or ch.reorders or ch.dups)
+                dups.append((w0, w1, f.p, rng))
+        # empty tuples are shared singletons: a channel without faults allocates almost nothing
+        ch.filters, ch.losses, ch.spikes = tuple(filters), tuple(losses), tuple(spikes)
+        ch.reorders, ch.dups = tuple(reorders), tuple(dups)
+        ch.plain = not (filters or ch.cuts or losses or spikes or reorders or dups)
         node._out[dst] = ch
         return ch
 

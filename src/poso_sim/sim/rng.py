@@ -14,17 +14,29 @@ import json
 import math
 from typing import Any
 
-__all__ = ["Stream", "derive_seed"]
+__all__ = ["Stream", "derive_seed", "mix64"]
 
 _MASK = 0xFFFFFFFFFFFFFFFF
 _GOLDEN = 0x9E3779B97F4A7C15
 _TWO_POW_M53 = 2.0**-53
 
 
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
+
+
 def derive_seed(seed: int, *labels: Any) -> int:
-    """A 64-bit integer derived from ``seed`` and ``labels`` (JSON-encodable) in a stable way."""
-    blob = json.dumps([int(seed), *labels], separators=(",", ":"), ensure_ascii=True).encode()
+    """A 64-bit integer derived from ``seed`` and ``labels`` (JSON-encodable) in a stable way: the first 8 bytes
+    (big-endian) of SHA-256 over the compact JSON array ``[seed, *labels]``."""
+    blob = _encode([int(seed), *labels]).encode()
     return int.from_bytes(hashlib.sha256(blob).digest()[:8], "big")
+
+
+def mix64(a: int, b: int) -> int:
+    """Combine two 64-bit keys into a well-mixed 64-bit key (SplitMix64 finaliser of ``a ^ b``)."""
+    z = ((a ^ b) + _GOLDEN) & _MASK
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+    return z ^ (z >> 31)
 
 
 class Stream:
@@ -34,6 +46,12 @@ class Stream:
 
     def __init__(self, seed: int, *labels: Any) -> None:
         self.state = derive_seed(seed, *labels) if labels else int(seed) & _MASK
+
+    @classmethod
+    def from_state(cls, state: int) -> "Stream":
+        s = cls.__new__(cls)
+        s.state = state & _MASK
+        return s
 
     def random(self) -> float:
         s = (self.state + _GOLDEN) & _MASK
