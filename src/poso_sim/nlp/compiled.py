@@ -395,6 +395,8 @@ def compile_nlp(
     lin_vals: list[float] = []
     nl_rows: list[int] = []
     nl_terms: list = []
+    mono_rows: list[int] = []
+    mono_terms: list = []
     for r, c in enumerate(cons):
         name = c.name
         row_names.append(name)
@@ -407,12 +409,15 @@ def compile_nlp(
         g_lb[r] = finite_or_inf(lb, -_INF)
         g_ub[r] = finite_or_inf(ub, _INF)
         row_kind[r] = "eq" if c.equality else "ineq"
-        const, cols, vals, nl = conv.split(c.body)
+        const, cols, vals, mono, nl = conv.split(c.body)
         g_const[r] = const
         if cols:
             lin_rows.extend([r] * len(cols))
             lin_cols.extend(cols)
             lin_vals.extend(vals)
+        if mono:
+            mono_rows.extend([r] * len(mono))
+            mono_terms.extend(mono)
         if nl:
             acc = nl[0]
             for t in nl[1:]:
@@ -438,10 +443,10 @@ def compile_nlp(
     if obj is not None:
         conv.context = f"objective {obj.name}"
         is_max = getattr(obj, "sense", None) == maximize
-        o_const, o_cols, o_vals, o_nl = conv.split(obj.expr if hasattr(obj, "expr") else obj)
+        o_const, o_cols, o_vals, o_mono, o_nl = conv.split(obj.expr if hasattr(obj, "expr") else obj)
     else:
-        o_const, o_cols, o_vals, o_nl = 0.0, [], [], []
-    f_sx = _assemble_scalar(x, n, o_const, o_cols, o_vals, o_nl)
+        o_const, o_cols, o_vals, o_mono, o_nl = 0.0, [], [], [], []
+    f_sx = _assemble_scalar(x, n, o_const, o_cols, o_vals, o_mono, o_nl)
     if is_max:
         f_sx = -f_sx
 
@@ -457,14 +462,16 @@ def compile_nlp(
         body = comp.expr if isinstance(comp, NamedExpressionData) else comp
         if body is None:
             raise NLPCompileError(f"expression {nm} is empty")
-        e_const, e_cols, e_vals, e_nl = conv.split(body)
-        expr_sx[nm] = _assemble_scalar(x, n, e_const, e_cols, e_vals, e_nl)
+        e_const, e_cols, e_vals, e_mono, e_nl = conv.split(body)
+        expr_sx[nm] = _assemble_scalar(x, n, e_const, e_cols, e_vals, e_mono, e_nl)
     timings["walk_objective_expressions"] = time.perf_counter() - t2
 
     # ---- assemble g --------------------------------------------------------------------------------------------
     t3 = time.perf_counter()
     A = _sparse_dm(lin_rows, lin_cols, lin_vals, m, n)
     g_sx = ca.mtimes(A, x) + ca.DM(g_const)
+    if mono_terms:
+        g_sx = g_sx + _monomials(x, m, mono_rows, mono_terms)
     if nl_rows:
         nl_vec = ca.SX(m, 1)
         nl_vec[nl_rows] = ca.vertcat(*nl_terms)
@@ -535,10 +542,39 @@ def _sparse_dm(rows: Iterable[int], cols: Iterable[int], vals: Iterable[float], 
     return ca.DM(spy, a.data.tolist())
 
 
-def _assemble_scalar(x: Any, n: int, const: float, cols: list, vals: list, nl: list) -> Any:
+def _monomials(x: Any, m: int, rows: list[int], terms: list) -> Any:
+    """``m``-vector with ``sum(coef * x[i] * x[j])`` / ``sum(coef * x[i] ** p)`` per row, built vectorised.
+
+    Terms are grouped by kind (bilinear, or power with a given exponent); each group costs a handful of CasADi
+    calls regardless of its size, and rows are summed with one sparse matrix product per group.
+    """
+    rows_a = np.asarray(rows, dtype=np.int64)
+    coef = np.array([t[0] for t in terms], dtype=np.float64)
+    ii = np.array([t[1] for t in terms], dtype=np.int64)
+    jj = np.array([t[2] for t in terms], dtype=np.int64)
+    pp = np.array([t[3] for t in terms], dtype=np.float64)
+    out = None
+    groups: list[tuple[np.ndarray, Any]] = []
+    bil = np.flatnonzero(jj >= 0)
+    if bil.size:
+        groups.append((bil, ca.times(x[ii[bil].tolist()], x[jj[bil].tolist()])))
+    powm = jj < 0
+    for p in np.unique(pp[powm]):
+        sel = np.flatnonzero(powm & (pp == p))
+        groups.append((sel, x[ii[sel].tolist()] ** float(p)))
+    for sel, vec in groups:
+        S = _sparse_dm(rows_a[sel], np.arange(sel.size), coef[sel], m, sel.size)
+        part = ca.mtimes(S, vec)
+        out = part if out is None else out + part
+    return out
+
+
+def _assemble_scalar(x: Any, n: int, const: float, cols: list, vals: list, mono: list, nl: list) -> Any:
     out = ca.SX(const)
     if cols:
         out = out + ca.mtimes(_sparse_dm([0] * len(cols), cols, vals, 1, n), x)
+    if mono:
+        out = out + _monomials(x, 1, [0] * len(mono), mono)
     for t in nl:
         out = out + t
     return out

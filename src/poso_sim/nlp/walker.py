@@ -125,6 +125,7 @@ class SXConverter:
         self.context = "<expression>"
         self._kinds: dict[type, int | None] = {}
         self._named: dict[int, Any] = {}
+        self._mono: list = []
 
     # -- helpers -------------------------------------------------------------------------------------------------
     def _kind(self, node: Any) -> int:
@@ -241,17 +242,19 @@ class SXConverter:
         )
 
     # -- additive split ------------------------------------------------------------------------------------------
-    def split(self, node: Any) -> tuple[float, list[int], list[float], list]:
-        """Split ``node`` into ``constant + sum(coef * x[col]) + sum(nonlinear)``.
+    def split(self, node: Any) -> tuple[float, list[int], list[float], list, list]:
+        """Split ``node`` into ``constant + sum(coef * x[col]) + sum(monomials) + sum(nonlinear)``.
 
-        Returns ``(constant, cols, coefs, nonlinear_terms)``; columns may repeat (duplicates are summed by the
-        caller).
+        Returns ``(constant, cols, coefs, monomials, nonlinear_terms)``; columns may repeat (duplicates are summed by
+        the caller). ``monomials`` are ``(coef, i, j, p)`` tuples meaning ``coef * x[i] * x[j]`` when ``j >= 0`` and
+        ``coef * x[i] ** p`` when ``j == -1``; the caller builds them in vectorised CasADi operations.
         """
         cols: list[int] = []
         coefs: list[float] = []
         nl: list = []
+        self._mono: list = []
         const = self._split(node, 1.0, cols, coefs, nl)
-        return const, cols, coefs, nl
+        return const, cols, coefs, self._mono, nl
 
     def _split(self, node: Any, c: float, cols: list, coefs: list, nl: list) -> float:
         kind = self._kind(node)
@@ -286,10 +289,26 @@ class SXConverter:
             return self._split(node.expr, c, cols, coefs, nl)
         if kind == _PROD:
             a, b = node.args
-            if self._kind(a) == _CONST:
+            ka, kb = self._kind(a), self._kind(b)
+            if ka == _CONST:
                 return self._split(b, c * self._const(a), cols, coefs, nl)
-            if self._kind(b) == _CONST:
+            if kb == _CONST:
                 return self._split(a, c * self._const(b), cols, coefs, nl)
+            if ka == _VAR and kb == _VAR and not a.fixed and not b.fixed:
+                self._mono.append((c, self._var_col(a), self._var_col(b), 1.0))
+                return 0.0
+        elif kind == _POW:
+            a, b = node.args
+            if self._kind(a) == _VAR and not a.fixed and self._kind(b) == _CONST:
+                p = self._const(b)
+                if p == 1.0:
+                    cols.append(self._var_col(a))
+                    coefs.append(c)
+                elif p == 0.0:
+                    return c
+                else:
+                    self._mono.append((c, self._var_col(a), -1, p))
+                return 0.0
         elif kind == _DIV:
             a, b = node.args
             if self._kind(b) == _CONST:
