@@ -87,9 +87,16 @@ async def _relay(n_nodes: int, total: int, pool: int, trace_on: bool, inbox: boo
     }
 
 
-def relay(n_nodes: int, total: int, pool: int = 2000, trace_on: bool = False, inbox: bool = False) -> dict:
-    gc.collect()
-    return run(_relay(n_nodes, total, pool, trace_on, inbox))
+def relay(n_nodes: int, total: int, pool: int = 2000, trace_on: bool = False, inbox: bool = False,
+          repeat: int = 1) -> dict:
+    """Best (lowest wall time) of ``repeat`` identical runs (the runs are deterministic; only wall time varies)."""
+    best = None
+    for _ in range(repeat):
+        gc.collect()
+        r = run(_relay(n_nodes, total, pool, trace_on, inbox))
+        if best is None or r["wall"] < best["wall"]:
+            best = r
+    return best  # type: ignore[return-value]
 
 
 async def _in_flight(count: int) -> float:
@@ -136,6 +143,7 @@ def machine() -> list[str]:
 
 def report(quick: bool) -> str:
     total = 60_000 if quick else 300_000
+    rep = 1 if quick else 3
     rows = []
 
     def row(label: str, r: dict) -> None:
@@ -145,11 +153,11 @@ def report(quick: bool) -> str:
             f"| {r['channels']:,} | {r['virtual']:.1f} |"
         )
 
-    row("relay, handlers, trace off", relay(100, total))
-    row("relay, handlers, full trace", relay(100, total, trace_on=True))
-    row("relay, coroutine receivers (`await recv()`)", relay(100, total // 3, inbox=True))
+    row("relay, handlers, trace off", relay(100, total, repeat=rep))
+    row("relay, handlers, full trace", relay(100, total, trace_on=True, repeat=rep))
+    row("relay, coroutine receivers (`await recv()`)", relay(100, total // 3, inbox=True, repeat=rep))
     for n in (10, 100, 1000):
-        row(f"scaling, {n} nodes", relay(n, total, pool=max(2000, 2 * n)))
+        row(f"scaling, {n} nodes", relay(n, total, pool=max(2000, 2 * n), repeat=rep))
     mem = bytes_per_in_flight(20_000 if quick else 100_000)
     lines = [
         SECTION,
@@ -164,6 +172,11 @@ def report(quick: bool) -> str:
         *rows,
         "",
         f"Memory per in-flight message (tracemalloc, payload not counted, trace off): **{mem:.0f} bytes**.",
+        "",
+        "Relay chains end when a message is lost, so fewer than the target number of messages may be sent. "
+        "Wall times are the best of " + str(rep) + " identical runs (the machine is shared). "
+        "us/message is wall time per sent message and includes the first use of every channel (key mixing, "
+        "fault binding); with 1 000 nodes most messages open a new channel (see 'channels used').",
         "",
     ]
     return "\n".join(lines)
