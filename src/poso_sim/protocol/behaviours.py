@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .delegate import Delegate
-from .events import MessageReceived, Record, Send, SolutionReady, expand
+from .events import MessageReceived, Record, Send, SolutionReady, Start, expand
 from .identity import NodeId
 from .messages import Payload, Proposal, Relay
 
@@ -132,7 +132,11 @@ class BehavingDelegate:
         return [a for _, a in actions]
 
     def _observe(self, ev: Any) -> None:
-        if isinstance(ev, SolutionReady):
+        if isinstance(ev, Start) and isinstance(ev.height, int):
+            keep = ev.height - 1
+            self.host_payloads = {h: v for h, v in self.host_payloads.items() if h >= keep}
+            self.seen = {k: v for k, v in self.seen.items() if k[0] >= keep}
+        elif isinstance(ev, SolutionReady):
             self.host_payloads.setdefault(ev.height, {}).update(ev.payloads)
         elif isinstance(ev, MessageReceived):
             msg = ev.msg

@@ -209,6 +209,7 @@ class Delegate:
             out.append(CancelTimer(round_timer(self.height, self.round)))
             out.append(Record("abandoned", {"node": self.name, "height": self.height, "round": self.round}))
         self.rounds = {k: v for k, v in self.rounds.items() if k[0] >= height - 1}
+        self.payloads = {k: v for k, v in self.payloads.items() if k[0] >= height - 1}  # holds solutions
         self.height = height
         self.round = 1
         self.status = "running"
