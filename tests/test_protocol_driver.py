@@ -26,8 +26,6 @@ from poso_sim.protocol import (
     Delay,
     Delegate,
     Equivocate,
-    Exclude,
-    Execute,
     FollowerCollusion,
     FollowerError,
     FollowerFeasible,

@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .identity import KeyPair, NodeId, Signer, verify_sig
+from .identity import NodeId, Signer, verify_sig
 
 VERSION = 1
 DOMAIN = b"poso-sim/protocol/"
@@ -399,5 +399,4 @@ __all__ = [
     "MESSAGE_TYPES",
     "message_problem",
     "verify_chain",
-    "KeyPair",
 ]
