@@ -1,1 +1,27 @@
-"""poso_sim.kkt"""
+"""poso_sim.kkt: the KKT certificate of a solution on the verifier's own copy of the problem.
+
+* :func:`verify` (``problem, solution, tolerances=None, *, claimed_digest=None) -> Certificate``
+* :class:`Certificate`, :class:`Tolerances`, :data:`DEFAULT_TOLERANCES`
+* :class:`KKTChecker` (precomputed structure of one problem; :func:`checker_for` caches one per problem)
+* :func:`to_shared` (a plan of another variant of the same constraint set, expressed on the shared problem),
+  :func:`map_multipliers` (multipliers of a reformulated/presolved model completed on the canonical one)
+* ``python -m poso_sim.kkt.cli FILE [--case manchester] [--json]`` (also ``poso-sim verify``)
+
+See docs/certificate.md.
+"""
+
+from poso_sim.kkt.certificate import DEFAULT_TOLERANCES, Certificate, Tolerances
+from poso_sim.kkt.check import KKTChecker, Measures, checker_for, verify
+from poso_sim.kkt.mapping import map_multipliers, to_shared
+
+__all__ = [
+    "verify",
+    "Certificate",
+    "Tolerances",
+    "DEFAULT_TOLERANCES",
+    "KKTChecker",
+    "Measures",
+    "checker_for",
+    "to_shared",
+    "map_multipliers",
+]

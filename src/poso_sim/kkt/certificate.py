@@ -1,0 +1,155 @@
+"""The :class:`Tolerances` of the KKT check and the :class:`Certificate` it returns."""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["Tolerances", "Certificate", "DEFAULT_TOLERANCES"]
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """Acceptance thresholds, each on a scaled measure (see docs/certificate.md).
+
+    * ``primal``: row violation relative to the row's largest term, bound violation relative to ``max(1, |bound|)``.
+    * ``dual``: stationarity residual of each variable's column relative to ``max(1, |grad f_j|, |J_ij y_i|, z_j)``.
+    * ``sign``: wrong-signed part of a multiplier (inequality rows, bound multipliers), same column/row scaling.
+    * ``complementarity``: ``multiplier * slack`` in objective units ($ for the IES model).
+    * ``repair``: allow the re-derivation of multipliers when the received ones fail only on dual measures.
+    * ``repair_max_entries``: the least-squares repair only runs when, after re-deriving the bound multipliers,
+      at most this many columns/rows still fail (default ``max(10, n // 50)``): a degenerate neighbourhood, not
+      a wholesale replacement of the received multipliers.
+    * ``n_worst``: how many of the worst entries to name per measure.
+    """
+
+    primal: float = 1e-6
+    dual: float = 1e-6
+    sign: float = 1e-6
+    complementarity: float = 1e-6
+    repair: bool = True
+    repair_max_entries: int | None = None
+    n_worst: int = 5
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+DEFAULT_TOLERANCES = Tolerances()
+
+
+def _num(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None if math.isnan(v) else ("inf" if v > 0 else "-inf")
+    return v
+
+
+@dataclass
+class Certificate:
+    """The verdict of :func:`poso_sim.kkt.verify` on one solution.
+
+    ``primal_residual``, ``dual_residual``, ``sign_violation`` and ``complementarity`` are the largest scaled
+    measures of the multipliers that decided the verdict (the repaired ones when ``repaired`` is True; the
+    received ones are then in ``received``). ``worst`` names the worst entries per measure as
+    ``{"measure", "name", "value"}`` with ``name`` a model component and index (``SOCPeq[3,18]``, ``P_CHP[3,7]``).
+    ``seconds`` is the wall time of the check (integrity + evaluation + residuals + repair), the problem being
+    compiled already; ``timings`` splits it.
+    """
+
+    accepted: bool
+    reasons: list[str] = field(default_factory=list)
+    primal_residual: float = float("nan")
+    dual_residual: float = float("nan")
+    sign_violation: float = float("nan")
+    complementarity: float = float("nan")
+    worst: list[dict[str, Any]] = field(default_factory=list)
+    cost: float = float("nan")
+    objective: float = float("nan")
+    repaired: bool = False
+    repair: dict[str, Any] = field(default_factory=dict)
+    received: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+    digest: str = ""
+    fingerprint: str = ""
+    problem_fingerprint: str = ""
+    variant: str = ""
+    tolerances: dict[str, Any] = field(default_factory=dict)
+    integrity_ok: bool = True
+
+    @property
+    def verify_seconds(self) -> float:
+        return self.seconds
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict (non-finite floats become ``None``/``"inf"``)."""
+        d = {
+            "accepted": bool(self.accepted),
+            "reasons": list(self.reasons),
+            "cost": _num(float(self.cost)),
+            "objective": _num(float(self.objective)),
+            "primal_residual": _num(float(self.primal_residual)),
+            "dual_residual": _num(float(self.dual_residual)),
+            "sign_violation": _num(float(self.sign_violation)),
+            "complementarity": _num(float(self.complementarity)),
+            "worst": [{k: _num(v) if isinstance(v, float) else v for k, v in w.items()} for w in self.worst],
+            "repaired": bool(self.repaired),
+            "repair": _jsonable(self.repair),
+            "received": {k: _num(float(v)) for k, v in self.received.items()},
+            "verify_seconds": float(self.seconds),
+            "timings": {k: float(v) for k, v in self.timings.items()},
+            "digest": self.digest,
+            "fingerprint": self.fingerprint,
+            "problem_fingerprint": self.problem_fingerprint,
+            "variant": self.variant,
+            "integrity_ok": bool(self.integrity_ok),
+            "tolerances": dict(self.tolerances),
+        }
+        return d
+
+    def summary(self) -> str:
+        verdict = "ACCEPTED" if self.accepted else "REJECTED"
+        extra = " (multipliers repaired)" if self.repaired else ""
+        head = (
+            f"{verdict}{extra}: cost {self.cost:.4f}, primal {self.primal_residual:.2e}, dual {self.dual_residual:.2e}, "
+            f"sign {self.sign_violation:.2e}, complementarity {self.complementarity:.2e}, {self.seconds * 1e3:.2f} ms"
+        )
+        return "\n".join([head] + [f"  - {r}" for r in self.reasons])
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def _repr_html_(self) -> str:
+        color = "#1a7f37" if self.accepted else "#cf222e"
+        verdict = "accepted" if self.accepted else "rejected"
+        rows = "".join(
+            f"<tr><td>{html.escape(str(w['measure']))}</td><td><code>{html.escape(str(w['name']))}</code></td>"
+            f"<td>{w['value']:.3e}</td></tr>"
+            for w in self.worst
+        )
+        reasons = "".join(f"<li>{html.escape(r)}</li>" for r in self.reasons) or "<li>none</li>"
+        return (
+            f"<div><b style='color:{color}'>KKT certificate: {verdict}</b>"
+            f"{' (multipliers repaired)' if self.repaired else ''}<br>"
+            f"cost {self.cost:.4f} &middot; primal {self.primal_residual:.2e} &middot; dual {self.dual_residual:.2e}"
+            f" &middot; sign {self.sign_violation:.2e} &middot; complementarity {self.complementarity:.2e}"
+            f" &middot; {self.seconds * 1e3:.2f} ms<br>reasons:<ul>{reasons}</ul>"
+            f"<table><tr><th>measure</th><th>where</th><th>value</th></tr>{rows}</table></div>"
+        )
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {str(k): _jsonable(w) for k, w in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(w) for w in v]
+    if hasattr(v, "item") and not isinstance(v, (str, bytes)):
+        try:
+            return _jsonable(v.item())
+        except (TypeError, ValueError):
+            pass
+    if isinstance(v, float):
+        return _num(v)
+    return v

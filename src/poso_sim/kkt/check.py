@@ -1,0 +1,371 @@
+"""The KKT check: integrity of the message, then primal feasibility, stationarity, multiplier signs and
+complementarity on the verifier's own compiled problem, with an optional checked repair of the multipliers.
+
+Problem (as compiled by :mod:`poso_sim.nlp`)::
+
+    min f(x)   s.t.   g_lb <= g(x) <= g_ub,   x_lb <= x <= x_ub
+
+Multipliers in Ipopt's convention: ``grad f + J^T y - z_L + z_U = 0``, ``z_L, z_U >= 0``; an inequality row
+at its lower bound has ``y <= 0``, at its upper bound ``y >= 0``. Scaling of every measure: docs/certificate.md.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from poso_sim.kkt.certificate import DEFAULT_TOLERANCES, Certificate, Tolerances
+
+__all__ = ["KKTChecker", "verify", "checker_for", "Measures"]
+
+
+def _segments(keys: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Order of ``keys`` and the (unique key, start) pairs for ``np.*.reduceat`` over non-empty groups."""
+    order = np.argsort(keys, kind="stable")
+    sk = keys[order]
+    if sk.size == 0:
+        return order, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(np.r_[True, sk[1:] != sk[:-1]])
+    return order, sk[starts].astype(np.int64), starts.astype(np.int64)
+
+
+@dataclass
+class Measures:
+    """Scaled per-entry measures of one primal-dual point (arrays) and their maxima."""
+
+    row_viol: np.ndarray  # (m,) scaled violation of g_lb <= g <= g_ub
+    bound_viol: np.ndarray  # (n,) scaled violation of x_lb <= x <= x_ub
+    stat: np.ndarray  # (n,) scaled |stationarity residual|
+    stat_raw: np.ndarray  # (n,) signed unscaled residual grad + J^T y - zL + zU
+    stat_scale: np.ndarray  # (n,)
+    sign_x: np.ndarray  # (n,) wrong-signed part of bound multipliers (scaled by stat_scale)
+    sign_row: np.ndarray  # (m,) wrong-signed part of row multipliers
+    comp_x: np.ndarray  # (n,) z_L (x - lb) + z_U (ub - x)
+    comp_row: np.ndarray  # (m,) |y| * slack on the side y's sign points to
+
+    @property
+    def primal(self) -> float:
+        return float(max(_mx(self.row_viol), _mx(self.bound_viol)))
+
+    @property
+    def dual(self) -> float:
+        return _mx(self.stat)
+
+    @property
+    def sign(self) -> float:
+        return float(max(_mx(self.sign_x), _mx(self.sign_row)))
+
+    @property
+    def complementarity(self) -> float:
+        return float(max(_mx(self.comp_x), _mx(self.comp_row)))
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "primal_residual": self.primal,
+            "dual_residual": self.dual,
+            "sign_violation": self.sign,
+            "complementarity": self.complementarity,
+        }
+
+
+def _mx(a: np.ndarray) -> float:
+    return float(a.max()) if a.size else 0.0
+
+
+class KKTChecker:
+    """Precomputed structure of one compiled problem; :meth:`verify` checks solutions against it.
+
+    Build it once per problem (construction ~ a few ms for the Manchester model); :func:`verify` keeps one per
+    problem object.
+    """
+
+    def __init__(self, problem: Any):
+        self.problem = problem
+        self.n = int(problem.n)
+        self.m = int(problem.m)
+        jr, jc = problem.jac_structure
+        self.jr = np.asarray(jr, dtype=np.int64)
+        self.jc = np.asarray(jc, dtype=np.int64)
+        self.x_lb = np.asarray(problem.x_lb, dtype=float)
+        self.x_ub = np.asarray(problem.x_ub, dtype=float)
+        self.g_lb = np.asarray(problem.g_lb, dtype=float)
+        self.g_ub = np.asarray(problem.g_ub, dtype=float)
+        self.lb_fin = np.isfinite(self.x_lb)
+        self.ub_fin = np.isfinite(self.x_ub)
+        self.glb_fin = np.isfinite(self.g_lb)
+        self.gub_fin = np.isfinite(self.g_ub)
+        self.row_eq = self.glb_fin & self.gub_fin & (self.g_lb == self.g_ub)
+        self.x_lb0 = np.where(self.lb_fin, self.x_lb, 0.0)
+        self.x_ub0 = np.where(self.ub_fin, self.x_ub, 0.0)
+        self.g_lb0 = np.where(self.glb_fin, self.g_lb, 0.0)
+        self.g_ub0 = np.where(self.gub_fin, self.g_ub, 0.0)
+        # scale of bound violations and of the row constants
+        self.bound_scale_l = np.maximum(1.0, np.abs(self.x_lb0))
+        self.bound_scale_u = np.maximum(1.0, np.abs(self.x_ub0))
+        self.row_const = np.maximum(np.abs(self.g_lb0), np.abs(self.g_ub0))
+        self.col_order, self.col_keys, self.col_starts = _segments(self.jc, self.n)
+        self.row_order, self.row_keys, self.row_starts = _segments(self.jr, self.m)
+        self.x_names = list(problem.x_names)
+        self.row_names = list(problem.row_names)
+        self.fingerprint = str(getattr(problem, "fingerprint", ""))
+        self.has_true_cost = bool(getattr(problem, "has_expr", lambda _n: False)("true_cost"))
+
+    # -- evaluation --------------------------------------------------------------------------------------------------
+    def evaluate(self, x: np.ndarray) -> dict[str, Any]:
+        p = self.problem
+        return {
+            "f": float(p.f(x)),
+            "grad": np.asarray(p.grad(x), dtype=float),
+            "g": np.asarray(p.g(x), dtype=float),
+            "jv": np.asarray(p.jac(x), dtype=float),
+        }
+
+    def _colmax(self, vals: np.ndarray) -> np.ndarray:
+        out = np.zeros(self.n)
+        if self.col_keys.size:
+            out[self.col_keys] = np.maximum.reduceat(vals[self.col_order], self.col_starts)
+        return out
+
+    def _rowmax(self, vals: np.ndarray) -> np.ndarray:
+        out = np.zeros(self.m)
+        if self.row_keys.size:
+            out[self.row_keys] = np.maximum.reduceat(vals[self.row_order], self.row_starts)
+        return out
+
+    def row_scale(self, x: np.ndarray, ev: dict[str, Any]) -> np.ndarray:
+        """``max(1, |bound|, max_j |J_ij x_j|)``: the size of the row's largest term, in the row's own unit."""
+        terms = np.abs(ev["jv"] * x[self.jc])
+        return np.maximum(np.maximum(1.0, self.row_const), self._rowmax(terms))
+
+    def measures(self, x: np.ndarray, y: np.ndarray, zl: np.ndarray, zu: np.ndarray, ev: dict[str, Any]) -> Measures:
+        g, jv, grad = ev["g"], ev["jv"], ev["grad"]
+        # primal: rows
+        rs = ev.get("row_scale")
+        if rs is None:
+            rs = ev["row_scale"] = self.row_scale(x, ev)
+        low = np.where(self.glb_fin, self.g_lb0 - g, 0.0)
+        upp = np.where(self.gub_fin, g - self.g_ub0, 0.0)
+        row_viol = np.maximum(np.maximum(low, upp), 0.0) / rs
+        # primal: bounds
+        bl = np.where(self.lb_fin, (self.x_lb0 - x) / self.bound_scale_l, 0.0)
+        bu = np.where(self.ub_fin, (x - self.x_ub0) / self.bound_scale_u, 0.0)
+        bound_viol = np.maximum(np.maximum(bl, bu), 0.0)
+        # stationarity
+        jy = jv * y[self.jr]
+        jty = np.bincount(self.jc, weights=jy, minlength=self.n)
+        raw = grad + jty - zl + zu
+        scale = np.maximum.reduce([np.ones(self.n), np.abs(grad), self._colmax(np.abs(jy)), np.abs(zl), np.abs(zu)])
+        stat = np.abs(raw) / scale
+        # signs: bound multipliers >= 0, and 0 on a missing bound
+        sign_x = (
+            np.where(self.lb_fin, np.maximum(-zl, 0.0), np.abs(zl))
+            + np.where(self.ub_fin, np.maximum(-zu, 0.0), np.abs(zu))
+        ) / scale
+        # rows: y <= 0 needs a finite lower bound, y >= 0 a finite upper bound (equalities: free)
+        neg = np.maximum(-y, 0.0)
+        pos = np.maximum(y, 0.0)
+        sign_row = np.where(self.glb_fin, 0.0, neg) + np.where(self.gub_fin, 0.0, pos)
+        # complementarity (objective units): multiplier times the slack of the bound it belongs to
+        sl = np.where(self.lb_fin, np.maximum(x - self.x_lb0, 0.0), 0.0)
+        su = np.where(self.ub_fin, np.maximum(self.x_ub0 - x, 0.0), 0.0)
+        comp_x = np.maximum(zl, 0.0) * sl + np.maximum(zu, 0.0) * su
+        rl = np.where(self.glb_fin, np.maximum(g - self.g_lb0, 0.0), 0.0)
+        ru = np.where(self.gub_fin, np.maximum(self.g_ub0 - g, 0.0), 0.0)
+        comp_row = neg * rl + pos * ru
+        comp_row[self.row_eq] = 0.0
+        return Measures(row_viol, bound_viol, stat, raw, scale, sign_x, sign_row, comp_x, comp_row)
+
+    # -- verdict -----------------------------------------------------------------------------------------------------
+    def failures(self, ms: Measures, tol: Tolerances) -> dict[str, bool]:
+        return {
+            "primal": not (ms.primal <= tol.primal),
+            "dual": not (ms.dual <= tol.dual),
+            "sign": not (ms.sign <= tol.sign),
+            "complementarity": not (ms.complementarity <= tol.complementarity),
+        }
+
+    def worst(self, ms: Measures, k: int) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+
+        def top(measure: str, arr: np.ndarray, names: list[str], prefix: str = "") -> None:
+            if not arr.size or k <= 0:
+                return
+            kk = min(k, arr.size)
+            idx = np.argpartition(-arr, kk - 1)[:kk]
+            idx = idx[np.argsort(-arr[idx], kind="stable")]
+            for i in idx:
+                v = float(arr[i])
+                if v > 0.0:
+                    out.append({"measure": measure, "name": prefix + names[i], "value": v})
+
+        top("primal", ms.row_viol, self.row_names)
+        top("bound", ms.bound_viol, self.x_names)
+        top("stationarity", ms.stat, self.x_names)
+        top("sign", ms.sign_x, self.x_names, "bound multiplier of ")
+        top("sign", ms.sign_row, self.row_names)
+        top("complementarity", ms.comp_x, self.x_names, "bounds of ")
+        top("complementarity", ms.comp_row, self.row_names)
+        return out
+
+    def reasons(self, ms: Measures, tol: Tolerances) -> list[str]:
+        out = []
+
+        def at(arr_pairs: list[tuple[np.ndarray, list[str], str]]) -> str:
+            best, name = -1.0, "?"
+            for arr, names, prefix in arr_pairs:
+                if arr.size:
+                    i = int(np.argmax(arr))
+                    if arr[i] > best:
+                        best, name = float(arr[i]), prefix + names[i]
+            return name
+
+        if not (ms.primal <= tol.primal):
+            where = at([(ms.row_viol, self.row_names, ""), (ms.bound_viol, self.x_names, "bound of ")])
+            out.append(f"primal infeasibility {ms.primal:.3g} > {tol.primal:g} at {where}")
+        if not (ms.dual <= tol.dual):
+            where = at([(ms.stat, self.x_names, "")])
+            out.append(f"stationarity {ms.dual:.3g} > {tol.dual:g} at {where}")
+        if not (ms.sign <= tol.sign):
+            where = at([(ms.sign_x, self.x_names, "bound multiplier of "), (ms.sign_row, self.row_names, "")])
+            out.append(f"multiplier sign {ms.sign:.3g} > {tol.sign:g} at {where}")
+        if not (ms.complementarity <= tol.complementarity):
+            where = at([(ms.comp_x, self.x_names, "bounds of "), (ms.comp_row, self.row_names, "")])
+            out.append(f"complementarity {ms.complementarity:.3g} > {tol.complementarity:g} at {where}")
+        return out
+
+    # -- integrity ---------------------------------------------------------------------------------------------------
+    def integrity(self, solution: Any, claimed_digest: str | None) -> list[str]:
+        from poso_sim.solvers.solution import solution_digest
+
+        reasons: list[str] = []
+        fp = str(getattr(solution, "fingerprint", "") or "")
+        if fp != self.fingerprint:
+            reasons.append(
+                f"fingerprint mismatch: the solution is for model {fp[:16] or '(none)'}..., "
+                f"this problem is {self.fingerprint[:16]}..."
+            )
+        arrays = {}
+        for name, size in (("x", self.n), ("y", self.m), ("z_L", self.n), ("z_U", self.n)):
+            a = np.asarray(getattr(solution, name), dtype=float).reshape(-1)
+            arrays[name] = a
+            if a.size != size:
+                reasons.append(f"length mismatch: {name} has {a.size} entries, the problem needs {size}")
+            elif not np.all(np.isfinite(a)):
+                bad = int(np.size(a) - np.count_nonzero(np.isfinite(a)))
+                reasons.append(f"non-finite values: {name} has {bad} NaN/inf entries")
+        names = list(getattr(solution, "x_names", ()) or ())
+        if names and len(names) == self.n and names != self.x_names:
+            i = next(i for i, (a, b) in enumerate(zip(names, self.x_names)) if a != b)
+            reasons.append(f"variable order mismatch: entry {i} is {names[i]}, the problem has {self.x_names[i]}")
+        rnames = list(getattr(solution, "row_names", ()) or ())
+        if rnames and len(rnames) == self.m and rnames != self.row_names:
+            i = next(i for i, (a, b) in enumerate(zip(rnames, self.row_names)) if a != b)
+            reasons.append(f"row order mismatch: entry {i} is {rnames[i]}, the problem has {self.row_names[i]}")
+        variant = str(getattr(solution, "variant", "") or "")
+        actual = solution_digest(fp, variant, arrays["x"], arrays["y"], arrays["z_L"], arrays["z_U"])
+        recorded = getattr(solution, "__dict__", {}).get("digest")  # a cached digest that no longer fits the arrays
+        for label, d in (("claimed", claimed_digest), ("recorded", recorded)):
+            if d is not None and d != actual:
+                reasons.append(f"digest mismatch: {label} {str(d)[:16]}... but the content hashes to {actual[:16]}...")
+        return reasons
+
+    # -- the check ---------------------------------------------------------------------------------------------------
+    def verify(
+        self, solution: Any, tolerances: Tolerances | None = None, *, claimed_digest: str | None = None
+    ) -> Certificate:
+        tol = tolerances or DEFAULT_TOLERANCES
+        t0 = time.perf_counter()
+        timings: dict[str, float] = {}
+        cert = Certificate(
+            accepted=False,
+            fingerprint=str(getattr(solution, "fingerprint", "") or ""),
+            problem_fingerprint=self.fingerprint,
+            variant=str(getattr(solution, "variant", "") or ""),
+            tolerances=tol.as_dict(),
+        )
+        reasons = self.integrity(solution, claimed_digest)
+        try:
+            cert.digest = solution.digest
+        except Exception:  # pragma: no cover - a foreign object without digest
+            cert.digest = ""
+        t1 = time.perf_counter()
+        timings["integrity"] = t1 - t0
+        if reasons:
+            cert.reasons = reasons
+            cert.integrity_ok = False
+            cert.seconds = time.perf_counter() - t0
+            cert.timings = timings
+            return cert
+        x = np.asarray(solution.x, dtype=float)
+        y = np.asarray(solution.y, dtype=float)
+        zl = np.asarray(solution.z_L, dtype=float)
+        zu = np.asarray(solution.z_U, dtype=float)
+        ev = self.evaluate(x)
+        cert.objective = ev["f"]
+        cert.cost = float(self.problem.true_cost(x)) if self.has_true_cost else ev["f"]
+        t2 = time.perf_counter()
+        timings["evaluation"] = t2 - t1
+        ms = self.measures(x, y, zl, zu, ev)
+        fails = self.failures(ms, tol)
+        t3 = time.perf_counter()
+        timings["residuals"] = t3 - t2
+        cert.received = ms.as_dict()
+        final = ms
+        if any(fails.values()) and not fails["primal"] and tol.repair and math.isfinite(ms.dual):
+            from poso_sim.kkt.repair import repair_multipliers
+
+            rep = repair_multipliers(self, x, y, zl, zu, ev, ms, tol)
+            cert.repair = rep.info
+            if rep.measures is not None and not any(self.failures(rep.measures, tol).values()):
+                final = rep.measures
+                cert.repaired = True
+            timings["repair"] = time.perf_counter() - t3
+        cert.primal_residual = final.primal
+        cert.dual_residual = final.dual
+        cert.sign_violation = final.sign
+        cert.complementarity = final.complementarity
+        cert.reasons = self.reasons(final, tol)
+        if cert.reasons and cert.repair:
+            if cert.repair.get("stage") == "refused":
+                cert.reasons.append(f"multiplier repair refused: {cert.repair['why']}")
+            else:
+                cert.reasons.append(f"multiplier repair attempted ({cert.repair.get('stage', '?')}) and failed")
+        cert.accepted = not cert.reasons
+        cert.worst = self.worst(final, tol.n_worst)
+        cert.seconds = time.perf_counter() - t0
+        cert.timings = timings
+        return cert
+
+
+_CHECKERS: "weakref.WeakKeyDictionary[Any, KKTChecker]" = weakref.WeakKeyDictionary()
+
+
+def checker_for(problem: Any) -> KKTChecker:
+    """The cached :class:`KKTChecker` of a compiled problem (built on first use)."""
+    try:
+        chk = _CHECKERS.get(problem)
+    except TypeError:  # not weak-referenceable
+        return KKTChecker(problem)
+    if chk is None:
+        chk = KKTChecker(problem)
+        _CHECKERS[problem] = chk
+    return chk
+
+
+def verify(
+    problem: Any,
+    solution: Any,
+    tolerances: Tolerances | None = None,
+    *,
+    claimed_digest: str | None = None,
+) -> Certificate:
+    """Check ``solution`` against the verifier's own compiled ``problem``; return a :class:`Certificate`.
+
+    ``claimed_digest`` is the digest the message announced (if any); it must equal the digest of the content.
+    """
+    return checker_for(problem).verify(solution, tolerances, claimed_digest=claimed_digest)
