@@ -1,0 +1,131 @@
+"""High-level entry points: the compiled problem of a case variant, and a cached solve of it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable
+
+import numpy as np
+
+from poso_sim.solvers.cache import SolutionCache, cache_key
+from poso_sim.solvers.solution import Solution
+
+_PROBLEMS: dict[tuple[str, str], tuple[object, object]] = {}
+_LOCK = threading.Lock()
+
+
+def get_problem(case: str = "manchester", variant: str = "true"):
+    """``(model, nlp)`` of a case variant, built and compiled once per process."""
+    from poso_sim.cases import build_model, load_case
+    from poso_sim.nlp import compile_nlp
+
+    key = (str(case), variant)
+    with _LOCK:
+        if key not in _PROBLEMS:
+            model = build_model(load_case(case), variant)
+            _PROBLEMS[key] = (model, compile_nlp(model))
+        return _PROBLEMS[key]
+
+
+def canonical_start(nlp, case) -> np.ndarray:
+    """The data-only start point as a canonical vector of ``nlp``."""
+    from poso_sim.solvers.start import network_data, start_point
+
+    x0 = np.zeros(nlp.n)
+    for comp, vals in start_point(network_data(case)).items():
+        for idx, val in vals.items():
+            name = f"{comp}[{idx[0]},{idx[1]}]" if isinstance(idx, tuple) else f"{comp}[{idx}]"
+            x0[nlp.var_index(name)] = val
+    return x0
+
+
+def _cost_breakdown(nlp, x) -> dict[str, float]:
+    out = {}
+    for part, name in (("grid", "cost_grid"), ("chp", "cost_chp"), ("boiler", "cost_boiler")):
+        if nlp.has_expr(name):
+            out[part] = float(nlp.expr(name, x))
+    return out
+
+
+def solve_case(
+    case: str = "manchester",
+    variant: str = "true",
+    *,
+    cache: bool = True,
+    cache_dir: str | None = None,
+    starts: int = 1,
+    progress: Callable[[str, dict], None] | None = None,
+    return_cached_flag: bool = False,
+):
+    """Solve a case variant with the staged pipeline and return a :class:`Solution` of the **shared** problem.
+
+    The shared problem is the ``true`` variant's compiled NLP: the plan of any variant is the same primal vector
+    with the multipliers of the rows the shared problem has (the ``feasible`` variant's extra rows are dropped),
+    the shared problem's fingerprint and the true cost. That is what a leader sends and what delegates verify.
+    With ``starts > 1`` the pipeline runs from several start points and keeps the cheapest optimum.
+    """
+    from poso_sim.cases import load_case
+    from poso_sim.solvers.backend import violation
+    from poso_sim.solvers.ipopt import ipopt_version
+    from poso_sim.solvers.pipeline import PIPELINE_VERSION, solve_canonical
+
+    model, nlp = get_problem(case, variant)
+    _, shared = get_problem(case, "true")
+    options = {"starts": int(starts)}
+    key = cache_key(shared.fingerprint + ":" + nlp.fingerprint, variant, "ipopt", options, PIPELINE_VERSION)
+    store = SolutionCache(cache_dir) if cache else None
+    if store is not None:
+        hit = store.get(key)
+        if hit is not None:
+            return (hit, True) if return_cached_flag else hit
+    case_obj = load_case(case)
+    t0 = time.perf_counter()
+    best = None
+    for k in range(max(1, int(starts))):
+        x0 = canonical_start(nlp, case_obj) if k == 0 else _perturbed_start(nlp, case_obj, k)
+        res = solve_canonical(nlp, x0, progress=progress)
+        if best is None or (res.status in ("optimal", "acceptable") and float(shared.true_cost(res.x)) < best[1]):
+            if res.status in ("optimal", "acceptable") or best is None:
+                best = (res, float(shared.true_cost(res.x)))
+    res = best[0]
+    seconds = time.perf_counter() - t0
+    # express the plan on the shared problem: its rows are the first rows of every variant
+    y = np.asarray(res.y)[: shared.m]
+    sol = Solution(
+        x=res.x,
+        y=y,
+        z_L=res.z_L,
+        z_U=res.z_U,
+        x_names=shared.x_names,
+        row_names=shared.row_names,
+        variant=variant,
+        case=str(case),
+        cost=float(shared.true_cost(res.x)),
+        objective=float(nlp.f(res.x)),
+        status=res.status,
+        iterations=int(res.iterations),
+        solve_seconds=seconds,
+        stages=[s.as_dict() for s in res.stages],
+        fingerprint=shared.fingerprint,
+        constraint_violation=float(violation(nlp, res.x)),
+        solver=f"ipopt {ipopt_version()} / {PIPELINE_VERSION}",
+        cost_breakdown=_cost_breakdown(shared, res.x),
+        message=res.message,
+    )
+    if store is not None and sol.status in ("optimal", "acceptable"):
+        store.put(key, sol)
+    return (sol, False) if return_cached_flag else sol
+
+
+def _perturbed_start(nlp, case, k: int) -> np.ndarray:
+    """Start ``k`` of a best-of-k run: the heat-flow LP with another minimum pipe flow."""
+    from poso_sim.solvers.start import network_data, start_point
+
+    deltas = (0.05, 0.03, 0.1, 0.15, 0.08, 0.04, 0.12, 0.06)
+    x0 = np.zeros(nlp.n)
+    for comp, vals in start_point(network_data(case), delta=deltas[k % len(deltas)]).items():
+        for idx, val in vals.items():
+            name = f"{comp}[{idx[0]},{idx[1]}]" if isinstance(idx, tuple) else f"{comp}[{idx}]"
+            x0[nlp.var_index(name)] = val
+    return x0

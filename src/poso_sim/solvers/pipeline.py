@@ -1,0 +1,433 @@
+"""The staged solve of the IES dispatch NLP on the canonical model.
+
+Every stage works on the same compiled canonical NLP (same variables, same rows, same sign conventions), so
+the final multipliers are those of the model that delegates share; a stage only fixes variables, drops rows
+that are then constant, or adds a proximal term. The stages:
+
+``presolve``
+    Rows that fix a single variable (``m_load = 20``, ``T_sup = 85`` at hubs, slack voltage, source pressure,
+    initial storage, ...) become fixed variables and leave the row set.
+``fixed-flows``
+    From the data-only start point (:mod:`poso_sim.solvers.start`) all heat mass flows are fixed: the heat
+    network becomes linear in the temperatures and Ipopt settles the electric and heat dispatch.
+``proximal``
+    The flows are freed with a proximal term ``rho * ||m - m_ref||^2`` whose reference follows the iterates;
+    warm starts carry primal and dual values. At a fixed point ``m = m_ref`` the proximal gradient vanishes,
+    so the point is a KKT point of the true problem.
+``polish``
+    A warm-started solve of the full canonical problem (all rows, all original bounds) to a tight tolerance:
+    its multipliers are the canonical ones.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+PIPELINE_VERSION = "canonical-prox-1"
+FLOW_COMPONENTS = ("m_sup", "m_ret", "m_hub")
+LOG_COMPONENTS = ("m_sup", "m_ret")
+
+
+@dataclass
+class StageReport:
+    name: str
+    iterations: int
+    seconds: float
+    objective: float
+    status: str
+
+    def as_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "iterations": self.iterations,
+            "seconds": round(self.seconds, 4),
+            "objective": self.objective,
+            "status": self.status,
+        }
+
+
+@dataclass
+class PipelineResult:
+    x: np.ndarray
+    y: np.ndarray
+    z_L: np.ndarray
+    z_U: np.ndarray
+    status: str
+    objective: float
+    iterations: int
+    seconds: float
+    stages: list[StageReport] = field(default_factory=list)
+    message: str = ""
+
+
+class ProblemView:
+    """A restriction of a compiled NLP for one stage of the solve.
+
+    * ``rows``: the subset of rows kept (the others are dropped);
+    * ``x_lb, x_ub``: tightened bounds (equal bounds fix a variable);
+    * ``log_idx``: variables parametrised as ``x = exp(u)`` (the view's own variable is ``u`` there); this bounds
+      the curvature of the pipe-loss cliff ``exp(-a/m)`` at small flows;
+    * ``prox_idx, prox_ref, prox_weight``: a proximal term ``w * ||v - ref||^2`` on the view's variables.
+
+    It exposes the callback interface of :class:`poso_sim.nlp.CompiledNLP` in the view's variables, so any backend
+    can solve it; :meth:`to_x` / :meth:`from_x` convert points.
+    """
+
+    def __init__(
+        self,
+        nlp,
+        *,
+        rows: np.ndarray | None = None,
+        x_lb: np.ndarray | None = None,
+        x_ub: np.ndarray | None = None,
+        log_idx: np.ndarray | None = None,
+        prox_idx: np.ndarray | None = None,
+        prox_ref: np.ndarray | None = None,
+        prox_weight: float = 0.0,
+    ):
+        self.base = nlp
+        self.n = nlp.n
+        self.rows = np.arange(nlp.m) if rows is None else np.asarray(rows, dtype=np.int64)
+        self.m = len(self.rows)
+        lbx = np.array(nlp.x_lb if x_lb is None else x_lb, dtype=float)
+        ubx = np.array(nlp.x_ub if x_ub is None else x_ub, dtype=float)
+        self.log_idx = np.zeros(0, dtype=np.int64) if log_idx is None else np.asarray(log_idx, dtype=np.int64)
+        self.x_lb, self.x_ub = lbx.copy(), ubx.copy()
+        if len(self.log_idx):
+            with np.errstate(divide="ignore"):
+                self.x_lb[self.log_idx] = np.log(np.maximum(lbx[self.log_idx], 1e-12))
+                self.x_ub[self.log_idx] = np.where(np.isfinite(ubx[self.log_idx]), np.log(np.maximum(ubx[self.log_idx], 1e-12)), np.inf)
+        self.g_lb = np.asarray(nlp.g_lb)[self.rows]
+        self.g_ub = np.asarray(nlp.g_ub)[self.rows]
+        jr, jc = (np.asarray(a, dtype=np.int64) for a in nlp.jac_structure)
+        self._jr_full, self._jc_full = jr, jc
+        row_map = -np.ones(nlp.m, dtype=np.int64)
+        row_map[self.rows] = np.arange(self.m)
+        self._jmask = row_map[jr] >= 0
+        self.jac_structure = (row_map[jr][self._jmask], jc[self._jmask])
+        self.prox_idx = np.zeros(0, dtype=np.int64) if prox_idx is None else np.asarray(prox_idx, dtype=np.int64)
+        self.prox_ref = np.zeros(0) if prox_ref is None else np.asarray(prox_ref, dtype=float)
+        self.prox_weight = float(prox_weight)
+        hr, hc = (np.asarray(a, dtype=np.int64) for a in nlp.hess_structure)
+        self._nbase_h = len(hr)
+        self._hr_base, self._hc_base = hr, hc
+        diag_needed = np.union1d(self.prox_idx, self.log_idx)
+        existing = {(int(r), int(c)): i for i, (r, c) in enumerate(zip(hr, hc))}
+        extra = [int(p) for p in diag_needed if (int(p), int(p)) not in existing]
+        hr = np.concatenate([hr, np.array(extra, dtype=np.int64)])
+        hc = np.concatenate([hc, np.array(extra, dtype=np.int64)])
+        pos = {(int(r), int(c)): i for i, (r, c) in enumerate(zip(hr, hc))}
+        self._prox_hpos = np.array([pos[(int(p), int(p))] for p in self.prox_idx], dtype=np.int64)
+        self._log_hpos = np.array([pos[(int(p), int(p))] for p in self.log_idx], dtype=np.int64)
+        self.hess_structure = (hr, hc)
+        self._lam_full = np.zeros(nlp.m)
+        self._is_log = np.zeros(nlp.n, dtype=bool)
+        self._is_log[self.log_idx] = True
+
+    # conversions between the view's variables and the canonical x
+    def to_x(self, v):
+        x = np.array(v, dtype=float)
+        if len(self.log_idx):
+            x[self.log_idx] = np.exp(x[self.log_idx])
+        return x
+
+    def from_x(self, x):
+        v = np.array(x, dtype=float)
+        if len(self.log_idx):
+            v[self.log_idx] = np.log(np.maximum(v[self.log_idx], 1e-300))
+        return v
+
+    def _scale(self, x):
+        s = np.ones(self.n)
+        s[self.log_idx] = x[self.log_idx]
+        return s
+
+    def f(self, v):
+        val = self.base.f(self.to_x(v))
+        if len(self.prox_idx):
+            d = v[self.prox_idx] - self.prox_ref
+            val += self.prox_weight * float(d @ d)
+        return val
+
+    def grad(self, v):
+        x = self.to_x(v)
+        gr = np.array(self.base.grad(x), dtype=float)
+        if len(self.log_idx):
+            gr[self.log_idx] *= x[self.log_idx]
+        if len(self.prox_idx):
+            gr[self.prox_idx] += 2.0 * self.prox_weight * (v[self.prox_idx] - self.prox_ref)
+        return gr
+
+    def g(self, v):
+        return np.asarray(self.base.g(self.to_x(v)))[self.rows]
+
+    def jac(self, v):
+        x = self.to_x(v)
+        vals = np.asarray(self.base.jac(x))
+        if len(self.log_idx):
+            vals = vals * self._scale(x)[self._jc_full]
+        return vals[self._jmask]
+
+    def hess(self, v, lam, obj_factor):
+        x = self.to_x(v)
+        lam_full = self._lam_full
+        lam_full[:] = 0.0
+        lam_full[self.rows] = lam
+        base = np.asarray(self.base.hess(x, lam_full, obj_factor))
+        out = np.zeros(len(self.hess_structure[0]))
+        if len(self.log_idx):
+            s = self._scale(x)
+            out[: self._nbase_h] = base * s[self._hr_base] * s[self._hc_base]
+            # second derivative of exp: d2x/du2 = x, times the gradient of the Lagrangian in x
+            vals = np.asarray(self.base.jac(x))
+            jt_lam = np.bincount(self._jc_full, weights=vals * lam_full[self._jr_full], minlength=self.n)
+            dl = obj_factor * np.asarray(self.base.grad(x)) + jt_lam
+            out[self._log_hpos] += dl[self.log_idx] * x[self.log_idx]
+        else:
+            out[: self._nbase_h] = base
+        if len(self._prox_hpos):
+            out[self._prox_hpos] += 2.0 * self.prox_weight * obj_factor
+        return out
+
+
+class _IpoptAdapter:
+    def __init__(self, view: ProblemView, progress: Callable[[dict], None] | None):
+        self.v = view
+        self.progress = progress
+        self.iterations = 0
+
+    def objective(self, x):
+        return self.v.f(x)
+
+    def gradient(self, x):
+        return self.v.grad(x)
+
+    def constraints(self, x):
+        return self.v.g(x)
+
+    def jacobian(self, x):
+        return self.v.jac(x)
+
+    def jacobianstructure(self):
+        return self.v.jac_structure
+
+    def hessian(self, x, lagrange, obj_factor):
+        return self.v.hess(x, lagrange, obj_factor)
+
+    def hessianstructure(self):
+        return self.v.hess_structure
+
+    def intermediate(self, alg_mod, iter_count, obj_value, inf_pr, inf_du, mu, d_norm, *args):
+        self.iterations = iter_count
+        if self.progress is not None:
+            self.progress({"iter": iter_count, "objective": obj_value, "inf_pr": inf_pr, "inf_du": inf_du, "mu": mu})
+        return True
+
+
+_STATUS = {0: "optimal", 1: "acceptable", 2: "infeasible", -1: "max_iter", -4: "max_time"}
+
+
+def ipopt_solve(view: ProblemView, x0, options: dict, y0=None, zl0=None, zu0=None, progress=None):
+    """One Ipopt solve of a problem view. Returns (x, y, zL, zU, status, iterations, objective, message)."""
+    import cyipopt
+
+    adapter = _IpoptAdapter(view, progress)
+    prob = cyipopt.Problem(
+        n=view.n, m=view.m, problem_obj=adapter, lb=view.x_lb, ub=view.x_ub, cl=view.g_lb, cu=view.g_ub
+    )
+    base = {"print_level": 0, "sb": "yes", "linear_solver": "mumps", "mu_strategy": "monotone"}
+    base.update(options)
+    for k, val in base.items():
+        prob.add_option(k, val)
+    x0 = np.clip(np.asarray(x0, dtype=float), view.x_lb, view.x_ub)
+    kwargs = {}
+    if y0 is not None:
+        kwargs["lagrange"] = np.asarray(y0, dtype=float)
+    if zl0 is not None:
+        kwargs["zl"] = np.asarray(zl0, dtype=float)
+        kwargs["zu"] = np.asarray(zu0, dtype=float)
+    x, info = prob.solve(x0, **kwargs)
+    status = _STATUS.get(info["status"], f"ipopt_status_{info['status']}")
+    msg = info["status_msg"]
+    if isinstance(msg, bytes):
+        msg = msg.decode(errors="replace")
+    return (
+        np.asarray(x),
+        np.asarray(info["mult_g"]),
+        np.asarray(info["mult_x_L"]),
+        np.asarray(info["mult_x_U"]),
+        status,
+        adapter.iterations,
+        float(info["obj_val"]),
+        msg,
+    )
+
+
+def fixing_rows(nlp, x0: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Equality rows that are linear in exactly one variable: returns (rows, variables, values)."""
+    jr, jc = (np.asarray(a) for a in nlp.jac_structure)
+    counts = np.bincount(jr, minlength=nlp.m)
+    eq = np.asarray(nlp.g_lb) == np.asarray(nlp.g_ub)
+    single = np.where((counts == 1) & eq)[0]
+    if not len(single):
+        return single, single, np.zeros(0)
+    pos = np.full(nlp.m, -1)
+    pos[jr] = np.arange(len(jr))
+    entries = pos[single]
+    cols = jc[entries]
+    j0 = np.asarray(nlp.jac(x0))[entries]
+    x1 = x0.copy()
+    x1[cols] += 1.0
+    j1 = np.asarray(nlp.jac(x1))[entries]
+    linear = (np.abs(j0 - j1) <= 1e-12 * np.maximum(1.0, np.abs(j0))) & (np.abs(j0) > 0)
+    # one row per variable
+    _, first = np.unique(cols[linear], return_index=True)
+    rows = single[linear][first]
+    cols = cols[linear][first]
+    a = j0[linear][first]
+    g0 = np.asarray(nlp.g(x0))[rows]
+    values = x0[cols] + (np.asarray(nlp.g_lb)[rows] - g0) / a
+    return rows, cols, values
+
+
+def component_indices(nlp, names) -> np.ndarray:
+    comp = np.asarray(nlp.var_component)
+    ids = [i for i, nm in enumerate(nlp.var_component_names) if nm in set(names)]
+    return np.where(np.isin(comp, ids))[0]
+
+
+def solve_canonical(
+    nlp,
+    x_start: np.ndarray,
+    *,
+    final_tol: float = 1e-8,
+    rho_schedule=(1e-1, 1e-2, 1e-3),
+    max_rounds: int = 12,
+    progress: Callable[[str, dict], None] | None = None,
+) -> PipelineResult:
+    """Run the staged solve from ``x_start`` (canonical vector). See the module docstring."""
+    t_all = time.perf_counter()
+    stages: list[StageReport] = []
+
+    def report(name):
+        return (lambda info: progress(name, info)) if progress else None
+
+    x_start = np.clip(np.asarray(x_start, dtype=float), nlp.x_lb, nlp.x_ub)
+    # presolve
+    t0 = time.perf_counter()
+    fix_rows, fix_cols, fix_vals = fixing_rows(nlp, x_start)
+    x = x_start.copy()
+    x[fix_cols] = fix_vals
+    lb = np.array(nlp.x_lb, dtype=float)
+    ub = np.array(nlp.x_ub, dtype=float)
+    lb[fix_cols] = fix_vals
+    ub[fix_cols] = fix_vals
+    keep = np.setdiff1d(np.arange(nlp.m), fix_rows)
+    stages.append(StageReport("presolve", 0, time.perf_counter() - t0, float(nlp.f(x)), f"fixed {len(fix_cols)}"))
+
+    # stage 1: heat mass flows fixed
+    flows = component_indices(nlp, FLOW_COMPONENTS)
+    lb1, ub1 = lb.copy(), ub.copy()
+    lb1[flows] = x[flows]
+    ub1[flows] = x[flows]
+    fixed1 = np.zeros(nlp.n, dtype=bool)
+    fixed1[fix_cols] = True
+    fixed1[flows] = True
+    jr, jc = (np.asarray(a) for a in nlp.jac_structure)
+    has_free = np.zeros(nlp.m, dtype=bool)
+    has_free[jr[~fixed1[jc]]] = True
+    rows1 = keep[has_free[keep]]
+    t0 = time.perf_counter()
+    view1 = ProblemView(nlp, rows=rows1, x_lb=lb1, x_ub=ub1)
+    x, y1, zl, zu, st, it, obj, msg = ipopt_solve(
+        view1, x, {"tol": 1e-6, "mu_init": 1e-1, "max_iter": 1500, "acceptable_iter": 0}, progress=report("fixed-flows")
+    )
+    stages.append(StageReport("fixed-flows", it, time.perf_counter() - t0, obj, st))
+    y = np.zeros(nlp.m)
+    y[rows1] = y1
+
+    # stage 2: proximal rounds on the flows, pipe flows parametrised as exp(u)
+    warm = {
+        "warm_start_init_point": "yes",
+        "mu_init": 1e-4,
+        "warm_start_bound_push": 1e-6,
+        "warm_start_mult_bound_push": 1e-6,
+        "warm_start_slack_bound_push": 1e-6,
+        "tol": 1e-7,
+        "max_iter": 400,
+    }
+    log_idx = component_indices(nlp, LOG_COMPONENTS)
+    view_rows = keep
+    f_prev = float(nlp.f(x))
+    rounds = 0
+    s_log = np.ones(nlp.n)
+    s_log[log_idx] = x[log_idx]
+    zl = zl * s_log  # bound multipliers in the view's variables
+    zu = zu * s_log
+    for rho in rho_schedule:
+        for _ in range(max_rounds):
+            rounds += 1
+            probe = ProblemView(nlp, rows=view_rows, x_lb=lb, x_ub=ub, log_idx=log_idx)
+            v = probe.from_x(x)
+            view = ProblemView(
+                nlp, rows=view_rows, x_lb=lb, x_ub=ub, log_idx=log_idx,
+                prox_idx=flows, prox_ref=v[flows].copy(), prox_weight=rho,
+            )
+            t0 = time.perf_counter()
+            v_new, y2, zl2, zu2, st, it, obj, msg = ipopt_solve(
+                view, v, warm, y0=y[view_rows], zl0=zl, zu0=zu, progress=report(f"proximal-{rounds}")
+            )
+            x_new = view.to_x(v_new)
+            f_new = float(nlp.f(x_new))
+            stages.append(StageReport(f"proximal rho={rho:g}", it, time.perf_counter() - t0, f_new, st))
+            step = float(np.max(np.abs(v_new[flows] - v[flows]))) if len(flows) else 0.0
+            if st in ("optimal", "acceptable"):
+                x, zl, zu = x_new, zl2, zu2
+                y = np.zeros(nlp.m)
+                y[view_rows] = y2
+            improved = f_prev - f_new
+            f_prev = min(f_prev, f_new)
+            if st not in ("optimal", "acceptable") or (abs(improved) < 1e-3 and step < 1e-2):
+                break
+    s_log = np.ones(nlp.n)
+    s_log[log_idx] = x[log_idx]
+    zl = zl / s_log
+    zu = zu / s_log
+
+    # polish on the full canonical problem
+    t0 = time.perf_counter()
+    y = _complete_multipliers(nlp, x, y, zl, zu, fix_rows, fix_cols)
+    zl_full = np.where(np.isin(np.arange(nlp.n), fix_cols), 0.0, zl)
+    zu_full = np.where(np.isin(np.arange(nlp.n), fix_cols), 0.0, zu)
+    polish_opts = dict(warm)
+    polish_opts.update({"tol": final_tol, "mu_init": 1e-6, "warm_start_bound_push": 1e-9,
+                        "warm_start_mult_bound_push": 1e-9, "warm_start_slack_bound_push": 1e-9})
+    full = ProblemView(nlp)
+    xp, yp, zlp, zup, st, it, obj, msg = ipopt_solve(full, x, polish_opts, y0=y, zl0=zl_full, zu0=zu_full, progress=report("polish"))
+    stages.append(StageReport("polish", it, time.perf_counter() - t0, obj, st))
+    total_it = sum(s.iterations for s in stages)
+    return PipelineResult(
+        x=xp, y=yp, z_L=zlp, z_U=zup, status=st, objective=obj, iterations=total_it,
+        seconds=time.perf_counter() - t_all, stages=stages, message=msg,
+    )
+
+
+def _complete_multipliers(nlp, x, y, zl, zu, fix_rows, fix_cols):
+    """Multipliers of the presolved fixing rows from the stationarity of their variable's column."""
+    y = np.array(y, dtype=float)
+    if not len(fix_rows):
+        return y
+    y[fix_rows] = 0.0
+    jr, jc = (np.asarray(a) for a in nlp.jac_structure)
+    vals = np.asarray(nlp.jac(x))
+    from scipy.sparse import csr_matrix
+
+    J = csr_matrix((vals, (jr, jc)), shape=(nlp.m, nlp.n))
+    r = np.asarray(nlp.grad(x)) + J.T @ y  # bound multipliers of fixed variables are taken as zero
+    a = np.asarray(J[fix_rows, fix_cols]).ravel()
+    y[fix_rows] = -r[fix_cols] / a
+    return y
