@@ -43,10 +43,10 @@ def to_shared(solution: Any, shared: Any, own: Any = None, *, variant: str | Non
     plan's extra rows are dropped and rows it lacks get a zero multiplier. The solution's ``variant`` label is kept
     unless ``variant`` is given; the digest is recomputed for the shared fingerprint.
     """
-    from poso_sim.solvers.solution import Solution
-
-    x_names = list(own.x_names) if own is not None else list(solution.x_names or shared.x_names)
-    row_names = list(own.row_names) if own is not None else list(solution.row_names or [])
+    if solution.fingerprint == shared.fingerprint and solution.x.size == shared.n and solution.y.size == shared.m:
+        return solution if variant is None else solution.replace(variant=variant)
+    x_names = list(solution.x_names or (own.x_names if own is not None else shared.x_names))
+    row_names = list(solution.row_names or (own.row_names if own is not None else []))
     if not row_names:
         if solution.y.size != shared.m:
             raise ValueError("the plan carries no row names and its row count differs from the shared problem")

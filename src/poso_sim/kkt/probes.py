@@ -1,0 +1,202 @@
+"""Adversarial plans for exercising the certificate: each is a KKT point of *its own* problem, verified against
+the shared true problem.
+
+* :class:`BiasedObjective`: the true problem with ``f(x) + b * sum_t P_CHP[u, t]`` (a unit favoured or penalised by
+  ``b`` $/kWh); same rows, so its multipliers are directly those of the shared rows.
+* :class:`ShiftedRows`: the true problem with chosen rows' right-hand sides moved (a network equation broken
+  slightly, e.g. less line loss than physics allows: cheaper but infeasible).
+* :func:`solve_warm`: warm-started Ipopt solve of such a view from a known primal-dual point.
+* :func:`bias_sweep`: plans for a list of biases, each verified with its own multipliers (repair disabled),
+  with the default repair, and with the best multipliers a least-squares fit can find for it.
+
+Both views delegate everything else to the wrapped :class:`~poso_sim.nlp.CompiledNLP` (same Hessian: the bias
+is linear). ``tests/test_kkt_manchester.py`` checks on one bias that the view equals a compiled Pyomo clone with
+the extra objective term.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Iterable
+
+import numpy as np
+
+__all__ = ["BiasedObjective", "ShiftedRows", "solve_warm", "as_solution", "bias_sweep", "unit_output_columns"]
+
+WARM_OPTIONS = {
+    "warm_start_init_point": "yes",
+    "mu_init": 1e-6,
+    "warm_start_bound_push": 1e-9,
+    "warm_start_mult_bound_push": 1e-9,
+    "warm_start_slack_bound_push": 1e-9,
+    "tol": 1e-8,
+    "max_iter": 600,
+}
+
+
+class _View:
+    def __init__(self, base: Any):
+        self.base = base
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.base, name)
+
+
+class BiasedObjective(_View):
+    """``base`` with ``f + bias * sum(x[cols])``."""
+
+    def __init__(self, base: Any, cols: np.ndarray, bias: float):
+        super().__init__(base)
+        self.cols = np.asarray(cols, dtype=np.int64)
+        self.bias = float(bias)
+        self._c = np.zeros(base.n)
+        self._c[self.cols] = self.bias
+
+    def f(self, x: Any) -> float:
+        return float(self.base.f(x)) + float(self._c @ np.asarray(x, dtype=float))
+
+    def grad(self, x: Any) -> np.ndarray:
+        return np.asarray(self.base.grad(x), dtype=float) + self._c
+
+
+class ShiftedRows(_View):
+    """``base`` with ``g_lb[rows] += delta`` and ``g_ub[rows] += delta``."""
+
+    def __init__(self, base: Any, rows: Iterable[int], delta: float):
+        super().__init__(base)
+        rows = np.asarray(list(rows), dtype=np.int64)
+        self.g_lb = np.array(base.g_lb, dtype=float)
+        self.g_ub = np.array(base.g_ub, dtype=float)
+        self.g_lb[rows] += delta
+        self.g_ub[rows] += delta
+
+
+def unit_output_columns(nlp: Any, unit: int, component: str = "P_CHP") -> np.ndarray:
+    """Columns of ``component[unit, t]`` for every t."""
+    idx = nlp.var_indices(component)
+    prefix = f"{component}[{unit},"
+    return np.array([i for i in idx if nlp.x_names[i].startswith(prefix)], dtype=np.int64)
+
+
+def solve_warm(view: Any, start: Any, options: dict | None = None) -> Any:
+    """Warm-started Ipopt solve of ``view`` from ``start`` (a Solution); returns the backend's RawResult."""
+    from poso_sim.solvers import IpoptBackend
+
+    opts = dict(WARM_OPTIONS)
+    opts.update(options or {})
+    return IpoptBackend().solve(view, start.x, options=opts, y0=start.y, zl0=start.z_L, zu0=start.z_U)
+
+
+def as_solution(shared: Any, raw: Any, variant: str) -> Any:
+    """A RawResult of a same-rows view as a Solution claiming the shared problem (multipliers as solved)."""
+    from poso_sim.solvers import Solution
+
+    return Solution(
+        x=raw.x, y=raw.y, z_L=raw.zL, z_U=raw.zU, x_names=shared.x_names, row_names=shared.row_names,
+        variant=variant, case="manchester", cost=float(shared.true_cost(raw.x)), objective=raw.objective,
+        status=raw.status, iterations=raw.iterations, solve_seconds=raw.seconds, fingerprint=shared.fingerprint,
+    )
+
+
+def best_fit_multipliers(shared: Any, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The valid multipliers a forger would send for ``x``: every row multiplier re-derived by least squares."""
+    from poso_sim.kkt.mapping import map_multipliers
+
+    return map_multipliers(shared, x, np.full(shared.m, np.nan))
+
+
+def bias_sweep(
+    shared: Any,
+    optimum: Any,
+    biases: Iterable[float],
+    *,
+    unit: int = 3,
+    component: str = "P_CHP",
+    best_fit: bool = False,
+    options: dict | None = None,
+) -> list[dict[str, Any]]:
+    """For each bias b: solve the biased problem warm from ``optimum``; verify the plan against ``shared``.
+
+    Each row: ``bias, status, iterations, solve_seconds, cost, gap`` (relative to the optimum's true cost),
+    ``unit_output`` (kWh over the day), ``accepted_own`` (its own multipliers, no repair), ``accepted_repair``
+    (default tolerances, repair allowed), ``accepted_best_fit`` (least-squares multipliers, if ``best_fit``),
+    ``dual_residual`` and ``reason`` of the default check.
+    """
+    from poso_sim.kkt.certificate import Tolerances
+    from poso_sim.kkt.check import verify
+    from poso_sim.solvers import Solution
+
+    cols = unit_output_columns(shared, unit, component)
+    c0 = float(shared.true_cost(optimum.x))
+    rows = []
+    for b in biases:
+        t0 = time.perf_counter()
+        raw = solve_warm(BiasedObjective(shared, cols, b), optimum, options)
+        sol = as_solution(shared, raw, f"bias{b:+g}")
+        own = verify(shared, sol, Tolerances(repair=False))
+        rep = verify(shared, sol)
+        row = {
+            "bias": float(b),
+            "status": raw.status,
+            "iterations": int(raw.iterations),
+            "solve_seconds": float(time.perf_counter() - t0),
+            "cost": sol.cost,
+            "gap": (sol.cost - c0) / c0,
+            "unit_output": float(np.sum(raw.x[cols])),
+            "accepted_own": own.accepted,
+            "accepted_repair": rep.accepted,
+            "dual_residual": rep.dual_residual,
+            "primal_residual": rep.primal_residual,
+            "reason": rep.reasons[0] if rep.reasons else "",
+        }
+        if best_fit:
+            y, zl, zu = best_fit_multipliers(shared, np.asarray(raw.x))
+            fit = Solution(x=raw.x, y=y, z_L=zl, z_U=zu, fingerprint=shared.fingerprint, variant=sol.variant)
+            row["accepted_best_fit"] = verify(shared, fit, Tolerances(repair=False)).accepted
+        rows.append(row)
+    return rows
+
+
+def solve_variant(variant: str, case: str = "manchester") -> Any:
+    """A Solution of a case variant through the cached solve API ``poso_sim.solvers.api.solve_case`` when it is
+    available, else through the staged pipeline with the solution cache (same cache directory)."""
+    try:
+        from poso_sim.solvers.api import solve_case
+    except ImportError:
+        solve_case = None
+    if solve_case is not None:
+        return solve_case(case=case, variant=variant, cache=True)
+    from poso_sim.cases import load_case
+    from poso_sim.solvers import Solution, SolutionCache, cache_key
+    from poso_sim.solvers.api import canonical_start, get_problem
+    from poso_sim.solvers.pipeline import PIPELINE_VERSION, solve_canonical
+
+    _model, nlp = get_problem(case, variant)
+    cache = SolutionCache()
+    key = cache_key(nlp.fingerprint, variant, "ipopt", {"kkt-fallback": 1}, PIPELINE_VERSION)
+    sol = cache.get(key)
+    if sol is None:
+        r = solve_canonical(nlp, canonical_start(nlp, load_case(case)))
+        sol = Solution(
+            x=r.x, y=r.y, z_L=r.z_L, z_U=r.z_U, x_names=nlp.x_names, row_names=nlp.row_names, variant=variant,
+            case=case, cost=float(nlp.true_cost(r.x)), objective=r.objective, status=r.status,
+            iterations=r.iterations, solve_seconds=r.seconds, stages=[s.as_dict() for s in r.stages],
+            fingerprint=nlp.fingerprint, solver="ipopt (poso_sim.solvers.pipeline)",
+        )
+        cache.put(key, sol)
+    return sol
+
+
+def manchester_plans(case: str = "manchester") -> dict[str, Any]:
+    """``{"problem": shared true CompiledNLP, "optimal"|"tampered"|"feasible": plans on the shared problem,
+    "raw": {variant: Solution as solved}}``."""
+    from poso_sim.kkt.mapping import to_shared
+    from poso_sim.solvers.api import get_problem
+
+    shared = get_problem(case, "true")[1]
+    out: dict[str, Any] = {"problem": shared, "raw": {}}
+    for label, variant in (("optimal", "true"), ("tampered", "tampered"), ("feasible", "feasible")):
+        sol = solve_variant(variant, case)
+        out["raw"][variant] = sol
+        out[label] = to_shared(sol, shared, get_problem(case, variant)[1])
+    return out
