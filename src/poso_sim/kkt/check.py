@@ -48,21 +48,11 @@ class Measures:
     comp_x: np.ndarray  # (n,) z_L (x - lb) + z_U (ub - x)
     comp_row: np.ndarray  # (m,) |y| * slack on the side y's sign points to
 
-    @property
-    def primal(self) -> float:
-        return float(max(_mx(self.row_viol), _mx(self.bound_viol)))
-
-    @property
-    def dual(self) -> float:
-        return _mx(self.stat)
-
-    @property
-    def sign(self) -> float:
-        return float(max(_mx(self.sign_x), _mx(self.sign_row)))
-
-    @property
-    def complementarity(self) -> float:
-        return float(max(_mx(self.comp_x), _mx(self.comp_row)))
+    def __post_init__(self) -> None:
+        self.primal = float(max(_mx(self.row_viol), _mx(self.bound_viol)))
+        self.dual = _mx(self.stat)
+        self.sign = float(max(_mx(self.sign_x), _mx(self.sign_row)))
+        self.complementarity = float(max(_mx(self.comp_x), _mx(self.comp_row)))
 
     def as_dict(self) -> dict[str, float]:
         return {
@@ -104,6 +94,12 @@ class KKTChecker:
         self.x_ub0 = np.where(self.ub_fin, self.x_ub, 0.0)
         self.g_lb0 = np.where(self.glb_fin, self.g_lb, 0.0)
         self.g_ub0 = np.where(self.gub_fin, self.g_ub, 0.0)
+        self.lb_fin_f = self.lb_fin.astype(float)
+        self.ub_fin_f = self.ub_fin.astype(float)
+        self.no_glb = (~self.glb_fin).astype(float)
+        self.no_gub = (~self.gub_fin).astype(float)
+        self.glb_ineq_f = (self.glb_fin & ~self.row_eq).astype(float)
+        self.gub_ineq_f = (self.gub_fin & ~self.row_eq).astype(float)
         # scale of bound violations and of the row constants
         self.bound_scale_l = np.maximum(1.0, np.abs(self.x_lb0))
         self.bound_scale_u = np.maximum(1.0, np.abs(self.x_ub0))
@@ -144,40 +140,42 @@ class KKTChecker:
 
     def measures(self, x: np.ndarray, y: np.ndarray, zl: np.ndarray, zu: np.ndarray, ev: dict[str, Any]) -> Measures:
         g, jv, grad = ev["g"], ev["jv"], ev["grad"]
-        # primal: rows
+        # primal: rows (a missing bound gives -inf and drops out of the maximum)
         rs = ev.get("row_scale")
         if rs is None:
             rs = ev["row_scale"] = self.row_scale(x, ev)
-        low = np.where(self.glb_fin, self.g_lb0 - g, 0.0)
-        upp = np.where(self.gub_fin, g - self.g_ub0, 0.0)
-        row_viol = np.maximum(np.maximum(low, upp), 0.0) / rs
+        row_viol = np.maximum(self.g_lb - g, g - self.g_ub)
+        np.maximum(row_viol, 0.0, out=row_viol)
+        row_viol /= rs
         # primal: bounds
-        bl = np.where(self.lb_fin, (self.x_lb0 - x) / self.bound_scale_l, 0.0)
-        bu = np.where(self.ub_fin, (x - self.x_ub0) / self.bound_scale_u, 0.0)
-        bound_viol = np.maximum(np.maximum(bl, bu), 0.0)
+        bound_viol = np.maximum((self.x_lb - x) / self.bound_scale_l, (x - self.x_ub) / self.bound_scale_u)
+        np.maximum(bound_viol, 0.0, out=bound_viol)
         # stationarity
         jy = jv * y[self.jr]
         jty = np.bincount(self.jc, weights=jy, minlength=self.n)
-        raw = grad + jty - zl + zu
-        scale = np.maximum.reduce([np.ones(self.n), np.abs(grad), self._colmax(np.abs(jy)), np.abs(zl), np.abs(zu)])
+        raw = grad + jty
+        raw -= zl
+        raw += zu
+        np.abs(jy, out=jy)
+        scale = self._colmax(jy)
+        np.maximum(scale, 1.0, out=scale)
+        np.maximum(scale, np.abs(grad), out=scale)
+        np.maximum(scale, np.abs(zl), out=scale)
+        np.maximum(scale, np.abs(zu), out=scale)
         stat = np.abs(raw) / scale
         # signs: bound multipliers >= 0, and 0 on a missing bound
-        sign_x = (
-            np.where(self.lb_fin, np.maximum(-zl, 0.0), np.abs(zl))
-            + np.where(self.ub_fin, np.maximum(-zu, 0.0), np.abs(zu))
-        ) / scale
+        sign_x = np.where(self.lb_fin, np.maximum(-zl, 0.0), np.abs(zl))
+        sign_x += np.where(self.ub_fin, np.maximum(-zu, 0.0), np.abs(zu))
+        sign_x /= scale
         # rows: y <= 0 needs a finite lower bound, y >= 0 a finite upper bound (equalities: free)
         neg = np.maximum(-y, 0.0)
         pos = np.maximum(y, 0.0)
-        sign_row = np.where(self.glb_fin, 0.0, neg) + np.where(self.gub_fin, 0.0, pos)
+        sign_row = neg * self.no_glb + pos * self.no_gub
         # complementarity (objective units): multiplier times the slack of the bound it belongs to
-        sl = np.where(self.lb_fin, np.maximum(x - self.x_lb0, 0.0), 0.0)
-        su = np.where(self.ub_fin, np.maximum(self.x_ub0 - x, 0.0), 0.0)
-        comp_x = np.maximum(zl, 0.0) * sl + np.maximum(zu, 0.0) * su
-        rl = np.where(self.glb_fin, np.maximum(g - self.g_lb0, 0.0), 0.0)
-        ru = np.where(self.gub_fin, np.maximum(self.g_ub0 - g, 0.0), 0.0)
-        comp_row = neg * rl + pos * ru
-        comp_row[self.row_eq] = 0.0
+        comp_x = np.maximum(zl, 0.0) * (np.maximum(x - self.x_lb0, 0.0) * self.lb_fin_f)
+        comp_x += np.maximum(zu, 0.0) * (np.maximum(self.x_ub0 - x, 0.0) * self.ub_fin_f)
+        comp_row = neg * (np.maximum(g - self.g_lb0, 0.0) * self.glb_ineq_f)
+        comp_row += pos * (np.maximum(self.g_ub0 - g, 0.0) * self.gub_ineq_f)
         return Measures(row_viol, bound_viol, stat, raw, scale, sign_x, sign_row, comp_x, comp_row)
 
     # -- verdict -----------------------------------------------------------------------------------------------------
@@ -193,7 +191,7 @@ class KKTChecker:
         out: list[dict[str, Any]] = []
 
         def top(measure: str, arr: np.ndarray, names: list[str], prefix: str = "") -> None:
-            if not arr.size or k <= 0:
+            if not arr.size or k <= 0 or not arr.max() > 0.0:
                 return
             kk = min(k, arr.size)
             idx = np.argpartition(-arr, kk - 1)[:kk]
