@@ -610,7 +610,7 @@ def packaged_scenarios() -> dict[str, str]:
     for entry in sorted(_data_dir().iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".yaml"):
             scn = parse_scenario(entry.read_text(encoding="utf-8"), f"<package>/{entry.name}")
-            out[entry.name[:-5]] = scn.description.strip().splitlines()[0] if scn.description.strip() else ""
+            out[entry.name[:-5]] = " ".join(scn.description.split())
     return out
 
 

@@ -1,0 +1,103 @@
+"""`poso-sim scenarios`, `poso-sim run`, `poso-sim table3` (registered by `poso_sim.cli` through `add_parsers`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from poso_sim.errors import PosoError
+
+__all__ = ["add_parsers", "cmd_scenarios", "cmd_run", "cmd_table3"]
+
+
+def _verify_cost(text: str) -> float | str:
+    if text == "measured":
+        return text
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0 or 'measured', got {text!r}") from None
+    if not v >= 0:
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0 or 'measured', got {text!r}")
+    return v
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("scenario", help="a packaged scenario (scenario-1 ... scenario-4, see `poso-sim scenarios`) or a YAML file")
+    p.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    p.add_argument("--stub", action="store_true", help="stub payloads (fixed digests and costs, no solver, no KKT)")
+    p.add_argument("--verify-cost", type=_verify_cost, default=None, metavar="SECONDS",
+                   help="virtual seconds charged per verification, or 'measured' (default: the scenario's)")
+    p.add_argument("--heights", type=int, default=None, help="override the number of heights to run")
+
+
+def add_parsers(sub: Any) -> None:
+    p = sub.add_parser("scenarios", help="list the packaged scenarios")
+    p.add_argument("--json", action="store_true", help="print a JSON object name -> description")
+    p.set_defaults(func=cmd_scenarios)
+
+    p = sub.add_parser("run", help="run a scenario in virtual time and report who decided what")
+    _common(p)
+    p.add_argument("--trace", metavar="FILE", help="write the simulation trace as JSON lines")
+    p.add_argument("--quiet", action="store_true", help="without --json: outcomes only, no event list")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("table3", help="the paper's Table 3 (communication records) of a scenario run")
+    _common(p)
+    p.add_argument("--height", type=int, default=None, help="only this height (default: all)")
+    p.add_argument("--names", action="store_true", help="also list the reference's record file names")
+    p.set_defaults(func=cmd_table3)
+
+
+def _run(args: argparse.Namespace, trace: str | None = None) -> Any:
+    from .model import resolve_scenario
+    from .runner import run_scenario
+
+    scn = resolve_scenario(args.scenario)
+    if args.heights is not None:
+        if args.heights < 1:
+            raise PosoError("--heights must be >= 1")
+        scn = scn.with_(heights=args.heights)
+    return run_scenario(scn, payloads="stub" if args.stub else "real", seed=args.seed,
+                        verify_cost=args.verify_cost, trace_path=trace)
+
+
+def cmd_scenarios(args: argparse.Namespace) -> int:
+    from .model import packaged_scenarios
+
+    items = packaged_scenarios()
+    if getattr(args, "json", False):
+        print(json.dumps(items, indent=2))
+    else:
+        w = max(map(len, items), default=0)
+        for name, desc in items.items():
+            print(f"{name.ljust(w)}  {desc}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from poso_sim.report import render_run
+
+    res = _run(args, args.trace)
+    if args.json:
+        print(json.dumps(res.to_json(), sort_keys=True))
+    else:
+        print(render_run(res, events=not args.quiet), end="")
+    return 0
+
+
+def cmd_table3(args: argparse.Namespace) -> int:
+    from poso_sim.report import record_names, render_table3, table3_json
+
+    res = _run(args)
+    if args.json:
+        print(json.dumps(table3_json(res, args.height)))
+    else:
+        print(render_table3(res, args.height), end="")
+        if args.names:
+            print()
+            for n in record_names(res, args.height):
+                print(n)
+    return 0
