@@ -225,7 +225,17 @@ class Scenario(_Strict):
         return [n for n in self.delegate_names if n in named]
 
     def with_(self, **changes: Any) -> "Scenario":
-        return self.model_copy(update=changes)
+        """A validated copy with some fields changed (e.g. ``with_(seed=3, network={"latency": 0.1})``)."""
+        data = {**self.model_dump(), "source": self.source, **changes}
+        try:
+            scn = Scenario.model_validate(data)
+            _check(scn)
+        except ValidationError as exc:
+            e = exc.errors()[0]
+            raise ScenarioError(f"{self.source or self.name}: {'.'.join(map(str, e['loc']))}: {e['msg']}") from None
+        except _FieldError as exc:
+            raise ScenarioError(f"{self.source or self.name}: {'.'.join(map(str, exc.path))}: {exc.msg}") from None
+        return scn
 
     # ---- behaviours
     def behaviour_objects(self) -> dict[str, list[Any]]:
@@ -584,6 +594,7 @@ def import_legacy(
                             f"unknown behaviour {k!r} (known: {', '.join(REFERENCE_KEYS)})")
         behaviours[legacy_name(nid)] = opts
         # semantic errors inside behaviours point at the legacy block's lines
+        bmarks.setdefault(("behaviours",), marks.get(("nodes",), 1))
         for k, line in marks.items():
             if k[:3] == loc:
                 bmarks[("behaviours", legacy_name(nid)) + k[3:]] = line
