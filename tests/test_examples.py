@@ -1,0 +1,76 @@
+"""The example notebooks (examples/NN_*.py, jupytext percent scripts) run as they are shown in the docs.
+
+* stub payloads (no solver): every example, in-process with runpy -- fast, always on;
+* real payloads (cached Ipopt solves, the real certificate): marked ``solver``;
+* one example executed as a notebook in an IPython kernel (jupytext + nbclient), skipped if those are absent.
+"""
+
+from __future__ import annotations
+
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
+sys.path.insert(0, str(EXAMPLES_DIR))
+import run_examples  # noqa: E402
+
+sys.path.remove(str(EXAMPLES_DIR))
+
+EXAMPLES = run_examples.examples()
+IDS = [p.stem for p in EXAMPLES]
+
+
+def test_examples_exist():
+    assert [p.name for p in EXAMPLES] == ["01_solve_and_verify.py", "02_scenarios_table3.py", "03_sweep.py"]
+    for p in EXAMPLES:
+        text = p.read_text()
+        assert "format_name: percent" in text and "# %% [markdown]" in text, p
+
+
+def _run(path: Path, monkeypatch, stub: bool) -> dict:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if stub:
+        monkeypatch.setenv("POSO_SIM_EXAMPLES_STUB", "1")
+    else:
+        monkeypatch.delenv("POSO_SIM_EXAMPLES_STUB", raising=False)
+    monkeypatch.chdir(EXAMPLES_DIR)
+    try:
+        return runpy.run_path(str(path), run_name="__main__")
+    finally:
+        plt.close("all")
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=IDS)
+def test_example_stub(path, monkeypatch):
+    ns = _run(path, monkeypatch, stub=True)
+    if path.name.startswith("02"):
+        assert len(ns["runs"]) == 4 and list(ns["outcomes"].index) == [f"scenario-{i}" for i in range(1, 5)]
+    if path.name.startswith("03"):
+        assert len(ns["sweep"]) == 27 and ns["sweep"]["safe"].all()
+
+
+@pytest.mark.solver
+@pytest.mark.parametrize("path", EXAMPLES, ids=IDS)
+def test_example_real(path, monkeypatch):
+    ns = _run(path, monkeypatch, stub=False)
+    if path.name.startswith("01"):
+        assert ns["cert_opt"].accepted and not ns["cert_tam"].accepted
+
+
+def test_example_as_notebook(tmp_path):
+    pytest.importorskip("jupytext")
+    pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    nb = run_examples.run_notebook(EXAMPLES[1], stub=True, timeout=600, out_dir=tmp_path)
+    assert (tmp_path / "02_scenarios_table3.ipynb").is_file()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    html = [o["data"]["text/html"] for o in outputs if "data" in o and "text/html" in o["data"]]
+    assert any("Table 3" in h for h in html) and any("Run of scenario-1" in h for h in html)
+    assert any("image/png" in o.get("data", {}) for o in outputs)  # the sequence charts rendered inline
