@@ -64,6 +64,7 @@ def _median_verify(chk, sol, reps: int, tol=None) -> tuple[float, dict, object]:
     for _ in range(reps):
         cert = chk.verify(sol, tol)
         secs.append(cert.seconds)
+        parts.setdefault("cpu", []).append(cert.cpu_seconds)
         for k, v in cert.timings.items():
             parts.setdefault(k, []).append(v)
     return statistics.median(secs), {k: statistics.median(v) for k, v in parts.items()}, cert
@@ -105,15 +106,15 @@ def run(quick: bool) -> str:
         "",
         "### Verify time",
         "",
-        "| plan | verdict | median ms | integrity ms | evaluation ms | residuals ms | repair ms |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| plan | verdict | median wall ms | median CPU ms | integrity ms | evaluation ms | residuals ms | repair ms |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
 
     def row(label, sol, reps_, tol_=None):
         m, p, c = _median_verify(chk, sol, reps_, tol_)
         verdict = ("accepted" + (" (repaired)" if c.repaired else "")) if c.accepted else "rejected"
         lines.append(
-            f"| {label} | {verdict} | {m * 1e3:.2f} | {p.get('integrity', 0) * 1e3:.2f} | "
+            f"| {label} | {verdict} | {m * 1e3:.2f} | {p['cpu'] * 1e3:.2f} | {p.get('integrity', 0) * 1e3:.2f} | "
             f"{p.get('evaluation', 0) * 1e3:.2f} | {p.get('residuals', 0) * 1e3:.2f} | {p.get('repair', 0) * 1e3:.2f} |"
         )
         return c
@@ -138,7 +139,8 @@ def run(quick: bool) -> str:
         "(fingerprint, sizes, NaN/inf, SHA-256 digest of the four arrays), evaluation of f, grad f, g, J, the residuals "
         "and any repair; not file loading nor compiling.",
         "",
-        f"- honest optimum: **{med * 1e3:.2f} ms** per verify (median of {reps}); goal <= 20 ms",
+        f"- honest optimum: **{med * 1e3:.2f} ms** wall, {parts['cpu'] * 1e3:.2f} ms CPU per verify (median of {reps}); "
+        "goal <= 20 ms",
         f"- solve/verify ratio: {solve_s:.1f} s / {med * 1e3:.2f} ms = **{solve_s / med:,.0f}x** (goal >= 1000x; solve "
         f"time as recorded with the cached optimum, {opt.solver or 'pipeline'})",
         f"- reference pure-Python check: {REFERENCE_SECONDS} s per message -> **{REFERENCE_SECONDS / med:,.0f}x** faster",

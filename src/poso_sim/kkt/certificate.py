@@ -55,7 +55,7 @@ class Certificate:
     received ones are then in ``received``). ``worst`` names the worst entries per measure as
     ``{"measure", "name", "value"}`` with ``name`` a model component and index (``SOCPeq[3,18]``, ``P_CHP[3,7]``).
     ``seconds`` is the wall time of the check (integrity + evaluation + residuals + repair), the problem being
-    compiled already; ``timings`` splits it.
+    compiled already; ``cpu_seconds`` is the thread CPU time of the same span; ``timings`` splits the wall time.
     """
 
     accepted: bool
@@ -71,6 +71,7 @@ class Certificate:
     repair: dict[str, Any] = field(default_factory=dict)
     received: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
     digest: str = ""
     fingerprint: str = ""
@@ -99,6 +100,7 @@ class Certificate:
             "repair": _jsonable(self.repair),
             "received": {k: _num(float(v)) for k, v in self.received.items()},
             "verify_seconds": float(self.seconds),
+            "verify_cpu_seconds": float(self.cpu_seconds),
             "timings": {k: float(v) for k, v in self.timings.items()},
             "digest": self.digest,
             "fingerprint": self.fingerprint,
