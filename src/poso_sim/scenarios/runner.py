@@ -231,6 +231,8 @@ class Runner:
         self._done: asyncio.Future[None] | None = None
         self.height_timeouts: list[int] = []
         self.by_kind: Counter[str] = Counter()
+        self._summaries = self.trace.wants("send") or self.trace.wants("deliver")
+        self._users = self.trace.wants("user")
 
     # ---- setup
     def _build(self) -> None:
@@ -339,19 +341,19 @@ class Runner:
             return
         kind = getattr(msg, "kind", None) or type(msg).__name__
         self.by_kind[kind] += 1
-        self.net.node(src).send(dst, msg, kind=kind, summary=summarize(msg))
+        self.net.node(src).send(dst, msg, kind=kind, summary=summarize(msg) if self._summaries else None)
 
     def _fire(self, name: str, timer_id: Any) -> None:
         self.timers.pop((name, timer_id), None)
         self.feed(name, TimerExpired(timer_id))
 
     def _record(self, name: str, a: Record) -> None:
-        data = _jsonable(dict(a.data))
+        data = a.data
         rec = {"t": self.net.now, "kind": a.kind, **data}
         rec.setdefault("node", name)
         self.records.append(rec)
-        if self.trace.wants("user"):
-            self.net.record(a.kind, data, node=name)
+        if self._users:
+            self.net.record(a.kind, _jsonable(data), node=name)
         if a.kind in ("decided", "gave_up", "executed", "no_majority", "crashed") and data.get("height", self.height) == self.height:
             self.finished.add(name)
             self._check_height()
