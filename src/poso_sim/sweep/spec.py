@@ -232,6 +232,16 @@ def _case_rng(spec: SweepSpec, index: int, purpose: str = "case") -> random.Rand
 
 # -------------------------------------------------------------------------------------- case generation
 def _make_case(spec: SweepSpec, index: int, base: Scenario | None = None) -> CaseSpec:
+    where = spec.source or "<sweep>"
+    try:
+        return _build_case(spec, index, base)
+    except SweepError as exc:
+        if str(exc).startswith(where):
+            raise
+        raise SweepError(f"{where}: case {index}: {exc}") from None
+
+
+def _build_case(spec: SweepSpec, index: int, base: Scenario | None = None) -> CaseSpec:
     base = base or spec.base_scenario()
     rng = _case_rng(spec, index)
     P = spec.parameters
@@ -460,7 +470,9 @@ def parse_sweep(text: str, where: str = "<string>") -> SweepSpec:
         spec.base_scenario()
         if spec.n_cases:
             spec.case(0)
-    except ScenarioError as exc:
+    except (ScenarioError, SweepError) as exc:
+        if str(exc).startswith(where):
+            raise SweepError(str(exc)) from None
         raise SweepError(f"{where}: {exc}") from None
     return spec
 

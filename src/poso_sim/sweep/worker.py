@@ -16,6 +16,7 @@ done once per worker process and shared by all the cases it runs:
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
@@ -26,7 +27,7 @@ from poso_sim.scenarios.payloads import VERDICTS, PayloadSource, RealPayloads, S
 from poso_sim.scenarios.runner import Runner
 from poso_sim.sim import run
 
-from .checker import build_trace, check_trace
+from .checker import SAFETY, build_trace, check_trace
 
 __all__ = [
     "PayloadDescriptor",
@@ -92,6 +93,7 @@ _SIG_MEMO: dict[tuple[bytes, bytes, bytes], bool] = {}
 _SIG_MEMO_LIMIT = 200_000
 _sig_depth = 0
 _sig_saved: Any = None
+_sig_lock = threading.Lock()
 SIG_STATS = {"calls": 0, "computed": 0}
 
 
@@ -133,6 +135,20 @@ def signature_memo(enabled: bool = True) -> Iterator[None]:
         return
     from poso_sim.protocol import identity
 
+    with _sig_lock:
+        _enter_memo(identity)
+    try:
+        yield
+    finally:
+        with _sig_lock:
+            _sig_depth -= 1
+            if _sig_depth == 0:
+                identity._public_key = _sig_saved  # type: ignore[assignment]
+                _sig_saved = None
+
+
+def _enter_memo(identity: Any) -> None:
+    global _sig_depth, _sig_saved
     if _sig_depth == 0:
         _sig_saved = identity._public_key
         original = identity._public_key
@@ -146,13 +162,6 @@ def signature_memo(enabled: bool = True) -> Iterator[None]:
 
         identity._public_key = memo_public_key  # type: ignore[assignment]
     _sig_depth += 1
-    try:
-        yield
-    finally:
-        _sig_depth -= 1
-        if _sig_depth == 0:
-            identity._public_key = _sig_saved  # type: ignore[assignment]
-            _sig_saved = None
 
 
 # -------------------------------------------------------------------------------- mutations (self-tests)
@@ -299,6 +308,7 @@ def run_case(
         "height_timeouts": len(runner.height_timeouts),
         "liveness_premise": result.premise_heights,
         "live": result.live,
+        "safe": not any(v["property"] in SAFETY for v in result.violations),
         "violations": len(result.violations),
         "violated": ",".join(sorted({v["property"] for v in result.violations})),
         "wall_seconds": wall,

@@ -1,0 +1,372 @@
+"""poso_sim.sweep: sweep files, the case -> scenario mapping, the checker, campaigns on executors, the CLI."""
+
+from __future__ import annotations
+
+import copy
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from poso_sim.cli import main as cli_main
+from poso_sim.scenarios.model import load_scenario
+from poso_sim.scenarios.payloads import StubPayloads
+from poso_sim.scenarios.runner import run_scenario
+from poso_sim.sweep import (
+    BEHAVIOUR_KINDS,
+    MUTATIONS,
+    SAFETY,
+    PayloadDescriptor,
+    SweepError,
+    check_trace,
+    coverage_table,
+    packaged_sweeps,
+    parse_sweep,
+    resolve_sweep,
+    run_case,
+    run_sweep,
+    signature_memo,
+)
+from poso_sim.sweep.checker import build_trace
+from poso_sim.sweep.worker import run_scenario_traced
+
+SMALL = """
+name: small
+mode: random
+cases: 40
+seed: 11
+parameters:
+  delegates: {randint: [4, 9]}
+  dishonest: {randint: [0, max]}
+  signatures: [true, false]
+  latency: {choice: [0.05, {uniform: [0.01, 0.3]}, [0.1, 0.05]]}
+  loss: [0.0, 0.05]
+  duplicate: [0.0, 0.05]
+  reorder: [0.0, 0.1]
+  partition: [0.0, 0.5]
+  crash: [0.0, 0.3]
+  window: [5.3, 7.7]
+  heights: {randint: [1, 2]}
+"""
+
+
+@pytest.fixture(scope="module")
+def small():
+    return parse_sweep(SMALL, "<small>")
+
+
+@pytest.fixture(scope="module")
+def small_result(small):
+    return run_sweep(small, workers=1, progress=False)
+
+
+# ------------------------------------------------------------------------------------------ sweep files
+def test_packaged_sweeps_parse():
+    names = packaged_sweeps()
+    assert {"campaign", "smoke"} <= set(names)
+    camp = resolve_sweep("campaign")
+    assert camp.n_cases >= 1000 and camp.mode == "random"
+    assert resolve_sweep("smoke").n_cases == 72
+
+
+def test_case_mapping_is_deterministic_and_independent(small):
+    a = small.case(17)
+    b = parse_sweep(SMALL, "<again>").case(17)
+    assert a.scenario.model_dump(exclude={"source"}) == b.scenario.model_dump(exclude={"source"})
+    assert a.params == b.params
+    # a case does not depend on the number of cases in the sweep
+    bigger = parse_sweep(SMALL.replace("cases: 40", "cases: 400"), "<bigger>")
+    assert bigger.case(17).params == a.params
+    # another sweep seed gives other cases
+    other = parse_sweep(SMALL.replace("seed: 11", "seed: 12"), "<other>")
+    assert [other.case(i).params for i in range(5)] != [small.case(i).params for i in range(5)]
+
+
+def test_generated_cases_respect_bounds(small):
+    for c in small.iter_cases():
+        n, f = c.params["N"], c.params["f"]
+        assert 4 <= n <= 9 and 0 <= f and 2 * f < n
+        assert c.scenario.delegate_names[:2] == ["A", "B"]
+        assert len(c.scenario.dishonest) == f
+        for fault in c.scenario.network.faults:
+            if fault.type == "crash":
+                assert fault.node in c.scenario.dishonest
+
+
+def test_product_mode_grid():
+    spec = parse_sweep(
+        "mode: product\nrepeat: 2\nparameters:\n  delegates: [4, 6]\n  dishonest: [0, max]\n  signatures: [true, false]\n",
+        "<grid>",
+    )
+    assert spec.n_cases == 16
+    got = [(c.params["N"], c.params["f"], c.params["signatures"]) for c in spec.iter_cases()]
+    assert got[0] == got[1] == (4, 0, True)  # repeat: consecutive cases share a grid point
+    assert got[2] == (4, 0, False)
+    assert got[-1] == (6, 2, False)
+    assert len(set(got)) == 8
+    assert len({c.seed for c in spec.iter_cases()}) == 16  # every case its own seed
+
+
+def test_large_committees_generated_names():
+    spec = parse_sweep("mode: product\nparameters:\n  delegates: [30, 100]\n  dishonest: max\n", "<big>")
+    c = spec.case(1)
+    names = c.scenario.delegate_names
+    assert len(names) == 100 and names[:3] == ["A", "B", "C"] and names[26] == "D26" and names[-1] == "D99"
+    assert c.scenario.delegate_ids["D99"] == 8 + 99
+    assert c.params["f"] == 49
+
+
+@pytest.mark.parametrize(
+    "text, msg",
+    [
+        ("mode: random\n", "cases: required"),
+        ("cases: 3\nparameters:\n  delegates: 4\n  dishonest: 2\n", "f <= (N-1)//2"),
+        ("cases: 3\nparameters:\n  behaviours: [follower_error, nope]\n", "unknown behaviour kind 'nope'"),
+        ("cases: 3\nparamters: {}\n", "unknown field"),
+        ("cases: 3\nparameters:\n  window: {uniform: [1]}\n", "expected [lo, hi]"),
+        ("cases: 3\nparameters:\n  latency: -1\n", "latency"),
+        ("cases: [\n", "invalid YAML"),
+    ],
+)
+def test_bad_sweep_files(text, msg):
+    with pytest.raises(SweepError) as ei:
+        parse_sweep(text, "bad.yaml")
+    assert "bad.yaml" in str(ei.value) and msg in str(ei.value)
+
+
+def test_case_yaml_round_trip_and_replay(small, tmp_path):
+    desc = PayloadDescriptor.prepare("stub")
+    for i in (3, 8, 21):
+        case = small.case(i)
+        path = tmp_path / f"case-{i:05d}.yaml"
+        path.write_text(case.to_yaml())
+        back = load_scenario(path)
+        assert back.model_dump(exclude={"source", "name"}) == case.scenario.model_dump(exclude={"source", "name"})
+        # the replay (the scenario layer's own runner, as `poso-sim run FILE --seed N --stub`) gives the same run
+        out = run_case(case, desc, keep_trace=True)
+        res = run_scenario(back, payloads="stub", seed=case.seed, trace_events=[])
+        chains = {n: [b["hash"] for b in bl] for n, bl in out.trace["blocks"].items()}
+        assert chains == {n: [b["hash"] for b in res.blocks.get(n, [])] for n in res.normals}
+        decided = {(r["node"], r["height"]): r["digest"] for r in out.trace["records"] if r["kind"] == "decided"}
+        assert decided == {(d, h): v["digest"] for d, hs in res.decisions.items() for h, v in hs.items()}
+
+
+# -------------------------------------------------------------------------------------------- checker
+def _trace(scenario_name="scenario-2", **changes):
+    from poso_sim.scenarios.model import resolve_scenario
+
+    from poso_sim.scenarios.model import Scenario
+
+    data = resolve_scenario(scenario_name).model_dump(exclude={"source"})
+    scn = Scenario.model_validate({**data, **changes})
+    src = StubPayloads()
+    runner, _ = run_scenario_traced(scn, src)
+    return build_trace(runner, src)
+
+
+def test_checker_passes_packaged_scenarios():
+    for name in ("scenario-1", "scenario-2", "scenario-3", "scenario-4"):
+        res = check_trace(_trace(name))
+        assert res.ok, (name, res.violations)
+        assert res.outcome["executed"].split("|")[0] == "optimal"
+
+
+def test_checker_trace_is_json():
+    tr = _trace()
+    again = json.loads(json.dumps(tr))
+    assert check_trace(again).ok
+
+
+def test_checker_catches_forged_certificate():
+    tr = _trace()
+    bad = copy.deepcopy(tr)
+    block = bad["blocks"]["N1"][0]
+    for d in block["decisions"]:
+        d["signature"] = "00" * 64
+    props = {v["property"] for v in check_trace(bad).violations}
+    assert props == {"certificate"}
+    # signatures off: only distinct matching members count
+    thin = copy.deepcopy(tr)
+    thin["blocks"]["N2"][0]["decisions"] = thin["blocks"]["N2"][0]["decisions"][:2]
+    assert {v["property"] for v in check_trace(thin).violations} == {"certificate"}
+
+
+def test_checker_catches_non_optimal_and_forks():
+    tr = _trace()
+    tampered = next(d for d, lbl in tr["labels"].items() if lbl == "tampered")
+    bad = copy.deepcopy(tr)
+    b = bad["blocks"]["N3"][0]
+    b["digest"] = tampered
+    props = {v["property"] for v in check_trace(bad).violations}
+    assert {"executed-non-optimal", "chain-integrity", "chain-agreement", "certificate"} <= props
+
+
+def test_checker_catches_bad_honest_decisions():
+    tr = _trace()
+    tampered = next(d for d, lbl in tr["labels"].items() if lbl == "tampered")
+    honest = [m for m in tr["members"] if m not in tr["dishonest"]]
+    bad = copy.deepcopy(tr)
+    for r in bad["records"]:
+        if r["kind"] == "decided" and r["node"] == honest[0]:
+            r["digest"] = tampered
+    props = {v["property"] for v in check_trace(bad).violations}
+    assert {"decided-non-optimal", "decided-rejected"} <= props
+    # a decision with no accepting verification on record
+    bad2 = copy.deepcopy(tr)
+    bad2["records"] = [r for r in bad2["records"] if not (r["kind"] == "verified" and r["node"] == honest[1])]
+    assert {v["property"] for v in check_trace(bad2).violations} == {"decided-unverified"}
+
+
+def test_liveness_premises():
+    # honest first leader, bounded latency, no loss: premised and live
+    tr = _trace("scenario-1", behaviours={}, network={"latency": {"uniform": [0.01, 0.2]}})
+    res = check_trace(tr)
+    assert res.ok and res.premise_heights == 1 and res.live is True
+    # a dishonest first leader (scenario 1): not premised at height 1 (but height 2's leader D is honest)
+    res = check_trace(_trace("scenario-1", heights=2))
+    assert res.premise_heights == 1 and res.live is True and "leader C is dishonest" in res.premise_note
+    # lossy network or unbounded latency: no premise
+    for net in ({"latency": 0.05, "faults": [{"type": "loss", "p": 0.01}]}, {"latency": [0.1, 0.05]}):
+        res = check_trace(_trace("scenario-1", behaviours={}, network=net))
+        assert res.premise_heights == 0 and res.live is None
+    # latency beyond the window: no premise
+    res = check_trace(_trace("scenario-1", behaviours={}, network={"latency": 6.0}))
+    assert res.premise_heights == 0
+    # a silent honest-looking leader breaks liveness when the checker is told it is honest
+    tr = _trace("scenario-1", behaviours={"C": {"silence": True}})
+    tr["dishonest"] = []
+    res = check_trace(tr)
+    assert res.live is False and {v["property"] for v in res.violations} == {"liveness"}
+
+
+def test_signature_memo_changes_nothing():
+    from poso_sim.protocol import identity
+
+    orig = identity._public_key
+    scn = resolve_sweep("smoke").case(5).scenario
+    a, _ = run_scenario_traced(scn, StubPayloads(), sig_memo=True)
+    b, _ = run_scenario_traced(scn, StubPayloads(), sig_memo=False)
+    assert a.records == b.records and a.certificates == b.certificates
+    assert identity._public_key is orig
+    with signature_memo():
+        with signature_memo():
+            assert identity._public_key is not orig
+        assert not identity.verify_sig(b"\x01" * 32, b"\x00" * 64, b"x")
+    assert identity._public_key is orig
+
+
+# -------------------------------------------------------------------------------------------- campaigns
+def test_small_campaign_has_no_violations(small_result):
+    res = small_result
+    assert len(res.table) == 40 and list(res.table.case) == list(range(40))
+    assert res.n_violations == 0, res.violations.to_string()
+    assert res.table.safe.all()
+    summary = res.summary()
+    assert list(summary.property) == list(SAFETY) + ["liveness"]
+    assert summary.violations.sum() == 0
+    assert (res.table.liveness_premise > 0).sum() >= 1
+    cov = coverage_table(res.table).set_index("what")["cases"]
+    assert cov["signatures off"] > 0 and cov["partition"] > 0 and cov["loss > 0"] > 0
+
+
+@pytest.mark.parametrize("mutation", sorted(MUTATIONS))
+def test_broken_rule_is_caught(small, mutation, tmp_path):
+    res = run_sweep(small, workers=1, progress=False, mutation=mutation, out=tmp_path)
+    assert res.n_violations > 0
+    props = set(res.violations.property)
+    if mutation == "accept_unverified":
+        assert "decided-unverified" in props
+    else:
+        assert "accepted-non-optimal" in props
+    cmds = res.replay_commands()
+    assert set(cmds) == set(res.failing_cases)
+    assert all(f"--mutation {mutation}" in c for c in cmds.values())
+    # the failing cases' traces are kept for inspection
+    i = res.failing_cases[0]
+    trace = json.loads((tmp_path / "cases" / f"case-{i:05d}.trace.json").read_text())
+    assert not check_trace(trace).ok
+
+
+def test_results_independent_of_executor(small, small_result):
+    sub = list(range(0, 40, 3))
+    ref = small_result.table.set_index("case").loc[sub].reset_index()
+    cols = [c for c in ref.columns if c not in ("wall_seconds", "check_seconds")]
+    with ThreadPoolExecutor(2) as ex:
+        threaded = run_sweep(small, executor=ex, cases=sub, progress=False, chunk=2)
+    pooled = run_sweep(small, workers=2, cases=sub, progress=False, chunk=1)
+    for other in (threaded, pooled):
+        pd.testing.assert_frame_equal(ref[cols], other.table[cols])
+
+
+def test_outputs_and_replay_commands(small, tmp_path):
+    out = tmp_path / "res.csv"
+    res = run_sweep(small, workers=1, limit=6, progress=False, out=out, write_cases="all")
+    assert out.exists() and (tmp_path / "summary.txt").exists()
+    table = pd.read_csv(out)
+    assert list(table.case) == list(range(6))
+    assert sorted(res.case_files) == list(range(6))
+    from poso_sim.sweep import replay_command
+
+    cmd = replay_command(small, res.case_files[4], small.case(4).seed)
+    assert cmd == f"poso-sim run {res.case_files[4]} --seed {small.case(4).seed} --stub"
+    pq = run_sweep(small, workers=1, limit=3, progress=False, out=tmp_path / "dir")
+    assert (tmp_path / "dir" / "results.parquet").exists()
+    assert pd.read_parquet(tmp_path / "dir" / "results.parquet").shape[0] == 3
+    assert pq.case_files == {}  # no failing case, nothing written
+
+
+# ------------------------------------------------------------------------------------------------- CLI
+def test_cli_sweep(tmp_path, capsys):
+    f = tmp_path / "s.yaml"
+    f.write_text(SMALL.replace("cases: 40", "cases: 5"))
+    rc = cli_main(["sweep", str(f), "--workers", "1", "--out", str(tmp_path / "o"), "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert rc == 0 and data["cases"] == 5 and data["violations"] == 0
+    rc = cli_main(["sweep", str(f), "--workers", "1", "--out", str(tmp_path / "m"), "--no-progress",
+                   "--mutation", "accept_unverified", "--case", "1"])
+    cap = capsys.readouterr()
+    assert rc == 1 and "replay with" in cap.err and "--case 1 --mutation accept_unverified" in cap.err
+    assert cli_main(["sweep", "--list"]) == 0
+    assert "campaign" in capsys.readouterr().out
+    rc = cli_main(["sweep", str(f), "--case", "2", "--write-case", str(tmp_path / "c2.yaml")])
+    assert rc == 0 and "poso-sim run" in capsys.readouterr().out
+    rc = cli_main(["run", str(tmp_path / "c2.yaml"), "--stub", "--json", "--seed", str(parse_sweep(f.read_text()).case(2).seed)])
+    assert rc == 0 and json.loads(capsys.readouterr().out)["executed"]["label"] == "optimal"
+    assert cli_main(["sweep", "nope-such-sweep"]) == 2
+    assert "no such sweep" in capsys.readouterr().err
+
+
+def test_every_behaviour_kind_is_generated():
+    camp = resolve_sweep("campaign")
+    seen = set()
+    for c in camp.iter_cases(200):
+        for opts in c.scenario.behaviours.values():
+            seen |= set(opts)
+    assert seen == set(BEHAVIOUR_KINDS)
+
+
+def test_parquet_round_trip(small_result, tmp_path):
+    from poso_sim.sweep import save_table
+
+    p = save_table(small_result.table, tmp_path / "t.parquet")
+    back = pd.read_parquet(p)
+    assert back.shape == small_result.table.shape
+
+
+@pytest.mark.slow
+def test_full_campaign_zero_violations(tmp_path):
+    res = run_sweep("campaign", workers=2, progress=False, out=tmp_path)
+    assert len(res.table) >= 1000
+    assert res.n_violations == 0, res.violations.head(20).to_string()
+    assert res.table.N.min() == 4 and res.table.N.max() == 15
+
+
+@pytest.mark.slow
+def test_full_campaign_catches_broken_rule(tmp_path):
+    res = run_sweep("campaign", workers=2, progress=False, out=tmp_path, mutation="accept_unverified")
+    assert res.n_violations > 0 and len(res.failing_cases) > 100
+
+
+
