@@ -412,7 +412,7 @@ def plot_message_sequence(
 
 
 # ------------------------------------------------------------------------------------------------ sweeps
-_NOT_METRICS = {"seed", "run", "index", "trace_digest"}
+_NOT_METRICS = {"seed", "run", "index", "case", "trace_digest"}  # identifiers, not outcomes
 
 
 def plot_sweep(
