@@ -68,7 +68,7 @@ def solve_case(
     from poso_sim.cases import load_case
     from poso_sim.solvers.backend import violation
     from poso_sim.solvers.ipopt import ipopt_version
-    from poso_sim.solvers.pipeline import PIPELINE_VERSION, solve_canonical
+    from poso_sim.solvers.pipeline import PIPELINE_VERSION, solve_reduced
 
     model, nlp = get_problem(case, variant)
     _, shared = get_problem(case, "true")
@@ -84,7 +84,7 @@ def solve_case(
     best = None
     for k in range(max(1, int(starts))):
         x0 = canonical_start(nlp, case_obj) if k == 0 else _perturbed_start(nlp, case_obj, k)
-        res = solve_canonical(nlp, x0, progress=progress)
+        res = solve_reduced(model, nlp, x0, progress=progress)
         if best is None or (res.status in ("optimal", "acceptable") and float(shared.true_cost(res.x)) < best[1]):
             if res.status in ("optimal", "acceptable") or best is None:
                 best = (res, float(shared.true_cost(res.x)))

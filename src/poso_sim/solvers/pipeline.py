@@ -27,7 +27,7 @@ from typing import Callable
 
 import numpy as np
 
-PIPELINE_VERSION = "canonical-prox-1"
+PIPELINE_VERSION = "reduced-prox-2"
 FLOW_COMPONENTS = ("m_sup", "m_ret", "m_hub")
 LOG_COMPONENTS = ("m_sup", "m_ret")
 
@@ -88,7 +88,9 @@ class ProblemView:
         prox_idx: np.ndarray | None = None,
         prox_ref: np.ndarray | None = None,
         prox_weight: float = 0.0,
+        prox_space: str = "view",
     ):
+        self.prox_space = prox_space
         self.base = nlp
         self.n = nlp.n
         self.rows = np.arange(nlp.m) if rows is None else np.asarray(rows, dtype=np.int64)
@@ -127,6 +129,19 @@ class ProblemView:
         self._lam_full = np.zeros(nlp.m)
         self._is_log = np.zeros(nlp.n, dtype=bool)
         self._is_log[self.log_idx] = True
+        self.x_scaling = None
+        self.g_scaling = None
+
+    def set_scaling(self, typical: np.ndarray, v_ref: np.ndarray) -> None:
+        """Scale each variable by 1/typical size and each row by 1/max|row of the scaled Jacobian| at ``v_ref``."""
+        xs = 1.0 / np.asarray(typical, dtype=float)
+        xs[self.log_idx] = 1.0
+        jr, jc = self.jac_structure
+        vals = np.abs(self.jac(v_ref)) / xs[jc]
+        rowmax = np.zeros(self.m)
+        np.maximum.at(rowmax, jr, vals)
+        self.x_scaling = xs
+        self.g_scaling = np.clip(1.0 / np.where(rowmax > 0, rowmax, 1.0), 1e-3, 1e3)
 
     # conversions between the view's variables and the canonical x
     def to_x(self, v):
@@ -146,10 +161,22 @@ class ProblemView:
         s[self.log_idx] = x[self.log_idx]
         return s
 
+    def _prox_terms(self, v):
+        """(value d, first derivative, second derivative) of each proximal coordinate w.r.t. the view variable."""
+        p = self.prox_idx
+        if self.prox_space == "x" and len(self.log_idx):
+            xp = np.where(self._is_log[p], np.exp(v[p]), v[p])
+            d = xp - self.prox_ref
+            d1 = np.where(self._is_log[p], xp, 1.0)
+            d2 = np.where(self._is_log[p], xp, 0.0)
+            return d, d1, d2
+        d = v[p] - self.prox_ref
+        return d, np.ones(len(p)), np.zeros(len(p))
+
     def f(self, v):
         val = self.base.f(self.to_x(v))
         if len(self.prox_idx):
-            d = v[self.prox_idx] - self.prox_ref
+            d, _, _ = self._prox_terms(v)
             val += self.prox_weight * float(d @ d)
         return val
 
@@ -159,7 +186,8 @@ class ProblemView:
         if len(self.log_idx):
             gr[self.log_idx] *= x[self.log_idx]
         if len(self.prox_idx):
-            gr[self.prox_idx] += 2.0 * self.prox_weight * (v[self.prox_idx] - self.prox_ref)
+            d, d1, _ = self._prox_terms(v)
+            gr[self.prox_idx] += 2.0 * self.prox_weight * d * d1
         return gr
 
     def g(self, v):
@@ -190,7 +218,8 @@ class ProblemView:
         else:
             out[: self._nbase_h] = base
         if len(self._prox_hpos):
-            out[self._prox_hpos] += 2.0 * self.prox_weight * obj_factor
+            d, d1, d2 = self._prox_terms(v)
+            out[self._prox_hpos] += 2.0 * self.prox_weight * obj_factor * (d1 * d1 + d * d2)
         return out
 
 
@@ -243,6 +272,9 @@ def ipopt_solve(view: ProblemView, x0, options: dict, y0=None, zl0=None, zu0=Non
     base.update(options)
     for k, val in base.items():
         prob.add_option(k, val)
+    if getattr(view, "x_scaling", None) is not None:
+        prob.set_problem_scaling(obj_scaling=1.0, x_scaling=view.x_scaling, g_scaling=view.g_scaling)
+        prob.add_option("nlp_scaling_method", "user-scaling")
     x0 = np.clip(np.asarray(x0, dtype=float), view.x_lb, view.x_ub)
     kwargs = {}
     if y0 is not None:
@@ -265,6 +297,19 @@ def ipopt_solve(view: ProblemView, x0, options: dict, y0=None, zl0=None, zu0=Non
         float(info["obj_val"]),
         msg,
     )
+
+
+_TYPICAL = {
+    "I_line": 1000.0, "V": 10.0, "gas_p": 1.0,
+    "m_sup": 10.0, "m_ret": 10.0, "m_hub": 10.0, "m_load": 10.0,
+    "T_sup": 10.0, "T_ret": 10.0, "T_load_out": 10.0, "T_end_sup": 10.0, "T_end_ret": 10.0,
+}
+
+
+def typical_sizes(nlp) -> np.ndarray:
+    """A typical magnitude per variable, by component (powers and energies 100, currents 1000, ...)."""
+    per_comp = np.array([_TYPICAL.get(nm, 100.0) for nm in nlp.var_component_names])
+    return per_comp[np.asarray(nlp.var_component)]
 
 
 def fixing_rows(nlp, x0: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -413,6 +458,141 @@ def solve_canonical(
     return PipelineResult(
         x=xp, y=yp, z_L=zlp, z_U=zup, status=st, objective=obj, iterations=total_it,
         seconds=time.perf_counter() - t_all, stages=stages, message=msg,
+    )
+
+
+def solve_reduced(
+    model,
+    nlp,
+    x_start: np.ndarray,
+    *,
+    final_tol: float = 1e-8,
+    rho_schedule=(3e-3, 1.5e-3, 7.5e-4, 3.75e-4),
+    max_rounds: int = 6,
+    scaling: bool = True,
+    polish: bool = True,
+    progress: Callable[[str, dict], None] | None = None,
+) -> PipelineResult:
+    """The staged solve on the reduced formulation (:mod:`poso_sim.solvers.reduce`), mapped back to ``nlp``.
+
+    Stages: reduce; fixed flows; proximal rounds with log-parametrised pipe flows; a final reduced solve at
+    ``final_tol``; map the point and multipliers to the canonical model; polish there (warm start). The polished
+    point is kept only if Ipopt converges there; otherwise the mapped point (an exact KKT point of the canonical
+    model up to the reduced solve's tolerance) is returned.
+    """
+    from poso_sim.solvers.reduce import Reduction
+
+    t_all = time.perf_counter()
+    stages: list[StageReport] = []
+
+    def report(name):
+        return (lambda info: progress(name, info)) if progress else None
+
+    t0 = time.perf_counter()
+    red = Reduction(model, nlp, x_start)
+    rn = red.nlp
+    x = np.clip(red.to_reduced(x_start), rn.x_lb, rn.x_ub)
+    stages.append(StageReport("reduce", 0, time.perf_counter() - t0, float(rn.f(x)), f"n={rn.n} m={rn.m}"))
+
+    flows = component_indices(rn, ("m_sup", "m_hub"))
+    log_idx = component_indices(rn, ("m_sup",))
+    lb, ub = np.array(rn.x_lb, dtype=float), np.array(rn.x_ub, dtype=float)
+    # stage 1: flows fixed
+    lb1, ub1 = lb.copy(), ub.copy()
+    lb1[flows] = x[flows]
+    ub1[flows] = x[flows]
+    t0 = time.perf_counter()
+    view1 = ProblemView(rn, x_lb=lb1, x_ub=ub1)
+    typical = typical_sizes(rn)
+    if scaling:
+        view1.set_scaling(typical, x)
+    x, y, zl, zu, st, it, obj, msg = ipopt_solve(
+        view1, x, {"tol": 1e-6, "mu_init": 1e-1, "max_iter": 1500}, progress=report("fixed-flows")
+    )
+    stages.append(StageReport("fixed-flows", it, time.perf_counter() - t0, obj, st))
+    zl[flows] = 0.0
+    zu[flows] = 0.0
+
+    warm = {
+        "warm_start_init_point": "yes",
+        "mu_init": 1e-4,
+        "warm_start_bound_push": 1e-6,
+        "warm_start_mult_bound_push": 1e-6,
+        "warm_start_slack_bound_push": 1e-6,
+        "tol": 1e-7,
+        "max_iter": 500,
+    }
+    base_view = ProblemView(rn, log_idx=log_idx)
+    v = base_view.from_x(x)
+    if scaling:
+        base_view.set_scaling(typical, v)
+    s = np.ones(rn.n)
+    s[log_idx] = x[log_idx]
+    zl, zu = zl * s, zu * s
+    f_prev = float(rn.f(x))
+    rounds = 0
+    stalled = False
+    for rho in rho_schedule:
+        if stalled:
+            break
+        for _ in range(max_rounds):
+            rounds += 1
+            view = ProblemView(
+                rn, log_idx=log_idx, prox_idx=flows, prox_ref=base_view.to_x(v)[flows], prox_weight=rho, prox_space="x"
+            )
+            if scaling:
+                view.x_scaling, view.g_scaling = base_view.x_scaling, base_view.g_scaling
+            t0 = time.perf_counter()
+            v_new, y2, zl2, zu2, st, it, obj, msg = ipopt_solve(
+                view, v, warm, y0=y, zl0=zl, zu0=zu, progress=report(f"proximal-{rounds}")
+            )
+            f_new = float(rn.f(view.to_x(v_new)))
+            stages.append(StageReport(f"proximal rho={rho:g}", it, time.perf_counter() - t0, f_new, st))
+            if st not in ("optimal", "acceptable"):
+                break
+            step = float(np.max(np.abs(base_view.to_x(v_new)[flows] - base_view.to_x(v)[flows])))
+            v, y, zl, zu = v_new, y2, zl2, zu2
+            improved = f_prev - f_new
+            f_prev = min(f_prev, f_new)
+            if improved < 1e-3:
+                # the proximal term no longer moves the flows: the free solve takes over
+                stalled = True
+                break
+    # final reduced solve without the proximal term
+    t0 = time.perf_counter()
+    final = dict(warm)
+    final.update({"tol": final_tol, "max_iter": 1500, "constr_viol_tol": 1e-8})
+    v_new, y2, zl2, zu2, st, it, obj, msg = ipopt_solve(base_view, v, final, y0=y, zl0=zl, zu0=zu, progress=report("final"))
+    stages.append(StageReport("final", it, time.perf_counter() - t0, obj, st))
+    if st in ("optimal", "acceptable"):
+        v, y, zl, zu = v_new, y2, zl2, zu2
+    status = st
+    xr = base_view.to_x(v)
+    s = np.ones(rn.n)
+    s[log_idx] = xr[log_idx]
+    zl, zu = zl / s, zu / s
+    # map back to the canonical model
+    t0 = time.perf_counter()
+    xc = red.to_canonical(xr)
+    yc, zlc, zuc = red.canonical_multipliers(xc, y, zl, zu)
+    stages.append(StageReport("map-back", 0, time.perf_counter() - t0, float(nlp.f(xc)), "mapped"))
+    message = msg
+    if polish:
+        t0 = time.perf_counter()
+        popts = dict(warm)
+        popts.update({"tol": final_tol, "mu_init": 1e-8, "warm_start_bound_push": 1e-9,
+                      "warm_start_mult_bound_push": 1e-9, "warm_start_slack_bound_push": 1e-9, "max_iter": 200,
+                      "constr_viol_tol": 1e-8})
+        xp, yp, zlp, zup, st2, it2, obj2, msg2 = ipopt_solve(
+            ProblemView(nlp), xc, popts, y0=yc, zl0=zlc, zu0=zuc, progress=report("polish")
+        )
+        stages.append(StageReport("polish", it2, time.perf_counter() - t0, obj2, st2))
+        if st2 == "optimal":
+            xc, yc, zlc, zuc, status, message = xp, yp, zlp, zup, st2, msg2
+    return PipelineResult(
+        x=xc, y=yc, z_L=zlc, z_U=zuc, status=status, objective=float(nlp.f(xc)),
+        iterations=sum(s_.iterations for s_ in stages), seconds=time.perf_counter() - t_all,
+        stages=stages, message=message,
     )
 
 

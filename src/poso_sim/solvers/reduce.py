@@ -1,0 +1,137 @@
+"""A reduced formulation of the IES model for the solver, and the exact maps back to the canonical model.
+
+The reduced model has the same feasible set, expressed with fewer variables and rows:
+
+* variables fixed by a single linear row (``m_load = 20``, hub supply temperature 85, slack voltage, source
+  pressure, initial storage, leaf gas flows, ...) become constants and their rows leave;
+* on the radial heat network the return flow of a pipe equals its supply flow: ``m_ret`` is replaced by ``m_sup``
+  and the return mass balances (implied by the supply ones) leave;
+* the pipe outlet temperatures are substituted by their definition
+  ``theta = T_out + (tau - T_out) * exp(-a / m)`` into the mixing rows, and the loss rows leave.
+
+A point of the reduced model maps to the canonical vector exactly (:meth:`Reduction.to_canonical`). Its
+multipliers map too (:meth:`Reduction.canonical_multipliers`): the multipliers of the rows that left are the
+solution of the stationarity equations on the columns those rows touch, a small sparse least-squares problem
+that is exactly consistent at a KKT point of the reduced model (documented in docs/solver.md).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pyomo.environ as pyo
+from pyomo.core.expr import replace_expressions
+from scipy.sparse import csr_matrix
+from scipy.sparse.linalg import lsqr
+
+SUBSTITUTED_ROWS = ("HBranchTempLossS", "HBranchTempLossR", "HKCLLoadR", "HKCLCHPR")
+MIX_ROWS = ("HNodeMixLoadS", "HNodeMixLoadR", "HNodeMixCHPR")
+
+
+class Reduction:
+    """Build the reduced model of a canonical model and map points and multipliers back."""
+
+    def __init__(self, model, canonical_nlp, x_ref: np.ndarray):
+        from poso_sim.nlp import compile_nlp
+        from poso_sim.solvers.pipeline import fixing_rows
+
+        t0 = time.perf_counter()
+        self.canonical = canonical_nlp
+        case = model._case
+        cp = case.scalars.cp
+        self.t_amb = case.scalars.t_ambient
+        pipes = {p.id: p for p in case.heat.pipes}
+        self.a = {k: p.loss_coeff * p.length_m / (cp * 1000.0) for k, p in pipes.items()}
+        dumped = {d["id"]: d for d in case.model_dump(by_alias=True)["heat"]["pipes"]}
+        self.hfrom = {k: dumped[k]["from"] for k in dumped}
+        self.hto = {k: dumped[k]["to"] for k in dumped}
+
+        r = model.clone()
+        nlp = canonical_nlp
+        rows, cols, vals = fixing_rows(nlp, np.clip(x_ref, nlp.x_lb, nlp.x_ub))
+        self.fixed = {nlp.x_names[c]: float(v) for c, v in zip(cols, vals)}
+        self.removed_rows = [nlp.row_names[i] for i in rows]
+        for name, v in self.fixed.items():
+            r.find_component(name).fix(v)
+        for name in self.removed_rows:
+            r.find_component(name).deactivate()
+        # substitutions on the heat network
+        T = list(r.T)
+        sub = {}
+        for k in r.HPipe:
+            for t in T:
+                m = r.m_sup[k, t]
+                decay = pyo.exp(-self.a[k] / m)
+                sub[id(r.m_ret[k, t])] = m
+                sub[id(r.T_end_sup[k, t])] = self.t_amb + (r.T_sup[self.hfrom[k], t] - self.t_amb) * decay
+                sub[id(r.T_end_ret[k, t])] = self.t_amb + (r.T_ret[self.hto[k], t] - self.t_amb) * decay
+        for fam in MIX_ROWS:
+            for c in getattr(r, fam).values():
+                if c.active:
+                    c.set_value(replace_expressions(c.body, sub) == 0)
+        for fam in SUBSTITUTED_ROWS:
+            for c in getattr(r, fam).values():
+                if c.active:
+                    self.removed_rows.append(c.name)
+                    c.deactivate()
+        for comp in ("m_ret", "T_end_sup", "T_end_ret"):
+            for v in getattr(r, comp).values():
+                v.fix(1.0)  # no longer appears in any active row; its value is recomputed on the way back
+        self.model = r
+        self.nlp = compile_nlp(r)
+        # index maps
+        pos = {nm: i for i, nm in enumerate(nlp.x_names)}
+        self.red_to_can = np.array([pos[nm] for nm in self.nlp.x_names], dtype=np.int64)
+        rpos = {nm: i for i, nm in enumerate(nlp.row_names)}
+        self.red_rows_to_can = np.array([rpos[nm] for nm in self.nlp.row_names], dtype=np.int64)
+        self.removed_idx = np.array(sorted(rpos[nm] for nm in self.removed_rows), dtype=np.int64)
+        self.fixed_idx = np.array([pos[nm] for nm in self.fixed], dtype=np.int64)
+        self.fixed_val = np.array(list(self.fixed.values()))
+        hp = sorted(self.a)
+        self._msup = np.array([[pos[f"m_sup[{k},{t}]"] for t in T] for k in hp])
+        self._mret = np.array([[pos[f"m_ret[{k},{t}]"] for t in T] for k in hp])
+        self._tes = np.array([[pos[f"T_end_sup[{k},{t}]"] for t in T] for k in hp])
+        self._ter = np.array([[pos[f"T_end_ret[{k},{t}]"] for t in T] for k in hp])
+        self._tsf = np.array([[pos[f"T_sup[{self.hfrom[k]},{t}]"] for t in T] for k in hp])
+        self._trt = np.array([[pos[f"T_ret[{self.hto[k]},{t}]"] for t in T] for k in hp])
+        self._avec = np.array([self.a[k] for k in hp])[:, None]
+        self.seconds = time.perf_counter() - t0
+
+    def to_reduced(self, x_can: np.ndarray) -> np.ndarray:
+        return np.asarray(x_can, dtype=float)[self.red_to_can]
+
+    def to_canonical(self, x_red: np.ndarray) -> np.ndarray:
+        x = np.zeros(self.canonical.n)
+        x[self.red_to_can] = x_red
+        x[self.fixed_idx] = self.fixed_val
+        m = x[self._msup]
+        decay = np.exp(-self._avec / m)
+        x[self._mret] = m
+        x[self._tes] = self.t_amb + (x[self._tsf] - self.t_amb) * decay
+        x[self._ter] = self.t_amb + (x[self._trt] - self.t_amb) * decay
+        return x
+
+    def canonical_multipliers(self, x_can, y_red, zl_red, zu_red):
+        """Canonical (y, z_L, z_U) at ``x_can`` from the reduced model's multipliers.
+
+        Kept rows keep their multipliers; variables that left keep zero bound multipliers; the removed rows'
+        multipliers solve ``J[R, C]^T y_R = -(grad f + J[K, C]^T y_K - z_L + z_U)_C`` on the columns ``C`` they touch.
+        """
+        nlp = self.canonical
+        y = np.zeros(nlp.m)
+        y[self.red_rows_to_can] = y_red
+        zl = np.zeros(nlp.n)
+        zu = np.zeros(nlp.n)
+        zl[self.red_to_can] = zl_red
+        zu[self.red_to_can] = zu_red
+        jr, jc = (np.asarray(a) for a in nlp.jac_structure)
+        J = csr_matrix((np.asarray(nlp.jac(x_can)), (jr, jc)), shape=(nlp.m, nlp.n))
+        resid = np.asarray(nlp.grad(x_can)) + J.T @ y - zl + zu
+        R = self.removed_idx
+        JR = J[R]
+        cols = np.unique(JR.indices)
+        A = JR[:, cols].T.tocsr()
+        sol = lsqr(A, -resid[cols], atol=1e-15, btol=1e-15, iter_lim=20000)[0]
+        y[R] = sol
+        return y, zl, zu
