@@ -118,6 +118,27 @@ def test_large_committees_generated_names():
     assert c.params["f"] == 49
 
 
+def test_base_scenario_kept_with_dishonest_base():
+    spec = parse_sweep("mode: product\nrepeat: 2\nbase: scenario-2\nparameters:\n  dishonest: base\n"
+                       "  loss: [0.0, 0.05]\n", "<four>")
+    assert spec.n_cases == 4
+    c = spec.case(3)
+    assert c.scenario.delegate_names == ["C", "D", "E", "F", "G"] and c.scenario.dishonest == ["C", "F"]
+    assert c.scenario.window == 7.7 and c.scenario.heights == 2  # unset parameters fall back on the base
+    assert [f.type for f in c.scenario.network.faults] == ["loss"]
+    res = run_sweep(spec, workers=1, progress=False)
+    assert res.n_violations == 0 and (res.table.executed == "optimal|optimal").all()
+
+
+def test_hundred_delegates_one_height():
+    spec = parse_sweep("mode: product\nparameters:\n  delegates: 100\n  dishonest: 0\n"
+                       "  latency: {uniform: [0.01, 0.05]}\n", "<100>")
+    out = run_case(spec.case(0), PayloadDescriptor.prepare("stub"), keep_trace=True)
+    assert out.violations == [] and out.row["live"] is True and out.row["liveness_premise"] == 1
+    assert out.row["messages"] > 19_000 and out.row["rounds"] == "1"
+    assert len(out.trace["blocks"]["N1"][0]["decisions"]) >= 51
+
+
 @pytest.mark.parametrize(
     "text, msg",
     [

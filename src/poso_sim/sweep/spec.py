@@ -80,7 +80,7 @@ class Parameters(_Strict):
     """What varies from case to case (see the module docstring for the value forms)."""
 
     delegates: Any = 5
-    dishonest: Any = {"randint": [0, "max"]}
+    dishonest: Any = {"randint": [0, "max"]}  # f; "max" = (N-1)//2; "base" = the base scenario's committee and behaviours
     leader_dishonest: Any = 0.5  # probability that the first leader is one of the dishonest (when f >= 1)
     behaviours: Any = list(BEHAVIOUR_KINDS)  # the pool each dishonest delegate draws its kinds from
     behaviours_per_node: Any = {"randint": [1, 2]}
@@ -261,27 +261,47 @@ def _build_case(spec: SweepSpec, index: int, base: Scenario | None = None) -> Ca
         for name, alts in axes:
             raw[name] = alts[rng.randrange(len(alts))]
 
+    # parameters the file does not set fall back on the base scenario's values
+    from_base = {
+        "delegates": len(base.delegate_names), "window": base.window, "heights": base.heights,
+        "normal_nodes": base.normal_nodes, "verify_cost": base.verify_cost, "solve_time": base.solve_time,
+        "rotate_heights": base.rotate_heights, "signatures": base.signatures, "latency": base.network.latency,
+    }
+    given = P.model_fields_set
+
     def get(name: str, **kw: Any) -> Any:
         if name in raw:
             return _draw(name, raw[name], rng, **kw)
+        if name not in given and name in from_base:
+            v = from_base[name]
+            return list(v) if isinstance(v, tuple) else v
         return _draw(name, getattr(P, name), rng, **kw)
 
-    n = int(get("delegates"))
-    if not 1 <= n <= 1000:
-        raise SweepError(f"parameters.delegates: need 1..1000 delegates, got {n}")
-    fmax = (n - 1) // 2
-    f = get("dishonest", hi_max=fmax)
-    f = fmax if f == "max" else int(f)
-    if not 0 <= f <= fmax:
-        raise SweepError(f"parameters.dishonest: need 0 <= f <= (N-1)//2 = {fmax} for N = {n}, got {f}")
-    names = [generated_name(i) for i in range(n)]
-    lead_p = float(get("leader_dishonest"))
-    if f >= 1 and rng.random() < lead_p:
-        bad = [names[0]] + rng.sample(names[1:], f - 1)
+    keep_base = P.dishonest == "base"
+    if keep_base:  # the base scenario's committee and behaviours, as they are
+        names = base.delegate_names
+        n = len(names)
+        bad = base.dishonest
+        f = len(bad)
+        delegates_field: Any = base.delegates
     else:
-        bad = rng.sample(names[1:], f) if f else []
-    bad = [m for m in names if m in set(bad)]
-    pool = get("behaviours")
+        n = int(get("delegates"))
+        if not 1 <= n <= 1000:
+            raise SweepError(f"parameters.delegates: need 1..1000 delegates, got {n}")
+        fmax = (n - 1) // 2
+        f = get("dishonest", hi_max=fmax)
+        f = fmax if f == "max" else int(f)
+        if not 0 <= f <= fmax:
+            raise SweepError(f"parameters.dishonest: need 0 <= f <= (N-1)//2 = {fmax} for N = {n}, got {f}")
+        names = [generated_name(i) for i in range(n)]
+        lead_p = float(get("leader_dishonest"))
+        if f >= 1 and rng.random() < lead_p:
+            bad = [names[0]] + rng.sample(names[1:], f - 1)
+        else:
+            bad = rng.sample(names[1:], f) if f else []
+        bad = [m for m in names if m in set(bad)]
+        delegates_field = n
+    pool = [] if keep_base else get("behaviours")
     if isinstance(pool, str):
         pool = [pool]
     pool = list(pool or [])
@@ -291,7 +311,12 @@ def _build_case(spec: SweepSpec, index: int, base: Scenario | None = None) -> Ca
     window = float(get("window"))
     behaviours: dict[str, dict[str, Any]] = {}
     kinds_of: dict[str, list[str]] = {}
-    for d in bad:
+    if keep_base:
+        behaviours = {str(k): dict(v) for k, v in base.behaviours.items()}
+        for k, v in base.behaviours.items():
+            if v:
+                kinds_of[base.node_ref(int(k) if str(k).isdigit() else k)] = list(v)
+    for d in ([] if keep_base else bad):
         k = int(get("behaviours_per_node")) if pool else 0
         kinds = rng.sample(pool, min(max(k, 1), len(pool))) if pool else []
         kinds.sort(key=BEHAVIOUR_KINDS.index)
@@ -304,7 +329,7 @@ def _build_case(spec: SweepSpec, index: int, base: Scenario | None = None) -> Ca
     normals = get("normal_nodes")
     normal_names = [f"N{i + 1}" for i in range(int(normals))] if isinstance(normals, int) else list(normals)
     latency = get("latency")
-    faults: list[dict[str, Any]] = []
+    faults: list[dict[str, Any]] = [f.model_dump(mode="json", exclude_none=True) for f in base.network.faults]
     loss = float(get("loss"))
     dup = float(get("duplicate"))
     reo = float(get("reorder"))
@@ -344,7 +369,7 @@ def _build_case(spec: SweepSpec, index: int, base: Scenario | None = None) -> Ca
     fields = {
         "name": f"{spec.name}-case-{index:05d}",
         "description": f"case {index} of sweep {spec.name!r} (seed {spec.seed})",
-        "delegates": n,
+        "delegates": delegates_field,
         "normal_nodes": normals,
         "window": window,
         "heights": heights,
@@ -367,7 +392,7 @@ def _build_case(spec: SweepSpec, index: int, base: Scenario | None = None) -> Ca
         "f": f,
         "dishonest": ",".join(bad),
         "leader_dishonest": bool(bad) and bad[0] == names[0],
-        "kinds": ";".join(f"{d}:{'+'.join(kinds_of[d])}" for d in bad),
+        "kinds": ";".join(f"{d}:{'+'.join(kinds_of.get(d, []))}" for d in bad),
         "signatures": scn.signatures,
         "latency": _latency_text(latency),
         "loss": loss,
