@@ -145,6 +145,11 @@ class Solution:
         """Value of variable ``name`` (linear search unless names are a CompiledNLP's list; use sparingly)."""
         return float(self.x[list(self.x_names).index(name)])
 
+    def _repr_html_(self) -> str:
+        from poso_sim.report.html import solution_html
+
+        return solution_html(self)
+
     def __repr__(self) -> str:
         return (
             f"Solution(case={self.case!r}, variant={self.variant!r}, status={self.status!r}, cost={self.cost:.6g}, "
