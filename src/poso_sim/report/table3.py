@@ -26,6 +26,11 @@ class Phase:
     rows: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)
     cols: list[str] = field(default_factory=lambda: ["R1", "R2"])
 
+    def _repr_html_(self) -> str:
+        from poso_sim.report.html import table3_html
+
+        return table3_html([self])
+
 
 def cell(cost: float | None, path: Iterable[str], decimals: int = 0) -> str:
     """``<$744>DG`` (decimals=0) or ``<$744.09>DG`` (decimals=2)."""

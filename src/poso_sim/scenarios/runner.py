@@ -169,6 +169,11 @@ class RunResult:
     def decisions_at(self, height: int = 1) -> dict[str, dict[str, Any] | None]:
         return {d: self.decisions.get(d, {}).get(height) for d in self.delegates}
 
+    def _repr_html_(self) -> str:
+        from poso_sim.report.html import outcome_html
+
+        return outcome_html(self)
+
     def to_json(self) -> dict[str, Any]:
         heights = []
         for h in range(1, self.heights_run + 1):
