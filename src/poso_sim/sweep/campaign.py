@@ -154,11 +154,12 @@ def run_sweep(
     if chunk is None:
         chunk = max(1, min(32, math.ceil(len(specs) / (max(n_workers, 1) * 8))))
     batches = _chunks(specs, chunk)
-    bar = _progress(len(specs), progress, spec.name)
+    bar = None
     outcomes: list[CaseOutcome] = []
     keep = keep_traces
     try:
         if ex is None and n_workers == 1:
+            bar = _progress(len(specs), progress, spec.name)
             for b in batches:
                 outcomes.extend(run_batch(b, desc, mutation, spec.signature_memo, keep))
                 if bar is not None:
@@ -169,6 +170,8 @@ def run_sweep(
             futs: dict[Future[Any], int] = {
                 ex.submit(run_batch, b, desc, mutation, spec.signature_memo, keep): len(b) for b in batches
             }
+            # the bar (and its monitor thread) only after the pool has started its processes
+            bar = _progress(len(specs), progress, spec.name)
             for fut in as_completed(futs):
                 outcomes.extend(fut.result())
                 if bar is not None:
