@@ -158,33 +158,10 @@ def bias_sweep(
 
 
 def solve_variant(variant: str, case: str = "manchester") -> Any:
-    """A Solution of a case variant through the cached solve API ``poso_sim.solvers.api.solve_case`` when it is
-    available, else through the staged pipeline with the solution cache (same cache directory)."""
-    try:
-        from poso_sim.solvers.api import solve_case
-    except ImportError:
-        solve_case = None
-    if solve_case is not None:
-        return solve_case(case=case, variant=variant, cache=True)
-    from poso_sim.cases import load_case
-    from poso_sim.solvers import Solution, SolutionCache, cache_key
-    from poso_sim.solvers.api import canonical_start, get_problem
-    from poso_sim.solvers.pipeline import PIPELINE_VERSION, solve_canonical
+    """A Solution of a case variant through the cached solve API ``poso_sim.solvers.api.solve_case``."""
+    from poso_sim.solvers.api import solve_case
 
-    _model, nlp = get_problem(case, variant)
-    cache = SolutionCache()
-    key = cache_key(nlp.fingerprint, variant, "ipopt", {"kkt-fallback": 1}, PIPELINE_VERSION)
-    sol = cache.get(key)
-    if sol is None:
-        r = solve_canonical(nlp, canonical_start(nlp, load_case(case)))
-        sol = Solution(
-            x=r.x, y=r.y, z_L=r.z_L, z_U=r.z_U, x_names=nlp.x_names, row_names=nlp.row_names, variant=variant,
-            case=case, cost=float(nlp.true_cost(r.x)), objective=r.objective, status=r.status,
-            iterations=r.iterations, solve_seconds=r.seconds, stages=[s.as_dict() for s in r.stages],
-            fingerprint=nlp.fingerprint, solver="ipopt (poso_sim.solvers.pipeline)",
-        )
-        cache.put(key, sol)
-    return sol
+    return solve_case(case=case, variant=variant, cache=True)
 
 
 def manchester_plans(case: str = "manchester") -> dict[str, Any]:

@@ -1,22 +1,19 @@
-"""The staged solve of the IES dispatch NLP on the canonical model.
+"""The staged solve of the IES dispatch NLP (see docs/solver.md).
 
-Every stage works on the same compiled canonical NLP (same variables, same rows, same sign conventions), so
-the final multipliers are those of the model that delegates share; a stage only fixes variables, drops rows
-that are then constant, or adds a proximal term. The stages:
+:func:`solve_reduced` solves the reduced formulation of :mod:`poso_sim.solvers.reduce` in stages, each a
+:class:`ProblemView` of a compiled NLP (rows kept, tightened bounds, log-parametrised flows, a proximal term, own
+scaling) solved by :class:`~poso_sim.solvers.ipopt.IpoptBackend`:
 
-``presolve``
-    Rows that fix a single variable (``m_load = 20``, ``T_sup = 85`` at hubs, slack voltage, source pressure,
-    initial storage, ...) become fixed variables and leave the row set.
 ``fixed-flows``
     From the data-only start point (:mod:`poso_sim.solvers.start`) all heat mass flows are fixed: the heat
     network becomes linear in the temperatures and Ipopt settles the electric and heat dispatch.
 ``proximal``
-    The flows are freed with a proximal term ``rho * ||m - m_ref||^2`` whose reference follows the iterates;
-    warm starts carry primal and dual values. At a fixed point ``m = m_ref`` the proximal gradient vanishes,
-    so the point is a KKT point of the true problem.
-``polish``
-    A warm-started solve of the full canonical problem (all rows, all original bounds) to a tight tolerance:
-    its multipliers are the canonical ones.
+    The flows are freed, pipe flows parametrised as ``exp(u)``, with a proximal term ``rho * ||m - m_ref||^2``.
+``final``
+    A free, warm-started solve of the reduced model to the final tolerance.
+``map-back`` and ``polish``
+    The point and multipliers are mapped to the canonical model exactly, and a warm-started solve of the full
+    canonical problem (all rows, all original bounds) polishes them: the multipliers are the canonical ones.
 """
 
 from __future__ import annotations
@@ -27,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-PIPELINE_VERSION = "reduced-prox-2"
+PIPELINE_VERSION = "reduced-prox-3"
 FLOW_COMPONENTS = ("m_sup", "m_ret", "m_hub")
 LOG_COMPONENTS = ("m_sup", "m_ret")
 
@@ -143,6 +140,11 @@ class ProblemView:
         self.x_scaling = xs
         self.g_scaling = np.clip(1.0 / np.where(rowmax > 0, rowmax, 1.0), 1e-3, 1e3)
 
+    maximize = False
+
+    def clip(self, v):
+        return np.clip(np.asarray(v, dtype=float), self.x_lb, self.x_ub)
+
     # conversions between the view's variables and the canonical x
     def to_x(self, v):
         x = np.array(v, dtype=float)
@@ -223,80 +225,23 @@ class ProblemView:
         return out
 
 
-class _IpoptAdapter:
-    def __init__(self, view: ProblemView, progress: Callable[[dict], None] | None):
-        self.v = view
-        self.progress = progress
-        self.iterations = 0
-
-    def objective(self, x):
-        return self.v.f(x)
-
-    def gradient(self, x):
-        return self.v.grad(x)
-
-    def constraints(self, x):
-        return self.v.g(x)
-
-    def jacobian(self, x):
-        return self.v.jac(x)
-
-    def jacobianstructure(self):
-        return self.v.jac_structure
-
-    def hessian(self, x, lagrange, obj_factor):
-        return self.v.hess(x, lagrange, obj_factor)
-
-    def hessianstructure(self):
-        return self.v.hess_structure
-
-    def intermediate(self, alg_mod, iter_count, obj_value, inf_pr, inf_du, mu, d_norm, *args):
-        self.iterations = iter_count
-        if self.progress is not None:
-            self.progress({"iter": iter_count, "objective": obj_value, "inf_pr": inf_pr, "inf_du": inf_du, "mu": mu})
-        return True
-
-
-_STATUS = {0: "optimal", 1: "acceptable", 2: "infeasible", -1: "max_iter", -4: "max_time"}
-
-
 def ipopt_solve(view: ProblemView, x0, options: dict, y0=None, zl0=None, zu0=None, progress=None):
-    """One Ipopt solve of a problem view. Returns (x, y, zL, zU, status, iterations, objective, message)."""
-    import cyipopt
+    """One Ipopt solve of a problem view through :class:`~poso_sim.solvers.ipopt.IpoptBackend`.
 
-    adapter = _IpoptAdapter(view, progress)
-    prob = cyipopt.Problem(
-        n=view.n, m=view.m, problem_obj=adapter, lb=view.x_lb, ub=view.x_ub, cl=view.g_lb, cu=view.g_ub
-    )
-    base = {"print_level": 0, "sb": "yes", "linear_solver": "mumps", "mu_strategy": "monotone"}
-    base.update(options)
-    for k, val in base.items():
-        prob.add_option(k, val)
-    if getattr(view, "x_scaling", None) is not None:
-        prob.set_problem_scaling(obj_scaling=1.0, x_scaling=view.x_scaling, g_scaling=view.g_scaling)
-        prob.add_option("nlp_scaling_method", "user-scaling")
-    x0 = np.clip(np.asarray(x0, dtype=float), view.x_lb, view.x_ub)
-    kwargs = {}
-    if y0 is not None:
-        kwargs["lagrange"] = np.asarray(y0, dtype=float)
-    if zl0 is not None:
-        kwargs["zl"] = np.asarray(zl0, dtype=float)
-        kwargs["zu"] = np.asarray(zu0, dtype=float)
-    x, info = prob.solve(x0, **kwargs)
-    status = _STATUS.get(info["status"], f"ipopt_status_{info['status']}")
-    msg = info["status_msg"]
-    if isinstance(msg, bytes):
-        msg = msg.decode(errors="replace")
-    return (
-        np.asarray(x),
-        np.asarray(info["mult_g"]),
-        np.asarray(info["mult_x_L"]),
-        np.asarray(info["mult_x_U"]),
-        status,
-        adapter.iterations,
-        float(info["obj_val"]),
-        msg,
-    )
+    Returns ``(x, y, zL, zU, status, iterations, objective, message)`` in the view's variables.
+    """
+    from poso_sim.solvers.ipopt import IpoptBackend
+
+    opts = dict(options)
+    if view.x_scaling is not None:
+        opts.update(x_scaling=view.x_scaling, g_scaling=view.g_scaling)
+    callback = None
+    if progress is not None:
+        def callback(info):
+            progress({"iter": info.iteration, "objective": info.objective, "inf_pr": info.inf_pr,
+                      "inf_du": info.inf_du, "mu": info.mu})
+    r = IpoptBackend().solve(view, x0, options=opts, y0=y0, zl0=zl0, zu0=zu0, callback=callback)
+    return r.x, r.y, r.zL, r.zU, r.status, r.iterations, r.objective, r.message
 
 
 _TYPICAL = {
@@ -345,130 +290,14 @@ def component_indices(nlp, names) -> np.ndarray:
     return np.where(np.isin(comp, ids))[0]
 
 
-def solve_canonical(
-    nlp,
-    x_start: np.ndarray,
-    *,
-    final_tol: float = 1e-8,
-    rho_schedule=(1e-1, 1e-2, 1e-3),
-    max_rounds: int = 12,
-    progress: Callable[[str, dict], None] | None = None,
-) -> PipelineResult:
-    """Run the staged solve from ``x_start`` (canonical vector). See the module docstring."""
-    t_all = time.perf_counter()
-    stages: list[StageReport] = []
-
-    def report(name):
-        return (lambda info: progress(name, info)) if progress else None
-
-    x_start = np.clip(np.asarray(x_start, dtype=float), nlp.x_lb, nlp.x_ub)
-    # presolve
-    t0 = time.perf_counter()
-    fix_rows, fix_cols, fix_vals = fixing_rows(nlp, x_start)
-    x = x_start.copy()
-    x[fix_cols] = fix_vals
-    lb = np.array(nlp.x_lb, dtype=float)
-    ub = np.array(nlp.x_ub, dtype=float)
-    lb[fix_cols] = fix_vals
-    ub[fix_cols] = fix_vals
-    keep = np.setdiff1d(np.arange(nlp.m), fix_rows)
-    stages.append(StageReport("presolve", 0, time.perf_counter() - t0, float(nlp.f(x)), f"fixed {len(fix_cols)}"))
-
-    # stage 1: heat mass flows fixed
-    flows = component_indices(nlp, FLOW_COMPONENTS)
-    lb1, ub1 = lb.copy(), ub.copy()
-    lb1[flows] = x[flows]
-    ub1[flows] = x[flows]
-    fixed1 = np.zeros(nlp.n, dtype=bool)
-    fixed1[fix_cols] = True
-    fixed1[flows] = True
-    jr, jc = (np.asarray(a) for a in nlp.jac_structure)
-    has_free = np.zeros(nlp.m, dtype=bool)
-    has_free[jr[~fixed1[jc]]] = True
-    rows1 = keep[has_free[keep]]
-    t0 = time.perf_counter()
-    view1 = ProblemView(nlp, rows=rows1, x_lb=lb1, x_ub=ub1)
-    x, y1, zl, zu, st, it, obj, msg = ipopt_solve(
-        view1, x, {"tol": 1e-6, "mu_init": 1e-1, "max_iter": 1500, "acceptable_iter": 0}, progress=report("fixed-flows")
-    )
-    stages.append(StageReport("fixed-flows", it, time.perf_counter() - t0, obj, st))
-    y = np.zeros(nlp.m)
-    y[rows1] = y1
-
-    # stage 2: proximal rounds on the flows, pipe flows parametrised as exp(u)
-    warm = {
-        "warm_start_init_point": "yes",
-        "mu_init": 1e-4,
-        "warm_start_bound_push": 1e-6,
-        "warm_start_mult_bound_push": 1e-6,
-        "warm_start_slack_bound_push": 1e-6,
-        "tol": 1e-7,
-        "max_iter": 400,
-    }
-    log_idx = component_indices(nlp, LOG_COMPONENTS)
-    view_rows = keep
-    f_prev = float(nlp.f(x))
-    rounds = 0
-    s_log = np.ones(nlp.n)
-    s_log[log_idx] = x[log_idx]
-    zl = zl * s_log  # bound multipliers in the view's variables
-    zu = zu * s_log
-    for rho in rho_schedule:
-        for _ in range(max_rounds):
-            rounds += 1
-            probe = ProblemView(nlp, rows=view_rows, x_lb=lb, x_ub=ub, log_idx=log_idx)
-            v = probe.from_x(x)
-            view = ProblemView(
-                nlp, rows=view_rows, x_lb=lb, x_ub=ub, log_idx=log_idx,
-                prox_idx=flows, prox_ref=v[flows].copy(), prox_weight=rho,
-            )
-            t0 = time.perf_counter()
-            v_new, y2, zl2, zu2, st, it, obj, msg = ipopt_solve(
-                view, v, warm, y0=y[view_rows], zl0=zl, zu0=zu, progress=report(f"proximal-{rounds}")
-            )
-            x_new = view.to_x(v_new)
-            f_new = float(nlp.f(x_new))
-            stages.append(StageReport(f"proximal rho={rho:g}", it, time.perf_counter() - t0, f_new, st))
-            step = float(np.max(np.abs(v_new[flows] - v[flows]))) if len(flows) else 0.0
-            if st in ("optimal", "acceptable"):
-                x, zl, zu = x_new, zl2, zu2
-                y = np.zeros(nlp.m)
-                y[view_rows] = y2
-            improved = f_prev - f_new
-            f_prev = min(f_prev, f_new)
-            if st not in ("optimal", "acceptable") or (abs(improved) < 1e-3 and step < 1e-2):
-                break
-    s_log = np.ones(nlp.n)
-    s_log[log_idx] = x[log_idx]
-    zl = zl / s_log
-    zu = zu / s_log
-
-    # polish on the full canonical problem
-    t0 = time.perf_counter()
-    y = _complete_multipliers(nlp, x, y, zl, zu, fix_rows, fix_cols)
-    zl_full = np.where(np.isin(np.arange(nlp.n), fix_cols), 0.0, zl)
-    zu_full = np.where(np.isin(np.arange(nlp.n), fix_cols), 0.0, zu)
-    polish_opts = dict(warm)
-    polish_opts.update({"tol": final_tol, "mu_init": 1e-6, "warm_start_bound_push": 1e-9,
-                        "warm_start_mult_bound_push": 1e-9, "warm_start_slack_bound_push": 1e-9})
-    full = ProblemView(nlp)
-    xp, yp, zlp, zup, st, it, obj, msg = ipopt_solve(full, x, polish_opts, y0=y, zl0=zl_full, zu0=zu_full, progress=report("polish"))
-    stages.append(StageReport("polish", it, time.perf_counter() - t0, obj, st))
-    total_it = sum(s.iterations for s in stages)
-    return PipelineResult(
-        x=xp, y=yp, z_L=zlp, z_U=zup, status=st, objective=obj, iterations=total_it,
-        seconds=time.perf_counter() - t_all, stages=stages, message=msg,
-    )
-
-
 def solve_reduced(
     model,
     nlp,
     x_start: np.ndarray,
     *,
     final_tol: float = 1e-8,
-    rho_schedule=(3e-3, 1.5e-3, 7.5e-4, 3.75e-4),
-    max_rounds: int = 6,
+    rho_schedule=(3e-3,),
+    max_rounds: int = 1,
     scaling: bool = True,
     polish: bool = True,
     progress: Callable[[str, dict], None] | None = None,
@@ -594,20 +423,3 @@ def solve_reduced(
         iterations=sum(s_.iterations for s_ in stages), seconds=time.perf_counter() - t_all,
         stages=stages, message=message,
     )
-
-
-def _complete_multipliers(nlp, x, y, zl, zu, fix_rows, fix_cols):
-    """Multipliers of the presolved fixing rows from the stationarity of their variable's column."""
-    y = np.array(y, dtype=float)
-    if not len(fix_rows):
-        return y
-    y[fix_rows] = 0.0
-    jr, jc = (np.asarray(a) for a in nlp.jac_structure)
-    vals = np.asarray(nlp.jac(x))
-    from scipy.sparse import csr_matrix
-
-    J = csr_matrix((vals, (jr, jc)), shape=(nlp.m, nlp.n))
-    r = np.asarray(nlp.grad(x)) + J.T @ y  # bound multipliers of fixed variables are taken as zero
-    a = np.asarray(J[fix_rows, fix_cols]).ravel()
-    y[fix_rows] = -r[fix_cols] / a
-    return y
