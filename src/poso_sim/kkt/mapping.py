@@ -107,7 +107,9 @@ def map_multipliers(
     cols = np.flatnonzero(touched)
     for _ in range(rounds):
         ms = chk.measures(x, y, zl, zu, ev)
-        y, zl, zu, _info = least_squares_multipliers(chk, x, y, zl, zu, ev, cols, rows, ms.stat_scale, tol)
+        y, zl, zu, _info = least_squares_multipliers(
+            chk, x, y, zl, zu, ev, cols, rows, ms.stat_scale, tol, max_unknowns=50_000, max_iter=200
+        )
         ms = chk.measures(x, y, zl, zu, ev)
         bad = np.flatnonzero(ms.stat > 0.5 * tol.dual)
         if bad.size == 0:

@@ -78,8 +78,14 @@ def least_squares_multipliers(
     rows_bad: np.ndarray,
     scale: np.ndarray,
     tol: "Tolerances",
+    *,
+    max_unknowns: int = MAX_LSQ_UNKNOWNS,
+    max_iter: int = 50,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-    """One least-squares round on the neighbourhood of ``cols_bad``/``rows_bad`` (stage ``least-squares``)."""
+    """One least-squares round on the neighbourhood of ``cols_bad``/``rows_bad`` (stage ``least-squares``).
+
+    A delegate's repair keeps the defaults (bounded cost); an offline multiplier mapping may raise them.
+    """
     from scipy.optimize import lsq_linear
 
     jr, jc, jv = chk.jr, chk.jc, ev["jv"]
@@ -113,7 +119,7 @@ def least_squares_multipliers(
     zu_cols = cols[at_xu]
     n_unk = rows_var.size + zl_cols.size + zu_cols.size
     info = {"rows": int(rows.size), "columns": int(cols.size), "unknowns": int(n_unk)}
-    if n_unk == 0 or n_unk > MAX_LSQ_UNKNOWNS:
+    if n_unk == 0 or n_unk > max_unknowns:
         info["skipped"] = True
         return y, zl, zu, info
     # fixed part: grad + contributions of rows outside rows_var
@@ -154,7 +160,7 @@ def least_squares_multipliers(
     if n_unk <= 300:
         res = lsq_linear(Areg.toarray(), breg, bounds=(lo, hi), method="bvls", tol=1e-14, max_iter=2000)
     else:
-        res = lsq_linear(Areg, breg, bounds=(lo, hi), method="trf", tol=1e-12, lsmr_tol="auto", max_iter=50)
+        res = lsq_linear(Areg, breg, bounds=(lo, hi), method="trf", tol=1e-12, lsmr_tol="auto", max_iter=max_iter)
     v = res.x
     y_new[rows_var] = v[:nr]
     zl_new = zl.copy()

@@ -22,7 +22,7 @@ import time
 import numpy as np
 import pyomo.environ as pyo
 from pyomo.core.expr import replace_expressions
-from scipy.sparse import csr_matrix
+from scipy.sparse import csr_matrix, hstack
 from scipy.sparse.linalg import lsqr
 
 SUBSTITUTED_ROWS = ("HBranchTempLossS", "HBranchTempLossR", "HKCLLoadR", "HKCLCHPR")
@@ -115,8 +115,10 @@ class Reduction:
     def canonical_multipliers(self, x_can, y_red, zl_red, zu_red):
         """Canonical (y, z_L, z_U) at ``x_can`` from the reduced model's multipliers.
 
-        Kept rows keep their multipliers; variables that left keep zero bound multipliers; the removed rows'
-        multipliers solve ``J[R, C]^T y_R = -(grad f + J[K, C]^T y_K - z_L + z_U)_C`` on the columns ``C`` they touch.
+        Kept rows keep their multipliers; variables that left have zero bound multipliers; the removed rows'
+        multipliers ``y_R`` solve ``J[R, C]^T y_R = -(grad f + J[K, C]^T y_K - z_L + z_U)_C`` on the columns ``C``
+        they touch. Where a pipe sits at its minimum flow, the reduced model's single bound multiplier stands for
+        both ``m_sup`` and ``m_ret``: the lower-bound multipliers of both become unknowns of the same system.
         """
         nlp = self.canonical
         y = np.zeros(nlp.m)
@@ -125,13 +127,24 @@ class Reduction:
         zu = np.zeros(nlp.n)
         zl[self.red_to_can] = zl_red
         zu[self.red_to_can] = zu_red
+        x_can = np.asarray(x_can, dtype=float)
+        lb = np.asarray(nlp.x_lb)
+        at_floor = x_can[self._mret] - lb[self._mret] <= 1e-7 * np.maximum(1.0, np.abs(lb[self._mret]))
+        free_z = np.concatenate([self._msup[at_floor], self._mret[at_floor]])
+        zl[free_z] = 0.0
         jr, jc = (np.asarray(a) for a in nlp.jac_structure)
         J = csr_matrix((np.asarray(nlp.jac(x_can)), (jr, jc)), shape=(nlp.m, nlp.n))
         resid = np.asarray(nlp.grad(x_can)) + J.T @ y - zl + zu
         R = self.removed_idx
         JR = J[R]
-        cols = np.unique(JR.indices)
-        A = JR[:, cols].T.tocsr()
+        cols = np.union1d(np.unique(JR.indices), free_z)
+        pos = -np.ones(nlp.n, dtype=np.int64)
+        pos[cols] = np.arange(cols.size)
+        zcols = csr_matrix(
+            (-np.ones(free_z.size), (pos[free_z], np.arange(free_z.size))), shape=(cols.size, free_z.size)
+        )
+        A = hstack([JR[:, cols].T, zcols]).tocsr()
         sol = lsqr(A, -resid[cols], atol=1e-15, btol=1e-15, iter_lim=20000)[0]
-        y[R] = sol
+        y[R] = sol[: R.size]
+        zl[free_z] = sol[R.size :]
         return y, zl, zu
