@@ -17,45 +17,19 @@ Measured:
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
-import platform
-import re
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-DOC = ROOT / "docs" / "benchmarks.md"
+from benchmarks.common import DOC, machine, write_section
+
 SECTION = "## KKT certificate"
 REFERENCE_SECONDS = 1.8
 BIASES = (1e-6, -1e-6, 1e-5, -1e-5, 3e-5, -3e-5, 1e-4, -1e-4, 3e-4, -3e-4, 1e-3, -1e-3, 3e-3, -3e-3, 1e-2, -1e-2,
           0.045)
 QUICK_BIASES = (1e-5, -1e-5, 1e-3, -1e-3, 0.045)
-
-
-def machine() -> list[str]:
-    import casadi
-    import scipy
-
-    try:
-        cpu = next(
-            (ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "unknown"
-        )
-    except OSError:  # pragma: no cover
-        cpu = platform.processor() or "unknown"
-    from poso_sim.solvers import ipopt_version
-
-    return [
-        f"- machine: `{' '.join(platform.uname()[i] for i in (0, 1, 2, 3, 4))}`",
-        f"- CPU: {cpu}, {os.cpu_count()} logical CPUs; load average at start {os.getloadavg()[0]:.2f}",
-        f"- date: {datetime.date.today().isoformat()}",
-        f"- Python {platform.python_version()} ({platform.python_implementation()}), numpy {np.__version__}, "
-        f"scipy {scipy.__version__}, casadi {casadi.__version__}, Ipopt {ipopt_version()}",
-    ]
 
 
 def _median_verify(chk, sol, reps: int, tol=None) -> tuple[float, dict, object]:
@@ -216,17 +190,6 @@ def run(quick: bool) -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str) -> None:
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    old = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(old):
-        new = pattern.sub(lambda _m: text + "\n", old)
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    DOC.write_text(new)
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer repetitions and biases")
@@ -235,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
     text = run(args.quick)
     print(text)
     if args.write:
-        write_section(text)
+        write_section(SECTION, text)
         print(f"wrote section {SECTION!r} of {DOC}", file=sys.stderr)
 
 

@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from benchmarks.common import machine, write_section
+
 ROOT = Path(__file__).resolve().parents[1]
-DOC = ROOT / "docs" / "benchmarks.md"
 SECTION = "## Scenarios"
 
 
@@ -88,11 +88,8 @@ def real_end_to_end() -> dict:
 
 
 def render(rows: list[dict], real: dict | None) -> str:
-    import numpy
-
     lines = [SECTION, "", "`python -m benchmarks.bench_scenarios --real` (see the module docstring for the workloads).", ""]
-    lines.append(f"- machine: `{platform.platform()}`, Python {platform.python_version()}, numpy {numpy.__version__}")
-    lines.append(f"- date: {time.strftime('%Y-%m-%d')}")
+    lines += machine()
     lines.append("")
     if real is not None:
         lines += [
@@ -123,18 +120,6 @@ def render(rows: list[dict], real: dict | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(text: str) -> None:
-    doc = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    if SECTION in doc:
-        head, rest = doc.split(SECTION, 1)
-        nxt = rest.find("\n## ")
-        tail = rest[nxt + 1:] if nxt >= 0 else ""
-        doc = head + text + ("\n" + tail if tail else "")
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + text
-    DOC.write_text(doc)
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--real", action="store_true", help="also the end-to-end run on real payloads (warm cache)")
@@ -145,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     text = render(rows, real)
     print(text)
     if args.write:
-        write_section(text)
+        write_section(SECTION, text)
 
 
 if __name__ == "__main__":

@@ -17,22 +17,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
 import gc
-import os
-import platform
-import re
 import sys
 import time
 import tracemalloc
-from pathlib import Path
 
-import numpy as np
-
+from benchmarks.common import DOC, machine, write_section
 from poso_sim.sim import Loss, Network, Trace, Uniform, run
 
-ROOT = Path(__file__).resolve().parent.parent
-DOC = ROOT / "docs" / "benchmarks.md"
 SECTION = "## Simulation kernel"
 
 
@@ -123,24 +115,6 @@ def bytes_per_in_flight(count: int) -> float:
     return run(main(), guard_wall_clock=False)
 
 
-def machine() -> list[str]:
-    u = platform.uname()
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return [
-        f"- machine: `{u.system} {u.node} {u.release} {u.version} {u.machine}`",
-        f"- CPU: {cpu or platform.processor() or 'unknown'}, {os.cpu_count()} logical CPUs",
-        f"- date: {datetime.date.today().isoformat()}",
-        f"- Python {platform.python_version()} ({platform.python_implementation()}), numpy {np.__version__}",
-    ]
-
-
 def report(quick: bool) -> str:
     total = 60_000 if quick else 300_000
     rep = 1 if quick else 3
@@ -182,17 +156,6 @@ def report(quick: bool) -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str) -> None:
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    old = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(old):
-        new = pattern.sub(lambda _m: text + "\n", old)
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    DOC.write_text(new)
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smaller workloads")
@@ -201,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     text = report(args.quick)
     print(text)
     if args.write:
-        write_section(text)
+        write_section(SECTION, text)
         print(f"written to {DOC}", file=sys.stderr)
 
 

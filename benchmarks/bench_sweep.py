@@ -19,43 +19,19 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import datetime
 import gc
-import os
-import platform
 import pstats
-import re
 import sys
 import time
 import tracemalloc
-from pathlib import Path
 
+from benchmarks.common import DOC, machine, write_section
 from poso_sim.scenarios.model import Scenario
 from poso_sim.scenarios.payloads import StubPayloads
 from poso_sim.sweep import build_trace, check_trace, run_sweep
 from poso_sim.sweep.worker import SIG_STATS, clear_signature_memo, run_scenario_traced
 
-ROOT = Path(__file__).resolve().parent.parent
-DOC = ROOT / "docs" / "benchmarks.md"
 SECTION = "## Sweeps"
-
-
-def machine() -> list[str]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return [
-        f"- machine: `{platform.system()} {platform.release()} {platform.machine()}`",
-        f"- CPU: {cpu}, {os.cpu_count()} logical CPUs (1-minute load average at start: {load:.1f})",
-        f"- date: {datetime.date.today().isoformat()}",
-        f"- Python {platform.python_version()} ({platform.python_implementation()})",
-    ]
 
 
 def one_height(n: int, memo: bool = True) -> dict:
@@ -254,16 +230,6 @@ def report(quick: bool = False) -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str) -> None:
-    old = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(old):
-        new = pattern.sub(lambda _m: text + "\n", old)
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    DOC.write_text(new)
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smaller workloads")
@@ -272,7 +238,7 @@ def main(argv: list[str] | None = None) -> None:
     text = report(args.quick)
     print(text)
     if args.write:
-        write_section(text)
+        write_section(SECTION, text)
         print(f"written to {DOC}", file=sys.stderr)
 
 
