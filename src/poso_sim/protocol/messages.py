@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from .identity import NodeId, Signer, verify_sig
@@ -92,6 +92,10 @@ class _Message:
     def signing_bytes(self) -> bytes:
         return DOMAIN + self.kind.encode() + b"/" + canonical({"v": self.version, **self.body()})
 
+    def _signed(self, signer: Signer) -> Any:
+        """This (unsigned) message with `signer`'s signature over its signing bytes."""
+        return replace(self, signature=signer.sign(self.signing_bytes()))
+
     def encode(self) -> bytes:
         sig = getattr(self, "signature", None)
         extra = {} if sig is None else {"signature": sig}
@@ -127,8 +131,7 @@ class Proposal(_Message):
     def make(
         cls, signer: Signer, *, case_id: str, height: int, round: int, leader: NodeId, payload: Payload
     ) -> "Proposal":
-        unsigned = cls(case_id, height, round, leader, payload)
-        return cls(case_id, height, round, leader, payload, signer.sign(unsigned.signing_bytes()))
+        return cls(case_id, height, round, leader, payload)._signed(signer)
 
     def problem(self) -> str | None:
         if self.version != VERSION:
@@ -172,8 +175,7 @@ class Relay(_Message):
 
     @classmethod
     def make(cls, signer: Signer, *, proposal: Proposal, path: tuple[NodeId, ...], relayer: NodeId) -> "Relay":
-        unsigned = cls(proposal, tuple(path), relayer)
-        return cls(proposal, tuple(path), relayer, signer.sign(unsigned.signing_bytes()))
+        return cls(proposal, tuple(path), relayer)._signed(signer)
 
     def problem(self) -> str | None:
         if self.version != VERSION:
@@ -211,8 +213,7 @@ class MisbehaviourProof(_Message):
 
     @classmethod
     def make(cls, signer: Signer, *, proposal: Proposal, reason: str, reporter: NodeId) -> "MisbehaviourProof":
-        unsigned = cls(proposal, reason, reporter)
-        return cls(proposal, reason, reporter, signer.sign(unsigned.signing_bytes()))
+        return cls(proposal, reason, reporter)._signed(signer)
 
     def problem(self) -> str | None:
         if self.version != VERSION:
@@ -269,8 +270,7 @@ class Decision(_Message):
         delegate: NodeId,
         case_id: str = "",
     ) -> "Decision":
-        unsigned = cls(height, round, leader, digest, float(cost), delegate, b"", case_id)
-        return cls(height, round, leader, digest, float(cost), delegate, signer.sign(unsigned.signing_bytes()), case_id)
+        return cls(height, round, leader, digest, float(cost), delegate, b"", case_id)._signed(signer)
 
     def content(self) -> tuple[int, int, NodeId, str, float]:
         """What two decisions must share to count for the same outcome."""
