@@ -256,26 +256,24 @@ class SXConverter:
         const = self._split(node, 1.0, cols, coefs, nl)
         return const, cols, coefs, self._mono, nl
 
+    def _linear(self, v: Any, c: float, cols: list, coefs: list) -> float:
+        """The term ``c * v`` of variable `v`: its column and coefficient appended, or its value if `v` is fixed."""
+        col = self._var_col(v)
+        if col is None:
+            return c * self._fixed_value(v)
+        cols.append(col)
+        coefs.append(c)
+        return 0.0
+
     def _split(self, node: Any, c: float, cols: list, coefs: list, nl: list) -> float:
         kind = self._kind(node)
         if kind == _CONST:
             return c * self._const(node)
         if kind == _VAR:
-            col = self._var_col(node)
-            if col is None:
-                return c * self._fixed_value(node)
-            cols.append(col)
-            coefs.append(c)
-            return 0.0
+            return self._linear(node, c, cols, coefs)
         if kind == _MONO:
             k, v = node.args
-            k = c * self._const(k)
-            col = self._var_col(v)
-            if col is None:
-                return k * self._fixed_value(v)
-            cols.append(col)
-            coefs.append(k)
-            return 0.0
+            return self._linear(v, c * self._const(k), cols, coefs)
         if kind == _SUM:
             const = 0.0
             for a in node.args:
