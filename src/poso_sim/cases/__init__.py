@@ -9,7 +9,6 @@ Public API::
 """
 
 from .loader import case_from_dict, list_cases, load_case
-from .model import CONSTRAINT_FAMILIES, TAMPERED_UNIT, VARIABLE_NAMES, VARIANTS, build_model
 from .schema import (
     Branch,
     Case,
@@ -27,7 +26,26 @@ from .schema import (
     Scalars,
     Storage,
 )
-from .sizes import model_sizes
+
+# The model builder needs Pyomo, a heavy import: loaded on first use (a cached solve only reads the case).
+_LAZY = {
+    "CONSTRAINT_FAMILIES": "model",
+    "TAMPERED_UNIT": "model",
+    "VARIABLE_NAMES": "model",
+    "VARIANTS": "model",
+    "build_model": "model",
+    "model_sizes": "sizes",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "Branch",
