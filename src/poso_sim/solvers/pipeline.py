@@ -149,7 +149,7 @@ class ProblemView:
     def to_x(self, v):
         x = np.array(v, dtype=float)
         if len(self.log_idx):
-            x[self.log_idx] = np.exp(x[self.log_idx])
+            x[self.log_idx] = np.exp(np.minimum(x[self.log_idx], 700.0))  # trial points may overshoot
         return x
 
     def from_x(self, x):
