@@ -15,14 +15,12 @@ Workloads (all in virtual time, handler delivery unless stated):
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
-import sys
 import time
 import tracemalloc
 
-from benchmarks.common import DOC, machine, write_section
+from benchmarks.common import machine, quick_main
 from poso_sim.sim import Loss, Network, Trace, Uniform, run
 
 SECTION = "## Simulation kernel"
@@ -157,15 +155,7 @@ def report(quick: bool) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="smaller workloads")
-    ap.add_argument("--write", action="store_true", help="replace the section in docs/benchmarks.md")
-    args = ap.parse_args(argv)
-    text = report(args.quick)
-    print(text)
-    if args.write:
-        write_section(SECTION, text)
-        print(f"written to {DOC}", file=sys.stderr)
+    quick_main(__doc__, SECTION, report, argv)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ Workloads:
 
 from __future__ import annotations
 
-import argparse
 import cProfile
 import gc
 import pstats
@@ -25,7 +24,7 @@ import sys
 import time
 import tracemalloc
 
-from benchmarks.common import DOC, machine, write_section
+from benchmarks.common import machine, quick_main
 from poso_sim.scenarios.model import Scenario
 from poso_sim.scenarios.payloads import StubPayloads
 from poso_sim.sweep import build_trace, check_trace, run_sweep
@@ -231,15 +230,7 @@ def report(quick: bool = False) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="smaller workloads")
-    ap.add_argument("--write", action="store_true", help="replace the section in docs/benchmarks.md")
-    args = ap.parse_args(argv)
-    text = report(args.quick)
-    print(text)
-    if args.write:
-        write_section(SECTION, text)
-        print(f"written to {DOC}", file=sys.stderr)
+    quick_main(__doc__, SECTION, report, argv)
 
 
 if __name__ == "__main__":

@@ -51,3 +51,19 @@ def write_section(section: str, text: str, doc: Path = DOC) -> None:
     else:
         new = old.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
     doc.write_text(new)
+
+
+def quick_main(doc: str, section: str, report, argv: list[str] | None = None) -> None:
+    """The command line of a benchmark whose ``report(quick)`` returns its section: ``[--quick] [--write]``."""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smaller workloads")
+    ap.add_argument("--write", action="store_true", help="replace the section in docs/benchmarks.md")
+    args = ap.parse_args(argv)
+    text = report(args.quick)
+    print(text)
+    if args.write:
+        write_section(section, text)
+        print(f"written to {DOC}", file=sys.stderr)

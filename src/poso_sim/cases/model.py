@@ -6,7 +6,6 @@ the reference's GAMS equations with ``body = lhs - rhs`` and the reference's sen
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import pyomo.environ as pyo

@@ -9,7 +9,6 @@ import hashlib
 import json
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 import casadi as ca

@@ -385,7 +385,6 @@ class Runner:
         self._build()
         loop = asyncio.get_running_loop()
         scn = self.scn
-        n = len(self.names)
         deadline = self.normal_timeout + scn.window + 1.0
         for h in range(1, scn.heights + 1):
             self.height = h

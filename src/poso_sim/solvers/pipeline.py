@@ -379,7 +379,6 @@ def solve_reduced(
             stages.append(StageReport(f"proximal rho={rho:g}", it, time.perf_counter() - t0, f_new, st))
             if st not in ("optimal", "acceptable"):
                 break
-            step = float(np.max(np.abs(base_view.to_x(v_new)[flows] - base_view.to_x(v)[flows])))
             v, y, zl, zu = v_new, y2, zl2, zu2
             improved = f_prev - f_new
             f_prev = min(f_prev, f_new)

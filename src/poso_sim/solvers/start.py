@@ -110,7 +110,6 @@ def heat_flows(
     """LP for pipe supply flows and hub injections (same in every hour). Returns (m_pipe, m_hub)."""
     nodes, pipes, hubs = net.hnodes, net.hpipes, net.hubs
     node_pos = {n: i for i, n in enumerate(nodes)}
-    hub_of_node = {net.hub_hbus[c]: c for c in hubs}
     nv = len(pipes) + len(hubs)
     a_eq = np.zeros((len(nodes), nv))
     b_eq = np.zeros(len(nodes))
