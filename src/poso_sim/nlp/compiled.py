@@ -253,6 +253,61 @@ class CompiledNLP:
         """``x`` projected into the variable box."""
         return np.minimum(np.maximum(self._vec(x), self.x_lb), self.x_ub)
 
+    # -- serialisation ---------------------------------------------------------------------------------------------
+    _PLAIN = (
+        "n", "m", "x_names", "row_names", "x_lb", "x_ub", "g_lb", "g_ub", "x0", "var_component",
+        "var_component_names", "row_component", "row_component_names", "row_kind", "jac_structure",
+        "hess_structure", "maximize", "objective_name", "expression_names", "fixed_names", "fingerprint",
+        "compile_seconds",
+    )
+
+    def to_bytes(self) -> bytes:
+        """A self-contained encoding (CasADi's own serialisation of the functions, plain data for the rest).
+
+        The link to the Pyomo model (used by :meth:`load_into_model`) is not included; :meth:`from_bytes` can
+        restore it from a model built the same way.
+        """
+        import pickle
+
+        blob = {
+            "format": "poso-sim/compiled-nlp/v1",
+            "casadi": ca.__version__,
+            "plain": {k: getattr(self, k) for k in self._PLAIN},
+            "functions": {k: getattr(self, k).fn.serialize() for k in ("_f", "_grad", "_g", "_jac", "_hess")},
+            "expr": {nm: (a.fn.serialize(), b.fn.serialize()) for nm, (a, b) in self._expr.items()},
+        }
+        return pickle.dumps(blob, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, model: Any = None) -> "CompiledNLP":
+        """Inverse of :meth:`to_bytes`; with ``model``, re-links the variables (their names must match)."""
+        import pickle
+
+        blob = pickle.loads(data)
+        if not isinstance(blob, dict) or blob.get("format") != "poso-sim/compiled-nlp/v1":
+            raise NLPCompileError("not a compiled poso-sim NLP")
+        if blob.get("casadi") != ca.__version__:
+            raise NLPCompileError(f"compiled with casadi {blob.get('casadi')}, this is {ca.__version__}")
+        nlp = cls()
+        for k, v in blob["plain"].items():
+            setattr(nlp, k, v)
+        for k, text in blob["functions"].items():
+            setattr(nlp, k, _Evaluator(ca.Function.deserialize(text)))
+        nlp._expr = {
+            nm: (_Evaluator(ca.Function.deserialize(a)), _Evaluator(ca.Function.deserialize(b)))
+            for nm, (a, b) in blob["expr"].items()
+        }
+        if model is not None:
+            free = [
+                v
+                for v in model.component_data_objects(Var, active=True, descend_into=True, sort=SortComponents.deterministic)
+                if not v.fixed
+            ]
+            if [v.name for v in free] != nlp.x_names:
+                raise NLPCompileError("the model's variables differ from the compiled problem's")
+            nlp._var_data = free
+        return nlp
+
     def __repr__(self) -> str:
         return (
             f"CompiledNLP(n={self.n}, m={self.m}, nnz_jac={self.nnz_jac}, nnz_hess={self.nnz_hess}, "

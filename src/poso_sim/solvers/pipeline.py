@@ -24,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-PIPELINE_VERSION = "reduced-prox-3"
+PIPELINE_VERSION = "reduced-prox-4"
 FLOW_COMPONENTS = ("m_sup", "m_ret", "m_hub")
 LOG_COMPONENTS = ("m_sup", "m_ret")
 
@@ -299,6 +299,7 @@ def solve_reduced(
     rho_schedule=(3e-3,),
     max_rounds: int = 1,
     scaling: bool = True,
+    prox_max_iter: int = 150,
     polish: bool = True,
     progress: Callable[[str, dict], None] | None = None,
 ) -> PipelineResult:
@@ -349,7 +350,7 @@ def solve_reduced(
         "warm_start_mult_bound_push": 1e-6,
         "warm_start_slack_bound_push": 1e-6,
         "tol": 1e-7,
-        "max_iter": 500,
+        "max_iter": prox_max_iter,
     }
     base_view = ProblemView(rn, log_idx=log_idx)
     v = base_view.from_x(x)
