@@ -59,18 +59,22 @@ def _load_compiled(case_obj, variant: str, model):
 
 
 def _save_compiled(case_obj, variant: str, nlp) -> None:
+    _write_shortcut(_compiled_path(case_obj, variant), nlp.to_bytes())
+
+
+def _write_shortcut(path, data: bytes) -> None:
+    """Atomic write of a cache shortcut (compiled problem, alias); a failure only costs the shortcut."""
     import os
     import tempfile
 
-    path = _compiled_path(case_obj, variant)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         with os.fdopen(fd, "wb") as fh:
-            fh.write(nlp.to_bytes())
+            fh.write(data)
         os.replace(tmp, path)
     except OSError:
-        pass  # the disk copy is only a shortcut
+        pass
 
 
 def canonical_start(nlp, case) -> np.ndarray:
@@ -204,17 +208,7 @@ def _read_alias(store: SolutionCache, alias: str) -> str | None:
 
 
 def _write_alias(store: SolutionCache, alias: str, key: str) -> None:
-    import os
-    import tempfile
-
-    try:
-        store.path.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=store.path, suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            fh.write(key)
-        os.replace(tmp, store.path / f"{alias}.alias")
-    except OSError:
-        pass  # the alias is only a shortcut
+    _write_shortcut(store.path / f"{alias}.alias", key.encode("ascii"))
 
 
 def _perturbed_start(nlp, case, k: int) -> np.ndarray:
