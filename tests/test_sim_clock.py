@@ -158,3 +158,20 @@ def test_sim_run_fixture(sim_run):
         return asyncio.get_running_loop().time()
 
     assert sim_run(main()) == 42.0
+
+
+def test_run_from_inside_a_running_loop() -> None:
+    """As in a notebook kernel: ``run`` called while another event loop runs in this thread."""
+    import asyncio as _asyncio
+
+    from poso_sim.sim import run as sim_run
+
+    async def simulated() -> float:
+        loop = _asyncio.get_running_loop()
+        await _asyncio.sleep(3600.0)
+        return loop.time()
+
+    async def host() -> float:
+        return sim_run(simulated())
+
+    assert abs(_asyncio.run(host()) - 3600.0) < 1e-6

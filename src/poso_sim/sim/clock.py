@@ -261,7 +261,21 @@ def run(
 
     With ``strict`` (default), an exception raised in a callback or a task that nobody awaited is re-raised as
     `SimulationError` when the run ends, instead of only being logged.
+
+    Called from a thread whose event loop is already running (a Jupyter kernel, for instance), the simulation
+    runs on a worker thread of its own and this call waits for it: the virtual loop never shares a thread.
     """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        import concurrent.futures
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="poso-sim-run") as pool:
+            return pool.submit(
+                run, coro, start=start, debug=debug, guard_wall_clock=guard_wall_clock, strict=strict
+            ).result()
     failures: list[dict[str, Any]] = []
 
     def factory() -> VirtualTimeEventLoop:
