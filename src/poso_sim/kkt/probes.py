@@ -87,6 +87,32 @@ def solve_warm(view: Any, start: Any, options: dict | None = None) -> Any:
     return IpoptBackend().solve(view, start.x, options=opts, y0=start.y, zl0=start.z_L, zu0=start.z_U)
 
 
+def solve_biased(case: str, bias: float, *, unit: int = 3, component: str = "P_CHP") -> Any:
+    """The plan of a leader optimising ``true cost + bias * sum_t component[unit, t]``, solved from scratch by the
+    staged pipeline (reduced formulation, canonical polish). Returns a RawResult-like record."""
+    from types import SimpleNamespace
+
+    import pyomo.environ as pyo
+
+    from poso_sim.cases import load_case
+    from poso_sim.nlp import compile_nlp
+    from poso_sim.solvers.api import canonical_start, get_problem
+    from poso_sim.solvers.pipeline import solve_reduced
+
+    model, shared = get_problem(case, "true")
+    biased = model.clone()
+    var = getattr(biased, component)
+    biased.obj.deactivate()
+    biased.obj_biased = pyo.Objective(expr=biased.true_cost + bias * sum(var[unit, t] for t in biased.T))
+    nlp = compile_nlp(biased)
+    t0 = time.perf_counter()
+    r = solve_reduced(biased, nlp, canonical_start(shared, load_case(case)))
+    return SimpleNamespace(
+        x=r.x, y=r.y, zL=r.z_L, zU=r.z_U, status=r.status, iterations=r.iterations,
+        seconds=time.perf_counter() - t0, objective=r.objective,
+    )
+
+
 def as_solution(shared: Any, raw: Any, variant: str) -> Any:
     """A RawResult of a same-rows view as a Solution claiming the shared problem (multipliers as solved)."""
     from poso_sim.solvers import Solution
@@ -114,6 +140,8 @@ def bias_sweep(
     component: str = "P_CHP",
     best_fit: bool = False,
     options: dict | None = None,
+    method: str = "warm",
+    case: str = "manchester",
 ) -> list[dict[str, Any]]:
     """For each bias b: solve the biased problem warm from ``optimum``; verify the plan against ``shared``.
 
@@ -131,7 +159,10 @@ def bias_sweep(
     rows = []
     for b in biases:
         t0 = time.perf_counter()
-        raw = solve_warm(BiasedObjective(shared, cols, b), optimum, options)
+        if method == "reduced":
+            raw = solve_biased(case, b, unit=unit, component=component)
+        else:
+            raw = solve_warm(BiasedObjective(shared, cols, b), optimum, options)
         sol = as_solution(shared, raw, f"bias{b:+g}")
         own = verify(shared, sol, Tolerances(repair=False))
         rep = verify(shared, sol)
