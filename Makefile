@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all bench docs examples clean
+.PHONY: demo test test-slow test-all bench docs examples clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -18,6 +18,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	@$(BIN)/python -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+
+# long runs that still fit CI: the 1 000-case campaigns, the bias sweep, other local optima
+test-slow: $(STAMP)
+	@$(BIN)/python -m pytest -q -m slow -k 'not best_fit'; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; fi; exit $$rc
 
 test-all: $(STAMP)
 	@$(BIN)/python -m pytest -q -m ''; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; fi; exit $$rc
