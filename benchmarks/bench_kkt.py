@@ -16,14 +16,12 @@ Measured:
 
 from __future__ import annotations
 
-import argparse
 import statistics
-import sys
 import time
 
 import numpy as np
 
-from benchmarks.common import DOC, machine, write_section
+from benchmarks.common import machine, quick_main
 
 SECTION = "## KKT certificate"
 REFERENCE_SECONDS = 1.8
@@ -191,15 +189,7 @@ def run(quick: bool) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="fewer repetitions and biases")
-    ap.add_argument("--write", action="store_true", help="replace the section in docs/benchmarks.md")
-    args = ap.parse_args(argv)
-    text = run(args.quick)
-    print(text)
-    if args.write:
-        write_section(SECTION, text)
-        print(f"wrote section {SECTION!r} of {DOC}", file=sys.stderr)
+    quick_main(__doc__, SECTION, run, argv)
 
 
 if __name__ == "__main__":
