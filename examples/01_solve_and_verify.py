@@ -34,7 +34,7 @@ from poso_sim.kkt import verify
 from poso_sim.report.html import certificate_html, solution_html
 from poso_sim.report.plots import dispatch_frame, plot_dispatch_comparison
 from poso_sim.solvers.api import canonical_start, get_problem, solve_case
-from poso_sim.solvers.solution import Solution
+from poso_sim.nlp.solution import Solution
 
 try:  # inside Jupyter/IPython: rich display; as a plain script: nothing to display
     get_ipython  # noqa: B018  (defined only under IPython)

@@ -41,7 +41,7 @@ def _names() -> list[str]:
 
 
 def _plan(scale: float = 1.0, **meta):
-    from poso_sim.solvers.solution import Solution
+    from poso_sim.nlp.solution import Solution
 
     names = _names()
     x = np.zeros(len(names))
@@ -295,7 +295,7 @@ def test_cli_plot_sequence_and_sweep(tmp_path, capsys):
 
 def test_cli_plot_dispatch_from_saved_plans(tmp_path):
     from poso_sim.cli import main
-    from poso_sim.solvers.solution import save_solution
+    from poso_sim.nlp.solution import save_solution
 
     a, b = tmp_path / "a.sol", tmp_path / "b.sol"
     save_solution(_plan(), a)

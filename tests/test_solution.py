@@ -12,7 +12,7 @@ import pytest
 
 from poso_sim.errors import SolutionFileError
 from poso_sim.solvers import FORMAT_VERSION, Solution, load_solution, save_solution
-from poso_sim.solvers.solution import MAGIC, encode_solution
+from poso_sim.nlp.solution import MAGIC, encode_solution
 
 
 def make_solution(n: int = 5, m: int = 3, seed: int = 0, **kw) -> Solution:

@@ -61,7 +61,7 @@ def _check_out_path(out: str | None) -> Path | None:
 def _run_solve(args) -> int:
     from poso_sim.cases.model import VARIANTS
     from poso_sim.solvers.api import solve_case
-    from poso_sim.solvers.solution import save_solution
+    from poso_sim.nlp.solution import save_solution
 
     if args.objective not in VARIANTS:
         raise PosoError(f"--objective {args.objective!r}: unknown objective (choose from {', '.join(VARIANTS)})")

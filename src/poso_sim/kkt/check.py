@@ -238,7 +238,7 @@ class KKTChecker:
 
     # -- integrity ---------------------------------------------------------------------------------------------------
     def integrity(self, solution: Any, claimed_digest: str | None) -> list[str]:
-        from poso_sim.solvers.solution import solution_digest
+        from poso_sim.nlp.solution import solution_digest
 
         reasons: list[str] = []
         fp = str(getattr(solution, "fingerprint", "") or "")

@@ -49,7 +49,7 @@ def run_verify(args: argparse.Namespace) -> int:
     from poso_sim.errors import PosoError, SolutionFileError
     from poso_sim.kkt.certificate import Tolerances
     from poso_sim.kkt.check import checker_for
-    from poso_sim.solvers.solution import load_solution
+    from poso_sim.nlp.solution import load_solution
 
     t0 = time.perf_counter()
     try:

@@ -115,7 +115,7 @@ def solve_biased(case: str, bias: float, *, unit: int = 3, component: str = "P_C
 
 def as_solution(shared: Any, raw: Any, variant: str) -> Any:
     """A RawResult of a same-rows view as a Solution claiming the shared problem (multipliers as solved)."""
-    from poso_sim.solvers import Solution
+    from poso_sim.nlp import Solution
 
     return Solution(
         x=raw.x, y=raw.y, z_L=raw.zL, z_U=raw.zU, x_names=shared.x_names, row_names=shared.row_names,
@@ -152,7 +152,7 @@ def bias_sweep(
     """
     from poso_sim.kkt.certificate import Tolerances
     from poso_sim.kkt.check import verify
-    from poso_sim.solvers import Solution
+    from poso_sim.nlp import Solution
 
     cols = unit_output_columns(shared, unit, component)
     c0 = float(shared.true_cost(optimum.x))

@@ -118,7 +118,7 @@ def cmd_plot_dispatch(args: argparse.Namespace) -> int:
 
     names = None
     if args.solution:
-        from poso_sim.solvers.solution import load_solution
+        from poso_sim.nlp.solution import load_solution
 
         if len(args.solution) > 2:
             raise PosoError("--solution: give one plan, or two to compare")

@@ -1,4 +1,5 @@
-"""poso_sim.solvers: solver backends (Ipopt via cyipopt), the Solution type and file format, the solution cache.
+"""poso_sim.solvers: solver backends (Ipopt via cyipopt), the solution cache; re-exports the Solution type of
+:mod:`poso_sim.nlp.solution`.
 
 Generic API (this package's modules other than ``pipeline``/``start``):
 
@@ -11,7 +12,7 @@ Generic API (this package's modules other than ``pipeline``/``start``):
 from poso_sim.solvers.backend import IPOPT_STATUS, IterInfo, RawResult, SolverBackend, ipopt_status, violation
 from poso_sim.solvers.cache import CacheWarning, SolutionCache, cache_key, default_cache_dir
 from poso_sim.solvers.ipopt import DEFAULT_IPOPT_OPTIONS, IpoptBackend, PyomoSolverFactoryBackend, ipopt_version
-from poso_sim.solvers.solution import FORMAT_VERSION, Solution, load_solution, save_solution, solution_digest
+from poso_sim.nlp.solution import FORMAT_VERSION, Solution, load_solution, save_solution, solution_digest
 
 __all__ = [
     "Solution",

@@ -9,7 +9,7 @@ from typing import Callable
 import numpy as np
 
 from poso_sim.solvers.cache import SolutionCache, cache_key
-from poso_sim.solvers.solution import Solution
+from poso_sim.nlp.solution import Solution
 
 _PROBLEMS: dict[tuple[str, str], tuple[object, object]] = {}
 _LOCK = threading.Lock()

@@ -1,7 +1,7 @@
 """On-disk solution cache keyed by model fingerprint, variant, solver, options and pipeline version.
 
 Location: ``$POSO_SIM_CACHE_DIR`` if set, else ``platformdirs.user_cache_dir("poso-sim")``. Entries are files
-``<key>.sol`` in the solution format (see :mod:`poso_sim.solvers.solution`), written atomically.
+``<key>.sol`` in the solution format (see :mod:`poso_sim.nlp.solution`), written atomically.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from poso_sim.errors import SolutionFileError
-from poso_sim.solvers.solution import Solution, load_solution, save_solution
+from poso_sim.nlp.solution import Solution, load_solution, save_solution
 
 __all__ = ["SolutionCache", "cache_key", "default_cache_dir", "canonical_json", "CACHE_KEY_VERSION", "CacheWarning"]
 
