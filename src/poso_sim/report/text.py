@@ -91,5 +91,5 @@ def _event_line(r: dict[str, Any], result: Any) -> str | None:
     if k == "crashed":
         return f"{n}: crashed"
     if k == "dropped" and r.get("reason") not in ("duplicate", "loop", "height closed", "stale"):
-        return f"{n}: dropped a {r.get('kind', 'message')} from {r.get('src')}: {r['reason']}"
+        return f"{n}: dropped a {r.get('message', 'message')} from {r.get('src')}: {r['reason']}"
     return None

@@ -354,7 +354,9 @@ class Runner:
 
     def _record(self, name: str, a: Record) -> None:
         data = a.data
-        rec = {"t": self.net.now, "kind": a.kind, **data}
+        rec = {"t": self.net.now, **data, "kind": a.kind}  # the record's kind wins over a message kind in data
+        if "kind" in data:
+            rec["message"] = data["kind"]
         rec.setdefault("node", name)
         self.records.append(rec)
         if self._users:
