@@ -186,14 +186,14 @@ def table3_html(phases_or_result: Any, height: int | None = None, *, decimals: i
 
     Accepts a ``RunResult`` (then rejected copies are marked) or the phases of
     :func:`poso_sim.report.table3.table3`."""
-    from poso_sim.report.table3 import cell, table3
+    from poso_sim.report.table3 import cell, failed_copies, table3
 
     if isinstance(phases_or_result, (list, tuple)):
         phases, rejected, result = list(phases_or_result), set(), None
     else:
         result = phases_or_result
         phases = table3(result, height)
-        rejected = {(r["node"], r["digest"]) for r in result.records if r["kind"] in ("rejected", "own_plan_rejected")}
+        rejected = failed_copies(result)
     parts = []
     for ph in phases:
         rows = []
