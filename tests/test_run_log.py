@@ -144,6 +144,19 @@ def test_text_account_and_table3_read_the_log(run2):
     assert render_table3(run2).count("fails KKT") >= 1
 
 
+def test_sequence_chart_marks_the_logged_decisions(run2):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from poso_sim.report.plots import plot_message_sequence
+
+    n = sum(1 for _ in run2.log.of(Decide))
+    for r in (run2, run_scenario("scenario-2", payloads="stub", trace_events=["send", "deliver", "drop"])):
+        fig = plot_message_sequence(r)
+        stars = [ln for ln in fig.axes[0].lines if ln.get_gid() == "decided"]
+        assert len(stars) == n
+
+
 # --------------------------------------------------------------------------------------------- lazy plans
 class _FakeSolution:
     def __init__(self, variant: str, cost: float, y=None):
