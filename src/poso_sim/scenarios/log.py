@@ -87,26 +87,50 @@ KINDS: dict[type, str] = {
 LOGGED = tuple(KINDS)
 
 
+def _verified(item: Verified) -> dict[str, Any]:
+    v = item.verdict
+    return {"digest": item.digest, "accepted": v.accepted, "cost": v.cost, "reasons": v.reasons}
+
+
+def _executed(item: Execute) -> dict[str, Any]:
+    b = item.block
+    return {"height": b.height, "digest": b.digest, "cost": b.cost, "leader": b.leader, "round": b.round,
+            "votes": len(b.decisions), "hash": b.hash}
+
+
+def _dropped(item: Dropped) -> dict[str, Any]:
+    return {k: v for k, v in item.__dict__.items() if v is not None}
+
+
+def _no_majority(item: NoMajority) -> dict[str, Any]:
+    return {"height": item.height, "votes": dict(item.votes), "conflicted": list(item.conflicted)}
+
+
+_FIELDS: dict[type, Callable[[Any], dict[str, Any]]] = {
+    Verified: _verified, Execute: _executed, Dropped: _dropped, NoMajority: _no_majority,
+}
+
+
 def item_fields(item: Any) -> dict[str, Any]:
     """The fields of a logged item as a flat dict (a verdict's and a block's fields spelled out; a `Dropped`
     note's unset fields left out)."""
-    if isinstance(item, Verified):
-        v = item.verdict
-        return {"digest": item.digest, "accepted": v.accepted, "cost": v.cost, "reasons": v.reasons}
-    if isinstance(item, Execute):
-        b = item.block
-        return {"height": b.height, "digest": b.digest, "cost": b.cost, "leader": b.leader, "round": b.round,
-                "votes": len(b.decisions), "hash": b.hash}
-    if isinstance(item, Dropped):
-        return {k: v for k, v in item.__dict__.items() if v is not None}
-    if isinstance(item, NoMajority):
-        return {"height": item.height, "votes": dict(item.votes), "conflicted": list(item.conflicted)}
-    return dict(item.__dict__)
+    f = _FIELDS.get(type(item))
+    return f(item) if f is not None else dict(item.__dict__)
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 def jsonable(v: Any) -> Any:
     """`v` with tuples as lists, bytes as hex and other non-JSON values as their repr."""
-    if isinstance(v, (str, int, float, bool)) or v is None:
+    t = type(v)
+    if t in _SCALARS:
+        return v
+    if t is dict:
+        return {str(k): jsonable(x) for k, x in v.items()}
+    if t is tuple or t is list:
+        return [jsonable(x) for x in v]
+    if isinstance(v, (str, int, float, bool)):
         return v
     if isinstance(v, (list, tuple)):
         return [jsonable(x) for x in v]

@@ -428,11 +428,14 @@ class Runner:
 
     def _log(self, name: str, a: Any) -> None:
         self.log.append(self.net.now, name, a)
-        if self._users and not isinstance(a, Exclude):
-            data = item_fields(a)
-            if isinstance(a, Dropped) and "message" in data:
-                data["kind"] = data.pop("message")  # the trace's user-event data keeps its original keys
-            self.net.record(KINDS[type(a)], jsonable({"node": name, **data}), node=name)
+        if self._users:
+            kind = type(a)
+            if kind is not Exclude:
+                data = item_fields(a)
+                data["node"] = name
+                if kind is Dropped and "message" in data:
+                    data["kind"] = data.pop("message")  # the trace's user-event data keeps its original keys
+                self.net.record(KINDS[kind], jsonable(data), node=name)
         if isinstance(a, HEIGHT_ENDS):
             h = a.block.height if isinstance(a, Execute) else getattr(a, "height", self.height)
             if h == self.height:
