@@ -26,6 +26,11 @@ from typing import Any, Iterable, Iterator, Mapping, Protocol, runtime_checkable
 from poso_sim.errors import PosoError
 from poso_sim.protocol import Payload, Verdict
 
+from .session import default_session
+
+# The solver API and the certificate are imported where they are used: importing poso_sim.solvers.api loads
+# Pyomo and CasADi (seconds), which stub runs, sweeps on stubs and `--help` must not pay.
+
 __all__ = [
     "PayloadSource",
     "StubPayloads",
@@ -133,7 +138,7 @@ def solve_variants(case: str, variants: Iterable[str], **kw: Any) -> dict[str, A
 
     Each variant through `poso_sim.solvers.api.solve_case(case, variant, cache=True)`; when the parallel
     `solve_plans(case, variants, workers=...)` is available this becomes that one call."""
-    from poso_sim.solvers.api import solve_case
+    from poso_sim.solvers.api import solve_case  # heavy (Pyomo, CasADi): see the note at the imports
 
     return {v: solve_case(case, v, cache=True, **kw) for v in dict.fromkeys(variants)}
 
@@ -177,8 +182,6 @@ class RealPayloads:
     def __init__(
         self, case: str = "manchester", *, forge_scale: float = 0.5, cache_dir: str | None = None, session: Any = None
     ) -> None:
-        from .session import default_session
-
         self.case = case
         self.forge_scale = float(forge_scale)
         self.cache_dir = cache_dir
@@ -247,7 +250,7 @@ class RealPayloads:
         return Payload(sol.digest, label, None if cost is None else float(cost), sol)
 
     def _problem(self) -> tuple[Any, Any]:
-        from poso_sim.solvers.api import get_problem
+        from poso_sim.solvers.api import get_problem  # heavy (Pyomo, CasADi)
 
         return get_problem(self.case, "true")
 
@@ -256,7 +259,7 @@ class RealPayloads:
 
     # ---- verification
     def verify(self, payload: Payload, height: int | None = None) -> Verdict:
-        from poso_sim.kkt import verify
+        from poso_sim.kkt import verify  # loaded with the solver API's compiled problem
 
         _, nlp = self._problem()
         try:

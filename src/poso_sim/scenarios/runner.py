@@ -69,7 +69,7 @@ from poso_sim.sim import Network, Trace, run
 
 from .log import KINDS, RunLog, item_fields, jsonable
 from .model import Scenario, resolve_scenario
-from .payloads import LABELS, PayloadSource, StubPayloads, solution_matches
+from .payloads import LABELS, PayloadSource, RealPayloads, StubPayloads, solution_matches
 from .session import Session, default_session
 
 __all__ = ["RunResult", "run_scenario", "arun_scenario", "Runner", "VerificationService", "needed_labels"]
@@ -564,8 +564,6 @@ def _make_runner(
     scn = resolve_scenario(scenario)
     session = hooks.get("session")
     if payloads is None or payloads == "real":
-        from .payloads import RealPayloads
-
         source: PayloadSource = RealPayloads(scn.case, session=session)
     elif payloads == "stub":
         source = StubPayloads(scn.case)
