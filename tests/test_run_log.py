@@ -57,6 +57,19 @@ def test_log_is_typed_and_every_view_reads_it(run2):
     assert {x.accepted for e in log.of(Verified) for x in [e.item.verdict] if e.item.digest == BAD} == {False}
 
 
+def test_one_verdict_from_certificate_to_cache():
+    cert = SimpleNamespace(accepted=True, cost=np.float64(744.09), reasons=[])
+    v = Verdict.from_certificate(cert)
+    assert v == Verdict(True, 744.09, ()) and type(v.cost) is float
+    assert Verdict.from_certificate(SimpleNamespace(accepted=False, cost=None, reasons=["stationarity"])) == Verdict(
+        False, None, ("stationarity",))
+    # an acceptance without a finite cost becomes a rejection inside the delegate
+    assert not Verdict(True, float("nan")).checked().accepted
+    bad = Verdict(True, None).checked()
+    assert not bad.accepted and bad.reasons == ("verifier returned no finite cost",)
+    assert Verdict(True, 1.0).checked() == Verdict(True, 1.0)
+
+
 def test_log_exports(run2, tmp_path):
     log = run2.log
     text = log.to_jsonl(tmp_path / "log.jsonl")
