@@ -189,7 +189,8 @@ def report(quick: bool = False) -> str:
         "Every delegate honest, 3 normal nodes, signatures on, latency Uniform(10 ms, 50 ms), stub payloads "
         "(verification memoised by digest). Wall time is the simulation, best of 2 runs with a cold Ed25519 "
         "verification memo; check s = building the trace and running the checker (which re-verifies the block "
-        "certificates' signatures); signature checks = calls to `verify_sig` (distinct = actually computed); "
+        "certificates' signatures); signature checks = calls to the session's signature cache (distinct = "
+        "actually computed); "
         "memory is the tracemalloc peak of a separate run. Every run passes the checker, liveness included.",
         "",
         "| N | messages | relays | wall s | messages/s | check s | signature checks | distinct checks | peak MiB |",
