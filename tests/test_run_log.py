@@ -140,6 +140,26 @@ def test_delegate_factory_hook():
     assert made == r.delegates
 
 
+def test_a_note_of_your_own_is_logged_under_its_snake_case_name():
+    from dataclasses import dataclass
+
+    from poso_sim.protocol import Note, Start
+
+    @dataclass(frozen=True)
+    class HeightSeen(Note):
+        height: int
+
+    class Noting(Delegate):
+        def handle(self, event):
+            out = super().handle(event)
+            return out + [HeightSeen(event.height)] if isinstance(event, Start) else out
+
+    r = run_scenario("scenario-1", payloads="stub", delegate_factory=Noting)
+    rows = [x for x in r.records if x["kind"] == "height_seen"]
+    assert [(x["node"], x["height"]) for x in rows] == [(d, 1) for d in r.delegates]
+    assert len(r.log.rows(["height_seen"])) == 5
+
+
 def test_digest_mismatch_is_the_carriers_fault():
     from poso_sim.protocol import Payload
     from poso_sim.scenarios import solution_matches

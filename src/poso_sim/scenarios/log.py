@@ -1,8 +1,8 @@
 """The run log: one typed sequence of what the protocol machines did in a run.
 
 Each entry is `Entry(t, node, item)`: the virtual time, the node, and one of the protocol's own frozen values:
-a note (`RoundStarted`, `Received`, `Verified`, `Rejected`, `Dropped`, `GaveUp`, `NoMajority`, `Crashed`, ...)
-or an outcome action (`Decide`, `Exclude`, `Execute`). Transport and timer plumbing (`Send`, `StartTimer`,
+a note (`RoundStarted`, `Received`, `Verified`, `Rejected`, `Dropped`, `GaveUp`, `NoMajority`, `Crashed`, ...,
+or a `Note` subclass of your own) or an outcome action (`Decide`, `Exclude`, `Execute`). Transport and timer plumbing (`Send`, `StartTimer`,
 `CancelTimer`) and host requests (`Verify`, `Solve`) are not logged: the kernel trace (`poso_sim.sim.Trace`)
 has the messages.
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 from poso_sim.errors import ConfigError
@@ -45,7 +46,7 @@ from poso_sim.protocol import (
     Verified,
 )
 
-__all__ = ["Entry", "RunLog", "KINDS", "LOGGED", "item_fields", "jsonable"]
+__all__ = ["Entry", "RunLog", "KINDS", "LOGGED", "kind_of", "item_fields", "jsonable"]
 
 
 class Entry(NamedTuple):
@@ -57,11 +58,11 @@ class Entry(NamedTuple):
 
     @property
     def kind(self) -> str:
-        return KINDS[type(self.item)]
+        return kind_of(type(self.item))
 
     def row(self) -> dict[str, Any]:
         """The flat JSON-ready dict of this entry (see the module docstring)."""
-        return {"t": self.t, "node": self.node, "kind": KINDS[type(self.item)], **jsonable(item_fields(self.item))}
+        return {"t": self.t, "node": self.node, "kind": kind_of(type(self.item)), **jsonable(item_fields(self.item))}
 
 
 #: the logged types and their row kinds
@@ -85,6 +86,18 @@ KINDS: dict[type, str] = {
     Execute: "executed",
 }
 LOGGED = tuple(KINDS)
+
+
+def kind_of(t: type) -> str:
+    """The row kind of a logged type: `KINDS`, or for a note defined elsewhere (e.g. by a behaviour of your
+    own) its class name in snake case (`MyNote` -> ``my_note``)."""
+    k = KINDS.get(t) or _DERIVED.get(t)
+    if k is None:
+        k = _DERIVED[t] = re.sub(r"(?<!^)(?=[A-Z])", "_", t.__name__).lower()
+    return k
+
+
+_DERIVED: dict[type, str] = {}
 
 
 def _verified(item: Verified) -> dict[str, Any]:
@@ -175,8 +188,8 @@ class RunLog:
     def rows(self, kinds: Iterable[str] | None = None) -> list[dict[str, Any]]:
         if kinds is None:
             return [e.row() for e in self.entries]
-        want = {t for t, k in KINDS.items() if k in set(kinds)}
-        return [e.row() for e in self.entries if type(e.item) in want]
+        want = set(kinds)
+        return [e.row() for e in self.entries if kind_of(type(e.item)) in want]
 
     def lines(self) -> Iterator[str]:
         for i, e in enumerate(self.entries):

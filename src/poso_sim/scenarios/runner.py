@@ -49,6 +49,7 @@ from poso_sim.protocol import (
     MessageReceived,
     MisbehaviourProof,
     NormalNode,
+    Note,
     Payload,
     Proposal,
     Relay,
@@ -67,7 +68,7 @@ from poso_sim.protocol import (
 )
 from poso_sim.sim import Network, Trace, run
 
-from .log import KINDS, RunLog, item_fields, jsonable
+from .log import KINDS, RunLog, item_fields, jsonable, kind_of
 from .model import Scenario, resolve_scenario
 from .payloads import LABELS, PayloadSource, RealPayloads, StubPayloads, solution_matches
 from .session import Session, default_session
@@ -384,7 +385,7 @@ class Runner:
                 net.node(name).set_timer(a.delay, self._send, name, a.dst, a.msg, name="delayed send")
             else:
                 self._send(name, a.dst, a.msg)
-        elif type(a) in KINDS:
+        elif type(a) in KINDS or isinstance(a, Note):
             self._log(name, a)
         elif isinstance(a, StartTimer):
             key = (name, a.timer_id)
@@ -435,7 +436,7 @@ class Runner:
                 data["node"] = name
                 if kind is Dropped and "message" in data:
                     data["kind"] = data.pop("message")  # the trace's user-event data keeps its original keys
-                self.net.record(KINDS[kind], jsonable(data), node=name)
+                self.net.record(kind_of(kind), jsonable(data), node=name)
         if isinstance(a, HEIGHT_ENDS):
             h = a.block.height if isinstance(a, Execute) else getattr(a, "height", self.height)
             if h == self.height:
