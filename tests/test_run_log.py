@@ -271,13 +271,17 @@ def test_cancelling_arun_scenario_stops_the_run():
         task = asyncio.create_task(arun_scenario(scn, payloads="stub", observers=[entries.append]))
         while len(entries) < 50:
             await asyncio.sleep(0.01)
+        t0 = time.perf_counter()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+        stop_wall = time.perf_counter() - t0
         n = len(entries)
         await asyncio.sleep(0.3)
-        return n
+        return n, stop_wall
 
-    n = asyncio.run(main())
+    n, stop_wall = asyncio.run(main())
     assert len(entries) == n  # nothing ran after the cancellation returned
+    heights = {e.item.height for e in entries if isinstance(e.item, Decide)}
+    assert n < 20_000 and len(heights) < 200 and stop_wall < 5.0, (n, len(heights), stop_wall)  # 10 000 heights asked
     assert not [t for t in threading.enumerate() if t.name == "poso-sim-run"]

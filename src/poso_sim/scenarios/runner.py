@@ -485,6 +485,12 @@ class Runner:
             except RuntimeError:  # the loop closed meanwhile: the run is over anyway
                 pass
 
+    def _stop_if_cancelled(self) -> None:
+        # `wait_for` may swallow a cancellation that lands as the awaited height completes (the same virtual
+        # instant): the flag makes the stop certain at the next height boundary
+        if self._cancelled:
+            raise asyncio.CancelledError()
+
     async def main(self) -> None:
         with self._cancel_lock:
             if self._cancelled:
@@ -502,6 +508,7 @@ class Runner:
         scn = self.scn
         deadline = self.normal_timeout + scn.window + 1.0
         for h in range(1, scn.heights + 1):
+            self._stop_if_cancelled()
             self.height = h
             self.finished = set()
             self._done = loop.create_future()
@@ -515,6 +522,7 @@ class Runner:
             except TimeoutError:
                 self.height_timeouts.append(h)
                 self.net.record("height_timeout", {"height": h})
+            self._stop_if_cancelled()
             # let the messages of this height land before the next one starts
             try:
                 await asyncio.wait_for(self.net.idle(), max(scn.window, 1.0))
