@@ -1,7 +1,7 @@
 """The ``poso-sim`` command.
 
 Sub-commands are contributed by the packages that own them (``solve`` here, ``verify`` by :mod:`poso_sim.kkt`,
-``scenarios``/``run``/``table3`` by :mod:`poso_sim.scenarios`, ``sweep`` by :mod:`poso_sim.sweep`, ``plot`` by
+``scenarios``/``run``/``table3`` by :mod:`poso_sim.report.runs_cli`, ``sweep`` by :mod:`poso_sim.sweep`, ``plot`` by
 :mod:`poso_sim.report`). Every user error ends as one line on stderr and a non-zero exit code, never a traceback.
 """
 
@@ -20,7 +20,7 @@ from poso_sim.errors import PosoError
 # (module, function that adds its sub-parsers); a module that is absent is skipped
 _CONTRIBUTORS = (
     ("poso_sim.kkt.cli", "add_verify_parser"),
-    ("poso_sim.scenarios.cli", "add_parsers"),
+    ("poso_sim.report.runs_cli", "add_parsers"),
     ("poso_sim.sweep.cli", "add_parsers"),
     ("poso_sim.report.cli", "add_parsers"),
 )
