@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+import poso_sim.cases as _cases_package
 from poso_sim.cases import list_cases, load_case
 from poso_sim.common import atomic_write, canonical_json, default_cache_dir
 from poso_sim.errors import PosoError, ProblemError
@@ -427,9 +428,7 @@ def _write_shortcut(path: Path, data: bytes) -> None:
 
 # ------------------------------------------------------------------------------------------------ packaged problems
 def _cases_sources() -> tuple[str, ...]:
-    import poso_sim.cases
-
-    root = Path(poso_sim.cases.__file__).resolve().parent
+    root = Path(_cases_package.__file__).resolve().parent
     return tuple(str(p) for p in sorted(root.rglob("*.py")))
 
 

@@ -58,6 +58,7 @@ def add_parsers(sub: Any) -> None:
 
 
 def _run(args: argparse.Namespace, trace: str | None = None) -> Any:
+    # the scenario machinery: 0.3 s to import, not for --help (see the top)
     from poso_sim.scenarios.model import resolve_scenario
     from poso_sim.scenarios.runner import run_scenario
 
@@ -71,7 +72,7 @@ def _run(args: argparse.Namespace, trace: str | None = None) -> Any:
 
 
 def cmd_scenarios(args: argparse.Namespace) -> int:
-    from poso_sim.scenarios.model import packaged_scenarios
+    from poso_sim.scenarios.model import packaged_scenarios  # not for --help (see the top)
 
     items = packaged_scenarios()
     if getattr(args, "json", False):
