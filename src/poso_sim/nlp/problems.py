@@ -381,7 +381,10 @@ def _source_files(definition: ProblemDefinition) -> list[Path]:
         module = importlib.import_module(definition.build.__module__)
         if getattr(module, "__file__", None):
             files = [Path(module.__file__)]
-    compiler = sorted(Path(__file__).resolve().parent.glob("*.py"))  # the compiler's own sources
+    # the compiler's sources: every module of poso_sim.nlp but this registry and the Solution type, which do not
+    # shape the compiled functions (so editing them keeps the cache)
+    here = Path(__file__).resolve()
+    compiler = [p for p in sorted(here.parent.glob("*.py")) if p.name not in (here.name, "solution.py")]
     return files + compiler
 
 
