@@ -136,7 +136,7 @@ def test_registered_toy_problem_compiles_with_its_cost_expression(toy):
     register_problem("toy-qp", toyproblem.definition())
     try:
         p = load_problem("toy-qp")
-        assert p.variant == "true" and p.nlp.expression_names == ("cost",)
+        assert p.variant == "true" and p.nlp.expression_names == ("cost",) and p.nlp.cost_expression == "cost"
         x = np.array([0.5, 1.5]) if p.nlp.x_names == ["x", "y"] else np.array([1.5, 0.5])
         assert p.cost(x) == pytest.approx(0.5)
         t = load_problem("toy-qp", "tampered")

@@ -283,6 +283,8 @@ def load_problem(case: str = "manchester", variant: str | None = None, *, disk_c
             nlp = _compile(definition, model, case, variant)
             if path is not None:
                 _save_compiled(path, nlp)
+        # the name of the cost reports show, for layers that get the compiled problem alone (the certificate)
+        nlp.cost_expression = definition.cost_expression
         problem = Problem(str(case), variant, definition, data, nlp, model)
         if model is None:
             nlp._var_data = _LazyModelVariables(problem)
