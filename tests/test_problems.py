@@ -244,3 +244,21 @@ def test_a_fresh_process_verifies_a_manchester_plan_without_pyomo(tmp_path):
     cert, run = _fresh([str(plan), "manchester"], env)
     assert run == {"rc": 0, "heavy": []}
     assert cert["accepted"] is True and cert["cost"] == pytest.approx(sol.cost, rel=1e-12)
+
+
+def test_checking_a_case_loads_neither_casadi_nor_pyomo(tmp_path):
+    import os
+
+    code = textwrap.dedent("""
+        import sys
+        from poso_sim.nlp.problems import check_case
+        check_case("manchester", "tampered")
+        try:
+            check_case("atlantis")
+        except Exception as exc:
+            print(type(exc).__name__)
+        print(sorted({m.split(".")[0] for m in sys.modules} & {"casadi", "pyomo"}))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": SRC})
+    assert out.stdout.split("\n")[:2] == ["ProblemError", "[]"]
