@@ -262,3 +262,15 @@ def test_checking_a_case_loads_neither_casadi_nor_pyomo(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": SRC})
     assert out.stdout.split("\n")[:2] == ["ProblemError", "[]"]
+
+
+def test_the_ieee33_feeder_is_registered_where_it_ships():
+    ieee33 = pytest.importorskip("poso_sim.cases.ieee33")
+    d = problem_definition("ieee33")
+    assert d.variants == tuple(ieee33.VARIANTS)
+    assert set(d.compiled_expressions) == set(ieee33.COST_EXPRESSIONS)
+    p = load_problem("ieee33")
+    x = p.nlp.x0
+    assert p.cost(x) == pytest.approx(sum(p.nlp.expr(n, x) for n in ("cost_grid", "cost_dg", "cost_battery")))
+    tampered = load_problem("ieee33", "tampered")
+    assert tampered.nlp.x_names == p.nlp.x_names and tampered.nlp.row_names == p.nlp.row_names

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
 import re
 import threading
 from dataclasses import dataclass
@@ -121,6 +122,8 @@ class ProblemDefinition:
 _LOCK = threading.RLock()
 #: name -> definition, or "module:function" of a factory not imported yet (the packaged problems)
 _REGISTRY: dict[str, ProblemDefinition | str] = {"manchester": "poso_sim.nlp.problems:manchester_problem"}
+if importlib.util.find_spec("poso_sim.cases.ieee33") is not None:  # registered where the feeder's package ships
+    _REGISTRY["ieee33"] = "poso_sim.nlp.problems:ieee33_problem"
 _BY_REFERENCE: dict[str, ProblemDefinition] = {}
 _PROBLEMS: dict[tuple[str, str], "Problem"] = {}
 
@@ -454,4 +457,32 @@ def manchester_problem() -> ProblemDefinition:
         solve_recipe="poso_sim.solvers.pipeline:solve_reduced",
         source_files=_cases_sources(),
         description="Manchester integrated electricity, heat and gas system, 24 h (the paper's case)",
+    )
+
+
+def _ieee33_package() -> Any:
+    return importlib.import_module("poso_sim.cases.ieee33")  # the feeder's data and loader (no Pyomo)
+
+
+def _load_ieee33(case: str) -> Any:
+    pkg = _ieee33_package()
+    return pkg.load_case(None if case == "ieee33" else case)
+
+
+def _build_ieee33(data: Any, variant: str) -> Any:
+    return _ieee33_package().build_model(data, variant)  # the builder imports Pyomo on first use
+
+
+def ieee33_problem() -> ProblemDefinition:
+    """The IEEE 33-bus radial feeder (Baran & Wu 1989): DistFlow, dispatchable DGs, a battery, 24 h (see
+    docs/cases/ieee33.md)."""
+    root = Path(_ieee33_package().__file__).resolve().parent
+    return ProblemDefinition(
+        build=_build_ieee33,
+        variants=("true", "tampered", "feasible"),
+        cost_expression="true_cost",
+        expressions=("cost_grid", "cost_dg", "cost_battery"),
+        load=_load_ieee33,
+        source_files=tuple(str(p) for p in sorted(root.rglob("*.py"))),
+        description="IEEE 33-bus radial feeder (Baran & Wu 1989), DistFlow, DGs and a battery, 24 h",
     )
