@@ -15,7 +15,7 @@ import casadi as ca
 import numpy as np
 import scipy.sparse as sp
 
-# Pyomo (about 0.5 s to import) and the walker built on it are imported where a model is compiled or linked:
+# Pyomo (0.7 s to import beside scipy) and the walker built on it are imported where a model is compiled or linked:
 # loading compiled functions from disk and evaluating them (a verifier) never imports Pyomo.
 
 __all__ = ["CompiledNLP", "compile_nlp", "DEFAULT_EXPRESSIONS", "FINGERPRINT_VERSION"]

@@ -300,9 +300,9 @@ def get_compiled(case: str = "manchester", variant: str | None = None, *, disk_c
     return load_problem(case, variant, disk_cache=disk_cache).nlp
 
 
-def get_problem(case: str = "manchester", variant: str = "true", *, disk_cache: bool = True) -> tuple[Any, Any]:
-    """``(model, nlp)`` of a case variant, built and compiled once per process (the model is built here; use
-    :func:`load_problem` or :func:`get_compiled` when the compiled functions suffice)."""
+def get_problem(case: str = "manchester", variant: str | None = "true", *, disk_cache: bool = True) -> tuple[Any, Any]:
+    """``(model, nlp)`` of a case variant (``None``: the honest one), built and compiled once per process (the
+    model is built here; use :func:`load_problem` or :func:`get_compiled` when the compiled functions suffice)."""
     problem = load_problem(case, variant, disk_cache=disk_cache)
     return problem.model, problem.nlp
 
@@ -324,8 +324,9 @@ def _build(definition: ProblemDefinition, data: Any, case: str, variant: str) ->
 
 
 def _compile(definition: ProblemDefinition, model: Any, case: str, variant: str) -> Any:
-    from poso_sim.nlp.compiled import compile_nlp  # imports Pyomo's expression classes (about 0.5 s)
-    from poso_sim.nlp.walker import NLPCompileError  # noqa: E402 - same: the walker needs Pyomo
+    # CasADi (0.1 s) and the walker, which imports Pyomo (0.7 s): only when something is compiled
+    from poso_sim.nlp.compiled import compile_nlp
+    from poso_sim.nlp.walker import NLPCompileError
 
     try:
         return compile_nlp(model, expressions=definition.compiled_expressions)
@@ -335,7 +336,7 @@ def _compile(definition: ProblemDefinition, model: Any, case: str, variant: str)
 
 def _link(nlp: Any, model: Any, case: str, variant: str) -> None:
     """Point ``nlp``'s variable list at ``model``'s unfixed variables (same names, same order)."""
-    from pyomo.core import SortComponents, Var  # Pyomo is heavy (about 0.5 s): only when a model is built
+    from pyomo.core import SortComponents, Var  # Pyomo is heavy (0.7 s beside scipy): only when a model is built
 
     free = [
         v
@@ -411,7 +412,7 @@ def _compiled_path(definition: ProblemDefinition, data: Any, variant: str) -> Pa
 
 
 def _load_compiled(path: Path) -> Any:
-    from poso_sim.nlp.compiled import CompiledNLP  # CasADi (about 0.2 s): only once a problem is needed
+    from poso_sim.nlp.compiled import CompiledNLP  # CasADi (0.1-0.2 s): only once a problem is needed
 
     try:
         return CompiledNLP.from_bytes(path.read_bytes())
@@ -441,7 +442,7 @@ def _cases_sources() -> tuple[str, ...]:
 
 
 def _build_ies(data: Any, variant: str) -> Any:
-    from poso_sim.cases import build_model  # the builder imports Pyomo (about 0.5 s)
+    from poso_sim.cases import build_model  # the builder imports Pyomo (0.7 s beside scipy)
 
     return build_model(data, variant)
 
