@@ -9,8 +9,8 @@ See docs/nlp.md.
 
 from poso_sim.nlp.solution import FORMAT_VERSION, Solution, load_solution, save_solution, solution_digest
 
-# The compiler needs CasADi (0.1-0.2 s to import) and Pyomo (0.7 s beside scipy), the registry the case schema: they load on
-# first use, so that reading a solution file or the command line's help costs neither.
+# The compiler needs CasADi (0.1-0.2 s to import) and Pyomo (0.7 s beside scipy), the registry the case schema:
+# they load on first use, so that reading a solution file or the command line's help costs neither.
 _LAZY = {
     "CompiledNLP": "compiled",
     "compile_nlp": "compiled",

@@ -320,7 +320,9 @@ def _build(definition: ProblemDefinition, data: Any, case: str, variant: str) ->
     except PosoError:
         raise
     except Exception as exc:  # a user's builder: one line naming the case and variant
-        raise ProblemError(f"case {case!r}, variant {variant!r}: the builder failed: {type(exc).__name__}: {exc}") from None
+        raise ProblemError(
+            f"case {case!r}, variant {variant!r}: the builder failed: {type(exc).__name__}: {exc}"
+        ) from None
 
 
 def _compile(definition: ProblemDefinition, model: Any, case: str, variant: str) -> Any:
@@ -344,7 +346,9 @@ def _link(nlp: Any, model: Any, case: str, variant: str) -> None:
         if not v.fixed
     ]
     if [v.name for v in free] != list(nlp.x_names):
-        raise ProblemError(f"case {case!r}, variant {variant!r}: the model's variables differ from the compiled problem's")
+        raise ProblemError(
+            f"case {case!r}, variant {variant!r}: the model's variables differ from the compiled problem's"
+        )
     nlp._var_data = free
 
 
