@@ -274,3 +274,20 @@ def test_the_ieee33_feeder_is_registered_where_it_ships():
     assert p.cost(x) == pytest.approx(sum(p.nlp.expr(n, x) for n in ("cost_grid", "cost_dg", "cost_battery")))
     tampered = load_problem("ieee33", "tampered")
     assert tampered.nlp.x_names == p.nlp.x_names and tampered.nlp.row_names == p.nlp.row_names
+
+
+def test_the_disk_cache_keeps_the_most_recently_used_entries(tmp_path):
+    import os
+    import time
+
+    d = tmp_path / "compiled"
+    d.mkdir()
+    now = time.time()
+    for i in range(6):
+        p = d / f"{i}.nlp"
+        p.write_bytes(b"x")
+        os.utime(p, (now - 100 * (6 - i), now - 100 * (6 - i)))  # 5.nlp is the newest
+    (d / "other.red").write_bytes(b"not ours")
+    os.utime(d / "1.nlp")  # used just now
+    problems._prune(d, keep=3)
+    assert sorted(p.name for p in d.iterdir()) == ["1.nlp", "4.nlp", "5.nlp", "other.red"]

@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import os
 import re
 import threading
 from dataclasses import dataclass
@@ -415,19 +416,43 @@ def _compiled_path(definition: ProblemDefinition, data: Any, variant: str) -> Pa
     return default_cache_dir() / "compiled" / f"{h.hexdigest()}.nlp"
 
 
+#: Compiled problems kept on disk (about 30 MB each for Manchester); the least recently used go first.
+MAX_COMPILED_ENTRIES = 24
+
+
 def _load_compiled(path: Path) -> Any:
     from poso_sim.nlp.compiled import CompiledNLP  # CasADi (0.1-0.2 s): only once a problem is needed
 
     try:
-        return CompiledNLP.from_bytes(path.read_bytes())
+        nlp = CompiledNLP.from_bytes(path.read_bytes())
     except FileNotFoundError:
         return None
     except Exception:  # noqa: BLE001 - a damaged or stale entry is only a miss: compile again
         return None
+    try:
+        os.utime(path)  # marks the entry as used, for the pruning in _save_compiled
+    except OSError:
+        pass
+    return nlp
 
 
 def _save_compiled(path: Path, nlp: Any) -> None:
     _write_shortcut(path, nlp.to_bytes())
+    _prune(path.parent, keep=MAX_COMPILED_ENTRIES)
+
+
+def _prune(directory: Path, keep: int) -> None:
+    """Remove all but the ``keep`` most recently used ``*.nlp`` entries (another process that loses one while it
+    reads it still has its open file; one that looks for it later compiles again)."""
+    try:
+        entries = sorted(directory.glob("*.nlp"), key=lambda p: p.stat().st_mtime, reverse=True)
+    except OSError:
+        return
+    for p in entries[keep:]:
+        try:
+            p.unlink()
+        except OSError:
+            pass
 
 
 def _write_shortcut(path: Path, data: bytes) -> None:
