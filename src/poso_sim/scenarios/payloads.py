@@ -250,16 +250,17 @@ class RealPayloads:
         return Payload(sol.digest, label, None if cost is None else float(cost), sol)
 
     def _problem(self) -> tuple[Any, Any]:
-        from poso_sim.solvers.api import get_problem  # heavy (Pyomo, CasADi)
+        # only the compiled functions: from the disk cache they load without Pyomo or the model
+        from poso_sim.nlp.problems import get_compiled  # CasADi: only for real payloads
 
-        return get_problem(self.case, "true")
+        return None, get_compiled(self.case, "true")
 
     def payloads(self, height: int) -> Mapping[str, Payload]:
         return self._view
 
     # ---- verification
     def verify(self, payload: Payload, height: int | None = None) -> Verdict:
-        from poso_sim.kkt import verify  # loaded with the solver API's compiled problem
+        from poso_sim.kkt import verify  # scipy: only for real payloads
 
         _, nlp = self._problem()
         try:
