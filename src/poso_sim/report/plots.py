@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from poso_sim.protocol import Decide
+
 __all__ = [
     "DISPATCH_FAMILIES",
     "dispatch_frame",
@@ -241,8 +243,6 @@ def _decisions(run: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if log is None:
         return [{"node": r.get("src") or (r.get("data") or {}).get("node"), "t": r["t"], "seq": r["seq"]}
                 for r in records if r.get("ev") == "user" and r.get("kind") == "decided"]
-    from poso_sim.protocol import Decide
-
     marks = {(r.get("src"), float(r["t"])): r["seq"] for r in records if r.get("ev") == "user" and r.get("kind") == "decided"}
     times = [float(r["t"]) for r in records]
     out = []

@@ -20,11 +20,11 @@ Observers (`RunLog(observers=[...])`, or `Runner(observers=...)`) are called wit
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
+from poso_sim.common import canonical_json, jsonable
 from poso_sim.errors import ConfigError
 from poso_sim.protocol import (
     Abandoned,
@@ -46,7 +46,7 @@ from poso_sim.protocol import (
     Verified,
 )
 
-__all__ = ["Entry", "RunLog", "KINDS", "LOGGED", "kind_of", "item_fields", "jsonable"]
+__all__ = ["Entry", "RunLog", "KINDS", "LOGGED", "kind_of", "item_fields", "plain"]
 
 
 class Entry(NamedTuple):
@@ -62,7 +62,7 @@ class Entry(NamedTuple):
 
     def row(self) -> dict[str, Any]:
         """The flat JSON-ready dict of this entry (see the module docstring)."""
-        return {"t": self.t, "node": self.node, "kind": kind_of(type(self.item)), **jsonable(item_fields(self.item))}
+        return {"t": self.t, "node": self.node, "kind": kind_of(type(self.item)), **plain(item_fields(self.item))}
 
 
 #: the logged types and their row kinds
@@ -134,27 +134,9 @@ def item_fields(item: Any) -> dict[str, Any]:
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
-def jsonable(v: Any) -> Any:
-    """`v` with tuples as lists, bytes as hex and other non-JSON values as their repr."""
-    t = type(v)
-    if t in _SCALARS:
-        return v
-    if t is dict:
-        return {str(k): jsonable(x) for k, x in v.items()}
-    if t is tuple or t is list:
-        return [jsonable(x) for x in v]
-    if isinstance(v, (str, int, float, bool)):
-        return v
-    if isinstance(v, (list, tuple)):
-        return [jsonable(x) for x in v]
-    if isinstance(v, dict):
-        return {str(k): jsonable(x) for k, x in v.items()}
-    if isinstance(v, (bytes, bytearray)):
-        return bytes(v).hex()
-    return repr(v)
-
-
-_dumps = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=True).encode
+def plain(fields: dict[str, Any]) -> dict[str, Any]:
+    """`fields` with JSON values (`poso_sim.common.jsonable` for anything but a plain scalar)."""
+    return {k: v if type(v) in _SCALARS else jsonable(v) for k, v in fields.items()}
 
 
 class RunLog:
@@ -194,7 +176,7 @@ class RunLog:
     def lines(self) -> Iterator[str]:
         for i, e in enumerate(self.entries):
             try:
-                yield _dumps(e.row())
+                yield canonical_json(e.row())
             except (TypeError, ValueError) as exc:
                 raise ConfigError(f"run log entry {i}: not JSON-encodable ({exc})") from None
 
@@ -216,7 +198,7 @@ class RunLog:
 
     def to_dataframe(self) -> Any:
         """A pandas DataFrame, one row per entry: columns t, node, kind, then every field seen (missing: NA)."""
-        import pandas as pd
+        import pandas as pd  # heavy (about 0.4 s): only for this export
 
         rows = self.rows()
         cols: dict[str, None] = {"t": None, "node": None, "kind": None}

@@ -68,7 +68,7 @@ from poso_sim.protocol import (
 )
 from poso_sim.sim import Network, Trace, run
 
-from .log import KINDS, RunLog, item_fields, jsonable, kind_of
+from .log import KINDS, RunLog, item_fields, kind_of, plain
 from .model import Scenario, resolve_scenario
 from .payloads import LABELS, PayloadSource, RealPayloads, StubPayloads, solution_matches
 from .session import Session, default_session
@@ -436,7 +436,7 @@ class Runner:
                 data["node"] = name
                 if kind is Dropped and "message" in data:
                     data["kind"] = data.pop("message")  # the trace's user-event data keeps its original keys
-                self.net.record(kind_of(kind), jsonable(data), node=name)
+                self.net.record(kind_of(kind), plain(data), node=name)
         if isinstance(a, HEIGHT_ENDS):
             h = a.block.height if isinstance(a, Execute) else getattr(a, "height", self.height)
             if h == self.height:
