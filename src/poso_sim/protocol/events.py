@@ -5,17 +5,18 @@ Nothing here does I/O, reads a clock or sleeps. Every event has an optional `tim
 host stamps; the machines never need it, some behaviours do (`Crash(at_time)`).
 
 Actions are of two sorts: *effects* the host carries out (`Send`, `StartTimer`, `CancelTimer`, `Verify`,
-`Solve`) or records as outcomes (`Decide`, `Exclude`, `Execute`), and *notes* (subclasses of `Note`: what a
-machine observed, dropped or concluded) that change nothing outside the machine but are part of the run's
+`Solve`) or records as outcomes (`Decide`, `Exclude`, `Execute`), and *notes* (`Note`s: what a machine
+observed, dropped or concluded; immutable named tuples) that change nothing outside the machine but are part of the run's
 record. The host that keeps a run log stamps each with (virtual time, node); see poso_sim.scenarios.log.
 `Decide`, `GaveUp`, `Execute`, `NoMajority` and `Crashed` end a node's part in a height.
 """
 
 from __future__ import annotations
 
+import abc
 import math
 from dataclasses import dataclass
-from typing import Any, Hashable, Mapping
+from typing import Any, Hashable, Mapping, NamedTuple
 
 from .identity import NodeId
 from .messages import Block, Payload
@@ -172,28 +173,28 @@ class Execute:
 
 
 # ------------------------------------------------------------------------------------------------------ notes
-@dataclass(frozen=True)
-class Note:
-    """Base of the notes: what a machine observed or concluded (no effect outside the machine)."""
+class Note(abc.ABC):
+    """What a machine observed or concluded (no effect outside the machine): `isinstance(x, Note)`.
+
+    The notes below are immutable named tuples (cheap to make: the machines emit one per copy received) with
+    typed fields; two notes are equal only if they are of the same type and have equal fields. A note of your
+    own may be any immutable class that subclasses `Note` (e.g. a frozen dataclass)."""
 
 
-@dataclass(frozen=True)
-class RoundStarted(Note):
+class RoundStarted(NamedTuple):
     height: int
     round: int
     leader: NodeId
 
 
-@dataclass(frozen=True)
-class Abandoned(Note):
+class Abandoned(NamedTuple):
     """A new `Start` abandoned this unfinished height."""
 
     height: int
     round: int
 
 
-@dataclass(frozen=True)
-class Received(Note):
+class Received(NamedTuple):
     """A copy of a proposal was taken for processing (well-formed, signed, from the scheduled leader).
     `via`: "own" (the leader's own plan) or "R<k>" (k = number of hops, 1 = direct from the leader)."""
 
@@ -208,16 +209,14 @@ class Received(Note):
     via: str
 
 
-@dataclass(frozen=True)
-class Verified(Note):
+class Verified(NamedTuple):
     """The verdict on `digest` arrived (and is cached: once per digest per node)."""
 
     digest: str
     verdict: Verdict
 
 
-@dataclass(frozen=True)
-class Rejected(Note):
+class Rejected(NamedTuple):
     """A received copy failed verification."""
 
     height: int
@@ -228,36 +227,31 @@ class Rejected(Note):
     reasons: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class OwnPlanRejected(Note):
+class OwnPlanRejected(NamedTuple):
     digest: str
     reasons: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class AcceptedUnchecked(Note):
+class AcceptedUnchecked(NamedTuple):
     """A colluding follower took a trusted leader's plan without verifying it."""
 
     digest: str
     leader: NodeId
 
 
-@dataclass(frozen=True)
-class ProofReceived(Note):
+class ProofReceived(NamedTuple):
     src: NodeId
     leader: NodeId
     digest: str
 
 
-@dataclass(frozen=True)
-class DecisionSeen(Note):
+class DecisionSeen(NamedTuple):
     src: NodeId
     height: int
     digest: str
 
 
-@dataclass(frozen=True)
-class Dropped(Note):
+class Dropped(NamedTuple):
     """An event or message was dropped for `reason`. `message` is the kind of the dropped message, `event` the
     type of a dropped event; the other fields say what the copy claimed (None = not applicable)."""
 
@@ -276,16 +270,14 @@ class Dropped(Note):
     dst: NodeId | None = None
 
 
-@dataclass(frozen=True)
-class GaveUp(Note):
+class GaveUp(NamedTuple):
     """Every round of `height` timed out: this delegate's part in the height is over."""
 
     height: int
     rounds: int
 
 
-@dataclass(frozen=True)
-class ConflictingDecisions(Note):
+class ConflictingDecisions(NamedTuple):
     """A normal node got two different decisions from `delegate` for `height` (evidence; it counts for none)."""
 
     delegate: NodeId
@@ -294,8 +286,7 @@ class ConflictingDecisions(Note):
     second: tuple[Any, ...]
 
 
-@dataclass(frozen=True)
-class NoMajority(Note):
+class NoMajority(NamedTuple):
     """A normal node's height timed out without a majority. `votes`: (digest, count) pairs."""
 
     height: int
@@ -303,11 +294,30 @@ class NoMajority(Note):
     conflicted: tuple[NodeId, ...]
 
 
-@dataclass(frozen=True)
-class Crashed(Note):
+class Crashed(NamedTuple):
     """The node stopped (Crash behaviour) at virtual time `time`."""
 
     time: float | None
+
+
+NOTES = (RoundStarted, Abandoned, Received, Verified, Rejected, OwnPlanRejected, AcceptedUnchecked, ProofReceived,
+         DecisionSeen, Dropped, GaveUp, ConflictingDecisions, NoMajority, Crashed)
+
+
+def _same_note(self: tuple, other: object) -> bool:
+    return type(self) is type(other) and tuple.__eq__(self, other)  # type: ignore[arg-type]
+
+
+def _other_note(self: tuple, other: object) -> bool:
+    return not _same_note(self, other)
+
+
+for _cls in NOTES:
+    Note.register(_cls)
+    _cls.__eq__ = _same_note  # type: ignore[assignment,method-assign]
+    _cls.__ne__ = _other_note  # type: ignore[assignment,method-assign]
+    _cls.__hash__ = tuple.__hash__  # type: ignore[assignment,method-assign]
+del _cls
 
 
 Event = Start | MessageReceived | TimerExpired | VerificationDone | SolutionReady

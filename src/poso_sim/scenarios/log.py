@@ -1,6 +1,6 @@
 """The run log: one typed sequence of what the protocol machines did in a run.
 
-Each entry is `Entry(t, node, item)`: the virtual time, the node, and one of the protocol's own frozen values:
+Each entry is `Entry(t, node, item)`: the virtual time, the node, and one of the protocol's own immutable values:
 a note (`RoundStarted`, `Received`, `Verified`, `Rejected`, `Dropped`, `GaveUp`, `NoMajority`, `Crashed`, ...,
 or a `Note` subclass of your own) or an outcome action (`Decide`, `Exclude`, `Execute`). Transport and timer plumbing (`Send`, `StartTimer`,
 `CancelTimer`) and host requests (`Verify`, `Solve`) are not logged: the kernel trace (`poso_sim.sim.Trace`)
@@ -112,7 +112,7 @@ def _executed(item: Execute) -> dict[str, Any]:
 
 
 def _dropped(item: Dropped) -> dict[str, Any]:
-    return {k: v for k, v in item.__dict__.items() if v is not None}
+    return {k: v for k, v in zip(item._fields, item) if v is not None}
 
 
 def _no_majority(item: NoMajority) -> dict[str, Any]:
@@ -128,7 +128,10 @@ def item_fields(item: Any) -> dict[str, Any]:
     """The fields of a logged item as a flat dict (a verdict's and a block's fields spelled out; a `Dropped`
     note's unset fields left out)."""
     f = _FIELDS.get(type(item))
-    return f(item) if f is not None else dict(item.__dict__)
+    if f is not None:
+        return f(item)
+    fields = getattr(item, "_fields", None)  # the protocol's notes are named tuples
+    return dict(zip(fields, item)) if fields is not None else dict(item.__dict__)
 
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})

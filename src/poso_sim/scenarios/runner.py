@@ -1,7 +1,8 @@
 """The runner: binds the protocol machines to simulated nodes and carries out their actions in virtual time.
 
 One simulated node per delegate and per normal node on a `poso_sim.sim.Network`. A message delivered to a node
-becomes `MessageReceived(src, payload, time)` for its machine; the machine's actions are carried out in order:
+becomes `MessageReceived(src, payload)` for its machine (events to a `BehavingDelegate` also carry the virtual
+`time`, which behaviours may read); the machine's actions are carried out in order:
 
 * `Send` -> `network.send` (kind = the message kind, a short summary for the trace), after `Send.delay`;
 * `StartTimer` / `CancelTimer` -> node timers (a restarted timer replaces the running one);
@@ -68,7 +69,7 @@ from poso_sim.protocol import (
 )
 from poso_sim.sim import Network, Trace, run
 
-from .log import KINDS, RunLog, item_fields, kind_of, plain
+from .log import KINDS, Entry, RunLog, item_fields, kind_of, plain
 from .model import Scenario, resolve_scenario
 from .payloads import LABELS, PayloadSource, RealPayloads, StubPayloads, solution_matches
 from .session import Session, default_session
@@ -303,6 +304,7 @@ class Runner:
         self.delegate_factory = delegate_factory or Delegate
         self.trace = Trace(events=trace_events)
         self.log = RunLog(observers)
+        self._entries, self._observers = self.log.entries, self.log.observers
         self.timers: dict[tuple[str, Any], Any] = {}
         self.verifications = 0
         self.height = 0
@@ -335,6 +337,7 @@ class Runner:
         charge: Any = None if self.verify_cost == "measured" else float(self.verify_cost)
         behaviours = scn.behaviour_objects()
         self.machines: dict[str, Any] = {}
+        self._timed: set[str] = set()  # nodes whose events carry the virtual time
         src = self.source
         for name in self.names:
             d = self.delegate_factory(
@@ -344,6 +347,7 @@ class Runner:
             )
             if behaviours.get(name):
                 self.machines[name] = BehavingDelegate(d, behaviours[name], payload_source=src.payloads)
+                self._timed.add(name)  # behaviours may read the virtual time (Crash(at_time))
             else:
                 self.machines[name] = d
         timeout = scn.normal_timeout or (scn.window + scn.solve_time) * (n + 1)
@@ -365,12 +369,22 @@ class Runner:
             node.on_crash(self._check_height)
 
     def _handler(self, name: str) -> Any:
-        net = self.net
+        net, feed = self.net, self.feed
+        if name in self._timed:
 
-        def handler(msg: Any) -> None:
-            self.feed(name, MessageReceived(msg.src, msg.payload, net.now))
+            def handler(msg: Any) -> None:
+                feed(name, MessageReceived(msg.src, msg.payload, net.now))
+
+        else:
+
+            def handler(msg: Any) -> None:
+                feed(name, MessageReceived(msg.src, msg.payload))
 
         return handler
+
+    def _time(self, name: str) -> float | None:
+        """The virtual time to stamp on an event for `name` (None for a machine that never reads it)."""
+        return self.net.now if name in self._timed else None
 
     # ---- the host loop
     def feed(self, name: str, event: Any) -> None:
@@ -422,13 +436,17 @@ class Runner:
         return hit[0], hit[1], True
 
     def _verified(self, name: str, digest: str, verdict: Verdict, ok: bool) -> None:
-        self.feed(name, VerificationDone(digest, verdict, ok, self.net.now))
+        self.feed(name, VerificationDone(digest, verdict, ok, self._time(name)))
 
     def _solved(self, name: str, height: int, round: int) -> None:
-        self.feed(name, SolutionReady(height, round, self.source.payloads(height), self.net.now))
+        self.feed(name, SolutionReady(height, round, self.source.payloads(height), self._time(name)))
 
     def _log(self, name: str, a: Any) -> None:
-        self.log.append(self.net.now, name, a)
+        e = Entry(self.net.now, name, a)
+        self._entries.append(e)
+        if self._observers:
+            for obs in self._observers:
+                obs(e)
         if self._users:
             kind = type(a)
             if kind is not Exclude:
@@ -453,7 +471,7 @@ class Runner:
 
     def _fire(self, name: str, timer_id: Any) -> None:
         self.timers.pop((name, timer_id), None)
-        self.feed(name, TimerExpired(timer_id, self.net.now))
+        self.feed(name, TimerExpired(timer_id, self._time(name)))
 
     def _live(self, name: str) -> bool:
         m = self.machines[name]
@@ -515,7 +533,7 @@ class Runner:
             self.net.record("height_start", {"height": h})
             for name in self.names + self.normals:
                 if not self.net.node(name).crashed:
-                    self.feed(name, Start(h, self.net.now))
+                    self.feed(name, Start(h, self._time(name)))
             self._check_height()
             try:
                 await asyncio.wait_for(asyncio.shield(self._done), deadline)
