@@ -214,7 +214,15 @@ class RealPayloads:
                 sols = self._solve(VARIANT_OF[lbl] for lbl in missing)
                 for lbl in missing:
                     store[lbl] = self._make(lbl, sols[VARIANT_OF[lbl]])
+            self._ready_to_verify()
             return {lbl: store[lbl] for lbl in labels}
+
+    def _ready_to_verify(self) -> None:
+        """Load the compiled problem and the certificate now, before a run's virtual clock starts: a
+        verification during the run must not import them (importing scipy's parts reads the wall clock, which
+        the virtual-time loop forbids, and would stall the simulated time line)."""
+        self._problem()
+        import poso_sim.kkt  # noqa: F401  (scipy: only for real payloads; loaded ahead, see above)
 
     def _plan(self, label: str) -> Payload:
         p = self._store.get(label)
