@@ -236,7 +236,7 @@ def test_a_run_solves_only_the_plans_it_needs(monkeypatch):
 
 # ------------------------------------------------------------------------------------------ awaitable API
 def test_arun_scenario_keeps_the_callers_loop_responsive():
-    scn = resolve_scenario("scenario-2").with_(heights=60)
+    scn = resolve_scenario("scenario-2").with_(heights=250)
 
     async def main():
         ticks = 0
