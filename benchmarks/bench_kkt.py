@@ -54,7 +54,7 @@ def _zero_flow_row(nlp, x):
 
 def run(quick: bool) -> str:
     from poso_sim.kkt import DEFAULT_TOLERANCES, KKTChecker
-    from poso_sim.kkt.probes import ShiftedRows, as_solution, bias_sweep, manchester_plans, solve_warm
+    from poso_sim.solvers.probes import ShiftedRows, as_solution, bias_sweep, manchester_plans, solve_warm
 
     head = machine()
     t0 = time.perf_counter()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from poso_sim.kkt import Tolerances, checker_for, map_multipliers, verify
-from poso_sim.kkt.probes import ShiftedRows, as_solution, bias_sweep, solve_warm, unit_output_columns
+from poso_sim.solvers.probes import ShiftedRows, as_solution, bias_sweep, solve_warm, unit_output_columns
 
 pytestmark = pytest.mark.solver
 
@@ -183,7 +183,7 @@ def test_biased_view_equals_compiled_clone(ms) -> None:
     import pyomo.environ as pe
 
     from poso_sim.cases import build_model, load_case
-    from poso_sim.kkt.probes import BiasedObjective
+    from poso_sim.solvers.probes import BiasedObjective
     from poso_sim.nlp import compile_nlp
 
     nlp, opt = ms["problem"], ms["optimal"]

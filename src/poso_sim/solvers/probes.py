@@ -6,8 +6,14 @@ the shared true problem.
 * :class:`ShiftedRows`: the true problem with chosen rows' right-hand sides moved (a network equation broken
   slightly, e.g. less line loss than physics allows: cheaper but infeasible).
 * :func:`solve_warm`: warm-started Ipopt solve of such a view from a known primal-dual point.
-* :func:`bias_sweep`: plans for a list of biases, each verified with its own multipliers (repair disabled),
-  with the default repair, and with the best multipliers a least-squares fit can find for it.
+* :func:`solve_biased`: the plan of a leader optimising a biased objective, solved from scratch by the staged
+  pipeline; :func:`biased_plan` keeps it in the solution cache directory (``probes/``), keyed by the shared
+  problem's fingerprint, the bias and the source of this module and of the pipeline.
+* :func:`bias_sweep`: plans for a list of biases, each verified with its own multipliers only and with the
+  certificate's exact multiplier decision (any valid multipliers for the point), plus the smallest stationarity
+  residual any valid multipliers leave (:func:`poso_sim.kkt.decide.min_stationarity`).
+
+These helpers *solve*; the certificate (:mod:`poso_sim.kkt`) never does, which is why they live with the solvers.
 
 Both views delegate everything else to the wrapped :class:`~poso_sim.nlp.CompiledNLP` (same Hessian: the bias
 is linear). ``tests/test_kkt_manchester.py`` checks on one bias that the view equals a compiled Pyomo clone with
@@ -21,7 +27,17 @@ from typing import Any, Iterable
 
 import numpy as np
 
-__all__ = ["BiasedObjective", "ShiftedRows", "solve_warm", "as_solution", "bias_sweep", "unit_output_columns"]
+__all__ = [
+    "BiasedObjective",
+    "ShiftedRows",
+    "solve_warm",
+    "solve_biased",
+    "biased_plan",
+    "as_solution",
+    "bias_sweep",
+    "unit_output_columns",
+    "manchester_plans",
+]
 
 WARM_OPTIONS = {
     "warm_start_init_point": "yes",
@@ -71,9 +87,12 @@ class ShiftedRows(_View):
         self.g_ub[rows] += delta
 
 
-def unit_output_columns(nlp: Any, unit: int, component: str = "P_CHP") -> np.ndarray:
-    """Columns of ``component[unit, t]`` for every t."""
+def unit_output_columns(nlp: Any, unit: int | None, component: str = "P_CHP") -> np.ndarray:
+    """Columns of ``component[unit, t]`` for every t (``unit=None``: every column of ``component``, e.g. the
+    hourly ``P_grid[t]``)."""
     idx = nlp.var_indices(component)
+    if unit is None:
+        return np.asarray(idx, dtype=np.int64)
     prefix = f"{component}[{unit},"
     return np.array([i for i in idx if nlp.x_names[i].startswith(prefix)], dtype=np.int64)
 
@@ -87,9 +106,10 @@ def solve_warm(view: Any, start: Any, options: dict | None = None) -> Any:
     return IpoptBackend().solve(view, start.x, options=opts, y0=start.y, zl0=start.z_L, zu0=start.z_U)
 
 
-def solve_biased(case: str, bias: float, *, unit: int = 3, component: str = "P_CHP") -> Any:
-    """The plan of a leader optimising ``true cost + bias * sum_t component[unit, t]``, solved from scratch by the
-    staged pipeline (reduced formulation, canonical polish). Returns a RawResult-like record."""
+def solve_biased(case: str, bias: float, *, unit: int | None = 3, component: str = "P_CHP") -> Any:
+    """The plan of a leader optimising ``true cost + bias * sum_t component[unit, t]`` (``unit=None``: the
+    component is indexed by hour only, e.g. ``P_grid``: a grid-price bias), solved from scratch by the staged
+    pipeline (reduced formulation, canonical polish). Returns a RawResult-like record."""
     from types import SimpleNamespace
 
     import pyomo.environ as pyo
@@ -103,7 +123,8 @@ def solve_biased(case: str, bias: float, *, unit: int = 3, component: str = "P_C
     biased = model.clone()
     var = getattr(biased, component)
     biased.obj.deactivate()
-    biased.obj_biased = pyo.Objective(expr=biased.true_cost + bias * sum(var[unit, t] for t in biased.T))
+    terms = (var[t] for t in biased.T) if unit is None else (var[unit, t] for t in biased.T)
+    biased.obj_biased = pyo.Objective(expr=biased.true_cost + bias * sum(terms))
     nlp = compile_nlp(biased)
     t0 = time.perf_counter()
     r = solve_reduced(biased, nlp, canonical_start(shared, load_case(case)))
@@ -124,11 +145,45 @@ def as_solution(shared: Any, raw: Any, variant: str) -> Any:
     )
 
 
-def best_fit_multipliers(shared: Any, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The valid multipliers a forger would send for ``x``: every row multiplier re-derived by least squares."""
-    from poso_sim.kkt.mapping import map_multipliers
+def _probe_key(shared: Any, *parts: Any) -> str:
+    import hashlib
+    import inspect
 
-    return map_multipliers(shared, x, np.full(shared.m, np.nan))
+    from poso_sim.solvers import pipeline
+
+    h = hashlib.sha256()
+    h.update(str(shared.fingerprint).encode())
+    h.update(repr(parts).encode())
+    for mod in (pipeline,):
+        h.update(inspect.getsource(mod).encode())
+    h.update(inspect.getsource(solve_biased).encode())
+    return h.hexdigest()[:32]
+
+
+def biased_plan(case: str, bias: float, *, unit: int | None = 3, component: str = "P_CHP", cache_dir: Any = None):
+    """:func:`solve_biased`, kept as ``<cache dir>/probes/<key>.npz`` (the first call solves, ~40 s)."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from poso_sim.solvers.api import get_problem
+    from poso_sim.solvers.cache import default_cache_dir
+
+    shared = get_problem(case, "true")[1]
+    d = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "probes"
+    path = d / f"{_probe_key(shared, case, float(bias), unit, component)}.npz"
+    if path.exists():
+        z = np.load(path, allow_pickle=False)
+        return SimpleNamespace(
+            x=z["x"], y=z["y"], zL=z["zL"], zU=z["zU"], status=str(z["status"]), iterations=int(z["iterations"]),
+            seconds=float(z["seconds"]), objective=float(z["objective"]),
+        )
+    r = solve_biased(case, bias, unit=unit, component=component)
+    d.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, x=r.x, y=r.y, zL=r.zL, zU=r.zU, status=str(r.status), iterations=int(r.iterations),
+             seconds=float(r.seconds), objective=float(r.objective))
+    tmp.replace(path)
+    return r
 
 
 def bias_sweep(
@@ -136,23 +191,24 @@ def bias_sweep(
     optimum: Any,
     biases: Iterable[float],
     *,
-    unit: int = 3,
+    unit: int | None = 3,
     component: str = "P_CHP",
-    best_fit: bool = False,
+    exact: bool = False,
     options: dict | None = None,
     method: str = "warm",
     case: str = "manchester",
 ) -> list[dict[str, Any]]:
-    """For each bias b: solve the biased problem warm from ``optimum``; verify the plan against ``shared``.
+    """For each bias b: the plan of the biased problem (``method="warm"``: warm from ``optimum``; ``"reduced"``:
+    the staged pipeline from scratch, cached by :func:`biased_plan`), verified against ``shared``.
 
     Each row: ``bias, status, iterations, solve_seconds, cost, gap`` (relative to the optimum's true cost),
-    ``unit_output`` (kWh over the day), ``accepted_own`` (its own multipliers, no repair), ``accepted_repair``
-    (default tolerances, repair allowed), ``accepted_best_fit`` (least-squares multipliers, if ``best_fit``),
-    ``dual_residual`` and ``reason`` of the default check.
+    ``unit_output`` (kWh over the day), ``accepted_own`` (its own multipliers only), ``accepted`` (the default
+    certificate: own multipliers, else the exact decision), ``decided_by``, ``dual_residual`` and ``reason``;
+    with ``exact``: ``min_stationarity``, the smallest scaled stationarity residual any valid multipliers leave
+    (an LP without budget, seconds).
     """
-    from poso_sim.kkt.certificate import Tolerances
-    from poso_sim.kkt.check import verify
-    from poso_sim.nlp import Solution
+    from poso_sim.kkt import Tolerances, checker_for, verify
+    from poso_sim.kkt.decide import min_stationarity
 
     cols = unit_output_columns(shared, unit, component)
     c0 = float(shared.true_cost(optimum.x))
@@ -160,7 +216,7 @@ def bias_sweep(
     for b in biases:
         t0 = time.perf_counter()
         if method == "reduced":
-            raw = solve_biased(case, b, unit=unit, component=component)
+            raw = biased_plan(case, b, unit=unit, component=component)
         else:
             raw = solve_warm(BiasedObjective(shared, cols, b), optimum, options)
         sol = as_solution(shared, raw, f"bias{b:+g}")
@@ -175,15 +231,16 @@ def bias_sweep(
             "gap": (sol.cost - c0) / c0,
             "unit_output": float(np.sum(raw.x[cols])),
             "accepted_own": own.accepted,
-            "accepted_repair": rep.accepted,
+            "accepted": rep.accepted,
+            "decided_by": rep.decided_by,
             "dual_residual": rep.dual_residual,
             "primal_residual": rep.primal_residual,
             "reason": rep.reasons[0] if rep.reasons else "",
         }
-        if best_fit:
-            y, zl, zu = best_fit_multipliers(shared, np.asarray(raw.x))
-            fit = Solution(x=raw.x, y=y, z_L=zl, z_U=zu, fingerprint=shared.fingerprint, variant=sol.variant)
-            row["accepted_best_fit"] = verify(shared, fit, Tolerances(repair=False)).accepted
+        if exact:
+            chk = checker_for(shared)
+            x = np.minimum(np.maximum(np.asarray(raw.x, dtype=float), shared.x_lb), shared.x_ub)
+            row["min_stationarity"] = min_stationarity(chk, x)[0]
         rows.append(row)
     return rows
 
@@ -198,7 +255,7 @@ def solve_variant(variant: str, case: str = "manchester") -> Any:
 def manchester_plans(case: str = "manchester") -> dict[str, Any]:
     """``{"problem": shared true CompiledNLP, "optimal"|"tampered"|"feasible": plans on the shared problem,
     "raw": {variant: Solution as solved}}``."""
-    from poso_sim.kkt.mapping import to_shared
+    from poso_sim.kkt import to_shared
     from poso_sim.solvers.api import get_problem
 
     shared = get_problem(case, "true")[1]
