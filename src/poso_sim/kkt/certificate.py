@@ -16,8 +16,8 @@ class Tolerances:
 
     * ``primal``: row violation relative to the row's scale ``max(1, |bound|, max_j |J_ij| max(|x_j|, u_j))``
       (``u_j`` the largest finite bound of variable j): the size its terms have or can have.
-    * ``bound``: violation of a variable bound relative to ``max(1, |bound|)``. Within it, ``x`` is projected onto
-      its bounds and everything else (rows, stationarity, cost) is judged at the projected point.
+    * ``bound``: violation of a variable bound relative to ``max(1, |bound|)`` (solvers relax bounds slightly, and
+      a plan computed in other units lands a little outside them; rows are still judged at the plan as sent).
     * ``dual``: stationarity residual of each variable's column relative to ``max(1, |grad f_j|)`` (independent
       of the multipliers, so inflating them cannot loosen the test).
     * ``sign``: wrong-signed part of a multiplier (inequality rows, bound multipliers), same column scaling.

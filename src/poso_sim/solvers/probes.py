@@ -37,6 +37,8 @@ __all__ = [
     "bias_sweep",
     "unit_output_columns",
     "manchester_plans",
+    "honest_plan",
+    "HONEST_ROUTES",
 ]
 
 WARM_OPTIONS = {
@@ -265,3 +267,89 @@ def manchester_plans(case: str = "manchester") -> dict[str, Any]:
         out["raw"][variant] = sol
         out[label] = to_shared(sol, shared, get_problem(case, variant)[1])
     return out
+
+
+#: Second routes to the true optimum: another backend (CasADi's own Ipopt interface, its default gradient-based
+#: scaling, adaptive barrier) or the project's backend with scaling switched off, each at its own tolerance, from
+#: the optimum perturbed by 1e-3 (relative and absolute, seeded) with the optimum's multipliers as a warm start.
+HONEST_ROUTES: dict[str, dict[str, Any]] = {
+    "casadi-tol1e-6": {"backend": "casadi", "tol": 1e-6, "seed": 11},
+    "cyipopt-noscale-tol1e-8": {"backend": "cyipopt", "tol": 1e-8, "seed": 12, "nlp_scaling_method": "none"},
+}
+
+
+def _perturbed(x: np.ndarray, nlp: Any, rel: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return nlp.clip(x * (1 + rel * rng.standard_normal(nlp.n)) + rel * rng.standard_normal(nlp.n))
+
+
+def _solve_casadi(nlp: Any, x0: np.ndarray, start: Any, tol: float) -> Any:
+    """The compiled problem solved through ``casadi.nlpsol("ipopt")`` (not the project's cyipopt backend)."""
+    from types import SimpleNamespace
+
+    import casadi as ca
+
+    xs = ca.MX.sym("x", nlp.n)
+    opts = {
+        "ipopt.tol": tol, "ipopt.print_level": 0, "print_time": False, "ipopt.max_iter": 3000,
+        "ipopt.mu_strategy": "adaptive", "ipopt.warm_start_init_point": "yes", "ipopt.mu_init": 1e-5,
+        "ipopt.warm_start_bound_push": 1e-6, "ipopt.warm_start_mult_bound_push": 1e-6,
+    }
+    solver = ca.nlpsol("second_route", "ipopt", {"x": xs, "f": nlp._f.fn(xs), "g": nlp._g.fn(xs)}, opts)
+    big = 1e20
+    t0 = time.perf_counter()
+    r = solver(
+        x0=x0, lam_g0=start.y, lam_x0=np.asarray(start.z_U) - np.asarray(start.z_L),
+        lbx=np.maximum(nlp.x_lb, -big), ubx=np.minimum(nlp.x_ub, big),
+        lbg=np.maximum(nlp.g_lb, -big), ubg=np.minimum(nlp.g_ub, big),
+    )
+    st = solver.stats()
+    lam_x = np.array(r["lam_x"]).ravel()  # CasADi: > 0 at an upper bound, < 0 at a lower bound
+    return SimpleNamespace(
+        x=np.array(r["x"]).ravel(), y=np.array(r["lam_g"]).ravel(), zL=np.maximum(-lam_x, 0.0),
+        zU=np.maximum(lam_x, 0.0), status="optimal" if st["success"] else str(st["return_status"]),
+        iterations=int(st["iter_count"]), seconds=time.perf_counter() - t0, objective=float(r["f"]),
+    )
+
+
+def honest_plan(route: str, case: str = "manchester", *, cache_dir: Any = None) -> Any:
+    """The true optimum reached by a second route (:data:`HONEST_ROUTES`), cached like :func:`biased_plan`."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from poso_sim.solvers import IpoptBackend
+    from poso_sim.solvers.api import get_problem
+    from poso_sim.solvers.cache import default_cache_dir
+
+    spec = HONEST_ROUTES[route]
+    shared = get_problem(case, "true")[1]
+    d = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "probes"
+    import hashlib
+    import inspect
+
+    key = hashlib.sha256(
+        (shared.fingerprint + repr(sorted(spec.items())) + inspect.getsource(_solve_casadi)
+         + inspect.getsource(honest_plan)).encode()
+    ).hexdigest()[:32]
+    path = d / f"honest-{route}-{key}.npz"
+    if path.exists():
+        z = np.load(path, allow_pickle=False)
+        return SimpleNamespace(x=z["x"], y=z["y"], zL=z["zL"], zU=z["zU"], status=str(z["status"]),
+                               iterations=int(z["iterations"]), seconds=float(z["seconds"]),
+                               objective=float(z["objective"]))
+    start = solve_variant("true", case)
+    x0 = _perturbed(np.asarray(start.x), shared, 1e-3, spec["seed"])
+    if spec["backend"] == "casadi":
+        r = _solve_casadi(shared, x0, start, spec["tol"])
+    else:
+        opts = {"tol": spec["tol"], "warm_start_init_point": "yes", "mu_init": 1e-5, "warm_start_bound_push": 1e-6,
+                "warm_start_mult_bound_push": 1e-6, "max_iter": 3000}
+        if "nlp_scaling_method" in spec:
+            opts["nlp_scaling_method"] = spec["nlp_scaling_method"]
+        r = IpoptBackend().solve(shared, x0, options=opts, y0=start.y, zl0=start.z_L, zu0=start.z_U)
+    d.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, x=r.x, y=r.y, zL=r.zL, zU=r.zU, status=str(r.status), iterations=int(r.iterations),
+             seconds=float(r.seconds), objective=float(r.objective))
+    tmp.replace(path)
+    return r
