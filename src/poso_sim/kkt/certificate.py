@@ -16,7 +16,7 @@ class Tolerances:
 
     * ``primal``: row violation relative to the row's scale ``max(1, |bound|, max_j |J_ij| max(|x_j|, u_j))``
       (``u_j`` the largest finite bound of variable j): the size its terms have or can have.
-    * ``bound``: violation of a variable bound relative to ``max(1, |bound|)`` (solvers relax bounds slightly, and
+    * ``bound``: violation of a variable bound relative to ``max(1, |bound|)`` (a solver relaxes bounds slightly, and
       a plan computed in other units lands a little outside them; rows are still judged at the plan as sent).
     * ``dual``: stationarity residual of each variable's column relative to ``max(1, |grad f_j|)`` (independent
       of the multipliers, so inflating them cannot loosen the test).

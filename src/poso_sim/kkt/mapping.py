@@ -1,7 +1,7 @@
 """Expressing solutions on the shared canonical problem before they are verified.
 
 * :func:`to_shared`: a plan solved on another variant of the same model (tampered objective, extra rows of the
-  feasible variant) as a :class:`~poso_sim.solvers.Solution` of the shared problem: the same ``x``; ``y``,
+  feasible variant) as a :class:`~poso_sim.nlp.Solution` of the shared problem: the same ``x``; ``y``,
   ``z_L``, ``z_U`` matched by row/variable *name*; rows the shared problem does not have are dropped, rows the
   plan did not have get ``y = 0``; the fingerprint becomes the shared problem's, the cost its true cost.
 * :func:`map_multipliers`: multipliers computed on a reformulated (presolved, substituted, rescaled) model,
