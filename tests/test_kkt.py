@@ -158,7 +158,8 @@ def test_degenerate_toy_any_valid_multipliers(toy) -> None:
     y3[ir["cap"]] = 1e-3
     assert not verify(nlp, sol.with_multipliers(y=y3), Tolerances(repair=False)).accepted
     c = verify(nlp, sol.with_multipliers(y=y3))
-    assert c.accepted and c.repaired and c.decided_by in ("sanitised", "local-lp") and c.dual_residual < 1e-8
+    assert c.accepted and c.repaired and c.decided_by in ("sanitised", "local-lp")
+    assert c.dual_residual <= Tolerances().dual / 10 and c.complementarity <= Tolerances().complementarity / 10
     c = verify(nlp, sol.with_multipliers(y=y2), Tolerances(repair=False))
     assert not c.accepted and "at l" in " ".join(c.reasons)
 
@@ -173,9 +174,9 @@ def test_degenerate_toy_rejects_non_kkt_points(toy) -> None:
     assert not c.accepted and "stationarity" in c.reasons[0] and c.reasons[0].endswith("at s")
     # the whole multiplier LP of this small problem is infeasible: proved, not a budget verdict
     assert c.decided_by == "lp" and any("no valid multipliers exist" in r for r in c.reasons), c.reasons
-    # the same with zero multipliers: the verdict is the point's, not the multipliers'
+    # the same point with zero multipliers: the proof is kept per point, a lookup decides
     z = verify(nlp, sol.replace(x=x).with_multipliers(y=np.zeros(nlp.m), z_L=np.zeros(nlp.n), z_U=np.zeros(nlp.n)))
-    assert not z.accepted and z.decided_by == "lp"
+    assert not z.accepted and z.decided_by == "lp" and z.repair.get("cached") is True
     # flow on the line with the current unchanged: infeasible
     x = sol.x.copy()
     x[ip] = 0.1

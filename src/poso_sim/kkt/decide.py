@@ -228,8 +228,11 @@ class MultiplierSearch:
             d.info["cached"] = True
             return d
         d = self._decide(x, y, ev, tol)
-        # only the point decides: a sanitised hit depends on the received y, so it is not cached
-        if d.stage != "sanitised":
+        # only proofs are kept: "no valid multipliers exist" is a fact about the point, and every other delegate
+        # rejects the same message too (by proof or by budget); a witness is not kept, since a delegate that
+        # never saw it could reject the same x sent with other multipliers, and verdicts must be a function of
+        # the message
+        if d.exists is False:
             self.cache[key] = d
             if len(self.cache) > _CACHE_SIZE:
                 self.cache.popitem(last=False)
