@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 
 from poso_sim.kkt.certificate import DEFAULT_TOLERANCES, Certificate, Tolerances
+from poso_sim.kkt.decide import MultiplierSearch
+from poso_sim.nlp.solution import solution_digest
 
 __all__ = ["KKTChecker", "verify", "checker_for", "Measures"]
 
@@ -120,8 +122,6 @@ class KKTChecker:
     def search(self) -> Any:
         """The :class:`~poso_sim.kkt.decide.MultiplierSearch` of this problem (warm basis, point cache)."""
         if self._search is None:
-            from poso_sim.kkt.decide import MultiplierSearch
-
             self._search = MultiplierSearch(self)
         return self._search
 
@@ -269,8 +269,6 @@ class KKTChecker:
 
     # -- integrity ---------------------------------------------------------------------------------------------------
     def integrity(self, solution: Any, claimed_digest: str | None) -> list[str]:
-        from poso_sim.nlp.solution import solution_digest
-
         reasons: list[str] = []
         fp = str(getattr(solution, "fingerprint", "") or "")
         if fp != self.fingerprint:

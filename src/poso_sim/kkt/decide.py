@@ -35,6 +35,8 @@ multipliers costs one lookup.
 from __future__ import annotations
 
 import hashlib
+import os
+import sys
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -115,8 +117,28 @@ class _Box:
         )
 
 
+def _new_highs() -> Any:
+    """A HiGHS instance, created with file descriptor 1 pointed at /dev/null: the library prints its banner on
+    stdout when the first instance of a process is built, which would corrupt ``poso-sim verify --json``."""
+    import highspy  # HiGHS only when an LP runs: most verdicts need none
+
+    try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+    except (OSError, ValueError, AttributeError):  # no real stdout (embedded interpreters)
+        return highspy.Highs()
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            h = highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+    return h
+
+
 def _hinf(a: np.ndarray) -> np.ndarray:
-    import highspy
+    import highspy  # HiGHS only when an LP runs: most verdicts need none
 
     out = np.array(a, dtype=float)
     out[np.isposinf(out)] = highspy.kHighsInf
@@ -139,9 +161,9 @@ def _run_lp(
 ) -> tuple[str, np.ndarray | None, Any, dict[str, Any]]:
     """One HiGHS LP ``min cost.v  s.t. row_lo <= A v <= row_hi, col_lo <= v <= col_hi``; returns
     ``(status, v, basis, info)`` with status ``optimal``/``infeasible``/``budget``/``other``."""
-    import highspy
+    import highspy  # HiGHS only when an LP runs: most verdicts need none
 
-    h = highs if highs is not None else highspy.Highs()
+    h = highs if highs is not None else _new_highs()
     h.clearModel()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("threads", 1)
@@ -337,9 +359,7 @@ class MultiplierSearch:
 
     def _solver(self) -> Any:
         if self._highs is None:
-            import highspy
-
-            self._highs = highspy.Highs()
+            self._highs = _new_highs()
         return self._highs
 
 

@@ -17,6 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from poso_sim.kkt.certificate import DEFAULT_TOLERANCES
+from poso_sim.kkt.check import checker_for
+from poso_sim.kkt.decide import _Box
+
 __all__ = ["to_shared", "map_multipliers"]
 
 
@@ -86,9 +90,6 @@ def map_multipliers(
     columns that fail, then over the whole problem. If no valid multipliers exist, the known values with
     re-derived bound multipliers come back and :func:`verify` will say why they fail.
     """
-    from poso_sim.kkt.certificate import DEFAULT_TOLERANCES
-    from poso_sim.kkt.check import checker_for
-
     chk = checker_for(problem)
     x = np.minimum(np.maximum(np.asarray(x, dtype=float), chk.x_lb), chk.x_ub)
     y = np.array(y_known, dtype=float)
@@ -100,8 +101,6 @@ def map_multipliers(
     d = chk.search.decide(x, y, ev, tol)
     if d.found:
         return d.y, d.z_L, d.z_U
-    from poso_sim.kkt.decide import _Box
-
     box = _Box(chk, x, ev, 0.0, tol.complementarity)
     y0 = np.clip(y, box.ylo, box.yhi)
     zl, zu = box.bound_multipliers(ev["grad"] + np.bincount(chk.jc, weights=ev["jv"] * y0[chk.jr], minlength=chk.n))

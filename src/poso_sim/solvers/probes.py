@@ -9,11 +9,11 @@ the shared true problem.
 * :func:`solve_biased`: the plan of a leader optimising a biased objective, solved from scratch by the staged
   pipeline; :func:`biased_plan` keeps it in the solution cache directory (``probes/``), keyed by the shared
   problem's fingerprint, the bias and the source of this module and of the pipeline.
-* :func:`bias_sweep`: plans for a list of biases, each verified with its own multipliers only and with the
-  certificate's exact multiplier decision (any valid multipliers for the point), plus the smallest stationarity
-  residual any valid multipliers leave (:func:`poso_sim.kkt.decide.min_stationarity`).
+* :func:`honest_plan`: the true optimum reached by a second route (another backend or scaling, another start),
+  cached the same way.
 
-These helpers *solve*; the certificate (:mod:`poso_sim.kkt`) never does, which is why they live with the solvers.
+These helpers *solve*; the certificate (:mod:`poso_sim.kkt`) never does, which is why they live with the solvers
+(and they do not verify: the tests and ``benchmarks/bench_kkt.py`` put the two together).
 
 Both views delegate everything else to the wrapped :class:`~poso_sim.nlp.CompiledNLP` (same Hessian: the bias
 is linear). ``tests/test_kkt_manchester.py`` checks on one bias that the view equals a compiled Pyomo clone with
@@ -22,10 +22,23 @@ the extra objective term.
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import time
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Iterable
 
+import casadi as ca
 import numpy as np
+
+from poso_sim.cases import load_case
+from poso_sim.nlp import Solution, compile_nlp
+from poso_sim.solvers import pipeline
+from poso_sim.solvers.api import canonical_start, get_problem, solve_case
+from poso_sim.solvers.cache import default_cache_dir
+from poso_sim.solvers.ipopt import IpoptBackend
+from poso_sim.solvers.pipeline import solve_reduced
 
 __all__ = [
     "BiasedObjective",
@@ -34,7 +47,6 @@ __all__ = [
     "solve_biased",
     "biased_plan",
     "as_solution",
-    "bias_sweep",
     "unit_output_columns",
     "manchester_plans",
     "honest_plan",
@@ -101,7 +113,6 @@ def unit_output_columns(nlp: Any, unit: int | None, component: str = "P_CHP") ->
 
 def solve_warm(view: Any, start: Any, options: dict | None = None) -> Any:
     """Warm-started Ipopt solve of ``view`` from ``start`` (a Solution); returns the backend's RawResult."""
-    from poso_sim.solvers import IpoptBackend
 
     opts = dict(WARM_OPTIONS)
     opts.update(options or {})
@@ -112,14 +123,9 @@ def solve_biased(case: str, bias: float, *, unit: int | None = 3, component: str
     """The plan of a leader optimising ``true cost + bias * sum_t component[unit, t]`` (``unit=None``: the
     component is indexed by hour only, e.g. ``P_grid``: a grid-price bias), solved from scratch by the staged
     pipeline (reduced formulation, canonical polish). Returns a RawResult-like record."""
-    from types import SimpleNamespace
 
-    import pyomo.environ as pyo
+    import pyomo.environ as pyo  # Pyomo only when a biased model is built (loading cached plans does without)
 
-    from poso_sim.cases import load_case
-    from poso_sim.nlp import compile_nlp
-    from poso_sim.solvers.api import canonical_start, get_problem
-    from poso_sim.solvers.pipeline import solve_reduced
 
     model, shared = get_problem(case, "true")
     biased = model.clone()
@@ -138,7 +144,6 @@ def solve_biased(case: str, bias: float, *, unit: int | None = 3, component: str
 
 def as_solution(shared: Any, raw: Any, variant: str) -> Any:
     """A RawResult of a same-rows view as a Solution claiming the shared problem (multipliers as solved)."""
-    from poso_sim.nlp import Solution
 
     return Solution(
         x=raw.x, y=raw.y, z_L=raw.zL, z_U=raw.zU, x_names=shared.x_names, row_names=shared.row_names,
@@ -148,10 +153,7 @@ def as_solution(shared: Any, raw: Any, variant: str) -> Any:
 
 
 def _probe_key(shared: Any, *parts: Any) -> str:
-    import hashlib
-    import inspect
 
-    from poso_sim.solvers import pipeline
 
     h = hashlib.sha256()
     h.update(str(shared.fingerprint).encode())
@@ -164,11 +166,7 @@ def _probe_key(shared: Any, *parts: Any) -> str:
 
 def biased_plan(case: str, bias: float, *, unit: int | None = 3, component: str = "P_CHP", cache_dir: Any = None):
     """:func:`solve_biased`, kept as ``<cache dir>/probes/<key>.npz`` (the first call solves, ~40 s)."""
-    from pathlib import Path
-    from types import SimpleNamespace
 
-    from poso_sim.solvers.api import get_problem
-    from poso_sim.solvers.cache import default_cache_dir
 
     shared = get_problem(case, "true")[1]
     d = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "probes"
@@ -188,68 +186,8 @@ def biased_plan(case: str, bias: float, *, unit: int | None = 3, component: str 
     return r
 
 
-def bias_sweep(
-    shared: Any,
-    optimum: Any,
-    biases: Iterable[float],
-    *,
-    unit: int | None = 3,
-    component: str = "P_CHP",
-    exact: bool = False,
-    options: dict | None = None,
-    method: str = "warm",
-    case: str = "manchester",
-) -> list[dict[str, Any]]:
-    """For each bias b: the plan of the biased problem (``method="warm"``: warm from ``optimum``; ``"reduced"``:
-    the staged pipeline from scratch, cached by :func:`biased_plan`), verified against ``shared``.
-
-    Each row: ``bias, status, iterations, solve_seconds, cost, gap`` (relative to the optimum's true cost),
-    ``unit_output`` (kWh over the day), ``accepted_own`` (its own multipliers only), ``accepted`` (the default
-    certificate: own multipliers, else the exact decision), ``decided_by``, ``dual_residual`` and ``reason``;
-    with ``exact``: ``min_stationarity``, the smallest scaled stationarity residual any valid multipliers leave
-    (an LP without budget, seconds).
-    """
-    from poso_sim.kkt import Tolerances, checker_for, verify
-    from poso_sim.kkt.decide import min_stationarity
-
-    cols = unit_output_columns(shared, unit, component)
-    c0 = float(shared.true_cost(optimum.x))
-    rows = []
-    for b in biases:
-        t0 = time.perf_counter()
-        if method == "reduced":
-            raw = biased_plan(case, b, unit=unit, component=component)
-        else:
-            raw = solve_warm(BiasedObjective(shared, cols, b), optimum, options)
-        sol = as_solution(shared, raw, f"bias{b:+g}")
-        own = verify(shared, sol, Tolerances(repair=False))
-        rep = verify(shared, sol)
-        row = {
-            "bias": float(b),
-            "status": raw.status,
-            "iterations": int(raw.iterations),
-            "solve_seconds": float(time.perf_counter() - t0),
-            "cost": sol.cost,
-            "gap": (sol.cost - c0) / c0,
-            "unit_output": float(np.sum(raw.x[cols])),
-            "accepted_own": own.accepted,
-            "accepted": rep.accepted,
-            "decided_by": rep.decided_by,
-            "dual_residual": rep.dual_residual,
-            "primal_residual": rep.primal_residual,
-            "reason": rep.reasons[0] if rep.reasons else "",
-        }
-        if exact:
-            chk = checker_for(shared)
-            x = np.minimum(np.maximum(np.asarray(raw.x, dtype=float), shared.x_lb), shared.x_ub)
-            row["min_stationarity"] = min_stationarity(chk, x)[0]
-        rows.append(row)
-    return rows
-
-
 def solve_variant(variant: str, case: str = "manchester") -> Any:
     """A Solution of a case variant through the cached solve API ``poso_sim.solvers.api.solve_case``."""
-    from poso_sim.solvers.api import solve_case
 
     return solve_case(case=case, variant=variant, cache=True)
 
@@ -257,15 +195,15 @@ def solve_variant(variant: str, case: str = "manchester") -> Any:
 def manchester_plans(case: str = "manchester") -> dict[str, Any]:
     """``{"problem": shared true CompiledNLP, "optimal"|"tampered"|"feasible": plans on the shared problem,
     "raw": {variant: Solution as solved}}``."""
-    from poso_sim.kkt import to_shared
-    from poso_sim.solvers.api import get_problem
 
     shared = get_problem(case, "true")[1]
     out: dict[str, Any] = {"problem": shared, "raw": {}}
     for label, variant in (("optimal", "true"), ("tampered", "tampered"), ("feasible", "feasible")):
-        sol = solve_variant(variant, case)
+        sol = solve_variant(variant, case)  # solve_case returns every variant's plan on the shared problem
+        if sol.fingerprint != shared.fingerprint or np.size(sol.y) != shared.m:
+            raise ValueError(f"the {variant} plan is not expressed on the shared problem")
         out["raw"][variant] = sol
-        out[label] = to_shared(sol, shared, get_problem(case, variant)[1])
+        out[label] = sol
     return out
 
 
@@ -285,9 +223,7 @@ def _perturbed(x: np.ndarray, nlp: Any, rel: float, seed: int) -> np.ndarray:
 
 def _solve_casadi(nlp: Any, x0: np.ndarray, start: Any, tol: float) -> Any:
     """The compiled problem solved through ``casadi.nlpsol("ipopt")`` (not the project's cyipopt backend)."""
-    from types import SimpleNamespace
 
-    import casadi as ca
 
     xs = ca.MX.sym("x", nlp.n)
     opts = {
@@ -314,18 +250,11 @@ def _solve_casadi(nlp: Any, x0: np.ndarray, start: Any, tol: float) -> Any:
 
 def honest_plan(route: str, case: str = "manchester", *, cache_dir: Any = None) -> Any:
     """The true optimum reached by a second route (:data:`HONEST_ROUTES`), cached like :func:`biased_plan`."""
-    from pathlib import Path
-    from types import SimpleNamespace
 
-    from poso_sim.solvers import IpoptBackend
-    from poso_sim.solvers.api import get_problem
-    from poso_sim.solvers.cache import default_cache_dir
 
     spec = HONEST_ROUTES[route]
     shared = get_problem(case, "true")[1]
     d = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "probes"
-    import hashlib
-    import inspect
 
     key = hashlib.sha256(
         (shared.fingerprint + repr(sorted(spec.items())) + inspect.getsource(_solve_casadi)
