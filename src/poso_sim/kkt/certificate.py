@@ -15,7 +15,7 @@ class Tolerances:
     """Acceptance thresholds, each on a scaled measure (see docs/certificate.md, "Tolerance policy").
 
     * ``primal``: row violation relative to the row's scale ``max(1, |bound|, max_j |J_ij| max(|x_j|, u_j))``
-      (``u_j`` the largest finite bound of variable j): the size its terms have or can have.
+      (``u_j = max(1, largest finite bound of x_j)``): the size its terms have or can have.
     * ``bound``: violation of a variable bound relative to ``max(1, |bound|)`` (a solver relaxes bounds slightly, and
       a plan computed in other units lands a little outside them; rows are still judged at the plan as sent).
     * ``dual``: stationarity residual of each variable's column relative to ``max(1, |grad f_j|)`` (independent
@@ -37,7 +37,7 @@ class Tolerances:
     repair_max_entries: int | None = None
     n_worst: int = 5
     bound: float = 1e-4
-    lp_iterations: int | None = 2000
+    lp_iterations: int | None = 1700
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -108,8 +108,10 @@ class KKTChecker:
         self.bound_scale_l = np.maximum(1.0, np.abs(self.x_lb0))
         self.bound_scale_u = np.maximum(1.0, np.abs(self.x_ub0))
         self.row_const = np.maximum(np.abs(self.g_lb0), np.abs(self.g_ub0))
-        # the size a variable can have: its largest finite bound (0 when it has none)
-        self.var_mag = np.maximum(np.where(self.lb_fin, np.abs(self.x_lb0), 0.0), np.where(self.ub_fin, np.abs(self.x_ub0), 0.0))
+        # the size a variable can have: its largest finite bound, at least 1 (one unit of the variable)
+        self.var_mag = np.maximum.reduce(
+            [np.ones(self.n), np.where(self.lb_fin, np.abs(self.x_lb0), 0.0), np.where(self.ub_fin, np.abs(self.x_ub0), 0.0)]
+        )
         self._search = None
         self.col_order, self.col_keys, self.col_starts = _segments(self.jc, self.n)
         self.row_order, self.row_keys, self.row_starts = _segments(self.jr, self.m)
@@ -149,7 +151,7 @@ class KKTChecker:
 
     def row_scale(self, x: np.ndarray, ev: dict[str, Any]) -> np.ndarray:
         """``max(1, |bound|, max_j |J_ij| max(|x_j|, u_j))``: the size the row's largest term has, or can have within
-        the variable's finite bounds ``u_j``, in the row's own unit."""
+        the variable's finite bounds (``u_j = max(1, |finite bounds|)``), in the row's own unit."""
         terms = np.abs(ev["jv"]) * np.maximum(np.abs(x[self.jc]), self.var_mag[self.jc])
         return np.maximum(np.maximum(1.0, self.row_const), self._rowmax(terms))
 

@@ -56,7 +56,7 @@ LP_MARGIN = 0.9
 #: A multiplier cap below this is treated as zero (the row or bound is inactive).
 CAP_ZERO = 1e-12
 #: Largest neighbourhood (row multipliers) the local LP takes; beyond it the whole LP is solved.
-LOCAL_MAX_ROWS = 2500
+LOCAL_MAX_ROWS = 2200
 #: Neighbourhood growth steps (each adds the rows two steps away in the row-column graph).
 LOCAL_HOPS = 4
 _CACHE_SIZE = 64

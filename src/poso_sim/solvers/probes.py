@@ -208,11 +208,13 @@ def manchester_plans(case: str = "manchester") -> dict[str, Any]:
 
 
 #: Second routes to the true optimum: another backend (CasADi's own Ipopt interface, its default gradient-based
-#: scaling, adaptive barrier) or the project's backend with scaling switched off, each at its own tolerance, from
-#: the optimum perturbed by 1e-3 (relative and absolute, seeded) with the optimum's multipliers as a warm start.
+#: scaling, adaptive barrier) or the project's backend with another objective scaling, each at its own tolerance,
+#: from the optimum perturbed (relative and absolute, seeded) with the optimum's multipliers as a warm start.
 HONEST_ROUTES: dict[str, dict[str, Any]] = {
-    "casadi-tol1e-6": {"backend": "casadi", "tol": 1e-6, "seed": 11},
-    "cyipopt-noscale-tol1e-8": {"backend": "cyipopt", "tol": 1e-8, "seed": 12, "nlp_scaling_method": "none"},
+    "casadi-tol1e-6": {"backend": "casadi", "tol": 1e-6, "seed": 11, "perturb": 1e-3},
+    "casadi-tol1e-8": {"backend": "casadi", "tol": 1e-8, "seed": 12, "perturb": 1e-4},
+    "cyipopt-objscale10-tol1e-8": {"backend": "cyipopt", "tol": 1e-8, "seed": 13, "perturb": 1e-4,
+                                   "obj_scaling": 10.0, "mu_strategy": "adaptive"},
 }
 
 
@@ -248,17 +250,25 @@ def _solve_casadi(nlp: Any, x0: np.ndarray, start: Any, tol: float) -> Any:
     )
 
 
+def _solve_route(spec: dict[str, Any], shared: Any, start: Any) -> Any:
+    x0 = _perturbed(np.asarray(start.x), shared, spec["perturb"], spec["seed"])
+    if spec["backend"] == "casadi":
+        return _solve_casadi(shared, x0, start, spec["tol"])
+    opts = {"tol": spec["tol"], "warm_start_init_point": "yes", "mu_init": 1e-5, "warm_start_bound_push": 1e-6,
+            "warm_start_mult_bound_push": 1e-6, "max_iter": 3000}
+    opts.update({k: v for k, v in spec.items() if k not in ("backend", "tol", "seed", "perturb")})
+    return IpoptBackend().solve(shared, x0, options=opts, y0=start.y, zl0=start.z_L, zu0=start.z_U)
+
+
 def honest_plan(route: str, case: str = "manchester", *, cache_dir: Any = None) -> Any:
-    """The true optimum reached by a second route (:data:`HONEST_ROUTES`), cached like :func:`biased_plan`."""
-
-
+    """The true optimum reached by a second route (:data:`HONEST_ROUTES`), kept as
+    ``<cache dir>/probes/honest-<route>-<key>.npz`` (key: the shared problem, the route and the solving source)."""
     spec = HONEST_ROUTES[route]
     shared = get_problem(case, "true")[1]
     d = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "probes"
-
     key = hashlib.sha256(
         (shared.fingerprint + repr(sorted(spec.items())) + inspect.getsource(_solve_casadi)
-         + inspect.getsource(honest_plan)).encode()
+         + inspect.getsource(_solve_route) + inspect.getsource(_perturbed)).encode()
     ).hexdigest()[:32]
     path = d / f"honest-{route}-{key}.npz"
     if path.exists():
@@ -266,16 +276,7 @@ def honest_plan(route: str, case: str = "manchester", *, cache_dir: Any = None) 
         return SimpleNamespace(x=z["x"], y=z["y"], zL=z["zL"], zU=z["zU"], status=str(z["status"]),
                                iterations=int(z["iterations"]), seconds=float(z["seconds"]),
                                objective=float(z["objective"]))
-    start = solve_variant("true", case)
-    x0 = _perturbed(np.asarray(start.x), shared, 1e-3, spec["seed"])
-    if spec["backend"] == "casadi":
-        r = _solve_casadi(shared, x0, start, spec["tol"])
-    else:
-        opts = {"tol": spec["tol"], "warm_start_init_point": "yes", "mu_init": 1e-5, "warm_start_bound_push": 1e-6,
-                "warm_start_mult_bound_push": 1e-6, "max_iter": 3000}
-        if "nlp_scaling_method" in spec:
-            opts["nlp_scaling_method"] = spec["nlp_scaling_method"]
-        r = IpoptBackend().solve(shared, x0, options=opts, y0=start.y, zl0=start.z_L, zu0=start.z_U)
+    r = _solve_route(spec, shared, solve_variant("true", case))
     d.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez(tmp, x=r.x, y=r.y, zL=r.zL, zU=r.zU, status=str(r.status), iterations=int(r.iterations),
