@@ -206,8 +206,10 @@ def run(quick: bool) -> str:
         if honest:
             worst = max(c.primal_residual / tol.primal, c.bound_violation / tol.bound, t_best / tol.dual)
             margin = f"{1 / worst:,.0f}x below" if worst > 0 else "inf"
+        elif gap > 1e-3:
+            margin = f"{t_best / tol.dual:,.1f}x above"
         else:
-            margin = f"{t_best / tol.dual:,.0f}x above"
+            margin = "(gap <= 0.1 %)"
         sep.append((honest, gap, t_best, c.accepted))
         lines.append(
             f"| {label} | {c.cost:.4f} | {gap * 100:+.4f} | {c.primal_residual:.1e} | {c.bound_violation:.1e} | "
@@ -217,6 +219,9 @@ def run(quick: bool) -> str:
     cheat_t = [t for h, g, t, _a in sep if not h and g > 1e-3]
     lines += [
         "",
+        "- the rows `H_CHP at 0 sent as -1.15e-6` move H_CHP alone, which breaks the CHP efficiency row by the same "
+        "1.15e-6 kW (7.7e-7 scaled): the emulation's own doing (a solver working in other units keeps its rows), "
+        "so their margin on rows is not the solvers'; they are accepted all the same",
         f"- honest points: best stationarity at most **{max(honest_t):.1e}**; every one accepted: "
         f"**{all(a for h, _g, _t, a in sep if h)}**",
         f"- plans more than 0.1 % dearer: best stationarity at least **{min(cheat_t):.1e}**; every one rejected: "

@@ -368,7 +368,7 @@ def min_stationarity(
 ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
     """The smallest scaled stationarity residual any multipliers obeying the sign and complementarity rules
     leave at ``x``: ``min t`` s.t. ``|grad + J^T y - z_L + z_U| <= t * max(1, |grad|)``. Returns
-    ``(t, y, z_L, z_U)``. A diagnostic for separation tables (no iteration budget; it may take seconds)."""
+    ``(r, y, z_L, z_U)`` with ``r`` the largest scaled residual of the multipliers found (evaluated, not the LP's t). A diagnostic for separation tables (no iteration budget; it may take seconds)."""
     x = np.asarray(x, dtype=float)
     ev = ev if ev is not None else chk.evaluate(x)
     box = _Box(chk, x, ev, 0.0, complementarity)
@@ -379,5 +379,7 @@ def min_stationarity(
     if status != "optimal" or v is None:
         raise RuntimeError(f"stationarity LP ended {status}")
     y = np.clip(v[:-1], box.ylo, box.yhi)
-    zl, zu = box.bound_multipliers(ev["grad"] + jt @ y)
-    return float(max(v[-1], 0.0)), y, zl, zu
+    r0 = ev["grad"] + jt @ y
+    zl, zu = box.bound_multipliers(r0)
+    # the residual these multipliers really leave (not the LP's t, which HiGHS meets to its own 1e-7 tolerance)
+    return float(np.max(np.abs(r0 - zl + zu) / box.w, initial=0.0)), y, zl, zu
