@@ -28,8 +28,8 @@ re-checked in full by :meth:`KKTChecker.measures` before it is trusted:
     simplex iterations is bounded (``Tolerances.lp_iterations``): a deterministic budget, the same on every
     delegate; exhausting it rejects.
 
-Decisions are cached per point (the digest of ``x`` and the tolerances): the same ``x`` sent again with other
-multipliers costs one lookup.
+Proofs of non-existence are cached per point (the digest of ``x`` and the tolerances): such an ``x`` sent again
+with other multipliers costs one lookup. Witnesses are not cached, so that a verdict is a function of the message.
 """
 
 from __future__ import annotations
