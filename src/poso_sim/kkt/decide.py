@@ -241,7 +241,7 @@ class MultiplierSearch:
     def decide(
         self, x: np.ndarray, y: np.ndarray, ev: dict[str, Any], tol: "Tolerances"
     ) -> Decision:
-        """Valid multipliers for ``x`` (already inside its bounds and feasible), or why there are none."""
+        """Valid multipliers for ``x`` (a point that passed the primal checks), or why there are none."""
         key = self._key(x, tol)
         hit = self.cache.get(key)
         if hit is not None:
