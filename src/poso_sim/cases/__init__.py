@@ -4,10 +4,14 @@ Public API::
 
     load_case("manchester" | path) -> Case
     list_cases() -> list[str]
-    build_model(case, variant="true" | "tampered" | "feasible", *, feasible_unit=3, feasible_min_kw=300.0)
+    build_model(case, variant="true" | "tampered" | "feasible", *, feasible_unit=3, feasible_min_kw=300.0, days=1)
+    update_parameters(model, case)         # same structure, new per-period data, in place
+    instance_parameters(case) -> dict      # the per-period data by Param element name, without Pyomo
+    generate_instances(base, n, seed, ranges=None) -> list[Case]   (poso_sim.cases.generator)
     model_sizes(model) -> dict
 """
 
+from .ies.data import instance_parameters
 from .loader import case_from_dict, list_cases, load_case
 from .schema import (
     Branch,
@@ -34,6 +38,10 @@ _LAZY = {
     "VARIABLE_NAMES": "model",
     "VARIANTS": "model",
     "build_model": "model",
+    "update_parameters": "model",
+    "COST_EXPRESSIONS": "model",
+    "PARAMETER_NAMES": "model",
+    "BUILDER_FILES": "model",
     "model_sizes": "sizes",
 }
 
@@ -68,6 +76,11 @@ __all__ = [
     "VARIABLE_NAMES",
     "VARIANTS",
     "build_model",
+    "update_parameters",
+    "instance_parameters",
+    "COST_EXPRESSIONS",
+    "PARAMETER_NAMES",
+    "BUILDER_FILES",
     "case_from_dict",
     "list_cases",
     "load_case",
