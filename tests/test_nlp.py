@@ -210,7 +210,10 @@ def test_fixed_vars_are_constants_at_compile_time() -> None:
 
 def test_named_expressions_and_true_cost() -> None:
     m = kitchen_sink()
-    nlp = compile_nlp(m)
+    assert compile_nlp(m).expression_names == ()  # the generic compiler knows no cost name of its own
+    m.nlp_expressions = ("true_cost",)  # a model may declare the expressions its users want compiled
+    assert compile_nlp(m).expression_names == ("true_cost",)
+    nlp = compile_nlp(m, expressions=("true_cost",))
     assert nlp.expression_names == ("true_cost",)
     x = random_points(nlp, 1)[0]
     nlp.load_into_model(x)

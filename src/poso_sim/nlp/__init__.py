@@ -5,7 +5,7 @@ shared by the solvers and the certificate) with its file format, :class:`NLPComp
 See docs/nlp.md.
 """
 
-from poso_sim.nlp.compiled import DEFAULT_EXPRESSIONS, FINGERPRINT_VERSION, CompiledNLP, compile_nlp
+from poso_sim.nlp.compiled import FINGERPRINT_VERSION, STRUCTURE_FINGERPRINT_VERSION, CompiledNLP, compile_nlp
 from poso_sim.nlp.solution import FORMAT_VERSION, Solution, load_solution, save_solution, solution_digest
 from poso_sim.nlp.walker import SUPPORTED_NODE_TYPES, NLPCompileError, UnsupportedExpressionError
 
@@ -14,7 +14,7 @@ __all__ = [
     "compile_nlp",
     "NLPCompileError",
     "UnsupportedExpressionError",
-    "DEFAULT_EXPRESSIONS",
+    "STRUCTURE_FINGERPRINT_VERSION",
     "FINGERPRINT_VERSION",
     "SUPPORTED_NODE_TYPES",
     "Solution",
