@@ -16,6 +16,7 @@ from poso_sim.cases.generator import (
     generate_instances,
     join_days,
     repeat_days,
+    structure_digest,
 )
 from poso_sim.errors import CaseError
 
@@ -124,3 +125,15 @@ def test_update_parameters_in_place_is_a_parameter_update(base) -> None:
     assert nlp.with_model(m).fingerprint == nlp.with_data(instance_parameters(day)).fingerprint != nlp.fingerprint
     with pytest.raises(ValueError, match="parameter price has 48 elements, the model 24"):
         update_parameters(m, repeat_days(base, 2))
+
+
+def test_structure_digest_ignores_data_only(base) -> None:
+    days = generate_instances(base, 3, seed=12)
+    assert {structure_digest(c) for c in days} == {structure_digest(base)}
+    assert structure_digest(repeat_days(base, 2)) != structure_digest(base)  # another horizon
+    doc = case_document(base)
+    doc["heat"]["nodes"][1]["load_kw"] = 0.0 if doc["heat"]["nodes"][1]["load_kw"] else 5.0  # another row set
+    assert structure_digest(case_from_dict(doc, "x")) != structure_digest(base)
+    doc = case_document(base)
+    doc["hubs"][0]["battery"]["retention"] = 0.98
+    assert structure_digest(case_from_dict(doc, "x")) != structure_digest(base)

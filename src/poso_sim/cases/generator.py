@@ -34,7 +34,7 @@ from .schema import Case
 
 __all__ = [
     "DECIMALS", "ProfileRange", "InstanceRanges", "generate_instances", "repeat_days", "join_days", "case_digest",
-    "case_document",
+    "case_document", "structure_digest",
 ]  # fmt: skip
 
 #: Decimals kept in generated profile values.
@@ -118,6 +118,28 @@ def case_digest(case: Case) -> str:
     """SHA-256 of the canonical JSON of ``case``: equal for equal instances, byte for byte."""
     text = json.dumps(case_document(case), sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def structure_digest(case: Case) -> str:
+    """SHA-256 of what decides the compiled structure of ``case``'s model: everything but the per-period data.
+
+    The profile values, the electric loads and the gas loads enter the model as Params, so they are left out; of the
+    heat loads only which nodes have one (the index set of ``HNodeLoadeq``) is kept. Instances made by
+    :func:`generate_instances` share the digest of their base case: a cache of compiled problems keyed by it
+    compiles once per structure.
+    """
+    doc = case_document(case)
+    for k in ("name", "description", "units"):
+        doc.pop(k, None)
+    doc.pop("profiles")  # values only (the horizon stays)
+    for b in doc["electric"]["buses"]:
+        b.pop("p_load"), b.pop("q_load")
+    for nd in doc["gas"]["nodes"]:
+        nd.pop("load_kw")
+    for nd in doc["heat"]["nodes"]:
+        nd["load_kw"] = nd["load_kw"] != 0
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(b"poso-sim/case-structure/v1\n" + text.encode()).hexdigest()
 
 
 def _check_servable(case: Case, source: str) -> None:
