@@ -695,9 +695,11 @@ def _walk_constraints(model: Any, conv: SXConverter) -> _Rows:
 
 
 def _is_plain_number(e: Any) -> bool:
-    return e is None or e.__class__ in native_numeric_types or not hasattr(e, "is_potentially_variable") or (
-        e.is_constant()
-    )
+    """True for None, numbers and constant expressions; False for what may hold a mutable Param (or a Var)."""
+    if e is None or e.__class__ in native_numeric_types:
+        return True
+    is_constant = getattr(e, "is_constant", None)
+    return is_constant is None or bool(is_constant())
 
 
 def _parametric_bounds(V: _Variables, R: _Rows, conv: SXConverter) -> tuple[np.ndarray, list]:
@@ -706,7 +708,11 @@ def _parametric_bounds(V: _Variables, R: _Rows, conv: SXConverter) -> tuple[np.n
     pos: list[int] = []
     exprs: list = []
     rows = [R.cons[r] for r in R.param_bounded]
-    for base, items, attr in ((0, list(enumerate(V.free)), "lower"), (n, list(enumerate(V.free)), "upper"),
+    # a variable's bound can only depend on Params if the bound it was given is not a number (domain bounds are);
+    # Pyomo keeps the given bounds in ``_lb``/``_ub`` (checked here to skip ~10 us per variable)
+    cand = [(i, v) for i, v in enumerate(V.free)
+            if not (_is_plain_number(getattr(v, "_lb", v)) and _is_plain_number(getattr(v, "_ub", v)))]
+    for base, items, attr in ((0, cand, "lower"), (n, cand, "upper"),
                               (2 * n, list(zip(R.param_bounded, rows)), "lower"),
                               (2 * n + m, list(zip(R.param_bounded, rows)), "upper")):
         for i, comp in items:
