@@ -137,3 +137,18 @@ def test_structure_digest_ignores_data_only(base) -> None:
     doc = case_document(base)
     doc["hubs"][0]["battery"]["retention"] = 0.98
     assert structure_digest(case_from_dict(doc, "x")) != structure_digest(base)
+
+
+def test_ranges_from_mapping_keep_defaults() -> None:
+    r = InstanceRanges.from_dict({"price": {"level": [0.5, 2.0]}})
+    assert r.price == ProfileRange((0.5, 2.0), 0.10, 0.6) and r.load == InstanceRanges().load
+    assert InstanceRanges.from_dict(r.as_dict()) == r  # a written-out range set reads back the same
+
+
+def test_instances_as_case_files(base, tmp_path) -> None:
+    from poso_sim.cases import save_case
+
+    for c in generate_instances(base, 2, seed=6):
+        path = save_case(c, tmp_path / f"{c.name}.json")
+        back = load_case(path)
+        assert case_digest(back) == case_digest(c) and back.name == c.name

@@ -3,6 +3,7 @@
 Public API::
 
     load_case("manchester" | path) -> Case
+    save_case(case, path)                  # a case file load_case reads back
     list_cases() -> list[str]
     build_model(case, variant="true" | "tampered" | "feasible", *, feasible_unit=3, feasible_min_kw=300.0, days=1)
     update_parameters(model, case)         # same structure, new per-period data, in place
@@ -15,7 +16,7 @@ Public API::
 
 from .generator import case_digest, generate_instances, join_days, repeat_days, structure_digest
 from .ies.data import instance_parameters
-from .loader import case_from_dict, list_cases, load_case
+from .loader import case_from_dict, list_cases, load_case, save_case
 from .schema import (
     Branch,
     Case,
@@ -92,5 +93,6 @@ __all__ = [
     "case_from_dict",
     "list_cases",
     "load_case",
+    "save_case",
     "model_sizes",
 ]

@@ -78,11 +78,13 @@ class InstanceRanges:
                 raise CaseError(f"ranges.{key}: unknown profile (known: load, heat, price)")
             if not isinstance(val, dict) or set(val) - {"level", "noise", "correlation"}:
                 raise CaseError(f"ranges.{key}: expected a mapping with keys level, noise, correlation")
+            default = getattr(cls(), key)  # a field left out keeps its documented default
             try:
-                lv = tuple(float(v) for v in val.get("level", getattr(cls(), key).level))
+                lv = tuple(float(v) for v in val.get("level", default.level))
                 if len(lv) != 2:
                     raise ValueError
-                out[key] = ProfileRange(lv, float(val.get("noise", 0.0)), float(val.get("correlation", 0.6)))
+                out[key] = ProfileRange(lv, float(val.get("noise", default.noise)),
+                                        float(val.get("correlation", default.correlation)))
             except (TypeError, ValueError):
                 raise CaseError(f"ranges.{key}: level must be [lower, upper], noise and correlation numbers") from None
         return cls(**out)
