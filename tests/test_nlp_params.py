@@ -185,3 +185,22 @@ def test_fingerprint_stable_across_processes(manchester) -> None:
     base, nlp = manchester
     here = nlp.with_data(instance_parameters(generate_instances(base, 1, seed=3)[0]))
     assert out == [nlp.fingerprint, nlp.structure_fingerprint, here.fingerprint]
+
+
+def test_verifier_changes_instance_by_parameter_update(manchester_solutions) -> None:
+    """A verifier turns its problem into another day's by a parameter update; yesterday's plan fails there."""
+    from poso_sim.cases import instance_parameters, load_case
+    from poso_sim.cases.generator import generate_instances
+    from poso_sim.kkt import verify
+
+    base, plan = manchester_solutions["problem"], manchester_solutions["optimal"]
+    day = generate_instances(load_case("manchester"), 1, seed=5)[0]
+    inst = base.with_data(instance_parameters(day))
+    assert verify(base, plan).accepted
+    replayed = verify(inst, plan)
+    assert not replayed.accepted and replayed.reasons[0].startswith("fingerprint mismatch")
+    # relabelled with the day's fingerprint, the plan still is no optimum of the day's data: the loads moved
+    relabelled = verify(inst, plan.replace(fingerprint=inst.fingerprint))
+    assert not relabelled.accepted
+    assert np.max(np.abs(inst.g(plan.x) - base.g(plan.x))) > 1.0  # kW of load balance the plan does not meet
+    assert verify(base, plan).accepted  # the base problem is untouched by the update

@@ -231,7 +231,8 @@ class CompiledNLP:
         """Change this instance's data in place: ``values`` is a full vector or a mapping name -> value.
 
         The parameter-dependent bounds and the :attr:`fingerprint` follow; the compiled functions are untouched.
-        Returns ``self``. Prefer :meth:`with_data` when the instance is shared (e.g. a cached problem).
+        Returns ``self``. For an instance others hold (a cached problem, one a KKT checker has seen: checkers are
+        cached per problem object and keep its bounds and fingerprint) use :meth:`with_data` instead.
         """
         self.p = self._p_vector(values)
         self._refresh_bounds()
