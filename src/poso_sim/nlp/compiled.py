@@ -487,9 +487,10 @@ def _mutable_params(model: Any) -> list:
 
 def _param_value(q: Any) -> float:
     v = q.value
-    if v is None or (v.__class__ not in native_numeric_types and not isinstance(v, (int, float))):
-        raise NLPCompileError(f"mutable Param {q.name} has no numeric value ({v!r})")
-    return float(v)
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        raise NLPCompileError(f"mutable Param {q.name} has no numeric value") from None
 
 
 def _var_bounds_and_start(free: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -668,7 +669,7 @@ def _walk_constraints(model: Any, conv: SXConverter) -> _Rows:
                 R.param_bounded.append(r)
                 lo, up = c.lb, c.ub
         except Exception as exc:  # non-constant bounds, etc.
-            raise NLPCompileError(f"constraint {name}: cannot evaluate its bounds ({exc})") from None
+            raise NLPCompileError(f"constraint {name}: cannot evaluate its bounds ({' '.join(str(exc).split())})") from None
         R.lb[r] = finite_or_inf(lo, -_INF)
         R.ub[r] = finite_or_inf(up, _INF)
         R.kind[r] = "eq" if c.equality else "ineq"
@@ -844,6 +845,7 @@ def compile_nlp(
     t0 = time.perf_counter()
     V = _collect_variables(model, relax_integrality)
     params = _mutable_params(model) if parameters else []
+    p_values = np.array([_param_value(q) for q in params], dtype=np.float64)
     n, n_p = len(V.free), len(params)
     x = ca.SX.sym("x", n)
     p = ca.SX.sym("p", n_p)
@@ -888,7 +890,7 @@ def compile_nlp(
     _build_functions(nlp, x, p, f_sx, g_sx, expr_sx, pbound_sx, cse, timings)
     nlp.n, nlp.m = n, len(R.cons)
     nlp.x_names, nlp.row_names, nlp.p_names = [v.name for v in V.free], R.names, _param_names(params)
-    nlp.p = np.array([_param_value(q) for q in params], dtype=np.float64)
+    nlp.p = p_values
     nlp.x_lb, nlp.x_ub, nlp.g_lb, nlp.g_ub, nlp.x0 = V.x_lb, V.x_ub, R.lb, R.ub, V.x0
     nlp.var_component, nlp.var_component_names = V.component, V.component_names
     nlp.row_component, nlp.row_component_names = R.component, R.component_names
