@@ -80,6 +80,16 @@ def test_with_data_equals_a_fresh_compile(scale: float) -> None:
     assert base.x_ub[0] == 4.0 and inst.x_ub[0] == pytest.approx(4.0 * scale)  # bounds follow p; base untouched
 
 
+def test_param_bound_with_domain_follows_data() -> None:
+    m = pe.ConcreteModel()
+    m.cap = pe.Param(mutable=True, initialize=3.0)
+    m.x = pe.Var(domain=pe.NonNegativeReals, bounds=(-1.0, m.cap))  # Pyomo: lower = max(0, -1), upper = min(.., cap)
+    m.obj = pe.Objective(expr=(m.x - 5.0) ** 2)
+    nlp = compile_nlp(m, smooth=True)
+    assert (nlp.x_lb[0], nlp.x_ub[0]) == (0.0, 3.0)
+    assert nlp.with_data({"cap": 7.5}).x_ub[0] == 7.5 and nlp.x_ub[0] == 3.0
+
+
 def test_derivatives_exact_after_update() -> None:
     nlp = compile_nlp(param_model(), expressions=("cost",)).with_data({"k": 0.9, "c[1]": -2.0})
     x, h = points(nlp, 1)[0], 1e-6

@@ -826,6 +826,7 @@ def compile_nlp(
     cse: bool = False,
     relax_integrality: bool = False,
     parameters: bool = True,
+    smooth: bool = False,
 ) -> CompiledNLP:
     """Compile a Pyomo model (or block) into a :class:`CompiledNLP`.
 
@@ -840,6 +841,9 @@ def compile_nlp(
         relax_integrality: allow integer/binary variables (treated as continuous); otherwise they are an error.
         parameters: mutable Params become the parameter vector ``p`` of the compiled functions (default); with
             False they are constants (their current values), as immutable Params always are.
+        smooth: reject the non-differentiable functions ``abs``, ``max``, ``min`` and ``Expr_if`` with an
+            :class:`UnsupportedExpressionError` naming the function and the row (a problem definition that needs
+            exact KKT conditions asks for this); by default they compile, with one-sided derivatives at the kinks.
     """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -855,6 +859,7 @@ def compile_nlp(
         ca.vertsplit(p) if n_p else [],
         {id(q): i for i, q in enumerate(params)} if parameters else None,
     )
+    conv.smooth = smooth
     timings["variables"] = time.perf_counter() - t0
 
     t = time.perf_counter()

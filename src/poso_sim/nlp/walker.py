@@ -140,6 +140,7 @@ class SXConverter:
         self.ps = ps or []
         self.params = params
         self._parametric = params is not None
+        self.smooth = False  # True: abs, max, min and if-then-else (non-differentiable at their kinks) are errors
         self.context = "<expression>"
         self._kinds: dict[type, int | None] = {}
         self._named: dict[int, Any] = {}
@@ -236,6 +237,13 @@ class SXConverter:
                     raise NLPCompileError(f"{self.context} uses Expression {node.name}, which is empty") from None
                 out = self._named[key] = self.to_sx(node.expr)
                 return out
+        if self.smooth and (kind in (_ABS, _IF, _MAX, _MIN) or (kind == _UNARY and node.getname() == "abs")) and (
+            not isinstance(node, NPV_Mixin)  # a kink in the data only (e.g. max(domain bound, Param)) is smooth in x
+        ):
+            what = {_IF: "Expr_if", _MAX: "max", _MIN: "min"}.get(kind, "abs")
+            raise UnsupportedExpressionError(
+                f"non-smooth function {what}() in {self.context}: a smooth NLP was asked for (smooth=True)"
+            )
         if kind == _UNARY or kind == _ABS:
             name = node.getname()
             fn = _UNARY_FUNCS.get(name)
