@@ -117,7 +117,11 @@ def test_set_parameters_mapping_and_errors() -> None:
 
 
 def test_from_bytes_takes_the_data_of_the_model_it_links() -> None:
-    blob = compile_nlp(param_model(), expressions=("cost",)).to_bytes()
+    original = compile_nlp(param_model(), expressions=("cost",))
+    blob = original.to_bytes()
+    alone = CompiledNLP.from_bytes(blob)  # no model: the saved instance, structure and data
+    assert alone.fingerprint == original.fingerprint and alone.structure_fingerprint == original.structure_fingerprint
+    np.testing.assert_array_equal(alone.p, original.p)
     other = param_model(2.5)
     loaded = CompiledNLP.from_bytes(blob, other)
     assert_same_problem(loaded, compile_nlp(other, expressions=("cost",)))
