@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -19,13 +20,16 @@ from typing import Any, Iterable, Mapping, Sequence
 import casadi as ca
 import numpy as np
 import scipy.sparse as sp
-from pyomo.core import Constraint, Objective, Param, SortComponents, Var, maximize
-from pyomo.core.base.expression import NamedExpressionData
-from pyomo.core.expr.numvalue import native_numeric_types
 
-from poso_sim.nlp.walker import NLPCompileError, SXConverter, finite_or_inf
+from poso_sim.errors import PosoError
 
-__all__ = ["CompiledNLP", "compile_nlp", "FINGERPRINT_VERSION", "STRUCTURE_FINGERPRINT_VERSION"]
+# Pyomo (0.7 s to import beside scipy) and the walker built on it are imported where a model is compiled or linked:
+# loading compiled functions from disk, evaluating them and changing their data (a verifier) never imports Pyomo.
+
+__all__ = [
+    "CompiledNLP", "compile_nlp", "FINGERPRINT_VERSION", "STRUCTURE_FINGERPRINT_VERSION", "NLPCompileError",
+    "UnsupportedExpressionError", "finite_or_inf",
+]  # fmt: skip
 
 #: Bumped whenever the (instance) fingerprint recipe changes.
 FINGERPRINT_VERSION = "poso-sim/nlp-fingerprint/v1"
@@ -33,6 +37,24 @@ FINGERPRINT_VERSION = "poso-sim/nlp-fingerprint/v1"
 STRUCTURE_FINGERPRINT_VERSION = "poso-sim/nlp-structure/v1"
 
 _FORMAT = "poso-sim/compiled-nlp/v2"
+
+
+class NLPCompileError(PosoError):
+    """The Pyomo model cannot be compiled, or compiled data do not fit (message names the component at fault)."""
+
+
+class UnsupportedExpressionError(NLPCompileError):
+    """An expression node type has no CasADi translation (message names the node type and the row)."""
+
+
+def finite_or_inf(v: Any, default: float) -> float:
+    """Pyomo bound value (None for none) -> float with +-inf for none."""
+    if v is None:
+        return default
+    f = float(v)
+    if math.isnan(f):
+        return default
+    return f
 _INF = float("inf")
 _SAMPLE_SEEDS = (0x5EED0001, 0x5EED0002)
 _FUNCTIONS = ("_f", "_grad", "_g", "_jac", "_hess")
@@ -467,10 +489,14 @@ class CompiledNLP:
 
 # ---- model access ------------------------------------------------------------------------------------------------
 def _all_vars(model: Any) -> list:
+    from pyomo.core import SortComponents, Var  # heavy: see the module top
+
     return list(model.component_data_objects(Var, active=True, descend_into=True, sort=SortComponents.deterministic))
 
 
 def _all_constraints(model: Any) -> list:
+    from pyomo.core import Constraint, SortComponents  # heavy: see the module top
+
     return list(
         model.component_data_objects(Constraint, active=True, descend_into=True, sort=SortComponents.deterministic)
     )
@@ -478,6 +504,8 @@ def _all_constraints(model: Any) -> list:
 
 def _mutable_params(model: Any) -> list:
     """The mutable Param elements of ``model`` in declaration order (the parameter vector's order)."""
+    from pyomo.core import Param, SortComponents  # heavy: see the module top
+
     out = []
     for comp in model.component_objects(Param, active=True, descend_into=True, sort=SortComponents.deterministic):
         if comp.mutable:
@@ -658,6 +686,7 @@ def _walk_constraints(model: Any, conv: SXConverter) -> _Rows:
     R = _Rows(cons=cons, lb=np.empty(m), ub=np.empty(m), const=np.zeros(m), kind=np.empty(m, dtype="<U4"),
               component=np.empty(m, dtype=np.int32))
     comp_ids: dict[str, int] = {}
+    native = _native_types()
     for r, c in enumerate(cons):
         name = c.name
         R.names.append(name)
@@ -665,7 +694,7 @@ def _walk_constraints(model: Any, conv: SXConverter) -> _Rows:
         R.component[r] = comp_ids.setdefault(c.parent_component().name, len(comp_ids))
         try:
             lo, up = c.to_bounded_expression(evaluate_bounds=False)[::2]
-            if not _is_plain_number(lo) or not _is_plain_number(up):  # bounds built on Params
+            if not _is_plain_number(lo, native) or not _is_plain_number(up, native):  # bounds built on Params
                 R.param_bounded.append(r)
                 lo, up = c.lb, c.ub
         except Exception as exc:  # non-constant bounds, etc.
@@ -696,9 +725,15 @@ def _walk_constraints(model: Any, conv: SXConverter) -> _Rows:
     return R
 
 
-def _is_plain_number(e: Any) -> bool:
+def _native_types() -> set:
+    from pyomo.core.expr.numvalue import native_numeric_types  # heavy: see the module top
+
+    return native_numeric_types
+
+
+def _is_plain_number(e: Any, native: set | None = None) -> bool:
     """True for None, numbers and constant expressions; False for what may hold a mutable Param (or a Var)."""
-    if e is None or e.__class__ in native_numeric_types:
+    if e is None or e.__class__ in (native if native is not None else _native_types()):
         return True
     is_constant = getattr(e, "is_constant", None)
     return is_constant is None or bool(is_constant())
@@ -710,16 +745,17 @@ def _parametric_bounds(V: _Variables, R: _Rows, conv: SXConverter) -> tuple[np.n
     pos: list[int] = []
     exprs: list = []
     rows = [R.cons[r] for r in R.param_bounded]
+    native = _native_types()
     # a variable's bound can only depend on Params if the bound it was given is not a number (domain bounds are);
     # Pyomo keeps the given bounds in ``_lb``/``_ub`` (checked here to skip ~10 us per variable)
     cand = [(i, v) for i, v in enumerate(V.free)
-            if not (_is_plain_number(getattr(v, "_lb", v)) and _is_plain_number(getattr(v, "_ub", v)))]
+            if not (_is_plain_number(getattr(v, "_lb", v), native) and _is_plain_number(getattr(v, "_ub", v), native))]
     for base, items, attr in ((0, cand, "lower"), (n, cand, "upper"),
                               (2 * n, list(zip(R.param_bounded, rows)), "lower"),
                               (2 * n + m, list(zip(R.param_bounded, rows)), "upper")):
         for i, comp in items:
             e = getattr(comp, attr)
-            if _is_plain_number(e):
+            if _is_plain_number(e, native):
                 continue
             conv.context = f"{'bound of ' + comp.name}"
             sx = conv.to_sx(e)
@@ -740,6 +776,8 @@ def _resolve_named(model: Any, name: str) -> Any:
 
 def _select_objective(model: Any, objective: Any) -> Any:
     if objective is None:
+        from pyomo.core import Objective  # heavy: see the module top
+
         objs = list(model.component_data_objects(Objective, active=True, descend_into=True))
         if len(objs) > 1:
             raise NLPCompileError(
@@ -845,6 +883,11 @@ def compile_nlp(
             :class:`UnsupportedExpressionError` naming the function and the row (a problem definition that needs
             exact KKT conditions asks for this); by default they compile, with one-sided derivatives at the kinks.
     """
+    from pyomo.core import maximize  # heavy: see the module top
+    from pyomo.core.base.expression import NamedExpressionData
+
+    from poso_sim.nlp.walker import SXConverter
+
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     V = _collect_variables(model, relax_integrality)

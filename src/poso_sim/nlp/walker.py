@@ -21,7 +21,6 @@ linear in one parameter (``coef * p[k]``) separately, so they are assembled as o
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable
 
 import casadi as ca
@@ -33,15 +32,10 @@ from pyomo.core.expr import relational_expr as re_
 from pyomo.core.expr.base import NPV_Mixin
 from pyomo.core.expr.numvalue import native_numeric_types, value
 
-from poso_sim.errors import PosoError
+# the errors and the bound helper live with the compiled problem, which loads without Pyomo; re-exported here
+from poso_sim.nlp.compiled import NLPCompileError, UnsupportedExpressionError, finite_or_inf
 
-
-class NLPCompileError(PosoError):
-    """The Pyomo model cannot be compiled (message names the component at fault)."""
-
-
-class UnsupportedExpressionError(NLPCompileError):
-    """An expression node type has no CasADi translation (message names the node type and the row)."""
+__all__ = ["SXConverter", "NLPCompileError", "UnsupportedExpressionError", "finite_or_inf", "SUPPORTED_NODE_TYPES"]
 
 
 # Kinds of nodes, used by the dispatcher.
@@ -372,12 +366,3 @@ class SXConverter:
         nl.append(term if c == 1.0 else c * term)
         return 0.0
 
-
-def finite_or_inf(v: Any, default: float) -> float:
-    """Pyomo bound value (None for none) -> float with +-inf for none."""
-    if v is None:
-        return default
-    f = float(v)
-    if math.isnan(f):
-        return default
-    return f
