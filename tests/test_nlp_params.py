@@ -101,6 +101,15 @@ def test_derivatives_exact_after_update() -> None:
         assert (nlp.f(x + e) - nlp.f(x - e)) / (2 * h) == pytest.approx(nlp.grad(x)[j], rel=1e-6, abs=1e-7)
 
 
+def test_cost_follows_the_named_expression() -> None:
+    nlp = compile_nlp(param_model(), expressions=("cost",))
+    x = points(nlp, 1)[0]
+    assert nlp.cost(x) == nlp.objective_value(x)  # no cost named: the objective
+    nlp.cost_expression = "cost"
+    day = nlp.with_data({"c[1]": 10.0})
+    assert day.cost(x) == day.expr("cost", x) != nlp.cost(x)
+
+
 def test_set_parameters_mapping_and_errors() -> None:
     nlp = compile_nlp(param_model())
     fp = nlp.fingerprint

@@ -163,6 +163,8 @@ class CompiledNLP:
         self.maximize = False
         self.objective_name: str | None = None
         self.expression_names: tuple[str, ...] = ()
+        #: the expression reports show as a plan's cost, named by whoever hands the problem out (the registry)
+        self.cost_expression: str | None = None
         self.fixed_names: list[str] = []
         self.fingerprint = ""
         self.structure_fingerprint = ""
@@ -395,6 +397,12 @@ class CompiledNLP:
 
     def has_expr(self, name: str) -> bool:
         return name in self._expr
+
+    def cost(self, x: Any) -> float:
+        """The reported cost at ``x``: the expression :attr:`cost_expression` names, else the objective's value."""
+        if self.cost_expression:
+            return self.expr(self.cost_expression, x)
+        return self.objective_value(x)
 
     def true_cost(self, x: Any) -> float:
         """``expr("true_cost", x)``: kept for the callers that report the PoSo cost under this name."""
