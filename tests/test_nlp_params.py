@@ -227,3 +227,23 @@ def test_verifier_changes_instance_by_parameter_update(manchester_solutions) -> 
     assert not relabelled.accepted
     assert np.max(np.abs(inst.g(plan.x) - base.g(plan.x))) > 1.0  # kW of load balance the plan does not meet
     assert verify(base, plan).accepted  # the base problem is untouched by the update
+
+
+def test_instance_update_without_pyomo(manchester, tmp_path) -> None:
+    """A verifier loads the compiled structure and moves it to another day without importing Pyomo."""
+    base, nlp = manchester
+    blob = tmp_path / "manchester.nlp"
+    blob.write_bytes(nlp.to_bytes())
+    code = (
+        "import json, sys; from poso_sim.nlp.compiled import CompiledNLP;"
+        "from poso_sim.cases import load_case, instance_parameters, generate_instances;"
+        f"n = CompiledNLP.from_bytes(open({str(blob)!r}, 'rb').read());"
+        "d = n.with_data(instance_parameters(generate_instances(load_case('manchester'), 1, seed=3)[0]));"
+        "print(json.dumps([d.fingerprint, d.true_cost(d.x0), 'pyomo' in sys.modules]))"
+    )
+    out = json.loads(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout)
+    from poso_sim.cases import instance_parameters
+    from poso_sim.cases.generator import generate_instances
+
+    here = nlp.with_data(instance_parameters(generate_instances(base, 1, seed=3)[0]))
+    assert out == [here.fingerprint, pytest.approx(here.true_cost(here.x0), rel=1e-14), False]
