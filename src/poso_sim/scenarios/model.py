@@ -11,7 +11,7 @@ import math
 import os
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Literal, Mapping, Sequence, Union
+from typing import Annotated, Any, Iterable, Literal, Mapping, Sequence, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -152,9 +152,39 @@ class NetworkSpec(_Strict):
         return lat
 
 
+class GenerateSpec(_Strict):
+    """``instances: {generate: ...}``: seeded day-ahead instances of a base case (poso_sim.cases.generator)."""
+
+    base: str | None = None  # default: the scenario's case
+    seed: int = Field(0, ge=0)
+    n: int = Field(..., ge=1, le=10_000)
+    ranges: dict[str, Any] = Field(default_factory=dict)
+
+
+class InstancesSpec(_Strict):
+    generate: GenerateSpec
+
+
+class SolveTimeSpec(_Strict):
+    """``solve_time: {model: ...}``: how long a leader's solve takes in virtual time
+    (poso_sim.scenarios.instances.SolveTimes)."""
+
+    model: Literal["constant", "linear", "measured"]
+    seconds: float = Field(0.0, ge=0)
+    base: float = Field(0.0, ge=0)
+    per_variable: float = Field(0.0, ge=0)
+    record: str | None = None
+    speed: dict[str, float] = Field(default_factory=dict)
+
+    def __float__(self) -> float:
+        """The nominal seconds (constant: `seconds`, linear: `base`, measured: 0) for code that wants one number."""
+        return float(self.seconds if self.model == "constant" else self.base if self.model == "linear" else 0.0)
+
+
 # Behaviour keys: the reference's six (lists of node names or ids) and poso_sim's generic attackers.
 REFERENCE_KEYS = tuple(B.REFERENCE_KEYS)
-GENERIC_KEYS = ("equivocate", "forged_multipliers", "leader_sends", "trick_error", "delay", "crash", "silence")
+GENERIC_KEYS = ("equivocate", "forged_multipliers", "leader_sends", "trick_error", "delay", "crash", "silence",
+                "replay")
 BEHAVIOUR_KEYS = REFERENCE_KEYS + GENERIC_KEYS
 
 
@@ -172,7 +202,8 @@ class Scenario(_Strict):
     seed: int = 0
     signatures: bool = True
     verify_cost: Union[float, Literal["measured"]] = 0.0
-    solve_time: float = Field(0.0, ge=0)
+    solve_time: Union[Annotated[float, Field(ge=0)], SolveTimeSpec] = 0.0
+    instances: Union[list[str], InstancesSpec, None] = None
     rotate_heights: bool = False
     max_rounds: int | None = Field(None, ge=1)
     normal_timeout: float | None = Field(None, gt=0)
@@ -288,6 +319,13 @@ def _build_behaviours(scn: Scenario, opts: Mapping[str, Any]) -> list[Any]:
         elif key == "silence":
             if val:
                 out.append(B.Silence())
+        elif key == "replay":
+            if val is True:
+                out.append(B.Replay())
+            elif isinstance(val, Mapping):
+                tg = val.get("targets")
+                out.append(B.Replay(None if tg is None else _names(scn, tg), from_height=int(val.get("from_height", 2)),
+                                    claim=str(val.get("claim", "own"))))
     return out
 
 
@@ -344,6 +382,26 @@ def _check(scn: Scenario) -> None:
             if bkey not in BEHAVIOUR_KEYS:
                 raise _FieldError(where, f"unknown behaviour {bkey!r} (known: {', '.join(BEHAVIOUR_KEYS)})")
             _check_behaviour(scn, where, bkey, val)
+    st = scn.solve_time
+    if isinstance(st, SolveTimeSpec):
+        for n in st.speed:
+            if n not in scn.delegate_ids:
+                raise _FieldError(("solve_time", "speed", n), f"unknown delegate {n!r}")
+            if not (st.speed[n] > 0 and math.isfinite(st.speed[n])):
+                raise _FieldError(("solve_time", "speed", n), f"speed must be a positive factor, got {st.speed[n]!r}")
+    inst = scn.instances
+    if inst is not None:
+        count = len(inst) if isinstance(inst, list) else inst.generate.n
+        if count < scn.heights:
+            raise _FieldError(("instances",), f"{count} instance(s) for {scn.heights} heights: one instance per height")
+        if isinstance(inst, list) and not inst:
+            raise _FieldError(("instances",), "an empty list: give case files or {generate: ...}")
+        from .instances import InstanceError, check_instances
+
+        try:
+            check_instances(scn)
+        except InstanceError as exc:
+            raise _FieldError(exc.field or ("instances",), exc.detail) from None
     names = set(scn.delegate_names) | set(normals)
     for i, f in enumerate(scn.network.faults):
         for sub, n in f.nodes():
@@ -426,6 +484,20 @@ def _check_behaviour(scn: Scenario, where: tuple[Any, ...], key: str, val: Any) 
     elif key == "silence":
         if not isinstance(val, bool):
             raise _FieldError(where, "expected true or false")
+    elif key == "replay":
+        if isinstance(val, bool):
+            return
+        if not isinstance(val, dict):
+            raise _FieldError(where, "expected true or a mapping with 'from_height', 'claim', 'targets'")
+        extra = set(val) - {"from_height", "claim", "targets"}
+        if extra:
+            raise _FieldError(where + (sorted(extra)[0],), "unexpected field")
+        fh = val.get("from_height", 2)
+        if isinstance(fh, bool) or not isinstance(fh, int) or fh < 2:
+            raise _FieldError(where + ("from_height",), f"expected a height >= 2, got {fh!r}")
+        if val.get("claim", "own") not in ("own", "current"):
+            raise _FieldError(where + ("claim",), f"expected 'own' or 'current', got {val.get('claim')!r}")
+        _check_refs(scn, where + ("targets",), val.get("targets"))
 
 
 # ----------------------------------------------------------------------------------------- YAML + line marks
