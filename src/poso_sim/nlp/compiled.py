@@ -280,7 +280,8 @@ class CompiledNLP:
 
     @classmethod
     def from_bytes(cls, data: bytes, model: Any = None) -> "CompiledNLP":
-        """Inverse of :meth:`to_bytes`; with ``model``, re-links the variables (their names must match)."""
+        """Inverse of :meth:`to_bytes`; with ``model``, re-links the variables and the constraints (their names must
+        match)."""
         import pickle
 
         blob = pickle.loads(data)
@@ -305,7 +306,13 @@ class CompiledNLP:
             ]
             if [v.name for v in free] != nlp.x_names:
                 raise NLPCompileError("the model's variables differ from the compiled problem's")
+            cons = list(
+                model.component_data_objects(Constraint, active=True, descend_into=True, sort=SortComponents.deterministic)
+            )
+            if [c.name for c in cons] != nlp.row_names:
+                raise NLPCompileError("the model's constraints differ from the compiled problem's")
             nlp._var_data = free
+            nlp._con_data = cons
         return nlp
 
     def __repr__(self) -> str:

@@ -29,6 +29,68 @@ SUBSTITUTED_ROWS = ("HBranchTempLossS", "HBranchTempLossR", "HKCLLoadR", "HKCLCH
 MIX_ROWS = ("HNodeMixLoadS", "HNodeMixLoadR", "HNodeMixCHPR")
 
 
+REDUCTION_FORMAT = "poso-sim/reduction/v1"
+_MEMO: dict[str, "Reduction"] = {}
+
+
+def reduction_key(canonical_nlp, x_ref: np.ndarray) -> str:
+    """Key of a reduction: the canonical problem's fingerprint, the reference point, this module's source and
+    CasADi's version (the stored functions are CasADi's serialisation)."""
+    import hashlib
+    from pathlib import Path
+
+    import casadi
+
+    h = hashlib.sha256(REDUCTION_FORMAT.encode() + b"\n")
+    h.update(canonical_nlp.fingerprint.encode())
+    h.update(np.ascontiguousarray(np.round(np.asarray(x_ref, dtype=float), 9), dtype="<f8").tobytes())
+    h.update(casadi.__version__.encode())
+    here = Path(__file__).resolve().parent
+    for rel in ("reduce.py", "../nlp/compiled.py", "../nlp/walker.py"):
+        h.update((here / rel).read_bytes())
+    return h.hexdigest()
+
+
+def cached_reduction(model, canonical_nlp, x_ref: np.ndarray, *, disk_cache: bool = True) -> "Reduction":
+    """:class:`Reduction` of ``canonical_nlp``, built once per process and kept on disk
+    (``<cache dir>/compiled/<key>.red``) like the compiled canonical problem: a later process loads the reduced
+    problem's functions (about 0.2 s) instead of cloning, substituting and compiling (about 1.5-2 s)."""
+    import logging
+    import os
+    import tempfile
+
+    from poso_sim.solvers.cache import default_cache_dir
+
+    key = reduction_key(canonical_nlp, x_ref)
+    if key in _MEMO:
+        return _MEMO[key]
+    path = default_cache_dir() / "compiled" / f"{key}.red"
+    red = None
+    if disk_cache:
+        try:
+            red = Reduction.from_bytes(path.read_bytes(), canonical_nlp)
+        except FileNotFoundError:
+            red = None
+        except Exception as exc:  # noqa: BLE001 - a damaged or stale entry is only a miss
+            logging.getLogger(__name__).debug("stored reduction %s unusable (%s): rebuilding", path.name, exc)
+            red = None
+    if red is None:
+        red = Reduction(model, canonical_nlp, x_ref)
+        if disk_cache:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(red.to_bytes())
+                os.replace(tmp, path)
+            except OSError:
+                pass
+    if len(_MEMO) > 8:
+        _MEMO.pop(next(iter(_MEMO)))
+    _MEMO[key] = red
+    return red
+
+
 class Reduction:
     """Build the reduced model of a canonical model and map points and multipliers back."""
 
@@ -97,6 +159,39 @@ class Reduction:
         self._trt = np.array([[pos[f"T_ret[{self.hto[k]},{t}]"] for t in T] for k in hp])
         self._avec = np.array([self.a[k] for k in hp])[:, None]
         self.seconds = time.perf_counter() - t0
+
+    _STATE = ("t_amb", "a", "hfrom", "hto", "fixed", "removed_rows", "red_to_can", "red_rows_to_can", "removed_idx",
+              "fixed_idx", "fixed_val", "_msup", "_mret", "_tes", "_ter", "_tsf", "_trt", "_avec")
+
+    def to_bytes(self) -> bytes:
+        """The reduction without its Pyomo model: index maps, fixed values and the compiled reduced problem."""
+        import pickle
+
+        return pickle.dumps(
+            {"format": REDUCTION_FORMAT, "state": {k: getattr(self, k) for k in self._STATE},
+             "canonical": self.canonical.fingerprint, "nlp": self.nlp.to_bytes()},
+            protocol=pickle.HIGHEST_PROTOCOL,
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes, canonical_nlp) -> "Reduction":
+        import pickle
+
+        from poso_sim.nlp.compiled import CompiledNLP
+
+        blob = pickle.loads(data)
+        if not isinstance(blob, dict) or blob.get("format") != REDUCTION_FORMAT:
+            raise ValueError("not a stored reduction")
+        if blob["canonical"] != canonical_nlp.fingerprint:
+            raise ValueError("the stored reduction belongs to another canonical problem")
+        red = cls.__new__(cls)
+        for k, v in blob["state"].items():
+            setattr(red, k, v)
+        red.canonical = canonical_nlp
+        red.model = None
+        red.nlp = CompiledNLP.from_bytes(blob["nlp"])
+        red.seconds = 0.0
+        return red
 
     def to_reduced(self, x_can: np.ndarray) -> np.ndarray:
         return np.asarray(x_can, dtype=float)[self.red_to_can]
