@@ -281,7 +281,7 @@ class CasadiIpoptBackend:
         y = lam_g * gs / obj_scale
         lx = lam_x * xs / obj_scale
         obj = float(out["f"]) / obj_scale
-        if getattr(view, "maximize", False) and math.isfinite(obj):
+        if getattr(nlp, "maximize", False) and math.isfinite(obj):
             obj = -obj
         iterations = int(stats.get("iter_count", state["iter"]))
         res = RawResult(
