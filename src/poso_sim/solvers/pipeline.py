@@ -45,12 +45,15 @@ class StageReport:
     seconds: float
     objective: float
     status: str
+    #: CPU seconds (user + system) of this process since the previous stage ended
+    cpu_seconds: float = float("nan")
 
     def as_dict(self) -> dict:
         return {
             "name": self.name,
             "iterations": self.iterations,
             "seconds": round(self.seconds, 4),
+            "cpu_seconds": round(self.cpu_seconds, 4),
             "objective": self.objective,
             "status": self.status,
         }
@@ -487,8 +490,16 @@ def solve_reduced(
 
         return cb if (progress is not None or debug_on) else None
 
-    def done(rep: StageReport, viol: float, final: bool = False) -> None:
+    cpu_mark = [time.process_time()]
+
+    def add(rep: StageReport) -> None:
+        now = time.process_time()
+        rep.cpu_seconds = now - cpu_mark[0]
+        cpu_mark[0] = now
         stages.append(rep)
+
+    def done(rep: StageReport, viol: float, final: bool = False) -> None:
+        add(rep)
         _emit(label, rep.name, rep.iterations, rep.objective, viol, final)
 
     t0 = time.perf_counter()
@@ -603,7 +614,7 @@ def solve_reduced(
                 progress=report("polish"), backend=be,
             )
             name = "polish" if attempt == 0 else "polish-retry"
-            stages.append(StageReport(name, it2, time.perf_counter() - t0, obj2, st2))
+            add(StageReport(name, it2, time.perf_counter() - t0, obj2, st2))
             xc, yc, zlc, zuc, status, message = xp, yp, zlp, zup, st2, msg2
             ok, measures = final_check(nlp, xc, yc, zlc, zuc)
             if st2 == "optimal" and ok:
