@@ -81,8 +81,8 @@ def _span(xs: list[float]) -> str:
     return f"{min(xs):.1f}" if len(xs) == 1 else f"{min(xs):.1f}-{max(xs):.1f}"
 
 
-def run(variants: list[str], repeats: int, baseline: str | None) -> str:
-    src = ROOT / "src"
+def run(variants: list[str], repeats: int, baseline: str | None, rev: str | None = None) -> str:
+    src = _export(rev) if rev else ROOT / "src"
     base_src = _export(baseline) if baseline else None
     lines = [SECTION, "", *machine(), f"- `uptime` at start: {os.popen('uptime').read().strip()}", ""]
     # 1. cold per variant, alternating with the baseline
@@ -156,10 +156,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--baseline", default="c6a0cc8", help="commit to compare against (git archive of its src/)")
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--rev", default=None, help="measure this commit (git archive of its src/) instead of the tree")
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    text = run([v for v in args.variants.split(",") if v], args.repeats, None if args.no_baseline else args.baseline)
+    text = run([v for v in args.variants.split(",") if v], args.repeats, None if args.no_baseline else args.baseline,
+               args.rev)
     print(text)
     if args.write:
         write_section(SECTION, text)
