@@ -283,3 +283,26 @@ def test_solve_plans_solves_missing_plans_in_worker_processes(tmp_path) -> None:
     assert got["true"].status == "optimal" and got["true"].cost <= 743.991
     assert got["tampered"].status == "optimal" and abs(got["tampered"].cost - 904.077) < 0.01
     assert len(list(tmp_path.glob("*.sol"))) == 2
+
+
+def test_objective_aware_start_follows_the_variant_objective() -> None:
+    """The surrogate of the tampered objective (which rewards CHP 3's output) runs CHP 3 harder than the
+    data-only rules, and sends more of hub 3's water into the network; the true objective's surrogate does not."""
+    from poso_sim.cases import load_case
+    from poso_sim.solvers.start import network_data, objective_aware_dispatch
+
+    case = load_case("manchester")
+    net = network_data(case)
+    out = {}
+    for v in ("true", "tampered"):
+        _, nlp = get_problem("manchester", v)
+        out[v] = objective_aware_dispatch(nlp, canonical_start(nlp, case), net)
+    p3 = {v: sum(d["P_CHP"][3, t] for t in net.T) for v, d in out.items()}
+    m3 = {v: sum(d["m_hub"][3, t] for t in net.T) for v, d in out.items()}
+    assert p3["tampered"] > p3["true"] + 100.0
+    assert m3["tampered"] > m3["true"]
+    # the hub injections always carry the loads' whole water
+    total = sum(net.m_load for n in net.hnodes if net.hnode_load[n] != 0)
+    for d in out.values():
+        for t in net.T:
+            assert abs(sum(d["m_hub"][c, t] for c in net.hubs) - total) < 1e-6 * total

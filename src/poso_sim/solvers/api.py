@@ -85,8 +85,24 @@ def canonical_start(nlp, case) -> np.ndarray:
     """The data-only start point as a canonical vector of ``nlp``."""
     from poso_sim.solvers.start import network_data, start_point
 
+    return _as_vector(nlp, start_point(network_data(case)))
+
+
+def objective_aware_start(nlp, case, *, flows_only: bool = False) -> np.ndarray:
+    """The start point built around a convex surrogate of ``nlp``'s own objective
+    (:func:`poso_sim.solvers.start.objective_aware_dispatch`): per-hour hub injections and CHP outputs."""
+    from poso_sim.solvers.start import network_data, objective_aware_dispatch, start_point
+
+    net = network_data(case)
+    disp = objective_aware_dispatch(nlp, canonical_start(nlp, case), net)
+    if flows_only:  # the surrogate picks the hub injections; the dispatch follows the data-only rules
+        disp = {"m_hub": disp["m_hub"]}
+    return _as_vector(nlp, start_point(net, dispatch=disp))
+
+
+def _as_vector(nlp, values: dict) -> np.ndarray:
     x0 = np.zeros(nlp.n)
-    for comp, vals in start_point(network_data(case)).items():
+    for comp, vals in values.items():
         for idx, val in vals.items():
             name = f"{comp}[{idx[0]},{idx[1]}]" if isinstance(idx, tuple) else f"{comp}[{idx}]"
             x0[nlp.var_index(name)] = val
@@ -161,7 +177,12 @@ def solve_case(
     best = None
     last = None
     for k in range(max(1, int(starts))):
-        x0 = canonical_start(nlp, case_obj) if k == 0 else _perturbed_start(nlp, case_obj, k)
+        if k > 0:
+            x0 = _perturbed_start(nlp, case_obj, k)
+        elif recipe.start in ("objective", "objective-flows"):
+            x0 = objective_aware_start(nlp, case_obj, flows_only=recipe.start == "objective-flows")
+        else:
+            x0 = canonical_start(nlp, case_obj)
         res = solve_reduced(model, nlp, x0, progress=progress, backend=bname, recipe=recipe,
                             label={**label, "start": k})
         last = res
