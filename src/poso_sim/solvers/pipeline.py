@@ -30,7 +30,7 @@ from poso_sim.errors import ConfigError, PosoError
 
 logger = logging.getLogger(__name__)
 
-PIPELINE_VERSION = "reduced-prox-5"
+PIPELINE_VERSION = "reduced-prox-6"
 #: The solver backends of the pipeline; the default is chosen by measurement (docs/solver.md, docs/benchmarks.md).
 BACKENDS = ("casadi", "cyipopt")
 DEFAULT_BACKEND = "casadi"
@@ -395,13 +395,17 @@ class SolveError(PosoError):
         super().__init__(f"solve failed at stage {stage!r}: status {status}" + (f" ({detail})" if detail else ""))
 
 
-def final_check(nlp, x, y, zl, zu, *, viol_tol: float = 1e-8, stat_tol: float = 1e-6) -> tuple[bool, dict]:
+def final_check(
+    nlp, x, y, zl, zu, *, viol_tol: float = 1e-8, stat_tol: float = 1e-6, comp_tol: float = 5e-7
+) -> tuple[bool, dict]:
     """The pipeline's acceptance test of a canonical primal-dual point, in plain numpy.
 
     * max absolute violation of every row and bound of ``nlp`` <= ``viol_tol``;
     * stationarity ``||grad f + J^T y - z_L + z_U||_inf <= stat_tol * max(1, ||grad f||_inf)``;
     * sign feasibility: ``z_L, z_U >= 0`` and each one-sided inequality's multiplier of the right sign
-      (Ipopt's convention: ``y <= 0`` on ``g >= lb`` rows, ``y >= 0`` on ``g <= ub`` rows), to ``stat_tol``.
+      (Ipopt's convention: ``y <= 0`` on ``g >= lb`` rows, ``y >= 0`` on ``g <= ub`` rows), to ``stat_tol``;
+    * complementarity: every multiplier times the slack of its bound (objective units) <= ``comp_tol`` (half the
+      certificate's default tolerance).
 
     Returns ``(accepted, measures)``.
     """
@@ -421,8 +425,20 @@ def final_check(nlp, x, y, zl, zu, *, viol_tol: float = 1e-8, stat_tol: float = 
         np.where(np.isfinite(glb) & np.isinf(gub), y, 0.0),
     ])
     sign = max(0.0, float(np.max(wrong)) if wrong.size else 0.0) / scale
-    ok = bool(np.isfinite(viol) and viol <= viol_tol and stat <= stat_tol and sign <= stat_tol)
-    return ok, {"violation": viol, "stationarity": stat, "sign": sign}
+    # complementarity, in objective units: each multiplier times the slack of the bound it belongs to
+    g = np.asarray(nlp.g(x), dtype=float)
+    xlb, xub = np.asarray(nlp.x_lb), np.asarray(nlp.x_ub)
+    ineq = glb != gub
+    with np.errstate(invalid="ignore"):
+        comp = np.concatenate([
+            np.where(np.isfinite(xlb), np.maximum(zl, 0.0) * np.maximum(x - xlb, 0.0), 0.0),
+            np.where(np.isfinite(xub), np.maximum(zu, 0.0) * np.maximum(xub - x, 0.0), 0.0),
+            np.where(ineq & np.isfinite(glb), np.maximum(-y, 0.0) * np.maximum(g - glb, 0.0), 0.0),
+            np.where(ineq & np.isfinite(gub), np.maximum(y, 0.0) * np.maximum(gub - g, 0.0), 0.0),
+        ])
+    compl = float(np.max(comp)) if comp.size else 0.0
+    ok = bool(np.isfinite(viol) and viol <= viol_tol and stat <= stat_tol and sign <= stat_tol and compl <= comp_tol)
+    return ok, {"violation": viol, "stationarity": stat, "sign": sign, "complementarity": compl}
 
 
 def _emit(label: dict, stage: str, iterations: int, objective: float, violation: float, final: bool) -> None:
@@ -614,15 +630,16 @@ def solve_reduced(
     failed_stage = ""
     measures: dict = {}
     if polish:
-        # a warm start with a tiny barrier parameter: 1-3 iterations from the mapped point (with mu_init 1e-8 the
-        # CasADi build took 14-136 iterations); a second attempt with a gentler barrier if the first fails
+        # a warm start with a tiny barrier parameter and no bound relaxation: 1-3 iterations from the mapped point
+        # (at mu_init 1e-8 the CasADi build took 14-136; with the default bound relaxation it once stopped with a
+        # row complementarity of 2.7e-6, which the certificate rejects); a second attempt if the check fails
         mapped = (xc, yc, zlc, zuc)
-        for attempt, (mu0, max_it) in enumerate(((1e-9, 200), (1e-8, 400))):
+        for attempt, (mu0, relax, max_it) in enumerate(((1e-9, 0.0, 200), (1e-10, 1e-8, 400))):
             t0 = time.perf_counter()
             popts = dict(warm)
             popts.update({"tol": final_tol, "mu_init": mu0, "warm_start_bound_push": 1e-9,
                           "warm_start_mult_bound_push": 1e-9, "warm_start_slack_bound_push": 1e-9, "max_iter": max_it,
-                          "constr_viol_tol": 1e-8, "nlp_scaling_method": "none"})
+                          "constr_viol_tol": 1e-8, "nlp_scaling_method": "none", "bound_relax_factor": relax})
             xp, yp, zlp, zup, st2, it2, obj2, msg2 = ipopt_solve(
                 ProblemView(nlp), mapped[0], popts, y0=mapped[1], zl0=mapped[2], zu0=mapped[3],
                 progress=report("polish"), backend=be,
@@ -645,7 +662,7 @@ def solve_reduced(
             failed_stage, status = "check", "rejected"
     if failed_stage == "check":
         message = (f"final check: violation {measures['violation']:.1e}, stationarity {measures['stationarity']:.1e}, "
-                   f"sign {measures['sign']:.1e}")
+                   f"sign {measures['sign']:.1e}, complementarity {measures['complementarity']:.1e}")
     if polish:
         _emit(label, stages[-1].name, stages[-1].iterations, stages[-1].objective, measures["violation"], True)
     return PipelineResult(
