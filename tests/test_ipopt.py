@@ -203,3 +203,17 @@ def test_solver_factory_convention_is_explicit_and_missing_duals_are_nan(fake_so
     assert np.isnan(r.zL).all() and np.isnan(r.zU).all()  # all four variables have both bounds
     assert "ipopt_zL_out" in r.message and "ipopt_zU_out" in r.message
     assert np.isfinite(r.y).all()
+
+
+def test_solver_factory_links_constraints_of_a_variables_only_link(fake_solvers) -> None:
+    """A compiled problem whose variables alone were linked to a model (as the problem registry does for a
+    disk-loaded problem) still gets one multiplier per row."""
+    from poso_sim.nlp.compiled import CompiledNLP
+
+    model = hs071()
+    nlp = CompiledNLP.from_bytes(compile_nlp(model).to_bytes())
+    nlp._var_data = compile_nlp(model)._var_data
+    assert len(nlp._con_data) == 0
+    r = PyomoSolverFactoryBackend("poso_test_ampl", convention=(-1.0, 1.0, -1.0)).solve(nlp, nlp.x0)
+    assert r.y.shape == (nlp.m,) and np.isfinite(r.y).all()
+    assert stationarity(nlp, r) < 1e-7

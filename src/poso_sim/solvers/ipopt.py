@@ -240,6 +240,17 @@ DUAL_CONVENTIONS: dict[str, tuple[float, float, float]] = {
 }
 
 
+def _model_constraints(model, nlp) -> list:
+    """The model's active constraints in the compiled problem's row order (a problem whose variables were linked
+    to a model without its constraints, e.g. one loaded from disk)."""
+    from pyomo.core import Constraint, SortComponents
+
+    cons = list(model.component_data_objects(Constraint, active=True, descend_into=True, sort=SortComponents.deterministic))
+    if [c.name for c in cons] != list(nlp.row_names):
+        raise RuntimeError(f"the model's {len(cons)} constraints differ from the compiled problem's {nlp.m} rows")
+    return cons
+
+
 class PyomoSolverFactoryBackend:
     """Passthrough to ``pyomo.environ.SolverFactory(name)`` (e.g. an ``ipopt`` executable).
 
@@ -292,9 +303,10 @@ class PyomoSolverFactoryBackend:
 
         if not nlp._var_data:
             raise RuntimeError("this CompiledNLP has no Pyomo model attached")
-        if len(nlp._con_data) != nlp.m:
-            raise RuntimeError(f"this CompiledNLP has {nlp.m} rows but {len(nlp._con_data)} linked constraints")
         model = nlp._var_data[0].model()
+        cons = list(nlp._con_data)
+        if len(cons) != nlp.m:
+            cons = _model_constraints(model, nlp)
         nlp.load_into_model(nlp.clip(_vec(x0, nlp.n, "x0")))
         suffixes = {}
         for sname, direction in (("dual", pe.Suffix.IMPORT), ("ipopt_zL_out", pe.Suffix.IMPORT), ("ipopt_zU_out", pe.Suffix.IMPORT)):
@@ -329,7 +341,7 @@ class PyomoSolverFactoryBackend:
                     missing.append(f"{sname} of {int(np.isnan(vals).sum())} entries")
                 return vals
 
-            y = read("dual", nlp._con_data, fd, np.ones(nlp.m, dtype=bool))
+            y = read("dual", cons, fd, np.ones(nlp.m, dtype=bool))
             zl = read("ipopt_zL_out", nlp._var_data, fl, np.isfinite(nlp.x_lb))
             zu = read("ipopt_zU_out", nlp._var_data, fu, np.isfinite(nlp.x_ub))
         finally:
