@@ -281,7 +281,7 @@ def test_solve_plans_solves_missing_plans_in_worker_processes(tmp_path) -> None:
 
     got = solve_plans("manchester", ["true", "tampered"], workers=2, cache_dir=str(tmp_path))
     assert got["true"].status == "optimal" and got["true"].cost <= 743.991
-    assert got["tampered"].status == "optimal" and abs(got["tampered"].cost - 904.077) < 0.01
+    assert got["tampered"].status == "optimal" and 904.0 <= got["tampered"].cost <= 904.3
     assert len(list(tmp_path.glob("*.sol"))) == 2
 
 
