@@ -76,8 +76,6 @@ class _Structure:
     """The CasADi functions of one problem structure: oracle, gradient, Jacobian, Hessian of the Lagrangian."""
 
     def __init__(self, oracle):
-        import casadi as ca
-
         self.oracle = oracle
         t0 = time.perf_counter()
         self.functions = {
@@ -88,7 +86,8 @@ class _Structure:
             ),
         }
         self.seconds = time.perf_counter() - t0
-        self._ca = ca
+        logger.debug("CasADi derivative functions of a %d-variable structure built in %.2f s",
+                     oracle.size1_in(0), self.seconds)
 
 
 #: Structures built in this process, keyed by the problem's ``symbolic_key()``.
