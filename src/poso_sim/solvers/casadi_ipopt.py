@@ -95,6 +95,64 @@ _STRUCTURES: dict[tuple, _Structure] = {}
 _LOCK = threading.Lock()
 
 
+class _CompiledStructure:
+    """The functions of a plain view of a compiled problem (all rows, no transforms) from the problem's own
+    compiled derivatives, with the scaling applied on top: no new automatic differentiation (for the canonical
+    polish, a warm start of a few iterations, building them by AD would cost more than the iterations)."""
+
+    def __init__(self, view):
+        import casadi as ca
+
+        t0 = time.perf_counter()
+        base = view.base
+        n, m = view.n, view.m
+        w = ca.SX.sym("w", n)
+        p = ca.SX.sym("p", 2 + n + m)  # obj_scaling, x_scaling, g_scaling, (proximal weight: unused here)
+        s_f, xs, gs = p[0], p[1 : 1 + n], p[1 + n : 1 + n + m]
+        x = w / xs
+        f = s_f * base._f.fn(x)
+        g = gs * base._g.fn(x)
+        self.oracle = ca.Function("nlp", [w, p], [f, g], ["x", "p"], ["f", "g"])
+        grad = s_f * base._grad.fn(x) / xs
+        jr, jc = (np.asarray(a, dtype=np.int64) for a in base.jac_structure)
+        jnz = base._jac.fn(x) * gs[jr.tolist()] / xs[jc.tolist()]
+        jsp = ca.Sparsity.triplet(m, n, jr.tolist(), jc.tolist())
+        hr, hc = (np.asarray(a, dtype=np.int64) for a in base.hess_structure)  # lower triangle, row >= col
+        lam_f, lam_g = ca.SX.sym("lam_f"), ca.SX.sym("lam_g", m)
+        hnz = base._hess.fn(x, lam_g * gs, lam_f * s_f) / (xs[hr.tolist()] * xs[hc.tolist()])
+        hsp = ca.Sparsity.triplet(n, n, hc.tolist(), hr.tolist())  # its transpose: the upper triangle
+        self.functions = {
+            "grad_f": ca.Function("nlp_grad_f", [w, p], [f, grad], ["x", "p"], ["f", "grad_f_x"]),
+            "jac_g": ca.Function("nlp_jac_g", [w, p], [g, _sparse(jsp, jr, jc, jnz, m, n)], ["x", "p"],
+                                 ["g", "jac_g_x"]),
+            "hess_lag": ca.Function("nlp_hess_l", [w, p, lam_f, lam_g], [_sparse(hsp, hc, hr, hnz, n, n)],
+                                    ["x", "p", "lam_f", "lam_g"], ["hess_gamma_x_x"]),
+        }
+        self.seconds = time.perf_counter() - t0
+
+
+def _sparse(sp, rows: np.ndarray, cols: np.ndarray, nz, nr: int, nc: int):
+    """An SX matrix of sparsity ``sp`` whose entry (rows[k], cols[k]) is ``nz[k]`` (any triplet order)."""
+    import casadi as ca
+
+    order = np.lexsort((rows, cols))  # CasADi stores column-major: by column, then row
+    return ca.SX(sp, nz[order.tolist()])
+
+
+def _plain(problem) -> bool:
+    base = getattr(problem, "base", None)
+    return (
+        base is not None
+        and not len(problem.log_idx)
+        and not len(problem.prox_idx)
+        and problem.m == base.m
+        and base.m > 0
+        and len(base.jac_structure[0]) > 0
+        and len(base.hess_structure[0]) > 0
+        and all(hasattr(getattr(base, k, None), "fn") for k in ("_f", "_g", "_grad", "_jac", "_hess"))
+    )
+
+
 def _structure(problem) -> tuple[_Structure, np.ndarray]:
     """The cached functions of ``problem`` and its current parameter values."""
     key = problem.symbolic_key()
@@ -103,8 +161,11 @@ def _structure(problem) -> tuple[_Structure, np.ndarray]:
         if st is None:
             import casadi as ca
 
-            w, p, f, g = problem.symbolic()
-            st = _Structure(ca.Function("nlp", [w, p], [f, g], ["x", "p"], ["f", "g"]))
+            if _plain(problem):
+                st = _CompiledStructure(problem)
+            else:
+                w, p, f, g = problem.symbolic()
+                st = _Structure(ca.Function("nlp", [w, p], [f, g], ["x", "p"], ["f", "g"]))
             _STRUCTURES[key] = st
             if len(_STRUCTURES) > 16:  # a long-lived process solving many problems: keep the newest
                 _STRUCTURES.pop(next(iter(_STRUCTURES)))

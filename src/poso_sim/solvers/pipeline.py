@@ -30,7 +30,7 @@ from poso_sim.errors import ConfigError, PosoError
 
 logger = logging.getLogger(__name__)
 
-PIPELINE_VERSION = "reduced-prox-7"
+PIPELINE_VERSION = "reduced-prox-8"
 #: The solver backends of the pipeline; the default is chosen by measurement (docs/solver.md, docs/benchmarks.md).
 BACKENDS = ("casadi", "cyipopt")
 DEFAULT_BACKEND = "casadi"
