@@ -8,6 +8,7 @@ from typing import Callable
 
 import numpy as np
 
+from poso_sim.cases import load_case
 from poso_sim.errors import ConfigError
 from poso_sim.solvers.cache import SolutionCache, cache_key
 from poso_sim.nlp.solution import Solution
@@ -83,7 +84,6 @@ def solve_case(
     :class:`~poso_sim.solvers.pipeline.SolveError` naming the stage and the status, and caches nothing.
     Cache hits and misses, and each stage's end, are logged at INFO (``extra["poso_progress"]``).
     """
-    from poso_sim.cases import load_case
     from poso_sim.solvers.backend import violation
     from poso_sim.solvers.pipeline import (
         BACKENDS, DEFAULT_BACKEND, PIPELINE_VERSION, RECIPES, Recipe, SolveError, make_backend, solve_reduced,
@@ -230,7 +230,6 @@ def solve_plans(
 
 def _cached_plan(case, variant, cache_dir, backend, starts):
     """The cached plan if the fast alias path finds it (no build, no compile), else None."""
-    from poso_sim.cases import load_case
     from poso_sim.solvers.pipeline import DEFAULT_BACKEND, PIPELINE_VERSION
 
     bname = DEFAULT_BACKEND if backend is None else ("cyipopt" if backend == "ipopt" else str(backend))

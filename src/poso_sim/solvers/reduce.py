@@ -23,6 +23,8 @@ import numpy as np
 from scipy.sparse import csr_matrix, hstack
 from scipy.sparse.linalg import lsqr
 
+from poso_sim.solvers.backend import symbolic
+
 SUBSTITUTED_ROWS = ("HBranchTempLossS", "HBranchTempLossR", "HKCLLoadR", "HKCLCHPR")
 MIX_ROWS = ("HNodeMixLoadS", "HNodeMixLoadR", "HNodeMixCHPR")
 
@@ -55,7 +57,7 @@ class ReducedNLP:
 
         import casadi as ca
 
-        from poso_sim.nlp.compiled import _Evaluator
+        from poso_sim.nlp.compiled import _Evaluator  # CasADi is heavy: only when a reduction is built
 
         t0 = time.perf_counter()
         keep_x, keep_g = red.red_to_can, red.red_rows_to_can
@@ -232,4 +234,3 @@ class Reduction:
         y[R] = sol[: R.size]
         zl[free_z] = sol[R.size :]
         return y, zl, zu
-from poso_sim.solvers.backend import symbolic

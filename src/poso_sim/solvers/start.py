@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linprog
 
+from poso_sim.solvers.backend import symbolic
+
 
 @dataclass
 class NetworkData:
@@ -536,4 +538,3 @@ def network_data(case) -> NetworkData:
         tank_eff={c: H[c]["tank"]["efficiency"] for c in hubs},
         tank_ret={c: H[c]["tank"]["retention"] for c in hubs},
     )
-from poso_sim.solvers.backend import symbolic
