@@ -43,7 +43,7 @@ def certificate_html(cert: Any) -> str:
         mark = "" if t is None or not isinstance(v, float) or math.isnan(v) else (" ✓" if passed else " ✗")
         rows.append((label, escape(f"{fmt(v)}" + (f"  (tol {fmt(float(t))})" if t is not None else "") + mark)))
     if getattr(cert, "repaired", False):
-        rows.append(("multipliers", "re-derived (repair)"))
+        rows.append(("multipliers", "found by the multiplier decision"))
     rows.append(("check time", escape(f"{fmt(float(getattr(cert, 'seconds', 0.0)), 3)} s")))
     digest = str(getattr(cert, "digest", "") or "")
     if digest:

@@ -32,6 +32,7 @@ from typing import Any, Iterable
 import casadi as ca
 import numpy as np
 
+from poso_sim.solvers.backend import symbolic
 from poso_sim.cases import load_case
 from poso_sim.nlp import Solution, compile_nlp
 from poso_sim.solvers import pipeline
@@ -233,7 +234,7 @@ def _solve_casadi(nlp: Any, x0: np.ndarray, start: Any, tol: float) -> Any:
         "ipopt.mu_strategy": "adaptive", "ipopt.warm_start_init_point": "yes", "ipopt.mu_init": 1e-5,
         "ipopt.warm_start_bound_push": 1e-6, "ipopt.warm_start_mult_bound_push": 1e-6,
     }
-    solver = ca.nlpsol("second_route", "ipopt", {"x": xs, "f": nlp._f.fn(xs), "g": nlp._g.fn(xs)}, opts)
+    solver = ca.nlpsol("second_route", "ipopt", {"x": xs, "f": symbolic(nlp, "_f", xs), "g": symbolic(nlp, "_g", xs)}, opts)
     big = 1e20
     t0 = time.perf_counter()
     r = solver(
