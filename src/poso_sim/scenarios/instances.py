@@ -11,9 +11,9 @@ must have at least as many instances as the scenario has heights). The instances
 
 :class:`InstancePayloads` is the runner's payload source for such a run. The leader of height ``h`` gets the plans
 of instance ``h`` (solved for real through the solver API, cached per instance: the solution cache key covers the
-instance data); a delegate verifies a plan against its own copy of instance ``h``: the honest problem is compiled
-once per structure and each instance is ``with_data(instance_parameters(case))`` of it (about 10 ms, no
-recompilation); problems without a Pyomo-free parameter map are compiled per instance. Every instance has a
+instance data); a delegate verifies a plan against its own copy of instance ``h``: the problem registry compiles
+the honest problem once per structure and each instance is those functions with the instance's data as
+parameters (``CompiledNLP.with_data``, milliseconds, no recompilation). Every instance has a
 fingerprint (the compiled problem's, ``CompiledNLP.fingerprint``); proposals carry it and delegates reject a plan
 signed for another instance before any verification (docs/protocol.md).
 
@@ -295,36 +295,13 @@ class InstancePayloads:
             hit = self._compiled.get(height)
             if hit is not None:
                 return hit
-            inst = self.instance(height)
-            nlp = self._with_data(inst)
-            if nlp is None:
-                from poso_sim.nlp.problems import get_compiled
+            from poso_sim.nlp.problems import get_compiled
 
-                nlp = get_compiled(inst.case, None)
+            # the registry compiles once per structure: instance h is the structure's functions with its data
+            nlp = get_compiled(self.instance(height).case, None)
             self._compiled[height] = nlp
             self.instance_fingerprints[height] = nlp.fingerprint
             return nlp
-
-    def _with_data(self, inst: Instance) -> Any:
-        """``base.with_data(instance_parameters(case))`` for cases of the integrated-energy model; None for others."""
-        from poso_sim.nlp.problems import get_compiled, manchester_problem, problem_definition
-
-        definition = problem_definition(inst.case)
-        if definition.build is not manchester_problem().build:
-            return None
-        from poso_sim.cases import instance_parameters, load_case, structure_digest
-
-        case = load_case(inst.case)
-        first = self.instances[0]
-        base_case = load_case(first.case)
-        if structure_digest(case) != structure_digest(base_case):
-            return None  # another structure: compiled on its own
-        base = get_compiled(first.case, None)
-        if inst.index == first.index:
-            return base
-        nlp = base.with_data(instance_parameters(case))
-        nlp.cost_expression = getattr(base, "cost_expression", None)
-        return nlp
 
     def fingerprints(self) -> list[str]:
         """The fingerprint of every instance, in height order (compiles the structure once)."""
