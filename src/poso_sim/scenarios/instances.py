@@ -87,8 +87,10 @@ def generate_cases(base: str, seed: int, n: int, ranges: Mapping[str, Any] | Non
         return generate_instances(base_case, n, seed, dict(ranges or {}))
     except PosoError as exc:
         msg = str(exc)
-        return_field = where + ("ranges",) if msg.startswith("ranges") else where
-        raise _fail(return_field, msg) from None
+        head, _, rest = msg.partition(": ")
+        if head.startswith("ranges.") and rest:  # the generator names the range field: make it the scenario's
+            raise _fail(where + tuple(head.split(".")), rest) from None
+        raise _fail(where, msg) from None
 
 
 def _generated(base: str, seed: int, n: int, ranges: Mapping[str, Any] | None, cache_dir: Path | None) -> list[Instance]:

@@ -129,7 +129,7 @@ class RunResult:
     height_timeouts: list[int] = field(default_factory=list)
     #: one entry per height of a chain of instances: {height, name, case, fingerprint} (empty: one problem)
     instances: list[dict[str, Any]] = field(default_factory=list)
-    #: height -> virtual seconds a leader's solve took there (only when `solve_time` is a model)
+    #: height -> virtual seconds a solve of that height takes at speed 1 (only when `solve_time` is a model)
     solve_seconds: dict[int, float] = field(default_factory=dict)
 
     # ---- views of the log
@@ -446,7 +446,8 @@ class Runner:
                 delay = self._solve_delay.get((a.height, name))
                 if delay is None:
                     delay = self._solve_delay[(a.height, name)] = self.solve_times.seconds(a.height, name)
-                self.solve_seconds.setdefault(a.height, delay)
+                if a.height not in self.solve_seconds:
+                    self.solve_seconds[a.height] = self.solve_times.seconds(a.height)  # at speed 1
             else:
                 delay = self.scn.solve_time  # type: ignore[assignment]
             net.node(name).set_timer(delay, self._solved, name, a.height, a.round, name="solved")

@@ -1,0 +1,94 @@
+"""Chains of instances at the scenario level: the `instances:` and `solve_time:` fields (errors name the file, the
+line and the field), solves in virtual time (a slow honest leader misses its window) and, with real solves, the
+packaged `chain-7` scenario (slow)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from poso_sim.errors import ScenarioError
+from poso_sim.scenarios import StubPayloads, parse_scenario, run_scenario
+
+GEN = "name: x\nheights: 2\ninstances:\n  generate:\n    seed: 1\n    n: 2\n    ranges:\n      {ranges}\n"
+
+
+@pytest.mark.parametrize("text, message", [
+    (GEN.format(ranges="heat: {level: [8.0, 9.0], noise: 0.0}"),
+     r"^s\.yaml, line 4: instances\.generate: manchester-s1-d1: profiles\.heat_load_factor\[0\]: heat demand .* exceeds"),
+    (GEN.format(ranges="price: {level: [-1.0, -0.5], noise: 0.0}"),
+     r"^s\.yaml, line 4: instances\.generate: manchester-s1-d1: profiles\.price\[0\]: input should be greater"),
+    (GEN.format(ranges="load: {noise: 0.9}"), r"line 8: instances\.generate\.ranges\.load\.noise: 0\.9 outside"),
+    (GEN.format(ranges="{}").replace("n: 2", "n: 1"), r"line 3: instances: 1 instance\(s\) for 2 heights"),
+    ("heights: 1\ninstances: [nope.json]\n", r"line 2: instances\[0\]: nope\.json: no such case file"),
+    ("heights: 2\nsolve_time: {model: constant, seconds: 3, speed: {Z: 0.5}}\n", r"solve_time\.speed\.Z: unknown delegate"),
+    ("solve_time: {model: quadratic}\n", r"line 1: solve_time"),
+    ("heights: 2\nbehaviours:\n  C:\n    replay: {from_height: 1}\n", r"line 4: behaviours\.C\.replay\.from_height"),
+])
+def test_bad_instances_and_solve_times_are_one_line_errors(text, message):
+    with pytest.raises(ScenarioError, match=message) as err:
+        parse_scenario(text, "s.yaml")
+    assert "\n" not in str(err.value)
+
+
+def test_listed_instance_failing_its_schema_names_the_file_and_field(tmp_path):
+    from poso_sim.cases import load_case
+
+    doc = json.loads(load_case("manchester").model_dump_json(by_alias=True, exclude_none=True))
+    doc["profiles"]["price"] = doc["profiles"]["price"][:5]
+    (tmp_path / "day1.json").write_text(json.dumps(doc))
+    (tmp_path / "s.yaml").write_text("heights: 1\ninstances: [day1.json]\n")
+    from poso_sim.scenarios import load_scenario
+
+    with pytest.raises(ScenarioError, match=r"s\.yaml, line 2: instances\[0\]: .*day1\.json.*price") as err:
+        load_scenario(tmp_path / "s.yaml")
+    assert "\n" not in str(err.value)
+
+
+SLOW = """
+delegates: {{C: 8, D: 9, E: 10, F: 11, G: 12}}
+normal_nodes: 3
+window: 5.3
+heights: 2
+solve_time: {spec}
+"""
+
+
+def _run(spec: str):
+    return run_scenario(parse_scenario(SLOW.format(spec=spec)), payloads=StubPayloads())
+
+
+def test_a_slow_honest_leader_misses_its_window_and_is_replaced():
+    fast = _run("{model: constant, seconds: 3.0}")
+    slow = _run("{model: constant, seconds: 3.0, speed: {C: 0.5}}")  # C needs 6 s > the 5.3 s window
+    for r in (fast, slow):
+        assert all(r.executed_at(h)["label"] == "optimal" for h in (1, 2))
+    assert fast.executed_at(1)["leader"] == "C" and not fast.excluded_by_honest()
+    assert fast.solve_seconds == {1: 3.0, 2: 3.0}
+    ex = slow.executed_at(1)
+    assert (ex["leader"], ex["round"]) == ("D", 2)  # the next leader of the schedule takes over
+    assert slow.excluded_by_honest() == ["C"]
+    reasons = {e["reason"] for d in slow.honest if d != "C" for e in slow.exclusions[d]}
+    assert reasons == {"timeout: no valid proposal in the window"}  # no evidence: C was honest, only slow
+    assert slow.executed_at(2)["leader"] == "D" and slow.executed_at(2)["round"] == 1
+    # decided one whole window later than with the fast leader: the missed window
+    assert slow.decisions_at(1)["E"]["t"] == pytest.approx(fast.decisions_at(1)["E"]["t"] + 5.3)
+    assert _run("{model: constant, seconds: 3.0, speed: {C: 0.5}}").trace_digest == slow.trace_digest
+
+
+def test_measured_solve_times_replay_from_a_recorded_file(tmp_path):
+    rec = tmp_path / "times.json"
+    rec.write_text(json.dumps({"height-1": 4.0, "height-2": 1.0}))
+    spec = f"{{model: measured, record: {rec}, speed: {{C: 0.5}}}}"
+    r = _run(spec)
+    assert r.solve_seconds == {1: 4.0, 2: 1.0}  # C, at speed 0.5, takes 8 s at height 1
+    assert (r.executed_at(1)["leader"], r.executed_at(1)["round"]) == ("D", 2)  # 8 s > 5.3 s: C misses, D 4 s
+    assert r.executed_at(2)["leader"] == "D"
+    assert "solve_seconds" in r.to_json() and _run(spec).trace_digest == r.trace_digest
+    assert json.loads(rec.read_text()) == {"height-1": 4.0, "height-2": 1.0}  # a record is read, never rewritten
+
+
+def test_plain_solve_time_number_is_unchanged():
+    a = _run("0.0")
+    assert a.solve_seconds == {} and "solve_seconds" not in a.to_json() and "instances" not in a.to_json()
