@@ -1,0 +1,251 @@
+"""Logging and progress for the ``poso-sim`` command (the face layer's consumer of poso_sim's log records).
+
+Library code only *emits* standard :mod:`logging` records on loggers under ``poso_sim`` (for example
+``poso_sim.solvers.pipeline``). A record that reports progress of a long task carries a mapping in
+``extra={"poso_progress": {...}}`` with the keys
+
+    task        what runs, e.g. "solve"
+    case        the case name;            variant   the objective variant ("true", "tampered", ...)
+    stage       the stage name;           iteration the current iteration (per-iteration records only)
+    iterations  iterations so far;        objective the current objective value
+    violation   the constraint violation; final     True when the stage (or the task) has ended
+
+(every key optional). INFO records mark stage ends, DEBUG records single iterations (throttled by the emitter).
+
+:func:`configure` installs one handler on the ``poso_sim`` logger:
+
+* on a terminal, progress records drive a live one-line display on stderr (stage, iterations, cost, elapsed
+  time), redrawn at most ten times a second and erased before any other line is written;
+* otherwise, progress records at INFO (stage ends) become plain lines on stderr, and per-iteration DEBUG records
+  are printed only with ``-vv``;
+* other records are shown from WARNING (default), INFO (``-v``) or DEBUG (``-vv``). Only poso_sim's loggers
+  are lowered: third-party libraries (Pyomo, CasADi) stay at WARNING.
+
+Nothing is ever written to stdout, so ``--json`` output stays clean.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import sys
+import time
+from typing import Any, Callable, Mapping, TextIO
+
+__all__ = ["ProgressHandler", "configure", "unconfigure", "format_progress", "solve_progress_callback", "PROGRESS_KEY"]
+
+PROGRESS_KEY = "poso_progress"
+_SPIN = "|/-\\"
+
+
+def _num(v: Any, fmt: str) -> str | None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(float(v)):
+        return None
+    return format(v, fmt)
+
+
+def _task_name(p: Mapping[str, Any]) -> str:
+    task = str(p.get("task") or "work")
+    what = "/".join(str(p[k]) for k in ("case", "variant") if p.get(k) not in (None, ""))
+    return f"{task} {what}" if what else task
+
+
+def format_progress(p: Mapping[str, Any], *, message: str = "") -> str:
+    """One human line for a progress mapping, e.g.
+    ``solve manchester/true: fixed-flows done, 212 it, cost 815.7200, violation 3.1e-09``."""
+    parts = []
+    stage = p.get("stage")
+    if stage:
+        parts.append(f"{stage} done" if p.get("final") else str(stage))
+    it = p.get("iteration", p.get("iterations"))
+    if _num(it, "d") is not None:
+        parts.append(f"{'it' if 'iteration' in p else 'iterations'} {int(it)}")
+    obj = _num(p.get("objective"), ".4f")
+    if obj is not None:
+        parts.append(f"cost {obj}")
+    vio = _num(p.get("violation"), ".1e")
+    if vio is not None:
+        parts.append(f"violation {vio}")
+    line = _task_name(p) + (": " + ", ".join(parts) if parts else "")
+    if message and not parts:
+        line += f": {message}"
+    return line
+
+
+class ProgressHandler(logging.Handler):
+    """See the module docstring. ``live``: draw a one-line display (default: whether ``stream`` is a TTY)."""
+
+    def __init__(self, verbosity: int = 0, stream: TextIO | None = None, *, live: bool | None = None,
+                 clock: Callable[[], float] = time.monotonic, min_interval: float = 0.1) -> None:
+        super().__init__(logging.DEBUG)
+        self.verbosity = max(0, int(verbosity))
+        self.stream = stream if stream is not None else sys.stderr
+        if live is None:
+            isatty = getattr(self.stream, "isatty", None)
+            live = bool(isatty and isatty())
+        self.live = live
+        self.clock = clock
+        self.min_interval = min_interval
+        self.threshold = (logging.WARNING, logging.INFO, logging.DEBUG)[min(self.verbosity, 2)]
+        self._shown = ""          # text of the live line currently on screen ("" = none)
+        self._last_draw = -math.inf
+        self._starts: dict[str, float] = {}  # task name -> when its first record came
+        self._spin = 0
+        self._solver_seen = False  # records from poso_sim.solvers supersede the CLI's own callback records
+
+    # -------------------------------------------------------------------------------- writing
+    def _write(self, text: str) -> None:
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (OSError, ValueError):  # closed pipe or stream: progress is not worth a traceback
+            pass
+
+    def clear(self) -> None:
+        """Erase the live line (if one is shown)."""
+        if self._shown:
+            self._write("\r\x1b[2K")
+            self._shown = ""
+
+    def _println(self, line: str) -> None:
+        shown = self._shown
+        self.clear()
+        self._write(line + "\n")
+        if shown and self.live:
+            self._write(shown)
+            self._shown = shown
+
+    def _draw(self, p: Mapping[str, Any], force: bool) -> None:
+        now = self.clock()
+        name = _task_name(p)
+        start = self._starts.setdefault(name, now)
+        if not force and now - self._last_draw < self.min_interval:
+            return
+        self._last_draw = now
+        self._spin = (self._spin + 1) % len(_SPIN)
+        width = max(20, shutil.get_terminal_size((100, 20)).columns - 1)
+        text = f"{_SPIN[self._spin]} {format_progress(p)}  [{now - start:.0f} s]"
+        if len(text) > width:
+            text = text[: width - 1] + "~"
+        self._write("\r\x1b[2K" + text)
+        self._shown = text
+
+    # -------------------------------------------------------------------------------- logging.Handler
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            p = getattr(record, PROGRESS_KEY, None)
+            if isinstance(p, Mapping):
+                self._progress(record, p)
+            elif record.levelno >= self.threshold:
+                self._println(f"{record.levelname} {record.name}: {record.getMessage()}")
+        except Exception:  # never let a display problem break a solve
+            self.handleError(record)
+
+    def _progress(self, record: logging.LogRecord, p: Mapping[str, Any]) -> None:
+        if record.name.startswith("poso_sim.solvers"):
+            self._solver_seen = True
+        elif self._solver_seen and getattr(record, "poso_fallback", False):
+            return  # the solver reports this itself
+        final = bool(p.get("final"))
+        if self.live:
+            if final and p.get("stage") is None:  # the whole task ended: drop the line
+                self._starts.pop(_task_name(p), None)
+                self.clear()
+                if self.verbosity >= 1:
+                    self._println(format_progress(p, message=record.getMessage()))
+                return
+            if final and self.verbosity >= 1:  # stage ends stay on screen with -v
+                self._println(format_progress(p, message=record.getMessage()))
+            self._draw(p, force=final)
+            return
+        if record.levelno >= logging.INFO or self.verbosity >= 2:
+            self._println(format_progress(p, message=record.getMessage()))
+
+    def close(self) -> None:
+        self.clear()
+        super().close()
+
+
+class _ClearingStdout:
+    """sys.stdout while a live line is on the same terminal: erase the line before any output."""
+
+    def __init__(self, inner: TextIO, handler: ProgressHandler) -> None:
+        self._inner = inner
+        self._handler = handler
+
+    def write(self, text: str) -> int:
+        self._handler.clear()
+        return self._inner.write(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+_installed: list[tuple[logging.Logger, ProgressHandler, int, bool, Any]] = []
+
+
+def configure(verbosity: int = 0, stream: TextIO | None = None, *, live: bool | None = None) -> ProgressHandler:
+    """Install the handler on the ``poso_sim`` logger (replacing one installed before) and return it."""
+    unconfigure()
+    logger = logging.getLogger("poso_sim")
+    handler = ProgressHandler(verbosity, stream, live=live)
+    old_stdout = None
+    if handler.live and handler.stream is sys.stderr and getattr(sys.stdout, "isatty", lambda: False)():
+        old_stdout = sys.stdout
+        sys.stdout = _ClearingStdout(sys.stdout, handler)  # type: ignore[assignment]
+    _installed.append((logger, handler, logger.level, logger.propagate, old_stdout))
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)  # the handler filters; progress records must reach it at any verbosity
+    logger.propagate = False
+    return handler
+
+
+def unconfigure() -> None:
+    """Remove the handler installed by :func:`configure` (erasing its live line) and restore the logger."""
+    while _installed:
+        logger, handler, level, propagate, old_stdout = _installed.pop()
+        if old_stdout is not None and isinstance(sys.stdout, _ClearingStdout):
+            sys.stdout = old_stdout
+        logger.removeHandler(handler)
+        handler.close()
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
+def solve_progress_callback(case: str, variant: str, *, min_interval: float = 0.5,
+                            clock: Callable[[], float] = time.monotonic) -> Callable[[str, dict], None]:
+    """A ``progress=`` callback for :func:`poso_sim.solvers.api.solve_case` that turns the pipeline's
+    per-iteration calls into progress records on the ``poso_sim.cli`` logger: a DEBUG record at most every
+    ``min_interval`` seconds and an INFO record when a stage ends (seen when the next one starts). Records
+    the solvers emit themselves take precedence over these (the handler drops these once it has seen one)."""
+    log = logging.getLogger("poso_sim.cli")
+    state: dict[str, Any] = {"stage": None, "info": None, "last": -math.inf}
+
+    def payload(stage: str, info: Mapping[str, Any], final: bool) -> dict[str, Any]:
+        it = int(info.get("iter", 0))
+        p = {"task": "solve", "case": case, "variant": variant, "stage": stage, "iterations": it,
+             "objective": info.get("objective"), "violation": info.get("inf_pr"), "final": final}
+        if not final:
+            p["iteration"] = it
+        return p
+
+    def callback(stage: str, info: dict) -> None:
+        if state["stage"] is not None and stage != state["stage"]:
+            log.info("stage %s done", state["stage"],
+                     extra={PROGRESS_KEY: payload(state["stage"], state["info"], True), "poso_fallback": True})
+        state["stage"], state["info"] = stage, dict(info)
+        now = clock()
+        if now - state["last"] >= min_interval:
+            state["last"] = now
+            log.debug("iteration %s", info.get("iter"),
+                      extra={PROGRESS_KEY: payload(stage, info, False), "poso_fallback": True})
+
+    def finish() -> None:
+        if state["stage"] is not None:
+            log.info("stage %s done", state["stage"],
+                     extra={PROGRESS_KEY: payload(state["stage"], state["info"], True), "poso_fallback": True})
+            state["stage"] = None
+
+    callback.finish = finish  # type: ignore[attr-defined]
+    return callback
