@@ -292,3 +292,35 @@ def test_json_stdout_stays_clean_with_progress_records(tmp_path):
         "solve manchester/true: final done, iterations 5, cost 1.0000, violation 0.0e+00",
         "INFO poso_sim.solvers.pipeline: cache miss",
     ]
+
+
+# ------------------------------------------------------------------------------------------------ sweep --list
+def test_sweep_list_prints_whole_descriptions(capsys):
+    import yaml
+    from importlib import resources
+
+    assert main(["sweep", "--list"]) == 0
+    out = capsys.readouterr().out
+    data = resources.files("poso_sim.sweep") / "data"
+    blocks = {}
+    for line in out.splitlines():
+        if not line.startswith(" "):
+            name, _, rest = line.partition("  ")
+            blocks[name] = [rest.strip()]
+        else:
+            blocks[name].append(line.strip())
+    for entry in data.iterdir():
+        if entry.name.endswith(".yaml"):
+            desc = " ".join(str(yaml.safe_load(entry.read_text())["description"]).split())
+            assert " ".join(blocks[entry.name[:-5]]) == desc
+    assert " ".join(blocks["campaign"]).endswith("stub payloads.")
+
+
+def test_sweep_list_wraps_under_the_name_column():
+    from poso_sim.sweep.cli import format_sweep_list
+
+    text = format_sweep_list({"a": "word " * 30 + "loss 0 or 5 %, end.", "long-name": "short"}, width=50)
+    lines = text.splitlines()
+    assert all(len(ln) <= 50 for ln in lines)
+    assert lines[0].startswith("a          word") and all(ln.startswith(" " * 11) for ln in lines[1:-1])
+    assert "5 %" in text and lines[-1] == "long-name  short"
