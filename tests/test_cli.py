@@ -151,7 +151,7 @@ def _solver_progress(stage: str, it: int, obj: float, final: bool) -> dict:
 
 def test_plain_lines_when_not_a_terminal():
     out = io.StringIO()
-    h = progress.ProgressHandler(0, out, live=False)
+    h = progress.ProgressHandler(0, out, live=False, clock=Clock())
     h.handle(_record("poso_sim.solvers.pipeline", logging.DEBUG, "it", _solver_progress("fixed-flows", 25, 900.5, False)))
     h.handle(_record("poso_sim.solvers.pipeline", logging.INFO, "done", _solver_progress("fixed-flows", 212, 815.72, True)))
     h.handle(_record("poso_sim.solvers.cache", logging.INFO, "cache hit manchester/true"))
@@ -166,7 +166,7 @@ def test_verbosity_levels_for_plain_and_progress_records():
     lines = {}
     for v in (0, 1, 2):
         out = io.StringIO()
-        h = progress.ProgressHandler(v, out, live=False)
+        h = progress.ProgressHandler(v, out, live=False, clock=Clock())
         h.handle(_record("poso_sim.solvers.pipeline", logging.DEBUG, "it", _solver_progress("final", 7, 744.0, False)))
         h.handle(_record("poso_sim.solvers.cache", logging.INFO, "cache miss manchester/true"))
         h.handle(_record("poso_sim.kkt", logging.DEBUG, "residuals computed"))
@@ -178,6 +178,18 @@ def test_verbosity_levels_for_plain_and_progress_records():
         "INFO poso_sim.solvers.cache: cache miss manchester/true",
         "DEBUG poso_sim.kkt: residuals computed",
     ]
+
+
+def test_without_a_terminal_a_long_stage_prints_a_line_every_two_seconds():
+    out = io.StringIO()
+    clock = Clock()
+    h = progress.ProgressHandler(0, out, live=False, clock=clock)
+    for it in range(0, 60):  # one iteration record every 0.25 s for 15 s
+        clock.t += 0.25
+        h.handle(_record("poso_sim.solvers.pipeline", logging.DEBUG, "it", _solver_progress("final", it, 744.0, False)))
+    lines = out.getvalue().splitlines()
+    assert [int(ln.split(", it ")[1].split(",")[0]) for ln in lines] == [7, 15, 23, 31, 39, 47, 55]
+    assert all(ln.startswith("solve manchester/true: final, it ") for ln in lines)
 
 
 def test_live_line_on_a_terminal_is_throttled_and_erased():
@@ -214,7 +226,7 @@ def test_live_stage_end_is_drawn_at_once_and_kept_with_v():
 
 def test_records_without_every_key_are_shown():
     out = io.StringIO()
-    h = progress.ProgressHandler(0, out, live=False)
+    h = progress.ProgressHandler(0, out, live=False, clock=Clock())
     h.handle(_record("poso_sim.scenarios.runner", logging.INFO, "plans ready", {"task": "plans"}))
     h.handle(_record("poso_sim.solvers", logging.INFO, "x", {"objective": float("nan"), "stage": "s", "final": True}))
     assert out.getvalue().splitlines() == ["plans: plans ready", "work: s done"]

@@ -16,8 +16,9 @@ Library code only *emits* standard :mod:`logging` records on loggers under ``pos
 
 * on a terminal, progress records drive a live one-line display on stderr (stage, iterations, cost, elapsed
   time), redrawn at most ten times a second and erased before any other line is written;
-* otherwise, progress records at INFO (stage ends) become plain lines on stderr, and per-iteration DEBUG records
-  are printed only with ``-vv``;
+* otherwise, progress records at INFO (stage ends) become plain lines on stderr; of the per-iteration DEBUG
+  records one is printed when ``heartbeat`` seconds (2) have passed without a progress line, every one with
+  ``-vv`` -- so a long solve is never silent for more than about two seconds;
 * other records are shown from WARNING (default), INFO (``-v``) or DEBUG (``-vv``). Only poso_sim's loggers
   are lowered: third-party libraries (Pyomo, CasADi) stay at WARNING.
 
@@ -77,7 +78,8 @@ class ProgressHandler(logging.Handler):
     """See the module docstring. ``live``: draw a one-line display (default: whether ``stream`` is a TTY)."""
 
     def __init__(self, verbosity: int = 0, stream: TextIO | None = None, *, live: bool | None = None,
-                 clock: Callable[[], float] = time.monotonic, min_interval: float = 0.1) -> None:
+                 clock: Callable[[], float] = time.monotonic, min_interval: float = 0.1,
+                 heartbeat: float = 2.0) -> None:
         super().__init__(logging.DEBUG)
         self.verbosity = max(0, int(verbosity))
         self.stream = stream if stream is not None else sys.stderr
@@ -87,6 +89,8 @@ class ProgressHandler(logging.Handler):
         self.live = live
         self.clock = clock
         self.min_interval = min_interval
+        self.heartbeat = heartbeat
+        self._last_line = clock()  # when the last plain progress line was written
         self.threshold = (logging.WARNING, logging.INFO, logging.DEBUG)[min(self.verbosity, 2)]
         self._shown = ""          # text of the live line currently on screen ("" = none)
         self._last_draw = -math.inf
@@ -159,7 +163,9 @@ class ProgressHandler(logging.Handler):
                 self._println(format_progress(p, message=record.getMessage()))
             self._draw(p, force=final)
             return
-        if record.levelno >= logging.INFO or self.verbosity >= 2:
+        now = self.clock()
+        if record.levelno >= logging.INFO or self.verbosity >= 2 or now - self._last_line >= self.heartbeat:
+            self._last_line = now
             self._println(format_progress(p, message=record.getMessage()))
 
     def close(self) -> None:
