@@ -21,16 +21,16 @@ demo: $(STAMP)
 	$(BIN)/poso-sim solve --case manchester
 	$(BIN)/poso-sim run scenario-1
 
-# .ci/pytest.py is pytest with exit status 5 ("no tests collected") counted as success
+# .ci/run_pytest.py is pytest with exit status 5 ("no tests collected") counted as success
 test: $(STAMP)
-	$(BIN)/python .ci/pytest.py -q
+	$(BIN)/python .ci/run_pytest.py -q
 
 # long runs that still fit CI: the 1 000-case campaigns, the bias sweep, other local optima
 test-slow: $(STAMP)
-	$(BIN)/python .ci/pytest.py -q -m slow -k 'not best_fit'
+	$(BIN)/python .ci/run_pytest.py -q -m slow -k 'not best_fit'
 
 test-all: $(STAMP)
-	$(BIN)/python .ci/pytest.py -q -m ''
+	$(BIN)/python .ci/run_pytest.py -q -m ''
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
