@@ -33,6 +33,7 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "plot": ("poso_sim.report.cli", "add_parsers", "draw a dispatch, a message sequence chart or a sweep to PNG/SVG/PDF"),
 }
 
+
 def _add_solve(sub: Any) -> argparse.ArgumentParser:
     p = sub.add_parser("solve", help="solve a case variant (cached) and print a summary")
     p.add_argument("--case", default="manchester", help="packaged case name or path to a case JSON file")
