@@ -214,6 +214,30 @@ def test_live_line_on_a_terminal_is_throttled_and_erased():
     assert out.getvalue().endswith("\r\x1b[2K")
 
 
+def test_live_line_keeps_ticking_during_a_slow_iteration():
+    out = io.StringIO()
+    clock = Clock()
+    h = progress.ProgressHandler(0, out, live=True, clock=clock, min_interval=0.1)
+    try:
+        h.handle(_record("poso_sim.solvers.pipeline", logging.DEBUG, "it", _solver_progress("final", 5, 744.5, False)))
+        assert h._ticker is not None and h._ticker.daemon
+        before = out.getvalue()
+        clock.t += 0.1
+        h.tick()  # too soon after the last draw
+        assert out.getvalue() == before
+        clock.t += 7.0
+        h.tick()  # no record for 7 s: the line is redrawn with the elapsed time
+        assert out.getvalue().endswith("final, it 5, cost 744.5000, violation 2.5e-09  [7 s]")
+        h.handle(_record("poso_sim.solvers.pipeline", logging.INFO, "done", _solver_progress("final", 9, 744.0, True)))
+        drawn = out.getvalue()
+        clock.t += 5.0
+        h.tick()  # the stage ended: nothing runs, nothing is redrawn
+        assert out.getvalue() == drawn
+    finally:
+        h.close()
+    assert h._ticker is None and out.getvalue().endswith("\r\x1b[2K")
+
+
 def test_live_stage_end_is_drawn_at_once_and_kept_with_v():
     out = io.StringIO()
     clock = Clock()

@@ -15,7 +15,8 @@ Library code only *emits* standard :mod:`logging` records on loggers under ``pos
 :func:`configure` installs one handler on the ``poso_sim`` logger:
 
 * on a terminal, progress records drive a live one-line display on stderr (stage, iterations, cost, elapsed
-  time), redrawn at most ten times a second and erased before any other line is written;
+  time), redrawn at most ten times a second (and every half second while a stage runs, so a slow iteration
+  still shows the time going on) and erased before any other line is written;
 * otherwise, progress records at INFO (stage ends) become plain lines on stderr; of the per-iteration DEBUG
   records one is printed when ``heartbeat`` seconds (2) have passed without a progress line, every one with
   ``-vv`` -- so a long solve is never silent for more than about two seconds;
@@ -31,6 +32,7 @@ import logging
 import math
 import shutil
 import sys
+import threading
 import time
 from typing import Any, Callable, Mapping, TextIO
 
@@ -97,6 +99,9 @@ class ProgressHandler(logging.Handler):
         self._starts: dict[str, float] = {}  # task name -> when its first record came
         self._spin = 0
         self._solver_seen = False  # records from poso_sim.solvers supersede the CLI's own callback records
+        self._current: Mapping[str, Any] | None = None  # the running stage's last progress (live mode)
+        self._ticker: threading.Thread | None = None
+        self._stop = threading.Event()
 
     # -------------------------------------------------------------------------------- writing
     def _write(self, text: str) -> None:
@@ -146,6 +151,25 @@ class ProgressHandler(logging.Handler):
         except Exception:  # never let a display problem break a solve
             self.handleError(record)
 
+    def tick(self) -> None:
+        """Redraw the live line of a running stage (spinner, elapsed time) when no record has come for a while:
+        an iteration that takes seconds still shows that work goes on. Called by a daemon thread in live mode."""
+        with self.lock:
+            if self.live and self._current is not None and self._shown \
+                    and self.clock() - self._last_draw >= 2 * self.min_interval:
+                self._draw(self._current, force=True)
+
+    def _start_ticker(self) -> None:
+        if self._ticker is not None:
+            return
+
+        def run() -> None:
+            while not self._stop.wait(0.5):
+                self.tick()
+
+        self._ticker = threading.Thread(target=run, name="poso-sim-progress", daemon=True)
+        self._ticker.start()
+
     def _progress(self, record: logging.LogRecord, p: Mapping[str, Any]) -> None:
         if record.name.startswith("poso_sim.solvers"):
             self._solver_seen = True
@@ -162,6 +186,8 @@ class ProgressHandler(logging.Handler):
             if final and self.verbosity >= 1:  # stage ends stay on screen with -v
                 self._println(format_progress(p, message=record.getMessage()))
             self._draw(p, force=final)
+            self._current = None if final else p
+            self._start_ticker()
             return
         now = self.clock()
         if record.levelno >= logging.INFO or self.verbosity >= 2 or now - self._last_line >= self.heartbeat:
@@ -169,7 +195,13 @@ class ProgressHandler(logging.Handler):
             self._println(format_progress(p, message=record.getMessage()))
 
     def close(self) -> None:
-        self.clear()
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join(timeout=2)
+            self._ticker = None
+        with self.lock:
+            self._current = None
+            self.clear()
         super().close()
 
 
@@ -181,8 +213,9 @@ class _ClearingStdout:
         self._handler = handler
 
     def write(self, text: str) -> int:
-        self._handler.clear()
-        return self._inner.write(text)
+        with self._handler.lock:
+            self._handler.clear()
+            return self._inner.write(text)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
