@@ -129,14 +129,51 @@ def test_a_duplicate_no_longer_shifts_the_next_error(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------------- case
+@pytest.fixture
+def no_registry(monkeypatch):
+    """The check without the problem registry (installations before poso_sim.nlp.problems)."""
+    monkeypatch.setattr(schema, "_registry", lambda: None)
+
+
 def test_unknown_case_is_reported_at_load_time(tmp_path):
+    msg = _error(tmp_path, FIVE + "seed: 3\ncase: manchster\n")
+    assert msg.startswith("line 3: case: unknown case 'manchster'") and "manchester" in msg
+
+
+def test_unknown_case_without_registry(tmp_path, no_registry):
     msg = _error(tmp_path, FIVE + "seed: 3\ncase: manchster\n")
     assert msg == "line 3: case: unknown case 'manchster' (known: manchester; or the path of a case .json file)"
 
 
 def test_missing_case_file(tmp_path):
     msg = _error(tmp_path, FIVE + "case: nowhere/case.json\n")
+    assert msg.startswith("line 2: case: ") and "nowhere/case.json" in msg
+
+
+def test_missing_case_file_without_registry(tmp_path, no_registry):
+    msg = _error(tmp_path, FIVE + "case: nowhere/case.json\n")
     assert msg == "line 2: case: case file 'nowhere/case.json' does not exist"
+
+
+def test_the_registry_is_consulted_when_present(monkeypatch):
+    calls = []
+
+    class Registry:
+        @staticmethod
+        def check_case(case):
+            calls.append(case)
+            if case != "toy":
+                raise ScenarioError(f"unknown case {case!r}: not a registered problem (toy)")
+
+        @staticmethod
+        def registered_problems():
+            return ["toy"]
+
+    monkeypatch.setattr(schema, "_registry", lambda: Registry)
+    assert parse_scenario(FIVE + "case: toy\n").case == "toy" and calls == ["toy"]
+    with pytest.raises(ScenarioError, match=r"line 2: case: unknown case 'manchester': not a registered problem"):
+        parse_scenario(FIVE + "case: manchester\n")
+    assert schema.known_cases() == ["toy"]
 
 
 def test_case_file_path_is_accepted(tmp_path):
@@ -147,8 +184,8 @@ def test_case_file_path_is_accepted(tmp_path):
     assert parse_scenario(FIVE + f"case: {dst}\n").case == str(dst)
 
 
-def test_the_case_check_is_one_function(monkeypatch):
-    """A registry of problems replaces the list in one place: `known_cases`."""
+def test_the_case_check_is_one_function(monkeypatch, no_registry):
+    """Without the registry the list of known cases comes from one place: `known_cases`."""
     monkeypatch.setattr(schema, "known_cases", lambda: ["manchester", "toy"])
     assert parse_scenario(FIVE + "case: toy\n").case == "toy"
     with pytest.raises(ScenarioError, match=r"line 2: case: unknown case 'manchester2' \(known: manchester, toy;"):

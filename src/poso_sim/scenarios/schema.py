@@ -13,7 +13,7 @@ from typing import Any, Iterable, Literal, Mapping, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from poso_sim.errors import ConfigError, ScenarioError
+from poso_sim.errors import ConfigError, PosoError, ScenarioError
 from poso_sim.protocol import behaviours as B
 from poso_sim.protocol.events import Send
 from poso_sim.protocol.messages import Proposal
@@ -420,25 +420,39 @@ def check_scenario(scn: Scenario) -> None:
         raise FieldError(("network", "latency"), msg) from None
 
 
+def _registry() -> Any:
+    """The problem registry, :mod:`poso_sim.nlp.problems`, when this installation has it (else None). Looked up
+    by file first: importing ``poso_sim.nlp`` without the registry would load CasADi for nothing."""
+    if not (Path(__file__).resolve().parents[1] / "nlp" / "problems.py").is_file():
+        return None
+    from poso_sim.nlp import problems
+
+    return problems
+
+
 def known_cases() -> list[str]:
-    """Names of the cases a scenario may use by name (the problem registry's when there is one)."""
-    try:
-        from poso_sim.nlp import problems  # type: ignore[attr-defined]
-    except ImportError:
-        problems = None
-    names = getattr(problems, "list_problems", None) or getattr(problems, "names", None)
-    if callable(names):
-        return sorted(str(n) for n in names())
+    """Names of the cases a scenario may name (the problem registry's when there is one)."""
+    reg = _registry()
+    if reg is not None and hasattr(reg, "registered_problems"):
+        return list(reg.registered_problems())
     from poso_sim.cases import list_cases
 
     return list(list_cases())
 
 
 def check_case(case: str) -> None:
-    """Raise ValueError unless ``case`` is a known case name or the path of an existing case file (.json).
-    The one place a scenario's `case:` is checked (at load time, before any payload is made)."""
+    """Raise ValueError unless ``case`` names a known case (or problem) or an existing case file (.json).
+    The one place a scenario's `case:` is checked, at load time, before any payload is made; with the problem
+    registry it defers to ``poso_sim.nlp.problems.check_case`` (which also validates a case file's contents)."""
     if not isinstance(case, str) or not case:
         raise ValueError(f"expected a case name, got {case!r}")
+    reg = _registry()
+    if reg is not None and hasattr(reg, "check_case"):
+        try:
+            reg.check_case(case)
+        except PosoError as exc:
+            raise ValueError(str(exc)) from None
+        return
     known = known_cases()
     if case in known:
         return
