@@ -268,6 +268,18 @@ def test_pyomo_debug_is_not_shown_at_vv(capsys):
     assert "pyomo internals" not in capsys.readouterr().err
 
 
+def test_other_libraries_warnings_share_the_stream():
+    out = io.StringIO()
+    progress.configure(0, out, live=False)
+    try:
+        logging.getLogger("pyomo.core").warning("a pyomo warning")
+        logging.getLogger("pyomo.core").info("pyomo info")
+    finally:
+        progress.unconfigure()
+    assert out.getvalue() == "WARNING pyomo.core: a pyomo warning\n"
+    assert progress.ProgressHandler not in {type(h) for h in logging.getLogger().handlers}
+
+
 def test_solve_callback_turns_iterations_into_records():
     clock = Clock()
     out = io.StringIO()

@@ -20,8 +20,8 @@ Library code only *emits* standard :mod:`logging` records on loggers under ``pos
 * otherwise, progress records at INFO (stage ends) become plain lines on stderr; of the per-iteration DEBUG
   records one is printed when ``heartbeat`` seconds (2) have passed without a progress line, every one with
   ``-vv`` -- so a long solve is never silent for more than about two seconds;
-* other records are shown from WARNING (default), INFO (``-v``) or DEBUG (``-vv``). Only poso_sim's loggers
-  are lowered: third-party libraries (Pyomo, CasADi) stay at WARNING.
+* other records of poso_sim's loggers are shown from WARNING (default), INFO (``-v``) or DEBUG (``-vv``);
+  other libraries' records (Pyomo, CasADi) from WARNING whatever the verbosity, on the same stream.
 
 Nothing is ever written to stdout, so ``--json`` output stays clean.
 """
@@ -74,6 +74,10 @@ def format_progress(p: Mapping[str, Any], *, message: str = "") -> str:
     if message and not parts:
         line += f": {message}"
     return line
+
+
+def _own(name: str) -> bool:
+    return name == "poso_sim" or name.startswith("poso_sim.")
 
 
 class ProgressHandler(logging.Handler):
@@ -146,7 +150,7 @@ class ProgressHandler(logging.Handler):
             p = getattr(record, PROGRESS_KEY, None)
             if isinstance(p, Mapping):
                 self._progress(record, p)
-            elif record.levelno >= self.threshold:
+            elif record.levelno >= (self.threshold if _own(record.name) else logging.WARNING):
                 self._println(f"{record.levelname} {record.name}: {record.getMessage()}")
         except Exception:  # never let a display problem break a solve
             self.handleError(record)
@@ -235,6 +239,7 @@ def configure(verbosity: int = 0, stream: TextIO | None = None, *, live: bool | 
         sys.stdout = _ClearingStdout(sys.stdout, handler)  # type: ignore[assignment]
     _installed.append((logger, handler, logger.level, logger.propagate, old_stdout))
     logger.addHandler(handler)
+    logging.getLogger().addHandler(handler)  # other libraries' warnings: same stream, the live line erased first
     logger.setLevel(logging.DEBUG)  # the handler filters; progress records must reach it at any verbosity
     logger.propagate = False
     return handler
@@ -247,6 +252,7 @@ def unconfigure() -> None:
         if old_stdout is not None and isinstance(sys.stdout, _ClearingStdout):
             sys.stdout = old_stdout
         logger.removeHandler(handler)
+        logging.getLogger().removeHandler(handler)
         handler.close()
         logger.setLevel(level)
         logger.propagate = propagate
