@@ -372,3 +372,19 @@ def test_sweep_list_wraps_under_the_name_column():
     assert all(len(ln) <= 50 for ln in lines)
     assert lines[0].startswith("a          word") and all(ln.startswith(" " * 11) for ln in lines[1:-1])
     assert "5 %" in text and lines[-1] == "long-name  short"
+
+
+# --------------------------------------------------------------------------------------- through a real process
+def test_flags_after_the_subcommand_in_a_process():
+    r = _py("", "-m", "poso_sim", "run", "scenario-1", "--stub", "--quiet", "-vv")
+    assert r.returncode == 0, r.stderr
+    assert "executed D's optimal (744.09 $)" in r.stdout
+
+
+def test_scenario_error_in_a_process_is_one_line_with_file_and_line(tmp_path):
+    bad = tmp_path / "dup.yaml"
+    bad.write_text("delegates: [C, D, E]\nbehaviours:\n  C:\n    silence: true\n  C:\n    follower_error: others\n")
+    r = _py("", "-m", "poso_sim", "-v", "run", str(bad), "--stub")
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr == f"poso-sim: error: {bad}, line 5: behaviours.C: duplicate key 'C' (first at line 3; a key may " \
+                       "appear once)\n"
