@@ -238,6 +238,63 @@ def test_live_line_keeps_ticking_during_a_slow_iteration():
     assert h._ticker is None and out.getvalue().endswith("\r\x1b[2K")
 
 
+def test_idle_indicator_after_two_silent_seconds():
+    out = io.StringIO()
+    clock = Clock()
+    h = progress.ProgressHandler(0, out, live=True, clock=clock, idle_label="poso-sim run")
+    h.tick()
+    clock.t += 1.5
+    h.tick()
+    assert out.getvalue() == ""  # not yet two seconds
+    clock.t += 1.0
+    h.tick()
+    assert out.getvalue().endswith("poso-sim run: working  [2 s]")
+    clock.t += 3.0
+    h.tick()
+    assert out.getvalue().endswith("poso-sim run: working  [6 s]")
+    # the command writes: the line is erased, and it is not idle any more
+    stdout = io.StringIO()
+    proxy = progress._ClearingStream(stdout, h)
+    proxy.write("result\n")
+    assert stdout.getvalue() == "result\n" and out.getvalue().endswith("\r\x1b[2K")
+    n = len(out.getvalue())
+    clock.t += 1.0
+    h.tick()
+    assert len(out.getvalue()) == n
+    clock.t += 1.5
+    h.tick()
+    assert out.getvalue().endswith("poso-sim run: working  [8 s]")
+    # a progress record replaces the idle line; while its stage runs the idle line does not come back
+    h.handle(_record("poso_sim.solvers.pipeline", logging.DEBUG, "it", _solver_progress("final", 1, 750.0, False)))
+    clock.t += 5.0
+    h.tick()
+    assert "working" not in out.getvalue().rsplit("\r\x1b[2K", 1)[1]
+    h.close()
+
+
+def test_configure_wraps_the_terminal_streams_only(monkeypatch):
+    class TTY(io.StringIO):
+        def isatty(self):
+            return True
+
+    err, out = TTY(), TTY()
+    monkeypatch.setattr(sys, "stderr", err)
+    monkeypatch.setattr(sys, "stdout", out)
+    h = progress.configure(0, label="poso-sim solve")
+    try:
+        assert h.live and h.stream is err and h._ticker is not None
+        assert isinstance(sys.stdout, progress._ClearingStream) and isinstance(sys.stderr, progress._ClearingStream)
+        print("hello")
+    finally:
+        progress.unconfigure()
+    assert sys.stdout is out and sys.stderr is err and out.getvalue() == "hello\n"
+    h2 = progress.configure(0, io.StringIO(), live=False, label="poso-sim solve")
+    try:
+        assert h2._ticker is None and sys.stdout is out
+    finally:
+        progress.unconfigure()
+
+
 def test_live_stage_end_is_drawn_at_once_and_kept_with_v():
     out = io.StringIO()
     clock = Clock()

@@ -204,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from poso_sim import progress
 
-    progress.configure(verbosity)
+    progress.configure(verbosity, label=f"poso-sim {args.command}")
     try:
         return int(args.func(args) or 0)
     except PosoError as exc:

@@ -16,7 +16,8 @@ Library code only *emits* standard :mod:`logging` records on loggers under ``pos
 
 * on a terminal, progress records drive a live one-line display on stderr (stage, iterations, cost, elapsed
   time), redrawn at most ten times a second (and every half second while a stage runs, so a slow iteration
-  still shows the time going on) and erased before any other line is written;
+  still shows the time going on) and erased before any other line is written; when nothing at all has been
+  written for two seconds (loading, a step that reports nothing), the line says ``poso-sim run: working [N s]``;
 * otherwise, progress records at INFO (stage ends) become plain lines on stderr; of the per-iteration DEBUG
   records one is printed when ``heartbeat`` seconds (2) have passed without a progress line, every one with
   ``-vv`` -- so a long solve is never silent for more than about two seconds;
@@ -85,7 +86,7 @@ class ProgressHandler(logging.Handler):
 
     def __init__(self, verbosity: int = 0, stream: TextIO | None = None, *, live: bool | None = None,
                  clock: Callable[[], float] = time.monotonic, min_interval: float = 0.1,
-                 heartbeat: float = 2.0) -> None:
+                 heartbeat: float = 2.0, idle_label: str | None = None, idle_after: float = 2.0) -> None:
         super().__init__(logging.DEBUG)
         self.verbosity = max(0, int(verbosity))
         self.stream = stream if stream is not None else sys.stderr
@@ -104,6 +105,11 @@ class ProgressHandler(logging.Handler):
         self._spin = 0
         self._solver_seen = False  # records from poso_sim.solvers supersede the CLI's own callback records
         self._current: Mapping[str, Any] | None = None  # the running stage's last progress (live mode)
+        self.idle_label = idle_label  # live mode: "<label>: working [N s]" after idle_after s without output
+        self.idle_after = idle_after
+        self._t0 = clock()
+        self._last_activity = self._t0
+        self._idle_shown = False
         self._ticker: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -120,14 +126,32 @@ class ProgressHandler(logging.Handler):
         if self._shown:
             self._write("\r\x1b[2K")
             self._shown = ""
+        self._idle_shown = False
+
+    def note_activity(self) -> None:
+        """Something else was written (the command's output): the command is not idle."""
+        self._last_activity = self.clock()
 
     def _println(self, line: str) -> None:
-        shown = self._shown
+        shown, idle = self._shown, self._idle_shown
         self.clear()
         self._write(line + "\n")
+        self.note_activity()
         if shown and self.live:
             self._write(shown)
-            self._shown = shown
+            self._shown, self._idle_shown = shown, idle
+
+    def _fit(self, text: str) -> str:
+        width = max(20, shutil.get_terminal_size((100, 20)).columns - 1)
+        return text if len(text) <= width else text[: width - 1] + "~"
+
+    def _draw_idle(self, now: float) -> None:
+        self._spin = (self._spin + 1) % len(_SPIN)
+        text = self._fit(f"{_SPIN[self._spin]} {self.idle_label}: working  [{now - self._t0:.0f} s]")
+        self._write("\r\x1b[2K" + text)
+        self._shown = text
+        self._idle_shown = True
+        self._last_draw = now
 
     def _draw(self, p: Mapping[str, Any], force: bool) -> None:
         now = self.clock()
@@ -137,12 +161,10 @@ class ProgressHandler(logging.Handler):
             return
         self._last_draw = now
         self._spin = (self._spin + 1) % len(_SPIN)
-        width = max(20, shutil.get_terminal_size((100, 20)).columns - 1)
-        text = f"{_SPIN[self._spin]} {format_progress(p)}  [{now - start:.0f} s]"
-        if len(text) > width:
-            text = text[: width - 1] + "~"
+        text = self._fit(f"{_SPIN[self._spin]} {format_progress(p)}  [{now - start:.0f} s]")
         self._write("\r\x1b[2K" + text)
         self._shown = text
+        self._idle_shown = False
 
     # -------------------------------------------------------------------------------- logging.Handler
     def emit(self, record: logging.LogRecord) -> None:
@@ -156,15 +178,24 @@ class ProgressHandler(logging.Handler):
             self.handleError(record)
 
     def tick(self) -> None:
-        """Redraw the live line of a running stage (spinner, elapsed time) when no record has come for a while:
-        an iteration that takes seconds still shows that work goes on. Called by a daemon thread in live mode."""
+        """Live mode, called twice a second by a daemon thread: redraw the line of a running stage (spinner,
+        elapsed time) when no record has come for a while, so an iteration that takes seconds still shows that
+        work goes on; and with an ``idle_label``, when neither a stage runs nor anything was written for
+        ``idle_after`` seconds, show ``<label>: working [N s]`` until something is."""
         with self.lock:
-            if self.live and self._current is not None and self._shown \
-                    and self.clock() - self._last_draw >= 2 * self.min_interval:
-                self._draw(self._current, force=True)
+            if not self.live:
+                return
+            now = self.clock()
+            if self._current is not None and self._shown:
+                if now - self._last_draw >= 2 * self.min_interval:
+                    self._draw(self._current, force=True)
+            elif self.idle_label and (self._idle_shown or not self._shown) \
+                    and now - self._last_activity >= self.idle_after:
+                self._draw_idle(now)
 
-    def _start_ticker(self) -> None:
-        if self._ticker is not None:
+    def start_ticker(self) -> None:
+        """Start the redrawing thread (live mode only; once)."""
+        if self._ticker is not None or not self.live:
             return
 
         def run() -> None:
@@ -191,7 +222,7 @@ class ProgressHandler(logging.Handler):
                 self._println(format_progress(p, message=record.getMessage()))
             self._draw(p, force=final)
             self._current = None if final else p
-            self._start_ticker()
+            self.start_ticker()
             return
         now = self.clock()
         if record.levelno >= logging.INFO or self.verbosity >= 2 or now - self._last_line >= self.heartbeat:
@@ -209,8 +240,9 @@ class ProgressHandler(logging.Handler):
         super().close()
 
 
-class _ClearingStdout:
-    """sys.stdout while a live line is on the same terminal: erase the line before any output."""
+class _ClearingStream:
+    """sys.stdout / sys.stderr while a live line is on the terminal: erase the line before any other output
+    (and count it as activity: the command is not idle)."""
 
     def __init__(self, inner: TextIO, handler: ProgressHandler) -> None:
         self._inner = inner
@@ -219,38 +251,58 @@ class _ClearingStdout:
     def write(self, text: str) -> int:
         with self._handler.lock:
             self._handler.clear()
+            self._handler.note_activity()
             return self._inner.write(text)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
 
-_installed: list[tuple[logging.Logger, ProgressHandler, int, bool, Any]] = []
+_installed: list[tuple[logging.Logger, ProgressHandler, int, bool, Any, Any]] = []
 
 
-def configure(verbosity: int = 0, stream: TextIO | None = None, *, live: bool | None = None) -> ProgressHandler:
-    """Install the handler on the ``poso_sim`` logger (replacing one installed before) and return it."""
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def configure(verbosity: int = 0, stream: TextIO | None = None, *, live: bool | None = None,
+              label: str | None = None) -> ProgressHandler:
+    """Install the handler on the ``poso_sim`` logger (replacing one installed before) and return it.
+
+    On a terminal (``live``), ``label`` (e.g. ``"poso-sim run"``) turns on the idle indicator: after two seconds
+    without any output a line ``<label>: working [N s]`` is shown until something is written; writes through
+    ``sys.stdout`` and ``sys.stderr`` erase the live line first."""
     unconfigure()
     logger = logging.getLogger("poso_sim")
-    handler = ProgressHandler(verbosity, stream, live=live)
-    old_stdout = None
-    if handler.live and handler.stream is sys.stderr and getattr(sys.stdout, "isatty", lambda: False)():
-        old_stdout = sys.stdout
-        sys.stdout = _ClearingStdout(sys.stdout, handler)  # type: ignore[assignment]
-    _installed.append((logger, handler, logger.level, logger.propagate, old_stdout))
+    handler = ProgressHandler(verbosity, stream, live=live, idle_label=label)
+    old_stdout = old_stderr = None
+    if handler.live and handler.stream is sys.stderr:
+        old_stderr = sys.stderr
+        sys.stderr = _ClearingStream(sys.stderr, handler)  # type: ignore[assignment]
+        if _isatty(sys.stdout):
+            old_stdout = sys.stdout
+            sys.stdout = _ClearingStream(sys.stdout, handler)  # type: ignore[assignment]
+    _installed.append((logger, handler, logger.level, logger.propagate, old_stdout, old_stderr))
     logger.addHandler(handler)
     logging.getLogger().addHandler(handler)  # other libraries' warnings: same stream, the live line erased first
     logger.setLevel(logging.DEBUG)  # the handler filters; progress records must reach it at any verbosity
     logger.propagate = False
+    if label:
+        handler.start_ticker()
     return handler
 
 
 def unconfigure() -> None:
     """Remove the handler installed by :func:`configure` (erasing its live line) and restore the logger."""
     while _installed:
-        logger, handler, level, propagate, old_stdout = _installed.pop()
-        if old_stdout is not None and isinstance(sys.stdout, _ClearingStdout):
+        logger, handler, level, propagate, old_stdout, old_stderr = _installed.pop()
+        if old_stdout is not None and isinstance(sys.stdout, _ClearingStream):
             sys.stdout = old_stdout
+        if old_stderr is not None and isinstance(sys.stderr, _ClearingStream):
+            sys.stderr = old_stderr
         logger.removeHandler(handler)
         logging.getLogger().removeHandler(handler)
         handler.close()
