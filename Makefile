@@ -7,12 +7,14 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test test-slow test-all bench docs examples clean
 
 # tox.ini has one env per target below (tox -e test, -e demo, -e docs ...) running the same commands.
-# pip prints each package as it goes (a first install takes a few minutes; nothing waits silently).
+# A first install takes a few minutes: pip prints each package it fetches, and .ci/with_progress.py says the
+# time while a step prints nothing (creating the venv, pip's "Installing collected packages").
+PROGRESS := $(PY) .ci/with_progress.py
 $(STAMP): pyproject.toml
 	@echo "== installing poso-sim and its dependencies into $(VENV) (first time: a few minutes)"
-	$(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install --progress-bar off --upgrade pip
-	$(BIN)/python -m pip install --progress-bar off -e '.[test,docs]'
+	$(PROGRESS) "creating $(VENV)" -- $(PY) -m venv $(VENV)
+	$(PROGRESS) "updating pip" -- $(BIN)/python -m pip install --progress-bar off --upgrade pip
+	$(PROGRESS) "installing packages" -- $(BIN)/python -m pip install --progress-bar off -e '.[test,docs]'
 	touch $(STAMP)
 	@echo "== installed; to use poso-sim from your shell: . $(VENV)/bin/activate"
 

@@ -114,7 +114,7 @@ def test_tox_envs_mirror_the_makefile_targets():
         for ln in lines:
             ln = ln.replace("$(BIN)/", "").replace("NO_MKDOCS_2_WARNING=1 ", "")
             if ln.startswith("python -m benchmarks") or ln.startswith("python examples") or not ln.startswith(
-                    ("touch", "$(PY)", "python -m pip", "@echo", "echo")):
+                    ("touch", "$(PY)", "$(PROGRESS)", "python -m pip", "@echo", "echo")):
                 out.append(ln)
         return out
 
@@ -164,3 +164,50 @@ def test_ci_run_handles_exit_5(tmp_path, codes, rc, calls):
     r = subprocess.run(["bash", str(ROOT / ".ci" / "run")], env=env, capture_output=True, text=True)
     assert r.returncode == rc, r.stderr
     assert log.read_text().split() == calls
+
+
+# ------------------------------------------------------------------------------------ .ci/with_progress.py
+def _with_progress():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("with_progress", ROOT / ".ci" / "with_progress.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_with_progress_fills_silences_and_keeps_the_exit_status():
+    import io
+
+    wp = _with_progress()
+    out = io.StringIO()
+    cmd = [sys.executable, "-u", "-c", "import time; print('start'); time.sleep(1.6); print('end'); raise SystemExit(3)"]
+    rc = wp.run("waiting", cmd, after=0.5, every=0.5, out=out, poll=0.05)
+    lines = out.getvalue().splitlines()
+    assert rc == 3
+    assert lines[0] == "start" and lines[-1] == "end"
+    said = lines[1:-1]
+    assert 1 <= len(said) <= 3 and all(ln.startswith("  ... waiting: ") for ln in said)
+
+
+def test_with_progress_on_a_terminal_updates_one_line():
+    import io
+
+    class TTY(io.StringIO):
+        def isatty(self):
+            return True
+
+    wp = _with_progress()
+    out = TTY()
+    rc = wp.run("installing", [sys.executable, "-c", "import time; time.sleep(1.2)"], after=0.3, out=out, poll=0.05)
+    text = out.getvalue()
+    assert rc == 0 and "\n" not in text
+    assert text.count("\r\x1b[2K  ... installing: ") >= 3 and text.endswith("\r\x1b[2K")
+
+
+def test_with_progress_command_line():
+    r = subprocess.run([sys.executable, str(ROOT / ".ci" / "with_progress.py"), "x", "--after", "5", "--",
+                        sys.executable, "-c", "print('hi')"], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout == "hi\n"
+    r = subprocess.run([sys.executable, str(ROOT / ".ci" / "with_progress.py"), "x"], capture_output=True, text=True)
+    assert r.returncode == 2 and "give the command after --" in r.stderr
