@@ -377,7 +377,7 @@ def test_json_stdout_stays_clean_with_progress_records(tmp_path):
     """A command that logs progress (here: synthetic solver records around `scenarios --json`) keeps stdout JSON."""
     code = (
         "import logging, sys\n"
-        "import poso_sim.scenarios.cli as c\n"
+        "import poso_sim.report.runs_cli as c\n"
         "real = c.cmd_scenarios\n"
         "def noisy(args):\n"
         "    log = logging.getLogger('poso_sim.solvers.pipeline')\n"

@@ -129,20 +129,10 @@ def test_a_duplicate_no_longer_shifts_the_next_error(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------------- case
-@pytest.fixture
-def no_registry(monkeypatch):
-    """The check without the problem registry (installations before poso_sim.nlp.problems)."""
-    monkeypatch.setattr(schema, "_registry", lambda: None)
-
-
 def test_unknown_case_is_reported_at_load_time(tmp_path):
     msg = _error(tmp_path, FIVE + "seed: 3\ncase: manchster\n")
-    assert msg.startswith("line 3: case: unknown case 'manchster'") and "manchester" in msg
-
-
-def test_unknown_case_without_registry(tmp_path, no_registry):
-    msg = _error(tmp_path, FIVE + "seed: 3\ncase: manchster\n")
-    assert msg == "line 3: case: unknown case 'manchster' (known: manchester; or the path of a case .json file)"
+    assert msg.startswith("line 3: case: unknown case 'manchster': not a registered problem (")
+    assert "manchester" in msg
 
 
 def test_missing_case_file(tmp_path):
@@ -150,30 +140,11 @@ def test_missing_case_file(tmp_path):
     assert msg.startswith("line 2: case: ") and "nowhere/case.json" in msg
 
 
-def test_missing_case_file_without_registry(tmp_path, no_registry):
-    msg = _error(tmp_path, FIVE + "case: nowhere/case.json\n")
-    assert msg == "line 2: case: case file 'nowhere/case.json' does not exist"
-
-
-def test_the_registry_is_consulted_when_present(monkeypatch):
-    calls = []
-
-    class Registry:
-        @staticmethod
-        def check_case(case):
-            calls.append(case)
-            if case != "toy":
-                raise ScenarioError(f"unknown case {case!r}: not a registered problem (toy)")
-
-        @staticmethod
-        def registered_problems():
-            return ["toy"]
-
-    monkeypatch.setattr(schema, "_registry", lambda: Registry)
-    assert parse_scenario(FIVE + "case: toy\n").case == "toy" and calls == ["toy"]
-    with pytest.raises(ScenarioError, match=r"line 2: case: unknown case 'manchester': not a registered problem"):
-        parse_scenario(FIVE + "case: manchester\n")
-    assert schema.known_cases() == ["toy"]
+def test_bad_case_file_contents_are_reported_at_load_time(tmp_path):
+    bad = tmp_path / "case.json"
+    bad.write_text('{"name": "x"}')
+    msg = _error(tmp_path, FIVE + f"case: {bad}\n")
+    assert msg.startswith("line 2: case: ") and "case.json" in msg
 
 
 def test_case_file_path_is_accepted(tmp_path):
@@ -184,12 +155,34 @@ def test_case_file_path_is_accepted(tmp_path):
     assert parse_scenario(FIVE + f"case: {dst}\n").case == str(dst)
 
 
-def test_the_case_check_is_one_function(monkeypatch, no_registry):
-    """Without the registry the list of known cases comes from one place: `known_cases`."""
-    monkeypatch.setattr(schema, "known_cases", lambda: ["manchester", "toy"])
-    assert parse_scenario(FIVE + "case: toy\n").case == "toy"
-    with pytest.raises(ScenarioError, match=r"line 2: case: unknown case 'manchester2' \(known: manchester, toy;"):
-        parse_scenario(FIVE + "case: manchester2\n")
+def test_the_case_check_is_the_registry(monkeypatch):
+    """`check_case` is the one place, and it asks the problem registry: a problem registered there is a case."""
+    from poso_sim.nlp import problems
+
+    calls = []
+
+    def fake_check(case, variant=None):
+        calls.append(case)
+        if case != "toy":
+            raise ScenarioError(f"unknown case {case!r}: not a registered problem (toy)")
+
+    monkeypatch.setattr(problems, "check_case", fake_check)
+    monkeypatch.setattr(problems, "registered_problems", lambda: ["toy"])
+    assert parse_scenario(FIVE + "case: toy\n").case == "toy" and calls == ["toy"]
+    with pytest.raises(ScenarioError, match=r"line 2: case: unknown case 'manchester': not a registered problem"):
+        parse_scenario(FIVE + "case: manchester\n")
+    assert schema.known_cases() == ["toy"]
+
+
+def test_checking_a_scenario_loads_neither_casadi_nor_pyomo():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom poso_sim.scenarios import parse_scenario\n"
+            "parse_scenario('delegates: 3\\ncase: manchester\\n')\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'casadi', 'pyomo'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_with_checks_the_case_too():

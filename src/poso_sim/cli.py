@@ -1,7 +1,7 @@
 """The ``poso-sim`` command.
 
 Sub-commands are contributed by the packages that own them (``solve`` here, ``verify`` by :mod:`poso_sim.kkt`,
-``scenarios``/``run``/``table3`` by :mod:`poso_sim.scenarios`, ``sweep`` by :mod:`poso_sim.sweep`, ``plot`` by
+``scenarios``/``run``/``table3`` by :mod:`poso_sim.report.runs_cli`, ``sweep`` by :mod:`poso_sim.sweep`, ``plot`` by
 :mod:`poso_sim.report`). Every user error ends as one line on stderr and a non-zero exit code, never a traceback.
 """
 
@@ -24,9 +24,9 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "solve": ("poso_sim.cli", "_add_solve", "solve a case variant (cached) and print a summary"),
     "verify": ("poso_sim.kkt.cli", "add_verify_parser",
                "check a solution file's KKT certificate against the case's true problem"),
-    "scenarios": ("poso_sim.scenarios.cli", "add_parsers", "list the packaged scenarios"),
-    "run": ("poso_sim.scenarios.cli", "add_parsers", "run a scenario in virtual time and report who decided what"),
-    "table3": ("poso_sim.scenarios.cli", "add_parsers",
+    "scenarios": ("poso_sim.report.runs_cli", "add_parsers", "list the packaged scenarios"),
+    "run": ("poso_sim.report.runs_cli", "add_parsers", "run a scenario in virtual time and report who decided what"),
+    "table3": ("poso_sim.report.runs_cli", "add_parsers",
                "the paper's Table 3 (communication records) of a scenario run"),
     "sweep": ("poso_sim.sweep.cli", "add_parsers",
               "run a sweep of scenarios (many seeds, faults, committees) and check every trace"),
@@ -68,12 +68,14 @@ def _check_out_path(out: str | None) -> Path | None:
 
 
 def _run_solve(args) -> int:
-    from poso_sim.cases.model import VARIANTS
-    from poso_sim.solvers.api import solve_case
+    # imported here, not for --help: the case schema (0.2 s), CasADi and the solver stack
+    from poso_sim.nlp.problems import problem_definition
     from poso_sim.nlp.solution import save_solution
+    from poso_sim.solvers.api import solve_case
 
-    if args.objective not in VARIANTS:
-        raise PosoError(f"--objective {args.objective!r}: unknown objective (choose from {', '.join(VARIANTS)})")
+    variants = problem_definition(args.case).variants
+    if args.objective not in variants:
+        raise PosoError(f"--objective {args.objective!r}: unknown objective (choose from {', '.join(variants)})")
     if args.starts < 1:
         raise PosoError("--starts must be >= 1")
     out = _check_out_path(args.out)
@@ -121,7 +123,7 @@ def _run_solve(args) -> int:
         print(f"  digest        {sol.digest}")
         if out:
             print(f"  written to    {out}")
-    return 0 if sol.status in ("optimal", "acceptable") else 1
+    return 0 if sol.ok else 1
 
 
 class _Placeholders:

@@ -8,7 +8,6 @@ Checks raise :class:`FieldError` with the path of the offending field; :mod:`.mo
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any, Iterable, Literal, Mapping, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -17,6 +16,9 @@ from poso_sim.errors import ConfigError, PosoError, ScenarioError
 from poso_sim.protocol import behaviours as B
 from poso_sim.protocol.events import Send
 from poso_sim.protocol.messages import Proposal
+from poso_sim.sim import Constant, LogNormal, Uniform
+from poso_sim.sim import faults as F
+from poso_sim.sim.latency import as_latency
 
 __all__ = [
     "Scenario", "NetworkSpec", "FaultSpec", "BEHAVIOUR_KEYS", "REFERENCE_KEYS", "GENERIC_KEYS", "LABELS",
@@ -81,8 +83,6 @@ class FaultSpec(_Strict):
 
     def build(self) -> Any:
         """The kernel fault object (raises ConfigError for bad arguments)."""
-        from poso_sim.sim import faults as F
-
         kw: dict[str, Any] = {"name": self.name}
         chan = {"src": self.src, "dst": self.dst, "window": self.window}
         need = {"loss": ("p",), "duplicate": ("p",), "reorder": ("p", "extra_delay"), "delay_spike": ("extra",),
@@ -128,8 +128,6 @@ class NetworkSpec(_Strict):
         return v
 
     def build_latency(self) -> Any:
-        from poso_sim.sim import Constant, LogNormal, Uniform
-
         lat = self.latency
         if isinstance(lat, dict):
             if len(lat) != 1:
@@ -408,9 +406,6 @@ def check_scenario(scn: Scenario) -> None:
             path = ("network", "faults", i) + ((fld,) if fld in FaultSpec.model_fields else ())
             raise FieldError(path, msg) from None
     try:
-        scn.network.build_latency()
-        from poso_sim.sim.latency import as_latency
-
         as_latency(scn.network.build_latency(), "latency")
     except ConfigError as exc:
         msg = str(exc)
@@ -420,47 +415,28 @@ def check_scenario(scn: Scenario) -> None:
         raise FieldError(("network", "latency"), msg) from None
 
 
-def _registry() -> Any:
-    """The problem registry, :mod:`poso_sim.nlp.problems`, when this installation has it (else None). Looked up
-    by file first: importing ``poso_sim.nlp`` without the registry would load CasADi for nothing."""
-    if not (Path(__file__).resolve().parents[1] / "nlp" / "problems.py").is_file():
-        return None
-    from poso_sim.nlp import problems
-
-    return problems
-
-
 def known_cases() -> list[str]:
-    """Names of the cases a scenario may name (the problem registry's when there is one)."""
-    reg = _registry()
-    if reg is not None and hasattr(reg, "registered_problems"):
-        return list(reg.registered_problems())
-    from poso_sim.cases import list_cases
+    """Names of the problems a scenario may name by name (the problem registry's)."""
+    # the registry (0.3 s: the case schema, numpy) is imported when a scenario is checked, not with this module
+    from poso_sim.nlp.problems import registered_problems
 
-    return list(list_cases())
+    return list(registered_problems())
 
 
 def check_case(case: str) -> None:
-    """Raise ValueError unless ``case`` names a known case (or problem) or an existing case file (.json).
-    The one place a scenario's `case:` is checked, at load time, before any payload is made; with the problem
-    registry it defers to ``poso_sim.nlp.problems.check_case`` (which also validates a case file's contents)."""
+    """Raise ValueError unless ``case`` names a problem of the registry, a case file or a ``module:function``.
+    The one place a scenario's `case:` is checked: at load time, before any payload is made. It defers to
+    ``poso_sim.nlp.problems.check_case``, which builds nothing (no CasADi, no Pyomo) and validates a case
+    file's contents."""
     if not isinstance(case, str) or not case:
         raise ValueError(f"expected a case name, got {case!r}")
-    reg = _registry()
-    if reg is not None and hasattr(reg, "check_case"):
-        try:
-            reg.check_case(case)
-        except PosoError as exc:
-            raise ValueError(str(exc)) from None
-        return
-    known = known_cases()
-    if case in known:
-        return
-    if case.endswith(".json") or "/" in case or "\\" in case:
-        if not Path(case).is_file():
-            raise ValueError(f"case file {case!r} does not exist")
-        return
-    raise ValueError(f"unknown case {case!r} (known: {', '.join(known)}; or the path of a case .json file)")
+    # the registry (0.3 s: the case schema, numpy) is imported when a scenario is checked, not with this module
+    from poso_sim.nlp.problems import check_case as registry_check
+
+    try:
+        registry_check(case)
+    except PosoError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _check_refs(scn: Scenario, where: tuple[Any, ...], refs: Any) -> None:
