@@ -162,6 +162,19 @@ def test_plain_lines_when_not_a_terminal():
     ]
 
 
+def test_cache_records_are_messages_shown_with_v():
+    rec = lambda: _record(  # noqa: E731 - the solver's cache record: final, NaN objective, a "cache" key
+        "poso_sim.solvers.api", logging.INFO, "manchester true: solution cache hit (cyipopt)",
+        {"task": "solve", "case": "manchester", "variant": "true", "stage": "cache-hit", "iterations": 0,
+         "objective": float("nan"), "violation": float("nan"), "final": True, "cache": "hit", "backend": "cyipopt"})
+    for live in (False, True):
+        quiet, verbose = io.StringIO(), io.StringIO()
+        progress.ProgressHandler(0, quiet, live=live, clock=Clock()).handle(rec())
+        progress.ProgressHandler(1, verbose, live=live, clock=Clock()).handle(rec())
+        assert quiet.getvalue() == ""
+        assert verbose.getvalue() == "INFO poso_sim.solvers.api: manchester true: solution cache hit (cyipopt)\n"
+
+
 def test_verbosity_levels_for_plain_and_progress_records():
     lines = {}
     for v in (0, 1, 2):

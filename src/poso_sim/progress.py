@@ -11,6 +11,7 @@ Library code only *emits* standard :mod:`logging` records on loggers under ``pos
     violation   the constraint violation; final     True when the stage (or the task) has ended
 
 (every key optional). INFO records mark stage ends, DEBUG records single iterations (throttled by the emitter).
+A record whose mapping has a ``cache`` key (a solution-cache hit or miss) is an ordinary message: shown with -v.
 
 :func:`configure` installs one handler on the ``poso_sim`` logger:
 
@@ -170,7 +171,7 @@ class ProgressHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             p = getattr(record, PROGRESS_KEY, None)
-            if isinstance(p, Mapping):
+            if isinstance(p, Mapping) and p.get("cache") is None:
                 self._progress(record, p)
             elif record.levelno >= (self.threshold if _own(record.name) else logging.WARNING):
                 self._println(f"{record.levelname} {record.name}: {record.getMessage()}")
