@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import poso_sim.cases as _cases_package
-from poso_sim.cases import list_cases, load_case
+from poso_sim.cases import instance_parameters, list_cases, load_case, structure_digest
 from poso_sim.common import atomic_write, canonical_json, default_cache_dir
 from poso_sim.errors import PosoError, ProblemError
 
@@ -48,6 +48,7 @@ __all__ = [
     "resolve_reference",
     "check_case",
     "load_problem",
+    "load_instance",
     "get_problem",
     "get_compiled",
     "clear_problems",
@@ -81,6 +82,11 @@ class ProblemDefinition:
             ``recipe(model, nlp, x0, progress=None)``; ``None``: Ipopt from the model's initial values.
         source_files: files whose content keys the compiled cache (default: the builder's module file).
         description: one line for listings.
+        structure_key: ``structure_key(data) -> bytes``: what of the data shapes the compiled structure (sets,
+            topology, fixed values), leaving out what the builder puts into mutable Params. With
+            :attr:`parameters`, instances that differ only in Param data share one compiled structure: a new
+            instance is a parameter update (``CompiledNLP.with_data``), not a new compile.
+        parameters: ``parameters(data) -> {Param element name: value}`` without Pyomo (the instance's Param data).
     """
 
     build: Callable[[Any, str], Any]
@@ -92,6 +98,8 @@ class ProblemDefinition:
     solve_recipe: str | None = None
     source_files: tuple[str, ...] = ()
     description: str = ""
+    structure_key: Callable[[Any], bytes] | None = None
+    parameters: Callable[[Any], Any] | None = None
 
     def __post_init__(self) -> None:
         if not callable(self.build):
@@ -104,8 +112,15 @@ class ProblemDefinition:
         object.__setattr__(self, "source_files", tuple(str(f) for f in self.source_files))
         if self.load is not None and not callable(self.load):
             raise ProblemError("problem definition: load must be callable or None")
+        if (self.structure_key is None) != (self.parameters is None):
+            raise ProblemError("problem definition: structure_key and parameters go together (both or neither)")
         if self.solve_recipe is not None and not _REFERENCE.match(self.solve_recipe):
             raise ProblemError(f"problem definition: solve_recipe {self.solve_recipe!r} is not 'module:function'")
+
+    @property
+    def parametric(self) -> bool:
+        """Whether instances of one structure share compiled functions (see :attr:`structure_key`)."""
+        return self.structure_key is not None
 
     @property
     def honest_variant(self) -> str:
@@ -127,6 +142,8 @@ if importlib.util.find_spec("poso_sim.cases.ieee33") is not None:  # registered 
     _REGISTRY["ieee33"] = "poso_sim.nlp.problems:ieee33_problem"
 _BY_REFERENCE: dict[str, ProblemDefinition] = {}
 _PROBLEMS: dict[tuple[str, str], "Problem"] = {}
+#: compiled functions per (definition, variant, structure) of parametric definitions, shared by their instances
+_STRUCTURES: dict[tuple, Any] = {}
 
 
 def register_problem(name: str, definition: ProblemDefinition | str, *, replace: bool = False) -> None:
@@ -270,30 +287,78 @@ class Problem:
 def load_problem(case: str = "manchester", variant: str | None = None, *, disk_cache: bool = True) -> Problem:
     """The :class:`Problem` of ``case``'s ``variant`` (default: the honest one), compiled once per process."""
     definition = problem_definition(case)
-    variant = definition.honest_variant if variant is None else variant
-    if variant not in definition.variants:
-        raise ProblemError(f"case {case!r} has no variant {variant!r} (variants: {', '.join(definition.variants)})")
-    key = (str(case), variant)
     with _LOCK:
-        hit = _PROBLEMS.get(key)
+        hit = _PROBLEMS.get((str(case), _variant(definition, case, variant)))
         if hit is not None:
             return hit
         data = definition.load(case) if definition.load is not None else None
-        path = _compiled_path(definition, data, variant) if disk_cache else None
-        nlp = _load_compiled(path) if path is not None else None
-        model = None
-        if nlp is None:
-            model = _build(definition, data, case, variant)
-            nlp = _compile(definition, model, case, variant)
-            if path is not None:
-                _save_compiled(path, nlp)
-        # the name of the cost reports show, for layers that get the compiled problem alone (the certificate)
-        nlp.cost_expression = definition.cost_expression
-        problem = Problem(str(case), variant, definition, data, nlp, model)
-        if model is None:
-            nlp._var_data = _LazyModelVariables(problem)
-        _PROBLEMS[key] = problem
-        return problem
+        return _problem(definition, str(case), variant, data, disk_cache, memo_key=str(case))
+
+
+def load_instance(case: str, data: Any, variant: str | None = None, *, disk_cache: bool = True) -> Problem:
+    """The :class:`Problem` of one instance: ``case`` names the definition, ``data`` is the instance's (already
+    loaded, validated) data, e.g. one day made by :func:`poso_sim.cases.generator.generate_instances`.
+
+    For a parametric definition the compiled functions of the instance's structure are reused (compiled once per
+    structure, in this process or on disk) and the instance's data enters as parameters.
+    """
+    definition = problem_definition(case)
+    with _LOCK:
+        return _problem(definition, str(case), variant, data, disk_cache, memo_key=None)
+
+
+def _variant(definition: ProblemDefinition, case: str, variant: str | None) -> str:
+    variant = definition.honest_variant if variant is None else variant
+    if variant not in definition.variants:
+        raise ProblemError(f"case {case!r} has no variant {variant!r} (variants: {', '.join(definition.variants)})")
+    return variant
+
+
+def _problem(definition: ProblemDefinition, case: str, variant: str | None, data: Any, disk_cache: bool,
+             memo_key: str | None) -> Problem:
+    variant = _variant(definition, case, variant)
+    structure = _structure_hash(definition, data, variant)
+    nlp = None
+    model = None
+    if structure is not None and structure in _STRUCTURES:
+        nlp = _with_instance_data(definition, _STRUCTURES[structure], data, case)
+    path = _compiled_path(definition, data, variant) if disk_cache and nlp is None else None
+    if path is not None:
+        nlp = _load_compiled(path)
+        if nlp is not None and structure is not None:
+            nlp = _with_instance_data(definition, nlp, data, case)
+    if nlp is None:
+        model = _build(definition, data, case, variant)
+        nlp = _compile(definition, model, case, variant)
+        if path is not None:
+            _save_compiled(path, nlp)
+    if structure is not None:
+        _STRUCTURES.setdefault(structure, nlp)
+        while len(_STRUCTURES) > 8:  # a long sweep over many structures: keep the newest
+            _STRUCTURES.pop(next(iter(_STRUCTURES)))
+    # the name of the cost reports show, for layers that get the compiled problem alone (the certificate)
+    nlp.cost_expression = definition.cost_expression
+    problem = Problem(case, variant, definition, data, nlp, model)
+    if model is None:
+        nlp._var_data = _LazyModelVariables(problem)
+    if memo_key is not None:
+        _PROBLEMS[(memo_key, variant)] = problem
+    return problem
+
+
+def _structure_hash(definition: ProblemDefinition, data: Any, variant: str) -> tuple | None:
+    if definition.structure_key is None:
+        return None
+    return (id(definition), variant, hashlib.sha256(bytes(definition.structure_key(data))).hexdigest())
+
+
+def _with_instance_data(definition: ProblemDefinition, nlp: Any, data: Any, case: str) -> Any:
+    """``nlp``'s compiled functions with ``data``'s parameters (a new object: checkers cache per object)."""
+    assert definition.parameters is not None
+    try:
+        return nlp.with_data(definition.parameters(data))
+    except PosoError as exc:
+        raise ProblemError(f"case {case!r}: the instance's data do not fit the compiled structure: {exc}") from None
 
 
 def get_compiled(case: str = "manchester", variant: str | None = None, *, disk_cache: bool = True) -> Any:
@@ -312,6 +377,7 @@ def clear_problems() -> None:
     """Forget the problems of this process (the disk cache stays)."""
     with _LOCK:
         _PROBLEMS.clear()
+        _STRUCTURES.clear()
 
 
 # ------------------------------------------------------------------------------------------------ internals
@@ -338,19 +404,13 @@ def _compile(definition: ProblemDefinition, model: Any, case: str, variant: str)
 
 
 def _link(nlp: Any, model: Any, case: str, variant: str) -> None:
-    """Point ``nlp``'s variable list at ``model``'s unfixed variables (same names, same order)."""
-    from pyomo.core import SortComponents, Var  # Pyomo is heavy (0.7 s beside scipy): only when a model is built
+    """Attach ``model``'s variables, constraints and Params to ``nlp`` (same names, same order)."""
+    from poso_sim.nlp.compiled import NLPCompileError
 
-    free = [
-        v
-        for v in model.component_data_objects(Var, active=True, descend_into=True, sort=SortComponents.deterministic)
-        if not v.fixed
-    ]
-    if [v.name for v in free] != list(nlp.x_names):
-        raise ProblemError(
-            f"case {case!r}, variant {variant!r}: the model's variables differ from the compiled problem's"
-        )
-    nlp._var_data = free
+    try:
+        nlp._link(model)
+    except NLPCompileError as exc:
+        raise ProblemError(f"case {case!r}, variant {variant!r}: {exc}") from None
 
 
 class _LazyModelVariables(Sequence):
@@ -402,7 +462,7 @@ def _source_files(definition: ProblemDefinition) -> list[Path]:
 def _compiled_path(definition: ProblemDefinition, data: Any, variant: str) -> Path | None:
     import casadi  # the compiled functions are CasADi's serialisation: its version is part of the key
 
-    raw = _data_bytes(definition, data)
+    raw = bytes(definition.structure_key(data)) if definition.structure_key is not None else _data_bytes(definition, data)
     if raw is None:
         return None
     h = hashlib.sha256(COMPILED_FORMAT.encode() + b"\n")
@@ -487,7 +547,13 @@ def manchester_problem() -> ProblemDefinition:
         solve_recipe="poso_sim.solvers.pipeline:solve_reduced",
         source_files=_cases_sources(),
         description="Manchester integrated electricity, heat and gas system, 24 h (the paper's case)",
+        structure_key=_ies_structure,
+        parameters=instance_parameters,
     )
+
+
+def _ies_structure(data: Any) -> bytes:
+    return structure_digest(data).encode()
 
 
 def _ieee33_package() -> Any:
