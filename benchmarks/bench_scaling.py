@@ -209,6 +209,8 @@ def _plot(points: list[dict]) -> None:
     ax2.set_xlabel("variables")
     ax2.set_ylabel("solve time / verify time")
     ax2.set_title("Solve/verify ratio")
+    ratios = [_ratio(p) for p in points]
+    ax2.set_ylim(min(ratios) / 4, max(ratios) * 4)
     ax2.grid(True, which="both", alpha=0.3)
     ax2.legend(fontsize=8)
     fig.tight_layout()
@@ -261,7 +263,6 @@ def report(quick: bool, cold_manchester: bool, manchester_days: list[int], write
         )
     ieee = sorted((p for p in points if p["case"] == "ieee33"), key=lambda p: p["n"])
     notes = [
-        "",
         "verify = `poso_sim.kkt.verify` of the optimum (integrity, evaluation of f, grad f, g, J, residuals), median "
         f"of {VERIFY_REPS} after a first call that builds the checker; solve = one Ipopt call (IEEE 33: from the "
         "model's initial values; Manchester: the staged pipeline of `solve_case`). process CPU = user + sys of the "
@@ -295,7 +296,8 @@ def report(quick: bool, cold_manchester: bool, manchester_days: list[int], write
             "accepts `days`."
         )
     notes += [f"Not measured: {s}" for s in skipped]
-    lines += notes
+    for note in notes:
+        lines += ["", note] if note else []
     lines += ["", f"![solve and verify time against problem size](img/{IMG.name})", ""]
     return "\n".join(lines)
 
