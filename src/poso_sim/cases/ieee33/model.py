@@ -5,6 +5,8 @@ Per unit on the case's ``base_mva`` and ``base_kv``; hourly periods. See docs/ca
 
 from __future__ import annotations
 
+from typing import Callable
+
 import pyomo.environ as pyo
 
 from .loader import load_case
@@ -26,17 +28,27 @@ def _sum(terms) -> object:
     return pyo.quicksum(terms) if terms else 0.0
 
 
-def _add_network(m: pyo.ConcreteModel, t: Topology, *, bounded: bool) -> None:
-    """Flows, currents, voltages and the DistFlow equations on ``m.T``; bus injections come from
-    ``m._p_gen[j](tt)`` / ``m._q_gen[j](tt)`` (expressions, 0 where nothing is connected) and loads from
-    ``m._load(tt)`` (share of the peak load)."""
+def _add_network(
+    m: pyo.ConcreteModel,
+    t: Topology,
+    *,
+    p_gen: Callable[[int, int], object],
+    q_gen: Callable[[int, int], object],
+    load: Callable[[int], float],
+    v_bounds: tuple[float, float] | None,
+) -> None:
+    """Flows, currents, voltages and the DistFlow equations on ``m.T``; the substation rows use ``m.P_grid``, ``m.Q_grid``.
+
+    ``p_gen(j, t)`` / ``q_gen(j, t)``: generation injected at bus ``j`` (an expression, 0 where nothing is
+    connected); ``load(t)``: share of the peak load; ``v_bounds``: squared voltage limits, ``None`` for a power flow
+    without limits (and without current limits)."""
     fed = list(t.fed)
     m.LINES = pyo.Set(initialize=fed, ordered=True, doc="lines, by the bus they feed")
     m.P = pyo.Var(m.LINES, m.T, initialize=0.0, doc="sending-end active flow (pu)")
     m.Q = pyo.Var(m.LINES, m.T, initialize=0.0, doc="sending-end reactive flow (pu)")
-    if bounded:
+    if v_bounds is not None:
         m.l = pyo.Var(m.LINES, m.T, bounds=lambda _m, j, _t: (0.0, t.l_max[j]), initialize=0.0, doc="|I|^2 (pu)")
-        m.v = pyo.Var(m.LINES, m.T, bounds=(m._vmin2, m._vmax2), initialize=t.v0, doc="|V|^2 at the fed bus (pu)")
+        m.v = pyo.Var(m.LINES, m.T, bounds=v_bounds, initialize=t.v0, doc="|V|^2 at the fed bus (pu)")
     else:
         m.l = pyo.Var(m.LINES, m.T, bounds=(0.0, None), initialize=0.0, doc="|I|^2 (pu)")
         m.v = pyo.Var(m.LINES, m.T, bounds=(0.0, None), initialize=t.v0, doc="|V|^2 at the fed bus (pu)")
@@ -46,24 +58,24 @@ def _add_network(m: pyo.ConcreteModel, t: Topology, *, bounded: bool) -> None:
 
     def p_balance(_m, j, tt):
         out = _sum(m.P[k, tt] for k in t.children[j])
-        return m.P[j, tt] - t.r[j] * m.l[j, tt] - out + m._p_gen(j, tt) == t.p_load[j] * m._load(tt)
+        return m.P[j, tt] - t.r[j] * m.l[j, tt] - out + p_gen(j, tt) == t.p_load[j] * load(tt)
 
     def q_balance(_m, j, tt):
         out = _sum(m.Q[k, tt] for k in t.children[j])
-        return m.Q[j, tt] - t.x[j] * m.l[j, tt] - out + m._q_gen(j, tt) == t.q_load[j] * m._load(tt)
+        return m.Q[j, tt] - t.x[j] * m.l[j, tt] - out + q_gen(j, tt) == t.q_load[j] * load(tt)
 
     m.PBalance = pyo.Constraint(m.LINES, m.T, rule=p_balance, doc="active power balance at the fed bus")
     m.QBalance = pyo.Constraint(m.LINES, m.T, rule=q_balance, doc="reactive power balance at the fed bus")
     root = t.root
     m.RootP = pyo.Constraint(
         m.T,
-        rule=lambda _m, tt: m.P_grid[tt] + m._p_gen(root, tt) - _sum(m.P[k, tt] for k in t.children[root])
-        == t.p_load[root] * m._load(tt),
+        rule=lambda _m, tt: m.P_grid[tt] + p_gen(root, tt) - _sum(m.P[k, tt] for k in t.children[root])
+        == t.p_load[root] * load(tt),
     )
     m.RootQ = pyo.Constraint(
         m.T,
-        rule=lambda _m, tt: m.Q_grid[tt] + m._q_gen(root, tt) - _sum(m.Q[k, tt] for k in t.children[root])
-        == t.q_load[root] * m._load(tt),
+        rule=lambda _m, tt: m.Q_grid[tt] + q_gen(root, tt) - _sum(m.Q[k, tt] for k in t.children[root])
+        == t.q_load[root] * load(tt),
     )
 
     def drop(_m, j, tt):
@@ -114,8 +126,6 @@ def build_model(case: FeederCase | None = None, variant: str = "true", days: int
     m.variant = variant
     m.days = days
     m.T = pyo.Set(initialize=range(n_t), ordered=True, doc="hours")
-    m._vmin2 = d.voltage_min_pu**2
-    m._vmax2 = d.voltage_max_pu**2
     gens = {g.name: g for g in d.generators}
     m.G = pyo.Set(initialize=list(gens), ordered=True, doc="dispatchable generators")
     m.P_dg = pyo.Var(m.G, m.T, bounds=lambda _m, g, _t: (gens[g].p_min_kw / 1e3 / base, gens[g].p_max_kw / 1e3 / base))
@@ -144,10 +154,14 @@ def build_model(case: FeederCase | None = None, variant: str = "true", days: int
             terms += [m.P_dis[tt], -m.P_ch[tt]]
         return _sum(terms)
 
-    m._p_gen = p_gen
-    m._q_gen = lambda j, tt: _sum(m.Q_dg[g, tt] for g in at_bus.get(j, ()))
-    m._load = lambda tt: load[tt]
-    _add_network(m, t, bounded=True)
+    _add_network(
+        m,
+        t,
+        p_gen=p_gen,
+        q_gen=lambda j, tt: _sum(m.Q_dg[g, tt] for g in at_bus.get(j, ())),
+        load=load.__getitem__,
+        v_bounds=(d.voltage_min_pu**2, d.voltage_max_pu**2),
+    )
 
     if bat is not None:
         eta_c, eta_d = bat.eta_charge, bat.eta_discharge
@@ -230,9 +244,10 @@ def build_power_flow_model(case: FeederCase | None = None, *, load_scale: float 
     m.T = pyo.Set(initialize=[0], ordered=True)
     m.P_grid = pyo.Var(m.T, initialize=0.0)
     m.Q_grid = pyo.Var(m.T, initialize=0.0)
-    m._p_gen = m._q_gen = lambda _j, _t: 0.0
-    m._load = lambda _t: load_scale
-    _add_network(m, t, bounded=False)
+    def nothing(_j: int, _t: int) -> float:
+        return 0.0
+
+    _add_network(m, t, p_gen=nothing, q_gen=nothing, load=lambda _t: load_scale, v_bounds=None)
     base_kw = case.base_mva * 1e3
     m.loss_kw = pyo.Expression(expr=_sum(base_kw * t.r[j] * m.l[j, 0] for j in t.fed))
     return m
