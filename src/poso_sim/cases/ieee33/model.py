@@ -37,7 +37,8 @@ def _add_network(
     load: Callable[[int], float],
     v_bounds: tuple[float, float] | None,
 ) -> None:
-    """Flows, currents, voltages and the DistFlow equations on ``m.T``; the substation rows use ``m.P_grid``, ``m.Q_grid``.
+    """Flows, currents, voltages and the DistFlow equations on ``m.T`` (the substation rows use ``m.P_grid``,
+    ``m.Q_grid``).
 
     ``p_gen(j, t)`` / ``q_gen(j, t)``: generation injected at bus ``j`` (an expression, 0 where nothing is
     connected); ``load(t)``: share of the peak load; ``v_bounds``: squared voltage limits, ``None`` for a power flow

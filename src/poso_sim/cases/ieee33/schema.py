@@ -175,7 +175,9 @@ class Dispatch(_Model):
                 raise ValueError(f"{field}.unit: unknown generator {unit!r} (generators: {', '.join(names)})")
         forced = next(g for g in self.generators if g.name == self.feasible.unit)
         if self.feasible.min_kw > forced.p_max_kw:
-            raise ValueError(f"feasible.min_kw: {self.feasible.min_kw} exceeds {forced.name}'s p_max_kw {forced.p_max_kw}")
+            raise ValueError(
+                f"feasible.min_kw: {self.feasible.min_kw} exceeds {forced.name}'s p_max_kw {forced.p_max_kw}"
+            )
         return self
 
 
