@@ -127,6 +127,9 @@ def build_model(case: FeederCase | None = None, variant: str = "true", days: int
     m.variant = variant
     m.days = days
     m.T = pyo.Set(initialize=range(n_t), ordered=True, doc="hours")
+    # the per-hour data as mutable Params: instances that differ only in loads and prices share one structure
+    m.load_share = pyo.Param(m.T, initialize=dict(enumerate(load)), mutable=True, doc="share of the peak load")
+    m.price = pyo.Param(m.T, initialize=dict(enumerate(price)), mutable=True, doc="grid energy price ($/MWh)")
     gens = {g.name: g for g in d.generators}
     m.G = pyo.Set(initialize=list(gens), ordered=True, doc="dispatchable generators")
     m.P_dg = pyo.Var(m.G, m.T, bounds=lambda _m, g, _t: (gens[g].p_min_kw / 1e3 / base, gens[g].p_max_kw / 1e3 / base))
@@ -160,7 +163,7 @@ def build_model(case: FeederCase | None = None, variant: str = "true", days: int
         t,
         p_gen=p_gen,
         q_gen=lambda j, tt: _sum(m.Q_dg[g, tt] for g in at_bus.get(j, ())),
-        load=load.__getitem__,
+        load=m.load_share.__getitem__,
         v_bounds=(d.voltage_min_pu**2, d.voltage_max_pu**2),
     )
 
@@ -175,7 +178,7 @@ def build_model(case: FeederCase | None = None, variant: str = "true", days: int
         m.SOCEnd = pyo.Constraint(expr=m.E[n_t - 1] - e0 == 0, doc="the horizon ends at the initial energy")
 
     # ---- costs ($ over the horizon; P in MW = pu * base) ----
-    m.cost_grid = pyo.Expression(expr=_sum(price[tt] * base * m.P_grid[tt] for tt in m.T))
+    m.cost_grid = pyo.Expression(expr=_sum(base * m.price[tt] * m.P_grid[tt] for tt in m.T))
 
     def dg_cost(g, tt):
         c = gens[g].cost
