@@ -234,9 +234,9 @@ def test_to_shared_drops_extra_rows_and_keeps_x(toy) -> None:
 
 def test_cli_exit_codes(tmp_path, hs, monkeypatch, capsys) -> None:
     nlp, sol = hs
-    import poso_sim.solvers.api as api
+    from poso_sim.nlp import problems
 
-    monkeypatch.setattr(api, "get_problem", lambda case="x", variant="true": (None, nlp))
+    monkeypatch.setattr(problems, "get_compiled", lambda case="x", variant=None: nlp)
     good = tmp_path / "good.sol"
     save_solution(sol, good)
     assert main([str(good), "--json"]) == 0

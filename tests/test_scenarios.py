@@ -271,7 +271,7 @@ def test_trace_digest_identical_across_processes(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ the CLI
 def test_cli(capsys, tmp_path):
-    from poso_sim.scenarios.cli import add_parsers  # noqa: F401 (registered by poso_sim.cli)
+    from poso_sim.report.runs_cli import add_parsers  # noqa: F401 (registered by poso_sim.cli)
     from poso_sim.cli import main
 
     assert main(["scenarios"]) == 0

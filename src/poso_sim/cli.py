@@ -1,7 +1,7 @@
 """The ``poso-sim`` command.
 
 Sub-commands are contributed by the packages that own them (``solve`` here, ``verify`` by :mod:`poso_sim.kkt`,
-``scenarios``/``run``/``table3`` by :mod:`poso_sim.scenarios`, ``sweep`` by :mod:`poso_sim.sweep`, ``plot`` by
+``scenarios``/``run``/``table3`` by :mod:`poso_sim.report.runs_cli`, ``sweep`` by :mod:`poso_sim.sweep`, ``plot`` by
 :mod:`poso_sim.report`). Every user error ends as one line on stderr and a non-zero exit code, never a traceback.
 """
 
@@ -20,7 +20,7 @@ from poso_sim.errors import PosoError
 # (module, function that adds its sub-parsers); a module that is absent is skipped
 _CONTRIBUTORS = (
     ("poso_sim.kkt.cli", "add_verify_parser"),
-    ("poso_sim.scenarios.cli", "add_parsers"),
+    ("poso_sim.report.runs_cli", "add_parsers"),
     ("poso_sim.sweep.cli", "add_parsers"),
     ("poso_sim.report.cli", "add_parsers"),
 )
@@ -59,12 +59,14 @@ def _check_out_path(out: str | None) -> Path | None:
 
 
 def _run_solve(args) -> int:
-    from poso_sim.cases.model import VARIANTS
-    from poso_sim.solvers.api import solve_case
+    # imported here, not for --help: the case schema (0.2 s), CasADi and the solver stack
+    from poso_sim.nlp.problems import problem_definition
     from poso_sim.nlp.solution import save_solution
+    from poso_sim.solvers.api import solve_case
 
-    if args.objective not in VARIANTS:
-        raise PosoError(f"--objective {args.objective!r}: unknown objective (choose from {', '.join(VARIANTS)})")
+    variants = problem_definition(args.case).variants
+    if args.objective not in variants:
+        raise PosoError(f"--objective {args.objective!r}: unknown objective (choose from {', '.join(variants)})")
     if args.starts < 1:
         raise PosoError("--starts must be >= 1")
     out = _check_out_path(args.out)
@@ -119,7 +121,7 @@ def _run_solve(args) -> int:
         print(f"  digest        {sol.digest}")
         if out:
             print(f"  written to    {out}")
-    return 0 if sol.status in ("optimal", "acceptable") else 1
+    return 0 if sol.ok else 1
 
 
 def build_parser() -> argparse.ArgumentParser:

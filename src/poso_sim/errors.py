@@ -19,3 +19,7 @@ class ScenarioError(PosoError):
 
 class ConfigError(PosoError):
     """A simulation or sweep configuration is invalid (message names the field)."""
+
+
+class ProblemError(PosoError):
+    """A problem definition, or a ``case:`` reference to one, is invalid or unknown (message names it)."""

@@ -1,13 +1,43 @@
 """poso_sim.nlp: compile any Pyomo NLP into sparse numeric callbacks with exact derivatives (CasADi SX).
 
 Public API: :func:`compile_nlp`, :class:`CompiledNLP`, :class:`Solution` (a primal-dual point of a compiled NLP,
-shared by the solvers and the certificate) with its file format, :class:`NLPCompileError`, :class:`UnsupportedExpressionError`.
+shared by the solvers and the certificate) with its file format, :class:`NLPCompileError`,
+:class:`UnsupportedExpressionError`, and the problem registry :mod:`poso_sim.nlp.problems`
+(:func:`register_problem`, :class:`ProblemDefinition`, :func:`load_problem`, :func:`get_problem`).
 See docs/nlp.md.
 """
 
-from poso_sim.nlp.compiled import DEFAULT_EXPRESSIONS, FINGERPRINT_VERSION, CompiledNLP, compile_nlp
 from poso_sim.nlp.solution import FORMAT_VERSION, Solution, load_solution, save_solution, solution_digest
-from poso_sim.nlp.walker import SUPPORTED_NODE_TYPES, NLPCompileError, UnsupportedExpressionError
+
+# The compiler needs CasADi (0.1-0.2 s to import) and Pyomo (0.7 s beside scipy), the registry the case schema:
+# they load on first use, so that reading a solution file or the command line's help costs neither.
+_LAZY = {
+    "CompiledNLP": "compiled",
+    "compile_nlp": "compiled",
+    "DEFAULT_EXPRESSIONS": "compiled",
+    "FINGERPRINT_VERSION": "compiled",
+    "NLPCompileError": "walker",
+    "UnsupportedExpressionError": "walker",
+    "SUPPORTED_NODE_TYPES": "walker",
+    "ProblemDefinition": "problems",
+    "Problem": "problems",
+    "register_problem": "problems",
+    "registered_problems": "problems",
+    "load_problem": "problems",
+    "get_problem": "problems",
+    "get_compiled": "problems",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "CompiledNLP",
@@ -22,4 +52,11 @@ __all__ = [
     "load_solution",
     "solution_digest",
     "FORMAT_VERSION",
+    "ProblemDefinition",
+    "Problem",
+    "register_problem",
+    "registered_problems",
+    "load_problem",
+    "get_problem",
+    "get_compiled",
 ]

@@ -14,10 +14,9 @@ from typing import Any, Iterable, Sequence
 import casadi as ca
 import numpy as np
 import scipy.sparse as sp
-from pyomo.core import Constraint, Objective, SortComponents, Var, maximize
-from pyomo.core.base.expression import NamedExpressionData
 
-from poso_sim.nlp.walker import NLPCompileError, SXConverter, finite_or_inf
+# Pyomo (0.7 s to import beside scipy) and the walker built on it are imported where a model is compiled or linked:
+# loading compiled functions from disk and evaluating them (a verifier) never imports Pyomo.
 
 __all__ = ["CompiledNLP", "compile_nlp", "DEFAULT_EXPRESSIONS", "FINGERPRINT_VERSION"]
 
@@ -285,8 +284,12 @@ class CompiledNLP:
 
         blob = pickle.loads(data)
         if not isinstance(blob, dict) or blob.get("format") != "poso-sim/compiled-nlp/v1":
+            from poso_sim.nlp.walker import NLPCompileError  # heavy: see the module top
+
             raise NLPCompileError("not a compiled poso-sim NLP")
         if blob.get("casadi") != ca.__version__:
+            from poso_sim.nlp.walker import NLPCompileError  # heavy: see the module top
+
             raise NLPCompileError(f"compiled with casadi {blob.get('casadi')}, this is {ca.__version__}")
         nlp = cls()
         for k, v in blob["plain"].items():
@@ -298,6 +301,10 @@ class CompiledNLP:
             for nm, (a, b) in blob["expr"].items()
         }
         if model is not None:
+            from pyomo.core import SortComponents, Var  # heavy: see the module top
+
+            from poso_sim.nlp.walker import NLPCompileError
+
             free = [
                 v
                 for v in model.component_data_objects(Var, active=True, descend_into=True, sort=SortComponents.deterministic)
@@ -360,6 +367,8 @@ def _compute_fingerprint(nlp: CompiledNLP) -> str:
 
 
 def _resolve_named(model: Any, name: str) -> Any:
+    from poso_sim.nlp.walker import NLPCompileError  # heavy: see the module top
+
     comp = model.find_component(name)
     if comp is None:
         raise NLPCompileError(f"model has no component named {name!r}")
@@ -392,6 +401,11 @@ def compile_nlp(
         cse: ask CasADi to eliminate common subexpressions in the generated Functions.
         relax_integrality: allow integer/binary variables (treated as continuous); otherwise they are an error.
     """
+    from pyomo.core import Constraint, Objective, SortComponents, Var, maximize  # heavy: see the module top
+    from pyomo.core.base.expression import NamedExpressionData
+
+    from poso_sim.nlp.walker import NLPCompileError, SXConverter, finite_or_inf
+
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
 

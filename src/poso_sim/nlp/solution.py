@@ -23,13 +23,14 @@ import hashlib
 import json
 import os
 import struct
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from poso_sim import htmlkit as hk
+from poso_sim.common import OK_STATUSES, atomic_write, canonical_json, jsonable
 from poso_sim.errors import SolutionFileError
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "MAGIC",
     "DIGEST_HEADER",
     "solution_digest",
+    "solution_html",
 ]
 
 MAGIC = b"POSO-SIM-SOL\x00\r\n\x1a"
@@ -126,7 +128,7 @@ class Solution:
 
     @property
     def ok(self) -> bool:
-        return self.status in ("optimal", "acceptable")
+        return self.status in OK_STATUSES
 
     def with_multipliers(self, y: Any = None, z_L: Any = None, z_U: Any = None) -> "Solution":
         """A copy with some multipliers replaced (the digest changes accordingly)."""
@@ -146,8 +148,6 @@ class Solution:
         return float(self.x[list(self.x_names).index(name)])
 
     def _repr_html_(self) -> str:
-        from poso_sim.report.html import solution_html
-
         return solution_html(self)
 
     def __repr__(self) -> str:
@@ -178,20 +178,6 @@ _META_FIELDS = (
 )
 
 
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, (np.floating,)):
-        return float(v)
-    if isinstance(v, (np.integer,)):
-        return int(v)
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    if isinstance(v, dict):
-        return {str(k): _jsonable(w) for k, w in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(w) for w in v]
-    return v
-
-
 def encode_solution(sol: Solution) -> bytes:
     """The bytes of the solution file for ``sol``."""
     arrays = []
@@ -207,11 +193,11 @@ def encode_solution(sol: Solution) -> bytes:
         "arrays": arrays,
         "payload_bytes": len(payload),
         "payload_sha256": hashlib.sha256(payload).hexdigest(),
-        "meta": {k: _jsonable(getattr(sol, k)) for k in _META_FIELDS},
+        "meta": {k: jsonable(getattr(sol, k)) for k in _META_FIELDS},
         "x_names": list(sol.x_names),
         "row_names": list(sol.row_names),
     }
-    hb = json.dumps(header, separators=(",", ":"), sort_keys=True).encode("utf-8")
+    hb = canonical_json(header).encode("utf-8")
     body = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(hb)) + hb + bytes(payload)
     return body + hashlib.sha256(body).digest()
 
@@ -286,25 +272,10 @@ def decode_solution(data: bytes, where: str = "<bytes>") -> Solution:
 def save_solution(sol: Solution, path: str | os.PathLike) -> Path:
     """Write ``sol`` to ``path`` atomically (temp file in the same directory + ``os.replace``)."""
     p = Path(path)
-    data = encode_solution(sol)
-    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent if str(p.parent) else ".")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, p)
-        tmp = None
+        return atomic_write(p, encode_solution(sol), fsync=True)
     except OSError as exc:
         raise SolutionFileError(f"{p}: cannot write solution file ({exc.strerror or exc})") from None
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-    return p
 
 
 def load_solution(path: str | os.PathLike) -> Solution:
@@ -315,3 +286,44 @@ def load_solution(path: str | os.PathLike) -> Solution:
     except OSError as exc:
         raise SolutionFileError(f"{p}: cannot read solution file ({exc.strerror or exc})") from None
     return decode_solution(data, str(p))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# notebook display (built on the stdlib blocks of poso_sim.htmlkit; poso_sim.report.html re-exports it)
+
+
+def solution_html(sol: Any) -> str:
+    """A :class:`Solution` as HTML: status, true cost and its parts, objective, violation, sizes, iterations,
+    stages, digest."""
+    esc, fmt = hk.escape, hk.fmt
+    status = str(getattr(sol, "status", "unknown"))
+    cb: Mapping[str, float] = getattr(sol, "cost_breakdown", None) or {}
+    cost = getattr(sol, "cost", float("nan"))
+    rows: list[tuple[str, Any]] = [
+        ("case / objective", esc(f"{getattr(sol, 'case', '') or '?'} / {getattr(sol, 'variant', '') or '?'}")),
+        ("status", hk.verdict(status in OK_STATUSES, status, status)),
+        ("true cost", esc(f"{fmt(cost, 3)} $")),
+    ]
+    rows += [(f"  {part}", esc(f"{fmt(float(v), 3)} $")) for part, v in cb.items()]
+    variant = getattr(sol, "variant", "")
+    if variant and variant != "true":
+        rows.append(("objective value", esc(fmt(getattr(sol, "objective", float("nan")), 3))))
+    rows += [
+        ("constraint violation", esc(fmt(getattr(sol, "constraint_violation", float("nan"))))),
+        ("variables / rows", esc(f"{getattr(sol, 'n', '?')} / {getattr(sol, 'm', '?')}")),
+        ("iterations", esc(fmt(getattr(sol, "iterations", None)))),
+        ("solve time", esc(f"{fmt(getattr(sol, 'solve_seconds', float('nan')), 2)} s")),
+        ("solver", esc(str(getattr(sol, "solver", "") or "–"))),
+        ("digest", f"<code>{esc(str(getattr(sol, 'digest', ''))[:16])}…</code>"),
+    ]
+    parts = [hk.kv_table(rows)]
+    stages = getattr(sol, "stages", None) or []
+    if stages:
+        parts.append(
+            hk.grid(
+                ["stage", "iterations", "seconds", "objective", "status"],
+                [[esc(str(s.get("name", ""))), esc(fmt(s.get("iterations"))), esc(fmt(s.get("seconds"), 2)),
+                  esc(fmt(s.get("objective"), 4)), esc(str(s.get("status", "")))] for s in stages],
+            )
+        )
+    return hk.div("Solution", *parts)

@@ -15,10 +15,11 @@ signatures, as are the reporting hints `label` and `claimed_cost`.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
+
+from poso_sim.common import canonical_json
 
 from .identity import NodeId, Signer, verify_sig
 
@@ -29,17 +30,7 @@ GENESIS_HASH = "0" * 64
 
 def canonical(obj: Any) -> bytes:
     """Canonical bytes of a JSON-like value (dict keys sorted, no whitespace, bytes as hex)."""
-    return json.dumps(_prep(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=True).encode()
-
-
-def _prep(obj: Any) -> Any:
-    if isinstance(obj, (bytes, bytearray)):
-        return bytes(obj).hex()
-    if isinstance(obj, (list, tuple)):
-        return [_prep(o) for o in obj]
-    if isinstance(obj, dict):
-        return {str(k): _prep(v) for k, v in obj.items()}
-    return obj
+    return canonical_json(obj).encode()
 
 
 def _is_hex_digest(s: object) -> bool:

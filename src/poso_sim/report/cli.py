@@ -19,6 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from poso_sim.errors import PosoError
+from poso_sim.nlp.solution import load_solution
+
+# The other layers are imported inside the commands: the solver stack (CasADi), the plots (matplotlib), the
+# scenario machinery and the case schema cost 0.2-1 s to import, which `poso-sim --help` should not pay.
 
 __all__ = ["add_parsers", "cmd_plot_dispatch", "cmd_plot_sequence", "cmd_plot_sweep"]
 
@@ -42,7 +46,7 @@ def _out_path(text: str) -> Path:
 
 
 def _agg() -> None:
-    import matplotlib
+    import matplotlib  # heavy (about 0.5 s with pyplot): only when a figure is drawn
 
     matplotlib.use("Agg")
 
@@ -99,11 +103,13 @@ def _progress(stage: str, info: dict) -> None:
 
 
 def _solve(case: str, variant: str, cache_dir: str | None) -> Any:
-    from poso_sim.cases.model import VARIANTS
+    # heavy (see the top): the case schema, then CasADi and the solvers
+    from poso_sim.nlp.problems import problem_definition
     from poso_sim.solvers.api import solve_case
 
-    if variant not in VARIANTS:
-        raise PosoError(f"--objective {variant!r}: unknown objective (choose from {', '.join(VARIANTS)} or both)")
+    variants = problem_definition(case).variants
+    if variant not in variants:
+        raise PosoError(f"--objective {variant!r}: unknown objective (choose from {', '.join(variants)} or both)")
     log.info("solving %s / %s (cached after the first solve)", case, variant)
     sol, cached = solve_case(case, variant, cache_dir=cache_dir, progress=_progress, return_cached_flag=True)
     log.info("%s / %s: %s, %.3f $%s", case, variant, sol.status, sol.cost, " (from cache)" if cached else "")
@@ -118,15 +124,13 @@ def cmd_plot_dispatch(args: argparse.Namespace) -> int:
 
     names = None
     if args.solution:
-        from poso_sim.nlp.solution import load_solution
-
         if len(args.solution) > 2:
             raise PosoError("--solution: give one plan, or two to compare")
         sols = [load_solution(f) for f in args.solution]
         if not sols[0].x_names:
-            from poso_sim.solvers.api import get_problem
+            from poso_sim.nlp.problems import get_compiled  # heavy (CasADi, see the top)
 
-            names = get_problem(sols[0].case or args.case, "true")[1]
+            names = get_compiled(sols[0].case or args.case)
     elif args.objective == "both":
         sols = [_solve(args.case, "true", args.cache_dir), _solve(args.case, "tampered", args.cache_dir)]
     else:
@@ -144,6 +148,7 @@ def cmd_plot_dispatch(args: argparse.Namespace) -> int:
 def cmd_plot_sequence(args: argparse.Namespace) -> int:
     out = _out_path(args.out)
     _agg()
+    # heavy (see the top): matplotlib, the scenario machinery
     from poso_sim.report.plots import plot_message_sequence
     from poso_sim.scenarios.model import resolve_scenario
     from poso_sim.scenarios.runner import run_scenario
@@ -161,7 +166,7 @@ def cmd_plot_sequence(args: argparse.Namespace) -> int:
 
 
 def _read_table(path: str) -> Any:
-    import pandas as pd
+    import pandas as pd  # heavy (about 0.4 s): only when a sweep table is read
 
     p = Path(path)
     if not p.is_file():

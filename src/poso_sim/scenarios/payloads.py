@@ -178,10 +178,8 @@ class RealPayloads:
 
     # ---- plans
     def _solve(self, variant: str) -> Any:
-        try:
-            from poso_sim.solvers.api import solve_case
-        except ImportError as exc:  # the cached solve API is not available in this tree
-            raise PosoError(f"real payloads need poso_sim.solvers.api.solve_case ({exc}); use --stub") from None
+        from poso_sim.solvers.api import solve_case  # CasADi and the solver stack: only for real payloads
+
         kw: dict[str, Any] = {"cache": True}
         if self.cache_dir is not None:
             kw["cache_dir"] = self.cache_dir
@@ -222,9 +220,10 @@ class RealPayloads:
         return Payload(sol.digest, label, None if cost is None else float(cost), sol)
 
     def _problem(self) -> tuple[Any, Any]:
-        from poso_sim.solvers.api import get_problem
+        # only the compiled functions: from the disk cache they load without Pyomo or the model
+        from poso_sim.nlp.problems import get_compiled  # CasADi: only for real payloads
 
-        return get_problem(self.case, "true")
+        return None, get_compiled(self.case, "true")
 
     def payloads(self, height: int) -> Mapping[str, Payload]:
         return self.plans()
@@ -233,10 +232,8 @@ class RealPayloads:
     def verify(self, payload: Payload, height: int | None = None) -> VerifyResult:
         def compute(sol: Any) -> VerifyResult:
             self.verifications += 1
-            try:
-                from poso_sim.kkt import verify
-            except ImportError as exc:
-                raise PosoError(f"real verification needs poso_sim.kkt.verify ({exc}); use --stub") from None
+            from poso_sim.kkt import verify  # scipy: only for real payloads
+
             _, nlp = self._problem()
             try:
                 cert = verify(nlp, sol)

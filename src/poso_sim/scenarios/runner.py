@@ -170,7 +170,7 @@ class RunResult:
         return {d: self.decisions.get(d, {}).get(height) for d in self.delegates}
 
     def _repr_html_(self) -> str:
-        from poso_sim.report.html import outcome_html
+        from .display import outcome_html
 
         return outcome_html(self)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Callable
 
@@ -11,70 +10,14 @@ import numpy as np
 from poso_sim.solvers.cache import SolutionCache, cache_key
 from poso_sim.nlp.solution import Solution
 
-_PROBLEMS: dict[tuple[str, str], tuple[object, object]] = {}
-_LOCK = threading.Lock()
-
-
-def get_problem(case: str = "manchester", variant: str = "true", *, disk_cache: bool = True):
-    """``(model, nlp)`` of a case variant, built and compiled once per process.
-
-    The compiled problem is also kept on disk (``<cache dir>/compiled/``), keyed by the case data, the variant,
-    the source of the model builder and of the compiler, and the CasADi version: a later process builds the
-    Pyomo model (0.3 s) and loads the compiled functions (0.2 s) instead of compiling them (1-3 s).
-    """
-    from poso_sim.cases import build_model, load_case
-    from poso_sim.nlp import compile_nlp
-
-    key = (str(case), variant)
-    with _LOCK:
-        if key not in _PROBLEMS:
-            case_obj = load_case(case)
-            model = build_model(case_obj, variant)
-            nlp = _load_compiled(case_obj, variant, model) if disk_cache else None
-            if nlp is None:
-                nlp = compile_nlp(model)
-                if disk_cache:
-                    _save_compiled(case_obj, variant, nlp)
-            _PROBLEMS[key] = (model, nlp)
-        return _PROBLEMS[key]
-
-
-def _compiled_path(case_obj, variant: str):
-    from poso_sim.solvers.cache import default_cache_dir
-
-    key = _source_key(case_obj, variant, {}, "compiled-nlp", files=_COMPILE_FILES)
-    return default_cache_dir() / "compiled" / f"{key}.nlp"
-
-
-def _load_compiled(case_obj, variant: str, model):
-    from poso_sim.nlp.compiled import CompiledNLP
-
-    path = _compiled_path(case_obj, variant)
-    try:
-        return CompiledNLP.from_bytes(path.read_bytes(), model)
-    except FileNotFoundError:
-        return None
-    except Exception:  # noqa: BLE001 - a damaged or stale entry is only a miss: compile again
-        return None
-
-
-def _save_compiled(case_obj, variant: str, nlp) -> None:
-    _write_shortcut(_compiled_path(case_obj, variant), nlp.to_bytes())
-
-
-def _write_shortcut(path, data: bytes) -> None:
-    """Atomic write of a cache shortcut (compiled problem, alias); a failure only costs the shortcut."""
-    import os
-    import tempfile
-
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except OSError:
-        pass
+# The compiled problem of a case variant comes from the problem registry (poso_sim.nlp.problems); these names
+# stay importable from here.
+from poso_sim.nlp.problems import (  # noqa: F401 - re-exported
+    _load_compiled,
+    _save_compiled,
+    _write_shortcut,
+    get_problem,
+)
 
 
 def canonical_start(nlp, case) -> np.ndarray:

@@ -7,7 +7,6 @@ Location: ``$POSO_SIM_CACHE_DIR`` if set, else ``platformdirs.user_cache_dir("po
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import time
@@ -17,26 +16,19 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from poso_sim.common import CACHE_ENV_VAR, default_cache_dir
+from poso_sim.common import canonical_json as _canonical_text
 from poso_sim.errors import SolutionFileError
 from poso_sim.nlp.solution import Solution, load_solution, save_solution
 
 __all__ = ["SolutionCache", "cache_key", "default_cache_dir", "canonical_json", "CACHE_KEY_VERSION", "CacheWarning"]
 
 CACHE_KEY_VERSION = "poso-sim/cache-key/v1"
-ENV_VAR = "POSO_SIM_CACHE_DIR"
+ENV_VAR = CACHE_ENV_VAR
 
 
 class CacheWarning(UserWarning):
     """A cache entry was unusable (moved aside) or could not be written."""
-
-
-def default_cache_dir() -> Path:
-    env = os.environ.get(ENV_VAR)
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("poso-sim"))
 
 
 def _canon(v: Any) -> Any:
@@ -63,7 +55,7 @@ def _canon(v: Any) -> Any:
 
 def canonical_json(obj: Any) -> str:
     """Deterministic JSON (sorted keys, no spaces; arrays hashed) used for cache keys."""
-    return json.dumps(_canon(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return _canonical_text(_canon(obj))
 
 
 def cache_key(

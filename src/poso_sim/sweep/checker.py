@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 from poso_sim.protocol import GENESIS_HASH, Block, Decision, verify_sig
 
@@ -339,10 +339,3 @@ def check_trace(trace: Mapping[str, Any]) -> CheckResult:
         "no_majority": sum(1 for r in records if r.get("kind") == "no_majority"),
     }
     return res
-
-
-def summarize_violations(rows: Iterable[Mapping[str, Any]]) -> dict[str, int]:
-    out = {p: 0 for p in PROPERTIES}
-    for r in rows:
-        out[r["property"]] = out.get(r["property"], 0) + 1
-    return out

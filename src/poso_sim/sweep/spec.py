@@ -242,119 +242,205 @@ def _make_case(spec: SweepSpec, index: int, base: Scenario | None = None) -> Cas
 
 
 def _build_case(spec: SweepSpec, index: int, base: Scenario | None = None) -> CaseSpec:
+    """Case ``index``: draw its parameters (in a fixed order from the case's own generator, so a case depends on
+    the sweep and its index only) and build the scenario from the base scenario's fields."""
     base = base or spec.base_scenario()
     rng = _case_rng(spec, index)
-    P = spec.parameters
+    draw = _Draws(spec, base, _axis_values(spec, index, rng), rng)
+    com = _committee(spec.parameters, base, draw, rng)
+    pool = _behaviour_pool(draw) if not com.keep_base else []
+    window = float(draw("window"))
+    behaviours, kinds_of = _behaviours(com, base, pool, draw, rng, window)
+    normals = draw("normal_nodes")
+    normal_names = [f"N{i + 1}" for i in range(int(normals))] if isinstance(normals, int) else list(normals)
+    latency = draw("latency")
+    net = _faults(base, draw, rng, com, normal_names, window)
+    seed_v = draw("seed")
+    if seed_v is None:
+        seed_v = int.from_bytes(hashlib.sha256(f"poso-sim/sweep/{spec.seed}/seed/{index}".encode()).digest()[:4], "little")
+    heights = int(draw("heights"))
+    fields = {
+        "name": f"{spec.name}-case-{index:05d}",
+        "description": f"case {index} of sweep {spec.name!r} (seed {spec.seed})",
+        "delegates": com.delegates_field,
+        "normal_nodes": normals,
+        "window": window,
+        "heights": heights,
+        "seed": int(seed_v),
+        "signatures": bool(draw("signatures")),
+        "verify_cost": draw("verify_cost"),
+        "solve_time": float(draw("solve_time")),
+        "rotate_heights": bool(draw("rotate_heights")),
+        "network": {"latency": latency, "faults": net.faults},
+        "behaviours": behaviours,
+        "source": f"{spec.source or '<sweep>'}: case {index}",
+    }
+    try:
+        scn = base.with_(**fields)  # validated as a scenario file is, without a detour through YAML text
+    except ScenarioError as exc:
+        raise SweepError(str(exc)) from None
+    params = {
+        "N": com.n,
+        "f": com.f,
+        "dishonest": ",".join(com.bad),
+        "leader_dishonest": bool(com.bad) and com.bad[0] == com.names[0],
+        "kinds": ";".join(f"{d}:{'+'.join(kinds_of.get(d, []))}" for d in com.bad),
+        "signatures": scn.signatures,
+        "latency": _latency_text(latency),
+        "loss": net.loss,
+        "duplicate": net.duplicate,
+        "reorder": net.reorder,
+        "partition": net.partition,
+        "crash": net.crashed,
+        "window": window,
+        "heights": heights,
+        "seed": scn.seed,
+    }
+    return CaseSpec(index, scn, params)
+
+
+def _axis_values(spec: SweepSpec, index: int, rng: random.Random) -> dict[str, Any]:
+    """The value of each product axis for case ``index``: its grid point (product mode) or a random pick."""
     raw: dict[str, Any] = {}
     axes = spec.axes()
     if spec.mode == "product":
         point = index // spec.repeat
-        sizes = [len(a) for _, a in axes]
         picks = []
-        for s in reversed(sizes):
-            picks.append(point % s)
-            point //= s
+        for size in reversed([len(a) for _, a in axes]):
+            picks.append(point % size)
+            point //= size
         picks.reverse()
         for (name, alts), k in zip(axes, picks):
             raw[name] = alts[k]
     else:
         for name, alts in axes:
             raw[name] = alts[rng.randrange(len(alts))]
+    return raw
 
-    # parameters the file does not set fall back on the base scenario's values
-    from_base = {
-        "delegates": len(base.delegate_names), "window": base.window, "heights": base.heights,
-        "normal_nodes": base.normal_nodes, "verify_cost": base.verify_cost, "solve_time": base.solve_time,
-        "rotate_heights": base.rotate_heights, "signatures": base.signatures, "latency": base.network.latency,
-    }
-    given = P.model_fields_set
 
-    def get(name: str, **kw: Any) -> Any:
-        if name in raw:
-            return _draw(name, raw[name], rng, **kw)
-        if name not in given and name in from_base:
-            v = from_base[name]
+class _Draws:
+    """``draw(name)``: a case's value of a parameter - its axis value, else the file's value or draw, else (for
+    parameters the file does not set) the base scenario's value."""
+
+    def __init__(self, spec: SweepSpec, base: Scenario, raw: dict[str, Any], rng: random.Random) -> None:
+        self.params = spec.parameters
+        self.raw = raw
+        self.rng = rng
+        self.given = spec.parameters.model_fields_set
+        self.from_base = {
+            "delegates": len(base.delegate_names), "window": base.window, "heights": base.heights,
+            "normal_nodes": base.normal_nodes, "verify_cost": base.verify_cost, "solve_time": base.solve_time,
+            "rotate_heights": base.rotate_heights, "signatures": base.signatures, "latency": base.network.latency,
+        }
+
+    def __call__(self, name: str, **kw: Any) -> Any:
+        if name in self.raw:
+            return _draw(name, self.raw[name], self.rng, **kw)
+        if name not in self.given and name in self.from_base:
+            v = self.from_base[name]
             return list(v) if isinstance(v, tuple) else v
-        return _draw(name, getattr(P, name), rng, **kw)
+        return _draw(name, getattr(self.params, name), self.rng, **kw)
 
-    keep_base = P.dishonest == "base"
-    if keep_base:  # the base scenario's committee and behaviours, as they are
-        names = base.delegate_names
-        n = len(names)
+
+@dataclass
+class _Committee:
+    names: list[str]
+    n: int
+    bad: list[str]
+    f: int
+    delegates_field: Any
+    keep_base: bool
+
+
+def _committee(P: Parameters, base: Scenario, draw: _Draws, rng: random.Random) -> _Committee:
+    """The delegates and which of them are dishonest (``dishonest: base`` keeps the base scenario's)."""
+    if P.dishonest == "base":
         bad = base.dishonest
-        f = len(bad)
-        delegates_field: Any = base.delegates
+        return _Committee(base.delegate_names, len(base.delegate_names), bad, len(bad), base.delegates, True)
+    n = int(draw("delegates"))
+    if not 1 <= n <= 1000:
+        raise SweepError(f"parameters.delegates: need 1..1000 delegates, got {n}")
+    fmax = (n - 1) // 2
+    f = draw("dishonest", hi_max=fmax)
+    f = fmax if f == "max" else int(f)
+    if not 0 <= f <= fmax:
+        raise SweepError(f"parameters.dishonest: need 0 <= f <= (N-1)//2 = {fmax} for N = {n}, got {f}")
+    names = [generated_name(i) for i in range(n)]
+    lead_p = float(draw("leader_dishonest"))
+    if f >= 1 and rng.random() < lead_p:
+        bad = [names[0]] + rng.sample(names[1:], f - 1)
     else:
-        n = int(get("delegates"))
-        if not 1 <= n <= 1000:
-            raise SweepError(f"parameters.delegates: need 1..1000 delegates, got {n}")
-        fmax = (n - 1) // 2
-        f = get("dishonest", hi_max=fmax)
-        f = fmax if f == "max" else int(f)
-        if not 0 <= f <= fmax:
-            raise SweepError(f"parameters.dishonest: need 0 <= f <= (N-1)//2 = {fmax} for N = {n}, got {f}")
-        names = [generated_name(i) for i in range(n)]
-        lead_p = float(get("leader_dishonest"))
-        if f >= 1 and rng.random() < lead_p:
-            bad = [names[0]] + rng.sample(names[1:], f - 1)
-        else:
-            bad = rng.sample(names[1:], f) if f else []
-        bad = [m for m in names if m in set(bad)]
-        delegates_field = n
-    pool = [] if keep_base else get("behaviours")
-    if isinstance(pool, str):
-        pool = [pool]
-    pool = list(pool or [])
+        bad = rng.sample(names[1:], f) if f else []
+    return _Committee(names, n, [m for m in names if m in set(bad)], f, n, False)
+
+
+def _behaviour_pool(draw: _Draws) -> list[str]:
+    pool = draw("behaviours")
+    pool = list([pool] if isinstance(pool, str) else pool or [])
     for k in pool:
         if k not in BEHAVIOUR_KINDS:
             raise SweepError(f"parameters.behaviours: unknown behaviour kind {k!r} (known: {', '.join(BEHAVIOUR_KINDS)})")
-    window = float(get("window"))
+    return pool
+
+
+def _behaviours(com: _Committee, base: Scenario, pool: list[str], draw: _Draws, rng: random.Random,
+                window: float) -> tuple[dict[str, dict[str, Any]], dict[str, list[str]]]:
+    """Each dishonest delegate's behaviours (kinds drawn from ``pool``, options per kind) and their kinds."""
     behaviours: dict[str, dict[str, Any]] = {}
     kinds_of: dict[str, list[str]] = {}
-    if keep_base:
+    if com.keep_base:
         behaviours = {str(k): dict(v) for k, v in base.behaviours.items()}
         for k, v in base.behaviours.items():
             if v:
                 kinds_of[base.node_ref(int(k) if str(k).isdigit() else k)] = list(v)
-    for d in ([] if keep_base else bad):
-        k = int(get("behaviours_per_node")) if pool else 0
+        return behaviours, kinds_of
+    for d in com.bad:
+        k = int(draw("behaviours_per_node")) if pool else 0
         kinds = rng.sample(pool, min(max(k, 1), len(pool))) if pool else []
         kinds.sort(key=BEHAVIOUR_KINDS.index)
-        opts: dict[str, Any] = {}
-        for kind in kinds:
-            opts[kind] = _behaviour_options(kind, d, names, bad, window, rng)
-        behaviours[d] = opts
+        behaviours[d] = {kind: _behaviour_options(kind, d, com.names, com.bad, window, rng) for kind in kinds}
         kinds_of[d] = kinds
+    return behaviours, kinds_of
 
-    normals = get("normal_nodes")
-    normal_names = [f"N{i + 1}" for i in range(int(normals))] if isinstance(normals, int) else list(normals)
-    latency = get("latency")
+
+@dataclass
+class _Network:
+    faults: list[dict[str, Any]]
+    loss: float
+    duplicate: float
+    reorder: float
+    partition: str
+    crashed: str
+
+
+def _faults(base: Scenario, draw: _Draws, rng: random.Random, com: _Committee, normal_names: list[str],
+            window: float) -> _Network:
+    """The base scenario's faults plus the drawn loss, duplication, reordering, partition and crash."""
     faults: list[dict[str, Any]] = [f.model_dump(mode="json", exclude_none=True) for f in base.network.faults]
-    loss = float(get("loss"))
-    dup = float(get("duplicate"))
-    reo = float(get("reorder"))
-    reo_delay = float(get("reorder_delay"))
+    loss = float(draw("loss"))
+    dup = float(draw("duplicate"))
+    reo = float(draw("reorder"))
+    reo_delay = float(draw("reorder_delay"))
     if loss > 0:
         faults.append({"type": "loss", "p": round(loss, 6)})
     if dup > 0:
         faults.append({"type": "duplicate", "p": round(dup, 6)})
     if reo > 0:
         faults.append({"type": "reorder", "p": round(reo, 6), "extra_delay": reo_delay})
-    part_p = float(get("partition"))
-    part = None
-    if part_p > 0 and rng.random() < part_p:
-        everyone = names + normal_names
-        size = rng.randint(1, max(1, (n - 1) // 2))
-        cut = rng.sample(names, size) + (rng.sample(normal_names, 1) if normal_names and rng.random() < 0.3 else [])
+    part = ""
+    if (part_p := float(draw("partition"))) > 0 and rng.random() < part_p:
+        everyone = com.names + normal_names
+        size = rng.randint(1, max(1, (com.n - 1) // 2))
+        cut = rng.sample(com.names, size) + (rng.sample(normal_names, 1) if normal_names and rng.random() < 0.3 else [])
         t0 = round(rng.uniform(0.0, 2.0 * window), 3)
         t1 = round(t0 + rng.uniform(0.5 * window, 3.0 * window), 3)
         cut = [m for m in everyone if m in set(cut)]
         faults.append({"type": "partition", "isolate": cut, "t0": t0, "t1": t1})
         part = f"{'+'.join(cut)}@[{t0:g},{t1:g})"
-    crash_p = float(get("crash"))
-    crashed = None
-    if bad and crash_p > 0 and rng.random() < crash_p:
-        who = rng.choice(bad)
+    crashed = ""
+    crash_p = float(draw("crash"))
+    if com.bad and crash_p > 0 and rng.random() < crash_p:
+        who = rng.choice(com.bad)
         at = round(rng.uniform(0.0, 2.0 * window), 3)
         rec = round(at + rng.uniform(window, 4.0 * window), 3) if rng.random() < 0.5 else None
         fault = {"type": "crash", "node": who, "at": at}
@@ -362,49 +448,7 @@ def _build_case(spec: SweepSpec, index: int, base: Scenario | None = None) -> Ca
             fault["recover_at"] = rec
         faults.append(fault)
         crashed = who
-    seed_v = get("seed")
-    if seed_v is None:
-        seed_v = int.from_bytes(hashlib.sha256(f"poso-sim/sweep/{spec.seed}/seed/{index}".encode()).digest()[:4], "little")
-    heights = int(get("heights"))
-    fields = {
-        "name": f"{spec.name}-case-{index:05d}",
-        "description": f"case {index} of sweep {spec.name!r} (seed {spec.seed})",
-        "delegates": delegates_field,
-        "normal_nodes": normals,
-        "window": window,
-        "heights": heights,
-        "seed": int(seed_v),
-        "signatures": bool(get("signatures")),
-        "verify_cost": get("verify_cost"),
-        "solve_time": float(get("solve_time")),
-        "rotate_heights": bool(get("rotate_heights")),
-        "network": {"latency": latency, "faults": faults},
-        "behaviours": behaviours,
-    }
-    data = base.model_dump(mode="json", exclude={"source"})
-    data.update(fields)
-    try:
-        scn = parse_scenario(yaml.safe_dump(data, sort_keys=False), f"{spec.source or '<sweep>'}: case {index}")
-    except ScenarioError as exc:
-        raise SweepError(str(exc)) from None
-    params = {
-        "N": n,
-        "f": f,
-        "dishonest": ",".join(bad),
-        "leader_dishonest": bool(bad) and bad[0] == names[0],
-        "kinds": ";".join(f"{d}:{'+'.join(kinds_of.get(d, []))}" for d in bad),
-        "signatures": scn.signatures,
-        "latency": _latency_text(latency),
-        "loss": loss,
-        "duplicate": dup,
-        "reorder": reo,
-        "partition": part or "",
-        "crash": crashed or "",
-        "window": window,
-        "heights": heights,
-        "seed": scn.seed,
-    }
-    return CaseSpec(index, scn, params)
+    return _Network(faults, loss, dup, reo, part, crashed)
 
 
 def _latency_text(lat: Any) -> str:
@@ -537,8 +581,4 @@ def resolve_sweep(spec: str | os.PathLike[str] | SweepSpec) -> SweepSpec:
     if not Path(s).exists():
         raise SweepError(f"{s}: no such sweep file or packaged sweep (packaged: {', '.join(packaged_sweeps())})")
     return load_sweep(s)
-
-
-def grid_size(spec: SweepSpec) -> int:
-    return math.prod(len(a) for _, a in spec.axes()) * spec.repeat
 

@@ -1,0 +1,89 @@
+"""Small helpers every layer may use (stdlib and numpy only; imports nothing else of poso_sim).
+
+* :func:`jsonable` - a value made of numpy scalars/arrays, tuples and non-string keys as plain JSON values;
+* :func:`canonical_json` - the one canonical JSON text (sorted keys, no whitespace, ASCII) used for digests,
+  cache keys and file headers;
+* :func:`atomic_write` - write a file so that readers see the old or the new content, never a torn one;
+* :func:`default_cache_dir` - ``$POSO_SIM_CACHE_DIR`` or the user cache directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import platformdirs
+
+__all__ = ["OK_STATUSES", "jsonable", "canonical_json", "atomic_write", "default_cache_dir", "CACHE_ENV_VAR"]
+
+#: Solver statuses of a usable optimum (a :class:`~poso_sim.nlp.Solution` with one of them is ``ok``).
+OK_STATUSES: frozenset[str] = frozenset({"optimal", "acceptable"})
+
+#: Environment variable naming the cache directory.
+CACHE_ENV_VAR = "POSO_SIM_CACHE_DIR"
+
+
+def jsonable(v: Any) -> Any:
+    """``v`` with numpy scalars as Python numbers, arrays and tuples as lists, mapping keys as strings and bytes
+    as hex text; other values unchanged (``json.dumps`` decides about them)."""
+    if isinstance(v, dict):
+        return {str(k): jsonable(w) for k, w in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [jsonable(w) for w in v]
+    if isinstance(v, np.ndarray):
+        return jsonable(v.tolist())
+    if isinstance(v, np.bool_):
+        return bool(v)
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.floating):
+        return float(v)
+    if isinstance(v, (bytes, bytearray)):
+        return bytes(v).hex()
+    return v
+
+
+def canonical_json(obj: Any) -> str:
+    """Deterministic JSON text of ``jsonable(obj)``: sorted keys, ``,``/``:`` separators, ASCII only.
+
+    Non-finite floats are written as ``NaN``/``Infinity`` (Python's JSON dialect), so the text is stable for
+    every float a digest may cover.
+    """
+    return json.dumps(jsonable(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=True)
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes, *, fsync: bool = False) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same directory and ``os.replace``.
+
+    Concurrent readers see either the previous file or the complete new one. Raises ``OSError`` (the temporary
+    file is removed); with ``fsync=True`` the bytes reach the disk before the rename.
+    """
+    p = Path(path)
+    parent = p.parent if str(p.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return p
+
+
+def default_cache_dir() -> Path:
+    """``$POSO_SIM_CACHE_DIR`` if set, else ``platformdirs.user_cache_dir("poso-sim")``."""
+    env = os.environ.get(CACHE_ENV_VAR)
+    if env:
+        return Path(env).expanduser()
+    return Path(platformdirs.user_cache_dir("poso-sim"))

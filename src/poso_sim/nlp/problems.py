@@ -1,0 +1,518 @@
+"""The problem registry: which NLPs PoSo runs on, and their compiled form for this process.
+
+A **problem definition** (:class:`ProblemDefinition`) says how to get from case data to a Pyomo
+``ConcreteModel``: the builder, the variants a leader may solve (the first is the honest problem every delegate
+verifies against), the named expression that reports show as the cost, optionally a solve recipe
+(``"module:function"``, resolved by :mod:`poso_sim.solvers`; this layer never imports it) and how the case data is
+loaded and validated. ``register_problem(name, definition)`` makes it available under ``name``; a ``case:``
+string of a scenario, a sweep or the command line is then resolved by :func:`problem_definition`:
+
+1. a registered name (``"manchester"``);
+2. ``"module:function"``, a function returning a :class:`ProblemDefinition` (imported on first use);
+3. a path to a case file, or the name of a case file shipped in :mod:`poso_sim.cases` - data for the package's
+   own integrated-energy model (the ``manchester`` definition);
+
+anything else is a :class:`~poso_sim.errors.ProblemError` naming the string.
+
+:func:`load_problem` returns the :class:`Problem` of a case variant, compiled once per process. Its compiled
+functions are also kept on disk (``<cache dir>/compiled/``), keyed by the case data, the variant, the compiled
+expression names, the source of the builder and of the compiler, and the CasADi version. A later process loads
+them with their names, bounds and structure without importing Pyomo or building the model; the Pyomo model is
+built only when something needs it (:attr:`Problem.model`, ``nlp.load_into_model``, ``nlp.x_from_model``).
+See docs/nlp.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import os
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import poso_sim.cases as _cases_package
+from poso_sim.cases import list_cases, load_case
+from poso_sim.common import atomic_write, canonical_json, default_cache_dir
+from poso_sim.errors import PosoError, ProblemError
+
+__all__ = [
+    "ProblemDefinition",
+    "Problem",
+    "register_problem",
+    "registered_problems",
+    "problem_definition",
+    "resolve_reference",
+    "check_case",
+    "load_problem",
+    "get_problem",
+    "get_compiled",
+    "clear_problems",
+    "manchester_problem",
+    "COMPILED_FORMAT",
+]
+
+#: Version of the disk-cache key of compiled problems (bump when the key recipe changes).
+COMPILED_FORMAT = "poso-sim/compiled-problem/v2"
+
+_REFERENCE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class ProblemDefinition:
+    """How a family of NLPs is built from case data.
+
+    Attributes:
+        build: ``build(data, variant) -> pyomo ConcreteModel``; ``data`` is what :attr:`load` returned.
+        variants: the objectives a leader may solve; the first is the honest problem (every delegate verifies a
+            plan against it; the other variants must have the same variables and its rows first).
+        cost_expression: name of the scalar Pyomo ``Expression`` reports show as the plan's cost (``None``: the
+            honest objective).
+        expressions: further scalar expressions compiled with the problem (e.g. the cost's parts).
+        load: ``load(case) -> data``, given the ``case:`` string; validates and raises a ``PosoError`` naming the
+            file and field at fault. ``None``: the problem has no data (``build`` gets ``None``).
+        data_key: canonical bytes of the data for cache keys; default: pydantic's JSON if the data has
+            ``model_dump_json``, else :func:`poso_sim.common.canonical_json`.
+        solve_recipe: ``"module:function"`` resolved by the solvers layer, called as
+            ``recipe(model, nlp, x0, progress=None)``; ``None``: Ipopt from the model's initial values.
+        source_files: files whose content keys the compiled cache (default: the builder's module file).
+        description: one line for listings.
+    """
+
+    build: Callable[[Any, str], Any]
+    variants: tuple[str, ...] = ("true",)
+    cost_expression: str | None = None
+    expressions: tuple[str, ...] = ()
+    load: Callable[[str], Any] | None = None
+    data_key: Callable[[Any], bytes] | None = None
+    solve_recipe: str | None = None
+    source_files: tuple[str, ...] = ()
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not callable(self.build):
+            raise ProblemError(f"problem definition: build must be callable, got {type(self.build).__name__}")
+        variants = (self.variants,) if isinstance(self.variants, str) else tuple(self.variants)
+        if not variants or not all(isinstance(v, str) and v for v in variants) or len(set(variants)) != len(variants):
+            raise ProblemError(f"problem definition: variants must be distinct non-empty names, got {self.variants!r}")
+        object.__setattr__(self, "variants", variants)
+        object.__setattr__(self, "expressions", tuple(self.expressions))
+        object.__setattr__(self, "source_files", tuple(str(f) for f in self.source_files))
+        if self.load is not None and not callable(self.load):
+            raise ProblemError("problem definition: load must be callable or None")
+        if self.solve_recipe is not None and not _REFERENCE.match(self.solve_recipe):
+            raise ProblemError(f"problem definition: solve_recipe {self.solve_recipe!r} is not 'module:function'")
+
+    @property
+    def honest_variant(self) -> str:
+        """The variant every delegate verifies against (the first)."""
+        return self.variants[0]
+
+    @property
+    def compiled_expressions(self) -> tuple[str, ...]:
+        """The named expressions compiled with each variant: the cost expression, then the others."""
+        names = ((self.cost_expression,) if self.cost_expression else ()) + self.expressions
+        return tuple(dict.fromkeys(names))
+
+
+# ------------------------------------------------------------------------------------------------ registry
+_LOCK = threading.RLock()
+#: name -> definition, or "module:function" of a factory not imported yet (the packaged problems)
+_REGISTRY: dict[str, ProblemDefinition | str] = {"manchester": "poso_sim.nlp.problems:manchester_problem"}
+if importlib.util.find_spec("poso_sim.cases.ieee33") is not None:  # registered where the feeder's package ships
+    _REGISTRY["ieee33"] = "poso_sim.nlp.problems:ieee33_problem"
+_BY_REFERENCE: dict[str, ProblemDefinition] = {}
+_PROBLEMS: dict[tuple[str, str], "Problem"] = {}
+
+
+def register_problem(name: str, definition: ProblemDefinition | str, *, replace: bool = False) -> None:
+    """Make ``definition`` (or the ``"module:function"`` of a factory returning one) the problem ``name``."""
+    if not isinstance(name, str) or not _NAME.match(name) or ":" in name:
+        raise ProblemError(f"problem name {name!r}: use letters, digits, '_', '.', '-' (no ':' or '/')")
+    if isinstance(definition, str):
+        if not _REFERENCE.match(definition):
+            raise ProblemError(f"problem {name!r}: {definition!r} is not 'module:function'")
+    elif not isinstance(definition, ProblemDefinition):
+        raise ProblemError(f"problem {name!r}: expected a ProblemDefinition, got {type(definition).__name__}")
+    with _LOCK:
+        if name in _REGISTRY and not replace:
+            raise ProblemError(f"problem {name!r} is already registered (pass replace=True to redefine it)")
+        _REGISTRY[name] = definition
+        for key in [k for k in _PROBLEMS if k[0] == name]:
+            del _PROBLEMS[key]
+
+
+def registered_problems() -> list[str]:
+    """Names of the registered problems."""
+    with _LOCK:
+        return sorted(_REGISTRY)
+
+
+def resolve_reference(reference: str, what: str = "reference") -> Any:
+    """The object named by ``"module:function"`` (imported on first use); a ``ProblemError`` names what failed."""
+    if not isinstance(reference, str) or not _REFERENCE.match(reference):
+        raise ProblemError(f"{what} {reference!r} is not 'module:function'")
+    module, _, attr = reference.partition(":")
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as exc:
+        raise ProblemError(f"{what} {reference!r}: cannot import {module} ({exc})") from None
+    try:
+        return getattr(mod, attr)
+    except AttributeError:
+        raise ProblemError(f"{what} {reference!r}: {module} has no attribute {attr!r}") from None
+
+
+def _definition_from_factory(reference: str) -> ProblemDefinition:
+    factory = resolve_reference(reference, "case")
+    try:
+        definition = factory() if callable(factory) and not isinstance(factory, ProblemDefinition) else factory
+    except PosoError:
+        raise
+    except Exception as exc:  # a user's factory: report it as one line naming the reference
+        raise ProblemError(f"case {reference!r}: {type(exc).__name__}: {exc}") from None
+    if not isinstance(definition, ProblemDefinition):
+        raise ProblemError(f"case {reference!r} returned {type(definition).__name__}, not a ProblemDefinition")
+    return definition
+
+
+def _is_case_file(case: str) -> bool:
+    return case.endswith(".json") or "/" in case or "\\" in case or Path(case).is_file()
+
+
+def problem_definition(case: str) -> ProblemDefinition:
+    """The definition a ``case:`` string names (see the module's documentation for the rules)."""
+    if not isinstance(case, str) or not case:
+        raise ProblemError(f"case {case!r}: expected a problem name, 'module:function' or a case file")
+    with _LOCK:
+        entry = _REGISTRY.get(case)
+        if isinstance(entry, str):
+            entry = _REGISTRY[case] = _definition_from_factory(entry)
+        if entry is not None:
+            return entry
+        if _REFERENCE.match(case):
+            if case not in _BY_REFERENCE:
+                _BY_REFERENCE[case] = _definition_from_factory(case)
+            return _BY_REFERENCE[case]
+    if _is_case_file(case) or case in list_cases():
+        return problem_definition("manchester")
+    raise ProblemError(
+        f"unknown case {case!r}: not a registered problem ({', '.join(registered_problems())}), "
+        "a case file, or 'module:function'"
+    )
+
+
+def check_case(case: str, variant: str | None = None) -> ProblemDefinition:
+    """Raise a one-line ``PosoError`` unless ``case`` (and ``variant``) names a problem; cheap: builds nothing.
+
+    A case file is loaded and validated, so a bad file is reported here (with its field) rather than at the first
+    solve.
+    """
+    definition = problem_definition(case)
+    if variant is not None and variant not in definition.variants:
+        raise ProblemError(f"case {case!r} has no variant {variant!r} (variants: {', '.join(definition.variants)})")
+    if definition.load is not None and _is_case_file(case):
+        definition.load(case)
+    return definition
+
+
+# ------------------------------------------------------------------------------------------------ problems
+class Problem:
+    """One variant of one case: its definition, data, compiled NLP and (built on demand) its Pyomo model."""
+
+    def __init__(self, case: str, variant: str, definition: ProblemDefinition, data: Any, nlp: Any,
+                 model: Any = None) -> None:
+        self.case = case
+        self.variant = variant
+        self.definition = definition
+        self.data = data
+        self.nlp = nlp
+        self._model = model
+        self._lock = threading.Lock()
+        self.from_disk = model is None
+
+    @property
+    def model(self) -> Any:
+        """The Pyomo model (built on first use when the compiled functions came from disk, then linked to
+        :attr:`nlp` so that ``load_into_model``/``x_from_model`` work)."""
+        with self._lock:
+            if self._model is None:
+                model = _build(self.definition, self.data, self.case, self.variant)
+                _link(self.nlp, model, self.case, self.variant)
+                self._model = model
+            return self._model
+
+    @property
+    def model_built(self) -> bool:
+        return self._model is not None
+
+    def cost(self, x: Any) -> float:
+        """The value of the definition's cost expression at ``x`` (the honest objective if it names none)."""
+        name = self.definition.cost_expression
+        if name:
+            return self.nlp.expr(name, x)
+        return self.nlp.objective_value(x)
+
+    def __iter__(self) -> Iterator[Any]:
+        """``model, nlp = problem`` (builds the model: prefer :attr:`nlp` alone where it suffices)."""
+        yield self.model
+        yield self.nlp
+
+    def __repr__(self) -> str:
+        state = "built" if self.model_built else "not built"
+        return f"Problem(case={self.case!r}, variant={self.variant!r}, nlp={self.nlp!r}, model {state})"
+
+
+def load_problem(case: str = "manchester", variant: str | None = None, *, disk_cache: bool = True) -> Problem:
+    """The :class:`Problem` of ``case``'s ``variant`` (default: the honest one), compiled once per process."""
+    definition = problem_definition(case)
+    variant = definition.honest_variant if variant is None else variant
+    if variant not in definition.variants:
+        raise ProblemError(f"case {case!r} has no variant {variant!r} (variants: {', '.join(definition.variants)})")
+    key = (str(case), variant)
+    with _LOCK:
+        hit = _PROBLEMS.get(key)
+        if hit is not None:
+            return hit
+        data = definition.load(case) if definition.load is not None else None
+        path = _compiled_path(definition, data, variant) if disk_cache else None
+        nlp = _load_compiled(path) if path is not None else None
+        model = None
+        if nlp is None:
+            model = _build(definition, data, case, variant)
+            nlp = _compile(definition, model, case, variant)
+            if path is not None:
+                _save_compiled(path, nlp)
+        # the name of the cost reports show, for layers that get the compiled problem alone (the certificate)
+        nlp.cost_expression = definition.cost_expression
+        problem = Problem(str(case), variant, definition, data, nlp, model)
+        if model is None:
+            nlp._var_data = _LazyModelVariables(problem)
+        _PROBLEMS[key] = problem
+        return problem
+
+
+def get_compiled(case: str = "manchester", variant: str | None = None, *, disk_cache: bool = True) -> Any:
+    """The compiled NLP of a case variant (no Pyomo when it is on disk)."""
+    return load_problem(case, variant, disk_cache=disk_cache).nlp
+
+
+def get_problem(case: str = "manchester", variant: str | None = "true", *, disk_cache: bool = True) -> tuple[Any, Any]:
+    """``(model, nlp)`` of a case variant (``None``: the honest one), built and compiled once per process (the
+    model is built here; use :func:`load_problem` or :func:`get_compiled` when the compiled functions suffice)."""
+    problem = load_problem(case, variant, disk_cache=disk_cache)
+    return problem.model, problem.nlp
+
+
+def clear_problems() -> None:
+    """Forget the problems of this process (the disk cache stays)."""
+    with _LOCK:
+        _PROBLEMS.clear()
+
+
+# ------------------------------------------------------------------------------------------------ internals
+def _build(definition: ProblemDefinition, data: Any, case: str, variant: str) -> Any:
+    try:
+        return definition.build(data, variant)
+    except PosoError:
+        raise
+    except Exception as exc:  # a user's builder: one line naming the case and variant
+        raise ProblemError(
+            f"case {case!r}, variant {variant!r}: the builder failed: {type(exc).__name__}: {exc}"
+        ) from None
+
+
+def _compile(definition: ProblemDefinition, model: Any, case: str, variant: str) -> Any:
+    # CasADi (0.1 s) and the walker, which imports Pyomo (0.7 s): only when something is compiled
+    from poso_sim.nlp.compiled import compile_nlp
+    from poso_sim.nlp.walker import NLPCompileError
+
+    try:
+        return compile_nlp(model, expressions=definition.compiled_expressions)
+    except NLPCompileError as exc:
+        raise type(exc)(f"case {case!r}, variant {variant!r}: {exc}") from None
+
+
+def _link(nlp: Any, model: Any, case: str, variant: str) -> None:
+    """Point ``nlp``'s variable list at ``model``'s unfixed variables (same names, same order)."""
+    from pyomo.core import SortComponents, Var  # Pyomo is heavy (0.7 s beside scipy): only when a model is built
+
+    free = [
+        v
+        for v in model.component_data_objects(Var, active=True, descend_into=True, sort=SortComponents.deterministic)
+        if not v.fixed
+    ]
+    if [v.name for v in free] != list(nlp.x_names):
+        raise ProblemError(
+            f"case {case!r}, variant {variant!r}: the model's variables differ from the compiled problem's"
+        )
+    nlp._var_data = free
+
+
+class _LazyModelVariables(Sequence):
+    """Stands for a disk-loaded NLP's list of Pyomo variables: the first use builds and links the model."""
+
+    def __init__(self, problem: Problem) -> None:
+        self._problem = problem
+
+    def _real(self) -> Sequence:
+        self._problem.model  # noqa: B018 - builds and links: replaces this object in nlp._var_data
+        return self._problem.nlp._var_data
+
+    def __len__(self) -> int:
+        return len(self._real())
+
+    def __getitem__(self, i: Any) -> Any:
+        return self._real()[i]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._real())
+
+
+def _data_bytes(definition: ProblemDefinition, data: Any) -> bytes | None:
+    if definition.data_key is not None:
+        return bytes(definition.data_key(data))
+    if data is None:
+        return b"null"
+    if hasattr(data, "model_dump_json"):
+        return data.model_dump_json(by_alias=True).encode()
+    try:
+        return canonical_json(data).encode()
+    except (TypeError, ValueError):
+        return None  # data without a canonical form: no disk cache
+
+
+def _source_files(definition: ProblemDefinition) -> list[Path]:
+    files = [Path(f) for f in definition.source_files]
+    if not files:
+        module = importlib.import_module(definition.build.__module__)
+        if getattr(module, "__file__", None):
+            files = [Path(module.__file__)]
+    # the compiler's sources: every module of poso_sim.nlp but this registry and the Solution type, which do not
+    # shape the compiled functions (so editing them keeps the cache)
+    here = Path(__file__).resolve()
+    compiler = [p for p in sorted(here.parent.glob("*.py")) if p.name not in (here.name, "solution.py")]
+    return files + compiler
+
+
+def _compiled_path(definition: ProblemDefinition, data: Any, variant: str) -> Path | None:
+    import casadi  # the compiled functions are CasADi's serialisation: its version is part of the key
+
+    raw = _data_bytes(definition, data)
+    if raw is None:
+        return None
+    h = hashlib.sha256(COMPILED_FORMAT.encode() + b"\n")
+    h.update(canonical_json([variant, list(definition.compiled_expressions), casadi.__version__]).encode())
+    h.update(hashlib.sha256(raw).digest())
+    for f in _source_files(definition):
+        try:
+            h.update(f.read_bytes())
+        except OSError:
+            return None
+    return default_cache_dir() / "compiled" / f"{h.hexdigest()}.nlp"
+
+
+#: Compiled problems kept on disk (about 30 MB each for Manchester); the least recently used go first.
+MAX_COMPILED_ENTRIES = 24
+
+
+def _load_compiled(path: Path) -> Any:
+    from poso_sim.nlp.compiled import CompiledNLP  # CasADi (0.1-0.2 s): only once a problem is needed
+
+    try:
+        nlp = CompiledNLP.from_bytes(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except Exception:  # noqa: BLE001 - a damaged or stale entry is only a miss: compile again
+        return None
+    try:
+        os.utime(path)  # marks the entry as used, for the pruning in _save_compiled
+    except OSError:
+        pass
+    return nlp
+
+
+def _save_compiled(path: Path, nlp: Any) -> None:
+    _write_shortcut(path, nlp.to_bytes())
+    _prune(path.parent, keep=MAX_COMPILED_ENTRIES)
+
+
+def _prune(directory: Path, keep: int) -> None:
+    """Remove all but the ``keep`` most recently used ``*.nlp`` entries (another process that loses one while it
+    reads it still has its open file; one that looks for it later compiles again)."""
+    try:
+        entries = sorted(directory.glob("*.nlp"), key=lambda p: p.stat().st_mtime, reverse=True)
+    except OSError:
+        return
+    for p in entries[keep:]:
+        try:
+            p.unlink()
+        except OSError:
+            pass
+
+
+def _write_shortcut(path: Path, data: bytes) -> None:
+    """Atomic write of a cache shortcut (compiled problem, alias); a failure only costs the shortcut."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, data)
+    except OSError:
+        pass
+
+
+# ------------------------------------------------------------------------------------------------ packaged problems
+def _cases_sources() -> tuple[str, ...]:
+    root = Path(_cases_package.__file__).resolve().parent
+    return tuple(str(p) for p in sorted(root.rglob("*.py")))
+
+
+def _build_ies(data: Any, variant: str) -> Any:
+    from poso_sim.cases import build_model  # the builder imports Pyomo (0.7 s beside scipy)
+
+    return build_model(data, variant)
+
+
+def manchester_problem() -> ProblemDefinition:
+    """The paper's integrated electricity-heat-gas system (docs/model.md); also every case file of its format."""
+    return ProblemDefinition(
+        build=_build_ies,
+        variants=("true", "tampered", "feasible"),
+        cost_expression="true_cost",
+        expressions=("cost_grid", "cost_chp", "cost_boiler"),
+        load=load_case,
+        solve_recipe="poso_sim.solvers.pipeline:solve_reduced",
+        source_files=_cases_sources(),
+        description="Manchester integrated electricity, heat and gas system, 24 h (the paper's case)",
+    )
+
+
+def _ieee33_package() -> Any:
+    return importlib.import_module("poso_sim.cases.ieee33")  # the feeder's data and loader (no Pyomo)
+
+
+def _load_ieee33(case: str) -> Any:
+    pkg = _ieee33_package()
+    return pkg.load_case(None if case == "ieee33" else case)
+
+
+def _build_ieee33(data: Any, variant: str) -> Any:
+    return _ieee33_package().build_model(data, variant)  # the builder imports Pyomo on first use
+
+
+def ieee33_problem() -> ProblemDefinition:
+    """The IEEE 33-bus radial feeder (Baran & Wu 1989): DistFlow, dispatchable DGs, a battery, 24 h (see
+    docs/cases/ieee33.md)."""
+    root = Path(_ieee33_package().__file__).resolve().parent
+    return ProblemDefinition(
+        build=_build_ieee33,
+        variants=("true", "tampered", "feasible"),
+        cost_expression="true_cost",
+        expressions=("cost_grid", "cost_dg", "cost_battery"),
+        load=_load_ieee33,
+        source_files=tuple(str(p) for p in sorted(root.rglob("*.py"))),
+        description="IEEE 33-bus radial feeder (Baran & Wu 1989), DistFlow, DGs and a battery, 24 h",
+    )

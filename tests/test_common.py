@@ -1,0 +1,89 @@
+"""poso_sim.common: the one JSON-safe conversion, canonical JSON encoder and atomic writer."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from poso_sim.common import OK_STATUSES, atomic_write, canonical_json, default_cache_dir, jsonable
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def test_jsonable_turns_numpy_tuples_keys_and_bytes_into_json_values():
+    v = {1: (np.float64(0.5), np.int32(3), np.bool_(True)), "a": np.arange(3), "b": b"\x01\xff", "c": None}
+    assert jsonable(v) == {"1": [0.5, 3, True], "a": [0, 1, 2], "b": "01ff", "c": None}
+    assert type(jsonable(np.int64(2))) is int and type(jsonable(np.float32(1.5))) is float
+
+
+def test_canonical_json_is_sorted_compact_ascii_and_keeps_non_finite_floats():
+    text = canonical_json({"b": [1, 2.5], "a": "é", "n": math.nan, "i": -math.inf})
+    assert text == '{"a":"\\u00e9","b":[1,2.5],"i":-Infinity,"n":NaN}'
+    assert canonical_json({"x": np.float64(0.1)}) == canonical_json({"x": 0.1})
+
+
+def test_the_encoders_that_use_it_kept_their_bytes():
+    # the protocol's signed bytes and the solution cache's keys are this encoder: same text as json.dumps with
+    # the options they used before
+    from poso_sim.protocol.messages import canonical
+    from poso_sim.solvers.cache import canonical_json as cache_json
+
+    obj = {"z": [1, (2, 3)], "a": {"k": b"\x00\x10"}, "f": 1e-300}
+    before = json.dumps({"z": [1, [2, 3]], "a": {"k": "0010"}, "f": 1e-300}, sort_keys=True, separators=(",", ":"),
+                        ensure_ascii=True, allow_nan=True)
+    assert canonical(obj) == before.encode()
+    assert cache_json({"b": 1, "a": [np.int64(2)]}) == '{"a":[2],"b":1}'
+
+
+def test_atomic_write_replaces_whole_files_and_cleans_up(tmp_path):
+    p = tmp_path / "f.bin"
+    atomic_write(p, b"one")
+    atomic_write(p, b"two", fsync=True)
+    assert p.read_bytes() == b"two"
+    assert [q.name for q in tmp_path.iterdir()] == ["f.bin"]
+    with pytest.raises(OSError):
+        atomic_write(tmp_path / "no-such-dir" / "f.bin", b"x")
+    if os.geteuid() != 0:  # root writes anywhere
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        with pytest.raises(OSError):
+            atomic_write(ro / "f.bin", b"x")
+        assert list(ro.iterdir()) == []
+
+
+def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("POSO_SIM_CACHE_DIR", str(tmp_path / "c"))
+    assert default_cache_dir() == tmp_path / "c"
+    from poso_sim.solvers.cache import SolutionCache
+
+    assert SolutionCache().path == tmp_path / "c"
+
+
+def test_ok_statuses_match_solution_ok():
+    from poso_sim.nlp.solution import Solution
+
+    z = np.zeros(1)
+    for status, ok in (("optimal", True), ("acceptable", True), ("max_iter", False), ("infeasible", False)):
+        assert Solution(x=z, y=z, z_L=z, z_U=z, status=status).ok is ok is (status in OK_STATUSES)
+
+
+def test_a_plan_renders_as_html_without_the_report_layer():
+    code = (
+        "import sys, numpy as np\n"
+        "from poso_sim.nlp.solution import Solution\n"
+        "z = np.zeros(2)\n"
+        "h = Solution(x=z, y=z, z_L=z, z_U=z, status='optimal', cost=743.99, case='manchester', variant='true',"
+        " stages=[{'name': 'free', 'iterations': 3, 'seconds': 0.5, 'objective': 1.0, 'status': 'optimal'}])._repr_html_()\n"
+        "print('743.99' in h, 'free' in h, 'optimal' in h, any(m.startswith('poso_sim.report') for m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": SRC})
+    assert out.stdout.split() == ["True", "True", "True", "False"]
