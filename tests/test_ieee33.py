@@ -299,3 +299,17 @@ def test_certificate_accepts_the_optimum_and_rejects_the_dishonest_plans(solved)
     _, _, tampered = solved["tampered"]
     forged = honest.with_multipliers(y=tampered.y, z_L=tampered.z_L, z_U=tampered.z_U)
     assert not verify(true_nlp, forged).accepted
+
+
+@pytest.mark.solver
+def test_a_delegate_verifies_on_the_registered_problem(solved):
+    """The plan of a leader that compiled the model itself is certified on the copy the registry gives a delegate."""
+    from poso_sim.kkt import to_shared, verify
+    from poso_sim.nlp.problems import load_problem
+
+    _, nlp, honest = solved["true"]
+    mine = load_problem("ieee33").nlp
+    assert mine.fingerprint == nlp.fingerprint
+    assert verify(mine, honest).accepted
+    _, own, tampered = solved["tampered"]
+    assert not verify(mine, to_shared(tampered, mine, own)).accepted
