@@ -294,7 +294,7 @@ def report(quick: bool, cold_manchester: bool, manchester_days: list[int], write
             f"{b['verify_cpu'] / a['verify_cpu']:.1f}x (slope {slope('verify_cpu'):.2f}); the ratio stays between "
             f"{min(_ratio(p) for p in ieee):,.0f}x and {max(_ratio(p) for p in ieee):,.0f}x. Ipopt's iteration count "
             "depends on the instance, not only on its size, so the solve curve is not smooth; verify is one pass "
-            "over the sparse Jacobian and grows linearly."
+            "over the sparse Jacobian and grows at most linearly."
         )
     if not manchester_days:
         notes.append(
