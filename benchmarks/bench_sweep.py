@@ -28,7 +28,9 @@ from benchmarks.common import machine, quick_main
 from poso_sim.scenarios.model import Scenario
 from poso_sim.scenarios.payloads import StubPayloads
 from poso_sim.sweep import build_trace, check_trace, run_sweep
-from poso_sim.sweep.worker import SIG_STATS, clear_signature_memo, run_scenario_traced
+from poso_sim.scenarios import Session
+from poso_sim.sweep.checker import certificates
+from poso_sim.sweep.worker import run_scenario_traced
 
 SECTION = "## Sweeps"
 
@@ -37,10 +39,10 @@ def one_height(n: int, memo: bool = True) -> dict:
     scn = Scenario(delegates=n, normal_nodes=3, heights=1, network={"latency": {"uniform": [0.01, 0.05]}})
     src = StubPayloads()
     gc.collect()
-    clear_signature_memo()  # a cold memo: every distinct signature is checked once in this run
-    runner, wall = run_scenario_traced(scn, src, sig_memo=memo)
-    sig_calls, sig_computed = SIG_STATS["calls"], SIG_STATS["computed"]
-    ex = sum(1 for b in runner.certificates.values() if b)
+    session = Session()  # a cold memo: every distinct signature is checked once in this run
+    runner, wall = run_scenario_traced(scn, src, sig_memo=memo, session=session)
+    sig_calls, sig_computed = session.signatures.calls, session.signatures.computed
+    ex = sum(1 for b in certificates(runner.log).values() if b)
     t0 = time.perf_counter()
     res = check_trace(build_trace(runner, src))
     check = time.perf_counter() - t0
@@ -73,7 +75,7 @@ def _layer(filename: str, func: str) -> str:
     if "/poso_sim/protocol/" in f:
         return "protocol machines (delegate, normal node, behaviours)"
     if "/poso_sim/scenarios/" in f or "/poso_sim/sweep/worker" in f:
-        return "host (runner, records, verification memo)"
+        return "host (runner, run log, verification memo)"
     if "/poso_sim/sweep/" in f:
         return "checker"
     return "other (interpreter, builtins)"
@@ -81,10 +83,10 @@ def _layer(filename: str, func: str) -> str:
 
 def profile_height(n: int, memo: bool) -> list[tuple[str, float]]:
     scn = Scenario(delegates=n, normal_nodes=3, heights=1, network={"latency": {"uniform": [0.01, 0.05]}})
-    clear_signature_memo()
+    session = Session()
     pr = cProfile.Profile()
     pr.enable()
-    run_scenario_traced(scn, StubPayloads(), sig_memo=memo)
+    run_scenario_traced(scn, StubPayloads(), sig_memo=memo, session=session)
     pr.disable()
     st = pstats.Stats(pr)
     groups: dict[str, float] = {}
@@ -187,7 +189,8 @@ def report(quick: bool = False) -> str:
         "Every delegate honest, 3 normal nodes, signatures on, latency Uniform(10 ms, 50 ms), stub payloads "
         "(verification memoised by digest). Wall time is the simulation, best of 2 runs with a cold Ed25519 "
         "verification memo; check s = building the trace and running the checker (which re-verifies the block "
-        "certificates' signatures); signature checks = calls to `verify_sig` (distinct = actually computed); "
+        "certificates' signatures); signature checks = calls to the session's signature cache (distinct = "
+        "actually computed); "
         "memory is the tracemalloc peak of a separate run. Every run passes the checker, liveness included.",
         "",
         "| N | messages | relays | wall s | messages/s | check s | signature checks | distinct checks | peak MiB |",

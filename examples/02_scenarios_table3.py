@@ -33,21 +33,11 @@ from poso_sim.report.html import outcome_html, table3_html
 from poso_sim.report.plots import plot_message_sequence
 from poso_sim.report.table3 import render_table3
 from poso_sim.scenarios.model import packaged_scenarios
-from poso_sim.scenarios.runner import run_scenario as _run_scenario
+from poso_sim.scenarios import run_scenario
 
-
-def run_scenario(*args, **kwargs):
-    """`run_scenario`, also inside Jupyter: the kernel's own event loop is already running in this thread, so
-    the virtual-time loop then runs in a worker thread."""
-    import asyncio
-    from concurrent.futures import ThreadPoolExecutor
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return _run_scenario(*args, **kwargs)
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(_run_scenario, *args, **kwargs).result()
+# `run_scenario` blocks until the run is over; it also works from a notebook cell (the virtual-time loop never
+# shares the kernel's thread). To keep a notebook's or an asyncio program's loop responsive while plans are
+# solved and the simulation runs, use `result = await arun_scenario(name)` instead (same arguments, same result).
 
 
 try:  # inside Jupyter/IPython: rich display; as a plain script: nothing to display

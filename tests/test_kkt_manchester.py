@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from poso_sim.kkt import Tolerances, checker_for, map_multipliers, verify
-from poso_sim.kkt.probes import ShiftedRows, as_solution, bias_sweep, solve_warm, unit_output_columns
+from poso_sim.solvers.probes import unit_output_columns
 
 pytestmark = pytest.mark.solver
 
@@ -91,12 +91,12 @@ def test_degenerate_row_other_valid_multipliers(ms) -> None:
     c = verify(nlp, stale, Tolerances(repair=False))
     assert not c.accepted and nlp.x_names[col_i] in c.reasons[0]
     c = verify(nlp, stale)
-    assert c.accepted and c.repaired
-    # a sigma that no valid bound multiplier can absorb: projected back by least squares
+    assert c.accepted and c.repaired and c.decided_by == "sanitised"
+    # a sigma that no valid bound multiplier can absorb: the multiplier LP finds valid ones around it
     y2 = opt.y.copy()
     y2[row] = -5.0
     c = verify(nlp, opt.with_multipliers(y=y2))
-    assert c.accepted and c.repaired and c.repair["stage"] == "least-squares", c.repair
+    assert c.accepted and c.repaired and c.decided_by in ("sanitised", "local-lp"), c.repair
 
 
 def test_tampered_plan_rejected(ms) -> None:
@@ -115,15 +115,15 @@ def test_feasible_restricted_plan_rejected(ms) -> None:
     assert c.cost > verify(nlp, ms["optimal"]).cost
 
 
-def test_forged_multipliers_rejected(ms) -> None:
+def test_forged_multipliers(ms) -> None:
     nlp, opt, tam = ms["problem"], ms["optimal"], ms["tampered"]
-    # the optimum with another plan's multipliers
-    c = verify(nlp, opt.with_multipliers(y=tam.y, z_L=tam.z_L, z_U=tam.z_U))
-    assert not c.accepted and c.repair.get("stage") == "refused"
-    # the optimum with every row multiplier scaled by 1.01
-    c = verify(nlp, opt.with_multipliers(y=opt.y * 1.01))
-    assert not c.accepted
-    # the feasible-restricted plan with the best multipliers a least-squares fit finds on the true problem
+    # the optimum with another plan's multipliers, or every row multiplier scaled by 1.01: the point is a KKT
+    # point, so it is never proved wrong; finding its multipliers from that far may exceed the budget
+    for y in (tam.y, opt.y * 1.01):
+        c = verify(nlp, opt.with_multipliers(y=y, z_L=tam.z_L, z_U=tam.z_U))
+        assert c.accepted or (c.decided_by == "budget" and c.repair.get("exists") is None), c.repair
+        assert not verify(nlp, opt.with_multipliers(y=y), Tolerances(repair=False)).accepted
+    # the feasible-restricted plan with the best multipliers an LP over the certificate's rules finds
     fea = ms["feasible"]
     y, zl, zu = map_multipliers(nlp, fea.x, np.full(nlp.m, np.nan))
     c = verify(nlp, fea.with_multipliers(y=y, z_L=zl, z_U=zu), Tolerances(repair=False))
@@ -183,7 +183,7 @@ def test_biased_view_equals_compiled_clone(ms) -> None:
     import pyomo.environ as pe
 
     from poso_sim.cases import build_model, load_case
-    from poso_sim.kkt.probes import BiasedObjective
+    from poso_sim.solvers.probes import BiasedObjective
     from poso_sim.nlp import compile_nlp
 
     nlp, opt = ms["problem"], ms["optimal"]
@@ -195,22 +195,6 @@ def test_biased_view_equals_compiled_clone(ms) -> None:
     assert clone.x_names == nlp.x_names
     assert view.f(opt.x) == pytest.approx(clone.f(opt.x), rel=1e-12)
     np.testing.assert_allclose(view.grad(opt.x), clone.grad(opt.x), rtol=1e-12, atol=1e-15)
-
-
-BIASES = (1e-5, -1e-5, 1e-3, -1e-3, 0.045, -0.045)
-
-
-@pytest.mark.slow  # six staged solves from scratch (about 40 s each); docs/benchmarks.md has the full sweep
-def test_bias_sweep_every_dearer_plan_rejected(ms) -> None:
-    nlp, opt = ms["problem"], ms["optimal"]
-    t0 = time.perf_counter()
-    rows = bias_sweep(nlp, opt, BIASES, unit=3, method="reduced")
-    for r in rows:
-        assert r["status"] in ("optimal", "acceptable"), r
-        if r["gap"] > 1e-3:
-            assert not r["accepted_own"] and not r["accepted_repair"], r
-    assert max(r["gap"] for r in rows) > 1e-3  # the sweep does reach dearer plans
-    assert time.perf_counter() - t0 < 900
 
 
 @pytest.mark.slow
@@ -230,12 +214,3 @@ def test_other_honest_local_optima_accepted(ms, k) -> None:
     c = verify(nlp, sol)
     assert 743.9 <= c.cost <= 744.5
     assert c.accepted, c.reasons
-
-
-@pytest.mark.slow
-def test_bias_sweep_with_best_fit_multipliers(ms) -> None:
-    nlp, opt = ms["problem"], ms["optimal"]
-    rows = bias_sweep(nlp, opt, (3e-3, -3e-3, 0.045), unit=3, best_fit=True)
-    for r in rows:
-        if r["gap"] > 1e-3:
-            assert not r["accepted_best_fit"], r

@@ -39,9 +39,9 @@ PENDING = {("poso_sim.kkt.probes", "solvers"), ("poso_sim.kkt.probes", "cases")}
 #: Modules whose function-local imports of other packages are not yet commented or moved to the top (see
 #: test_lazy_imports_say_why); each is being reworked elsewhere: the certificate (kkt/check.py, kkt/probes.py), the
 #: scenario-file schema (scenarios/model.py), the solve (solvers/api.py's solve_case, the pipeline/reduce circle
-#: over fixing_rows) and the sweep worker's hooks (sweep/worker.py).
+#: over fixing_rows).
 PENDING_LAZY = {"poso_sim.kkt.probes", "poso_sim.kkt.check", "poso_sim.scenarios.model", "poso_sim.solvers.api",
-                "poso_sim.sweep.worker", "poso_sim.solvers.reduce"}
+                "poso_sim.solvers.reduce"}
 
 
 @dataclass(frozen=True)

@@ -210,7 +210,10 @@ def test_fixed_vars_are_constants_at_compile_time() -> None:
 
 def test_named_expressions_and_true_cost() -> None:
     m = kitchen_sink()
-    nlp = compile_nlp(m)
+    assert compile_nlp(m).expression_names == ()  # the generic compiler knows no cost name of its own
+    m.nlp_expressions = ("true_cost",)  # a model may declare the expressions its users want compiled
+    assert compile_nlp(m).expression_names == ("true_cost",)
+    nlp = compile_nlp(m, expressions=("true_cost",))
     assert nlp.expression_names == ("true_cost",)
     x = random_points(nlp, 1)[0]
     nlp.load_into_model(x)
@@ -291,3 +294,15 @@ def test_cse_option_gives_same_values() -> None:
     x = random_points(a, 1)[0]
     np.testing.assert_allclose(a.jac(x), b.jac(x), rtol=1e-14)
     np.testing.assert_allclose(a.hess(x, np.ones(a.m), 1.0), b.hess(x, np.ones(b.m), 1.0), rtol=1e-14)
+
+
+def test_smooth_rejects_nonsmooth_functions_naming_them() -> None:
+    assert compile_nlp(kitchen_sink()).m > 0  # abs() compiles by default
+    with pytest.raises(UnsupportedExpressionError, match=r"non-smooth function abs\(\) in constraint misc"):
+        compile_nlp(kitchen_sink(), smooth=True)
+    m = pe.ConcreteModel()
+    m.x = pe.Var(initialize=1.0)
+    m.obj = pe.Objective(expr=pe.Expr_if(IF=m.x <= 0, THEN=-m.x, ELSE=m.x))
+    with pytest.raises(UnsupportedExpressionError, match=r"non-smooth function Expr_if\(\) in objective obj"):
+        compile_nlp(m, smooth=True)
+    assert compile_nlp(hs071(), smooth=True).n == 4

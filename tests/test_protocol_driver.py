@@ -9,6 +9,7 @@ answered with the stub payloads at once. The real runtime is the asyncio kernel 
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import random
 from collections import defaultdict
@@ -34,7 +35,6 @@ from poso_sim.protocol import (
     MessageReceived,
     NormalNode,
     Payload,
-    Record,
     Send,
     Silence,
     SolutionReady,
@@ -45,11 +45,13 @@ from poso_sim.protocol import (
     TrickError,
     TrickIgnore,
     VerificationDone,
+    Verdict,
     Verify,
     from_reference_keys,
     make_committee,
     verify_chain,
 )
+from poso_sim.scenarios.log import KINDS, item_fields
 
 OPT = "aa" * 32
 BAD = "bb" * 32
@@ -115,7 +117,7 @@ class Driver:
     def deliver(self, dst: str, event: Any) -> list[Any]:
         node = self.nodes[dst]
         if isinstance(node, BehavingDelegate):
-            actions = node.handle(event, now=self.now)
+            actions = node.handle(dataclasses.replace(event, time=self.now))
         else:
             actions = node.handle(event)
         self._do(dst, actions)
@@ -140,7 +142,7 @@ class Driver:
                 self.verify_calls.append((src, a.digest))
                 ok, cost = self.table.get(a.digest, (False, None))
                 reasons = () if ok else ("stationarity",)
-                self.post(self.now + (a.charge or 0.0), src, VerificationDone(a.digest, ok, cost, reasons))
+                self.post(self.now + (a.charge or 0.0), src, VerificationDone(a.digest, Verdict(ok, cost, reasons)))
             elif isinstance(a, Solve):
                 self.post(self.now, src, SolutionReady(a.height, a.round, dict(self.payloads)))
 
@@ -172,7 +174,7 @@ class Driver:
         return {n: a for n, a in self.actions(Decide) if a.height == height}
 
     def records(self, kind: str) -> list[dict]:
-        return [dict(a.data) for _, n, a in self.log if isinstance(a, Record) and a.kind == kind]
+        return [{"node": n, **item_fields(a)} for _, n, a in self.log if KINDS.get(type(a)) == kind]
 
     def delegate(self, name: str) -> Delegate:
         node = self.nodes[name]

@@ -22,6 +22,7 @@ from poso_sim.protocol import (
     Start,
     TimerExpired,
     VerificationDone,
+    Verdict,
     canonical,
     make_committee,
     verify_sig,
@@ -96,8 +97,8 @@ messages = (
 events = (
     st.builds(MessageReceived, names, messages)
     | st.builds(TimerExpired, junk | st.tuples(st.just("round"), st.integers(0, 3), st.integers(0, 3)))
-    | st.builds(VerificationDone, st.sampled_from([OPT, "bb" * 32]) | junk, st.booleans(), st.floats() | st.none(),
-                st.just(()), st.booleans())
+    | st.builds(VerificationDone, st.sampled_from([OPT, "bb" * 32]) | junk,
+                st.builds(Verdict, st.booleans(), st.floats() | st.none(), st.just(())) | junk, st.booleans())
     | st.builds(SolutionReady, st.integers(0, 3), st.integers(0, 3),
                 st.dictionaries(st.sampled_from(["optimal", "tampered"]), payloads, max_size=2))
     | st.builds(Start, st.integers(-1, 3))

@@ -25,7 +25,6 @@ from poso_sim.protocol import (
     NormalNode,
     Payload,
     Proposal,
-    Record,
     Relay,
     Send,
     Signer,
@@ -37,6 +36,15 @@ from poso_sim.protocol import (
     TimerExpired,
     TrickIgnore,
     VerificationDone,
+    Verdict,
+    Dropped,
+    OwnPlanRejected,
+    Abandoned,
+    RoundStarted,
+    GaveUp,
+    ConflictingDecisions,
+    NoMajority,
+    Crashed,
     Verify,
     from_reference_keys,
     leader_for,
@@ -74,7 +82,7 @@ def sends(actions, msg_type=object):
 
 
 def drops(actions):
-    return [a.data["reason"] for a in actions if isinstance(a, Record) and a.kind == "dropped"]
+    return [a.reason for a in actions if isinstance(a, Dropped)]
 
 
 def started(name: str, height: int = 1, **kw) -> Delegate:
@@ -106,7 +114,7 @@ def test_leader_verifies_its_own_plan_before_proposing():
     c = started("C", verify_cost=0.25)
     acts = c.handle(SolutionReady(1, 1, {"optimal": P_OPT, "tampered": P_BAD}))
     assert of(acts, Verify) == [Verify(OPT, P_OPT, 1, 0.25)] and not sends(acts)
-    acts = c.handle(VerificationDone(OPT, True, 744.0))
+    acts = c.handle(VerificationDone(OPT, Verdict(True, 744.0)))
     out = sends(acts, Proposal)
     assert [s.dst for s in out] == ["D", "E", "F", "G"]
     assert all(s.msg.signed_by_leader(COMMITTEE.public_key("C")) and s.msg.payload.digest == OPT for s in out)
@@ -117,8 +125,8 @@ def test_leader_verifies_its_own_plan_before_proposing():
 def test_leader_whose_own_plan_fails_proposes_nothing():
     c = started("C")
     c.handle(SolutionReady(1, 1, {"optimal": P_BAD}))
-    acts = c.handle(VerificationDone(BAD, False, None, ("kkt",)))
-    assert not sends(acts) and any(a.kind == "own_plan_rejected" for a in of(acts, Record))
+    acts = c.handle(VerificationDone(BAD, Verdict(False, None, ("kkt",))))
+    assert not sends(acts) and of(acts, OwnPlanRejected)
 
 
 # --------------------------------------------------------------------------------------- verify once, relay
@@ -129,7 +137,7 @@ def test_each_digest_verified_once_and_first_valid_copy_relayed_to_all_but_leade
     assert of(a1, Verify) == [Verify(OPT, P_OPT, 1, 0.0)]
     a2 = d.handle(MessageReceived("C", p))
     assert not of(a2, Verify)  # already pending
-    a3 = d.handle(VerificationDone(OPT, True, 744.0))
+    a3 = d.handle(VerificationDone(OPT, Verdict(True, 744.0)))
     out = sends(a3, Relay)
     assert [s.dst for s in out] == ["F", "G"]  # not the leader C, not the sender E
     assert out[0].msg.path == ("C", "E", "D") and out[0].msg.proposal == p
@@ -154,7 +162,7 @@ def test_relayed_copy_path_rules():
 def test_signed_bad_proposal_is_evidence_and_proof_makes_every_honest_delegate_exclude():
     f = started("F")
     f.handle(MessageReceived("C", proposal(P_BAD)))
-    acts = f.handle(VerificationDone(BAD, False, 904.0, ("stationarity",)))
+    acts = f.handle(VerificationDone(BAD, Verdict(False, 904.0, ("stationarity",))))
     (ex,) = of(acts, Exclude)
     assert ex.leader == "C" and ex.evidence
     proofs = sends(acts, MisbehaviourProof)
@@ -164,22 +172,23 @@ def test_signed_bad_proposal_is_evidence_and_proof_makes_every_honest_delegate_e
     d = started("D")
     acts = d.handle(MessageReceived("F", proof))
     assert of(acts, Verify) == [Verify(BAD, P_BAD, 1, 0.0)] and not of(acts, Exclude)
-    acts = d.handle(VerificationDone(BAD, False, 904.0, ("stationarity",)))
+    acts = d.handle(VerificationDone(BAD, Verdict(False, 904.0, ("stationarity",))))
     assert [e.leader for e in of(acts, Exclude)] == ["C"] and d.excluded["C"].evidence
     assert sorted(s.dst for s in sends(acts, MisbehaviourProof)) == ["E", "F", "G"]
     assert not d.handle(MessageReceived("E", MisbehaviourProof.make(SIGNERS["E"], proposal=proof.proposal,
                                                                     reason="x", reporter="E")))
     # exclusion takes effect from the next height
     acts = d.handle(Start(2))
-    assert [a.kind for a in of(acts, Record)] == ["abandoned", "round_start"]
-    assert of(acts, Record)[1].data["leader"] == "D" and of(acts, Solve) == [Solve(2, 1)]
+    assert of(acts, Abandoned) == [Abandoned(1, 1)] and of(acts, RoundStarted) == [RoundStarted(2, 1, "D")]
+    assert acts.index(of(acts, Abandoned)[0]) < acts.index(of(acts, RoundStarted)[0])
+    assert of(acts, Solve) == [Solve(2, 1)]
 
 
 def test_lying_reporter_cannot_frame_an_honest_leader():
     d = started("D")
     false_proof = MisbehaviourProof.make(SIGNERS["F"], proposal=proposal(P_OPT), reason="lie", reporter="F")
     d.handle(MessageReceived("F", false_proof))
-    acts = d.handle(VerificationDone(OPT, True, 744.0))
+    acts = d.handle(VerificationDone(OPT, Verdict(True, 744.0)))
     assert drops(acts) == ["false accusation"] and not d.excluded
     # a proof around a proposal the leader never signed is rejected on the signature
     forged = Proposal(CASE, 1, 1, "C", P_BAD, SIGNERS["F"].sign(b"x"))
@@ -192,10 +201,10 @@ def test_digest_mismatch_blames_the_carrier_not_the_leader():
     p = proposal(P_OPT)
     d.handle(MessageReceived("E", relay(p, ("C", "E"))))
     d.handle(MessageReceived("C", p))
-    acts = d.handle(VerificationDone(OPT, False, None, ("digest mismatch",), digest_ok=False))
+    acts = d.handle(VerificationDone(OPT, Verdict(False, None, ("digest mismatch",)), digest_ok=False))
     assert drops(acts) == ["digest mismatch"] and of(acts, Verify)  # the next copy is verified afresh
     assert OPT not in d.cache and not d.excluded
-    acts = d.handle(VerificationDone(OPT, True, 744.0))
+    acts = d.handle(VerificationDone(OPT, Verdict(True, 744.0)))
     assert [s.dst for s in sends(acts, Relay)] == ["E", "F", "G"]
 
 
@@ -204,7 +213,7 @@ def test_end_of_round_decides_lowest_cost_then_lowest_digest():
     d = started("D")
     for digest, cost in ((OPT, 744.0), (LOW, 744.0), (BAD, 900.0)):
         d.handle(MessageReceived("C", proposal(Payload(digest))))
-        d.handle(VerificationDone(digest, True, cost))
+        d.handle(VerificationDone(digest, Verdict(True, cost)))
     acts = d.handle(TimerExpired(("round", 1, 1)))
     (dec,) = of(acts, Decide)
     assert (dec.digest, dec.cost) == (LOW, 744.0)  # tie on cost -> lowest digest
@@ -231,7 +240,7 @@ def test_gives_up_after_every_candidate_failed():
     e = started("E")
     for r in range(1, 6):
         acts = e.handle(TimerExpired(("round", 1, r)))
-    assert any(a.kind == "gave_up" for a in of(acts, Record)) and e.status == "gave_up"
+    assert of(acts, GaveUp) and e.status == "gave_up"
 
 
 # ------------------------------------------------------------------------------------------- dropping rules
@@ -279,7 +288,7 @@ def test_normal_node_conflicting_decisions_count_for_nothing_and_bad_ones_are_dr
     n = NormalNode("N1", COMMITTEE, case_id=CASE)
     n.handle(MessageReceived("C", decision("C")))
     acts = n.handle(MessageReceived("C", decision("C", BAD)))
-    assert any(a.kind == "conflicting_decisions" for a in of(acts, Record))
+    assert of(acts, ConflictingDecisions)
     n.handle(MessageReceived("D", decision("D")))
     n.handle(MessageReceived("E", decision("E")))
     assert not n.chain  # C counts for nothing: 2 of 5
@@ -296,7 +305,7 @@ def test_normal_node_timeout_and_hash_chain_in_height_order():
         n.handle(MessageReceived(who, decision(who, height=2)))
     assert not n.chain  # height 1 still open: height 2 waits
     acts = n.handle(TimerExpired(("height", 1)))
-    assert any(a.kind == "no_majority" for a in of(acts, Record))
+    assert of(acts, NoMajority)
     assert [b.height for b in n.chain] == [2]
     n.handle(Start(3))
     for who in "CDE":
@@ -315,7 +324,7 @@ def test_signatures_off_identity_rests_on_the_transport_sender():
     p = Proposal(CASE, 1, 1, "C", P_OPT)
     assert of(d.handle(MessageReceived("C", p)), Verify)
     assert drops(d.handle(MessageReceived("E", p))) == ["sender mismatch"]
-    acts = d.handle(VerificationDone(OPT, True, 744.0))
+    acts = d.handle(VerificationDone(OPT, Verdict(True, 744.0)))
     assert all(s.msg.signature == b"" for s in sends(acts))
     proof = MisbehaviourProof(p, "x", "E")
     assert drops(d.handle(MessageReceived("E", proof))) == ["proof without signatures"]
@@ -323,7 +332,7 @@ def test_signatures_off_identity_rests_on_the_transport_sender():
     e = Delegate("E", comm, None, case_id=CASE, signatures=False)
     e.handle(Start(1))
     e.handle(MessageReceived("C", Proposal(CASE, 1, 1, "C", P_BAD)))
-    assert not of(e.handle(VerificationDone(BAD, False, 904.0, ("kkt",))), Exclude)
+    assert not of(e.handle(VerificationDone(BAD, Verdict(False, 904.0, ("kkt",)))), Exclude)
     n = NormalNode("N1", comm, signatures=False)
     forged = Decision(1, 1, "C", BAD, 904.0, "D")
     assert drops(n.handle(MessageReceived("E", forged))) == ["sender mismatch"]
@@ -363,9 +372,9 @@ def test_follower_filters_collusion_trick_ignore_delay_silence_crash():
     s = BehavingDelegate(delegate("D"), [Silence()])
     s.handle(Start(1))
     s.handle(MessageReceived("C", proposal(P_OPT)))
-    acts = s.handle(VerificationDone(OPT, True, 744.0))
+    acts = s.handle(VerificationDone(OPT, Verdict(True, 744.0)))
     assert not sends(acts) and not sends(s.handle(TimerExpired(("round", 1, 1))))
     k = BehavingDelegate(delegate("E"), [Crash(at_time=3.0)])
-    assert k.handle(Start(1), now=0.0)
-    acts = k.handle(MessageReceived("C", proposal(P_OPT)), now=3.0)
-    assert [a.kind for a in acts] == ["crashed"] and k.handle(TimerExpired(("round", 1, 1)), now=5.3) == []
+    assert k.handle(Start(1, time=0.0))
+    acts = k.handle(MessageReceived("C", proposal(P_OPT), time=3.0))
+    assert acts == [Crashed(3.0)] and k.handle(TimerExpired(("round", 1, 1), time=5.3)) == []

@@ -174,6 +174,19 @@ def test_text_account(runs):
 
 
 # ------------------------------------------------------------------------------------------ runner contract
+def test_dropped_copies_are_recorded_as_drops_and_shown(runs):
+    # Scenario 2, height 2: C (excluded at height 1) still leads in its own view and sends three proposals
+    # and one relay that the honest delegates drop as "not leader". Each must be recorded as a drop with the
+    # message kind kept apart from the record kind, and the text account must show it.
+    drops = {name: [x for x in r.records if x["kind"] == "dropped"] for name, r in runs.items()}
+    assert not any(x["kind"] in ("proposal", "relay", "proof", "decision") for r in runs.values() for x in r.records)
+    not_leader = sorted((x["node"], x["message"]) for x in drops["scenario-2"] if x["reason"] == "not leader")
+    assert not_leader == [("D", "proposal"), ("D", "relay"), ("E", "proposal"), ("F", "proposal")]
+    text = render_run(runs["scenario-2"], max_events=10_000)
+    assert text.count("dropped a proposal from C: not leader") == 3
+    assert text.count("dropped a relay from") == 1
+
+
 def test_verification_memoised_per_digest_and_across_runs():
     clear_verdicts()
     src = StubPayloads()

@@ -173,3 +173,136 @@ def test_compiled_problem_round_trip(plans) -> None:
     np.testing.assert_array_equal(back.hess(x, lam, 1.0), nlp.hess(x, lam, 1.0))
     with pytest.raises(NLPCompileError):
         CompiledNLP.from_bytes(__import__("pickle").dumps({"format": "something else"}))
+
+
+# --- backends, failure handling, progress, several plans ------------------------------------------------------------
+def _fake_ipopt(polish_status: str):
+    """A stand-in for one Ipopt solve: returns its start point at once; the canonical polish returns
+    ``polish_status`` (the reduced stages report "optimal")."""
+
+    def fake(view, x0, options, y0=None, zl0=None, zu0=None, progress=None, backend=None):
+        is_polish = view.n == get_problem("manchester", "true")[1].n and not len(view.log_idx)
+        st = polish_status if is_polish else "optimal"
+        if progress is not None:
+            progress({"iter": 0, "objective": view.f(x0), "inf_pr": 0.0, "inf_du": 0.0, "mu": 0.1})
+        return (np.asarray(x0, dtype=float), np.zeros(view.m), np.zeros(view.n), np.zeros(view.n), st, 1,
+                float(view.f(x0)), "fake")
+
+    return fake
+
+
+@pytest.mark.parametrize("polish_status, stage", [("max_iter", "polish"), ("optimal", "check")])
+def test_failed_solve_raises_naming_stage_and_caches_nothing(monkeypatch, tmp_path, polish_status, stage) -> None:
+    """A polish stopped at its iteration limit, or a point the final check rejects (here: the start point, not a
+    KKT point), is never reported optimal nor cached."""
+    import poso_sim.solvers.pipeline as pipeline
+    from poso_sim.solvers.pipeline import SolveError
+
+    monkeypatch.setattr(pipeline, "ipopt_solve", _fake_ipopt(polish_status))
+    with pytest.raises(SolveError) as err:
+        solve_case("manchester", "true", cache_dir=str(tmp_path))
+    assert err.value.stage == stage and stage in str(err.value)
+    assert (polish_status if stage == "polish" else "rejected") in str(err.value)
+    assert not list(tmp_path.glob("*.sol")) and not list(tmp_path.glob("*.alias"))
+
+
+def test_stage_progress_is_logged(monkeypatch, caplog) -> None:
+    import logging
+
+    import poso_sim.solvers.pipeline as pipeline
+    from poso_sim.cases import load_case
+    from poso_sim.solvers.pipeline import solve_reduced
+
+    monkeypatch.setattr(pipeline, "ipopt_solve", _fake_ipopt("optimal"))
+    model, nlp = get_problem("manchester", "true")
+    with caplog.at_level(logging.DEBUG, logger="poso_sim.solvers"):
+        r = solve_reduced(model, nlp, canonical_start(nlp, load_case("manchester")),
+                          label={"case": "manchester", "variant": "true"})
+    recs = [rec.poso_progress for rec in caplog.records if hasattr(rec, "poso_progress")]
+    ends = [p for p in recs if "iteration" not in p]
+    names = [p["stage"] for p in ends]
+    assert names[:6] == ["reduce", "fixed-flows", "proximal rho=0.003", "final", "map-back", "polish"]
+    assert names[6:] == ["polish-retry1", "polish-retry2"]  # the start point fails every final check
+    assert all(p["task"] == "solve" and p["case"] == "manchester" and p["variant"] == "true" for p in recs)
+    assert ends[-1]["final"] and not any(p["final"] for p in ends[:-1])
+    assert all(isinstance(p["iterations"], int) and isinstance(p["violation"], float) for p in ends)
+    assert any("iteration" in p for p in recs)  # per-iteration DEBUG records
+    assert r.failed_stage == "check"  # the start point is not a KKT point
+
+
+def test_cache_key_includes_backend() -> None:
+    from poso_sim.solvers.cache import cache_key
+
+    assert cache_key("fp", "true", "casadi", {"starts": 1}, "p") != cache_key("fp", "true", "cyipopt", {"starts": 1}, "p")
+
+
+@pytest.fixture(scope="session")
+def cyipopt_plan():
+    """The true plan solved with the cyipopt backend (cached like the default backend's)."""
+    return solve_case("manchester", "true", backend="cyipopt")
+
+
+def test_both_backends_reach_the_optimum_and_the_certificate_accepts_them(plans, cyipopt_plan) -> None:
+    from poso_sim.kkt import verify
+
+    _, shared = get_problem("manchester", "true")
+    casadi_plan = plans["true"]
+    assert casadi_plan.solver.startswith("ipopt casadi") and cyipopt_plan.solver.startswith("ipopt 3.14")
+    for sol in (casadi_plan, cyipopt_plan):
+        assert sol.status == "optimal" and sol.constraint_violation <= 1e-8
+        assert sol.cost <= 743.991
+        c = verify(shared, sol)
+        assert c.accepted, c.reasons
+    assert casadi_plan.cost == pytest.approx(cyipopt_plan.cost, abs=1e-4)
+    assert casadi_plan.digest != cyipopt_plan.digest  # two cache entries, one per backend
+
+
+def test_every_plan_meets_the_targets(plans) -> None:
+    from poso_sim.kkt import verify
+
+    _, shared = get_problem("manchester", "true")
+    for v, sol in plans.items():
+        assert sol.status == "optimal" and sol.constraint_violation <= 1e-8, v
+        assert violation(shared, sol.x) <= 1e-8, v
+    assert verify(shared, plans["true"]).accepted
+
+
+def test_solve_plans_returns_each_variant_from_the_cache(plans) -> None:
+    from poso_sim.solvers.api import solve_plans
+
+    got = solve_plans("manchester", ["feasible", "true"], workers=2)
+    assert list(got) == ["feasible", "true"]
+    assert got["true"].digest == plans["true"].digest and got["feasible"].digest == plans["feasible"].digest
+
+
+@pytest.mark.slow
+def test_solve_plans_solves_missing_plans_in_worker_processes(tmp_path) -> None:
+    from poso_sim.solvers.api import solve_plans
+
+    got = solve_plans("manchester", ["true", "tampered"], workers=2, cache_dir=str(tmp_path))
+    assert got["true"].status == "optimal" and got["true"].cost <= 743.991
+    assert got["tampered"].status == "optimal" and 904.0 <= got["tampered"].cost <= 904.3
+    assert len(list(tmp_path.glob("*.sol"))) == 2
+
+
+def test_objective_aware_start_follows_the_variant_objective() -> None:
+    """The surrogate of the tampered objective (which rewards CHP 3's output) runs CHP 3 harder than the
+    data-only rules, and sends more of hub 3's water into the network; the true objective's surrogate does not."""
+    from poso_sim.cases import load_case
+    from poso_sim.solvers.start import network_data, objective_aware_dispatch
+
+    case = load_case("manchester")
+    net = network_data(case)
+    out = {}
+    for v in ("true", "tampered"):
+        _, nlp = get_problem("manchester", v)
+        out[v] = objective_aware_dispatch(nlp, canonical_start(nlp, case), net)
+    p3 = {v: sum(d["P_CHP"][3, t] for t in net.T) for v, d in out.items()}
+    m3 = {v: sum(d["m_hub"][3, t] for t in net.T) for v, d in out.items()}
+    assert p3["tampered"] > p3["true"] + 100.0
+    assert m3["tampered"] > m3["true"]
+    # the hub injections always carry the loads' whole water
+    total = sum(net.m_load for n in net.hnodes if net.hnode_load[n] != 0)
+    for d in out.values():
+        for t in net.T:
+            assert abs(sum(d["m_hub"][c, t] for c in net.hubs) - total) < 1e-6 * total

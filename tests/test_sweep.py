@@ -27,9 +27,8 @@ from poso_sim.sweep import (
     resolve_sweep,
     run_case,
     run_sweep,
-    signature_memo,
 )
-from poso_sim.sweep.checker import build_trace
+from poso_sim.sweep.checker import build_trace, certificates
 from poso_sim.sweep.worker import run_scenario_traced
 
 SMALL = """
@@ -263,19 +262,24 @@ def test_liveness_premises():
 
 
 def test_signature_memo_changes_nothing():
-    from poso_sim.protocol import identity
+    from poso_sim.protocol import SignatureCache, identity
+    from poso_sim.scenarios import Session
 
     orig = identity._public_key
-    scn = resolve_sweep("smoke").case(5).scenario
-    a, _ = run_scenario_traced(scn, StubPayloads(), sig_memo=True)
+    spec = resolve_sweep("smoke")
+    scn = next(c.scenario for c in spec.iter_cases() if c.scenario.signatures)
+    session = Session()
+    a, _ = run_scenario_traced(scn, StubPayloads(), sig_memo=True, session=session)
     b, _ = run_scenario_traced(scn, StubPayloads(), sig_memo=False)
-    assert a.records == b.records and a.certificates == b.certificates
-    assert identity._public_key is orig
-    with signature_memo():
-        with signature_memo():
-            assert identity._public_key is not orig
-        assert not identity.verify_sig(b"\x01" * 32, b"\x00" * 64, b"x")
-    assert identity._public_key is orig
+    assert a.log.rows() == b.log.rows() and certificates(a.log) == certificates(b.log)
+    assert a.log.digest() == b.log.digest() and a.log.entries
+    # the memo was used through the public hook, and computed each distinct check once
+    sigs = session.signatures
+    assert sigs.calls > sigs.computed > 0 and len(sigs) == sigs.computed
+    assert identity._public_key is orig  # nothing patched
+    cache = SignatureCache(limit=2)
+    assert not cache.verify(b"\x01" * 32, b"\x00" * 64, b"x") and not cache.verify(b"\x01" * 32, b"\x00" * 64, b"x")
+    assert (cache.calls, cache.computed) == (2, 1)
 
 
 # -------------------------------------------------------------------------------------------- campaigns

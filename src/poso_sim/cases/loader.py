@@ -98,3 +98,14 @@ def load_case(name_or_path: str | Path) -> Case:
     except (OSError, UnicodeDecodeError) as exc:
         raise CaseError(f"{p.name}: cannot read file: {exc}") from None
     return _read(p, text)
+
+
+def save_case(case: Case, path: str | Path) -> Path:
+    """Write ``case`` as a case file (the JSON document ``load_case`` reads back to an equal case)."""
+    p = Path(path)
+    doc = case.model_dump(mode="json", by_alias=True, exclude_none=True)
+    try:
+        p.write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise CaseError(f"{p.name}: cannot write file: {exc}") from None
+    return p

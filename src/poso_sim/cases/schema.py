@@ -127,8 +127,12 @@ class GasPipe(_Model):
 
 
 class Profiles(_Model):
+    """Per-period data: grid price ($/kWh); load factor of the electric and gas loads; optional heat load factor
+    (default: ``load_factor``, one factor for all three networks as in the reference)."""
+
     price: list[NonNeg]
     load_factor: list[NonNeg]
+    heat_load_factor: list[NonNeg] | None = None
 
 
 class Scalars(_Model):
@@ -208,7 +212,9 @@ class Case(_Model):
         def fail(path: str, reason: str) -> None:
             raise CaseConsistencyError(path, reason)
 
-        for fld in ("price", "load_factor"):
+        for fld in ("price", "load_factor", "heat_load_factor"):
+            if getattr(self.profiles, fld) is None:
+                continue
             n = len(getattr(self.profiles, fld))
             if n != self.horizon:
                 fail(f"profiles.{fld}", f"has {n} values, horizon is {self.horizon}")

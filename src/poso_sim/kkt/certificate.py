@@ -12,26 +12,32 @@ __all__ = ["Tolerances", "Certificate", "DEFAULT_TOLERANCES"]
 
 @dataclass(frozen=True)
 class Tolerances:
-    """Acceptance thresholds, each on a scaled measure (see docs/certificate.md).
+    """Acceptance thresholds, each on a scaled measure (see docs/certificate.md, "Tolerance policy").
 
-    * ``primal``: row violation relative to the row's largest term, bound violation relative to ``max(1, |bound|)``.
-    * ``dual``: stationarity residual of each variable's column relative to ``max(1, |grad f_j|, |J_ij y_i|, z_j)``.
-    * ``sign``: wrong-signed part of a multiplier (inequality rows, bound multipliers), same column/row scaling.
+    * ``primal``: row violation relative to the row's scale ``max(1, |bound|, max_j |J_ij| max(|x_j|, u_j))``
+      (``u_j = max(1, largest finite bound of x_j)``): the size its terms have or can have.
+    * ``bound``: violation of a variable bound relative to ``max(1, |bound|)`` (a solver relaxes bounds slightly, and
+      a plan computed in other units lands a little outside them; rows are still judged at the plan as sent).
+    * ``dual``: stationarity residual of each variable's column relative to ``max(1, |grad f_j|)`` (independent
+      of the multipliers, so inflating them cannot loosen the test).
+    * ``sign``: wrong-signed part of a multiplier (inequality rows, bound multipliers), same column scaling.
     * ``complementarity``: ``multiplier * slack`` in objective units ($ for the IES model).
-    * ``repair``: allow the re-derivation of multipliers when the received ones fail only on dual measures.
-    * ``repair_max_entries``: the least-squares repair only runs when, after re-deriving the bound multipliers,
-      at most this many columns/rows still fail (default ``max(10, n // 50)``): a degenerate neighbourhood, not
-      a wholesale replacement of the received multipliers.
+    * ``repair``: when the received multipliers fail, decide exactly whether valid ones exist for the point
+      (:mod:`poso_sim.kkt.decide`); False judges the received multipliers only.
+    * ``lp_iterations``: deterministic budget of simplex iterations for that decision; exhausting it rejects.
+    * ``repair_max_entries``: no longer used (kept so that existing callers still construct Tolerances).
     * ``n_worst``: how many of the worst entries to name per measure.
     """
 
     primal: float = 1e-6
-    dual: float = 1e-6
-    sign: float = 1e-6
-    complementarity: float = 1e-6
+    dual: float = 1e-5
+    sign: float = 1e-5
+    complementarity: float = 1e-5
     repair: bool = True
     repair_max_entries: int | None = None
     n_worst: int = 5
+    bound: float = 1e-4
+    lp_iterations: int | None = 1700
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -51,8 +57,11 @@ class Certificate:
     """The verdict of :func:`poso_sim.kkt.verify` on one solution.
 
     ``primal_residual``, ``dual_residual``, ``sign_violation`` and ``complementarity`` are the largest scaled
-    measures of the multipliers that decided the verdict (the repaired ones when ``repaired`` is True; the
-    received ones are then in ``received``). ``worst`` names the worst entries per measure as
+    measures of the multipliers that decided the verdict (those found by the exact decision when ``repaired`` is
+    True; the received ones are then in ``received``); ``bound_violation`` is the scaled bound violation of the
+    ``x`` as sent (the rest is judged at ``x`` projected onto its bounds). ``decided_by`` names the multipliers
+    that decided: ``received``, ``sanitised``, ``local-lp``, ``lp`` (found), or why none were found
+    (``lp`` = proved not to exist, ``budget`` = iteration budget exhausted, ``primal``/``integrity``). ``worst`` names the worst entries per measure as
     ``{"measure", "name", "value"}`` with ``name`` a model component and index (``SOCPeq[3,18]``, ``P_CHP[3,7]``).
     ``seconds`` is the wall time of the check (integrity + evaluation + residuals + repair), the problem being
     compiled already; ``cpu_seconds`` is the thread CPU time of the same span; ``timings`` splits the wall time.
@@ -79,6 +88,8 @@ class Certificate:
     variant: str = ""
     tolerances: dict[str, Any] = field(default_factory=dict)
     integrity_ok: bool = True
+    bound_violation: float = float("nan")
+    decided_by: str = ""
 
     @property
     def verify_seconds(self) -> float:
@@ -107,6 +118,8 @@ class Certificate:
             "problem_fingerprint": self.problem_fingerprint,
             "variant": self.variant,
             "integrity_ok": bool(self.integrity_ok),
+            "bound_violation": _num(float(self.bound_violation)),
+            "decided_by": self.decided_by,
             "tolerances": dict(self.tolerances),
         }
         return d
@@ -115,7 +128,8 @@ class Certificate:
         verdict = "ACCEPTED" if self.accepted else "REJECTED"
         extra = " (multipliers repaired)" if self.repaired else ""
         head = (
-            f"{verdict}{extra}: cost {self.cost:.4f}, primal {self.primal_residual:.2e}, dual {self.dual_residual:.2e}, "
+            f"{verdict}{extra}: cost {self.cost:.4f}, primal {self.primal_residual:.2e}, bound {self.bound_violation:.2e}, "
+            f"dual {self.dual_residual:.2e}, "
             f"sign {self.sign_violation:.2e}, complementarity {self.complementarity:.2e}, {self.seconds * 1e3:.2f} ms"
         )
         return "\n".join([head] + [f"  - {r}" for r in self.reasons])

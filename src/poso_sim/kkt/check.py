@@ -1,5 +1,6 @@
 """The KKT check: integrity of the message, then primal feasibility, stationarity, multiplier signs and
-complementarity on the verifier's own compiled problem, with an optional checked repair of the multipliers.
+complementarity on the verifier's own compiled problem; when the received multipliers fail, the exact decision
+of :mod:`poso_sim.kkt.decide` (does any valid multiplier vector exist for this point?).
 
 Problem (as compiled by :mod:`poso_sim.nlp`)::
 
@@ -11,7 +12,6 @@ at its lower bound has ``y <= 0``, at its upper bound ``y >= 0``. Scaling of eve
 
 from __future__ import annotations
 
-import math
 import time
 import weakref
 from dataclasses import dataclass
@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 
 from poso_sim.kkt.certificate import DEFAULT_TOLERANCES, Certificate, Tolerances
+from poso_sim.kkt.decide import MultiplierSearch
+from poso_sim.nlp.solution import solution_digest
 
 __all__ = ["KKTChecker", "verify", "checker_for", "Measures"]
 
@@ -39,7 +41,7 @@ class Measures:
     """Scaled per-entry measures of one primal-dual point (arrays) and their maxima."""
 
     row_viol: np.ndarray  # (m,) scaled violation of g_lb <= g <= g_ub
-    bound_viol: np.ndarray  # (n,) scaled violation of x_lb <= x <= x_ub
+    bound_viol: np.ndarray  # (n,) scaled violation of x_lb <= x <= x_ub (of x as sent)
     stat: np.ndarray  # (n,) scaled |stationarity residual|
     stat_raw: np.ndarray  # (n,) signed unscaled residual grad + J^T y - zL + zU
     stat_scale: np.ndarray  # (n,)
@@ -49,7 +51,8 @@ class Measures:
     comp_row: np.ndarray  # (m,) |y| * slack on the side y's sign points to
 
     def __post_init__(self) -> None:
-        self.primal = float(max(_mx(self.row_viol), _mx(self.bound_viol)))
+        self.primal = _mx(self.row_viol)
+        self.bound = _mx(self.bound_viol)
         self.dual = _mx(self.stat)
         self.sign = float(max(_mx(self.sign_x), _mx(self.sign_row)))
         self.complementarity = float(max(_mx(self.comp_x), _mx(self.comp_row)))
@@ -57,6 +60,7 @@ class Measures:
     def as_dict(self) -> dict[str, float]:
         return {
             "primal_residual": self.primal,
+            "bound_violation": self.bound,
             "dual_residual": self.dual,
             "sign_violation": self.sign,
             "complementarity": self.complementarity,
@@ -104,12 +108,24 @@ class KKTChecker:
         self.bound_scale_l = np.maximum(1.0, np.abs(self.x_lb0))
         self.bound_scale_u = np.maximum(1.0, np.abs(self.x_ub0))
         self.row_const = np.maximum(np.abs(self.g_lb0), np.abs(self.g_ub0))
+        # the size a variable can have: its largest finite bound, at least 1 (one unit of the variable)
+        self.var_mag = np.maximum.reduce(
+            [np.ones(self.n), np.where(self.lb_fin, np.abs(self.x_lb0), 0.0), np.where(self.ub_fin, np.abs(self.x_ub0), 0.0)]
+        )
+        self._search = None
         self.col_order, self.col_keys, self.col_starts = _segments(self.jc, self.n)
         self.row_order, self.row_keys, self.row_starts = _segments(self.jr, self.m)
         self.x_names = list(problem.x_names)
         self.row_names = list(problem.row_names)
         self.fingerprint = str(getattr(problem, "fingerprint", ""))
         self.has_true_cost = bool(getattr(problem, "has_expr", lambda _n: False)("true_cost"))
+
+    @property
+    def search(self) -> Any:
+        """The :class:`~poso_sim.kkt.decide.MultiplierSearch` of this problem (warm basis, point cache)."""
+        if self._search is None:
+            self._search = MultiplierSearch(self)
+        return self._search
 
     # -- evaluation --------------------------------------------------------------------------------------------------
     def evaluate(self, x: np.ndarray) -> dict[str, Any]:
@@ -134,11 +150,27 @@ class KKTChecker:
         return out
 
     def row_scale(self, x: np.ndarray, ev: dict[str, Any]) -> np.ndarray:
-        """``max(1, |bound|, max_j |J_ij x_j|)``: the size of the row's largest term, in the row's own unit."""
-        terms = np.abs(ev["jv"] * x[self.jc])
+        """``max(1, |bound|, max_j |J_ij| max(|x_j|, u_j))``: the size the row's largest term has, or can have within
+        the variable's finite bounds (``u_j = max(1, |finite bounds|)``), in the row's own unit."""
+        terms = np.abs(ev["jv"]) * np.maximum(np.abs(x[self.jc]), self.var_mag[self.jc])
         return np.maximum(np.maximum(1.0, self.row_const), self._rowmax(terms))
 
-    def measures(self, x: np.ndarray, y: np.ndarray, zl: np.ndarray, zu: np.ndarray, ev: dict[str, Any]) -> Measures:
+    def bound_violation(self, x: np.ndarray) -> np.ndarray:
+        """Scaled violation of ``x_lb <= x <= x_ub`` per variable (relative to ``max(1, |bound|)``)."""
+        with np.errstate(invalid="ignore"):
+            v = np.maximum((self.x_lb - x) / self.bound_scale_l, (x - self.x_ub) / self.bound_scale_u)
+        return np.maximum(np.nan_to_num(v, nan=0.0, neginf=0.0), 0.0)
+
+    def measures(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        zl: np.ndarray,
+        zu: np.ndarray,
+        ev: dict[str, Any],
+        bound_viol: np.ndarray | None = None,
+    ) -> Measures:
+        """Measures of ``(x, y, z_L, z_U)``; ``bound_viol`` is that of the ``x`` as sent (default: of ``x``)."""
         g, jv, grad = ev["g"], ev["jv"], ev["grad"]
         # primal: rows (a missing bound gives -inf and drops out of the maximum)
         rs = ev.get("row_scale")
@@ -148,20 +180,17 @@ class KKTChecker:
         np.maximum(row_viol, 0.0, out=row_viol)
         row_viol /= rs
         # primal: bounds
-        bound_viol = np.maximum((self.x_lb - x) / self.bound_scale_l, (x - self.x_ub) / self.bound_scale_u)
-        np.maximum(bound_viol, 0.0, out=bound_viol)
+        if bound_viol is None:
+            bound_viol = self.bound_violation(x)
         # stationarity
         jy = jv * y[self.jr]
         jty = np.bincount(self.jc, weights=jy, minlength=self.n)
         raw = grad + jty
         raw -= zl
         raw += zu
-        np.abs(jy, out=jy)
-        scale = self._colmax(jy)
-        np.maximum(scale, 1.0, out=scale)
-        np.maximum(scale, np.abs(grad), out=scale)
-        np.maximum(scale, np.abs(zl), out=scale)
-        np.maximum(scale, np.abs(zu), out=scale)
+        # scale: the objective's own gradient, never the multipliers (they could be inflated along null vectors
+        # of J^T to loosen the test)
+        scale = np.maximum(1.0, np.abs(grad))
         stat = np.abs(raw) / scale
         # signs: bound multipliers >= 0, and 0 on a missing bound
         sign_x = np.where(self.lb_fin, np.maximum(-zl, 0.0), np.abs(zl))
@@ -182,6 +211,7 @@ class KKTChecker:
     def failures(self, ms: Measures, tol: Tolerances) -> dict[str, bool]:
         return {
             "primal": not (ms.primal <= tol.primal),
+            "bound": not (ms.bound <= tol.bound),
             "dual": not (ms.dual <= tol.dual),
             "sign": not (ms.sign <= tol.sign),
             "complementarity": not (ms.complementarity <= tol.complementarity),
@@ -223,8 +253,11 @@ class KKTChecker:
             return name
 
         if not (ms.primal <= tol.primal):
-            where = at([(ms.row_viol, self.row_names, ""), (ms.bound_viol, self.x_names, "bound of ")])
+            where = at([(ms.row_viol, self.row_names, "")])
             out.append(f"primal infeasibility {ms.primal:.3g} > {tol.primal:g} at {where}")
+        if not (ms.bound <= tol.bound):
+            where = at([(ms.bound_viol, self.x_names, "")])
+            out.append(f"primal infeasibility: bound violation {ms.bound:.3g} > {tol.bound:g} at bound of {where}")
         if not (ms.dual <= tol.dual):
             where = at([(ms.stat, self.x_names, "")])
             out.append(f"stationarity {ms.dual:.3g} > {tol.dual:g} at {where}")
@@ -238,8 +271,6 @@ class KKTChecker:
 
     # -- integrity ---------------------------------------------------------------------------------------------------
     def integrity(self, solution: Any, claimed_digest: str | None) -> list[str]:
-        from poso_sim.nlp.solution import solution_digest
-
         reasons: list[str] = []
         fp = str(getattr(solution, "fingerprint", "") or "")
         if fp != self.fingerprint:
@@ -301,40 +332,58 @@ class KKTChecker:
             cert.cpu_seconds = time.thread_time() - c0
             cert.timings = timings
             return cert
-        x = np.asarray(solution.x, dtype=float)
+        x_sent = np.asarray(solution.x, dtype=float)
         y = np.asarray(solution.y, dtype=float)
         zl = np.asarray(solution.z_L, dtype=float)
         zu = np.asarray(solution.z_U, dtype=float)
+        # bound violations are judged on their own scale (tolerance ``bound``); everything else at x as sent
+        bound_viol = self.bound_violation(x_sent)
+        x = x_sent
         ev = self.evaluate(x)
         cert.objective = ev["f"]
         cert.cost = float(self.problem.true_cost(x)) if self.has_true_cost else ev["f"]
         t2 = time.perf_counter()
         timings["evaluation"] = t2 - t1
-        ms = self.measures(x, y, zl, zu, ev)
+        ms = self.measures(x, y, zl, zu, ev, bound_viol)
         fails = self.failures(ms, tol)
         t3 = time.perf_counter()
         timings["residuals"] = t3 - t2
         cert.received = ms.as_dict()
         final = ms
-        if any(fails.values()) and not fails["primal"] and tol.repair and math.isfinite(ms.dual):
-            from poso_sim.kkt.repair import repair_multipliers
-
-            rep = repair_multipliers(self, x, y, zl, zu, ev, ms, tol)
-            cert.repair = rep.info
-            if rep.measures is not None and not any(self.failures(rep.measures, tol).values()):
-                final = rep.measures
-                cert.repaired = True
-            timings["repair"] = time.perf_counter() - t3
+        cert.decided_by = "received"
+        point_ok = not (fails["primal"] or fails["bound"])
+        if any(fails.values()) and point_ok and tol.repair:
+            dec = self.search.decide(x, y, ev, tol)
+            cert.repair = {"stage": dec.stage, "exists": dec.exists, **dec.info}
+            cert.decided_by = dec.stage
+            if dec.found:
+                cand = self.measures(x, dec.y, dec.z_L, dec.z_U, ev, bound_viol)
+                if not any(self.failures(cand, tol).values()):
+                    final = cand
+                    cert.repaired = True
+                else:
+                    cert.repair["recheck"] = "failed"
+            timings["decision"] = time.perf_counter() - t3
+        elif not point_ok:
+            cert.decided_by = "primal"
         cert.primal_residual = final.primal
+        cert.bound_violation = final.bound
         cert.dual_residual = final.dual
         cert.sign_violation = final.sign
         cert.complementarity = final.complementarity
         cert.reasons = self.reasons(final, tol)
         if cert.reasons and cert.repair:
-            if cert.repair.get("stage") == "refused":
-                cert.reasons.append(f"multiplier repair refused: {cert.repair['why']}")
+            st = cert.repair.get("stage")
+            if st == "budget":
+                cert.reasons.append(
+                    f"no valid multipliers found within the budget of {tol.lp_iterations} simplex iterations"
+                )
+            elif cert.repair.get("exists") is False:
+                where = cert.repair.get("unreachable_column")
+                why = f"no multiplier can act on {where}" if where else "multiplier LP infeasible"
+                cert.reasons.append(f"no valid multipliers exist for this point ({why})")
             else:
-                cert.reasons.append(f"multiplier repair attempted ({cert.repair.get('stage', '?')}) and failed")
+                cert.reasons.append(f"multiplier search ended at stage {st} without valid multipliers")
         cert.accepted = not cert.reasons
         cert.worst = self.worst(final, tol.n_worst)
         cert.seconds = time.perf_counter() - t0

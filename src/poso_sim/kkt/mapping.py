@@ -1,13 +1,14 @@
 """Expressing solutions on the shared canonical problem before they are verified.
 
 * :func:`to_shared`: a plan solved on another variant of the same model (tampered objective, extra rows of the
-  feasible variant) as a :class:`~poso_sim.solvers.Solution` of the shared problem: the same ``x``; ``y``,
+  feasible variant) as a :class:`~poso_sim.nlp.Solution` of the shared problem: the same ``x``; ``y``,
   ``z_L``, ``z_U`` matched by row/variable *name*; rows the shared problem does not have are dropped, rows the
   plan did not have get ``y = 0``; the fingerprint becomes the shared problem's, the cost its true cost.
 * :func:`map_multipliers`: multipliers computed on a reformulated (presolved, substituted, rescaled) model,
-  completed on the canonical one: known row multipliers are kept, unknown ones (rows the reformulation
-  eliminated) and all bound multipliers are re-derived from stationarity on the canonical problem by the same
-  bounded least squares the verifier's repair uses. The result is an ordinary claim: :func:`verify` checks it.
+  completed on the canonical one: known row multipliers are kept where they fit, unknown ones (rows the
+  reformulation eliminated) and all bound multipliers are found by the certificate's own multiplier LP
+  (:mod:`poso_sim.kkt.decide`, without an iteration budget). The result is an ordinary claim: :func:`verify`
+  checks it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
+from poso_sim.kkt.certificate import DEFAULT_TOLERANCES
+from poso_sim.kkt.check import checker_for
+from poso_sim.kkt.decide import _Box
 
 __all__ = ["to_shared", "map_multipliers"]
 
@@ -74,46 +79,29 @@ def map_multipliers(
     x: Any,
     y_known: Any,
     *,
-    complementarity: float = 1e-6,
-    rounds: int = 3,
+    complementarity: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Complete row multipliers on the canonical ``problem`` at the canonical point ``x``.
 
     ``y_known`` has one entry per canonical row: the mapped multiplier of a row that the reformulated model kept
     (multiplied by the factor the reformulation scaled the row by), ``NaN`` for a row it eliminated. Returns
-    ``(y, z_L, z_U)``: unknown rows and all bound multipliers re-derived from stationarity (bounded least squares
-    on the columns the unknown rows touch). The caller verifies the result like any received claim.
+    ``(y, z_L, z_U)``: the known values where they are valid, the rest (unknown rows, any known value that does
+    not fit, all bound multipliers) from the certificate's multiplier LP over growing neighbourhoods of the
+    columns that fail, then over the whole problem. If no valid multipliers exist, the known values with
+    re-derived bound multipliers come back and :func:`verify` will say why they fail.
     """
-    from poso_sim.kkt.certificate import Tolerances
-    from poso_sim.kkt.check import checker_for
-    from poso_sim.kkt.repair import least_squares_multipliers, rederive_bound_multipliers
-
     chk = checker_for(problem)
-    x = np.asarray(x, dtype=float)
+    x = np.minimum(np.maximum(np.asarray(x, dtype=float), chk.x_lb), chk.x_ub)
     y = np.array(y_known, dtype=float)
-    unknown = ~np.isfinite(y)
-    y[unknown] = 0.0
+    y[~np.isfinite(y)] = 0.0
+    tol = DEFAULT_TOLERANCES
+    tol = type(tol)(**{**tol.as_dict(), "lp_iterations": None,
+                       **({} if complementarity is None else {"complementarity": complementarity})})
     ev = chk.evaluate(x)
-    ev["row_scale"] = chk.row_scale(x, ev)
-    zl, zu = rederive_bound_multipliers(chk, x, y, ev, complementarity)
-    tol = Tolerances(complementarity=complementarity)
-    if not unknown.any():
-        return y, zl, zu
-    rows = np.flatnonzero(unknown)
-    touched = np.zeros(chk.n, dtype=bool)
-    in_rows = np.zeros(chk.m, dtype=bool)
-    in_rows[rows] = True
-    touched[chk.jc[in_rows[chk.jr]]] = True
-    cols = np.flatnonzero(touched)
-    for _ in range(rounds):
-        ms = chk.measures(x, y, zl, zu, ev)
-        y, zl, zu, _info = least_squares_multipliers(
-            chk, x, y, zl, zu, ev, cols, rows, ms.stat_scale, tol, max_unknowns=50_000, max_iter=200
-        )
-        ms = chk.measures(x, y, zl, zu, ev)
-        bad = np.flatnonzero(ms.stat > 0.5 * tol.dual)
-        if bad.size == 0:
-            break
-        cols = np.union1d(cols, bad)
-        rows = np.zeros(0, dtype=np.int64)
-    return y, zl, zu
+    d = chk.search.decide(x, y, ev, tol)
+    if d.found:
+        return d.y, d.z_L, d.z_U
+    box = _Box(chk, x, ev, 0.0, tol.complementarity)
+    y0 = np.clip(y, box.ylo, box.yhi)
+    zl, zu = box.bound_multipliers(ev["grad"] + np.bincount(chk.jc, weights=ev["jv"] * y0[chk.jr], minlength=chk.n))
+    return y0, zl, zu

@@ -14,7 +14,7 @@ from poso_sim.nlp.solution import FORMAT_VERSION, Solution, load_solution, save_
 _LAZY = {
     "CompiledNLP": "compiled",
     "compile_nlp": "compiled",
-    "DEFAULT_EXPRESSIONS": "compiled",
+    "STRUCTURE_FINGERPRINT_VERSION": "compiled",
     "FINGERPRINT_VERSION": "compiled",
     "NLPCompileError": "walker",
     "UnsupportedExpressionError": "walker",
@@ -44,7 +44,7 @@ __all__ = [
     "compile_nlp",
     "NLPCompileError",
     "UnsupportedExpressionError",
-    "DEFAULT_EXPRESSIONS",
+    "STRUCTURE_FINGERPRINT_VERSION",
     "FINGERPRINT_VERSION",
     "SUPPORTED_NODE_TYPES",
     "Solution",

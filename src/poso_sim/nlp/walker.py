@@ -11,13 +11,16 @@ Two entry points are used by :mod:`poso_sim.nlp.compiled`:
 Dispatch is on the exact Python class of each node, resolved once per class through its MRO and cached, so a
 node costs one dictionary lookup plus the CasADi operation it represents.
 
-Fixed variables are replaced by their current value (a constant); mutable Params and every non-potentially-
-variable sub-expression (Pyomo's ``NPV_*`` classes) are evaluated once, at compile time.
+Fixed variables are replaced by their current value (a constant). Mutable Params become **parameter symbols**
+when the converter is given a parameter index (``params``): the compiled functions then take the data as an input
+and an instance that differs only in those values needs no new compilation. The constant sub-expressions built on
+them (Pyomo's ``NPV_*`` classes) are translated like any other expression. Without a parameter index, and for
+immutable Params, they are evaluated once, at compile time. :meth:`SXConverter.split` returns the terms that are
+linear in one parameter (``coef * p[k]``) separately, so they are assembled as one sparse matrix product too.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable
 
 import casadi as ca
@@ -29,19 +32,14 @@ from pyomo.core.expr import relational_expr as re_
 from pyomo.core.expr.base import NPV_Mixin
 from pyomo.core.expr.numvalue import native_numeric_types, value
 
-from poso_sim.errors import PosoError
+# the errors and the bound helper live with the compiled problem, which loads without Pyomo; re-exported here
+from poso_sim.nlp.compiled import NLPCompileError, UnsupportedExpressionError, finite_or_inf
 
-
-class NLPCompileError(PosoError):
-    """The Pyomo model cannot be compiled (message names the component at fault)."""
-
-
-class UnsupportedExpressionError(NLPCompileError):
-    """An expression node type has no CasADi translation (message names the node type and the row)."""
+__all__ = ["SXConverter", "NLPCompileError", "UnsupportedExpressionError", "finite_or_inf", "SUPPORTED_NODE_TYPES"]
 
 
 # Kinds of nodes, used by the dispatcher.
-_CONST, _VAR, _NAMED, _SUM, _MONO, _PROD, _DIV, _POW, _NEG, _UNARY, _ABS, _IF, _MAX, _MIN, _REL = range(15)
+_CONST, _VAR, _NAMED, _SUM, _MONO, _PROD, _DIV, _POW, _NEG, _UNARY, _ABS, _IF, _MAX, _MIN, _REL, _PARAM = range(16)
 
 _KIND_BY_CLASS: dict[type, int] = {
     ne.SumExpression: _SUM,  # LinearExpression is a subclass
@@ -80,7 +78,8 @@ _UNARY_FUNCS: dict[str, Callable[[Any], Any]] = {
 }
 
 SUPPORTED_NODE_TYPES = (
-    "numeric constants, immutable/mutable Param, NPV_* (constant) expressions",
+    "numeric constants, immutable Param, NPV_* (constant) expressions",
+    "mutable Param (a parameter symbol of the compiled functions, or its value with parameters=False)",
     "Var (fixed Var -> its value)",
     "named Expression components (translated once, shared)",
     "SumExpression, LinearExpression, MonomialTermExpression, ProductExpression, DivisionExpression",
@@ -90,10 +89,19 @@ SUPPORTED_NODE_TYPES = (
 )
 
 
-def _kind_of(cls: type) -> int | None:
+def _kind_of(cls: type, parametric: bool = False) -> int | None:
     if cls in native_numeric_types:
         return _CONST
-    if issubclass(cls, NPV_Mixin) or issubclass(cls, ParamData):
+    if issubclass(cls, ParamData):
+        return _PARAM if parametric else _CONST
+    if issubclass(cls, NPV_Mixin):
+        if not parametric:
+            return _CONST
+        # a constant expression that may hold parameter symbols: translated as its generic node kind
+        for base in cls.__mro__:
+            kind = _KIND_BY_CLASS.get(base)
+            if kind is not None:
+                return kind
         return _CONST
     if issubclass(cls, VarData):
         return _VAR
@@ -116,12 +124,17 @@ class SXConverter:
     """Pyomo -> CasADi SX translator bound to one variable vector.
 
     ``xs`` is the list of scalar SX elements of the decision vector and ``index`` maps ``id(VarData)`` to the
-    position of that (unfixed) variable in it.
+    position of that (unfixed) variable in it. ``ps``/``params`` do the same for the parameter vector (mutable
+    ``ParamData``); with ``params=None`` every Param is a constant.
     """
 
-    def __init__(self, xs: list, index: dict[int, int]):
+    def __init__(self, xs: list, index: dict[int, int], ps: list | None = None, params: dict[int, int] | None = None):
         self.xs = xs
         self.index = index
+        self.ps = ps or []
+        self.params = params
+        self._parametric = params is not None
+        self.smooth = False  # True: abs, max, min and if-then-else (non-differentiable at their kinks) are errors
         self.context = "<expression>"
         self._kinds: dict[type, int | None] = {}
         self._named: dict[int, Any] = {}
@@ -133,7 +146,7 @@ class SXConverter:
         try:
             kind = self._kinds[cls]
         except KeyError:
-            kind = self._kinds[cls] = _kind_of(cls)
+            kind = self._kinds[cls] = _kind_of(cls, self._parametric)
         if kind is None:
             raise UnsupportedExpressionError(
                 f"unsupported Pyomo expression node {cls.__name__} in {self.context}"
@@ -159,6 +172,10 @@ class SXConverter:
                 f"{self.context} uses variable {v.name}, which is not an active variable of the model"
             ) from None
 
+    def _param_pos(self, node: Any) -> int | None:
+        """Position of a mutable Param element in the parameter vector, or None when it is a constant."""
+        return self.params.get(id(node)) if self.params is not None else None
+
     def _fixed_value(self, v: Any) -> float:
         if v.value is None:
             raise NLPCompileError(f"{self.context} uses fixed variable {v.name}, which has no value")
@@ -173,6 +190,9 @@ class SXConverter:
         if kind == _VAR:
             col = self._var_col(node)
             return self._fixed_value(node) if col is None else self.xs[col]
+        if kind == _PARAM:
+            pos = self._param_pos(node)
+            return self._const(node) if pos is None else self.ps[pos]
         if kind == _SUM:
             args = node.args
             acc = self.to_sx(args[0])
@@ -181,7 +201,7 @@ class SXConverter:
             return acc
         if kind == _MONO:
             c, v = node.args
-            return self._const(c) * self.to_sx(v)
+            return self.to_sx(c) * self.to_sx(v)
         if kind == _PROD:
             a, b = node.args
             return self.to_sx(a) * self.to_sx(b)
@@ -211,6 +231,13 @@ class SXConverter:
                     raise NLPCompileError(f"{self.context} uses Expression {node.name}, which is empty") from None
                 out = self._named[key] = self.to_sx(node.expr)
                 return out
+        if self.smooth and (kind in (_ABS, _IF, _MAX, _MIN) or (kind == _UNARY and node.getname() == "abs")) and (
+            not isinstance(node, NPV_Mixin)  # a kink in the data only (e.g. max(domain bound, Param)) is smooth in x
+        ):
+            what = {_IF: "Expr_if", _MAX: "max", _MIN: "min"}.get(kind, "abs")
+            raise UnsupportedExpressionError(
+                f"non-smooth function {what}() in {self.context}: a smooth NLP was asked for (smooth=True)"
+            )
         if kind == _UNARY or kind == _ABS:
             name = node.getname()
             fn = _UNARY_FUNCS.get(name)
@@ -245,16 +272,18 @@ class SXConverter:
     def split(self, node: Any) -> tuple[float, list[int], list[float], list, list]:
         """Split ``node`` into ``constant + sum(coef * x[col]) + sum(monomials) + sum(nonlinear)``.
 
-        Returns ``(constant, cols, coefs, monomials, nonlinear_terms)``; columns may repeat (duplicates are summed by
-        the caller). ``monomials`` are ``(coef, i, j, p)`` tuples meaning ``coef * x[i] * x[j]`` when ``j >= 0`` and
-        ``coef * x[i] ** p`` when ``j == -1``; the caller builds them in vectorised CasADi operations.
+        Returns ``(constant, cols, coefs, monomials, nonlinear_terms, param_terms)``; columns may repeat
+        (duplicates are summed by the caller). ``monomials`` are ``(coef, i, j, p)`` tuples meaning
+        ``coef * x[i] * x[j]`` when ``j >= 0`` and ``coef * x[i] ** p`` when ``j == -1``; the caller builds them in
+        vectorised CasADi operations. ``param_terms`` are ``(k, coef)`` pairs meaning ``coef * p[k]``.
         """
         cols: list[int] = []
         coefs: list[float] = []
         nl: list = []
         self._mono: list = []
+        self._pterms: list = []
         const = self._split(node, 1.0, cols, coefs, nl)
-        return const, cols, coefs, self._mono, nl
+        return const, cols, coefs, self._mono, nl, self._pterms
 
     def _linear(self, v: Any, c: float, cols: list, coefs: list) -> float:
         """The term ``c * v`` of variable `v`: its column and coefficient appended, or its value if `v` is fixed."""
@@ -271,9 +300,27 @@ class SXConverter:
             return c * self._const(node)
         if kind == _VAR:
             return self._linear(node, c, cols, coefs)
+        if kind == _PARAM:
+            pos = self._param_pos(node)
+            if pos is None:
+                return c * self._const(node)
+            self._pterms.append((pos, c))
+            return 0.0
         if kind == _MONO:
             k, v = node.args
-            return self._linear(v, c * self._const(k), cols, coefs)
+            if self._kind(k) == _CONST:
+                return self._linear(v, c * self._const(k), cols, coefs)
+            # parametric coefficient (e.g. price[t] * P_grid[t]): an SX term, or a parameter term if v is fixed
+            col = self._var_col(v)
+            if col is None:
+                return self._split(k, c * self._fixed_value(v), cols, coefs, nl)
+            coef = self.to_sx(k)
+            if isinstance(coef, float):
+                cols.append(col)
+                coefs.append(c * coef)
+                return 0.0
+            nl.append(c * coef * self.xs[col])
+            return 0.0
         if kind == _SUM:
             const = 0.0
             for a in node.args:
@@ -319,12 +366,3 @@ class SXConverter:
         nl.append(term if c == 1.0 else c * term)
         return 0.0
 
-
-def finite_or_inf(v: Any, default: float) -> float:
-    """Pyomo bound value (None for none) -> float with +-inf for none."""
-    if v is None:
-        return default
-    f = float(v)
-    if math.isnan(f):
-        return default
-    return f

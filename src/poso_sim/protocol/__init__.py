@@ -22,17 +22,30 @@ from .behaviours import (
     TrickIgnore,
     from_reference_keys,
 )
-from .delegate import Delegate, Exclusion, RoundState, Verdict, leader_for, round_timer
+from .delegate import Delegate, Exclusion, RoundState, leader_for, round_timer
 from .events import (
+    HEIGHT_ENDS,
+    Abandoned,
+    AcceptedUnchecked,
     Action,
-    Broadcast,
     CancelTimer,
+    ConflictingDecisions,
+    Crashed,
     Decide,
+    DecisionSeen,
+    Dropped,
     Event,
     Exclude,
     Execute,
+    GaveUp,
     MessageReceived,
-    Record,
+    NoMajority,
+    Note,
+    OwnPlanRejected,
+    ProofReceived,
+    Received,
+    Rejected,
+    RoundStarted,
     Send,
     SolutionReady,
     Solve,
@@ -40,10 +53,11 @@ from .events import (
     StartTimer,
     TimerExpired,
     VerificationDone,
+    Verdict,
+    Verified,
     Verify,
-    expand,
 )
-from .identity import Committee, KeyPair, NodeId, Signer, make_committee, make_keys, verify_sig
+from .identity import Committee, KeyPair, NodeId, SignatureCache, Signer, make_committee, make_keys, verify_sig
 from .messages import (
     GENESIS_HASH,
     VERSION,
@@ -62,16 +76,19 @@ from .normal import NormalNode, height_timer
 
 __all__ = [
     # identities
-    "NodeId", "KeyPair", "Signer", "verify_sig", "Committee", "make_keys", "make_committee",
+    "NodeId", "KeyPair", "Signer", "verify_sig", "SignatureCache", "Committee", "make_keys", "make_committee",
     # messages
     "VERSION", "GENESIS_HASH", "canonical", "Payload", "Proposal", "Relay", "MisbehaviourProof", "Decision",
     "Block", "Message", "message_problem", "verify_chain",
     # events / actions
-    "Event", "Start", "MessageReceived", "TimerExpired", "VerificationDone", "SolutionReady",
-    "Action", "Send", "Broadcast", "StartTimer", "CancelTimer", "Verify", "Solve", "Decide", "Exclude", "Record",
-    "Execute", "expand",
+    "Event", "Start", "MessageReceived", "TimerExpired", "VerificationDone", "SolutionReady", "Verdict",
+    "Action", "Send", "StartTimer", "CancelTimer", "Verify", "Solve", "Decide", "Exclude", "Execute",
+    # notes (actions that only record)
+    "Note", "RoundStarted", "Abandoned", "Received", "Verified", "Rejected", "OwnPlanRejected", "AcceptedUnchecked",
+    "ProofReceived", "DecisionSeen", "Dropped", "GaveUp", "ConflictingDecisions", "NoMajority", "Crashed",
+    "HEIGHT_ENDS",
     # machines
-    "Delegate", "NormalNode", "RoundState", "Exclusion", "Verdict", "leader_for", "round_timer", "height_timer",
+    "Delegate", "NormalNode", "RoundState", "Exclusion", "leader_for", "round_timer", "height_timer",
     # behaviours
     "Behaviour", "BehavingDelegate", "FollowerIgnore", "FollowerError", "FollowerFeasible", "FollowerCollusion",
     "TrickIgnore", "TrickError", "LeaderSends", "Equivocate", "ForgedMultipliers", "Delay", "Crash", "Silence",

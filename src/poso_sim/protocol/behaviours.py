@@ -13,6 +13,8 @@ tampered plan.
 Payloads of the bad plans are supplied by the host: to the leader through `SolutionReady.payloads`
 (labels "optimal", "tampered", "feasible", "forged"), and to any wrapped node through `payload_source(height)`
 or a `SolutionReady` delivered to it while it is not the leader (the wrapper keeps it and does not pass it on).
+`Behaviour.payload_labels()` says which labels a behaviour may ask for, so a host can prepare only those.
+The wrapper reads virtual time from the events it handles (`event.time`, stamped by the host).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .delegate import Delegate
-from .events import MessageReceived, Record, Send, SolutionReady, Start, expand
+from .events import Action, Crashed, Event, MessageReceived, Note, Send, SolutionReady, Start
 from .identity import NodeId
 from .messages import Payload, Proposal, Relay
 
@@ -38,6 +40,10 @@ class Behaviour:
 
     def outgoing(self, action: Any, ctx: "BehavingDelegate") -> list[Any]:
         return [action]
+
+    def payload_labels(self) -> tuple[str, ...]:
+        """The host payload labels this behaviour may use (besides "optimal")."""
+        return ()
 
     def __repr__(self) -> str:
         fields = {k: v for k, v in vars(self).items() if not k.startswith("_")}
@@ -59,8 +65,8 @@ def _own_proposal(action: Any, ctx: "BehavingDelegate") -> Proposal | None:
 
 
 class BehavingDelegate:
-    """A delegate with behaviours attached. Same `handle` contract as `Delegate`, plus an optional `now`
-    (virtual time, used by `Crash(at_time)`)."""
+    """A delegate with behaviours attached. Same `handle` contract as `Delegate`; `now` is the `time` of the
+    last event that carried one (used by `Crash(at_time)`)."""
 
     def __init__(
         self,
@@ -75,7 +81,7 @@ class BehavingDelegate:
         self.now: float | None = None
         self.events_seen = 0
         self.crashed = False
-        self.host_payloads: dict[int, dict[str, Payload]] = {}
+        self.host_payloads: dict[int, list[Mapping[str, Payload]]] = {}
         self.seen: dict[tuple[int, int, NodeId], list[Proposal]] = {}
         self._emitted: list[tuple[Behaviour, Any]] = []
         for b in self.behaviours:
@@ -94,13 +100,16 @@ class BehavingDelegate:
 
     def payload_for(self, height: int, round: int, label: str) -> Payload | None:
         p = self.delegate.payloads.get((height, round), {}).get(label)
-        if p is None:
-            p = self.host_payloads.get(height, {}).get(label)
+        for given in reversed(self.host_payloads.get(height, ())):
+            if p is not None:
+                break
+            p = given.get(label)
         if p is None and self.payload_source is not None:
             p = (self.payload_source(height) or {}).get(label)
         return p
 
-    def handle(self, event: Any, now: float | None = None) -> list[Any]:
+    def handle(self, event: Event) -> list[Action]:
+        now = getattr(event, "time", None)
         if now is not None:
             self.now = now
         self.events_seen += 1
@@ -118,7 +127,7 @@ class BehavingDelegate:
                 if rs is None or rs.leader != self.name or (rs.height, rs.round) != (ev.height, ev.round):
                     ev = None  # payloads for the attacker's own use; the honest core never sees them
             if ev is not None:
-                actions = [(None, a) for a in expand(self.delegate.handle(ev))]
+                actions = [(None, a) for a in self.delegate.handle(ev)]
         actions += [(by, a) for by, a in self._emitted]
         self._emitted = []
         for b in self.behaviours:
@@ -127,7 +136,7 @@ class BehavingDelegate:
                 if by is b:
                     nxt.append((by, a))
                 else:
-                    nxt.extend((by, x) for x in expand(b.outgoing(a, self)))
+                    nxt.extend((by, x) for x in b.outgoing(a, self))
             actions = nxt
         return [a for _, a in actions]
 
@@ -137,7 +146,7 @@ class BehavingDelegate:
             self.host_payloads = {h: v for h, v in self.host_payloads.items() if h >= keep}
             self.seen = {k: v for k, v in self.seen.items() if k[0] >= keep}
         elif isinstance(ev, SolutionReady):
-            self.host_payloads.setdefault(ev.height, {}).update(ev.payloads)
+            self.host_payloads.setdefault(ev.height, []).append(ev.payloads)
         elif isinstance(ev, MessageReceived):
             msg = ev.msg
             p = msg.proposal if isinstance(msg, Relay) else msg
@@ -175,6 +184,9 @@ class LeaderSends(Behaviour):
     def __init__(self, label: str, targets: Iterable[NodeId] | None = None) -> None:
         self.label = label
         self.targets = _targets(targets)
+
+    def payload_labels(self) -> tuple[str, ...]:
+        return (self.label,)
 
     def configure(self, ctx: BehavingDelegate) -> None:
         if self.targets is not None and ctx.name in self.targets:
@@ -227,6 +239,9 @@ class Equivocate(Behaviour):
 
     def __init__(self, labels: Sequence[str] = ("optimal", "tampered")) -> None:
         self.labels = tuple(labels)
+
+    def payload_labels(self) -> tuple[str, ...]:
+        return self.labels
 
     def outgoing(self, action: Any, ctx: BehavingDelegate) -> list[Any]:
         p = _own_proposal(action, ctx)
@@ -290,6 +305,9 @@ class TrickError(Behaviour):
         self.label = label
         self._done: set[tuple[int, int, NodeId]] = set()
 
+    def payload_labels(self) -> tuple[str, ...]:
+        return (self.label,)
+
     def incoming(self, event: Any, ctx: BehavingDelegate) -> Any | None:
         if not isinstance(event, MessageReceived):
             return event
@@ -340,8 +358,8 @@ class Delay(Behaviour):
 
 
 class Crash(Behaviour):
-    """Stop handling anything once virtual time reaches `at_time` (needs `now` from the host) or after
-    `after_events` events. A crashed node emits nothing but one Record("crashed")."""
+    """Stop handling anything once virtual time reaches `at_time` (needs events stamped with `time`) or after
+    `after_events` events. A crashed node emits nothing but one `Crashed` note."""
 
     name = "crash"
 
@@ -359,12 +377,12 @@ class Crash(Behaviour):
             return None
         if self._due(ctx):
             ctx.crashed = True
-            ctx.emit(Record("crashed", {"node": ctx.name, "time": ctx.now}), self)
+            ctx.emit(Crashed(ctx.now), self)
             return None
         return event
 
     def outgoing(self, action: Any, ctx: BehavingDelegate) -> list[Any]:
-        if ctx.crashed and not isinstance(action, Record):
+        if ctx.crashed and not isinstance(action, Note):
             return []
         return [action]
 

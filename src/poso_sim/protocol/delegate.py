@@ -5,16 +5,26 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from .events import (
+    Abandoned,
+    AcceptedUnchecked,
+    Action,
     CancelTimer,
     Decide,
+    DecisionSeen,
+    Dropped,
+    Event,
     Exclude,
+    GaveUp,
     MessageReceived,
-    Record,
+    OwnPlanRejected,
+    ProofReceived,
+    Received,
+    Rejected,
+    RoundStarted,
     Send,
     SolutionReady,
     Solve,
@@ -22,12 +32,14 @@ from .events import (
     StartTimer,
     TimerExpired,
     VerificationDone,
+    Verdict,
+    Verified,
     Verify,
 )
 from .identity import Committee, KeyPair, NodeId, Signer, verify_sig
 from .messages import Decision, MisbehaviourProof, Payload, Proposal, Relay, message_problem
 
-# Reasons recorded with Record("dropped", {"reason": ...}).
+# Reasons of `Dropped` notes.
 MALFORMED = "malformed"
 NOT_MEMBER = "not a member"
 SENDER_MISMATCH = "sender mismatch"
@@ -75,13 +87,6 @@ class Exclusion:
     evidence: bool
 
 
-@dataclass(frozen=True)
-class Verdict:
-    accepted: bool
-    cost: float | None
-    reasons: tuple[str, ...]
-
-
 @dataclass
 class _Copy:
     """One received copy of a proposal (or a proof carrying one) waiting for, or given, a verdict."""
@@ -120,6 +125,7 @@ class Delegate:
         rotate_heights: bool = False,
         max_rounds: int | None = None,
         buffer_limit: int = 256,
+        sig_check: Callable[[bytes | None, bytes, bytes], bool] = verify_sig,
     ) -> None:
         if name not in committee:
             raise ValueError(f"{name!r} is not a committee member")
@@ -140,6 +146,7 @@ class Delegate:
         self.rotate_heights = rotate_heights
         self.max_rounds = max_rounds
         self.buffer_limit = buffer_limit
+        self.sig_check = sig_check  # (public key, signature, data) -> bool; a memo may stand in (same results)
 
         # Policy knobs (honest defaults). Dishonest behaviours change them.
         self.own_choice = "optimal"  # payload label the leader adopts as its own plan
@@ -170,9 +177,6 @@ class Delegate:
         ex = self._schedule_excluded if excluded is None else excluded
         return leader_for(self.members, height, round, ex, rotate_heights=self.rotate_heights)
 
-    def is_excluded(self, name: NodeId) -> bool:
-        return name in self.excluded
-
     def current_round(self) -> RoundState | None:
         if self.height is None:
             return None
@@ -184,8 +188,8 @@ class Delegate:
         )
 
     # ------------------------------------------------------------------------------------------------ dispatch
-    def handle(self, event: Any) -> list[Any]:
-        out: list[Any] = []
+    def handle(self, event: Event) -> list[Action]:
+        out: list[Action] = []
         if isinstance(event, MessageReceived):
             self._on_message(event.src, event.msg, out)
         elif isinstance(event, VerificationDone):
@@ -197,17 +201,17 @@ class Delegate:
         elif isinstance(event, Start):
             self._on_start(event.height, out)
         else:
-            out.append(Record("dropped", {"node": self.name, "reason": UNEXPECTED, "event": type(event).__name__}))
+            out.append(Dropped(UNEXPECTED, event=type(event).__name__))
         return out
 
     # ------------------------------------------------------------------------------------------------ heights
     def _on_start(self, height: int, out: list[Any]) -> None:
         if not isinstance(height, int) or height < 1 or (self.height is not None and height <= self.height):
-            out.append(Record("dropped", {"node": self.name, "reason": STALE, "event": "Start", "height": height}))
+            out.append(Dropped(STALE, event="Start", height=height))
             return
         if self.status == "running" and self.height is not None:
             out.append(CancelTimer(round_timer(self.height, self.round)))
-            out.append(Record("abandoned", {"node": self.name, "height": self.height, "round": self.round}))
+            out.append(Abandoned(self.height, self.round))
         self.rounds = {k: v for k, v in self.rounds.items() if k[0] >= height - 1}
         self.payloads = {k: v for k, v in self.payloads.items() if k[0] >= height - 1}  # holds solutions
         self.height = height
@@ -224,7 +228,7 @@ class Delegate:
         leader = self.leader_for(h, r)
         self.rounds[(h, r)] = RoundState(h, r, leader)
         out.append(StartTimer(round_timer(h, r), self.window))
-        out.append(Record("round_start", {"node": self.name, "height": h, "round": r, "leader": leader}))
+        out.append(RoundStarted(h, r, leader))
         if leader == self.name:
             out.append(Solve(h, r))
         self._replay(out)
@@ -247,7 +251,7 @@ class Delegate:
         self._exclude(rs.leader, h, r, "timeout: no valid proposal in the window", evidence=False, out=out)
         if r >= self._rounds_this_height:
             self.status = "gave_up"
-            out.append(Record("gave_up", {"node": self.name, "height": h, "rounds": r}))
+            out.append(GaveUp(h, r))
             return
         self.round = r + 1
         self._enter_round(out)
@@ -266,20 +270,6 @@ class Delegate:
         )
         self.decisions[rs.height] = dec
         out.append(Decide(rs.height, rs.round, digest, cost, rs.leader, payload.label))
-        out.append(
-            Record(
-                "decided",
-                {
-                    "node": self.name,
-                    "height": rs.height,
-                    "round": rs.round,
-                    "leader": rs.leader,
-                    "digest": digest,
-                    "cost": cost,
-                    "label": payload.label,
-                },
-            )
-        )
         for dst in self.members:
             if dst != self.name:
                 out.append(Send(dst, dec))
@@ -298,24 +288,24 @@ class Delegate:
     def _on_solution(self, ev: SolutionReady, out: list[Any]) -> None:
         rs = self.current_round()
         if rs is None or (ev.height, ev.round) != (rs.height, rs.round) or self.status != "running":
-            out.append(Record("dropped", {"node": self.name, "reason": STALE, "event": "SolutionReady"}))
+            out.append(Dropped(STALE, event="SolutionReady"))
             return
         if rs.leader != self.name:
-            out.append(Record("dropped", {"node": self.name, "reason": NOT_LEADER, "event": "SolutionReady"}))
+            out.append(Dropped(NOT_LEADER, event="SolutionReady"))
             return
         if rs.proposed:
             return
-        payloads = dict(ev.payloads)
+        payloads = ev.payloads  # kept as given: a host may solve a labelled plan only when it is asked for
         self.payloads[(rs.height, rs.round)] = payloads
         own_payload = payloads.get(self.own_choice) or payloads.get("optimal")
         if not isinstance(own_payload, Payload) or own_payload.problem():
-            out.append(Record("dropped", {"node": self.name, "reason": MALFORMED, "event": "SolutionReady"}))
+            out.append(Dropped(MALFORMED, event="SolutionReady"))
             return
         rs.proposed = True
         own = self.sign_proposal(rs.height, rs.round, own_payload)
         copy = _Copy(own, (self.name,), self.name, "own")
         rs.seen.add((own_payload.digest, copy.path))
-        out.append(Record("received", self._copy_data(copy)))
+        out.append(self._received(copy))
         if self.trust_own:
             cost = own_payload.claimed_cost if own_payload.claimed_cost is not None else 0.0
             self._own_accepted(rs, own, float(cost), out)
@@ -334,11 +324,8 @@ class Delegate:
 
     # ---------------------------------------------------------------------------------------- receiving side
     def _drop(self, out: list[Any], reason: str, src: NodeId, msg: Any = None, **extra: Any) -> None:
-        data: dict[str, Any] = {"node": self.name, "reason": reason, "src": src}
-        if msg is not None:
-            data["kind"] = getattr(msg, "kind", type(msg).__name__)
-        data.update(extra)
-        out.append(Record("dropped", data))
+        kind = None if msg is None else getattr(msg, "kind", type(msg).__name__)
+        out.append(Dropped(reason, src, kind, **extra))
 
     def _on_message(self, src: NodeId, msg: Any, out: list[Any]) -> None:
         problem = message_problem(msg)
@@ -356,12 +343,7 @@ class Delegate:
             elif isinstance(msg, MisbehaviourProof):
                 self._on_proof(src, msg, out)
             elif isinstance(msg, Decision):
-                out.append(
-                    Record(
-                        "decision_seen",
-                        {"node": self.name, "src": src, "height": msg.height, "digest": msg.digest},
-                    )
-                )
+                out.append(DecisionSeen(src, msg.height, msg.digest))
         except (TypeError, ValueError, AttributeError, KeyError) as exc:  # hostile content must not crash us
             self._drop(out, MALFORMED, src, msg, detail=f"{type(exc).__name__}: {exc}")
 
@@ -399,10 +381,10 @@ class Delegate:
                 self._drop(out, LOOP, src, relay, **info)
                 return
         if self.signatures:
-            if not proposal.signed_by_leader(self._pk(proposal.leader)):
+            if not self.sig_check(self._pk(proposal.leader), proposal.signature, proposal.signing_bytes()):
                 self._drop(out, BAD_SIGNATURE, src, relay or proposal, signer=proposal.leader, **info)
                 return
-            if relay is not None and not verify_sig(self._pk(relay.relayer), relay.signature, relay.signing_bytes()):
+            if relay is not None and not self.sig_check(self._pk(relay.relayer), relay.signature, relay.signing_bytes()):
                 self._drop(out, BAD_SIGNATURE, src, relay, signer=relay.relayer, **info)
                 return
         h, r = proposal.height, proposal.round
@@ -428,30 +410,21 @@ class Delegate:
             return
         rs.seen.add(key)
         copy = _Copy(proposal, path, src, "direct" if relay is None else "relay")
-        out.append(Record("received", self._copy_data(copy)))
+        out.append(self._received(copy))
         if copy.via == "direct" and proposal.leader in self.trusted_leaders:
             p = proposal.payload
             cost = float(p.claimed_cost) if p.claimed_cost is not None else 0.0
-            out.append(Record("accepted_unchecked", {"node": self.name, "digest": p.digest, "leader": proposal.leader}))
+            out.append(AcceptedUnchecked(p.digest, proposal.leader))
             self._accept(copy, cost, out)
             return
         self._submit(copy, out)
 
-    def _copy_data(self, copy: _Copy) -> dict[str, Any]:
+    @staticmethod
+    def _received(copy: _Copy) -> Received:
         p = copy.proposal
         via = "own" if copy.via == "own" else f"R{len(copy.path)}"
-        return {
-            "node": self.name,
-            "height": p.height,
-            "round": p.round,
-            "leader": p.leader,
-            "path": copy.path,
-            "src": copy.src,
-            "digest": p.payload.digest,
-            "label": p.payload.label,
-            "claimed_cost": p.payload.claimed_cost,
-            "via": via,
-        }
+        q = p.payload
+        return Received(p.height, p.round, p.leader, copy.path, copy.src, q.digest, q.label, q.claimed_cost, via)
 
     def _submit(self, copy: _Copy, out: list[Any]) -> None:
         """Apply the cached verdict for the copy's digest or ask the host to verify (once per digest)."""
@@ -468,9 +441,12 @@ class Delegate:
         out.append(Verify(digest, copy.proposal.payload, copy.proposal.height, self.verify_charge))
 
     def _on_verification(self, ev: VerificationDone, out: list[Any]) -> None:
+        if not isinstance(ev.verdict, Verdict):
+            out.append(Dropped(MALFORMED, event="VerificationDone"))
+            return
         copies = self.pending.pop(ev.digest, None)
         if not copies:
-            out.append(Record("dropped", {"node": self.name, "reason": UNEXPECTED, "event": "VerificationDone"}))
+            out.append(Dropped(UNEXPECTED, event="VerificationDone"))
             return
         if not ev.digest_ok:
             bad, rest = copies[0], copies[1:]
@@ -480,19 +456,9 @@ class Delegate:
                 p = rest[0].proposal
                 out.append(Verify(ev.digest, p.payload, p.height, self.verify_charge))
             return
-        accepted = bool(ev.accepted)
-        reasons = tuple(ev.reasons)
-        cost = ev.cost
-        if accepted and (cost is None or not math.isfinite(float(cost))):
-            accepted, reasons = False, reasons + ("verifier returned no finite cost",)
-        verdict = Verdict(accepted, float(cost) if cost is not None else None, reasons)
+        verdict = ev.verdict.checked()
         self.cache[ev.digest] = verdict
-        out.append(
-            Record(
-                "verified",
-                {"node": self.name, "digest": ev.digest, "accepted": accepted, "cost": verdict.cost, "reasons": reasons},
-            )
-        )
+        out.append(Verified(ev.digest, verdict))
         for c in copies:
             self._apply(c, verdict, out)
 
@@ -515,20 +481,14 @@ class Delegate:
                 assert verdict.cost is not None
                 self._own_accepted(rs, p, verdict.cost, out)
             else:
-                out.append(Record("own_plan_rejected", {"node": self.name, "digest": p.payload.digest, "reasons": verdict.reasons}))
+                out.append(OwnPlanRejected(p.payload.digest, verdict.reasons))
             return
         if verdict.accepted:
             if current:
                 assert verdict.cost is not None
                 self._accept(copy, verdict.cost, out)
             return
-        out.append(
-            Record(
-                "rejected",
-                {"node": self.name, "height": p.height, "round": p.round, "leader": p.leader,
-                 "path": copy.path, "digest": p.payload.digest, "reasons": verdict.reasons},
-            )
-        )
+        out.append(Rejected(p.height, p.round, p.leader, copy.path, p.payload.digest, verdict.reasons))
         if self.signatures:
             self._evidence(p, verdict, out)
 
@@ -575,14 +535,14 @@ class Delegate:
         if p.leader not in self.committee:
             self._drop(out, NOT_MEMBER, src, proof)
             return
-        if not verify_sig(self._pk(proof.reporter), proof.signature, proof.signing_bytes()):
+        if not self.sig_check(self._pk(proof.reporter), proof.signature, proof.signing_bytes()):
             self._drop(out, BAD_SIGNATURE, src, proof, signer=proof.reporter)
             return
-        if not p.signed_by_leader(self._pk(p.leader)):
+        if not self.sig_check(self._pk(p.leader), p.signature, p.signing_bytes()):
             self._drop(out, BAD_SIGNATURE, src, proof, signer=p.leader)
             return
         ex = self.excluded.get(p.leader)
         if (ex is not None and ex.evidence) or p.leader in self.trusted_leaders or p.leader == self.name:
             return  # nothing to learn (or, for a colluder, nothing it wants to learn)
-        out.append(Record("proof_received", {"node": self.name, "src": src, "leader": p.leader, "digest": p.payload.digest}))
+        out.append(ProofReceived(src, p.leader, p.payload.digest))
         self._submit(_Copy(p, (p.leader,), src, "proof"), out)

@@ -1,18 +1,53 @@
-"""Events (inputs) and actions (outputs) of the protocol state machines.
+"""Events (inputs), actions (outputs) and the verdict of the protocol state machines.
 
 A host feeds one event at a time to `machine.handle(event)` and carries out the returned actions in order.
-Nothing here does I/O, reads a clock or sleeps.
+Nothing here does I/O, reads a clock or sleeps. Every event has an optional `time` (virtual seconds) that the
+host stamps; the machines never need it, some behaviours do (`Crash(at_time)`).
+
+Actions are of two sorts: *effects* the host carries out (`Send`, `StartTimer`, `CancelTimer`, `Verify`,
+`Solve`) or records as outcomes (`Decide`, `Exclude`, `Execute`), and *notes* (`Note`s: what a machine
+observed, dropped or concluded; immutable named tuples) that change nothing outside the machine but are part of the run's
+record. The host that keeps a run log stamps each with (virtual time, node); see poso_sim.scenarios.log.
+`Decide`, `GaveUp`, `Execute`, `NoMajority` and `Crashed` end a node's part in a height.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Hashable, Mapping
+import abc
+import math
+from dataclasses import dataclass
+from typing import Any, Hashable, Mapping, NamedTuple
 
 from .identity import NodeId
 from .messages import Block, Payload
 
 TimerId = Hashable
+
+
+# ---------------------------------------------------------------------------------------------------- verdict
+@dataclass(frozen=True)
+class Verdict:
+    """The one verdict on a plan: accepted or not, its recomputed true cost, the reasons for a rejection.
+
+    A verification service returns it, `VerificationDone` carries it to the machine, the machine caches it by
+    digest and notes it (`Verified`). `from_certificate` derives it from a certificate (anything with
+    `accepted`, `cost` and `reasons`, e.g. `poso_sim.kkt.Certificate`)."""
+
+    accepted: bool
+    cost: float | None = None
+    reasons: tuple[str, ...] = ()
+
+    @classmethod
+    def from_certificate(cls, cert: Any) -> "Verdict":
+        cost = getattr(cert, "cost", None)
+        return cls(bool(cert.accepted), None if cost is None else float(cost),
+                   tuple(str(r) for r in (getattr(cert, "reasons", ()) or ())))
+
+    def checked(self) -> "Verdict":
+        """This verdict, turned into a rejection if it accepts without a finite cost."""
+        if self.accepted and (self.cost is None or not math.isfinite(float(self.cost))):
+            return Verdict(False, self.cost, self.reasons + ("verifier returned no finite cost",))
+        return self
 
 
 # ----------------------------------------------------------------------------------------------------- events
@@ -21,6 +56,7 @@ class Start:
     """Begin `height` at round 1 (abandons an unfinished earlier height)."""
 
     height: int
+    time: float | None = None
 
 
 @dataclass(frozen=True)
@@ -30,25 +66,26 @@ class MessageReceived:
 
     src: NodeId
     msg: Any
+    time: float | None = None
 
 
 @dataclass(frozen=True)
 class TimerExpired:
     timer_id: TimerId
+    time: float | None = None
 
 
 @dataclass(frozen=True)
 class VerificationDone:
-    """The host's answer to `Verify`: `accepted`, the recomputed true cost, reasons for a rejection.
+    """The host's answer to `Verify`: the `verdict` on the plan behind `digest`.
 
     `digest_ok=False` means the attached solution does not hash to the digest: the carrier, not the leader,
     is at fault; the protocol then drops that copy without caching a verdict for the digest."""
 
     digest: str
-    accepted: bool
-    cost: float | None = None
-    reasons: tuple[str, ...] = ()
+    verdict: Verdict
     digest_ok: bool = True
+    time: float | None = None
 
 
 @dataclass(frozen=True)
@@ -59,9 +96,7 @@ class SolutionReady:
     height: int
     round: int
     payloads: Mapping[str, Payload]
-
-
-Event = Start | MessageReceived | TimerExpired | VerificationDone | SolutionReady
+    time: float | None = None
 
 
 # ---------------------------------------------------------------------------------------------------- actions
@@ -70,16 +105,6 @@ class Send:
     """Put `msg` on the wire to `dst`; `delay` extra virtual seconds before it leaves (Delay behaviour)."""
 
     dst: NodeId
-    msg: Any
-    delay: float = 0.0
-
-
-@dataclass(frozen=True)
-class Broadcast:
-    """Same message to several destinations. The machines emit individual `Send`s; hosts and behaviours must
-    still accept this action (see `expand`)."""
-
-    dsts: tuple[NodeId, ...]
     msg: Any
     delay: float = 0.0
 
@@ -141,29 +166,167 @@ class Exclude:
 
 
 @dataclass(frozen=True)
-class Record:
-    """A trace entry for reports (no effect on the protocol)."""
-
-    kind: str
-    data: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class Execute:
     """A normal node executes the block's plan (it has been appended to its chain)."""
 
     block: Block
 
 
-Action = Send | Broadcast | StartTimer | CancelTimer | Verify | Solve | Decide | Exclude | Record | Execute
+# ------------------------------------------------------------------------------------------------------ notes
+class Note(abc.ABC):
+    """What a machine observed or concluded (no effect outside the machine): `isinstance(x, Note)`.
+
+    The notes below are immutable named tuples (cheap to make: the machines emit one per copy received) with
+    typed fields; two notes are equal only if they are of the same type and have equal fields. A note of your
+    own may be any immutable class that subclasses `Note` (e.g. a frozen dataclass)."""
 
 
-def expand(actions: list[Any]) -> list[Any]:
-    """Replace every Broadcast by one Send per destination (order kept)."""
-    out: list[Any] = []
-    for a in actions:
-        if isinstance(a, Broadcast):
-            out.extend(Send(d, a.msg, a.delay) for d in a.dsts)
-        else:
-            out.append(a)
-    return out
+class RoundStarted(NamedTuple):
+    height: int
+    round: int
+    leader: NodeId
+
+
+class Abandoned(NamedTuple):
+    """A new `Start` abandoned this unfinished height."""
+
+    height: int
+    round: int
+
+
+class Received(NamedTuple):
+    """A copy of a proposal was taken for processing (well-formed, signed, from the scheduled leader).
+    `via`: "own" (the leader's own plan) or "R<k>" (k = number of hops, 1 = direct from the leader)."""
+
+    height: int
+    round: int
+    leader: NodeId
+    path: tuple[NodeId, ...]
+    src: NodeId
+    digest: str
+    label: str
+    claimed_cost: float | None
+    via: str
+
+
+class Verified(NamedTuple):
+    """The verdict on `digest` arrived (and is cached: once per digest per node)."""
+
+    digest: str
+    verdict: Verdict
+
+
+class Rejected(NamedTuple):
+    """A received copy failed verification."""
+
+    height: int
+    round: int
+    leader: NodeId
+    path: tuple[NodeId, ...]
+    digest: str
+    reasons: tuple[str, ...]
+
+
+class OwnPlanRejected(NamedTuple):
+    digest: str
+    reasons: tuple[str, ...]
+
+
+class AcceptedUnchecked(NamedTuple):
+    """A colluding follower took a trusted leader's plan without verifying it."""
+
+    digest: str
+    leader: NodeId
+
+
+class ProofReceived(NamedTuple):
+    src: NodeId
+    leader: NodeId
+    digest: str
+
+
+class DecisionSeen(NamedTuple):
+    src: NodeId
+    height: int
+    digest: str
+
+
+class Dropped(NamedTuple):
+    """An event or message was dropped for `reason`. `message` is the kind of the dropped message, `event` the
+    type of a dropped event; the other fields say what the copy claimed (None = not applicable)."""
+
+    reason: str
+    src: NodeId | None = None
+    message: str | None = None
+    event: str | None = None
+    height: Any = None
+    round: Any = None
+    leader: NodeId | None = None
+    path: tuple[NodeId, ...] | None = None
+    digest: str | None = None
+    signer: NodeId | None = None
+    delegate: NodeId | None = None
+    detail: str | None = None
+    dst: NodeId | None = None
+
+
+class GaveUp(NamedTuple):
+    """Every round of `height` timed out: this delegate's part in the height is over."""
+
+    height: int
+    rounds: int
+
+
+class ConflictingDecisions(NamedTuple):
+    """A normal node got two different decisions from `delegate` for `height` (evidence; it counts for none)."""
+
+    delegate: NodeId
+    height: int
+    first: tuple[Any, ...]
+    second: tuple[Any, ...]
+
+
+class NoMajority(NamedTuple):
+    """A normal node's height timed out without a majority. `votes`: (digest, count) pairs."""
+
+    height: int
+    votes: tuple[tuple[str, int], ...]
+    conflicted: tuple[NodeId, ...]
+
+
+class Crashed(NamedTuple):
+    """The node stopped (Crash behaviour) at virtual time `time`."""
+
+    time: float | None
+
+
+NOTES = (RoundStarted, Abandoned, Received, Verified, Rejected, OwnPlanRejected, AcceptedUnchecked, ProofReceived,
+         DecisionSeen, Dropped, GaveUp, ConflictingDecisions, NoMajority, Crashed)
+
+
+def _same_note(self: tuple, other: object) -> bool:
+    return type(self) is type(other) and tuple.__eq__(self, other)  # type: ignore[arg-type]
+
+
+def _other_note(self: tuple, other: object) -> bool:
+    return not _same_note(self, other)
+
+
+for _cls in NOTES:
+    Note.register(_cls)
+    _cls.__eq__ = _same_note  # type: ignore[assignment,method-assign]
+    _cls.__ne__ = _other_note  # type: ignore[assignment,method-assign]
+    _cls.__hash__ = tuple.__hash__  # type: ignore[assignment,method-assign]
+del _cls
+
+
+Event = Start | MessageReceived | TimerExpired | VerificationDone | SolutionReady
+Action = (
+    Send | StartTimer | CancelTimer | Verify | Solve | Decide | Exclude | Execute
+    | RoundStarted | Abandoned | Received | Verified | Rejected | OwnPlanRejected | AcceptedUnchecked
+    | ProofReceived | DecisionSeen | Dropped | GaveUp | ConflictingDecisions | NoMajority | Crashed
+)
+
+#: the actions that end a node's part in a height (a delegate's `Decide` / `GaveUp`, a normal node's
+#: `Execute` / `NoMajority`, any node's `Crashed`)
+HEIGHT_ENDS = (Decide, GaveUp, Execute, NoMajority, Crashed)

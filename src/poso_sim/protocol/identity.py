@@ -81,6 +81,43 @@ def verify_sig(public: bytes | None, signature: bytes, data: bytes) -> bool:
     return True
 
 
+class SignatureCache:
+    """Memoised Ed25519 verification: `verify(public, signature, data)` gives what `verify_sig` gives, computed
+    once per distinct (key, signature, data). A pure function of its inputs, so results never change; it only
+    removes the N-fold repetition of the same check by N simulated delegates. Pass `cache.verify` as the
+    machines' `sig_check` (the scenario runner does, given `signature_cache=`). At most `limit` entries (then
+    it starts afresh)."""
+
+    __slots__ = ("_memo", "limit", "calls", "computed")
+
+    def __init__(self, limit: int = 200_000) -> None:
+        self._memo: dict[tuple[bytes, bytes, bytes], bool] = {}
+        self.limit = int(limit)
+        self.calls = 0
+        self.computed = 0
+
+    def verify(self, public: bytes | None, signature: bytes, data: bytes) -> bool:
+        self.calls += 1
+        if not isinstance(public, (bytes, bytearray)) or not isinstance(signature, (bytes, bytearray)):
+            return verify_sig(public, signature, data)
+        key = (bytes(public), bytes(signature), data)
+        ok = self._memo.get(key)
+        if ok is None:
+            self.computed += 1
+            ok = verify_sig(public, signature, data)
+            if len(self._memo) >= self.limit:
+                self._memo.clear()
+            self._memo[key] = ok
+        return ok
+
+    def clear(self) -> None:
+        self._memo.clear()
+        self.calls = self.computed = 0
+
+    def __len__(self) -> int:
+        return len(self._memo)
+
+
 @dataclass(frozen=True)
 class Committee:
     """The delegates in rotation order, their public keys (None when signatures are off) and the observers

@@ -92,9 +92,6 @@ class _Message:
         extra = {} if sig is None else {"signature": sig}
         return canonical({"kind": self.kind, "v": self.version, **self.body(), **extra})
 
-    def message_hash(self) -> str:
-        return hashlib.sha256(self.encode()).hexdigest()
-
 
 @dataclass(frozen=True)
 class Proposal(_Message):

@@ -4,9 +4,21 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
-from .events import CancelTimer, Execute, MessageReceived, Record, Start, StartTimer, TimerExpired
+from .events import (
+    Action,
+    CancelTimer,
+    ConflictingDecisions,
+    Dropped,
+    Event,
+    Execute,
+    MessageReceived,
+    NoMajority,
+    Start,
+    StartTimer,
+    TimerExpired,
+)
 from .identity import Committee, NodeId, verify_sig
 from .messages import GENESIS_HASH, Block, Decision, message_problem
 
@@ -40,6 +52,7 @@ class NormalNode:
         signatures: bool = True,
         case_id: str | None = None,
         timeout: float | None = None,
+        sig_check: Callable[[bytes | None, bytes, bytes], bool] = verify_sig,
     ) -> None:
         if signatures and committee.keys is None:
             raise ValueError("signatures are on but the committee has no public keys")
@@ -47,13 +60,14 @@ class NormalNode:
         self.committee = committee
         self.signatures = signatures
         self.case_id = case_id
+        self.sig_check = sig_check
         self.timeout = float(timeout) if timeout is not None else 5.3 * (committee.size + 1)
         self.chain: list[Block] = []
         self.heights: dict[int, _Height] = {}
         self.closed_upto = 0  # every height <= this is appended or skipped
 
-    def handle(self, event: Any) -> list[Any]:
-        out: list[Any] = []
+    def handle(self, event: Event) -> list[Action]:
+        out: list[Action] = []
         if isinstance(event, Start):
             if isinstance(event.height, int) and event.height > self.closed_upto:
                 self._height(event.height, out)
@@ -62,7 +76,7 @@ class NormalNode:
         elif isinstance(event, TimerExpired):
             self._on_timer(event.timer_id, out)
         else:
-            out.append(Record("dropped", {"node": self.name, "reason": "unexpected", "event": type(event).__name__}))
+            out.append(Dropped("unexpected", event=type(event).__name__))
         return out
 
     def _height(self, h: int, out: list[Any]) -> _Height:
@@ -75,7 +89,7 @@ class NormalNode:
         return st
 
     def _drop(self, out: list[Any], reason: str, src: NodeId, **extra: Any) -> None:
-        out.append(Record("dropped", {"node": self.name, "reason": reason, "src": src, **extra}))
+        out.append(Dropped(reason, src, **extra))
 
     def _on_message(self, src: NodeId, msg: Any, out: list[Any]) -> None:
         problem = message_problem(msg)
@@ -83,7 +97,7 @@ class NormalNode:
             self._drop(out, "malformed", src, detail=problem)
             return
         if not isinstance(msg, Decision):
-            self._drop(out, "unexpected", src, kind=msg.kind)
+            self._drop(out, "unexpected", src, message=msg.kind)
             return
         if msg.delegate not in self.committee:
             self._drop(out, "not a member", src, delegate=msg.delegate)
@@ -94,7 +108,7 @@ class NormalNode:
         if self.case_id is not None and msg.case_id != self.case_id:
             self._drop(out, "wrong case", src)
             return
-        if self.signatures and not verify_sig(
+        if self.signatures and not self.sig_check(
             self.committee.public_key(msg.delegate), msg.signature, msg.signing_bytes()
         ):
             self._drop(out, "bad signature", src, delegate=msg.delegate)
@@ -116,12 +130,7 @@ class NormalNode:
                 return  # a duplicate of the same decision
             st.conflicted.add(d)
             del st.votes[d]
-            out.append(
-                Record(
-                    "conflicting_decisions",
-                    {"node": self.name, "delegate": d, "height": h, "first": prev.content(), "second": msg.content()},
-                )
-            )
+            out.append(ConflictingDecisions(d, h, prev.content(), msg.content()))
             return
         st.votes[d] = msg
         tally = Counter(v.content() for v in st.votes.values())
@@ -142,12 +151,7 @@ class NormalNode:
             return
         st.status = "no_majority"
         tally = Counter(v.content()[3] for v in st.votes.values())
-        out.append(
-            Record(
-                "no_majority",
-                {"node": self.name, "height": h, "votes": dict(tally), "conflicted": sorted(st.conflicted)},
-            )
-        )
+        out.append(NoMajority(h, tuple(tally.items()), tuple(sorted(st.conflicted))))
         self._flush(out)
 
     def _flush(self, out: list[Any]) -> None:
@@ -166,13 +170,6 @@ class NormalNode:
                 )
                 self.chain.append(block)
                 out.append(Execute(block))
-                out.append(
-                    Record(
-                        "executed",
-                        {"node": self.name, "height": h, "digest": digest, "cost": cost, "leader": leader,
-                         "round": rnd, "votes": len(st.winners), "hash": block.hash},
-                    )
-                )
             self.closed_upto = h
         # forget vote details of closed heights (the blocks keep the certificates)
         for h in [h for h in self.heights if h < self.closed_upto]:

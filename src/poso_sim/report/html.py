@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 from poso_sim.htmlkit import div, escape, fmt, grid, kv_table, verdict
 from poso_sim.nlp.solution import solution_html
-from poso_sim.report.table3 import cell, table3
+from poso_sim.report.table3 import cell, failed_copies, table3
 from poso_sim.scenarios.display import outcome_html
 
 __all__ = ["solution_html", "certificate_html", "outcome_html", "table3_html", "frame_html"]
@@ -72,7 +72,7 @@ def table3_html(phases_or_result: Any, height: int | None = None, *, decimals: i
     else:
         result = phases_or_result
         phases = table3(result, height)
-        rejected = {(r["node"], r["digest"]) for r in result.records if r["kind"] in ("rejected", "own_plan_rejected")}
+        rejected = failed_copies(result)
     parts = []
     for ph in phases:
         rows = []

@@ -13,6 +13,7 @@ tests. Nothing here solves or runs anything: pass a :class:`~poso_sim.solvers.So
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 import re
@@ -20,6 +21,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
+
+from poso_sim.protocol import Decide
 
 __all__ = [
     "DISPATCH_FAMILIES",
@@ -233,6 +236,25 @@ def _trace_records(run: Any) -> list[dict[str, Any]]:
     return [dict(r) for r in trace]
 
 
+def _decisions(run: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The delegates' decisions as ``{"node", "t", "seq"}``: from the run log of a ``RunResult`` (placed at the
+    kernel-trace position of their moment), or from the ``decided`` user events of bare trace records."""
+    log = getattr(run, "log", None)
+    if log is None:
+        return [{"node": r.get("src") or (r.get("data") or {}).get("node"), "t": r["t"], "seq": r["seq"]}
+                for r in records if r.get("ev") == "user" and r.get("kind") == "decided"]
+    marks = {(r.get("src"), float(r["t"])): r["seq"] for r in records if r.get("ev") == "user" and r.get("kind") == "decided"}
+    times = [float(r["t"]) for r in records]
+    out = []
+    for e in log.of(Decide):
+        seq = marks.get((e.node, float(e.t)))
+        if seq is None and records:  # no user events kept: the last kernel record at or before that moment
+            i = max(0, bisect.bisect_right(times, float(e.t)) - 1)
+            seq = records[i]["seq"]
+        out.append({"node": e.node, "t": float(e.t), "seq": seq if seq is not None else 0})
+    return out
+
+
 def message_frame(run: Any):
     """The messages of a run (or of trace records) as a DataFrame, one row per message sent:
     ``msg_id, kind, src, dst, t_send, t_end, seq_send, seq_end, outcome ("delivered" | "dropped" | "in flight"),
@@ -300,7 +322,7 @@ def plot_message_sequence(
         truncated = len(msgs) - max_messages
         msgs = msgs.iloc[:max_messages]
     records = _trace_records(run)
-    decided = [r for r in records if r.get("ev") == "user" and r.get("kind") == "decided"]
+    decided = _decisions(run, records)
 
     if lanes is None:
         lanes = list(getattr(run, "delegates", []) or [])
@@ -369,7 +391,7 @@ def plot_message_sequence(
                                      lw=1.2, ls="-" if r.outcome == "delivered" else ":",
                                      gid=f"msg:{r.kind}:{r.msg_id}"))
     for r in decided:
-        node = r.get("src") or (r.get("data") or {}).get("node")
+        node = r["node"]
         if node in xpos:
             ax.plot([xpos[node]], [ypos(float(r["t"]), r["seq"])], marker="*", color="gold", mec="black", ms=12,
                     ls="none", gid="decided", zorder=3)

@@ -2,7 +2,7 @@
 leader, or the leader's own plan in its own row), R2 (relayed once), R3... A cell is ``<$COST>PATH``: COST the
 payload's true cost, PATH the leader then each relay. Only solution messages (proposals and relays) appear.
 
-Built from the run's ``received`` records (poso_sim.protocol), so it shows exactly what each delegate accepted
+Built from the run log's `Received` notes (poso_sim.protocol), so it shows exactly what each delegate accepted
 for processing (well-formed, signed, from the scheduled leader), whether or not its verification then failed.
 """
 
@@ -12,7 +12,9 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-__all__ = ["Phase", "cell", "table3", "table3_json", "render_table3", "record_names"]
+from poso_sim.protocol import OwnPlanRejected, Received, Rejected, RoundStarted
+
+__all__ = ["Phase", "cell", "table3", "table3_json", "render_table3", "record_names", "failed_copies"]
 
 
 @dataclass
@@ -40,8 +42,14 @@ def cell(cost: float | None, path: Iterable[str], decimals: int = 0) -> str:
     return f"<${float(cost):.{decimals}f}>{p}"
 
 
-def _col(via: str, path: Any) -> str:
+def _col(via: str) -> str:
     return "R1" if via == "own" else via
+
+
+def failed_copies(result: Any, own: bool = True) -> set[tuple[str, str]]:
+    """(node, digest) of the copies whose verification failed (`own`: with the leaders' own failed plans)."""
+    kinds = (Rejected, OwnPlanRejected) if own else (Rejected,)
+    return {(e.node, e.item.digest) for e in result.log.of(*kinds)}
 
 
 def table3(result: Any, height: int | None = None) -> list[Phase]:
@@ -57,23 +65,17 @@ def table3(result: Any, height: int | None = None) -> list[Phase]:
             ph = phases[key] = Phase(leader, h, r, {d: {} for d in delegates})
         return ph
 
-    for rec in result.records:
-        kind = rec["kind"]
-        if kind not in ("round_start", "received"):
+    for t, node, item in result.log.of(RoundStarted, Received):
+        if height is not None and item.height != height:
             continue
-        h, r = rec.get("height"), rec.get("round")
-        if height is not None and h != height:
-            continue
-        ph = phase(h, r, rec["leader"])
-        if kind == "received":
-            col = _col(rec["via"], rec["path"])
-            digest = rec["digest"]
-            cost = costs.get(digest)
+        ph = phase(item.height, item.round, item.leader)
+        if isinstance(item, Received):
+            cost = costs.get(item.digest)
             if cost is None:
-                cost = rec.get("claimed_cost")
-            ph.rows.setdefault(rec["node"], {}).setdefault(col, []).append(
-                {"cost": cost, "path": list(rec["path"]), "digest": digest, "own": rec["via"] == "own",
-                 "label": rec.get("label"), "t": rec.get("t")}
+                cost = item.claimed_cost
+            ph.rows.setdefault(node, {}).setdefault(_col(item.via), []).append(
+                {"cost": cost, "path": list(item.path), "digest": item.digest, "own": item.via == "own",
+                 "label": item.label, "t": t}
             )
     out = sorted(phases.values(), key=lambda p: (p.height, p.round, delegates.index(p.leader) if p.leader in delegates else 0))
     for ph in out:
@@ -102,8 +104,8 @@ def table3_json(result: Any, height: int | None = None) -> list[dict[str, Any]]:
 def render_table3(result: Any, height: int | None = None, *, notes: bool = True) -> str:
     """Text tables as in the paper (costs rounded to $1; "–" for an empty cell). With `notes`, the leader's own
     plan is marked "(its own)" and a copy whose verification failed "(fails KKT)"."""
-    rejected = {(r["node"], r["digest"]) for r in result.records if r["kind"] == "rejected"}
-    failed_own = {(r["node"], r["digest"]) for r in result.records if r["kind"] == "own_plan_rejected"}
+    rejected = failed_copies(result, own=False)
+    failed_own = {(e.node, e.item.digest) for e in result.log.of(OwnPlanRejected)}
     lines: list[str] = []
     for ph in table3(result, height):
         lines.append(f'Phase "Leader is {ph.leader}" (height {ph.height}, round {ph.round})')
@@ -142,11 +144,11 @@ def record_names(result: Any, height: int | None = None, *, use_ids: bool = True
         return str(ids.get(n, n)) if use_ids else n
 
     out = []
-    for rec in result.records:
-        if rec["kind"] != "received" or (height is not None and rec.get("height") != height):
+    for _, node, rec in result.log.of(Received):
+        if height is not None and rec.height != height:
             continue
-        if rec["via"] == "own" and not own:
+        if rec.via == "own" and not own:
             continue
-        md5 = hashlib.md5(rec["digest"].encode()).hexdigest()
-        out.append(f"Optimization_data_Node{ref(rec['node'])}_{'via'.join(ref(p) for p in rec['path'])}_{md5}")
+        md5 = hashlib.md5(rec.digest.encode()).hexdigest()
+        out.append(f"Optimization_data_Node{ref(node)}_{'via'.join(ref(p) for p in rec.path)}_{md5}")
     return out

@@ -1,8 +1,25 @@
-"""A readable account of a run: who sent what, who decided, what the normal nodes executed."""
+"""A readable account of a run (read from its run log): who sent what, who decided, what the normal nodes
+executed, what was dropped."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from poso_sim.protocol import (
+    AcceptedUnchecked,
+    ConflictingDecisions,
+    Crashed,
+    Decide,
+    Dropped,
+    Execute,
+    GaveUp,
+    NoMajority,
+    OwnPlanRejected,
+    ProofReceived,
+    Received,
+    Rejected,
+    RoundStarted,
+)
 
 __all__ = ["render_run"]
 
@@ -22,16 +39,11 @@ def render_run(result: Any, *, events: bool = True, max_events: int = 400) -> st
     if events:
         out.append("")
         out.append("events:")
-        shown = 0
-        for r in result.records:
-            line = _event_line(r, result)
-            if line is None:
-                continue
-            shown += 1
-            if shown > max_events:
-                out.append(f"  ... ({sum(1 for x in result.records if _event_line(x, result)) - max_events} more)")
-                break
-            out.append(f"  {r['t']:8.3f}s  {line}")
+        lines = [(e.t, line) for e in result.log if (line := _event_line(e.node, e.item, result)) is not None]
+        for t, line in lines[:max_events]:
+            out.append(f"  {t:8.3f}s  {line}")
+        if len(lines) > max_events:
+            out.append(f"  ... ({len(lines) - max_events} more)")
     for h in j["heights"]:
         out.append("")
         out.append(f"height {h['height']}:")
@@ -60,36 +72,40 @@ def render_run(result: Any, *, events: bool = True, max_events: int = 400) -> st
     return "\n".join(out) + "\n"
 
 
-def _event_line(r: dict[str, Any], result: Any) -> str | None:
-    k = r["kind"]
-    n = r.get("node")
-    if k == "round_start":
-        return f"{n}: height {r['height']} round {r['round']} starts, leader {r['leader']}" if n == r["leader"] else None
-    if k == "received":
-        cost = result.costs.get(r["digest"]) or r.get("claimed_cost")
-        if r["via"] == "own":
-            return f"{n}: solved; own plan {r.get('label') or ''} ({_cost(cost)})"
-        return f"{n}: got {r['leader']}'s {r.get('label') or 'plan'} ({_cost(cost)}) via {'>'.join(r['path'])} [{r['via']}]"
-    if k == "rejected":
-        return f"{n}: rejected {r['leader']}'s plan via {'>'.join(r['path'])}: {', '.join(r['reasons'])}"
-    if k == "accepted_unchecked":
-        return f"{n}: accepted {r['leader']}'s plan without checking it"
-    if k == "proof_received":
-        return f"{n}: misbehaviour proof against {r['leader']} from {r['src']}"
-    if k == "decided":
-        return f"{n}: DECIDES {r['leader']}'s {r.get('label') or 'plan'} ({_cost(r['cost'])}) h{r['height']} r{r['round']}"
-    if k == "gave_up":
-        return f"{n}: gave up height {r['height']} after {r['rounds']} rounds"
-    if k == "executed":
-        return f"{n}: EXECUTES {r['leader']}'s plan ({_cost(r['cost'])}) h{r['height']}, {r['votes']} decisions"
-    if k == "no_majority":
-        return f"{n}: no majority for height {r['height']}"
-    if k == "own_plan_rejected":
+#: drop reasons too common to be worth a line (copies arriving late or twice)
+_QUIET_DROPS = ("duplicate", "loop", "height closed", "stale")
+
+
+def _event_line(n: str, r: Any, result: Any) -> str | None:
+    if isinstance(r, RoundStarted):
+        return f"{n}: height {r.height} round {r.round} starts, leader {r.leader}" if n == r.leader else None
+    if isinstance(r, Received):
+        cost = result.costs.get(r.digest) or r.claimed_cost
+        if r.via == "own":
+            return f"{n}: solved; own plan {r.label or ''} ({_cost(cost)})"
+        return f"{n}: got {r.leader}'s {r.label or 'plan'} ({_cost(cost)}) via {'>'.join(r.path)} [{r.via}]"
+    if isinstance(r, Rejected):
+        return f"{n}: rejected {r.leader}'s plan via {'>'.join(r.path)}: {', '.join(r.reasons)}"
+    if isinstance(r, AcceptedUnchecked):
+        return f"{n}: accepted {r.leader}'s plan without checking it"
+    if isinstance(r, ProofReceived):
+        return f"{n}: misbehaviour proof against {r.leader} from {r.src}"
+    if isinstance(r, Decide):
+        return f"{n}: DECIDES {r.leader}'s {r.label or 'plan'} ({_cost(r.cost)}) h{r.height} r{r.round}"
+    if isinstance(r, GaveUp):
+        return f"{n}: gave up height {r.height} after {r.rounds} rounds"
+    if isinstance(r, Execute):
+        b = r.block
+        return f"{n}: EXECUTES {b.leader}'s plan ({_cost(b.cost)}) h{b.height}, {len(b.decisions)} decisions"
+    if isinstance(r, NoMajority):
+        return f"{n}: no majority for height {r.height}"
+    if isinstance(r, OwnPlanRejected):
         return f"{n}: its own plan fails verification"
-    if k == "conflicting_decisions":
-        return f"{n}: conflicting decisions from {r['delegate']}"
-    if k == "crashed":
+    if isinstance(r, ConflictingDecisions):
+        return f"{n}: conflicting decisions from {r.delegate}"
+    if isinstance(r, Crashed):
         return f"{n}: crashed"
-    if k == "dropped" and r.get("reason") not in ("duplicate", "loop", "height closed", "stale"):
-        return f"{n}: dropped a {r.get('kind', 'message')} from {r.get('src')}: {r['reason']}"
+    if isinstance(r, Dropped) and r.reason not in _QUIET_DROPS:
+        what = r.message or (f"{r.event} event" if r.event else "message")
+        return f"{n}: dropped a {what}{'' if r.src is None else ' from ' + r.src}: {r.reason}"
     return None

@@ -5,6 +5,8 @@ scenarios, payload sources (real solutions + KKT certificate, or stubs) and the 
     result = run_scenario("scenario-1")                 # real payloads (cached solves, KKT certificate)
     result = run_scenario("scenario-1", payloads="stub")
     result.to_json()["executed"]
+    result = await arun_scenario("scenario-1")          # from asyncio code or a notebook
+    result.log                                          # the typed run log every report reads
 
 See docs/scenarios.md.
 """
@@ -22,23 +24,24 @@ from .model import (
     parse_scenario,
     resolve_scenario,
 )
+from .log import Entry, RunLog
 from .payloads import (
     STUB_COSTS,
-    VERDICTS,
     PayloadSource,
     RealPayloads,
     StubPayloads,
     StubSolution,
-    VerifyResult,
-    clear_verdicts,
     make_source,
+    solution_matches,
 )
-from .runner import Runner, RunResult, run_scenario
+from .runner import Runner, RunResult, VerificationService, arun_scenario, needed_labels, run_scenario
+from .session import Session, clear_verdicts, default_session
 
 __all__ = [
     "Scenario", "NetworkSpec", "FaultSpec", "BEHAVIOUR_KEYS", "load_scenario", "parse_scenario", "import_legacy",
     "packaged_scenarios", "resolve_scenario", "generated_name", "legacy_name",
-    "PayloadSource", "VerifyResult", "StubPayloads", "StubSolution", "RealPayloads", "VERDICTS", "clear_verdicts",
-    "make_source", "STUB_COSTS",
-    "Runner", "RunResult", "run_scenario",
+    "PayloadSource", "StubPayloads", "StubSolution", "RealPayloads", "make_source", "solution_matches", "STUB_COSTS",
+    "Session", "default_session", "clear_verdicts",
+    "Runner", "RunResult", "run_scenario", "arun_scenario", "needed_labels", "VerificationService",
+    "RunLog", "Entry",
 ]

@@ -2,85 +2,67 @@
 
 `PayloadSource` is the runner's port: `payloads(height)` gives the labelled plans a leader may propose
 ("optimal", "tampered", "feasible", "forged"), `verify(payload, height)` judges one attached solution against the
-delegate's own copy of the problem, `cost_of(digest)` is a plan's true cost (for reports).
+delegate's own copy of the problem and returns the protocol's `Verdict`, `cost_of(digest)` is a plan's true cost
+(for reports). A source may also have `prepare(labels)`: make those plans ready before the clock starts.
 
 * `StubPayloads`: fixed digests and costs (744.09 / 904.17 / 893.41 / forged 744.09) and a verifier table; no
   solver. For unit tests and large sweeps.
-* `RealPayloads`: real `poso_sim.solvers.Solution`s from the cached solve API and the real KKT certificate
-  (`poso_sim.kkt.verify`) against `get_problem(case, "true")`.
+* `RealPayloads`: real `poso_sim.nlp.Solution`s from the cached solve API and the real KKT certificate
+  (`poso_sim.kkt.verify`) against `get_problem(case, "true")`; a plan is solved only when a run needs it.
 
-Verdicts are memoised by digest in a process-wide table (`VERDICTS`), so a digest is verified once per process
-whatever the number of delegates, heights or runs; each runner also counts its own calls.
+The runner checks that an attached solution hashes to its digest (`solution_matches`) and memoises verdicts by
+digest in its `Session` (poso_sim.scenarios.session), so a digest is verified once per session whatever the
+number of delegates, heights or runs.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-import time
+import threading
 from dataclasses import dataclass
-from typing import Any, Mapping, Protocol, runtime_checkable
+from typing import Any, Iterable, Iterator, Mapping, Protocol, runtime_checkable
 
 from poso_sim.errors import PosoError
-from poso_sim.protocol import Payload
+from poso_sim.protocol import Payload, Verdict
+
+from .session import default_session
+
+# The solver API and the certificate are imported where they are used: importing poso_sim.solvers.api loads
+# Pyomo and CasADi (seconds), which stub runs, sweeps on stubs and `--help` must not pay.
 
 __all__ = [
     "PayloadSource",
-    "VerifyResult",
     "StubPayloads",
     "StubSolution",
     "RealPayloads",
-    "VERDICTS",
-    "clear_verdicts",
     "STUB_COSTS",
+    "LABELS",
+    "solution_matches",
+    "solve_variants",
 ]
 
 LABELS = ("optimal", "tampered", "feasible", "forged")
 
 
-@dataclass(frozen=True)
-class VerifyResult:
-    accepted: bool
-    cost: float | None
-    reasons: tuple[str, ...] = ()
-    digest_ok: bool = True
-    seconds: float = 0.0  # measured wall time of the (first) verification
-
-
 @runtime_checkable
 class PayloadSource(Protocol):
-    key: str  # identifies the source in the process-wide verdict table (e.g. "stub:manchester")
+    key: str  # identifies the source's verdicts in a session's memo (e.g. "stub:manchester:...")
 
     def payloads(self, height: int) -> Mapping[str, Payload]: ...
 
-    def verify(self, payload: Payload, height: int | None = None) -> VerifyResult: ...
+    def verify(self, payload: Payload, height: int | None = None) -> Verdict: ...
 
     def cost_of(self, digest: str) -> float | None: ...
 
     def label_of(self, digest: str) -> str | None: ...
 
 
-# process-wide memo: (source key, digest) -> verdict
-VERDICTS: dict[tuple[str, str], VerifyResult] = {}
-
-
-def clear_verdicts() -> None:
-    VERDICTS.clear()
-
-
-def _memo_verify(source_key: str, payload: Payload, compute: Any) -> VerifyResult:
-    """Shared memo; the solution attached must hash to the digest (checked every time, not memoised)."""
+def solution_matches(payload: Payload) -> bool:
+    """Whether the solution attached to `payload` hashes to the payload's digest (else the carrier is at
+    fault and no verdict is given for the digest)."""
     sol = payload.solution
-    if sol is None or getattr(sol, "digest", None) != payload.digest:
-        return VerifyResult(False, None, ("solution does not hash to the digest",), digest_ok=False)
-    key = (source_key, payload.digest)
-    hit = VERDICTS.get(key)
-    if hit is None:
-        t0 = time.perf_counter()
-        hit = compute(sol)
-        hit = VerifyResult(hit.accepted, hit.cost, hit.reasons, True, time.perf_counter() - t0)
-        VERDICTS[key] = hit
-    return hit
+    return sol is not None and getattr(sol, "digest", None) == payload.digest
 
 
 # -------------------------------------------------------------------------------------------------- stubs
@@ -124,7 +106,6 @@ class StubPayloads:
             sol = StubSolution(digest, lbl, float(self.costs[lbl]))
             self._payloads[lbl] = Payload(digest, lbl, float(self.costs[lbl]), sol)
             self._by_digest[digest] = lbl
-        self.verifications = 0
 
     def payloads(self, height: int) -> Mapping[str, Payload]:
         return self._payloads
@@ -132,16 +113,12 @@ class StubPayloads:
     def digest(self, label: str) -> str:
         return self._payloads[label].digest
 
-    def verify(self, payload: Payload, height: int | None = None) -> VerifyResult:
-        def compute(sol: StubSolution) -> VerifyResult:
-            self.verifications += 1
-            lbl = self._by_digest.get(sol.digest)
-            if lbl is None:
-                return VerifyResult(False, None, ("unknown solution",))
-            ok = self.accepted[lbl]
-            return VerifyResult(ok, self.costs[lbl], () if ok else STUB_REASONS.get(lbl, ("rejected",)))
-
-        return _memo_verify(self.key, payload, compute)
+    def verify(self, payload: Payload, height: int | None = None) -> Verdict:
+        lbl = self._by_digest.get(getattr(payload.solution, "digest", None))
+        if lbl is None:
+            return Verdict(False, None, ("unknown solution",))
+        ok = self.accepted[lbl]
+        return Verdict(ok, self.costs[lbl], () if ok else STUB_REASONS.get(lbl, ("rejected",)))
 
     def cost_of(self, digest: str) -> float | None:
         lbl = self._by_digest.get(digest)
@@ -152,6 +129,39 @@ class StubPayloads:
 
 
 # --------------------------------------------------------------------------------------------- real plans
+#: the solver variant behind each label ("forged" reuses the optimum's primal)
+VARIANT_OF = {"optimal": "true", "tampered": "tampered", "feasible": "feasible", "forged": "true"}
+
+
+def solve_variants(case: str, variants: Iterable[str], **kw: Any) -> dict[str, Any]:
+    """Cached solutions of `variants` of `case`: the one place that calls the solver for a run's plans.
+
+    Each variant through `poso_sim.solvers.api.solve_case(case, variant, cache=True)`; when the parallel
+    `solve_plans(case, variants, workers=...)` is available this becomes that one call."""
+    from poso_sim.solvers.api import solve_case  # heavy (Pyomo, CasADi): see the note at the imports
+
+    return {v: solve_case(case, v, cache=True, **kw) for v in dict.fromkeys(variants)}
+
+
+class _Plans(Mapping[str, Payload]):
+    """The labelled plans of a `RealPayloads`: a plan is made (solved or loaded) when it is first looked up.
+    Iterating the keys solves nothing; looking at every value solves every plan."""
+
+    def __init__(self, source: "RealPayloads") -> None:
+        self._source = source
+
+    def __getitem__(self, label: str) -> Payload:
+        if label not in LABELS:
+            raise KeyError(label)
+        return self._source._plan(label)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(LABELS)
+
+    def __len__(self) -> int:
+        return len(LABELS)
+
+
 class RealPayloads:
     """Real solutions and the real certificate.
 
@@ -161,50 +171,78 @@ class RealPayloads:
       restricted problem, i.e. without the extra rows' multipliers, which the true problem does not have);
     * "forged": the optimal primal with forged multipliers (all multipliers scaled by `forge_scale`).
 
-    Verification: `poso_sim.kkt.verify(nlp, solution)` with `nlp` from `get_problem(case, "true")`. Solves and
-    verdicts are cached per process (and solutions on disk by the solution cache)."""
+    A plan is solved (or loaded from the solution cache) only when it is needed: `prepare(labels)` makes the
+    given ones ready (the runner calls it with the labels a scenario's behaviours use, before the clock starts),
+    any other is made on first lookup. Plans are kept in the `session` (default: the process's default
+    session), so every run of a session shares them.
 
-    _PLANS: dict[tuple[str, float], dict[str, Payload]] = {}
+    Verification: `poso_sim.kkt.verify(nlp, solution)` with `nlp` from `get_problem(case, "true")`, turned into
+    the protocol's `Verdict`."""
 
-    def __init__(self, case: str = "manchester", *, forge_scale: float = 0.5, cache_dir: str | None = None) -> None:
+    def __init__(
+        self, case: str = "manchester", *, forge_scale: float = 0.5, cache_dir: str | None = None, session: Any = None
+    ) -> None:
         self.case = case
         self.forge_scale = float(forge_scale)
         self.cache_dir = cache_dir
         self.key = f"real:{case}"
-        self.verifications = 0
-        self._plans: dict[str, Payload] | None = None
-        self._costs: dict[str, float] = {}
-        self._labels: dict[str, str] = {}
+        self.session = session if session is not None else default_session()
+        self._lock = threading.RLock()
+        self._view = _Plans(self)
 
     # ---- plans
-    def _solve(self, variant: str) -> Any:
-        from poso_sim.solvers.api import solve_case  # CasADi and the solver stack: only for real payloads
+    @property
+    def _store(self) -> dict[str, Payload]:
+        return self.session.plans.setdefault((self.case, self.forge_scale, self.cache_dir), {})
 
-        kw: dict[str, Any] = {"cache": True}
+    def _solve(self, variants: Iterable[str]) -> dict[str, Any]:
+        kw: dict[str, Any] = {}
         if self.cache_dir is not None:
             kw["cache_dir"] = self.cache_dir
-        return solve_case(self.case, variant, **kw)
+        return solve_variants(self.case, variants, **kw)
+
+    def prepare(self, labels: Iterable[str] = LABELS) -> dict[str, Payload]:
+        """Make the plans of `labels` ready (one solver call for the missing variants); returns them."""
+        labels = [lbl for lbl in dict.fromkeys(labels)]
+        for lbl in labels:
+            if lbl not in LABELS:
+                raise PosoError(f"unknown plan label {lbl!r} (known: {', '.join(LABELS)})")
+        with self._lock:
+            store = self._store
+            missing = [lbl for lbl in labels if lbl not in store]
+            if missing:
+                sols = self._solve(VARIANT_OF[lbl] for lbl in missing)
+                for lbl in missing:
+                    store[lbl] = self._make(lbl, sols[VARIANT_OF[lbl]])
+            self._ready_to_verify()
+            return {lbl: store[lbl] for lbl in labels}
+
+    def _ready_to_verify(self) -> None:
+        """Load the compiled problem and the certificate now, before a run's virtual clock starts: a
+        verification during the run must not import them (importing scipy's parts reads the wall clock, which
+        the virtual-time loop forbids, and would stall the simulated time line)."""
+        self._problem()
+        import poso_sim.kkt  # noqa: F401  (scipy: only for real payloads; loaded ahead, see above)
+
+    def _plan(self, label: str) -> Payload:
+        p = self._store.get(label)
+        return p if p is not None else self.prepare([label])[label]
+
+    def _make(self, label: str, sol: Any) -> Payload:
+        if label == "feasible":
+            sol = self._restrict(sol, self._problem()[1])
+        elif label == "forged":
+            s = self.forge_scale
+            sol = sol.with_multipliers(y=sol.y * s, z_L=sol.z_L * s, z_U=sol.z_U * s)
+        return self._payload(label, sol)
 
     def plans(self) -> dict[str, Payload]:
-        if self._plans is None:
-            key = (self.case, self.forge_scale)
-            plans = RealPayloads._PLANS.get(key)
-            if plans is None:
-                plans = {}
-                true = self._solve("true")
-                _, nlp = self._problem()
-                plans["optimal"] = self._payload("optimal", true)
-                plans["tampered"] = self._payload("tampered", self._solve("tampered"))
-                plans["feasible"] = self._payload("feasible", self._restrict(self._solve("feasible"), nlp))
-                s = self.forge_scale
-                forged = true.with_multipliers(y=true.y * s, z_L=true.z_L * s, z_U=true.z_U * s)
-                plans["forged"] = self._payload("forged", forged)
-                RealPayloads._PLANS[key] = plans
-            self._plans = plans
-            for lbl, p in plans.items():
-                self._costs[p.digest] = float(p.claimed_cost) if p.claimed_cost is not None else math.nan
-                self._labels.setdefault(p.digest, lbl)
-        return self._plans
+        """All four plans (solving those not solved yet)."""
+        return self.prepare(LABELS)
+
+    def solved(self) -> dict[str, Payload]:
+        """The plans made so far (solves nothing)."""
+        return dict(self._store)
 
     @staticmethod
     def _restrict(sol: Any, nlp: Any) -> Any:
@@ -226,35 +264,35 @@ class RealPayloads:
         return None, get_compiled(self.case, "true")
 
     def payloads(self, height: int) -> Mapping[str, Payload]:
-        return self.plans()
+        return self._view
 
     # ---- verification
-    def verify(self, payload: Payload, height: int | None = None) -> VerifyResult:
-        def compute(sol: Any) -> VerifyResult:
-            self.verifications += 1
-            from poso_sim.kkt import verify  # scipy: only for real payloads
+    def verify(self, payload: Payload, height: int | None = None) -> Verdict:
+        from poso_sim.kkt import verify  # scipy: only for real payloads
 
-            _, nlp = self._problem()
-            try:
-                cert = verify(nlp, sol)
-            except PosoError:
-                raise
-            except Exception as exc:  # a hostile or foreign solution must not crash the run
-                return VerifyResult(False, None, (f"verifier error: {type(exc).__name__}: {exc}",))
-            cost = getattr(cert, "cost", None)
-            return VerifyResult(bool(cert.accepted), None if cost is None else float(cost),
-                                tuple(str(r) for r in (getattr(cert, "reasons", ()) or ())))
+        _, nlp = self._problem()
+        try:
+            cert = verify(nlp, payload.solution)
+        except PosoError:
+            raise
+        except Exception as exc:  # a hostile or foreign solution must not crash the run
+            return Verdict(False, None, (f"verifier error: {type(exc).__name__}: {exc}",))
+        return Verdict.from_certificate(cert)
 
-        return _memo_verify(self.key, payload, compute)
+    def _by_digest(self, digest: str) -> Payload | None:
+        for p in self._store.values():
+            if p.digest == digest:
+                return p
+        return None
 
     def cost_of(self, digest: str) -> float | None:
-        self.plans()
-        c = self._costs.get(digest)
-        return None if c is None or math.isnan(c) else c
+        p = self._by_digest(digest)
+        c = None if p is None else p.claimed_cost
+        return None if c is None or math.isnan(c) else float(c)
 
     def label_of(self, digest: str) -> str | None:
-        self.plans()
-        return self._labels.get(digest)
+        p = self._by_digest(digest)
+        return None if p is None else p.label
 
 
 def make_source(kind: str, case: str = "manchester") -> PayloadSource:

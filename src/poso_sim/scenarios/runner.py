@@ -1,62 +1,86 @@
 """The runner: binds the protocol machines to simulated nodes and carries out their actions in virtual time.
 
 One simulated node per delegate and per normal node on a `poso_sim.sim.Network`. A message delivered to a node
-becomes `MessageReceived(src, payload)` for its machine; the machine's actions are carried out in order:
+becomes `MessageReceived(src, payload)` for its machine (events to a `BehavingDelegate` also carry the virtual
+`time`, which behaviours may read); the machine's actions are carried out in order:
 
 * `Send` -> `network.send` (kind = the message kind, a short summary for the trace), after `Send.delay`;
 * `StartTimer` / `CancelTimer` -> node timers (a restarted timer replaces the running one);
-* `Verify` -> the payload source's verifier (memoised by digest, per process), answered with
-  `VerificationDone` after the charge (`Verify.charge` seconds, or the measured wall time when None);
+* `Verify` -> the verification service (the payload source's `verify`, or the `verifier` given), after a
+  check that the attached solution hashes to the digest; verdicts are memoised by digest in the run's
+  `Session`; answered with `VerificationDone` after the charge (`Verify.charge` seconds, or the measured wall
+  time when None);
 * `Solve` -> the source's labelled plans, answered with `SolutionReady` after `solve_time` virtual seconds;
-* `Record` -> the run's record list (and a `user` event in the trace);
-* `Decide` / `Exclude` / `Execute` -> the outcomes.
+* notes and outcomes (`Decide`, `Exclude`, `Execute`) -> the run log (`poso_sim.scenarios.log.RunLog`), and a
+  `user` event in the kernel trace (not for `Exclude`).
 
 Heights run one after the other: `Start(h)` to every node, then the runner waits until every running delegate
-has decided or given up and every normal node has executed or timed out (bounded by a deadline), lets the
-messages in flight land, and starts h+1.
+has decided or given up and every normal node has executed or timed out (the typed actions of `HEIGHT_ENDS`,
+bounded by a deadline), lets the messages in flight land, and starts h+1.
 
-Deterministic: the same scenario and seed give the same trace digest in any process (unless verification is
-charged by measured wall time).
+Public extension points (`Runner(...)`, `run_scenario(...)`, `arun_scenario(...)`): `verifier` (a verification
+service: `(payload, height) -> Verdict`), `signature_cache` (a `SignatureCache` the machines check signatures
+through), `observers` (callables given each run-log entry as it is appended), `delegate_factory` (builds each
+delegate: `(name, committee, keys, **options) -> Delegate`) and `session` (shared memo state).
+
+Deterministic: the same scenario and seed give the same trace and run-log digests in any process (unless
+verification is charged by measured wall time).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Iterable
 
 from poso_sim.protocol import (
+    HEIGHT_ENDS,
     BehavingDelegate,
     CancelTimer,
     Decide,
     Decision,
     Delegate,
+    Dropped,
     Exclude,
     Execute,
     MessageReceived,
     MisbehaviourProof,
     NormalNode,
+    Note,
+    Payload,
     Proposal,
-    Record,
     Relay,
     Send,
+    SignatureCache,
     SolutionReady,
     Solve,
     Start,
     StartTimer,
     TimerExpired,
     VerificationDone,
+    Verdict,
     Verify,
     make_committee,
+    verify_sig,
 )
 from poso_sim.sim import Network, Trace, run
 
+from .log import KINDS, Entry, RunLog, item_fields, kind_of, plain
 from .model import Scenario, resolve_scenario
-from .payloads import PayloadSource, StubPayloads
+from .payloads import LABELS, PayloadSource, RealPayloads, StubPayloads, solution_matches
+from .session import Session, default_session
 
-__all__ = ["RunResult", "run_scenario", "Runner"]
+__all__ = ["RunResult", "run_scenario", "arun_scenario", "Runner", "VerificationService", "needed_labels"]
+
+#: a verification service: the verdict on one attached solution for a height. It may have a `key` (str): then
+#: its verdicts are memoised in the session under that key; without one they are memoised for the run only.
+VerificationService = Callable[[Payload, "int | None"], Verdict]
+
+_DIGEST_MISMATCH = Verdict(False, None, ("solution does not hash to the digest",))
 
 
 def _fmt_cost(c: Any) -> str:
@@ -79,31 +103,17 @@ def summarize(msg: Any) -> str:
     return type(msg).__name__
 
 
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, (str, int, float, bool)) or v is None:
-        return v
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, Mapping):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (bytes, bytearray)):
-        return bytes(v).hex()
-    return repr(v)
-
-
 @dataclass
 class RunResult:
-    """Everything a run produced. `to_json()` is the `poso-sim run --json` object."""
+    """Everything a run produced. `log` is the run log every view below is read from; `to_json()` is the
+    `poso-sim run --json` object."""
 
     scenario: Scenario
     seed: int
     delegates: list[str]
     normals: list[str]
     dishonest: list[str]
-    records: list[dict[str, Any]]
-    decisions: dict[str, dict[int, dict[str, Any]]]
-    exclusions: dict[str, list[dict[str, Any]]]
-    blocks: dict[str, list[dict[str, Any]]]
+    log: RunLog
     costs: dict[str, float | None]
     labels: dict[str, str | None]
     messages: int
@@ -116,6 +126,48 @@ class RunResult:
     verifications: int
     heights_run: int
     height_timeouts: list[int] = field(default_factory=list)
+
+    # ---- views of the log
+    @functools.cached_property
+    def records(self) -> list[dict[str, Any]]:
+        """The log as flat rows (`RunLog.rows`)."""
+        return self.log.rows()
+
+    @functools.cached_property
+    def decisions(self) -> dict[str, dict[int, dict[str, Any]]]:
+        """delegate -> height -> its decision (round, leader, digest, cost, label, t)."""
+        out: dict[str, dict[int, dict[str, Any]]] = {}
+        for e in self.log.of(Decide):
+            a = e.item
+            out.setdefault(e.node, {})[a.height] = {
+                "height": a.height, "round": a.round, "leader": a.leader, "digest": a.digest, "cost": a.cost,
+                "label": a.label or self.labels.get(a.digest), "t": e.t,
+            }
+        return out
+
+    @functools.cached_property
+    def exclusions(self) -> dict[str, list[dict[str, Any]]]:
+        out: dict[str, list[dict[str, Any]]] = {}
+        for e in self.log.of(Exclude):
+            a = e.item
+            out.setdefault(e.node, []).append({
+                "leader": a.leader, "height": a.height, "round": a.round, "reason": a.reason,
+                "evidence": a.evidence, "t": e.t,
+            })
+        return out
+
+    @functools.cached_property
+    def blocks(self) -> dict[str, list[dict[str, Any]]]:
+        """normal node -> the blocks it executed, in chain order."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        for e in self.log.of(Execute):
+            b = e.item.block
+            out.setdefault(e.node, []).append({
+                "height": b.height, "round": b.round, "leader": b.leader, "digest": b.digest, "cost": b.cost,
+                "hash": b.hash, "prev_hash": b.prev_hash, "certificate": len(b.decisions),
+                "deciders": [d.delegate for d in b.decisions], "t": e.t,
+            })
+        return out
 
     # ---- outcomes
     @property
@@ -200,12 +252,22 @@ class RunResult:
             "virtual_seconds": self.virtual_seconds,
             "wall_seconds": self.wall_seconds,
             "trace_digest": self.trace_digest,
+            "log_digest": self.log.digest(),
             "height_timeouts": self.height_timeouts,
         }
 
 
+def needed_labels(scenario: Scenario) -> tuple[str, ...]:
+    """The plan labels a run of `scenario` can use: "optimal" and those of its behaviours."""
+    want = {"optimal"}
+    for bs in scenario.behaviour_objects().values():
+        for b in bs:
+            want.update(b.payload_labels())
+    return tuple(lbl for lbl in LABELS if lbl in want) + tuple(sorted(want - set(LABELS)))
+
+
 class Runner:
-    """One run of a scenario (use `run_scenario`)."""
+    """One run of a scenario (use `run_scenario` / `arun_scenario`); see the module docstring for the hooks."""
 
     def __init__(
         self,
@@ -215,6 +277,11 @@ class Runner:
         seed: int | None = None,
         verify_cost: float | str | None = None,
         trace_events: Any = None,
+        session: Session | None = None,
+        verifier: VerificationService | None = None,
+        signature_cache: SignatureCache | None = None,
+        observers: Iterable[Callable[[Any], Any]] = (),
+        delegate_factory: Callable[..., Delegate] | None = None,
     ) -> None:
         self.scn = scenario
         self.source = source
@@ -224,11 +291,20 @@ class Runner:
         self.names = scenario.delegate_names
         self.normals = scenario.normal_names
         self.dishonest = scenario.dishonest
+        self.session = session if session is not None else default_session()
+        if verifier is None:
+            self.verifier: VerificationService = source.verify
+            key = source.key
+        else:
+            self.verifier = verifier
+            key = getattr(verifier, "key", None)
+        self._verdicts = self.session.verdicts if key is not None else {}
+        self._verifier_key = key if key is not None else ""
+        self.sig_check = signature_cache.verify if signature_cache is not None else verify_sig
+        self.delegate_factory = delegate_factory or Delegate
         self.trace = Trace(events=trace_events)
-        self.records: list[dict[str, Any]] = []
-        self.decisions: dict[str, dict[int, dict[str, Any]]] = {}
-        self.exclusions: dict[str, list[dict[str, Any]]] = {}
-        self.blocks: dict[str, list[dict[str, Any]]] = {}
+        self.log = RunLog(observers)
+        self._entries, self._observers = self.log.entries, self.log.observers
         self.timers: dict[tuple[str, Any], Any] = {}
         self.verifications = 0
         self.height = 0
@@ -238,8 +314,19 @@ class Runner:
         self.by_kind: Counter[str] = Counter()
         self._summaries = self.trace.wants("send") or self.trace.wants("deliver")
         self._users = self.trace.wants("user")
+        self._cancel_lock = threading.Lock()
+        self._cancelled = False
+        self._task: asyncio.Task[Any] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.end_time = 0.0
 
     # ---- setup
+    def prepare(self) -> None:
+        """Make the plans this run can use ready (solve or load them) before the clock starts."""
+        prep = getattr(self.source, "prepare", None)
+        if prep is not None:
+            prep(needed_labels(self.scn))
+
     def _build(self) -> None:
         scn = self.scn
         committee, keys = make_committee(
@@ -250,20 +337,25 @@ class Runner:
         charge: Any = None if self.verify_cost == "measured" else float(self.verify_cost)
         behaviours = scn.behaviour_objects()
         self.machines: dict[str, Any] = {}
+        self._timed: set[str] = set()  # nodes whose events carry the virtual time
         src = self.source
         for name in self.names:
-            d = Delegate(
+            d = self.delegate_factory(
                 name, committee, keys[name], case_id=scn.case, window=scn.window, signatures=scn.signatures,
                 verify_cost=charge, rotate_heights=scn.rotate_heights, max_rounds=scn.max_rounds,
+                sig_check=self.sig_check,
             )
             if behaviours.get(name):
                 self.machines[name] = BehavingDelegate(d, behaviours[name], payload_source=src.payloads)
+                self._timed.add(name)  # behaviours may read the virtual time (Crash(at_time))
             else:
                 self.machines[name] = d
         timeout = scn.normal_timeout or (scn.window + scn.solve_time) * (n + 1)
         self.normal_timeout = timeout
         for o in self.normals:
-            self.machines[o] = NormalNode(o, committee, signatures=scn.signatures, case_id=scn.case, timeout=timeout)
+            self.machines[o] = NormalNode(
+                o, committee, signatures=scn.signatures, case_id=scn.case, timeout=timeout, sig_check=self.sig_check
+            )
         self.net = Network(
             self.names + self.normals,
             latency=scn.network.build_latency(),
@@ -277,20 +369,28 @@ class Runner:
             node.on_crash(self._check_height)
 
     def _handler(self, name: str) -> Any:
-        def handler(msg: Any) -> None:
-            self.feed(name, MessageReceived(msg.src, msg.payload))
+        net, feed = self.net, self.feed
+        if name in self._timed:
+
+            def handler(msg: Any) -> None:
+                feed(name, MessageReceived(msg.src, msg.payload, net.now))
+
+        else:
+
+            def handler(msg: Any) -> None:
+                feed(name, MessageReceived(msg.src, msg.payload))
 
         return handler
 
+    def _time(self, name: str) -> float | None:
+        """The virtual time to stamp on an event for `name` (None for a machine that never reads it)."""
+        return self.net.now if name in self._timed else None
+
     # ---- the host loop
     def feed(self, name: str, event: Any) -> None:
-        m = self.machines[name]
-        if isinstance(m, BehavingDelegate):
-            actions = m.handle(event, now=self.net.now)
-        else:
-            actions = m.handle(event)
-        for a in actions:
-            self._do(name, a)
+        do = self._do
+        for a in self.machines[name].handle(event):
+            do(name, a)
 
     def _do(self, name: str, a: Any) -> None:
         net = self.net
@@ -299,6 +399,8 @@ class Runner:
                 net.node(name).set_timer(a.delay, self._send, name, a.dst, a.msg, name="delayed send")
             else:
                 self._send(name, a.dst, a.msg)
+        elif type(a) in KINDS or isinstance(a, Note):
+            self._log(name, a)
         elif isinstance(a, StartTimer):
             key = (name, a.timer_id)
             old = self.timers.pop(key, None)
@@ -311,38 +413,57 @@ class Runner:
             if old is not None:
                 old.cancel()
         elif isinstance(a, Verify):
-            before = getattr(self.source, "verifications", 0)
-            res = self.source.verify(a.payload, a.height)
-            self.verifications += getattr(self.source, "verifications", 0) - before
-            charge = a.charge if a.charge is not None else res.seconds
-            ev = VerificationDone(a.digest, res.accepted, res.cost, res.reasons, res.digest_ok)
-            net.node(name).set_timer(max(0.0, float(charge)), self.feed, name, ev, name="verified")
+            verdict, seconds, ok = self._verify(a.payload, a.height)
+            charge = a.charge if a.charge is not None else seconds
+            net.node(name).set_timer(max(0.0, float(charge)), self._verified, name, a.digest, verdict, ok,
+                                     name="verified")
         elif isinstance(a, Solve):
-            ev = SolutionReady(a.height, a.round, dict(self.source.payloads(a.height)))
-            net.node(name).set_timer(self.scn.solve_time, self.feed, name, ev, name="solved")
-        elif isinstance(a, Record):
-            self._record(name, a)
-        elif isinstance(a, Decide):
-            self.decisions.setdefault(name, {})[a.height] = {
-                "height": a.height, "round": a.round, "leader": a.leader, "digest": a.digest, "cost": a.cost,
-                "label": a.label or self.source.label_of(a.digest), "t": net.now,
-            }
-        elif isinstance(a, Exclude):
-            self.exclusions.setdefault(name, []).append({
-                "leader": a.leader, "height": a.height, "round": a.round, "reason": a.reason,
-                "evidence": a.evidence, "t": net.now,
-            })
-        elif isinstance(a, Execute):
-            b = a.block
-            self.blocks.setdefault(name, []).append({
-                "height": b.height, "round": b.round, "leader": b.leader, "digest": b.digest, "cost": b.cost,
-                "hash": b.hash, "prev_hash": b.prev_hash, "certificate": len(b.decisions),
-                "deciders": [d.delegate for d in b.decisions], "t": net.now,
-            })
+            net.node(name).set_timer(self.scn.solve_time, self._solved, name, a.height, a.round, name="solved")
+        else:
+            raise TypeError(f"{name}: the machine returned an unknown action {a!r}")
+
+    def _verify(self, payload: Payload, height: int | None) -> tuple[Verdict, float, bool]:
+        """(verdict, measured seconds of its one real verification, whether the solution matches the digest)."""
+        if not solution_matches(payload):
+            return _DIGEST_MISMATCH, 0.0, False
+        key = (self._verifier_key, payload.digest)
+        hit = self._verdicts.get(key)
+        if hit is None:
+            t0 = time.perf_counter()
+            verdict = self.verifier(payload, height)
+            hit = self._verdicts[key] = (verdict, time.perf_counter() - t0)
+            self.verifications += 1
+        return hit[0], hit[1], True
+
+    def _verified(self, name: str, digest: str, verdict: Verdict, ok: bool) -> None:
+        self.feed(name, VerificationDone(digest, verdict, ok, self._time(name)))
+
+    def _solved(self, name: str, height: int, round: int) -> None:
+        self.feed(name, SolutionReady(height, round, self.source.payloads(height), self._time(name)))
+
+    def _log(self, name: str, a: Any) -> None:
+        e = Entry(self.net.now, name, a)
+        self._entries.append(e)
+        if self._observers:
+            for obs in self._observers:
+                obs(e)
+        if self._users:
+            kind = type(a)
+            if kind is not Exclude:
+                data = item_fields(a)
+                data["node"] = name
+                if kind is Dropped and "message" in data:
+                    data["kind"] = data.pop("message")  # the trace's user-event data keeps its original keys
+                self.net.record(kind_of(kind), plain(data), node=name)
+        if isinstance(a, HEIGHT_ENDS):
+            h = a.block.height if isinstance(a, Execute) else getattr(a, "height", self.height)
+            if h == self.height:
+                self.finished.add(name)
+                self._check_height()
 
     def _send(self, src: str, dst: str, msg: Any) -> None:
         if dst not in self.net:
-            self._record(src, Record("dropped", {"node": src, "reason": "unknown destination", "dst": dst}))
+            self._log(src, Dropped("unknown destination", dst=dst))
             return
         kind = getattr(msg, "kind", None) or type(msg).__name__
         self.by_kind[kind] += 1
@@ -350,18 +471,7 @@ class Runner:
 
     def _fire(self, name: str, timer_id: Any) -> None:
         self.timers.pop((name, timer_id), None)
-        self.feed(name, TimerExpired(timer_id))
-
-    def _record(self, name: str, a: Record) -> None:
-        data = a.data
-        rec = {"t": self.net.now, "kind": a.kind, **data}
-        rec.setdefault("node", name)
-        self.records.append(rec)
-        if self._users:
-            self.net.record(a.kind, _jsonable(data), node=name)
-        if a.kind in ("decided", "gave_up", "executed", "no_majority", "crashed") and data.get("height", self.height) == self.height:
-            self.finished.add(name)
-            self._check_height()
+        self.feed(name, TimerExpired(timer_id, self._time(name)))
 
     def _live(self, name: str) -> bool:
         m = self.machines[name]
@@ -381,25 +491,56 @@ class Runner:
                 return
         fut.set_result(None)
 
+    # ---- cancellation (from any thread)
+    def cancel(self) -> None:
+        """Stop the run: its task on the virtual loop is cancelled (at once if it has not started)."""
+        with self._cancel_lock:
+            self._cancelled = True
+            loop, task = self._loop, self._task
+        if loop is not None and task is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(task.cancel)
+            except RuntimeError:  # the loop closed meanwhile: the run is over anyway
+                pass
+
+    def _stop_if_cancelled(self) -> None:
+        # `wait_for` may swallow a cancellation that lands as the awaited height completes (the same virtual
+        # instant): the flag makes the stop certain at the next height boundary
+        if self._cancelled:
+            raise asyncio.CancelledError()
+
     async def main(self) -> None:
+        with self._cancel_lock:
+            if self._cancelled:
+                raise asyncio.CancelledError()
+            self._loop, self._task = asyncio.get_running_loop(), asyncio.current_task()
+        try:
+            await self._main()
+        finally:
+            with self._cancel_lock:
+                self._loop = self._task = None
+
+    async def _main(self) -> None:
         self._build()
         loop = asyncio.get_running_loop()
         scn = self.scn
         deadline = self.normal_timeout + scn.window + 1.0
         for h in range(1, scn.heights + 1):
+            self._stop_if_cancelled()
             self.height = h
             self.finished = set()
             self._done = loop.create_future()
             self.net.record("height_start", {"height": h})
             for name in self.names + self.normals:
                 if not self.net.node(name).crashed:
-                    self.feed(name, Start(h))
+                    self.feed(name, Start(h, self._time(name)))
             self._check_height()
             try:
                 await asyncio.wait_for(asyncio.shield(self._done), deadline)
             except TimeoutError:
                 self.height_timeouts.append(h)
                 self.net.record("height_timeout", {"height": h})
+            self._stop_if_cancelled()
             # let the messages of this height land before the next one starts
             try:
                 await asyncio.wait_for(self.net.idle(), max(scn.window, 1.0))
@@ -407,6 +548,55 @@ class Runner:
                 pass
         self._done = None
         self.end_time = loop.time()
+
+    # ---- the result
+    def result(self, wall: float) -> RunResult:
+        source, net = self.source, self.net
+        digests = {getattr(e.item, "digest", None) for e in self.log} - {None}
+        solved = getattr(source, "solved", None)
+        digests |= {p.digest for p in (solved() if solved is not None else source.payloads(1)).values()}
+        costs = {d: source.cost_of(d) for d in sorted(digests)}
+        labels = {d: source.label_of(d) for d in sorted(digests)}
+        scn = self.scn
+        return RunResult(
+            scenario=scn,
+            seed=self.seed,
+            delegates=self.names,
+            normals=self.normals,
+            dishonest=self.dishonest,
+            log=self.log,
+            costs=costs,
+            labels=labels,
+            messages=net.sent,
+            messages_by_kind=dict(sorted(self.by_kind.items())),
+            network=net.stats(),
+            virtual_seconds=self.end_time,
+            wall_seconds=wall,
+            trace_digest=self.trace.digest(),
+            trace=self.trace,
+            verifications=self.verifications,
+            heights_run=scn.heights,
+            height_timeouts=self.height_timeouts,
+        )
+
+
+def _make_runner(
+    scenario: Scenario | str,
+    payloads: PayloadSource | str | None,
+    seed: int | None,
+    verify_cost: float | str | None,
+    trace_events: Any,
+    hooks: dict[str, Any],
+) -> Runner:
+    scn = resolve_scenario(scenario)
+    session = hooks.get("session")
+    if payloads is None or payloads == "real":
+        source: PayloadSource = RealPayloads(scn.case, session=session)
+    elif payloads == "stub":
+        source = StubPayloads(scn.case)
+    else:
+        source = payloads  # type: ignore[assignment]
+    return Runner(scn, source, seed=seed, verify_cost=verify_cost, trace_events=trace_events, **hooks)
 
 
 def run_scenario(
@@ -417,54 +607,86 @@ def run_scenario(
     verify_cost: float | str | None = None,
     trace_path: str | None = None,
     trace_events: Any = None,
+    session: Session | None = None,
+    verifier: VerificationService | None = None,
+    signature_cache: SignatureCache | None = None,
+    observers: Iterable[Callable[[Any], Any]] = (),
+    delegate_factory: Callable[..., Delegate] | None = None,
 ) -> RunResult:
     """Run a scenario (a Scenario, a packaged name or a file path) in virtual time.
 
     `payloads`: a PayloadSource, "stub" or "real" (default "real", the cached solutions and the KKT certificate);
     `seed` overrides the scenario's; `verify_cost` overrides its verification charge (seconds or "measured");
-    `trace_path` writes the trace as JSON lines."""
-    scn = resolve_scenario(scenario)
-    if payloads is None or payloads == "real":
-        from .payloads import RealPayloads
-
-        source: PayloadSource = RealPayloads(scn.case)
-    elif payloads == "stub":
-        source = StubPayloads(scn.case)
-    else:
-        source = payloads  # type: ignore[assignment]
-    runner = Runner(scn, source, seed=seed, verify_cost=verify_cost, trace_events=trace_events)
-    if hasattr(source, "plans"):
-        source.plans()  # solve (or load) before the clock starts: not part of the simulated time
+    `trace_path` writes the trace as JSON lines. The hooks (`session`, `verifier`, `signature_cache`,
+    `observers`, `delegate_factory`) are described in the module docstring. Blocks the calling thread; from
+    asyncio code or a notebook use `await arun_scenario(...)`."""
+    hooks = dict(session=session, verifier=verifier, signature_cache=signature_cache, observers=observers,
+                 delegate_factory=delegate_factory)
+    runner = _make_runner(scenario, payloads, seed, verify_cost, trace_events, hooks)
+    runner.prepare()  # solve (or load) before the clock starts: not part of the simulated time
     t0 = time.perf_counter()
     run(runner.main())
     wall = time.perf_counter() - t0
-    net = runner.net
-    digests = {r.get("digest") for r in runner.records if r.get("digest")}
-    digests |= {p.digest for p in source.payloads(1).values()}
-    costs = {d: source.cost_of(d) for d in sorted(digests)}
-    labels = {d: source.label_of(d) for d in sorted(digests)}
     if trace_path:
         runner.trace.to_jsonl(trace_path)
-    return RunResult(
-        scenario=scn,
-        seed=runner.seed,
-        delegates=runner.names,
-        normals=runner.normals,
-        dishonest=runner.dishonest,
-        records=runner.records,
-        decisions=runner.decisions,
-        exclusions=runner.exclusions,
-        blocks=runner.blocks,
-        costs=costs,
-        labels=labels,
-        messages=net.sent,
-        messages_by_kind=dict(sorted(runner.by_kind.items())),
-        network=net.stats(),
-        virtual_seconds=runner.end_time,
-        wall_seconds=wall,
-        trace_digest=runner.trace.digest(),
-        trace=runner.trace,
-        verifications=runner.verifications,
-        heights_run=scn.heights,
-        height_timeouts=runner.height_timeouts,
-    )
+    return runner.result(wall)
+
+
+async def arun_scenario(
+    scenario: Scenario | str,
+    *,
+    payloads: PayloadSource | str | None = None,
+    seed: int | None = None,
+    verify_cost: float | str | None = None,
+    trace_path: str | None = None,
+    trace_events: Any = None,
+    session: Session | None = None,
+    verifier: VerificationService | None = None,
+    signature_cache: SignatureCache | None = None,
+    observers: Iterable[Callable[[Any], Any]] = (),
+    delegate_factory: Callable[..., Delegate] | None = None,
+) -> RunResult:
+    """`run_scenario` for asyncio programs and notebooks: the caller's event loop keeps running.
+
+    The plans the run needs are solved (or loaded) in a worker thread, then the simulation runs on its own
+    virtual-time loop in a worker thread; this coroutine only waits. Cancelling the awaiting task stops the
+    simulation (its loop is cancelled and closed, its thread ends) before `CancelledError` propagates. A solve
+    already under way cannot be interrupted: it finishes in its thread (its result goes to the solution cache)
+    while the cancelled caller moves on. Observers are called on the simulation's thread."""
+    hooks = dict(session=session, verifier=verifier, signature_cache=signature_cache, observers=observers,
+                 delegate_factory=delegate_factory)
+    runner = _make_runner(scenario, payloads, seed, verify_cost, trace_events, hooks)
+    await asyncio.to_thread(runner.prepare)
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[float] = loop.create_future()
+
+    def settle(fn: Callable[..., Any], *args: Any) -> None:
+        if not done.done():
+            fn(*args)
+
+    def work() -> None:
+        t0 = time.perf_counter()
+        try:
+            run(runner.main())
+        except asyncio.CancelledError:
+            loop.call_soon_threadsafe(settle, done.cancel)
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
+            loop.call_soon_threadsafe(settle, done.set_exception, exc)
+        else:
+            loop.call_soon_threadsafe(settle, done.set_result, time.perf_counter() - t0)
+
+    thread = threading.Thread(target=work, name="poso-sim-run", daemon=True)
+    thread.start()
+    try:
+        wall = await asyncio.shield(done)
+    except asyncio.CancelledError:
+        runner.cancel()
+        while thread.is_alive():  # the simulation's loop is being cancelled and closed
+            await asyncio.sleep(0.01)
+        raise
+    finally:
+        if not thread.is_alive():
+            thread.join()
+    if trace_path:
+        runner.trace.to_jsonl(trace_path)
+    return runner.result(wall)

@@ -221,13 +221,6 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
         if when > self._now:
             self._now = when
 
-    def idle_until(self) -> float:
-        """Earliest time at which the loop has something to do (``now`` if callbacks are ready, ``inf`` if none)."""
-        if self._ready or self._stopping:
-            return self._now
-        scheduled = self._scheduled
-        return scheduled[0]._when if scheduled else float("inf")
-
     def _deadlock_message(self) -> str:
         tasks = [t for t in asyncio.all_tasks(self) if not t.done()]
         names = ", ".join(sorted(f"{t.get_name()}({getattr(t.get_coro(), '__qualname__', '?')})" for t in tasks))

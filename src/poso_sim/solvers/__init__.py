@@ -1,15 +1,19 @@
-"""poso_sim.solvers: solver backends (Ipopt via cyipopt), the solution cache; re-exports the Solution type of
-:mod:`poso_sim.nlp.solution`.
+"""poso_sim.solvers: solver backends (CasADi's bundled Ipopt, the default, and Ipopt via cyipopt), the staged
+pipeline, the solution cache; re-exports the Solution type of :mod:`poso_sim.nlp.solution`.
 
 Generic API (this package's modules other than ``pipeline``/``start``):
 
 * :class:`Solution`, :func:`save_solution`, :func:`load_solution` (:mod:`.solution`)
 * :class:`SolverBackend`, :class:`RawResult`, :class:`IterInfo`, :func:`violation` (:mod:`.backend`)
-* :class:`IpoptBackend`, :class:`PyomoSolverFactoryBackend` (:mod:`.ipopt`)
+* :class:`IpoptBackend`, :class:`PyomoSolverFactoryBackend` (:mod:`.ipopt`), :class:`CasadiIpoptBackend`
+  (:mod:`.casadi_ipopt`)
+* :class:`SolveError` (:mod:`.pipeline`); ``solve_case`` / ``solve_plans`` live in :mod:`.api`
 * :class:`SolutionCache`, :func:`cache_key` (:mod:`.cache`)
 """
 
 from poso_sim.solvers.backend import IPOPT_STATUS, IterInfo, RawResult, SolverBackend, ipopt_status, violation
+from poso_sim.solvers.casadi_ipopt import CasadiIpoptBackend
+from poso_sim.solvers.pipeline import SolveError
 from poso_sim.solvers.cache import CacheWarning, SolutionCache, cache_key, default_cache_dir
 from poso_sim.solvers.ipopt import DEFAULT_IPOPT_OPTIONS, IpoptBackend, PyomoSolverFactoryBackend, ipopt_version
 from poso_sim.nlp.solution import FORMAT_VERSION, Solution, load_solution, save_solution, solution_digest
@@ -28,6 +32,8 @@ __all__ = [
     "ipopt_status",
     "IpoptBackend",
     "PyomoSolverFactoryBackend",
+    "CasadiIpoptBackend",
+    "SolveError",
     "DEFAULT_IPOPT_OPTIONS",
     "ipopt_version",
     "SolutionCache",

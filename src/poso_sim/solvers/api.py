@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Callable
 
 import numpy as np
 
+from poso_sim.errors import ConfigError
 from poso_sim.solvers.cache import SolutionCache, cache_key
 from poso_sim.nlp.solution import Solution
 
@@ -19,13 +21,31 @@ from poso_sim.nlp.problems import (  # noqa: F401 - re-exported
     get_problem,
 )
 
+logger = logging.getLogger(__name__)
+
 
 def canonical_start(nlp, case) -> np.ndarray:
     """The data-only start point as a canonical vector of ``nlp``."""
     from poso_sim.solvers.start import network_data, start_point
 
+    return _as_vector(nlp, start_point(network_data(case)))
+
+
+def objective_aware_start(nlp, case, *, flows_only: bool = False) -> np.ndarray:
+    """The start point built around a convex surrogate of ``nlp``'s own objective
+    (:func:`poso_sim.solvers.start.objective_aware_dispatch`): per-hour hub injections and CHP outputs."""
+    from poso_sim.solvers.start import network_data, objective_aware_dispatch, start_point
+
+    net = network_data(case)
+    disp = objective_aware_dispatch(nlp, canonical_start(nlp, case), net)
+    if flows_only:  # the surrogate picks the hub injections; the dispatch follows the data-only rules
+        disp = {"m_hub": disp["m_hub"]}
+    return _as_vector(nlp, start_point(net, dispatch=disp))
+
+
+def _as_vector(nlp, values: dict) -> np.ndarray:
     x0 = np.zeros(nlp.n)
-    for comp, vals in start_point(network_data(case)).items():
+    for comp, vals in values.items():
         for idx, val in vals.items():
             name = f"{comp}[{idx[0]},{idx[1]}]" if isinstance(idx, tuple) else f"{comp}[{idx}]"
             x0[nlp.var_index(name)] = val
@@ -49,6 +69,7 @@ def solve_case(
     starts: int = 1,
     progress: Callable[[str, dict], None] | None = None,
     return_cached_flag: bool = False,
+    backend: str | None = None,
 ):
     """Solve a case variant with the staged pipeline and return a :class:`Solution` of the **shared** problem.
 
@@ -56,39 +77,63 @@ def solve_case(
     with the multipliers of the rows the shared problem has (the ``feasible`` variant's extra rows are dropped),
     the shared problem's fingerprint and the true cost. That is what a leader sends and what delegates verify.
     With ``starts > 1`` the pipeline runs from several start points and keeps the cheapest optimum.
+
+    ``backend``: ``"casadi"`` (CasADi's bundled Ipopt, the default) or ``"cyipopt"``; it is part of the cache key.
+    A plan is cached only after the pipeline's final check accepted it; a failed solve raises
+    :class:`~poso_sim.solvers.pipeline.SolveError` naming the stage and the status, and caches nothing.
+    Cache hits and misses, and each stage's end, are logged at INFO (``extra["poso_progress"]``).
     """
     from poso_sim.cases import load_case
     from poso_sim.solvers.backend import violation
-    from poso_sim.solvers.ipopt import ipopt_version
-    from poso_sim.solvers.pipeline import PIPELINE_VERSION, solve_reduced
+    from poso_sim.solvers.pipeline import (
+        BACKENDS, DEFAULT_BACKEND, PIPELINE_VERSION, RECIPES, Recipe, SolveError, make_backend, solve_reduced,
+    )
 
+    bname = DEFAULT_BACKEND if backend is None else ("cyipopt" if backend == "ipopt" else str(backend))
+    if bname not in BACKENDS:
+        raise ConfigError(f"unknown solver backend {backend!r} (choose from {', '.join(BACKENDS)})")
     options = {"starts": int(starts)}
     case_obj = load_case(case)
     store = SolutionCache(cache_dir) if cache else None
+    label = {"case": str(case), "variant": variant}
     # fast path: the case data and the code that builds and solves the model identify the entry without
     # building or compiling anything (the entry itself is keyed by the compiled problems' fingerprints)
-    alias = _source_key(case_obj, variant, options, PIPELINE_VERSION)
+    alias = _source_key(case_obj, variant, {**options, "backend": bname}, PIPELINE_VERSION)
     if store is not None:
         full = _read_alias(store, alias)
         hit = store.get(full) if full else None
         if hit is not None:
+            _log_cache(label, "hit", bname)
             return (hit, True) if return_cached_flag else hit
     model, nlp = get_problem(case, variant)
     _, shared = get_problem(case, "true")
-    key = cache_key(shared.fingerprint + ":" + nlp.fingerprint, variant, "ipopt", options, PIPELINE_VERSION)
+    key = cache_key(shared.fingerprint + ":" + nlp.fingerprint, variant, bname, options, PIPELINE_VERSION)
     if store is not None:
         hit = store.get(key)
         if hit is not None:
             _write_alias(store, alias, key)
+            _log_cache(label, "hit", bname)
             return (hit, True) if return_cached_flag else hit
+        _log_cache(label, "miss", bname)
     t0 = time.perf_counter()
+    recipe = RECIPES.get(variant, Recipe())
     best = None
+    last = None
     for k in range(max(1, int(starts))):
-        x0 = canonical_start(nlp, case_obj) if k == 0 else _perturbed_start(nlp, case_obj, k)
-        res = solve_reduced(model, nlp, x0, progress=progress)
-        if best is None or (res.status in ("optimal", "acceptable") and float(shared.true_cost(res.x)) < best[1]):
-            if res.status in ("optimal", "acceptable") or best is None:
-                best = (res, float(shared.true_cost(res.x)))
+        if k > 0:
+            x0 = _perturbed_start(nlp, case_obj, k)
+        elif recipe.start in ("objective", "objective-flows"):
+            x0 = objective_aware_start(nlp, case_obj, flows_only=recipe.start == "objective-flows")
+        else:
+            x0 = canonical_start(nlp, case_obj)
+        res = solve_reduced(model, nlp, x0, progress=progress, backend=bname, recipe=recipe,
+                            label={**label, "start": k})
+        last = res
+        if res.ok and (best is None or float(shared.true_cost(res.x)) < best[1]):
+            best = (res, float(shared.true_cost(res.x)))
+    if best is None:
+        stage = last.failed_stage or "check"
+        raise SolveError(stage, last.status.split(":", 1)[-1], f"{case} {variant}: {last.message}")
     res = best[0]
     seconds = time.perf_counter() - t0
     # express the plan on the shared problem: its rows are the first rows of every variant
@@ -110,18 +155,95 @@ def solve_case(
         stages=[s.as_dict() for s in res.stages],
         fingerprint=shared.fingerprint,
         constraint_violation=float(violation(nlp, res.x)),
-        solver=f"ipopt {ipopt_version()} / {PIPELINE_VERSION}",
+        solver=f"ipopt {make_backend(bname).version} / {PIPELINE_VERSION}",
         cost_breakdown=_cost_breakdown(shared, res.x),
         message=res.message,
     )
-    if store is not None and sol.status in ("optimal", "acceptable"):
+    if store is not None:
         store.put(key, sol)
         _write_alias(store, alias, key)
     return (sol, False) if return_cached_flag else sol
 
 
+def _log_cache(label: dict, what: str, backend: str) -> None:
+    logger.info(
+        "%s %s: solution cache %s (%s)", label["case"], label["variant"], what, backend,
+        extra={"poso_progress": {"task": "solve", **label, "stage": f"cache-{what}", "iterations": 0,
+                                 "objective": float("nan"), "violation": float("nan"), "final": what == "hit",
+                                 "cache": what, "backend": backend}},
+    )
+
+
+def _solve_worker(case: str, variant: str, cache: bool, cache_dir: str | None, backend: str | None, starts: int):
+    """Body of one worker process of :func:`solve_plans` (module level, so it pickles under spawn)."""
+    return solve_case(case, variant, cache=cache, cache_dir=cache_dir, backend=backend, starts=starts)
+
+
+def _worker_init() -> None:
+    import os
+
+    os.environ["OMP_NUM_THREADS"] = "1"
+
+
+def solve_plans(
+    case: str = "manchester",
+    variants=("true", "tampered", "feasible"),
+    *,
+    workers: int | None = None,
+    cache: bool = True,
+    cache_dir: str | None = None,
+    backend: str | None = None,
+    starts: int = 1,
+) -> dict[str, Solution]:
+    """Solutions of several variants of a case: ``{variant: Solution}``.
+
+    Plans already in the cache are read; the missing ones are solved in parallel worker processes
+    (``ProcessPoolExecutor`` with the ``spawn`` start method, ``OMP_NUM_THREADS=1`` in each), each storing its
+    plan in the cache. ``workers`` defaults to ``min(missing plans, CPU count)``; ``workers=1`` solves in this
+    process. With ``cache=False`` nothing is read or stored, and every plan is solved (and sent back pickled).
+    """
+    import multiprocessing as mp
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    variants = list(dict.fromkeys(variants))
+    out: dict[str, Solution] = {}
+    missing = []
+    for v in variants:
+        hit = _cached_plan(case, v, cache_dir, backend, starts) if cache else None
+        if hit is not None:
+            out[v] = hit
+        else:
+            missing.append(v)
+    n = min(len(missing), workers if workers is not None else (os.cpu_count() or 1))
+    if n <= 1:
+        for v in missing:
+            out[v] = solve_case(case, v, cache=cache, cache_dir=cache_dir, backend=backend, starts=starts)
+    else:
+        ctx = mp.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_worker_init) as pool:
+            futures = {v: pool.submit(_solve_worker, str(case), v, cache, cache_dir, backend, starts) for v in missing}
+            for v, fut in futures.items():
+                out[v] = fut.result()
+    return {v: out[v] for v in variants}
+
+
+def _cached_plan(case, variant, cache_dir, backend, starts):
+    """The cached plan if the fast alias path finds it (no build, no compile), else None."""
+    from poso_sim.cases import load_case
+    from poso_sim.solvers.pipeline import DEFAULT_BACKEND, PIPELINE_VERSION
+
+    bname = DEFAULT_BACKEND if backend is None else ("cyipopt" if backend == "ipopt" else str(backend))
+    store = SolutionCache(cache_dir)
+    alias = _source_key(load_case(case), variant, {"starts": int(starts), "backend": bname}, PIPELINE_VERSION)
+    full = _read_alias(store, alias)
+    return store.get(full) if full else None
+
+
 _COMPILE_FILES = ("cases/model.py", "nlp/walker.py", "nlp/compiled.py")
-_CODE_FILES = _COMPILE_FILES + ("solvers/start.py", "solvers/reduce.py", "solvers/pipeline.py", "solvers/ipopt.py")
+_CODE_FILES = _COMPILE_FILES + (
+    "solvers/start.py", "solvers/reduce.py", "solvers/pipeline.py", "solvers/ipopt.py", "solvers/casadi_ipopt.py",
+)
 
 
 def _source_key(case_obj, variant: str, options: dict, pipeline_version: str, files=_CODE_FILES) -> str:

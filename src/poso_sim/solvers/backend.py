@@ -124,3 +124,13 @@ def violation(nlp: "CompiledNLP", x: Any) -> float:
         vg = np.maximum(np.maximum(nlp.g_lb - g, g - nlp.g_ub), 0.0)
         worst = max(worst, float(vg.max()))
     return worst
+
+
+def symbolic(problem: Any, attr: str, x: Any) -> Any:
+    """Call a compiled function of ``problem`` (``"_f"``, ``"_g"``, ``"_grad"``, ``"_jac"``) on symbolic ``x``.
+
+    A :class:`~poso_sim.nlp.CompiledNLP` takes its instance data as a second input (``p``); that data enters the
+    expression as constants here. A reduced problem's functions take ``x`` alone.
+    """
+    fn = getattr(problem, attr).fn
+    return fn(x, problem.p) if fn.n_in() > 1 else fn(x)

@@ -14,7 +14,7 @@ from poso_sim.solvers.backend import IterInfo, ProgressCallback, RawResult, ipop
 if TYPE_CHECKING:  # pragma: no cover
     from poso_sim.nlp import CompiledNLP
 
-__all__ = ["IpoptBackend", "PyomoSolverFactoryBackend", "DEFAULT_IPOPT_OPTIONS", "ipopt_version"]
+__all__ = ["IpoptBackend", "PyomoSolverFactoryBackend", "DEFAULT_IPOPT_OPTIONS", "DUAL_CONVENTIONS", "ipopt_version"]
 
 #: Options used unless overridden (``options`` passed to :meth:`IpoptBackend.solve` win).
 DEFAULT_IPOPT_OPTIONS: dict[str, Any] = {
@@ -231,18 +231,53 @@ class IpoptBackend:
         )
 
 
+#: Sign conventions of the suffixes a Pyomo solver returns, as factors to Ipopt's convention
+#: ``grad f + J^T y - z_L + z_U = 0``: ``y = dual_factor * dual``, ``z_L = zl_factor * zL_out``,
+#: ``z_U = zu_factor * zU_out``. The AMPL solver library interface (the ``ipopt`` executable) writes
+#: ``dual = -y`` and ``ipopt_zU_out = -z_U`` (its upper-bound multipliers are non-positive).
+DUAL_CONVENTIONS: dict[str, tuple[float, float, float]] = {
+    "ipopt": (-1.0, 1.0, -1.0),
+}
+
+
+def _model_constraints(model, nlp) -> list:
+    """The model's active constraints in the compiled problem's row order (a problem whose variables were linked
+    to a model without its constraints, e.g. one loaded from disk)."""
+    from pyomo.core import Constraint, SortComponents
+
+    cons = list(model.component_data_objects(Constraint, active=True, descend_into=True, sort=SortComponents.deterministic))
+    if [c.name for c in cons] != list(nlp.row_names):
+        raise RuntimeError(f"the model's {len(cons)} constraints differ from the compiled problem's {nlp.m} rows")
+    return cons
+
+
 class PyomoSolverFactoryBackend:
-    """Best-effort passthrough to ``pyomo.environ.SolverFactory(name)`` (e.g. an ``ipopt`` executable).
+    """Passthrough to ``pyomo.environ.SolverFactory(name)`` (e.g. an ``ipopt`` executable).
 
     Solves the Pyomo model the NLP was compiled from (values are written into it). Multipliers are read from the
-    ``dual``/``ipopt_zL_out``/``ipopt_zU_out`` suffixes when the solver provides them and converted to Ipopt's
-    convention assuming the AMPL-solver sign conventions (``y = -dual``, ``z_U = -ipopt_zU_out``); otherwise they
-    are zero. Use :meth:`available` first.
+    ``dual``/``ipopt_zL_out``/``ipopt_zU_out`` suffixes and converted to Ipopt's convention with the solver's sign
+    convention: :data:`DUAL_CONVENTIONS` by solver name, or ``convention=(dual, zL, zU)`` factors given explicitly
+    (an unknown solver without one is a :class:`ConfigError`, never a guess). Multipliers the solver did not report
+    are NaN, not zero, and the result's ``message`` names them. Use :meth:`available` first.
     """
 
-    def __init__(self, name: str = "ipopt", options: Mapping[str, Any] | None = None):
+    def __init__(
+        self,
+        name: str = "ipopt",
+        options: Mapping[str, Any] | None = None,
+        *,
+        convention: tuple[float, float, float] | None = None,
+    ):
         self.name = name
         self.options = dict(options or {})
+        if convention is None:
+            convention = DUAL_CONVENTIONS.get(name)
+        if convention is None:
+            raise ConfigError(
+                f"solver {name!r}: unknown multiplier sign convention; pass convention=(dual, zL, zU) factors "
+                f"(known: {', '.join(DUAL_CONVENTIONS)})"
+            )
+        self.convention = tuple(float(c) for c in convention)
 
     def available(self) -> bool:
         try:
@@ -269,12 +304,17 @@ class PyomoSolverFactoryBackend:
         if not nlp._var_data:
             raise RuntimeError("this CompiledNLP has no Pyomo model attached")
         model = nlp._var_data[0].model()
+        cons = list(nlp._con_data)
+        if len(cons) != nlp.m:
+            cons = _model_constraints(model, nlp)
         nlp.load_into_model(nlp.clip(_vec(x0, nlp.n, "x0")))
         suffixes = {}
         for sname, direction in (("dual", pe.Suffix.IMPORT), ("ipopt_zL_out", pe.Suffix.IMPORT), ("ipopt_zU_out", pe.Suffix.IMPORT)):
             if model.component(sname) is None:
                 model.add_component(sname, pe.Suffix(direction=direction))
                 suffixes[sname] = True
+        fd, fl, fu = self.convention
+        missing = []
         try:
             solver = pe.SolverFactory(self.name)
             t0 = time.perf_counter()
@@ -284,12 +324,26 @@ class PyomoSolverFactoryBackend:
             if len(res.solution) > 0:
                 model.solutions.load_from(res)
             x = nlp.x_from_model()
-            dual = getattr(model, "dual", {})
-            zl_s = getattr(model, "ipopt_zL_out", {})
-            zu_s = getattr(model, "ipopt_zU_out", {})
-            y = np.array([-float(dual.get(c, 0.0)) for c in nlp._con_data])
-            zl = np.array([float(zl_s.get(v, 0.0)) for v in nlp._var_data])
-            zu = np.array([-float(zu_s.get(v, 0.0)) for v in nlp._var_data])
+
+            def read(sname: str, items, factor: float, bounded: np.ndarray) -> np.ndarray:
+                suffix = getattr(model, sname, None)
+                # a variable without that bound has a zero multiplier by definition; anything else unreported is NaN
+                vals = np.where(bounded, np.nan, 0.0)
+                if suffix is None or len(suffix) == 0:
+                    if bounded.any():
+                        missing.append(sname)
+                    return vals
+                for i, c in enumerate(items):
+                    v = suffix.get(c)
+                    if v is not None:
+                        vals[i] = factor * float(v)
+                if np.isnan(vals).any() and sname not in missing:
+                    missing.append(f"{sname} of {int(np.isnan(vals).sum())} entries")
+                return vals
+
+            y = read("dual", cons, fd, np.ones(nlp.m, dtype=bool))
+            zl = read("ipopt_zL_out", nlp._var_data, fl, np.isfinite(nlp.x_lb))
+            zu = read("ipopt_zU_out", nlp._var_data, fu, np.isfinite(nlp.x_ub))
         finally:
             for sname in suffixes:
                 model.del_component(sname)
@@ -310,6 +364,6 @@ class PyomoSolverFactoryBackend:
             iterations=0,
             seconds=seconds,
             objective=nlp.objective_value(x),
-            message=str(tc),
+            message=str(tc) + (f"; not reported by the solver (NaN): {', '.join(missing)}" if missing else ""),
             solver=f"pyomo:{self.name}",
         )

@@ -20,8 +20,6 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import pyomo.environ as pyo
-from pyomo.core.expr import replace_expressions
 from scipy.sparse import csr_matrix, hstack
 from scipy.sparse.linalg import lsqr
 
@@ -29,65 +27,122 @@ SUBSTITUTED_ROWS = ("HBranchTempLossS", "HBranchTempLossR", "HKCLLoadR", "HKCLCH
 MIX_ROWS = ("HNodeMixLoadS", "HNodeMixLoadR", "HNodeMixCHPR")
 
 
+_MEMO: dict[tuple, "Reduction"] = {}
+
+
+def cached_reduction(model, canonical_nlp, x_ref: np.ndarray) -> "Reduction":
+    """:class:`Reduction` of ``canonical_nlp`` at ``x_ref``, built once per process (the build is direct and
+    vectorised on the canonical problem's CasADi functions: about 0.3 s)."""
+    x = np.round(np.asarray(x_ref, dtype=float), 9)
+    key = (canonical_nlp.fingerprint, hash(x.tobytes()))
+    red = _MEMO.get(key)
+    if red is None:
+        red = Reduction(model, canonical_nlp, x_ref)
+        if len(_MEMO) > 8:
+            _MEMO.pop(next(iter(_MEMO)))
+        _MEMO[key] = red
+    return red
+
+
+class ReducedNLP:
+    """The reduced problem with the callback interface of :class:`poso_sim.nlp.CompiledNLP` (what the pipeline's
+    views and both backends use): exact derivatives by CasADi's AD on the SX graph, built once."""
+
+    maximize = False
+
+    def __init__(self, canonical, red: "Reduction", z, f, g):
+        import hashlib
+
+        import casadi as ca
+
+        from poso_sim.nlp.compiled import _Evaluator
+
+        t0 = time.perf_counter()
+        keep_x, keep_g = red.red_to_can, red.red_rows_to_can
+        self.n, self.m = int(keep_x.size), int(keep_g.size)
+        self.x_names = [canonical.x_names[i] for i in keep_x]
+        self.row_names = [canonical.row_names[i] for i in keep_g]
+        self.x_lb, self.x_ub = np.asarray(canonical.x_lb)[keep_x], np.asarray(canonical.x_ub)[keep_x]
+        self.g_lb, self.g_ub = np.asarray(canonical.g_lb)[keep_g], np.asarray(canonical.g_ub)[keep_g]
+        self.var_component = np.asarray(canonical.var_component)[keep_x]
+        self.var_component_names = list(canonical.var_component_names)
+        self.row_component = np.asarray(canonical.row_component)[keep_g]
+        self.row_component_names = list(canonical.row_component_names)
+        lam = ca.SX.sym("lam", self.m)
+        sigma = ca.SX.sym("obj_factor")
+        jac = ca.jacobian(g, z)
+        hess, _ = ca.hessian(sigma * f + ca.dot(lam, g), z)
+        hess = ca.tril(hess)
+        self._f = _Evaluator(ca.Function("f", [z], [f]))
+        self._grad = _Evaluator(ca.Function("grad_f", [z], [ca.densify(ca.gradient(f, z))]))
+        self._g = _Evaluator(ca.Function("g", [z], [ca.densify(g)]))
+        self._jac = _Evaluator(ca.Function("jac_g", [z], [jac.nz[:]]))
+        self._hess = _Evaluator(ca.Function("hess_lag", [z, lam, sigma], [hess.nz[:]]))
+        self.jac_structure = tuple(np.asarray(a, dtype=np.int64) for a in jac.sparsity().get_triplet())
+        self.hess_structure = tuple(np.asarray(a, dtype=np.int64) for a in hess.sparsity().get_triplet())
+        h = hashlib.sha256(b"poso-sim/reduced/v1\n" + canonical.fingerprint.encode())
+        for a in (keep_x, keep_g, red.fixed_idx):
+            h.update(np.ascontiguousarray(a, dtype="<i8").tobytes())
+        h.update(np.ascontiguousarray(red.fixed_val, dtype="<f8").tobytes())
+        self.fingerprint = h.hexdigest()
+        self.seconds = time.perf_counter() - t0
+
+    def _vec(self, x):
+        x = np.ascontiguousarray(x, dtype=np.float64).reshape(-1)
+        if x.size != self.n:
+            raise ValueError(f"x has {x.size} entries, the reduced problem has {self.n} variables")
+        return x
+
+    def f(self, x) -> float:
+        return float(self._f(self._vec(x))[0])
+
+    def grad(self, x):
+        return self._grad(self._vec(x))
+
+    def g(self, x):
+        return self._g(self._vec(x))
+
+    def jac(self, x):
+        return self._jac(self._vec(x))
+
+    def hess(self, x, lam, obj_factor: float = 1.0):
+        lam = np.ascontiguousarray(lam, dtype=np.float64).reshape(-1)
+        return self._hess(self._vec(x), lam, np.array([obj_factor], dtype=np.float64))
+
+    def clip(self, x):
+        return np.minimum(np.maximum(self._vec(x), self.x_lb), self.x_ub)
+
+
 class Reduction:
     """Build the reduced model of a canonical model and map points and multipliers back."""
 
     def __init__(self, model, canonical_nlp, x_ref: np.ndarray):
-        from poso_sim.nlp import compile_nlp
+        """Build the reduced problem directly from the canonical problem's CasADi functions (vectorised: the
+        canonical rows are evaluated on a symbolic canonical vector that is itself a function of the reduced
+        variables), without cloning or recompiling the Pyomo model. ``model`` supplies the case data."""
+        import casadi as ca
+
         from poso_sim.solvers.pipeline import fixing_rows
 
         t0 = time.perf_counter()
-        self.canonical = canonical_nlp
+        self.canonical = nlp = canonical_nlp
         case = model._case
         cp = case.scalars.cp
-        self.t_amb = case.scalars.t_ambient
+        self.t_amb = float(case.scalars.t_ambient)
         pipes = {p.id: p for p in case.heat.pipes}
         self.a = {k: p.loss_coeff * p.length_m / (cp * 1000.0) for k, p in pipes.items()}
         dumped = {d["id"]: d for d in case.model_dump(by_alias=True)["heat"]["pipes"]}
         self.hfrom = {k: dumped[k]["from"] for k in dumped}
         self.hto = {k: dumped[k]["to"] for k in dumped}
+        T = sorted({int(nm.rsplit(",", 1)[1].rstrip("]")) for nm in np.asarray(nlp.x_names)[nlp.var_indices("m_sup")]})
 
-        r = model.clone()
-        nlp = canonical_nlp
         rows, cols, vals = fixing_rows(nlp, np.clip(x_ref, nlp.x_lb, nlp.x_ub))
         self.fixed = {nlp.x_names[c]: float(v) for c, v in zip(cols, vals)}
         self.removed_rows = [nlp.row_names[i] for i in rows]
-        for name, v in self.fixed.items():
-            r.find_component(name).fix(v)
-        for name in self.removed_rows:
-            r.find_component(name).deactivate()
-        # substitutions on the heat network
-        T = list(r.T)
-        sub = {}
-        for k in r.HPipe:
-            for t in T:
-                m = r.m_sup[k, t]
-                decay = pyo.exp(-self.a[k] / m)
-                sub[id(r.m_ret[k, t])] = m
-                sub[id(r.T_end_sup[k, t])] = self.t_amb + (r.T_sup[self.hfrom[k], t] - self.t_amb) * decay
-                sub[id(r.T_end_ret[k, t])] = self.t_amb + (r.T_ret[self.hto[k], t] - self.t_amb) * decay
-        for fam in MIX_ROWS:
-            for c in getattr(r, fam).values():
-                if c.active:
-                    c.set_value(replace_expressions(c.body, sub) == 0)
         for fam in SUBSTITUTED_ROWS:
-            for c in getattr(r, fam).values():
-                if c.active:
-                    self.removed_rows.append(c.name)
-                    c.deactivate()
-        for comp in ("m_ret", "T_end_sup", "T_end_ret"):
-            for v in getattr(r, comp).values():
-                v.fix(1.0)  # no longer appears in any active row; its value is recomputed on the way back
-        self.model = r
-        self.nlp = compile_nlp(r)
-        # index maps
+            if fam in nlp.row_component_names:
+                self.removed_rows.extend(nlp.row_names[i] for i in nlp.row_indices(fam))
         pos = {nm: i for i, nm in enumerate(nlp.x_names)}
-        self.red_to_can = np.array([pos[nm] for nm in self.nlp.x_names], dtype=np.int64)
-        rpos = {nm: i for i, nm in enumerate(nlp.row_names)}
-        self.red_rows_to_can = np.array([rpos[nm] for nm in self.nlp.row_names], dtype=np.int64)
-        self.removed_idx = np.array(sorted(rpos[nm] for nm in self.removed_rows), dtype=np.int64)
-        self.fixed_idx = np.array([pos[nm] for nm in self.fixed], dtype=np.int64)
-        self.fixed_val = np.array(list(self.fixed.values()))
         hp = sorted(self.a)
         self._msup = np.array([[pos[f"m_sup[{k},{t}]"] for t in T] for k in hp])
         self._mret = np.array([[pos[f"m_ret[{k},{t}]"] for t in T] for k in hp])
@@ -96,6 +151,35 @@ class Reduction:
         self._tsf = np.array([[pos[f"T_sup[{self.hfrom[k]},{t}]"] for t in T] for k in hp])
         self._trt = np.array([[pos[f"T_ret[{self.hto[k]},{t}]"] for t in T] for k in hp])
         self._avec = np.array([self.a[k] for k in hp])[:, None]
+        self.fixed_idx = np.array([pos[nm] for nm in self.fixed], dtype=np.int64)
+        self.fixed_val = np.array(list(self.fixed.values()), dtype=float)
+        gone = np.zeros(nlp.n, dtype=bool)
+        gone[self.fixed_idx] = True
+        for arr in (self._mret, self._tes, self._ter):
+            gone[arr.ravel()] = True
+        self.red_to_can = np.flatnonzero(~gone).astype(np.int64)
+        rpos = {nm: i for i, nm in enumerate(nlp.row_names)}
+        self.removed_idx = np.array(sorted(rpos[nm] for nm in self.removed_rows), dtype=np.int64)
+        kept = np.ones(nlp.m, dtype=bool)
+        kept[self.removed_idx] = False
+        self.red_rows_to_can = np.flatnonzero(kept).astype(np.int64)
+
+        # the canonical vector as a function of the reduced one
+        z = ca.SX.sym("z", self.red_to_can.size)
+        xc = ca.SX.zeros(nlp.n)
+        xc[self.red_to_can.tolist()] = z
+        if self.fixed_idx.size:
+            xc[self.fixed_idx.tolist()] = ca.DM(self.fixed_val)
+        ms, tsf, trt = (a.ravel().tolist() for a in (self._msup, self._tsf, self._trt))
+        m = xc[ms]
+        decay = ca.exp(-ca.DM(np.repeat(self._avec[:, 0], len(T))) / m)
+        xc[self._mret.ravel().tolist()] = m
+        xc[self._tes.ravel().tolist()] = self.t_amb + (xc[tsf] - self.t_amb) * decay
+        xc[self._ter.ravel().tolist()] = self.t_amb + (xc[trt] - self.t_amb) * decay
+        f = symbolic(nlp, "_f", xc)
+        g = symbolic(nlp, "_g", xc)[self.red_rows_to_can.tolist()]
+        self.nlp = ReducedNLP(nlp, self, z, f, g)
+        self.model = None
         self.seconds = time.perf_counter() - t0
 
     def to_reduced(self, x_can: np.ndarray) -> np.ndarray:
@@ -148,3 +232,4 @@ class Reduction:
         y[R] = sol[: R.size]
         zl[free_z] = sol[R.size :]
         return y, zl, zu
+from poso_sim.solvers.backend import symbolic

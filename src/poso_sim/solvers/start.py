@@ -136,6 +136,114 @@ def heat_flows(
     return m_pipe, m_hub
 
 
+def heat_flows_to_targets(
+    net: NetworkData, targets: dict[int, float], delta: float = 0.05
+) -> tuple[dict[int, float], dict[int, float]]:
+    """LP for one hour's pipe flows with hub injections as close as possible to ``targets`` (an L1 penalty), every
+    pipe at least ``delta`` kg/s, then the smallest loss weights ``sum a_k m_k``. Returns (m_pipe, m_hub)."""
+    nodes, pipes, hubs = net.hnodes, net.hpipes, net.hubs
+    node_pos = {n: i for i, n in enumerate(nodes)}
+    npi, nh = len(pipes), len(hubs)
+    nv = npi + 3 * nh  # pipes, hub injections, deviations up and down
+    a_eq = np.zeros((len(nodes) + nh, nv))
+    b_eq = np.zeros(len(nodes) + nh)
+    for j, k in enumerate(pipes):
+        a_eq[node_pos[net.hp_to[k]], j] += 1.0
+        a_eq[node_pos[net.hp_from[k]], j] -= 1.0
+    for j, c in enumerate(hubs):
+        a_eq[node_pos[net.hub_hbus[c]], npi + j] += 1.0
+        r = len(nodes) + j
+        a_eq[r, npi + j] = 1.0
+        a_eq[r, npi + nh + j] = -1.0
+        a_eq[r, npi + 2 * nh + j] = 1.0
+        b_eq[r] = max(float(targets[c]), 0.0)
+    for n in nodes:
+        b_eq[node_pos[n]] = net.m_load if net.hnode_load[n] != 0 else 0.0
+    a = np.array([net.hp_a[k] for k in pipes])
+    cost = np.concatenate([a, np.zeros(nh), np.full(2 * nh, 1e3 * max(float(a.max()), 1e-6))])
+    bounds = [(delta, None)] * npi + [(0.0, None)] * (3 * nh)
+    res = linprog(cost, A_eq=a_eq, b_eq=b_eq, bounds=bounds, method="highs")
+    if res.status != 0:
+        raise RuntimeError(f"heat-flow target LP failed: {res.message}")
+    return ({k: float(res.x[j]) for j, k in enumerate(pipes)}, {c: float(res.x[npi + j]) for j, c in enumerate(hubs)})
+
+
+def objective_aware_dispatch(nlp, x_data: np.ndarray, net: NetworkData) -> dict:
+    """A convex surrogate of the variant's own objective, for an objective-aware start.
+
+    Variables: the hubs' CHP (P, Q, H), boilers (H, G) and the grid import, per hour; every other variable stays at
+    the data-only start ``x_data``. Objective: the variant's compiled objective ``nlp.f`` on that vector (the doctored
+    objective for ``tampered``). Rows: the variant's own rows that involve only these variables (CHP circle, CHP
+    heat-to-power, boiler gas, ``feasible``'s CHP 3 minimum), plus lossless aggregate balances per hour: grid
+    import + CHP power = the start's total, CHP + boiler heat = the start's total hub heat (a uniform loss); hubs
+    whose line may only export keep at least their start output. Solved by CasADi's Ipopt.
+
+    Returns per-hour ``P_CHP``, ``Q_CHP`` and hub injections ``m_hub`` (the start's total water split by heat
+    share, i.e. a uniform temperature drop), keyed ``(hub, hour)``.
+    """
+    import casadi as ca
+
+    comps = ("P_CHP", "Q_CHP", "H_CHP", "H_boiler", "G_boiler", "P_grid")
+    idx = {c: nlp.var_indices(c) for c in comps}
+    sel = np.concatenate([idx[c] for c in comps])
+    pos = -np.ones(nlp.n, dtype=np.int64)
+    pos[sel] = np.arange(sel.size)
+    s = ca.SX.sym("s", sel.size)
+    xc = ca.SX(ca.DM(np.asarray(x_data, dtype=float)))
+    xc[sel.tolist()] = s
+    f = symbolic(nlp, "_f", xc)
+    jr, jc = (np.asarray(a) for a in nlp.jac_structure)
+    outside = np.bincount(jr, weights=(pos[jc] < 0).astype(float), minlength=nlp.m)
+    inside = np.bincount(jr, minlength=nlp.m)
+    rows = np.flatnonzero((outside == 0) & (inside > 0))
+    g = [symbolic(nlp, "_g", xc)[rows.tolist()]]
+    lbg, ubg = [np.asarray(nlp.g_lb)[rows]], [np.asarray(nlp.g_ub)[rows]]
+
+    def name_index(i):
+        inner = nlp.x_names[i].split("[", 1)[1].rstrip("]")
+        return tuple(int(p) for p in inner.split(",")) if "," in inner else int(inner)
+
+    keyed = {c: {name_index(i): int(pos[i]) for i in idx[c]} for c in comps}
+    hubs, T = net.hubs, net.T
+    x = np.asarray(x_data, dtype=float)
+    for t in T:
+        e = s[keyed["P_grid"][t]] + sum(s[keyed["P_CHP"][c, t]] for c in hubs)
+        e0 = x[sel[keyed["P_grid"][t]]] + sum(x[sel[keyed["P_CHP"][c, t]]] for c in hubs)
+        h = sum(s[keyed["H_CHP"][c, t]] + s[keyed["H_boiler"][c, t]] for c in hubs)
+        h0 = sum(x[sel[keyed["H_CHP"][c, t]]] + x[sel[keyed["H_boiler"][c, t]]] for c in hubs)
+        g += [e, h]
+        lbg += [np.array([e0]), np.array([h0])]
+        ubg += [np.array([e0]), np.array([h0])]
+    lbx = np.asarray(nlp.x_lb)[sel].copy()
+    ubx = np.asarray(nlp.x_ub)[sel].copy()
+    adj = defaultdict(list)
+    for k in net.ebranches:
+        adj[net.ebr_from[k]].append(k)
+        adj[net.ebr_to[k]].append(k)
+    for c in hubs:
+        b = net.hub_ebus[c]
+        if b != net.eslack and all(net.ebr_from[k] == b for k in adj[b]):
+            for t in T:
+                j = keyed["P_CHP"][c, t]
+                lbx[j] = max(lbx[j], x[sel[j]])
+    solver = ca.nlpsol("surrogate", "ipopt", {"x": s, "f": f, "g": ca.vertcat(*g)},
+                       {"ipopt": {"print_level": 0, "sb": "yes", "tol": 1e-6, "max_iter": 500}, "print_time": False})
+    out = solver(x0=np.clip(x[sel], lbx, ubx), lbx=lbx, ubx=ubx, lbg=np.concatenate(lbg), ubg=np.concatenate(ubg))
+    if not solver.stats().get("success", False):
+        raise RuntimeError(f"objective-aware surrogate: {solver.stats().get('return_status')}")
+    sv = np.asarray(out["x"]).reshape(-1)
+    m_total = sum(x[i] for i in nlp.var_indices("m_hub")) / len(T)
+    disp: dict[str, dict] = {"P_CHP": {}, "Q_CHP": {}, "m_hub": {}}
+    for t in T:
+        heat = {c: sv[keyed["H_CHP"][c, t]] + sv[keyed["H_boiler"][c, t]] for c in hubs}
+        tot = sum(heat.values()) or 1.0
+        for c in hubs:
+            disp["P_CHP"][c, t] = float(sv[keyed["P_CHP"][c, t]])
+            disp["Q_CHP"][c, t] = float(sv[keyed["Q_CHP"][c, t]])
+            disp["m_hub"][c, t] = float(m_total * heat[c] / tot)
+    return disp
+
+
 def _heat_state(net: NetworkData, m_pipe: dict[int, float], m_hub: dict[int, float]) -> dict[str, dict]:
     """Temperatures of the heat network for fixed flows, propagated exactly, and the hub heat duties."""
     out: dict[str, dict] = defaultdict(dict)
@@ -146,9 +254,13 @@ def _heat_state(net: NetworkData, m_pipe: dict[int, float], m_hub: dict[int, flo
         h_out[net.hp_from[k]].append(k)
         h_in[net.hp_to[k]].append(k)
     order = _topological(net.hnodes, [(net.hp_from[k], net.hp_to[k]) for k in net.hpipes])
-    decay = {k: float(np.exp(-net.hp_a[k] / m_pipe[k])) for k in net.hpipes}
+    per_hour_pipe, per_hour_hub = m_pipe, m_hub
     ta = net.t_ambient
     for t_i, t in enumerate(net.T):
+        # flows may be the same every hour ({k: m}) or per hour ({t: {k: m}})
+        m_pipe = per_hour_pipe.get(t, per_hour_pipe) if t in per_hour_pipe and isinstance(per_hour_pipe[t], dict) else per_hour_pipe
+        m_hub = per_hour_hub.get(t, per_hour_hub) if t in per_hour_hub and isinstance(per_hour_hub[t], dict) else per_hour_hub
+        decay = {k: float(np.exp(-net.hp_a[k] / m_pipe[k])) for k in net.hpipes}
         lam = net.load_factor[t_i]
         tau_s: dict[int, float] = {}
         tau_l: dict[int, float] = {}
@@ -197,21 +309,32 @@ def _hub_duties(net: NetworkData, m_pipe: dict[int, float], m_hub: dict[int, flo
     return {c: max(state["hub_heat"][c, t] for t in net.T) for c in net.hubs}
 
 
-def start_point(net: NetworkData, *, delta: float = 0.05, chp2_margin: float = 30.0) -> dict[str, dict]:
-    """All variable values of the canonical model, as ``{component: {index: value}}``."""
+def start_point(
+    net: NetworkData, *, delta: float = 0.05, chp2_margin: float = 30.0, dispatch: dict | None = None
+) -> dict[str, dict]:
+    """All variable values of the canonical model, as ``{component: {index: value}}``.
+
+    ``dispatch`` (see :func:`objective_aware_dispatch`): per-hour hub injections ``m_hub[(c, t)]`` and CHP outputs
+    ``P_CHP``/``Q_CHP[(c, t)]`` to build the start around, instead of the data-only rules.
+    """
     T = net.T
     v: dict[str, dict] = defaultdict(dict)
-    # hub injections capped so that each boiler alone covers its hub's peak duty (a few LP passes)
-    caps = {c: net.boiler_max[c] / (net.cp * 4.0) for c in net.hubs}
-    for _ in range(6):
-        m_pipe, m_hub = heat_flows(net, delta=delta, caps=caps)
-        duty = _hub_duties(net, m_pipe, m_hub)
-        over = {c: duty[c] / (0.95 * net.boiler_max[c]) for c in net.hubs}
-        if max(over.values()) <= 1.0:
-            break
-        for c in net.hubs:
-            if over[c] > 1.0:
-                caps[c] = m_hub[c] / over[c]
+    if dispatch is None:
+        # hub injections capped so that each boiler alone covers its hub's peak duty (a few LP passes)
+        caps = {c: net.boiler_max[c] / (net.cp * 4.0) for c in net.hubs}
+        for _ in range(6):
+            m_pipe, m_hub = heat_flows(net, delta=delta, caps=caps)
+            duty = _hub_duties(net, m_pipe, m_hub)
+            over = {c: duty[c] / (0.95 * net.boiler_max[c]) for c in net.hubs}
+            if max(over.values()) <= 1.0:
+                break
+            for c in net.hubs:
+                if over[c] > 1.0:
+                    caps[c] = m_hub[c] / over[c]
+    else:
+        m_pipe, m_hub = {}, {}
+        for t in T:
+            m_pipe[t], m_hub[t] = heat_flows_to_targets(net, {c: dispatch["m_hub"][c, t] for c in net.hubs}, delta)
     state = _heat_state(net, m_pipe, m_hub)
     for key in ("T_sup", "T_ret", "T_load_out", "m_load", "m_sup", "m_ret", "T_end_sup", "T_end_ret", "m_hub"):
         v[key] = state[key]
@@ -256,7 +379,12 @@ def start_point(net: NetworkData, *, delta: float = 0.05, chp2_margin: float = 3
         for c in net.hubs:
             b = bus_of_hub[c]
             leaf_export = b != net.eslack and all(net.ebr_from[k] == b for k in adj[b])  # its lines may only export
-            if leaf_export:
+            if dispatch is not None and "P_CHP" in dispatch:
+                tank_net = net.tank_eff[c] * v["H_dis"][c, t] - v["H_ch"][c, t] / net.tank_eff[c]
+                room = max(hub_heat[c, t] - tank_net, 0.0) / net.chp_hp  # CHP heat cannot exceed the hub's duty
+                pc[c] = min(dispatch["P_CHP"][c, t], room)
+                qc[c] = dispatch["Q_CHP"][c, t]
+            elif leaf_export:
                 pc[c] = net.ebus_p[b] * lam + chp2_margin
                 qc[c] = net.ebus_q[b] * lam + chp2_margin / 3
             else:
@@ -408,3 +536,4 @@ def network_data(case) -> NetworkData:
         tank_eff={c: H[c]["tank"]["efficiency"] for c in hubs},
         tank_ret={c: H[c]["tank"]["retention"] for c in hubs},
     )
+from poso_sim.solvers.backend import symbolic

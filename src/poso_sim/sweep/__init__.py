@@ -15,12 +15,12 @@ from .spec import (
     resolve_sweep,
     scenario_yaml,
 )
-from .worker import MUTATIONS, PayloadDescriptor, run_case, signature_memo
+from .worker import MUTATIONS, PayloadDescriptor, run_case, session_for
 
 __all__ = [
     "SweepSpec", "Parameters", "CaseSpec", "SweepError", "BEHAVIOUR_KINDS",
     "load_sweep", "parse_sweep", "resolve_sweep", "packaged_sweeps", "scenario_yaml",
     "run_sweep", "SweepResult", "replay_command", "summary_table", "coverage_table", "save_table",
     "check_trace", "build_trace", "CheckResult", "network_premise", "SAFETY", "PROPERTIES",
-    "run_case", "PayloadDescriptor", "MUTATIONS", "signature_memo",
+    "run_case", "PayloadDescriptor", "MUTATIONS", "session_for",
 ]

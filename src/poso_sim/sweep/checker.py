@@ -1,11 +1,11 @@
 """The campaign checker: safety and liveness properties checked from a run's trace.
 
-The checker reads only a *trace*: a JSON-encodable dict of what the nodes recorded (their `Record`s), the blocks
-the normal nodes executed with their certificates (signed Decisions), the committee (members, public keys), the
-experiment's ground truth (which delegates were given dishonest behaviours, which digests are optimal) and the
-network's declared conditions (for the liveness premises). It never looks at a machine's internal state, so it
-can check the records of a real deployment in the same format. `build_trace(runner, source)` makes one from a
-sweep run; `check_trace(trace)` returns a `CheckResult`.
+The checker reads only a *trace*: a JSON-encodable dict of what the nodes recorded (rows of the run log,
+`poso_sim.scenarios.log`), the blocks the normal nodes executed with their certificates (signed Decisions), the
+committee (members, public keys), the experiment's ground truth (which delegates were given dishonest
+behaviours, which digests are optimal) and the network's declared conditions (for the liveness premises). It
+never looks at a machine's internal state, so it can check the records of a real deployment in the same format.
+`build_trace(runner, source)` makes one from a run's log; `check_trace(trace)` returns a `CheckResult`.
 
 Safety (checked on every trace):
 
@@ -45,9 +45,12 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from poso_sim.protocol import GENESIS_HASH, Block, Decision, verify_sig
+from poso_sim.protocol import GENESIS_HASH, Block, Decision, Execute, verify_sig
 
-__all__ = ["build_trace", "check_trace", "CheckResult", "SAFETY", "PROPERTIES", "network_premise", "TRACE_RECORD_KINDS"]
+__all__ = [
+    "build_trace", "check_trace", "certificates", "CheckResult", "SAFETY", "PROPERTIES", "network_premise",
+    "TRACE_RECORD_KINDS",
+]
 
 SAFETY = (
     "accepted-non-optimal",
@@ -61,7 +64,7 @@ SAFETY = (
 )
 PROPERTIES = SAFETY + ("liveness",)
 
-#: the record kinds a trace keeps (the per-copy `received`/`dropped` records are not needed by the checker)
+#: the run-log row kinds a trace keeps (the per-copy `received`/`dropped` rows are not needed by the checker)
 TRACE_RECORD_KINDS = frozenset({
     "round_start", "verified", "decided", "executed", "no_majority", "gave_up", "accepted_unchecked", "crashed",
     "conflicting_decisions", "own_plan_rejected", "abandoned",
@@ -85,12 +88,30 @@ def _latency_max(lat: Any) -> float | None:
     return None  # log-normal ([mean, sd], lognormal, mean_sd): unbounded
 
 
+def certificates(log: Any) -> dict[str, list[dict[str, Any]]]:
+    """normal node -> the blocks it executed (from the run log's `Execute` entries) with their signed Decisions."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for e in log.of(Execute):
+        b = e.item.block
+        out.setdefault(e.node, []).append({
+            "height": b.height, "round": b.round, "leader": b.leader, "digest": b.digest, "cost": b.cost,
+            "hash": b.hash, "prev_hash": b.prev_hash,
+            "decisions": [
+                {"height": d.height, "round": d.round, "leader": d.leader, "digest": d.digest, "cost": d.cost,
+                 "delegate": d.delegate, "case_id": d.case_id, "signature": bytes(d.signature).hex()}
+                for d in b.decisions
+            ],
+        })
+    return out
+
+
 def build_trace(runner: Any, source: Any) -> dict[str, Any]:
-    """The checkable trace of a finished sweep run (a `poso_sim.sweep.worker.SweepRunner`)."""
+    """The checkable trace of a finished run (a `poso_sim.scenarios.Runner`), read from its run log."""
     scn = runner.scn
     committee = runner.committee
     digests = {p.digest: lbl for lbl, p in source.payloads(1).items()}
-    records = [r for r in runner.records if r.get("kind") in TRACE_RECORD_KINDS]
+    records = runner.log.rows(TRACE_RECORD_KINDS)
+    blocks = certificates(runner.log)
     seen = {r["digest"] for r in records if isinstance(r.get("digest"), str)}
     labels = {d: source.label_of(d) for d in sorted(seen | set(digests))}
     return {
@@ -114,7 +135,7 @@ def build_trace(runner: Any, source: Any) -> dict[str, Any]:
         "optimal": sorted(d for d, lbl in labels.items() if lbl == "optimal"),
         "labels": labels,
         "records": records,
-        "blocks": {n: list(runner.certificates.get(n, [])) for n in runner.normals},
+        "blocks": {n: blocks.get(n, []) for n in runner.normals},
     }
 
 

@@ -1,0 +1,385 @@
+"""The exact decision "does a valid multiplier vector exist for this x?", used when the received multipliers fail.
+
+At a feasible point ``x`` the certificate's rules on multipliers are linear in ``(y, z_L, z_U)``:
+
+* an equality row's ``y_i`` is free; an inequality row's ``y_i`` has the sign of the side it may be active on
+  (``y <= 0`` at a lower bound, ``y >= 0`` at an upper bound) and, by complementarity, ``|y_i| * slack_i`` may
+  not exceed the tolerance, so ``|y_i| <= c / slack_i``: rows with a real slack get a cap near zero, rows at
+  their bound are unbounded; a bound multiplier likewise lies in ``[0, c / (x_j - lb_j)]``;
+* stationarity ``|grad_j + (J^T y)_j - z_Lj + z_Uj| <= tau * w_j`` with the y-independent scale
+  ``w_j = max(1, |grad_j|)``.
+
+Eliminating the bound multipliers (``z_Lj`` in ``[0, Cl_j]`` absorbs up to ``Cl_j`` of a positive residual)
+leaves one ranged row per variable on the row multipliers alone::
+
+    -grad_j - tau w_j - Cu_j  <=  (J^T y)_j  <=  -grad_j + tau w_j + Cl_j,      ylo <= y <= yhi
+
+a linear feasibility problem whose answer depends on ``x`` only. Stages, cheapest first; every candidate is
+re-checked in full by :meth:`KKTChecker.measures` before it is trusted:
+
+``sanitised``
+    the received ``y`` clipped into its box, bound multipliers re-derived from the residual (microseconds);
+``local-lp``
+    the same LP on the neighbourhood of the columns that still fail (rows touching them and the rows touching
+    the columns those rows touch; everything else kept at the sanitised values): a sufficient test, small;
+``lp``
+    the whole LP (HiGHS dual simplex, warm-started from the last optimal basis of the same problem). Infeasible
+    means no valid multipliers exist: the point is rejected whatever multipliers it is sent with. The number of
+    simplex iterations is bounded (``Tolerances.lp_iterations``): a deterministic budget, the same on every
+    delegate; exhausting it rejects.
+
+Proofs of non-existence are cached per point (the digest of ``x`` and the tolerances): such an ``x`` sent again
+with other multipliers costs one lookup. Witnesses are not cached, so that a verdict is a function of the message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import scipy.sparse as sp
+
+if TYPE_CHECKING:  # pragma: no cover
+    from poso_sim.kkt.certificate import Tolerances
+    from poso_sim.kkt.check import KKTChecker
+
+__all__ = ["Decision", "MultiplierSearch", "min_stationarity"]
+
+#: Safety factor between the LP's targets and the tolerances the re-check applies (HiGHS works to 1e-7).
+LP_MARGIN = 0.9
+#: A multiplier cap below this is treated as zero (the row or bound is inactive).
+CAP_ZERO = 1e-12
+#: Largest neighbourhood (row multipliers) the local LP takes; beyond it the whole LP is solved.
+LOCAL_MAX_ROWS = 2200
+#: Neighbourhood growth steps (each adds the rows two steps away in the row-column graph).
+LOCAL_HOPS = 4
+_CACHE_SIZE = 64
+
+
+@dataclass
+class Decision:
+    """Outcome of :meth:`MultiplierSearch.decide`.
+
+    ``stage`` is the last stage run; ``found`` whether it produced multipliers (they are re-checked by the
+    caller); ``exists`` is False when the whole LP proved that no valid multipliers exist, None when undecided
+    (budget exhausted or a solver status other than optimal/infeasible).
+    """
+
+    found: bool
+    stage: str
+    y: np.ndarray | None = None
+    z_L: np.ndarray | None = None
+    z_U: np.ndarray | None = None
+    exists: bool | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class _Box:
+    """Multiplier caps and stationarity ranges of one point."""
+
+    def __init__(self, chk: "KKTChecker", x: np.ndarray, ev: dict[str, Any], tau: float, ctol: float):
+        g, grad = ev["g"], ev["grad"]
+        inf = np.inf
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sl = np.maximum(g - chk.g_lb0, 0.0)
+            su = np.maximum(chk.g_ub0 - g, 0.0)
+            ylo = np.where(chk.glb_fin, -np.where(sl > 0, ctol / sl, inf), 0.0)
+            yhi = np.where(chk.gub_fin, np.where(su > 0, ctol / su, inf), 0.0)
+            xl = np.maximum(x - chk.x_lb0, 0.0)
+            xu = np.maximum(chk.x_ub0 - x, 0.0)
+            cl = np.where(chk.lb_fin, np.where(xl > 0, ctol / xl, inf), 0.0)
+            cu = np.where(chk.ub_fin, np.where(xu > 0, ctol / xu, inf), 0.0)
+        ylo[chk.row_eq] = -inf
+        yhi[chk.row_eq] = inf
+        ylo[ylo > -CAP_ZERO] = 0.0
+        yhi[yhi < CAP_ZERO] = 0.0
+        cl[cl < CAP_ZERO] = 0.0
+        cu[cu < CAP_ZERO] = 0.0
+        self.ylo, self.yhi, self.cl, self.cu = ylo, yhi, cl, cu
+        self.w = np.maximum(1.0, np.abs(grad))
+        self.lo0 = -grad - cu
+        self.hi0 = -grad + cl
+        self.lo = self.lo0 - tau * self.w
+        self.hi = self.hi0 + tau * self.w
+        self.var_row = self.yhi > self.ylo
+
+    def bound_multipliers(self, r0: np.ndarray, shrink: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+        """``z_L``, ``z_U`` that absorb as much of ``r0 = grad + J^T y`` as their caps (times ``shrink``) allow."""
+        return (
+            np.minimum(np.maximum(r0, 0.0), shrink * self.cl),
+            np.minimum(np.maximum(-r0, 0.0), shrink * self.cu),
+        )
+
+
+def _new_highs() -> Any:
+    """A HiGHS instance, created with file descriptor 1 pointed at /dev/null: the library prints its banner on
+    stdout when the first instance of a process is built, which would corrupt ``poso-sim verify --json``."""
+    import highspy  # HiGHS only when an LP runs: most verdicts need none
+
+    try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+    except (OSError, ValueError, AttributeError):  # no real stdout (embedded interpreters)
+        return highspy.Highs()
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            h = highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+    return h
+
+
+def _hinf(a: np.ndarray) -> np.ndarray:
+    import highspy  # HiGHS only when an LP runs: most verdicts need none
+
+    out = np.array(a, dtype=float)
+    out[np.isposinf(out)] = highspy.kHighsInf
+    out[np.isneginf(out)] = -highspy.kHighsInf
+    return out
+
+
+def _run_lp(
+    a_csc: sp.csc_matrix,
+    col_lo: np.ndarray,
+    col_hi: np.ndarray,
+    row_lo: np.ndarray,
+    row_hi: np.ndarray,
+    cost: np.ndarray | None,
+    *,
+    iterations: int | None,
+    basis: Any = None,
+    highs: Any = None,
+    presolve: bool = True,
+) -> tuple[str, np.ndarray | None, Any, dict[str, Any]]:
+    """One HiGHS LP ``min cost.v  s.t. row_lo <= A v <= row_hi, col_lo <= v <= col_hi``; returns
+    ``(status, v, basis, info)`` with status ``optimal``/``infeasible``/``budget``/``other``."""
+    import highspy  # HiGHS only when an LP runs: most verdicts need none
+
+    h = highs if highs is not None else _new_highs()
+    h.clearModel()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("threads", 1)
+    h.setOptionValue("solver", "simplex")
+    h.setOptionValue("presolve", "on" if presolve else "off")
+    h.setOptionValue("simplex_iteration_limit", int(iterations) if iterations is not None else 10**9)
+    h.setOptionValue("time_limit", 30.0)  # a safety net only; the budget is the deterministic iteration limit
+    lp = highspy.HighsLp()
+    lp.num_col_ = int(a_csc.shape[1])
+    lp.num_row_ = int(a_csc.shape[0])
+    lp.col_cost_ = np.zeros(a_csc.shape[1]) if cost is None else np.asarray(cost, dtype=float)
+    lp.col_lower_ = _hinf(col_lo)
+    lp.col_upper_ = _hinf(col_hi)
+    lp.row_lower_ = _hinf(row_lo)
+    lp.row_upper_ = _hinf(row_hi)
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = a_csc.indptr.astype(np.int32)
+    lp.a_matrix_.index_ = a_csc.indices.astype(np.int32)
+    lp.a_matrix_.value_ = a_csc.data.astype(float)
+    h.passModel(lp)
+    if basis is not None:
+        h.setBasis(basis)
+    h.run()
+    ms = h.getModelStatus()
+    info = {"iterations": int(h.getInfo().simplex_iteration_count), "rows": lp.num_row_, "cols": lp.num_col_}
+    if ms == highspy.HighsModelStatus.kOptimal:
+        return "optimal", np.array(h.getSolution().col_value, dtype=float), h.getBasis(), info
+    # both LPs built here have objectives bounded below (0, or t >= 0): "unbounded or infeasible" is infeasible
+    if ms in (highspy.HighsModelStatus.kInfeasible, highspy.HighsModelStatus.kUnboundedOrInfeasible):
+        return "infeasible", None, None, info
+    if ms in (highspy.HighsModelStatus.kIterationLimit, highspy.HighsModelStatus.kTimeLimit):
+        return "budget", None, None, info
+    info["status"] = h.modelStatusToString(ms)
+    return "other", None, None, info
+
+
+def _minimax(
+    a: sp.csc_matrix, w: np.ndarray, lo0: np.ndarray, hi0: np.ndarray, ylo: np.ndarray, yhi: np.ndarray, t_max: float
+) -> tuple[sp.csc_matrix, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``min t`` s.t. ``lo0 - t w <= A y <= hi0 + t w``, ``0 <= t <= t_max``: the LP data (matrix, column and row
+    bounds, cost). Feasible iff a ``y`` with scaled residual <= ``t_max`` exists; its optimum keeps the residual
+    as small as it can be, so an accepted certificate shows the real margin, not the edge of the tolerance."""
+    wc = sp.csc_matrix(w.reshape(-1, 1))
+    big = sp.vstack([sp.hstack([a, -wc]), sp.hstack([a, wc])]).tocsc()
+    inf = np.full(a.shape[0], np.inf)
+    cost = np.zeros(a.shape[1] + 1)
+    cost[-1] = 1.0
+    return big, np.r_[ylo, 0.0], np.r_[yhi, t_max], np.r_[-inf, lo0], np.r_[hi0, inf], cost
+
+
+class MultiplierSearch:
+    """Per-problem state of the exact decision: the ``J^T`` pattern, the last optimal basis, a point cache."""
+
+    def __init__(self, chk: "KKTChecker"):
+        self.chk = chk
+        n, m = chk.n, chk.m
+        # J^T as CSC (LP rows = variables, LP columns = row multipliers); perm maps Jacobian order to CSC data
+        order = np.lexsort((chk.jc, chk.jr))
+        self.perm = order
+        self.indptr = np.searchsorted(chk.jr[order], np.arange(m + 1)).astype(np.int64)
+        self.indices = chk.jc[order].astype(np.int64)
+        self.basis: Any = None
+        self.cache: "OrderedDict[str, Decision]" = OrderedDict()
+        self._highs: Any = None
+        self.n, self.m = n, m
+
+    def _jt(self, jv: np.ndarray) -> sp.csc_matrix:
+        return sp.csc_matrix((jv[self.perm], self.indices, self.indptr), shape=(self.n, self.m))
+
+    def _key(self, x: np.ndarray, tol: "Tolerances") -> str:
+        h = hashlib.sha256(np.ascontiguousarray(x, dtype=np.float64).tobytes())
+        h.update(repr((tol.dual, tol.complementarity, tol.lp_iterations)).encode())
+        return h.hexdigest()
+
+    def decide(
+        self, x: np.ndarray, y: np.ndarray, ev: dict[str, Any], tol: "Tolerances"
+    ) -> Decision:
+        """Valid multipliers for ``x`` (a point that passed the primal checks), or why there are none."""
+        key = self._key(x, tol)
+        hit = self.cache.get(key)
+        if hit is not None:
+            self.cache.move_to_end(key)
+            d = Decision(hit.found, hit.stage, hit.y, hit.z_L, hit.z_U, hit.exists, dict(hit.info))
+            d.info["cached"] = True
+            return d
+        d = self._decide(x, y, ev, tol)
+        # only proofs are kept: "no valid multipliers exist" is a fact about the point, and every other delegate
+        # rejects the same message too (by proof or by budget); a witness is not kept, since a delegate that
+        # never saw it could reject the same x sent with other multipliers, and verdicts must be a function of
+        # the message
+        if d.exists is False:
+            self.cache[key] = d
+            if len(self.cache) > _CACHE_SIZE:
+                self.cache.popitem(last=False)
+        return d
+
+    def _decide(self, x: np.ndarray, y: np.ndarray, ev: dict[str, Any], tol: "Tolerances") -> Decision:
+        chk = self.chk
+        t0 = time.perf_counter()
+        tau = LP_MARGIN * tol.dual
+        box = _Box(chk, x, ev, tau, LP_MARGIN * tol.complementarity)
+        jt = self._jt(ev["jv"])
+        grad = ev["grad"]
+        # stage 1: the received y, clipped into its box (first into a box ten times tighter, so that an accepted
+        # certificate keeps a margin on complementarity when it can)
+        info: dict[str, Any] = {}
+        for shrink in (0.1 / LP_MARGIN, 1.0):
+            y0 = np.clip(y, shrink * box.ylo, shrink * box.yhi)
+            r0 = grad + jt @ y0
+            zl, zu = box.bound_multipliers(r0, shrink)
+            res = np.abs(r0 - zl + zu) / box.w
+            bad = res > tau
+            info["sanitised_failing_columns"] = int(np.count_nonzero(bad))
+            if not bad.any():
+                info["seconds"] = time.perf_counter() - t0
+                return Decision(True, "sanitised", y0, zl, zu, True, info)
+        unbounded = tol.lp_iterations is None
+        budget = 10**9 if unbounded else int(tol.lp_iterations)
+        jt_csr = jt.tocsr()
+        # stage 2: LPs on growing neighbourhoods of the failing columns (everything else kept at the sanitised
+        # values): a sufficient test; on a problem no larger than the neighbourhood limit it is the whole LP
+        used = 0
+        info["local"] = []
+        rows = np.zeros(self.m, dtype=bool)
+        rows[jt_csr[bad].indices] = True
+        rows &= box.var_row
+        # a failing column that no adjustable multiplier touches cannot be fixed by any multipliers
+        reach = np.zeros(self.n, dtype=bool)
+        reach[jt[:, rows].tocoo().row] = True
+        if np.any(bad & ~reach):
+            j = int(np.flatnonzero(bad & ~reach)[0])
+            info["unreachable_column"] = chk.x_names[j]
+            info["seconds"] = time.perf_counter() - t0
+            return Decision(False, "lp", exists=False, info=info)
+        for hop in range(LOCAL_HOPS):
+            cols = np.zeros(self.n, dtype=bool)
+            cols[jt[:, rows].tocoo().row] = True
+            grown = np.zeros(self.m, dtype=bool)
+            grown[jt_csr[cols].indices] = True
+            grown &= box.var_row
+            if np.count_nonzero(grown) > LOCAL_MAX_ROWS and not unbounded:
+                break
+            # closed: no adjustable multiplier outside ``rows`` touches a column of the neighbourhood, so the LP
+            # over it is a whole connected block of the full LP (its infeasibility is a proof)
+            whole = bool(np.array_equal(grown, rows))
+            rows = grown
+            a = jt[:, rows]
+            cols = np.zeros(self.n, dtype=bool)
+            cols[a.tocoo().row] = True
+            a = a[cols].tocsc()
+            yfix = y0.copy()
+            yfix[rows] = 0.0
+            fixed = (jt @ yfix)[cols]
+            lp = _minimax(a, box.w[cols], box.lo0[cols] - fixed, box.hi0[cols] - fixed, box.ylo[rows], box.yhi[rows], tau)
+            status, v, _b, linfo = _run_lp(*lp, iterations=budget - used, highs=self._solver())
+            v = None if v is None else v[:-1]
+            used += linfo["iterations"]
+            info["local"].append({**linfo, "status": status, "hops": 2 * (hop + 1)})
+            if status == "optimal":
+                y1 = y0.copy()
+                y1[rows] = np.clip(v, box.ylo[rows], box.yhi[rows])
+                zl, zu = box.bound_multipliers(grad + jt @ y1)
+                info["seconds"] = time.perf_counter() - t0
+                return Decision(True, "local-lp", y1, zl, zu, True, info)
+            if status == "other":
+                info["seconds"] = time.perf_counter() - t0
+                return Decision(False, "lp", exists=None, info=info)
+            if status == "budget" or used >= budget:
+                info["seconds"] = time.perf_counter() - t0
+                return Decision(False, "budget", exists=None, info=info)
+            if whole and status == "infeasible":
+                info["seconds"] = time.perf_counter() - t0
+                return Decision(False, "lp", exists=False, info=info)
+            if whole:
+                break
+        if not unbounded:
+            info["seconds"] = time.perf_counter() - t0
+            return Decision(False, "budget", exists=None, info=info)
+        # stage 3 (no budget: offline use): the whole LP, warm-started from the last optimal basis
+        lp = _minimax(jt, box.w, box.lo0, box.hi0, box.ylo, box.yhi, tau)
+        status, v, basis, ginfo = _run_lp(*lp, iterations=None, basis=self.basis, highs=self._solver())
+        v = None if v is None else v[:-1]
+        info["lp"] = {**ginfo, "status": status, "warm": self.basis is not None}
+        info["seconds"] = time.perf_counter() - t0
+        if status == "optimal":
+            self.basis = basis
+            y1 = np.clip(v, box.ylo, box.yhi)
+            zl, zu = box.bound_multipliers(grad + jt @ y1)
+            return Decision(True, "lp", y1, zl, zu, True, info)
+        if status == "infeasible":
+            return Decision(False, "lp", exists=False, info=info)
+        return Decision(False, "lp", exists=None, info=info)
+
+    def _solver(self) -> Any:
+        if self._highs is None:
+            self._highs = _new_highs()
+        return self._highs
+
+
+def min_stationarity(
+    chk: "KKTChecker", x: np.ndarray, complementarity: float = 1e-5, *, ev: dict[str, Any] | None = None
+) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    """The smallest scaled stationarity residual any multipliers obeying the sign and complementarity rules
+    leave at ``x``: ``min t`` s.t. ``|grad + J^T y - z_L + z_U| <= t * max(1, |grad|)``. Returns
+    ``(r, y, z_L, z_U)`` with ``r`` the largest scaled residual of the multipliers found (evaluated, not the LP's t). A diagnostic for separation tables (no iteration budget; it may take seconds)."""
+    x = np.asarray(x, dtype=float)
+    ev = ev if ev is not None else chk.evaluate(x)
+    box = _Box(chk, x, ev, 0.0, complementarity)
+    search = MultiplierSearch(chk)
+    jt = search._jt(ev["jv"])
+    lp = _minimax(jt, box.w, box.lo0, box.hi0, box.ylo, box.yhi, np.inf)
+    status, v, _b, _i = _run_lp(*lp, iterations=None)
+    if status != "optimal" or v is None:
+        raise RuntimeError(f"stationarity LP ended {status}")
+    y = np.clip(v[:-1], box.ylo, box.yhi)
+    r0 = ev["grad"] + jt @ y
+    zl, zu = box.bound_multipliers(r0)
+    # the residual these multipliers really leave (not the LP's t, which HiGHS meets to its own 1e-7 tolerance)
+    return float(np.max(np.abs(r0 - zl + zu) / box.w, initial=0.0)), y, zl, zu

@@ -1,0 +1,210 @@
+"""The run log: one typed sequence of what the protocol machines did in a run.
+
+Each entry is `Entry(t, node, item)`: the virtual time, the node, and one of the protocol's own immutable values:
+a note (`RoundStarted`, `Received`, `Verified`, `Rejected`, `Dropped`, `GaveUp`, `NoMajority`, `Crashed`, ...,
+or a `Note` subclass of your own) or an outcome action (`Decide`, `Exclude`, `Execute`). Transport and timer plumbing (`Send`, `StartTimer`,
+`CancelTimer`) and host requests (`Verify`, `Solve`) are not logged: the kernel trace (`poso_sim.sim.Trace`)
+has the messages.
+
+Table 3, the text account, the HTML outcome, `RunResult` and the sweep checker all read this log. Exports:
+
+* `rows()`: one flat JSON-ready dict per entry, ``{"t", "node", "kind", <the item's fields>}`` (`kind` is the
+  snake-case name in `KINDS`; a `Dropped` note keeps the dropped message's kind under ``message``);
+* `to_jsonl()`: those rows as canonical JSON lines (sorted keys, compact, ASCII, floats as ``repr``);
+* `digest()`: SHA-256 of the JSON lines: the same in any process for the same scenario and seed;
+* `to_dataframe()`: a pandas DataFrame of the rows.
+
+Observers (`RunLog(observers=[...])`, or `Runner(observers=...)`) are called with each entry as it is appended.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
+
+from poso_sim.common import canonical_json, jsonable
+from poso_sim.errors import ConfigError
+from poso_sim.protocol import (
+    Abandoned,
+    AcceptedUnchecked,
+    ConflictingDecisions,
+    Crashed,
+    Decide,
+    DecisionSeen,
+    Dropped,
+    Exclude,
+    Execute,
+    GaveUp,
+    NoMajority,
+    OwnPlanRejected,
+    ProofReceived,
+    Received,
+    Rejected,
+    RoundStarted,
+    Verified,
+)
+
+__all__ = ["Entry", "RunLog", "KINDS", "LOGGED", "kind_of", "item_fields", "plain"]
+
+
+class Entry(NamedTuple):
+    """One log entry: virtual time `t`, the `node` whose machine produced `item`, and the item."""
+
+    t: float
+    node: str
+    item: Any
+
+    @property
+    def kind(self) -> str:
+        return kind_of(type(self.item))
+
+    def row(self) -> dict[str, Any]:
+        """The flat JSON-ready dict of this entry (see the module docstring)."""
+        return {"t": self.t, "node": self.node, "kind": kind_of(type(self.item)), **plain(item_fields(self.item))}
+
+
+#: the logged types and their row kinds
+KINDS: dict[type, str] = {
+    RoundStarted: "round_start",
+    Abandoned: "abandoned",
+    Received: "received",
+    Verified: "verified",
+    Rejected: "rejected",
+    OwnPlanRejected: "own_plan_rejected",
+    AcceptedUnchecked: "accepted_unchecked",
+    ProofReceived: "proof_received",
+    DecisionSeen: "decision_seen",
+    Dropped: "dropped",
+    GaveUp: "gave_up",
+    ConflictingDecisions: "conflicting_decisions",
+    NoMajority: "no_majority",
+    Crashed: "crashed",
+    Decide: "decided",
+    Exclude: "excluded",
+    Execute: "executed",
+}
+LOGGED = tuple(KINDS)
+
+
+def kind_of(t: type) -> str:
+    """The row kind of a logged type: `KINDS`, or for a note defined elsewhere (e.g. by a behaviour of your
+    own) its class name in snake case (`MyNote` -> ``my_note``)."""
+    k = KINDS.get(t) or _DERIVED.get(t)
+    if k is None:
+        k = _DERIVED[t] = re.sub(r"(?<!^)(?=[A-Z])", "_", t.__name__).lower()
+    return k
+
+
+_DERIVED: dict[type, str] = {}
+
+
+def _verified(item: Verified) -> dict[str, Any]:
+    v = item.verdict
+    return {"digest": item.digest, "accepted": v.accepted, "cost": v.cost, "reasons": v.reasons}
+
+
+def _executed(item: Execute) -> dict[str, Any]:
+    b = item.block
+    return {"height": b.height, "digest": b.digest, "cost": b.cost, "leader": b.leader, "round": b.round,
+            "votes": len(b.decisions), "hash": b.hash}
+
+
+def _dropped(item: Dropped) -> dict[str, Any]:
+    return {k: v for k, v in zip(item._fields, item) if v is not None}
+
+
+def _no_majority(item: NoMajority) -> dict[str, Any]:
+    return {"height": item.height, "votes": dict(item.votes), "conflicted": list(item.conflicted)}
+
+
+_FIELDS: dict[type, Callable[[Any], dict[str, Any]]] = {
+    Verified: _verified, Execute: _executed, Dropped: _dropped, NoMajority: _no_majority,
+}
+
+
+def item_fields(item: Any) -> dict[str, Any]:
+    """The fields of a logged item as a flat dict (a verdict's and a block's fields spelled out; a `Dropped`
+    note's unset fields left out)."""
+    f = _FIELDS.get(type(item))
+    if f is not None:
+        return f(item)
+    fields = getattr(item, "_fields", None)  # the protocol's notes are named tuples
+    return dict(zip(fields, item)) if fields is not None else dict(item.__dict__)
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def plain(fields: dict[str, Any]) -> dict[str, Any]:
+    """`fields` with JSON values (`poso_sim.common.jsonable` for anything but a plain scalar)."""
+    return {k: v if type(v) in _SCALARS else jsonable(v) for k, v in fields.items()}
+
+
+class RunLog:
+    """The entries of one run, in the order the machines produced them."""
+
+    __slots__ = ("entries", "observers")
+
+    def __init__(self, observers: Iterable[Callable[[Entry], Any]] = ()) -> None:
+        self.entries: list[Entry] = []
+        self.observers = list(observers)
+
+    def append(self, t: float, node: str, item: Any) -> Entry:
+        e = Entry(t, node, item)
+        self.entries.append(e)
+        for obs in self.observers:
+            obs(e)
+        return e
+
+    # ---- access
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __iter__(self) -> Iterator[Entry]:
+        return iter(self.entries)
+
+    def of(self, *types: type) -> Iterator[Entry]:
+        """The entries whose item is an instance of one of `types`."""
+        return (e for e in self.entries if isinstance(e.item, types))
+
+    # ---- exports
+    def rows(self, kinds: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        if kinds is None:
+            return [e.row() for e in self.entries]
+        want = set(kinds)
+        return [e.row() for e in self.entries if kind_of(type(e.item)) in want]
+
+    def lines(self) -> Iterator[str]:
+        for i, e in enumerate(self.entries):
+            try:
+                yield canonical_json(e.row())
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"run log entry {i}: not JSON-encodable ({exc})") from None
+
+    def to_jsonl(self, path: str | os.PathLike[str] | None = None) -> str:
+        """The canonical JSON-lines text; also written to `path` if given."""
+        text = "".join(line + "\n" for line in self.lines())
+        if path is not None:
+            with open(path, "w", encoding="ascii", newline="\n") as fh:
+                fh.write(text)
+        return text
+
+    def digest(self) -> str:
+        """SHA-256 (hex) over the canonical JSON lines."""
+        h = hashlib.sha256()
+        for line in self.lines():
+            h.update(line.encode("ascii"))
+            h.update(b"\n")
+        return h.hexdigest()
+
+    def to_dataframe(self) -> Any:
+        """A pandas DataFrame, one row per entry: columns t, node, kind, then every field seen (missing: NA)."""
+        import pandas as pd  # heavy (about 0.4 s): only for this export
+
+        rows = self.rows()
+        cols: dict[str, None] = {"t": None, "node": None, "kind": None}
+        for r in rows:
+            cols.update(dict.fromkeys(r))
+        return pd.DataFrame.from_records(rows, columns=list(cols))

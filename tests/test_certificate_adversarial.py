@@ -1,0 +1,277 @@
+"""The certificate against clever leaders and for honest ones (issue: accept every honest optimum whatever solver
+made it, stay sharp against dearer plans, bounded cost).
+
+* dearer plans (tampered objective, restricted plan, biased leaders from the staged pipeline) are rejected under
+  every multiplier attack: their own, zeros, random, huge, another plan's, the best multipliers an exact LP finds,
+  and that LP fit inflated along null vectors of J^T;
+* honest optima reached by second routes (CasADi's own Ipopt interface at tol 1e-6 and 1e-8, the project backend
+  with another objective scaling and barrier strategy at tol 1e-8; other starts of the pipeline are in
+  test_kkt_manchester.py), clipped to bounds or shifted off them by 1e-6, are accepted;
+* the cost of a verdict is bounded by a deterministic LP budget whatever is sent.
+
+Figures: docs/certificate.md (separation table) and docs/benchmarks.md (timings).
+"""
+
+from __future__ import annotations
+
+import re
+import resource
+
+import numpy as np
+import pytest
+import scipy.linalg as sla
+
+from poso_sim.kkt import DEFAULT_TOLERANCES, Tolerances, checker_for, verify
+from poso_sim.kkt.decide import LOCAL_MAX_ROWS, min_stationarity
+
+pytestmark = pytest.mark.solver
+
+TOL = DEFAULT_TOLERANCES
+GAP = 1e-3  # plans dearer than this (0.1 %) must be rejected
+
+
+@pytest.fixture(scope="module")
+def ms(manchester_solutions):
+    return manchester_solutions
+
+
+def _hour(name: str) -> str | None:
+    m = re.search(r"\[([^\]]*)\]$", name)
+    return m.group(1).split(",")[-1] if m else None
+
+
+def jt_null_vectors(nlp, x, hours=(5, 17)) -> list[np.ndarray]:
+    """Row-multiplier vectors y with J(x)^T y = 0 (each hour's heat-network balance rows cancel): adding any
+    multiple changes no stationarity residual but inflates every term |J_ij y_i| of the columns they touch."""
+    jac = nlp.jac_sparse(x).tocsr()
+    eq = nlp.g_lb == nlp.g_ub
+    out = []
+    for t in hours:
+        rows = np.array([i for i, nm in enumerate(nlp.row_names) if eq[i] and _hour(nm) == str(t)])
+        block = jac[rows].toarray()
+        block = block[:, np.abs(block).sum(axis=0) > 0]
+        _u, s, vt = sla.svd(block.T, full_matrices=False)
+        assert s[-1] < 1e-12 * s[0]
+        y = np.zeros(nlp.m)
+        y[rows] = vt[-1]
+        assert np.abs(jac.T @ y).max() < 1e-10
+        out.append(y)
+    return out
+
+
+def attacks(nlp, plan, others, seed=0) -> dict:
+    """Multiplier sets a leader could send with ``plan``'s x."""
+    rng = np.random.default_rng(seed)
+    n, m = nlp.n, nlp.m
+    x = np.asarray(plan.x)
+    chk = checker_for(nlp)
+    t, y, zl, zu = min_stationarity(chk, x)
+    out = {
+        "own": plan,
+        "zeros": plan.with_multipliers(y=np.zeros(m), z_L=np.zeros(n), z_U=np.zeros(n)),
+        "random": plan.with_multipliers(y=rng.standard_normal(m), z_L=rng.random(n), z_U=rng.random(n)),
+        "huge": plan.with_multipliers(y=1e12 * rng.standard_normal(m), z_L=1e12 * rng.random(n), z_U=np.zeros(n)),
+        "lp-best": plan.with_multipliers(y=y, z_L=zl, z_U=zu),
+    }
+    for k, o in enumerate(others):
+        out[f"foreign{k}"] = plan.with_multipliers(y=o.y, z_L=o.z_L, z_U=o.z_U)
+    for scale in (1e3, 1e8):
+        yy = y + scale * sum(jt_null_vectors(nlp, x))
+        out[f"lp-best+null*{scale:g}"] = plan.with_multipliers(y=yy, z_L=zl, z_U=zu)
+    return out, t
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+@pytest.mark.parametrize("label", ["tampered", "feasible"])
+def test_dearer_plans_rejected_under_every_multiplier_attack(ms, label) -> None:
+    nlp, plan, opt = ms["problem"], ms[label], ms["optimal"]
+    assert (plan.cost - opt.cost) / opt.cost > GAP
+    sets, t_min = attacks(nlp, plan, [opt, ms["feasible" if label == "tampered" else "tampered"]])
+    # no multipliers at all make the point stationary: the best leave a residual far above the tolerance
+    assert t_min >= 10 * TOL.dual, t_min
+    for name, claim in sets.items():
+        c = verify(nlp, claim)
+        assert not c.accepted, (label, name)
+        assert c.reasons[0].startswith("stationarity"), (label, name, c.reasons)
+        if name.startswith("lp-best"):  # inflating J^T's null space does not loosen the column scale
+            assert c.dual_residual >= 10 * TOL.dual, (name, c.dual_residual)
+
+
+def test_optimum_with_degenerate_or_stale_multipliers_accepted(ms) -> None:
+    """Multipliers that are not the solver's but fit the optimum after clipping or a small LP are found."""
+    nlp, opt = ms["problem"], ms["optimal"]
+    # a small multiplier on an inactive CHPOutputLimit row: its product with the row's slack is 1e-3 $, a
+    # hundred times the complementarity tolerance (the old repair never zeroed such a row)
+    chk = checker_for(nlp)
+    g = nlp.g(opt.x)
+    slack_u = np.where(np.isfinite(nlp.g_ub), nlp.g_ub - g, 0.0)
+    rows = [i for i in nlp.row_indices("CHPOutputLimit") if slack_u[i] > 1.0]
+    assert rows
+    y = np.array(opt.y)
+    y[rows[0]] = 1e-3 / slack_u[rows[0]]
+    assert not verify(nlp, opt.with_multipliers(y=y), Tolerances(repair=False)).accepted
+    c = verify(nlp, opt.with_multipliers(y=y))
+    assert c.accepted and c.repaired and c.received["complementarity"] > 10 * TOL.complementarity, c.reasons
+    # the multiplier of a degenerate row (a zero-flow line's SOC row, or a zero-load node's fixing row) set to 0,
+    # the bound multiplier of its variable left as it was: another valid split exists and is found
+    from test_kkt_manchester import _degenerate_row
+
+    row, _col = _degenerate_row(nlp, opt.x)
+    y = np.array(opt.y)
+    y[row] = 0.0 if abs(y[row]) > 1e-3 else 0.5
+    assert not verify(nlp, opt.with_multipliers(y=y), Tolerances(repair=False)).accepted
+    c = verify(nlp, opt.with_multipliers(y=y))
+    assert c.accepted and c.repaired, c.reasons
+
+
+def test_verdict_cost_bounded_on_adversarial_inputs(ms) -> None:
+    """Whatever multipliers come with whichever point: the LP stages stay within their deterministic budget (at
+    most LOCAL_MAX_ROWS row multipliers, at most ``lp_iterations`` simplex iterations). CPU time per verdict is
+    asserted loosely here (shared CI machines); docs/benchmarks.md has median/p99/max on this machine."""
+    nlp = ms["problem"]
+    rng = np.random.default_rng(7)
+    cpu = []
+    for label in ("optimal", "tampered", "feasible"):
+        plan = ms[label]
+        sets = {
+            "zeros": plan.with_multipliers(y=np.zeros(nlp.m), z_L=np.zeros(nlp.n), z_U=np.zeros(nlp.n)),
+            "random": plan.with_multipliers(y=rng.standard_normal(nlp.m)),
+            "huge": plan.with_multipliers(y=1e15 * rng.standard_normal(nlp.m)),
+            "scaled": plan.with_multipliers(y=1.01 * np.asarray(plan.y)),
+        }
+        for other in ("optimal", "tampered", "feasible"):
+            sets[other] = plan.with_multipliers(y=ms[other].y, z_L=ms[other].z_L, z_U=ms[other].z_U)
+        for name, claim in sets.items():
+            checker_for(nlp).search.cache.clear()
+            c0 = _cpu()
+            c = verify(nlp, claim)
+            cpu.append(_cpu() - c0)
+            for st in c.repair.get("local", []):
+                assert st["cols"] <= LOCAL_MAX_ROWS + 1, (label, name, st)
+            used = sum(st["iterations"] for st in c.repair.get("local", []))
+            assert used <= TOL.lp_iterations, (label, name, used)
+            if label != "optimal":
+                assert not c.accepted, (label, name)
+            else:  # the optimum is never *proved* wrong, whatever it is sent with
+                assert c.accepted or c.repair.get("exists") is not False, (name, c.reasons)
+    assert np.median(cpu) < 0.1 and max(cpu) < 1.0, (np.median(cpu), max(cpu))
+
+
+def test_verdict_is_a_function_of_the_message(ms) -> None:
+    """No history: a witness found for a point is not reused for the same point sent with other multipliers (a
+    delegate that never saw it would decide otherwise), and a budget rejection is not kept either."""
+    nlp, opt, fea = ms["problem"], ms["optimal"], ms["feasible"]
+    stale = opt.with_multipliers(z_L=np.zeros(nlp.n))  # fixable: bound multipliers missing
+    garbage = opt.with_multipliers(y=fea.y, z_L=fea.z_L, z_U=fea.z_U)
+    first = [verify(nlp, c) for c in (stale, garbage)]
+    second = [verify(nlp, c) for c in (garbage, stale)][::-1]
+    assert [c.accepted for c in first] == [c.accepted for c in second]
+    assert first[0].accepted
+
+
+# -- plans that take solves: cached in the solution cache directory (probes/), slow on a cold cache -------------------
+
+#: both sides of the 0.1 % gap: CHP 3 favoured by 0.005 (+0.11 %) or penalised (+0.002 %); the grid price raised
+#: by 0.002 (+0.31 %). Three staged solves on a cold cache (~35 s each); docs/benchmarks.md has nine.
+BIASED = [("P_CHP", 3, -0.005), ("P_CHP", 3, 0.005), ("P_grid", None, 0.002)]
+#: another backend at tol 1e-6, another scaling at tol 1e-8 (benchmarks: all of HONEST_ROUTES)
+HONEST_TEST_ROUTES = ("casadi-tol1e-6", "cyipopt-objscale10-tol1e-8")
+
+
+@pytest.fixture(scope="session")
+def biased_plans():
+    from poso_sim.solvers.probes import as_solution, biased_plan
+    from poso_sim.solvers.api import get_problem
+
+    shared = get_problem("manchester", "true")[1]
+    out = {}
+    for comp, unit, b in BIASED:
+        raw = biased_plan("manchester", b, unit=unit, component=comp)
+        out[(comp, b)] = (raw, as_solution(shared, raw, f"{comp}{b:+g}"))
+    return out
+
+
+@pytest.mark.slow
+def test_biased_leaders_rejected_above_the_gap(ms, biased_plans) -> None:
+    """A unit bias on CHP 3 and a grid-price bias, on both sides: every plan more than 0.1 % dearer is rejected
+    under its own multipliers, the exact decision, and the best multipliers there are (with a 10x margin)."""
+    nlp, opt = ms["problem"], ms["optimal"]
+    chk = checker_for(nlp)
+    gaps = {}
+    for key, (raw, sol) in biased_plans.items():
+        assert raw.status in ("optimal", "acceptable"), key
+        gap = (sol.cost - opt.cost) / opt.cost
+        gaps[key] = gap
+        if gap > GAP:
+            assert not verify(nlp, sol, Tolerances(repair=False)).accepted, key
+            c = verify(nlp, sol)
+            assert not c.accepted, key
+            t, y, zl, zu = min_stationarity(chk, np.asarray(sol.x))
+            assert t >= 10 * TOL.dual, (key, t)
+            assert not verify(nlp, sol.with_multipliers(y=y, z_L=zl, z_U=zu)).accepted, key
+    # the sweep reaches dearer plans, and plans on the cheap side of the switch
+    assert max(gaps.values()) > GAP and min(gaps.values()) < GAP, gaps
+
+
+@pytest.mark.slow
+def test_optimum_with_another_objectives_multipliers(ms, biased_plans) -> None:
+    """The optimum sent with the multipliers of a leader whose objective differed slightly (a different price on
+    one unit): the point is optimal, so it is never proved wrong; within the budget it is accepted."""
+    nlp, opt = ms["problem"], ms["optimal"]
+    _raw, sol = biased_plans[("P_CHP", 0.005)]
+    assert not verify(nlp, opt.with_multipliers(y=sol.y, z_L=sol.z_L, z_U=sol.z_U), Tolerances(repair=False)).accepted
+    c = verify(nlp, opt.with_multipliers(y=sol.y, z_L=sol.z_L, z_U=sol.z_U))
+    assert c.accepted and c.decided_by == "local-lp", c.repair
+    used = sum(st["iterations"] for st in c.repair["local"])
+    assert used <= TOL.lp_iterations
+    # a grid-price leader's: the price shift reaches every bus, too far for the budget, but the optimum is never
+    # proved wrong
+    _raw, sol = biased_plans[("P_grid", 0.002)]
+    c = verify(nlp, opt.with_multipliers(y=sol.y, z_L=sol.z_L, z_U=sol.z_U))
+    assert c.accepted or c.repair.get("exists") is None, c.repair
+    t, *_ = min_stationarity(checker_for(nlp), np.asarray(opt.x), TOL.complementarity / 10)
+    assert t <= TOL.dual / 10
+
+
+@pytest.fixture(scope="session")
+def honest_points():
+    from poso_sim.solvers.probes import honest_plan
+
+    return {route: honest_plan(route) for route in HONEST_TEST_ROUTES}
+
+
+@pytest.mark.slow
+def test_honest_optima_from_second_routes_accepted(ms, honest_points) -> None:
+    """Another backend (CasADi's Ipopt interface, adaptive barrier, tol 1e-6) and the project backend with the
+    objective scaled by 10 (tol 1e-8), each from a perturbed start: accepted as delivered, clipped, and with the
+    bound entries at 0 moved to -1.15e-6 (a plan computed in other units) - each with a 10x margin on the point's
+    measures (the best multipliers under a complementarity cap ten times tighter than the tolerance)."""
+    from poso_sim.nlp import Solution
+
+    nlp, opt = ms["problem"], ms["optimal"]
+    chk = checker_for(nlp)
+    for route, raw in honest_points.items():
+        assert raw.status == "optimal", route
+        sol = Solution(x=raw.x, y=raw.y, z_L=raw.zL, z_U=raw.zU, fingerprint=nlp.fingerprint, variant="true")
+        assert abs(nlp.true_cost(raw.x) - opt.cost) / opt.cost < 1e-6, route
+        x_clip = nlp.clip(raw.x)
+        # a plan computed in other units: the CHP heat outputs at their bound 0 delivered as -1.15e-6 kW
+        x_off = np.array(x_clip)
+        h_chp = nlp.var_indices("H_CHP")
+        x_off[h_chp[x_off[h_chp] <= 1e-9]] = -1.15e-6
+        variants = [("as delivered", raw.x), ("clipped", x_clip)]
+        if np.count_nonzero(x_off < 0):  # the tol 1e-6 route leaves its idle CHPs at 1e-7, not at 0
+            variants.append(("off bounds", x_off))
+        for name, x in variants:
+            c = verify(nlp, sol.replace(x=x))
+            assert c.accepted, (route, name, c.reasons)
+            assert c.bound_violation <= TOL.bound / 10, (route, name)
+            # moving H_CHP alone breaks the CHP efficiency row by the same 1.15e-6 kW (7.7e-7 scaled): a property
+            # of this emulation, not of a solver's output, so the 10x margin is asserted on the solvers' points
+            assert c.primal_residual <= (TOL.primal if name == "off bounds" else TOL.primal / 10), (route, name)
+        t, *_ = min_stationarity(chk, x_clip, TOL.complementarity / 10)
+        assert t <= TOL.dual / 10, (route, t)

@@ -1,0 +1,287 @@
+"""The typed run log (exports, digest stable across processes), the runner's public hooks, lazy plans, and the
+awaitable API (the caller's loop keeps running; cancellation stops the run)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from poso_sim.protocol import Decide, Delegate, Dropped, Execute, Received, Verdict, Verified
+from poso_sim.report import render_run, render_table3
+from poso_sim.scenarios import (
+    RealPayloads,
+    Session,
+    StubPayloads,
+    arun_scenario,
+    needed_labels,
+    resolve_scenario,
+    run_scenario,
+)
+from poso_sim.scenarios import payloads as payloads_mod
+
+STUB = StubPayloads()
+OPT, BAD = STUB.digest("optimal"), STUB.digest("tampered")
+
+
+@pytest.fixture(scope="module")
+def run2():
+    return run_scenario("scenario-2", payloads="stub")
+
+
+# ------------------------------------------------------------------------------------------------- the log
+def test_log_is_typed_and_every_view_reads_it(run2):
+    log = run2.log
+    kinds = {type(e.item).__name__ for e in log}
+    assert {"RoundStarted", "Received", "Verified", "Decide", "Exclude", "Execute", "Dropped"} <= kinds
+    # each decision once: one Decide per (delegate, height), and it is what RunResult.decisions shows
+    decides = [(e.node, e.item.height) for e in log.of(Decide)]
+    assert len(decides) == len(set(decides)) == sum(len(v) for v in run2.decisions.values())
+    assert {(e.node, e.item.height): e.item.digest for e in log.of(Decide)} == {
+        (d, h): v["digest"] for d, hs in run2.decisions.items() for h, v in hs.items()}
+    # blocks and records are views of the same entries
+    assert sum(len(b) for b in run2.blocks.values()) == sum(1 for _ in log.of(Execute))
+    assert run2.records == log.rows() and len(run2.records) == len(log)
+    # verdicts travel as the protocol's Verdict
+    v = [e.item.verdict for e in log.of(Verified)]
+    assert v and all(isinstance(x, Verdict) for x in v)
+    assert {x.accepted for e in log.of(Verified) for x in [e.item.verdict] if e.item.digest == BAD} == {False}
+
+
+def test_one_verdict_from_certificate_to_cache():
+    cert = SimpleNamespace(accepted=True, cost=np.float64(744.09), reasons=[])
+    v = Verdict.from_certificate(cert)
+    assert v == Verdict(True, 744.09, ()) and type(v.cost) is float
+    assert Verdict.from_certificate(SimpleNamespace(accepted=False, cost=None, reasons=["stationarity"])) == Verdict(
+        False, None, ("stationarity",))
+    # an acceptance without a finite cost becomes a rejection inside the delegate
+    assert not Verdict(True, float("nan")).checked().accepted
+    bad = Verdict(True, None).checked()
+    assert not bad.accepted and bad.reasons == ("verifier returned no finite cost",)
+    assert Verdict(True, 1.0).checked() == Verdict(True, 1.0)
+
+
+def test_log_exports(run2, tmp_path):
+    log = run2.log
+    text = log.to_jsonl(tmp_path / "log.jsonl")
+    lines = text.splitlines()
+    assert len(lines) == len(log) and (tmp_path / "log.jsonl").read_text() == text
+    first = json.loads(lines[0])
+    assert list(first) == sorted(first) and first["kind"] == "round_start" and first["t"] == 0.0
+    drops = [json.loads(x) for x in lines if '"kind":"dropped"' in x]
+    assert {d["message"] for d in drops if d["reason"] == "not leader"} == {"proposal", "relay"}
+    df = log.to_dataframe()
+    assert len(df) == len(log) and list(df.columns[:3]) == ["t", "node", "kind"]
+    assert (df.kind == "decided").sum() == sum(1 for _ in log.of(Decide))
+    assert run2.to_json()["log_digest"] == log.digest() and len(log.digest()) == 64
+
+
+def test_log_and_trace_digests_identical_across_processes():
+    code = ("from poso_sim.scenarios import run_scenario\n"
+            "for n in ('scenario-1', 'scenario-2', 'scenario-3', 'scenario-4'):\n"
+            "    r = run_scenario(n, payloads='stub', seed=5)\n"
+            "    print(n, r.log.digest(), r.trace_digest)\n")
+    outs = set()
+    for hashseed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hashseed}
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+        outs.add(out.stdout)
+    assert len(outs) == 1
+    here = {f"{n} {r.log.digest()} {r.trace_digest}" for n in ("scenario-1", "scenario-2", "scenario-3", "scenario-4")
+            for r in [run_scenario(n, payloads="stub", seed=5)]}
+    assert set(outs.pop().splitlines()) == here
+
+
+# ------------------------------------------------------------------------------------------------ the hooks
+def test_observers_see_every_entry_as_it_is_logged():
+    seen = []
+    r = run_scenario("scenario-1", payloads="stub", observers=[seen.append])
+    assert seen == r.log.entries and seen
+    assert [e.t for e in seen] == sorted(e.t for e in seen)
+
+
+def test_verifier_hook_replaces_the_check_and_is_memoised_per_session():
+    calls = []
+
+    def accept_all(payload, height):
+        calls.append(payload.digest)
+        return Verdict(True, payload.claimed_cost, ())
+
+    accept_all.key = "accept-all"
+    session = Session()
+    r = run_scenario("scenario-1", payloads="stub", verifier=accept_all, session=session)
+    # C sends its tampered plan to F only; F's verifier now accepts it, so F decides it in round 1
+    assert (r.decisions_at(1)["F"]["digest"], r.decisions_at(1)["F"]["round"]) == (BAD, 1)
+    assert len(calls) == len(set(calls)) == r.verifications >= 1
+    r2 = run_scenario("scenario-1", payloads="stub", verifier=accept_all, session=session)
+    assert r2.verifications == 0 and r2.log.digest() == r.log.digest()
+    # the default verifier in another session is unaffected
+    honest = run_scenario("scenario-1", payloads="stub", session=Session())
+    assert (honest.decisions_at(1)["F"]["digest"], honest.decisions_at(1)["F"]["round"]) == (OPT, 2)
+
+
+def test_delegate_factory_hook():
+    made = []
+
+    def factory(name, *args, **kw):
+        made.append(name)
+        return Delegate(name, *args, **kw)
+
+    r = run_scenario("scenario-1", payloads="stub", delegate_factory=factory)
+    assert made == r.delegates
+
+
+def test_a_note_of_your_own_is_logged_under_its_snake_case_name():
+    from dataclasses import dataclass
+
+    from poso_sim.protocol import Note, Start
+
+    @dataclass(frozen=True)
+    class HeightSeen(Note):
+        height: int
+
+    class Noting(Delegate):
+        def handle(self, event):
+            out = super().handle(event)
+            return out + [HeightSeen(event.height)] if isinstance(event, Start) else out
+
+    r = run_scenario("scenario-1", payloads="stub", delegate_factory=Noting)
+    rows = [x for x in r.records if x["kind"] == "height_seen"]
+    assert [(x["node"], x["height"]) for x in rows] == [(d, 1) for d in r.delegates]
+    assert len(r.log.rows(["height_seen"])) == 5
+
+
+def test_digest_mismatch_is_the_carriers_fault():
+    from poso_sim.protocol import Payload
+    from poso_sim.scenarios import solution_matches
+
+    p = STUB.payloads(1)
+    assert solution_matches(p["optimal"])
+    assert not solution_matches(Payload(OPT, "optimal", 744.0, p["tampered"].solution))
+    assert not solution_matches(Payload(OPT, "optimal", 744.0, None))
+
+
+def test_text_account_and_table3_read_the_log(run2):
+    text = render_run(run2, max_events=10_000)
+    n_shown = sum(1 for e in run2.log.of(Dropped) if e.item.reason == "not leader")
+    assert text.count(": not leader") == n_shown == 4
+    assert render_table3(run2).count("fails KKT") >= 1
+
+
+def test_sequence_chart_marks_the_logged_decisions(run2):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from poso_sim.report.plots import plot_message_sequence
+
+    n = sum(1 for _ in run2.log.of(Decide))
+    for r in (run2, run_scenario("scenario-2", payloads="stub", trace_events=["send", "deliver", "drop"])):
+        fig = plot_message_sequence(r)
+        stars = [ln for ln in fig.axes[0].lines if ln.get_gid() == "decided"]
+        assert len(stars) == n
+
+
+# --------------------------------------------------------------------------------------------- lazy plans
+class _FakeSolution:
+    def __init__(self, variant: str, cost: float, y=None):
+        self.variant, self.cost = variant, cost
+        self.y = np.ones(3) if y is None else y
+        self.z_L = self.z_U = np.ones(2)
+        self.digest = hashlib.sha256(f"{variant}/{cost}/{len(self.y)}".encode()).hexdigest()
+
+    def with_multipliers(self, y, z_L, z_U):
+        return _FakeSolution(self.variant + "*", self.cost, y)
+
+    def replace(self, y):
+        return _FakeSolution(self.variant, self.cost, y)
+
+
+def test_a_run_solves_only_the_plans_it_needs(monkeypatch):
+    asked: list[list[str]] = []
+
+    def fake_solve(case, variants, **kw):
+        vs = list(variants)
+        asked.append(vs)
+        return {v: _FakeSolution(v, {"true": 744.09, "tampered": 904.17, "feasible": 893.41}[v]) for v in vs}
+
+    monkeypatch.setattr(payloads_mod, "solve_variants", fake_solve)
+    monkeypatch.setattr(RealPayloads, "_problem", lambda self: (None, SimpleNamespace(m=3)))
+    session = Session()
+    src = RealPayloads("manchester", session=session)
+
+    def verdict(payload, height):
+        return Verdict(payload.label == "optimal", payload.claimed_cost, () if payload.label == "optimal" else ("kkt",))
+
+    assert needed_labels(resolve_scenario("scenario-1")) == ("optimal", "tampered")
+    r = run_scenario("scenario-1", payloads=src, verifier=verdict)
+    assert asked == [["true", "tampered"]]  # scenario 1 never uses the feasible-restricted plan
+    assert set(src.solved()) == {"optimal", "tampered"}
+    assert r.executed["label"] == "optimal" and r.executed["cost"] == pytest.approx(744.09)
+    # a later run needing the feasible plan solves that one only; the session keeps the others
+    r3 = run_scenario("scenario-3", payloads=RealPayloads("manchester", session=session), verifier=verdict)
+    assert asked == [["true", "tampered"], ["feasible"]]
+    assert r3.executed["label"] == "optimal"
+    # a label nobody prepared is made when it is first looked up
+    assert src.payloads(1)["forged"].label == "forged" and asked[-1] == ["true"]
+
+
+# ------------------------------------------------------------------------------------------ awaitable API
+def test_arun_scenario_keeps_the_callers_loop_responsive():
+    scn = resolve_scenario("scenario-2").with_(heights=250)
+
+    async def main():
+        ticks = 0
+        stop = asyncio.Event()
+
+        async def ticker():
+            nonlocal ticks
+            while not stop.is_set():
+                await asyncio.sleep(0.1)
+                ticks += 1
+
+        t = asyncio.create_task(ticker())
+        t0 = time.perf_counter()
+        res = await arun_scenario(scn, payloads="stub")
+        wall = time.perf_counter() - t0
+        stop.set()
+        await t
+        return res, ticks, wall
+
+    res, ticks, wall = asyncio.run(main())
+    assert wall > 0.5, "the run is too short to show anything"
+    assert ticks >= int(wall / 0.1) * 0.5, (ticks, wall)  # a blocked loop would tick about once
+    sync = run_scenario(scn, payloads="stub")
+    assert res.trace_digest == sync.trace_digest and res.log.digest() == sync.log.digest()
+
+
+def test_cancelling_arun_scenario_stops_the_run():
+    scn = resolve_scenario("scenario-2").with_(heights=10_000)
+    entries = []
+
+    async def main():
+        task = asyncio.create_task(arun_scenario(scn, payloads="stub", observers=[entries.append]))
+        while len(entries) < 50:
+            await asyncio.sleep(0.01)
+        t0 = time.perf_counter()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        stop_wall = time.perf_counter() - t0
+        n = len(entries)
+        await asyncio.sleep(0.3)
+        return n, stop_wall
+
+    n, stop_wall = asyncio.run(main())
+    assert len(entries) == n  # nothing ran after the cancellation returned
+    heights = {e.item.height for e in entries if isinstance(e.item, Decide)}
+    assert n < 20_000 and len(heights) < 200 and stop_wall < 5.0, (n, len(heights), stop_wall)  # 10 000 heights asked
+    assert not [t for t in threading.enumerate() if t.name == "poso-sim-run"]
