@@ -271,7 +271,8 @@ def report(quick: bool, cold_manchester: bool, manchester_days: list[int], write
     notes = [
         "verify = `poso_sim.kkt.verify` of the optimum (integrity, evaluation of f, grad f, g, J, residuals), median "
         f"of {VERIFY_REPS} after a first call that builds the checker; solve = one Ipopt call (IEEE 33: from the "
-        "model's initial values; Manchester: the staged pipeline of `solve_case`). process CPU = user + sys of the "
+        "model's initial values; Manchester 1 d: `solve_case`, the staged pipeline with its default backend and "
+        "recipe; Manchester k d: `solve_reduced` from the k-day case's data-only start). process CPU = user + sys of the "
         "whole process (imports, build, compile, solve and the verifies).",
     ]
     man = [p for p in points if p["case"] == "manchester" and p["days"] == 1]
