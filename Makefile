@@ -6,25 +6,33 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test test-slow test-all bench docs examples clean
 
+# tox.ini has one env per target below (tox -e test, -e demo, -e docs ...) running the same commands.
+# A first install takes a few minutes: pip prints each package it fetches, and .ci/with_progress.py says the
+# time while a step prints nothing (creating the venv, pip's "Installing collected packages").
+PROGRESS := $(PY) .ci/with_progress.py
 $(STAMP): pyproject.toml
-	$(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,docs]'
+	@echo "== installing poso-sim and its dependencies into $(VENV) (first time: a few minutes)"
+	$(PROGRESS) "creating $(VENV)" -- $(PY) -m venv $(VENV)
+	$(PROGRESS) "updating pip" -- $(BIN)/python -m pip install --progress-bar off --upgrade pip
+	$(PROGRESS) "installing packages" -- $(BIN)/python -m pip install --progress-bar off -e '.[test,docs]'
 	touch $(STAMP)
+	@echo "== installed; to use poso-sim from your shell: . $(VENV)/bin/activate"
 
+# the first run solves two plans (about a minute each on 2 cores, with progress lines); later runs read the cache
 demo: $(STAMP)
 	$(BIN)/poso-sim solve --case manchester
 	$(BIN)/poso-sim run scenario-1
 
+# .ci/run_pytest.py is pytest with exit status 5 ("no tests collected") counted as success
 test: $(STAMP)
-	@$(BIN)/python -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+	$(BIN)/python .ci/run_pytest.py -q
 
 # long runs that still fit CI: the 1 000-case campaigns, the bias sweep, other local optima
 test-slow: $(STAMP)
-	@$(BIN)/python -m pytest -q -m slow -k 'not best_fit'; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; fi; exit $$rc
+	$(BIN)/python .ci/run_pytest.py -q -m slow -k 'not best_fit'
 
 test-all: $(STAMP)
-	@$(BIN)/python -m pytest -q -m ''; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; fi; exit $$rc
+	$(BIN)/python .ci/run_pytest.py -q -m ''
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run

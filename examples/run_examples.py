@@ -7,6 +7,8 @@
     python examples/run_examples.py 02              # only the examples whose name contains "02"
 
 Exit status 0 when every example ran, 1 otherwise. --notebook needs `pip install jupytext nbclient ipykernel`.
+Either way an example gets the caller's environment (POSO_SIM_CACHE_DIR, OMP_NUM_THREADS and other thread limits,
+PYTHONPATH; relative paths made absolute) and, as a notebook, a kernel running this same interpreter.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import argparse
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,15 +32,39 @@ def examples(patterns: list[str] | None = None) -> list[Path]:
     return found
 
 
-def _env(stub: bool, notebook: bool = False) -> dict[str, str]:
-    env = dict(os.environ, MPLBACKEND="Agg")
+#: variables that hold paths: made absolute, since the examples run in examples/ and not in the caller's directory
+PATH_VARS = ("POSO_SIM_CACHE_DIR", "XDG_CACHE_HOME", "MPLCONFIGDIR")
+PATH_LIST_VARS = ("PYTHONPATH",)
+
+
+def _env(stub: bool, notebook: bool = False, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of an example: the caller's (cache location, thread limits such as OMP_NUM_THREADS,
+    PYTHONPATH ...) with relative paths made absolute, the stub switch, and Agg for scripts."""
+    env = dict(os.environ if base is None else base, MPLBACKEND="Agg")
     if notebook:  # a kernel draws inline (PNG outputs); Agg would leave figures as text
         del env["MPLBACKEND"]
+    for var in PATH_VARS:
+        if env.get(var):
+            env[var] = os.path.abspath(os.path.expanduser(env[var]))
+    for var in PATH_LIST_VARS:
+        if env.get(var):
+            env[var] = os.pathsep.join(os.path.abspath(p) if p else p for p in env[var].split(os.pathsep))
     if stub:
         env["POSO_SIM_EXAMPLES_STUB"] = "1"
     else:
         env.pop("POSO_SIM_EXAMPLES_STUB", None)
     return env
+
+
+def _kernel_manager(kernel_dir: Path):
+    """A kernel manager whose kernel is this interpreter (not whatever `python3` kernel spec is found first)."""
+    from ipykernel.kernelspec import write_kernel_spec
+    from jupyter_client import KernelManager
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    write_kernel_spec(str(kernel_dir / "poso-sim-examples"))  # argv: sys.executable -m ipykernel_launcher ...
+    return KernelManager(kernel_name="poso-sim-examples",
+                         kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernel_dir)], ensure_native_kernel=False))
 
 
 def run_script(path: Path, *, stub: bool = False, timeout: float = 1200) -> None:
@@ -51,14 +78,11 @@ def run_notebook(path: Path, *, stub: bool = False, timeout: float = 1200, out_d
     from nbclient import NotebookClient
 
     nb = jupytext.read(path)
-    old = os.environ.copy()
-    os.environ.clear()
-    os.environ.update(_env(stub, notebook=True))  # the kernel inherits this process's environment
-    try:
-        NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(HERE)}}).execute()
-    finally:
-        os.environ.clear()
-        os.environ.update(old)
+    env = _env(stub, notebook=True)
+    with tempfile.TemporaryDirectory(prefix="poso-sim-kernel-") as kernel_dir:
+        km = _kernel_manager(Path(kernel_dir))
+        client = NotebookClient(nb, km=km, timeout=timeout, resources={"metadata": {"path": str(path.parent)}})
+        client.execute(env=env)  # passed to the kernel's launch explicitly
     if out_dir is not None:
         import nbformat
 

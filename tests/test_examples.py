@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import os
 import runpy
 import sys
 from pathlib import Path
@@ -74,3 +75,46 @@ def test_example_as_notebook(tmp_path):
     html = [o["data"]["text/html"] for o in outputs if "data" in o and "text/html" in o["data"]]
     assert any("Table 3" in h for h in html) and any("Run of scenario-1" in h for h in html)
     assert any("image/png" in o.get("data", {}) for o in outputs)  # the sequence charts rendered inline
+
+
+ENV_PROBE = '''# %%
+import json, os, sys
+print(json.dumps({"cache": os.environ.get("POSO_SIM_CACHE_DIR"), "omp": os.environ.get("OMP_NUM_THREADS"),
+                  "openblas": os.environ.get("OPENBLAS_NUM_THREADS"), "stub": os.environ.get("POSO_SIM_EXAMPLES_STUB"),
+                  "mine": os.environ.get("POSO_SIM_TEST_MARK"), "python": sys.executable, "cwd": os.getcwd()}))
+'''
+
+
+def test_notebook_kernel_gets_the_callers_environment(tmp_path, monkeypatch):
+    """The kernel sees the cache location (a relative one made absolute), the thread limits and any other
+    variable of the caller, and runs this interpreter."""
+    pytest.importorskip("jupytext")
+    pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    import json
+
+    probe = tmp_path / "nb" / "probe.py"
+    probe.parent.mkdir()
+    probe.write_text(ENV_PROBE)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("POSO_SIM_CACHE_DIR", "my-cache")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
+    monkeypatch.setenv("POSO_SIM_TEST_MARK", "from-the-caller")
+    nb = run_examples.run_notebook(probe, stub=True, timeout=120)
+    (out,) = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("name") == "stdout"]
+    seen = json.loads(out["text"])
+    assert seen["cache"] == str(tmp_path / "my-cache")
+    assert seen["omp"] == "1" and seen["openblas"] == "1" and seen["mine"] == "from-the-caller"
+    assert seen["stub"] == "1"
+    assert os.path.realpath(seen["python"]) == os.path.realpath(sys.executable)
+    assert seen["cwd"] == str(probe.parent)
+    assert os.environ["POSO_SIM_CACHE_DIR"] == "my-cache"  # the caller's own environment is untouched
+
+
+def test_script_examples_get_absolute_paths(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    env = run_examples._env(False, base={"POSO_SIM_CACHE_DIR": "c", "PYTHONPATH": f"src{os.pathsep}/abs",
+                                         "OMP_NUM_THREADS": "2", "POSO_SIM_EXAMPLES_STUB": "1"})
+    assert env == {"POSO_SIM_CACHE_DIR": str(tmp_path / "c"), "PYTHONPATH": f"{tmp_path / 'src'}{os.pathsep}/abs",
+                   "OMP_NUM_THREADS": "2", "MPLBACKEND": "Agg"}

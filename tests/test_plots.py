@@ -113,7 +113,7 @@ def test_plot_dispatch_comparison_content():
     fig = plot_dispatch_comparison(a, b)
     assert len(fig.axes) == 6
     left, right = fig.axes[0], fig.axes[1]
-    assert "optimal (744.09 $)" in left.get_title() and "tampered (904.17 $)" in right.get_title()
+    assert "optimal (744.09 \\$)" in left.get_title() and "tampered (904.17 \\$)" in right.get_title()
     assert "Electric power" in left.get_title()
     assert "vs" in fig._suptitle.get_text()
     assert left.get_legend() is None and _labels(right)[0] == "grid"
@@ -122,6 +122,74 @@ def test_plot_dispatch_comparison_content():
     assert left.get_ylim() == right.get_ylim()
     fig2 = plot_dispatch_comparison(a, b, labels=("A", "B"))
     assert fig2.axes[0].get_title().startswith("A")
+
+
+def _overlaps_title(fig) -> list[str]:
+    """Titles of the visible panels whose drawn extent (title and tick labels included) meets the figure title."""
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    st = fig._suptitle.get_window_extent(r)
+    return [ax.get_title() for ax in fig.axes if ax.get_visible() and ax.get_tightbbox(r).overlaps(st)]
+
+
+def test_dispatch_comparison_title_is_not_mathtext():
+    from matplotlib import cbook
+
+    fig = plot_dispatch_comparison(_plan(), _plan(2.0, variant="tampered", cost=904.17))
+    title = fig._suptitle.get_text()
+    assert not cbook.is_math_text(title)  # two "$" made the part between them mathtext
+    assert title.replace("\\$", "$") == "Dispatch: optimal (744.09 $) vs tampered (904.17 $)"
+    assert not any(cbook.is_math_text(ax.get_title()) for ax in fig.axes)
+    assert _overlaps_title(fig) == []
+    # user labels: a lone "$" is text; a pair is the user's own mathtext and kept
+    fig2 = plot_dispatch_comparison(_plan(), _plan(), labels=("A (1 $)", "B (2 $)"))
+    assert not cbook.is_math_text(fig2._suptitle.get_text())
+    fig3 = plot_dispatch_comparison(_plan(), _plan(), labels=("$x_1$", "B"))
+    assert fig3._suptitle.get_text() == "Dispatch: $x_1$ vs B"
+    fig4 = plot_dispatch(_plan())
+    assert not cbook.is_math_text(fig4._suptitle.get_text())
+
+
+def _campaign_table(n: int = 24) -> pd.DataFrame:
+    """Rows shaped like `poso-sim sweep` results (inputs, then outcomes and timings)."""
+    rng = np.random.default_rng(5)
+    rows = []
+    for i in range(n):
+        N = int(rng.integers(4, 8))
+        rows.append({"case": i, "N": N, "f": int(rng.integers(0, 2)), "dishonest": "C", "leader_dishonest": bool(i % 2),
+                     "kinds": "C:follower_error", "signatures": bool(i % 3), "latency": 0.05, "loss": [0.0, 0.1][i % 2],
+                     "duplicate": 0.0, "reorder": 0.0, "partition": "", "crash": "", "window": 5.3, "heights": 2,
+                     "seed": 1000 + i, "executed": "optimal|optimal", "rounds": "1|1", "heights_executed": 2,
+                     "honest_decided": 1.0, "no_majority": 0, "messages": 10 * N + i % 3, "dropped": i % 4,
+                     "verifications": N, "virtual_seconds": 10.6 + i % 2, "height_timeouts": 0,
+                     "liveness_premise": 2, "live": True if i % 4 else None, "safe": True, "violations": 0,
+                     "violated": "", "wall_seconds": 0.01, "check_seconds": 0.001})
+    return pd.DataFrame(rows)
+
+
+def test_plot_sweep_of_a_campaign_table_plots_outcomes_only():
+    df = _campaign_table()
+    fig = plot_sweep(df)
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in visible] == [
+        "live (rate)", "safe (rate)", "heights_executed", "honest_decided", "messages", "virtual_seconds"]
+    assert all(ax.get_xlabel() == "N" for ax in visible)  # the first input that varies
+    # live has missing values (premise not met): the rate is over the cases where it is defined
+    live = visible[0]
+    expected = df.dropna(subset=["live"]).groupby("N")["live"].mean().astype(float)
+    np.testing.assert_allclose(live.lines[0].get_ydata(), expected.to_numpy())
+    assert list(live.lines[0].get_xdata()) == list(expected.index)
+    assert _overlaps_title(fig) == []
+
+
+def test_plot_sweep_title_clear_of_panels_in_every_shape():
+    df = _campaign_table()
+    for metrics in (["messages"], ["messages", "dropped"], ["safe", "messages", "dropped", "verifications"],
+                    ["messages", "dropped", "verifications", "virtual_seconds", "honest_decided", "safe", "live"]):
+        fig = plot_sweep(df, x="loss", metrics=metrics, by="signatures")
+        assert [ax.get_title().split(" (")[0] for ax in fig.axes if ax.get_visible()] == metrics
+        assert _overlaps_title(fig) == [], metrics
+        plt.close(fig)
 
 
 # ------------------------------------------------------------------------------------------------ sequence chart
@@ -213,8 +281,8 @@ def _sweep_table():
 def test_plot_sweep_defaults():
     fig = plot_sweep(_sweep_table())
     titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
-    # x defaults to the first varying non-metric column: "behaviour"; seed is never a metric
-    assert titles == ["latency", "safe (rate)", "decided (rate)", "messages"]
+    # x defaults to the first varying input column: "behaviour"; seed and latency (an input) are never metrics
+    assert titles == ["safe (rate)", "decided (rate)", "messages"]
     assert all(ax.get_xlabel() == "behaviour" for ax in fig.axes if ax.get_visible())
     assert "6" not in fig._suptitle.get_text() and "18 runs" in fig._suptitle.get_text()
 

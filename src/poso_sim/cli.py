@@ -10,23 +10,31 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import logging
 import sys
 from pathlib import Path
+from typing import Any, Sequence
 
 from poso_sim import __version__
 from poso_sim.errors import PosoError
 
-# (module, function that adds its sub-parsers); a module that is absent is skipped
-_CONTRIBUTORS = (
-    ("poso_sim.kkt.cli", "add_verify_parser"),
-    ("poso_sim.report.runs_cli", "add_parsers"),
-    ("poso_sim.sweep.cli", "add_parsers"),
-    ("poso_sim.report.cli", "add_parsers"),
-)
+# The sub-commands, in the order `--help` lists them: name -> (module, function that adds its parsers, one-line
+# help). Only the module of the command being run is imported (so that `poso-sim --help` imports neither numpy nor
+# Pyomo); a module that is absent is skipped. The help lines here are what the top-level `--help` shows.
+_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "solve": ("poso_sim.cli", "_add_solve", "solve a case variant (cached) and print a summary"),
+    "verify": ("poso_sim.kkt.cli", "add_verify_parser",
+               "check a solution file's KKT certificate against the case's true problem"),
+    "scenarios": ("poso_sim.report.runs_cli", "add_parsers", "list the packaged scenarios"),
+    "run": ("poso_sim.report.runs_cli", "add_parsers", "run a scenario in virtual time and report who decided what"),
+    "table3": ("poso_sim.report.runs_cli", "add_parsers",
+               "the paper's Table 3 (communication records) of a scenario run"),
+    "sweep": ("poso_sim.sweep.cli", "add_parsers",
+              "run a sweep of scenarios (many seeds, faults, committees) and check every trace"),
+    "plot": ("poso_sim.report.cli", "add_parsers", "draw a dispatch, a message sequence chart or a sweep to PNG/SVG/PDF"),
+}
 
 
-def _add_solve(sub) -> None:
+def _add_solve(sub: Any) -> argparse.ArgumentParser:
     p = sub.add_parser("solve", help="solve a case variant (cached) and print a summary")
     p.add_argument("--case", default="manchester", help="packaged case name or path to a case JSON file")
     p.add_argument(
@@ -40,6 +48,7 @@ def _add_solve(sub) -> None:
     p.add_argument("--cache-dir", help="solution cache directory (default: $POSO_SIM_CACHE_DIR or the user cache)")
     p.add_argument("--starts", type=int, default=1, help="best of k start points (k >= 1); the cheapest optimum wins")
     p.set_defaults(func=_run_solve)
+    return p
 
 
 def _check_out_path(out: str | None) -> Path | None:
@@ -70,21 +79,14 @@ def _run_solve(args) -> int:
     if args.starts < 1:
         raise PosoError("--starts must be >= 1")
     out = _check_out_path(args.out)
-    progress = None
-    if not args.json:
-        def progress(stage: str, info: dict) -> None:
-            if info.get("iter", 0) % 25 == 0:
-                print(
-                    f"  {stage:<22} iter {info['iter']:>4}  objective {info['objective']:>12.4f}"
-                    f"  inf_pr {info['inf_pr']:.1e}  inf_du {info['inf_du']:.1e}",
-                    file=sys.stderr,
-                    flush=True,
-                )
+    from poso_sim.progress import solve_progress_callback
 
+    progress = solve_progress_callback(str(args.case), args.objective)
     sol, cached = solve_case(
         args.case, args.objective, cache=not args.no_cache, cache_dir=args.cache_dir, starts=args.starts,
         progress=progress, return_cached_flag=True,
     )
+    progress.finish()
     if out is not None:
         save_solution(sol, out)
     summary = {
@@ -124,43 +126,101 @@ def _run_solve(args) -> int:
     return 0 if sol.ok else 1
 
 
-def build_parser() -> argparse.ArgumentParser:
+class _Placeholders:
+    """Sub-parsers action wrapper that drops parsers a contributor adds for commands other than the wanted ones."""
+
+    def __init__(self, sub: Any, wanted: set[str]) -> None:
+        self._sub = sub
+        self._wanted = wanted
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        if name in self._wanted:
+            return self._sub.add_parser(name, **kwargs)
+        return argparse.ArgumentParser(prog=name, add_help=False)  # discarded
+
+
+def _add_verbose(parser: argparse.ArgumentParser) -> None:
+    """-v/--verbose on a sub-command's parser (and its own sub-commands), counted with the top-level flag."""
+    parser.add_argument("-v", "--verbose", dest="verbose_after", action="count", default=argparse.SUPPRESS,
+                        help="log more (-vv for debug); same as before the sub-command")
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in set(action.choices.values()):
+                _add_verbose(child)
+
+
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The sub-command named in argv (the first word that is one), or None."""
+    for word in argv:
+        if word == "--":
+            return None
+        if word in _COMMANDS:
+            return word
+        if not word.startswith("-"):
+            return None  # an unknown command: argparse reports it
+    return None
+
+
+def build_parser(command: str | None = "*") -> argparse.ArgumentParser:
+    """The argument parser. ``command``: the sub-command whose parser is built in full ("*": all of them,
+    None: none; the others get a placeholder that only carries the help line)."""
     parser = argparse.ArgumentParser(prog="poso-sim", description="Proof-of-Solution consensus for energy dispatch")
     parser.add_argument("--version", action="version", version=f"poso-sim {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv for debug)")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="log poso_sim's steps (stages, cache hits, verdicts); -vv for debug; also accepted "
+                             "after the sub-command")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    _add_solve(sub)
-    for module, func in _CONTRIBUTORS:
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name and module.startswith(exc.name):
-                continue
-            raise
-        getattr(mod, func)(sub)
+    loaded: set[tuple[str, str]] = set()
+    for name, (module, func, help_) in _COMMANDS.items():
+        if command != "*" and name != command:
+            sub.add_parser(name, help=help_)
+            continue
+        if (module, func) in loaded:
+            continue
+        loaded.add((module, func))
+        if module == __name__:
+            mod = sys.modules[__name__]
+        else:
+            try:
+                mod = importlib.import_module(module)
+            except ModuleNotFoundError as exc:
+                if exc.name and module.startswith(exc.name):
+                    continue
+                raise
+        wanted = {n for n, (m, f, _) in _COMMANDS.items() if (m, f) == (module, func)}
+        if command != "*":
+            wanted = {command}  # this module's other commands get placeholders in their turn
+        getattr(mod, func)(_Placeholders(sub, wanted))
+    for p in set(sub.choices.values()):
+        _add_verbose(p)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_command_of(argv))
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING - 10 * min(args.verbose, 2),
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    verbosity = args.verbose + getattr(args, "verbose_after", 0)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from poso_sim import progress
+
+    progress.configure(verbosity, label=f"poso-sim {args.command}")
     try:
         return int(args.func(args) or 0)
     except PosoError as exc:
+        progress.unconfigure()
         print(f"poso-sim: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        progress.unconfigure()
         print("poso-sim: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
+    finally:
+        progress.unconfigure()
 
 
 if __name__ == "__main__":

@@ -33,6 +33,8 @@ __all__ = [
     "plot_message_sequence",
     "plot_sweep",
     "save_figure",
+    "SWEEP_INPUTS",
+    "SWEEP_SECONDARY",
 ]
 
 log = logging.getLogger(__name__)
@@ -61,11 +63,18 @@ def _pyplot():
     return plt
 
 
-def _new_figure(nrows: int, ncols: int, *, figsize: tuple[float, float], sharex: bool = True, sharey: Any = False):
+def _new_figure(nrows: int, ncols: int, *, figsize: tuple[float, float], sharex: bool = True, sharey: Any = False,
+                layout: str | None = None):
     # pyplot (not Figure()) so that notebooks display the result inline
     plt = _pyplot()
-    fig, axes = plt.subplots(nrows, ncols, figsize=figsize, sharex=sharex, sharey=sharey, squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=figsize, sharex=sharex, sharey=sharey, squeeze=False,
+                             layout=layout)
     return fig, axes
+
+
+def _plain(text: str) -> str:
+    """Text shown as typed: a ``$`` would start matplotlib's mathtext (two of them garble the title)."""
+    return re.sub(r"(?<!\\)\$", r"\\$", text)
 
 
 def _names_of(solution: Any, names: Any) -> Sequence[str]:
@@ -181,7 +190,7 @@ def _plan_title(solution: Any, label: str | None) -> str:
     variant = getattr(solution, "variant", "") or "plan"
     cost = getattr(solution, "cost", float("nan"))
     name = {"true": "optimal"}.get(variant, variant)
-    return f"{name} ({cost:.2f} $)" if isinstance(cost, float) and math.isfinite(cost) else name
+    return _plain(f"{name} ({cost:.2f} $)" if isinstance(cost, float) and math.isfinite(cost) else name)
 
 
 def plot_dispatch(solution: Any, names: Any = None, *, axes: Sequence[Any] | None = None, title: str | None = None):
@@ -218,7 +227,10 @@ def plot_dispatch_comparison(sol_a: Any, sol_b: Any, names: Any = None, *, label
     fig, grid = _new_figure(3, 2, figsize=(14, 9), sharey="row")
     _draw_dispatch(grid[:, 0], df_a, legend=False)
     _draw_dispatch(grid[:, 1], df_b, legend=True)
-    la, lb = labels if labels is not None else (_plan_title(sol_a, None), _plan_title(sol_b, None))
+    if labels is not None:  # a label with a lone "$" is text (two of them side by side would make mathtext)
+        la, lb = (lab if len(re.findall(r"(?<!\\)\$", lab)) % 2 == 0 else _plain(lab) for lab in labels)
+    else:
+        la, lb = _plan_title(sol_a, None), _plan_title(sol_b, None)
     for ax, lab in ((grid[0, 0], la), (grid[0, 1], lb)):
         ax.set_title(f"{lab}\nElectric power")
     fig.suptitle(f"Dispatch: {la} vs {lb}")
@@ -436,6 +448,29 @@ def plot_message_sequence(
 # ------------------------------------------------------------------------------------------------ sweeps
 _NOT_METRICS = {"seed", "run", "index", "case", "trace_digest"}  # identifiers, not outcomes
 
+#: Inputs of a sweep table (`poso_sim.sweep`): never plotted as metrics.
+SWEEP_INPUTS = frozenset({
+    "N", "f", "dishonest", "leader_dishonest", "kinds", "signatures", "latency", "loss", "duplicate", "reorder",
+    "partition", "crash", "window", "heights", "delegates", "behaviour", "behaviours", "scenario", "mutation",
+})
+#: Secondary outcomes and run-time measurements of a sweep table: plotted only when asked for (``metrics=``).
+SWEEP_SECONDARY = frozenset({
+    "executed", "rounds", "no_majority", "dropped", "verifications", "height_timeouts", "liveness_premise",
+    "violations", "violated", "wall_seconds", "check_seconds",
+})
+
+
+def _is_rate(col: Any) -> bool:
+    """Booleans (with missing values allowed: ``live`` is undefined where its premise fails) are drawn as rates."""
+    import pandas as pd
+
+    if pd.api.types.is_bool_dtype(col):
+        return True
+    if col.dtype == object:
+        vals = col.dropna()
+        return len(vals) > 0 and all(isinstance(v, (bool, np.bool_)) for v in vals)
+    return False
+
 
 def plot_sweep(
     df: Any,
@@ -449,8 +484,11 @@ def plot_sweep(
     value of ``x`` with a band from the minimum to the maximum; boolean metrics are drawn as rates in [0, 1].
 
     ``df``: one row per run (a DataFrame or anything ``pandas.DataFrame`` accepts). ``x``: the swept column
-    (default: the first non-metric column with several values, else the first numeric one). ``metrics``:
-    columns to plot (default: every boolean or numeric column other than ``x``, ``by`` and ``seed``).
+    (default: the first input column with several values). ``metrics``: columns to plot (default: the
+    outcomes, rates first -- every boolean or numeric column that is not ``x``, ``by``, an identifier such as
+    ``seed``, a sweep input (:data:`SWEEP_INPUTS`) or a secondary outcome or timing of a `poso_sim.sweep` table
+    (:data:`SWEEP_SECONDARY`, e.g. ``dropped``, ``wall_seconds``); for a sweep table: live, safe,
+    heights_executed, honest_decided, messages, virtual_seconds).
     ``by``: a column whose values become separate lines (e.g. the behaviour or scenario). Returns the Figure.
     """
     import pandas as pd
@@ -460,10 +498,12 @@ def plot_sweep(
         raise ValueError("plot_sweep: the table is empty")
 
     def numeric(col: str) -> bool:
-        return pd.api.types.is_bool_dtype(df[col]) or pd.api.types.is_numeric_dtype(df[col])
+        return _is_rate(df[col]) or pd.api.types.is_numeric_dtype(df[col])
 
     if x is None:
-        candidates = [c for c in df.columns if c not in _NOT_METRICS and c != by and df[c].nunique() > 1]
+        candidates = [c for c in df.columns if c not in _NOT_METRICS and c != by
+                      and (c in SWEEP_INPUTS or not (c in SWEEP_SECONDARY or _is_rate(df[c])))
+                      and df[c].nunique() > 1]
         params = [c for c in candidates if not pd.api.types.is_bool_dtype(df[c])]
         if not params:
             raise ValueError("plot_sweep: no column varies; pass x=")
@@ -471,7 +511,9 @@ def plot_sweep(
     if x not in df:
         raise ValueError(f"plot_sweep: no column {x!r} (columns: {', '.join(map(str, df.columns))})")
     if metrics is None:
-        metrics = [c for c in df.columns if c not in (x, by) and c not in _NOT_METRICS and numeric(c)]
+        skip = {x, by} | _NOT_METRICS | SWEEP_INPUTS | SWEEP_SECONDARY
+        outcomes = [c for c in df.columns if c not in skip and numeric(c)]
+        metrics = [c for c in outcomes if _is_rate(df[c])] + [c for c in outcomes if not _is_rate(df[c])]
     metrics = list(metrics)
     missing = [m for m in metrics if m not in df]
     if missing:
@@ -482,14 +524,15 @@ def plot_sweep(
     n = len(metrics)
     ncols = min(3, n)
     nrows = math.ceil(n / ncols)
-    fig, grid = _new_figure(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), sharex=True)
+    # constrained layout keeps the figure title above the panels (tight_layout let it overlap the top row)
+    fig, grid = _new_figure(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), sharex=True, layout="constrained")
     groups = [(None, df)] if by is None else list(df.groupby(by, sort=True))
     categorical = not pd.api.types.is_numeric_dtype(df[x])
     order = list(dict.fromkeys(df[x])) if categorical else sorted(df[x].unique())
     pos = {v: i for i, v in enumerate(order)}
     for k, metric in enumerate(metrics):
         ax = grid[k // ncols, k % ncols]
-        rate = pd.api.types.is_bool_dtype(df[metric])
+        rate = _is_rate(df[metric])
         for name, sub in groups:
             vals = sub[metric].astype(float)
             stats = vals.groupby(sub[x]).agg(["mean", "min", "max"])
@@ -504,6 +547,10 @@ def plot_sweep(
         if rate:
             ax.set_ylim(-0.05, 1.05)
         ax.set_xlabel(x)
+        if not categorical and pd.api.types.is_integer_dtype(df[x]):
+            from matplotlib.ticker import MaxNLocator
+
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if categorical:
             ax.set_xticks(range(len(order)))
             ax.set_xticklabels([str(v) for v in order], rotation=30, ha="right")
@@ -513,5 +560,4 @@ def plot_sweep(
     for k in range(n, nrows * ncols):
         grid[k // ncols, k % ncols].set_visible(False)
     fig.suptitle(title or f"Sweep over {x} ({len(df)} runs)")
-    fig.tight_layout()
     return fig

@@ -70,8 +70,8 @@ class Instance:
 # ------------------------------------------------------------------------------------------------ resolving
 def generate_cases(base: str, seed: int, n: int, ranges: Mapping[str, Any] | None) -> list[Any]:
     """The generated cases of an ``instances: {generate: ...}`` spec (validated; nothing written)."""
-    from poso_sim.cases import generate_instances, load_case
-    from poso_sim.nlp.problems import manchester_problem, problem_definition
+    from poso_sim.cases import generate_instances, load_case  # loaded only for a chain of instances (0.3 s)
+    from poso_sim.nlp.problems import manchester_problem, problem_definition  # loaded only for a chain of instances (0.3 s)
 
     where = ("instances", "generate")
     try:
@@ -94,8 +94,8 @@ def generate_cases(base: str, seed: int, n: int, ranges: Mapping[str, Any] | Non
 
 
 def _generated(base: str, seed: int, n: int, ranges: Mapping[str, Any] | None, cache_dir: Path | None) -> list[Instance]:
-    from poso_sim.cases import case_digest, save_case
-    from poso_sim.common import default_cache_dir
+    from poso_sim.cases import case_digest, save_case  # loaded only for a chain of instances (0.3 s)
+    from poso_sim.common import default_cache_dir  # loaded only for a chain of instances (0.3 s)
 
     cases = generate_cases(base, seed, n, ranges)
     root = (cache_dir or default_cache_dir()) / "instances"
@@ -112,7 +112,7 @@ def _generated(base: str, seed: int, n: int, ranges: Mapping[str, Any] | None, c
 
 
 def _listed(case: str, files: Iterable[str], where: str | None) -> list[Instance]:
-    from poso_sim.nlp.problems import problem_definition
+    from poso_sim.nlp.problems import problem_definition  # loaded only for a chain of instances (0.3 s)
 
     root = Path(where).resolve().parent if where and not where.startswith("<") else Path.cwd()
     definition = problem_definition(case)
@@ -297,7 +297,7 @@ class InstancePayloads:
             hit = self._compiled.get(height)
             if hit is not None:
                 return hit
-            from poso_sim.nlp.problems import get_compiled
+            from poso_sim.nlp.problems import get_compiled  # loaded only for a chain of instances (0.3 s)
 
             # the registry compiles once per structure: instance h is the structure's functions with its data
             nlp = get_compiled(self.instance(height).case, None)

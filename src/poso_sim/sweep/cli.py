@@ -10,7 +10,7 @@ from typing import Any
 
 from poso_sim.errors import PosoError
 
-__all__ = ["add_parsers", "cmd_sweep"]
+__all__ = ["add_parsers", "cmd_sweep", "format_sweep_list"]
 
 
 def add_parsers(sub: Any) -> None:
@@ -46,6 +46,23 @@ def add_parsers(sub: Any) -> None:
     p.set_defaults(func=cmd_sweep)
 
 
+def format_sweep_list(descriptions: dict[str, str], width: int | None = None) -> str:
+    """`sweep --list`: each packaged sweep's name and its whole description (whitespace joined), wrapped to the
+    terminal width and indented under the name's column."""
+    import shutil
+    import textwrap
+
+    width = width or max(60, min(120, shutil.get_terminal_size((100, 24)).columns))
+    w = max(map(len, descriptions), default=0)
+    out = []
+    for name, desc in descriptions.items():
+        text = " ".join(str(desc).split()).replace(" %", "\0%") or "(no description)"  # keep "5 %" together
+        lines = [ln.replace("\0", " ") for ln in
+                 textwrap.wrap(text, width=max(30, width - w - 2), break_on_hyphens=False)]
+        out.append(f"{name.ljust(w)}  {lines[0]}\n" + "".join(f"{' ' * (w + 2)}{ln}\n" for ln in lines[1:]))
+    return "".join(out)
+
+
 def _dask_client(address: str) -> Any:
     try:
         from distributed import Client, LocalCluster
@@ -61,10 +78,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from .spec import packaged_sweeps, resolve_sweep
 
     if args.list:
-        items = packaged_sweeps()
-        w = max(map(len, items), default=0)
-        for name, desc in items.items():
-            print(f"{name.ljust(w)}  {desc}")
+        print(format_sweep_list({name: resolve_sweep(name).description for name in packaged_sweeps()}), end="")
         return 0
     if not args.sweep:
         raise PosoError("sweep: give a sweep file or a packaged sweep name (see --list)")

@@ -1,0 +1,81 @@
+"""Loading a feeder case: the packaged IEEE 33-bus file by default, or a user file; every failure is one
+``CaseError`` line naming the file and the field."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from ...errors import CaseError
+from .schema import FeederCase
+
+#: File name of the packaged case (inside this package).
+PACKAGED = "ieee33.json"
+
+
+def _path_of(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _describe(err: dict[str, Any]) -> str:
+    """One pydantic error -> ``dotted.path: reason``."""
+    path = _path_of(tuple(err.get("loc", ())))
+    original = (err.get("ctx") or {}).get("error")
+    if isinstance(original, ValueError):
+        text = str(original)
+        head, sep, rest = text.partition(": ")
+        if sep and " " not in head:  # validator messages start with the (relative) field path
+            return f"{path + '.' if path else ''}{head}: {rest}"
+        return f"{path or '(case)'}: {text}"
+    kind = err.get("type")
+    if kind == "missing":
+        return f"{path}: field required"
+    if kind == "extra_forbidden":
+        return f"{path}: unknown field"
+    msg = str(err.get("msg", "invalid value"))
+    value = err.get("input")
+    shown = "" if isinstance(value, (dict, list)) else f" (got {value!r})"
+    return f"{path or '(case)'}: {msg[:1].lower() + msg[1:]}{shown}"
+
+
+def case_from_dict(data: Any, source: str = "<case>") -> FeederCase:
+    """Validate a decoded feeder document; ``source`` names it in error messages."""
+    if not isinstance(data, dict):
+        raise CaseError(f"{source}: (case): expected a JSON object at the top level")
+    try:
+        return FeederCase.model_validate(data)
+    except ValidationError as exc:
+        errs = exc.errors()
+        more = f" (and {len(errs) - 1} more problem{'s' if len(errs) > 2 else ''})" if len(errs) > 1 else ""
+        raise CaseError(f"{source}: {_describe(errs[0])}{more}") from None
+
+
+def load_case(path: str | Path | None = None) -> FeederCase:
+    """The packaged IEEE 33-bus case (``path=None``) or the feeder case in the JSON file ``path``."""
+    if path is None:
+        text = resources.files(__package__).joinpath(PACKAGED).read_text(encoding="utf-8")
+        name = PACKAGED
+    else:
+        p = Path(path)
+        name = p.name
+        try:
+            text = p.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise CaseError(f"{name}: file not found ({p})") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CaseError(f"{name}: cannot read file: {exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CaseError(f"{name}: line {exc.lineno} column {exc.colno}: invalid JSON ({exc.msg})") from None
+    return case_from_dict(data, name)
