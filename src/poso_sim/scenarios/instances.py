@@ -24,6 +24,8 @@ nothing is cached for it.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -111,7 +113,7 @@ def _generated(base: str, seed: int, n: int, ranges: Mapping[str, Any] | None, c
     return out
 
 
-def _listed(case: str, files: Iterable[str], where: str | None) -> list[Instance]:
+def _listed(case: str, files: Iterable[str], where: str | None, *, register: bool = False) -> list[Instance]:
     from poso_sim.nlp.problems import problem_definition  # loaded only for a chain of instances (0.3 s)
 
     root = Path(where).resolve().parent if where and not where.startswith("<") else Path.cwd()
@@ -129,8 +131,32 @@ def _listed(case: str, files: Iterable[str], where: str | None) -> list[Instance
             definition.load(str(p))
         except PosoError as exc:
             raise _fail(("instances", i - 1), str(exc)) from None
-        out.append(Instance(i, p.stem, str(p)))
+        name = str(p)
+        if problem_definition(name) is not definition:
+            # a case file of another registered problem (the registry reads a bare file as the integrated-energy
+            # model's): registered under a name of its own whose loader reads that file
+            name = f"{case}-instance-{hashlib.sha256(p.read_bytes()).hexdigest()[:16]}".replace(":", "-")
+            if register:
+                _register_file(name, definition, str(p))
+        out.append(Instance(i, p.stem, name))
     return out
+
+
+def _register_file(name: str, definition: Any, path: str) -> None:
+    from poso_sim.nlp.problems import register_problem  # loaded only for a chain of instances (0.3 s)
+
+    register_problem(name, dataclasses.replace(definition, load=_FileLoader(definition.load, path)), replace=True)
+
+
+@dataclass(frozen=True)
+class _FileLoader:
+    """``load(case)`` of a definition bound to one case file."""
+
+    load: Any
+    path: str
+
+    def __call__(self, case: str) -> Any:
+        return self.load(self.path)
 
 
 def resolve_instances(scenario: Any, *, cache_dir: str | Path | None = None) -> list[Instance] | None:
@@ -139,7 +165,7 @@ def resolve_instances(scenario: Any, *, cache_dir: str | Path | None = None) -> 
     if spec is None:
         return None
     if isinstance(spec, list):
-        return _listed(scenario.case, spec, scenario.source)
+        return _listed(scenario.case, spec, scenario.source, register=True)
     g = spec.generate
     base = g.base or scenario.case
     return _generated(base, g.seed, g.n, g.ranges, None if cache_dir is None else Path(cache_dir))
