@@ -92,3 +92,97 @@ def test_measured_solve_times_replay_from_a_recorded_file(tmp_path):
 def test_plain_solve_time_number_is_unchanged():
     a = _run("0.0")
     assert a.solve_seconds == {} and "solve_seconds" not in a.to_json() and "instances" not in a.to_json()
+
+
+# ------------------------------------------------------------------------------------------- real chains
+def _check_chain(r, source, replay_height: int) -> None:
+    """7 distinct instances, 7 distinct executed optimal plans, each certified on its own instance only, and the
+    replayed plan rejected by every honest delegate by the instance fingerprint alone."""
+    from poso_sim.kkt import verify
+    from poso_sim.protocol import Verdict
+
+    fps = [row["fingerprint"] for row in r.instances]
+    assert len(fps) == 7 and len(set(fps)) == 7
+    executed = [r.executed_at(h) for h in range(1, 8)]
+    assert all(e is not None and e["agreement"] and e["label"] == "optimal" for e in executed)
+    assert len({e["digest"] for e in executed}) == 7
+    for h, e in enumerate(executed, start=1):
+        plan = source.payloads(h)["optimal"]
+        assert plan.digest == e["digest"] and plan.solution.fingerprint == fps[h - 1]
+        assert Verdict.from_certificate(verify(source.compiled(h), plan.solution)).accepted
+        other = source.compiled(h % 7 + 1)  # another day's problem: the plan is not its optimum
+        assert not Verdict.from_certificate(verify(other, plan.solution)).accepted
+        assert not source.verify(plan, h % 7 + 1).accepted
+    assert r.excluded_by_honest() == ["C"]
+    for d in ("D", "E", "F", "G"):
+        [ex] = r.exclusions[d]
+        assert ex["height"] == replay_height and ex["evidence"] and "wrong instance" in ex["reason"]
+    assert (executed[replay_height - 1]["leader"], executed[replay_height - 1]["round"]) == ("D", 2)
+    assert all(e["leader"] == "C" for e in executed[: replay_height - 1])
+
+
+def _source(scn):
+    from poso_sim.scenarios import InstancePayloads, resolve_instances
+
+    return InstancePayloads(scn.case, resolve_instances(scn))
+
+
+def _ieee33_days(tmp_path):
+    import poso_sim.cases.ieee33 as feeder
+    from pathlib import Path
+
+    base = json.loads((Path(feeder.__file__).parent / "ieee33.json").read_text())
+    files = []
+    for day in range(1, 8):  # the published 24-h profile scaled by 0.90 ... 1.20
+        doc = json.loads(json.dumps(base))
+        doc["name"] = f"ieee33-day{day}"
+        doc["dispatch"]["profiles"]["load"] = [round(v * (0.85 + 0.05 * day), 6) for v in doc["dispatch"]["profiles"]["load"]]
+        (tmp_path / f"day{day}.json").write_text(json.dumps(doc))
+        files.append(f"day{day}.json")
+    return files
+
+
+def test_chain_of_seven_ieee33_days(tmp_path):
+    from poso_sim.scenarios import load_scenario
+
+    files = _ieee33_days(tmp_path)
+    (tmp_path / "chain.yaml").write_text(
+        "case: ieee33\ndelegates: {C: 8, D: 9, E: 10, F: 11, G: 12}\nheights: 7\n"
+        f"instances: {json.dumps(files)}\nbehaviours:\n  C:\n    replay: {{from_height: 3}}\n"
+    )
+    scn = load_scenario(tmp_path / "chain.yaml")
+    r = run_scenario(scn)
+    _check_chain(r, _source(scn), 3)
+    assert [row["name"] for row in r.instances] == [f"day{d}" for d in range(1, 8)]
+    costs = [r.executed_at(h)["cost"] for h in range(1, 8)]
+    assert costs == sorted(costs)  # more load every day: a dearer dispatch
+    assert run_scenario(scn).trace_digest == r.trace_digest  # deterministic (plans from the cache)
+
+
+def test_scenario_1_behaviours_on_ieee33():
+    from poso_sim.nlp.problems import load_problem
+    from poso_sim.scenarios import resolve_scenario
+    from poso_sim.scenarios.payloads import solve_registered
+
+    r = run_scenario(resolve_scenario("scenario-1").with_(case="ieee33"))
+    opt = solve_registered("ieee33", "true")
+    tampered = solve_registered("ieee33", "tampered")
+    ex = r.executed
+    assert (ex["leader"], ex["round"], ex["digest"], ex["votes"]) == ("D", 2, opt.digest, 4)
+    assert r.excluded_by_honest() == ["C"]
+    assert r.decisions_at(1)["C"]["digest"] == tampered.digest  # C adopts its own tampered plan
+    for d in ("D", "E", "F", "G"):
+        assert r.decisions_at(1)[d]["digest"] == opt.digest
+    assert ex["cost"] == pytest.approx(opt.cost) and tampered.cost > opt.cost + 50
+    honest = load_problem("ieee33").nlp
+    assert opt.fingerprint == honest.fingerprint and opt.constraint_violation < 1e-6
+
+
+@pytest.mark.slow
+def test_packaged_chain_7_on_generated_manchester_days():
+    from poso_sim.scenarios import resolve_scenario
+
+    scn = resolve_scenario("chain-7")
+    r = run_scenario(scn)
+    _check_chain(r, _source(scn), 3)
+    assert [row["name"] for row in r.instances] == [f"manchester-s4-d{d}" for d in range(1, 8)]
