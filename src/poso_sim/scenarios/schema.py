@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Iterable, Literal, Mapping, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer
 
 from poso_sim.errors import ConfigError, PosoError, ScenarioError
 from poso_sim.protocol import behaviours as B
@@ -213,6 +213,14 @@ class Scenario(_Strict):
     network: NetworkSpec = Field(default_factory=NetworkSpec)
     behaviours: dict[str, dict[str, Any]] = Field(default_factory=dict)
     source: str | None = Field(None, exclude=True)  # the file it came from (for messages)
+
+    @model_serializer(mode="wrap")
+    def _drop_absent_chain(self, handler: Any) -> Any:
+        # a scenario without instances dumps exactly as before the field existed (sweep case files, digests)
+        data = handler(self)
+        if isinstance(data, dict) and data.get("instances", 0) is None:
+            data.pop("instances")
+        return data
 
     # ---- derived
     @property
