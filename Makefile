@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 	@echo "== installed; to use poso-sim from your shell: . $(VENV)/bin/activate"
 
-# the first run solves two plans (about a minute each on 2 cores, with progress lines); later runs read the cache
+# the first run solves two plans (8-14 s of CPU each, with progress lines); later runs read the cache
 demo: $(STAMP)
 	$(BIN)/poso-sim solve --case manchester
 	$(BIN)/poso-sim run scenario-1

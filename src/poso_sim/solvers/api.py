@@ -9,6 +9,7 @@ from typing import Callable
 import numpy as np
 
 from poso_sim.cases import load_case
+from poso_sim.common import OK_STATUSES
 from poso_sim.errors import ConfigError
 from poso_sim.solvers.cache import SolutionCache, cache_key
 from poso_sim.nlp.solution import Solution
@@ -20,6 +21,9 @@ from poso_sim.nlp.problems import (  # noqa: F401 - re-exported
     _save_compiled,
     _write_shortcut,
     get_problem,
+    load_problem,
+    problem_definition,
+    resolve_reference,
 )
 
 logger = logging.getLogger(__name__)
@@ -92,6 +96,10 @@ def solve_case(
     bname = DEFAULT_BACKEND if backend is None else ("cyipopt" if backend == "ipopt" else str(backend))
     if bname not in BACKENDS:
         raise ConfigError(f"unknown solver backend {backend!r} (choose from {', '.join(BACKENDS)})")
+    definition = problem_definition(case)
+    if definition.solve_recipe != IES_RECIPE:
+        sol, cached = _solve_registered(case, variant, definition, bname, cache, cache_dir, progress)
+        return (sol, cached) if return_cached_flag else sol
     options = {"starts": int(starts)}
     case_obj = load_case(case)
     store = SolutionCache(cache_dir) if cache else None
@@ -165,6 +173,83 @@ def solve_case(
     return (sol, False) if return_cached_flag else sol
 
 
+#: The staged pipeline of the integrated-energy model (Manchester and every case file of its format).
+IES_RECIPE = "poso_sim.solvers.pipeline:solve_reduced"
+#: Version of the generic route's cache key (bump when :func:`_solve_registered` changes what it returns).
+GENERIC_VERSION = "registered-v1"
+
+
+def _solve_registered(case, variant, definition, bname, cache, cache_dir, progress):
+    """Any registered problem: its own recipe (``recipe(model, nlp, x0, progress=None)`` returning a point with
+    ``x, y, z_L/zL, z_U/zU, status, iterations, message``), or Ipopt from the model's initial values; the same
+    final check and the same expression on the honest problem as the staged pipeline's plans."""
+    from poso_sim.solvers.backend import violation
+    from poso_sim.solvers.pipeline import SolveError, final_check, make_backend
+
+    problem = load_problem(case, variant)
+    nlp = problem.nlp
+    shared_problem = load_problem(case)
+    shared = shared_problem.nlp
+    label = {"case": str(case), "variant": variant}
+    recipe = definition.solve_recipe or "ipopt-from-initial-values"
+    store = SolutionCache(cache_dir) if cache else None
+    key = cache_key(shared.fingerprint + ":" + nlp.fingerprint, variant, bname, {"recipe": recipe}, GENERIC_VERSION)
+    if store is not None:
+        hit = store.get(key)
+        if hit is not None:
+            _log_cache(label, "hit", bname)
+            return hit, True
+        _log_cache(label, "miss", bname)
+    t0 = time.perf_counter()
+    backend = make_backend(bname)
+    if definition.solve_recipe:
+        res = resolve_reference(definition.solve_recipe, "solve recipe")(problem.model, nlp, nlp.x0, progress=progress)
+    else:
+        res = backend.solve(nlp, nlp.clip(nlp.x0), options={"tol": 1e-9, "constr_viol_tol": 1e-10})
+    x = np.asarray(res.x, dtype=float)
+    y = np.asarray(res.y, dtype=float)
+    zl = np.asarray(getattr(res, "z_L", getattr(res, "zL", None)), dtype=float)
+    zu = np.asarray(getattr(res, "z_U", getattr(res, "zU", None)), dtype=float)
+    status = str(res.status)
+    if status not in OK_STATUSES:
+        raise SolveError("solve", status, f"{case} {variant}: {getattr(res, 'message', '')}")
+    accepted, measures = final_check(nlp, x, y, zl, zu)
+    if not accepted:
+        raise SolveError("check", status, f"{case} {variant}: the final check rejected the point ({measures})")
+    logger.info(
+        "%s %s: solved, %d iterations, cost %.6g", case, variant, int(res.iterations), shared_problem.cost(x),
+        extra={"poso_progress": {"task": "solve", **label, "stage": "solve", "iterations": int(res.iterations),
+                                 "objective": float(nlp.f(x)), "violation": float(violation(nlp, x)),
+                                 "final": True, "backend": bname}},
+    )
+    sol = Solution(
+        x=x,
+        y=y[: shared.m],
+        z_L=zl,
+        z_U=zu,
+        x_names=shared.x_names,
+        row_names=shared.row_names,
+        variant=variant,
+        case=str(case),
+        cost=float(shared_problem.cost(x)),
+        objective=float(nlp.f(x)),
+        status=status,
+        iterations=int(res.iterations),
+        solve_seconds=time.perf_counter() - t0,
+        stages=[{"name": "solve", "iterations": int(res.iterations), "objective": float(nlp.f(x)), "status": status,
+                 "seconds": time.perf_counter() - t0}],
+        fingerprint=shared.fingerprint,
+        constraint_violation=float(violation(nlp, x)),
+        solver=f"ipopt {backend.version} / {recipe}",
+        cost_breakdown={name.removeprefix("cost_"): float(shared.expr(name, x)) for name in definition.expressions
+                        if shared.has_expr(name)},
+        message=str(getattr(res, "message", "")),
+    )
+    if store is not None:
+        store.put(key, sol)
+    return sol, False
+
+
 def _log_cache(label: dict, what: str, backend: str) -> None:
     logger.info(
         "%s %s: solution cache %s (%s)", label["case"], label["variant"], what, backend,
@@ -232,6 +317,8 @@ def _cached_plan(case, variant, cache_dir, backend, starts):
     """The cached plan if the fast alias path finds it (no build, no compile), else None."""
     from poso_sim.solvers.pipeline import DEFAULT_BACKEND, PIPELINE_VERSION
 
+    if problem_definition(case).solve_recipe != IES_RECIPE:
+        return None  # the generic route finds its cached plans by the compiled fingerprints
     bname = DEFAULT_BACKEND if backend is None else ("cyipopt" if backend == "ipopt" else str(backend))
     store = SolutionCache(cache_dir)
     alias = _source_key(load_case(case), variant, {"starts": int(starts), "backend": bname}, PIPELINE_VERSION)
