@@ -162,11 +162,11 @@ def test_chain_of_seven_ieee33_days(tmp_path):
 def test_scenario_1_behaviours_on_ieee33():
     from poso_sim.nlp.problems import load_problem
     from poso_sim.scenarios import resolve_scenario
-    from poso_sim.scenarios.payloads import solve_registered
+    from poso_sim.solvers.api import solve_case
 
     r = run_scenario(resolve_scenario("scenario-1").with_(case="ieee33"))
-    opt = solve_registered("ieee33", "true")
-    tampered = solve_registered("ieee33", "tampered")
+    opt = solve_case("ieee33", "true")
+    tampered = solve_case("ieee33", "tampered")
     ex = r.executed
     assert (ex["leader"], ex["round"], ex["digest"], ex["votes"]) == ("D", 2, opt.digest, 4)
     assert r.excluded_by_honest() == ["C"]

@@ -40,7 +40,6 @@ __all__ = [
     "LABELS",
     "solution_matches",
     "solve_variants",
-    "solve_registered",
 ]
 
 LABELS = ("optimal", "tampered", "feasible", "forged")
@@ -137,63 +136,12 @@ VARIANT_OF = {"optimal": "true", "tampered": "tampered", "feasible": "feasible",
 def solve_variants(case: str, variants: Iterable[str], **kw: Any) -> dict[str, Any]:
     """Cached solutions of `variants` of `case`: the one place that calls the solver for a run's plans.
 
-    Cases of the integrated-energy model (the definitions whose solve recipe is the staged pipeline) go through
-    one call of `poso_sim.solvers.api.solve_plans(case, variants)`: cached plans are read, the missing ones
-    solved (in parallel worker processes when there are several), each stored in the solution cache. Any other
-    registered problem (e.g. "ieee33", or "module:function") is solved by `solve_registered`."""
-    # the registry (0.3 s) and the solver API (Pyomo, CasADi: seconds) load only when a run solves
-    from poso_sim.nlp.problems import problem_definition
+    One call of `poso_sim.solvers.api.solve_plans(case, variants)` (any registered problem: its own recipe, or
+    Ipopt from the model's initial values): cached plans are read, the missing ones solved (in parallel worker
+    processes when there are several), each stored in the solution cache."""
+    from poso_sim.solvers.api import solve_plans  # heavy (Pyomo, CasADi): see the note at the imports
 
-    variants = tuple(dict.fromkeys(variants))
-    if problem_definition(case).solve_recipe == PIPELINE_RECIPE:
-        from poso_sim.solvers.api import solve_plans  # heavy (Pyomo, CasADi): see the note at the imports
-
-        return solve_plans(case, variants, cache=True, **kw)
-    return {v: solve_registered(case, v, **kw) for v in variants}
-
-
-#: the solve recipe of the integrated-energy model (poso_sim.nlp.problems.manchester_problem)
-PIPELINE_RECIPE = "poso_sim.solvers.pipeline:solve_reduced"
-#: version of the cache key of `solve_registered` (bump when its recipe changes)
-REGISTERED_SOLVE = "poso-sim/scenario-registered-solve/v1"
-
-
-def solve_registered(case: str, variant: str, *, cache_dir: str | None = None) -> Any:
-    """The cached plan of `variant` of a registered problem, solved by Ipopt (the default backend) from the
-    model's initial values, expressed on the honest problem (its rows, fingerprint and cost), as
-    `solve_case` does for the integrated-energy model. Cached under the fingerprints of both compiled problems;
-    a solve that does not end optimal raises a one-line `PosoError` and caches nothing."""
-    # the registry, the solution type and the solvers (CasADi): only when a plan is solved
-    import numpy as np
-
-    from poso_sim.nlp.problems import load_problem
-    from poso_sim.nlp.solution import Solution
-    from poso_sim.solvers.backend import violation
-    from poso_sim.solvers.cache import SolutionCache, cache_key
-    from poso_sim.solvers.pipeline import DEFAULT_BACKEND, make_backend
-
-    shared = load_problem(case, None)
-    prob = load_problem(case, variant)
-    nlp, honest = prob.nlp, shared.nlp
-    store = SolutionCache(cache_dir)
-    key = cache_key(honest.fingerprint + ":" + nlp.fingerprint, variant, DEFAULT_BACKEND, {}, REGISTERED_SOLVE)
-    hit = store.get(key)
-    if hit is not None:
-        return hit
-    backend = make_backend(DEFAULT_BACKEND)
-    res = backend.solve(nlp, nlp.x0)
-    if not res.ok:
-        raise PosoError(f"case {case!r}, variant {variant!r}: the solve ended {res.status!r} ({res.message})")
-    sol = Solution(
-        x=res.x, y=np.asarray(res.y)[: honest.m], z_L=res.zL, z_U=res.zU, x_names=honest.x_names,
-        row_names=honest.row_names, variant=variant, case=str(case), cost=float(shared.cost(res.x)),
-        objective=float(nlp.f(res.x)), status=res.status, iterations=int(res.iterations),
-        solve_seconds=float(res.seconds), fingerprint=honest.fingerprint,
-        constraint_violation=float(violation(nlp, res.x)), solver=res.solver or DEFAULT_BACKEND,
-        message=res.message,
-    )
-    store.put(key, sol)
-    return sol
+    return solve_plans(case, tuple(dict.fromkeys(variants)), cache=True, **kw)
 
 
 class _Plans(Mapping[str, Payload]):
