@@ -226,11 +226,6 @@ class SolveTimes:
         f = float((spec.speed or {}).get(node, 1.0)) if node is not None else 1.0
         return s / f
 
-    def worst(self, heights: int, nodes: Iterable[str]) -> float:
-        """The longest solve of the run (bounds the normal nodes' wait)."""
-        nodes = list(nodes)
-        return max((self.seconds(h, n) for h in range(1, heights + 1) for n in nodes), default=0.0)
-
     def _size(self, height: int) -> int:
         src = self.source
         if src is not None and hasattr(src, "problem_size"):
