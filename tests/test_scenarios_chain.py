@@ -186,3 +186,27 @@ def test_packaged_chain_7_on_generated_manchester_days():
     r = run_scenario(scn)
     _check_chain(r, _source(scn), 3)
     assert [row["name"] for row in r.instances] == [f"manchester-s4-d{d}" for d in range(1, 8)]
+
+
+def test_ieee33_chain_lying_replay_and_modelled_solve_times(tmp_path):
+    from poso_sim.scenarios import load_scenario
+
+    files = _ieee33_days(tmp_path)
+    head = "case: ieee33\ndelegates: {C: 8, D: 9, E: 10, F: 11, G: 12}\nheights: 4\n" f"instances: {json.dumps(files[:4])}\n"
+    (tmp_path / "lying.yaml").write_text(
+        head + "behaviours:\n  C:\n    replay: {from_height: 2, claim: current}\nsolve_time: {model: measured}\n")
+    scn = load_scenario(tmp_path / "lying.yaml")
+    r = run_scenario(scn)
+    src = _source(scn)
+    # the replayed plan claims today's fingerprint: the verifier rejects it (the plan's own is yesterday's)
+    for d in ("D", "E", "F", "G"):
+        [ex] = r.exclusions[d]
+        assert ex["height"] == 2 and ex["evidence"] and "plan is for another instance" in ex["reason"]
+    assert [r.executed_at(h)["digest"] for h in range(1, 5)] == [src.payloads(h)["optimal"].digest for h in range(1, 5)]
+    # measured: each height's recorded solve time of its plan
+    assert r.solve_seconds == {h: src.payloads(h)["optimal"].solution.solve_seconds for h in range(1, 5)}
+    assert all(0 < s < 5.3 for s in r.solve_seconds.values())
+    (tmp_path / "linear.yaml").write_text(head + "solve_time: {model: linear, base: 1.0, per_variable: 0.0005}\n")
+    lin = run_scenario(load_scenario(tmp_path / "linear.yaml"))
+    n = src.compiled(1).n
+    assert lin.solve_seconds == {h: pytest.approx(1.0 + 0.0005 * n) for h in range(1, 5)}
