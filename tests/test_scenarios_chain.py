@@ -210,3 +210,38 @@ def test_ieee33_chain_lying_replay_and_modelled_solve_times(tmp_path):
     lin = run_scenario(load_scenario(tmp_path / "linear.yaml"))
     n = src.compiled(1).n
     assert lin.solve_seconds == {h: pytest.approx(1.0 + 0.0005 * n) for h in range(1, 5)}
+
+
+def test_generated_days_share_one_compiled_structure(tmp_path):
+    """Followers' copies of the days are one structure's compiled functions with each day's data: no recompile."""
+    from poso_sim.scenarios import InstancePayloads
+    from poso_sim.scenarios.instances import _generated
+
+    days = _generated("manchester", 4, 3, {}, tmp_path)
+    src = InstancePayloads("manchester", days)
+    nlps = [src.compiled(h) for h in (1, 2, 3)]
+    assert len({n.fingerprint for n in nlps}) == 3 and len({n.structure_fingerprint for n in nlps}) == 1
+    assert nlps[1]._hess is nlps[0]._hess and nlps[2]._jac is nlps[0]._jac  # the same CasADi functions
+    assert src.instance_fingerprints == {h: n.fingerprint for h, n in zip((1, 2, 3), nlps)}
+    assert not (nlps[0].p == nlps[1].p).all()  # the data differ
+
+
+def test_a_failed_solve_names_the_instance_and_caches_nothing(tmp_path, monkeypatch):
+    import poso_sim.scenarios.payloads as P
+    from poso_sim.scenarios import InstanceError, InstancePayloads
+    from poso_sim.scenarios.instances import _generated
+    from poso_sim.solvers.pipeline import SolveError
+
+    days = _generated("manchester", 4, 2, {}, tmp_path)
+    calls = []
+
+    def failing(case, variants, **kw):
+        calls.append((case, tuple(variants)))
+        raise SolveError("final", "infeasible", f"{case} true: locally infeasible")
+
+    monkeypatch.setattr(P, "solve_variants", failing)
+    src = InstancePayloads("manchester", days, cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(InstanceError, match=r"^instance 1 \(manchester-s4-d1\): solve failed at stage 'final'") as err:
+        src.prepare(["optimal"])
+    assert "\n" not in str(err.value) and calls == [(days[0].case, ("true",))]
+    assert not src.solved() and not list((tmp_path / "cache").rglob("*.sol"))
