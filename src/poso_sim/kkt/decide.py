@@ -59,6 +59,13 @@ CAP_ZERO = 1e-12
 LOCAL_MAX_ROWS = 2200
 #: Neighbourhood growth steps (each adds the rows two steps away in the row-column graph).
 LOCAL_HOPS = 4
+#: A row or bound is active for the recomputation when its multiplier cap is at least this (slack <= c / this).
+ACTIVE_CAP = 1e-2
+#: Tikhonov term of the recomputation's augmented system (J^T has exact null vectors; see :func:`_recompute`).
+LS_REG = 1e-8
+#: The local LP looks for row multipliers no larger than this in magnitude (a sufficient test may restrict its
+#: search; unrestricted, the simplex can return vertices of 1e19 whose residuals cancellation destroys).
+Y_CAP = 1e6
 _CACHE_SIZE = 64
 
 
@@ -214,6 +221,34 @@ def _minimax(
     return big, np.r_[ylo, 0.0], np.r_[yhi, t_max], np.r_[-inf, lo0], np.r_[hi0, inf], cost
 
 
+def _recompute(jt: sp.csc_matrix, grad: np.ndarray, box: "_Box") -> np.ndarray:
+    """Row multipliers recomputed at ``x`` from scratch, ignoring the received ones: the regularised linear least
+    squares ``min ||W^-1 (grad + J_A^T y_A)||^2 + LS_REG ||y_A||^2`` over the free columns (not at a bound), with
+    ``A`` the equality rows and the inequality rows active at ``x`` (cap >= ``ACTIVE_CAP``), others at 0. Solved by
+    one sparse LU of the augmented system ``[[I, A], [A^T, -LS_REG I]]`` (``A = W^-1 J_A^T``), whose size and
+    pattern depend on the problem and on the active set of ``x`` only, so its cost is bounded whatever multipliers
+    are sent. The bound-active columns are left to their bound multipliers; the result is clipped into the box."""
+    import scipy.sparse.linalg as spla
+
+    rows = box.var_row & ((box.yhi >= ACTIVE_CAP) | (box.ylo <= -ACTIVE_CAP))
+    cols = (box.cl < ACTIVE_CAP) & (box.cu < ACTIVE_CAP)
+    a = (sp.diags(1.0 / box.w[cols]) @ jt[cols][:, rows]).tocsc()
+    nf, ma = a.shape
+    y = np.zeros(jt.shape[1])
+    if ma == 0:
+        return y
+    k = sp.bmat([[sp.identity(nf), a], [a.T, -LS_REG * sp.identity(ma)]], format="csc")
+    rhs = np.r_[grad[cols] / box.w[cols], np.zeros(ma)]
+    try:
+        sol = spla.splu(k, permc_spec="COLAMD").solve(rhs)
+    except RuntimeError:  # numerically singular: no recomputed multipliers, the LP stages decide
+        return y
+    if not np.all(np.isfinite(sol)):
+        return y
+    y[rows] = -sol[nf:]
+    return np.clip(y, box.ylo, box.yhi)
+
+
 class MultiplierSearch:
     """Per-problem state of the exact decision: the ``J^T`` pattern, the last optimal basis, a point cache."""
 
@@ -280,10 +315,25 @@ class MultiplierSearch:
             if not bad.any():
                 info["seconds"] = time.perf_counter() - t0
                 return Decision(True, "sanitised", y0, zl, zu, True, info)
+        # stage 2: multipliers recomputed from x alone (least squares on the active set); they replace the
+        # sanitised ones as the local LP's start when fewer columns fail with them
+        y_ls = _recompute(jt, grad, box)
+        r_ls = grad + jt @ y_ls
+        zl, zu = box.bound_multipliers(r_ls)
+        bad_ls = np.abs(r_ls - zl + zu) / box.w > tau
+        info["recomputed_failing_columns"] = int(np.count_nonzero(bad_ls))
+        if not bad_ls.any():
+            info["seconds"] = time.perf_counter() - t0
+            return Decision(True, "recomputed", y_ls, zl, zu, True, info)
+        if np.count_nonzero(bad_ls) < np.count_nonzero(bad):
+            y0, bad = y_ls, bad_ls
+            info["local_start"] = "recomputed"
+        else:
+            info["local_start"] = "sanitised"
         unbounded = tol.lp_iterations is None
         budget = 10**9 if unbounded else int(tol.lp_iterations)
         jt_csr = jt.tocsr()
-        # stage 2: LPs on growing neighbourhoods of the failing columns (everything else kept at the sanitised
+        # stage 3: LPs on growing neighbourhoods of the failing columns (everything else kept at the sanitised
         # values): a sufficient test; on a problem no larger than the neighbourhood limit it is the whole LP
         used = 0
         info["local"] = []
@@ -317,7 +367,9 @@ class MultiplierSearch:
             yfix = y0.copy()
             yfix[rows] = 0.0
             fixed = (jt @ yfix)[cols]
-            lp = _minimax(a, box.w[cols], box.lo0[cols] - fixed, box.hi0[cols] - fixed, box.ylo[rows], box.yhi[rows], tau)
+            ylo_l = np.maximum(box.ylo[rows], -Y_CAP)
+            yhi_l = np.minimum(box.yhi[rows], Y_CAP)
+            lp = _minimax(a, box.w[cols], box.lo0[cols] - fixed, box.hi0[cols] - fixed, ylo_l, yhi_l, tau)
             status, v, _b, linfo = _run_lp(*lp, iterations=budget - used, highs=self._solver())
             v = None if v is None else v[:-1]
             used += linfo["iterations"]
@@ -342,7 +394,7 @@ class MultiplierSearch:
         if not unbounded:
             info["seconds"] = time.perf_counter() - t0
             return Decision(False, "budget", exists=None, info=info)
-        # stage 3 (no budget: offline use): the whole LP, warm-started from the last optimal basis
+        # stage 4 (no budget: offline use): the whole LP, warm-started from the last optimal basis
         lp = _minimax(jt, box.w, box.lo0, box.hi0, box.ylo, box.yhi, tau)
         status, v, basis, ginfo = _run_lp(*lp, iterations=None, basis=self.basis, highs=self._solver())
         v = None if v is None else v[:-1]
