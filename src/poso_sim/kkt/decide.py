@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
+import scipy.sparse.linalg as spla
 
 if TYPE_CHECKING:  # pragma: no cover
     from poso_sim.kkt.certificate import Tolerances
@@ -228,8 +229,6 @@ def _recompute(jt: sp.csc_matrix, grad: np.ndarray, box: "_Box") -> np.ndarray:
     one sparse LU of the augmented system ``[[I, A], [A^T, -LS_REG I]]`` (``A = W^-1 J_A^T``), whose size and
     pattern depend on the problem and on the active set of ``x`` only, so its cost is bounded whatever multipliers
     are sent. The bound-active columns are left to their bound multipliers; the result is clipped into the box."""
-    import scipy.sparse.linalg as spla
-
     rows = box.var_row & ((box.yhi >= ACTIVE_CAP) | (box.ylo <= -ACTIVE_CAP))
     cols = (box.cl < ACTIVE_CAP) & (box.cu < ACTIVE_CAP)
     a = (sp.diags(1.0 / box.w[cols]) @ jt[cols][:, rows]).tocsc()
@@ -315,8 +314,7 @@ class MultiplierSearch:
             if not bad.any():
                 info["seconds"] = time.perf_counter() - t0
                 return Decision(True, "sanitised", y0, zl, zu, True, info)
-        # stage 2: multipliers recomputed from x alone (least squares on the active set); they replace the
-        # sanitised ones as the local LP's start when fewer columns fail with them
+        # stage 2: multipliers recomputed from x alone (least squares on the active set)
         y_ls = _recompute(jt, grad, box)
         r_ls = grad + jt @ y_ls
         zl, zu = box.bound_multipliers(r_ls)
@@ -325,11 +323,9 @@ class MultiplierSearch:
         if not bad_ls.any():
             info["seconds"] = time.perf_counter() - t0
             return Decision(True, "recomputed", y_ls, zl, zu, True, info)
-        if np.count_nonzero(bad_ls) < np.count_nonzero(bad):
-            y0, bad = y_ls, bad_ls
-            info["local_start"] = "recomputed"
-        else:
-            info["local_start"] = "sanitised"
+        # the local LP starts from them, never from the received ones: past the sanitised stage every step is a
+        # function of x alone, so the verdict does not depend on which multipliers came with the point
+        y0, bad = y_ls, bad_ls
         unbounded = tol.lp_iterations is None
         budget = 10**9 if unbounded else int(tol.lp_iterations)
         jt_csr = jt.tocsr()
