@@ -19,9 +19,13 @@ re-checked in full by :meth:`KKTChecker.measures` before it is trusted:
 
 ``sanitised``
     the received ``y`` clipped into its box, bound multipliers re-derived from the residual (microseconds);
+``recomputed``
+    the received multipliers ignored: row multipliers recomputed at ``x`` by regularised sparse least squares on
+    the active set of ``x`` (one LU of an augmented system, 20-40 ms on Manchester); from here on nothing reads
+    the received multipliers, so the verdict of every claim that gets this far is a function of ``x`` alone;
 ``local-lp``
     the same LP on the neighbourhood of the columns that still fail (rows touching them and the rows touching
-    the columns those rows touch; everything else kept at the sanitised values): a sufficient test, small;
+    the columns those rows touch; everything else kept at the recomputed values): a sufficient test, small;
 ``lp``
     the whole LP (HiGHS dual simplex, warm-started from the last optimal basis of the same problem). Infeasible
     means no valid multipliers exist: the point is rejected whatever multipliers it is sent with. The number of
