@@ -348,18 +348,19 @@ class MultiplierSearch:
             info["unreachable_column"] = chk.x_names[j]
             info["seconds"] = time.perf_counter() - t0
             return Decision(False, "lp", exists=False, info=info)
-        for hop in range(LOCAL_HOPS):
+        for hop in range(LOCAL_HOPS + 1):
             cols = np.zeros(self.n, dtype=bool)
             cols[jt[:, rows].tocoo().row] = True
             grown = np.zeros(self.m, dtype=bool)
             grown[jt_csr[cols].indices] = True
             grown &= box.var_row
-            if np.count_nonzero(grown) > LOCAL_MAX_ROWS and not unbounded:
-                break
             # closed: no adjustable multiplier outside ``rows`` touches a column of the neighbourhood, so the LP
             # over it is a whole connected block of the full LP (its infeasibility is a proof)
             whole = bool(np.array_equal(grown, rows))
-            rows = grown
+            if hop > 0:  # the first LP takes only the rows touching the failing columns (small, often enough)
+                if np.count_nonzero(grown) > LOCAL_MAX_ROWS and not unbounded:
+                    break
+                rows = grown
             a = jt[:, rows]
             cols = np.zeros(self.n, dtype=bool)
             cols[a.tocoo().row] = True
@@ -373,7 +374,7 @@ class MultiplierSearch:
             status, v, _b, linfo = _run_lp(*lp, iterations=budget - used, highs=self._solver())
             v = None if v is None else v[:-1]
             used += linfo["iterations"]
-            info["local"].append({**linfo, "status": status, "hops": 2 * (hop + 1)})
+            info["local"].append({**linfo, "status": status, "hops": 2 * hop})
             if status == "optimal":
                 y1 = y0.copy()
                 y1[rows] = np.clip(v, box.ylo[rows], box.yhi[rows])
