@@ -24,8 +24,9 @@ re-checked in full by :meth:`KKTChecker.measures` before it is trusted:
     the active set of ``x`` (one LU of an augmented system, 20-40 ms on Manchester); from here on nothing reads
     the received multipliers, so the verdict of every claim that gets this far is a function of ``x`` alone;
 ``local-lp``
-    the same LP on the neighbourhood of the columns that still fail (rows touching them and the rows touching
-    the columns those rows touch; everything else kept at the recomputed values): a sufficient test, small;
+    the same LP on the neighbourhood of the columns that still fail (first the rows touching them, then also the
+    rows touching the columns those rows touch, and so on; everything else kept at the recomputed values): a
+    sufficient test, small;
 ``lp``
     the whole LP (HiGHS dual simplex, warm-started from the last optimal basis of the same problem). Infeasible
     means no valid multipliers exist: the point is rejected whatever multipliers it is sent with. The number of
@@ -62,7 +63,7 @@ LP_MARGIN = 0.9
 CAP_ZERO = 1e-12
 #: Largest neighbourhood (row multipliers) the local LP takes; beyond it the whole LP is solved.
 LOCAL_MAX_ROWS = 2200
-#: Neighbourhood growth steps (each adds the rows two steps away in the row-column graph).
+#: Neighbourhood growth steps after the first LP (each adds the rows two steps away in the row-column graph).
 LOCAL_HOPS = 4
 #: A row or bound is active for the recomputation when its multiplier cap is at least this (slack <= c / this).
 ACTIVE_CAP = 1e-2
