@@ -12,7 +12,7 @@ import numpy as np
 import pyomo.environ as pe
 import pytest
 
-from poso_sim.kkt import Certificate, Tolerances, map_multipliers, to_shared, verify
+from poso_sim.kkt import Certificate, Tolerances, checker_for, map_multipliers, to_shared, verify
 from poso_sim.kkt.cli import add_verify_parser, main
 from poso_sim.nlp import compile_nlp
 from poso_sim.solvers import IpoptBackend, Solution, save_solution
@@ -118,10 +118,15 @@ def test_hs071_unique_multipliers_need_repair_and_signs_checked(hs) -> None:
     zl[nlp.var_index("x[2]")] = -0.5
     c = verify(nlp, sol.with_multipliers(z_L=zl), Tolerances(repair=False))
     assert not c.accepted and any(r.startswith("multiplier sign") for r in c.reasons)
-    # no multipliers at all, or wrong ones: the point is a KKT point, the exact decision finds them
+    # no multipliers at all, or wrong ones: the point is a KKT point; the multipliers recomputed from x alone (least
+    # squares on the active set) are HS071's unique ones, the same whatever was sent
+    found = []
     for y in (np.zeros(2), np.array([5.0, -3.0]), np.array([1e9, 1e9])):
         c = verify(nlp, sol.with_multipliers(y=y, z_L=np.zeros(4), z_U=np.zeros(4)))
-        assert c.accepted and c.repaired and c.decided_by == "local-lp", (y, c.reasons)
+        assert c.accepted and c.repaired and c.decided_by == "recomputed", (y, c.reasons)
+        found.append(checker_for(nlp).search.decide(np.asarray(sol.x), y, checker_for(nlp).evaluate(np.asarray(sol.x)), Tolerances()).y)
+        np.testing.assert_allclose(found[-1], sol.y, rtol=1e-6, atol=1e-9)
+        assert np.array_equal(found[-1], found[0])
         assert c.dual_residual <= Tolerances().dual and c.complementarity <= Tolerances().complementarity
 
 
@@ -149,7 +154,7 @@ def test_degenerate_toy_any_valid_multipliers(toy) -> None:
     y2 = sol.y.copy()
     y2[ir["soc"]] = -5.0
     c = verify(nlp, sol.with_multipliers(y=y2))
-    assert c.accepted and c.repaired and c.decided_by == "local-lp", c.reasons
+    assert c.accepted and c.repaired and c.decided_by in ("recomputed", "local-lp"), c.reasons
     # a tiny multiplier on the inactive inequality (s + p <= 4 has slack 3): clipped to its cap, accepted
     y3 = sol.y.copy()
     y3[ir["cap"]] = 1e-10
@@ -158,7 +163,7 @@ def test_degenerate_toy_any_valid_multipliers(toy) -> None:
     y3[ir["cap"]] = 1e-3
     assert not verify(nlp, sol.with_multipliers(y=y3), Tolerances(repair=False)).accepted
     c = verify(nlp, sol.with_multipliers(y=y3))
-    assert c.accepted and c.repaired and c.decided_by in ("sanitised", "local-lp")
+    assert c.accepted and c.repaired and c.decided_by in ("sanitised", "recomputed", "local-lp")
     assert c.dual_residual <= Tolerances().dual / 10 and c.complementarity <= Tolerances().complementarity / 10
     c = verify(nlp, sol.with_multipliers(y=y2), Tolerances(repair=False))
     assert not c.accepted and "at l" in " ".join(c.reasons)

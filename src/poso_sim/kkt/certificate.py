@@ -60,7 +60,7 @@ class Certificate:
     measures of the multipliers that decided the verdict (those found by the exact decision when ``repaired`` is
     True; the received ones are then in ``received``); ``bound_violation`` is the scaled bound violation of the
     ``x`` as sent (the rest is judged at ``x`` projected onto its bounds). ``decided_by`` names the multipliers
-    that decided: ``received``, ``sanitised``, ``local-lp``, ``lp`` (found), or why none were found
+    that decided: ``received``, ``sanitised``, ``recomputed``, ``local-lp``, ``lp`` (found), or why none were found
     (``lp`` = proved not to exist, ``budget`` = iteration budget exhausted, ``primal``/``integrity``). ``worst`` names the worst entries per measure as
     ``{"measure", "name", "value"}`` with ``name`` a model component and index (``SOCPeq[3,18]``, ``P_CHP[3,7]``).
     ``seconds`` is the wall time of the check (integrity + evaluation + residuals + repair), the problem being
