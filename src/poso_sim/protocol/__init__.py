@@ -17,6 +17,7 @@ from .behaviours import (
     FollowerIgnore,
     ForgedMultipliers,
     LeaderSends,
+    Replay,
     Silence,
     TrickError,
     TrickIgnore,
@@ -92,5 +93,6 @@ __all__ = [
     # behaviours
     "Behaviour", "BehavingDelegate", "FollowerIgnore", "FollowerError", "FollowerFeasible", "FollowerCollusion",
     "TrickIgnore", "TrickError", "LeaderSends", "Equivocate", "ForgedMultipliers", "Delay", "Crash", "Silence",
+    "Replay",
     "REFERENCE_KEYS", "from_reference_keys",
 ]

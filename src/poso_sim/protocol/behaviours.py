@@ -19,6 +19,7 @@ The wrapper reads virtual time from the events it handles (`event.time`, stamped
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .delegate import Delegate
@@ -231,6 +232,36 @@ class ForgedMultipliers(LeaderSends):
         super().__init__("forged", targets)
 
 
+class Replay(Behaviour):
+    """Leader: re-send yesterday's plan. At height h (from `from_height`, at least 2) the leader sends the optimal
+    plan of height h-1 to `targets` (all if None) instead of today's, properly signed.
+
+    `claim="own"` (default): the proposal carries the fingerprint of the instance the plan was solved for (h-1), so
+    followers reject it by the signed fingerprint alone; `claim="current"`: it claims today's instance, so the
+    verifier rejects it (the plan's own fingerprint and its certificate do not match today's data). Either way the
+    signed proposal is evidence: the leader is excluded like any other cheater."""
+
+    name = "replay"
+
+    def __init__(self, targets: Iterable[NodeId] | None = None, *, from_height: int = 2, claim: str = "own") -> None:
+        if claim not in ("own", "current"):
+            raise ValueError(f"replay: claim must be 'own' or 'current', got {claim!r}")
+        self.targets = _targets(targets)
+        self.from_height = max(2, int(from_height))
+        self.claim = claim
+
+    def outgoing(self, action: Any, ctx: BehavingDelegate) -> list[Any]:
+        p = _own_proposal(action, ctx)
+        if p is None or p.height < self.from_height or not _hits(self.targets, action.dst):
+            return [action]
+        old = ctx.payload_for(p.height - 1, 0, "optimal")
+        if old is None or old.digest == p.payload.digest:
+            return [action]
+        d = ctx.delegate
+        instance = d.instance_for(p.height - 1) if self.claim == "own" else None
+        return [Send(action.dst, d.sign_proposal(p.height, p.round, old, instance=instance), action.delay)]
+
+
 class Equivocate(Behaviour):
     """Leader: different payloads to different followers; the i-th other member in rotation order gets
     `labels[i % len(labels)]`."""
@@ -328,7 +359,7 @@ class TrickError(Behaviour):
             bad = p
         else:
             genuine = [q for q in ctx.seen.get(key, []) if q.payload.digest == bad_payload.digest]
-            bad = genuine[0] if genuine else Proposal(p.case_id, p.height, p.round, p.leader, bad_payload, p.signature)
+            bad = genuine[0] if genuine else replace(p, payload=bad_payload)
         relay = Relay.make(ctx.delegate.signer, proposal=bad, path=(p.leader, ctx.name), relayer=ctx.name)
         for dst in ctx.delegate.members:
             if dst not in (ctx.name, p.leader) and _hits(self.targets, dst):

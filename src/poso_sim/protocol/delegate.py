@@ -56,6 +56,8 @@ DIGEST_MISMATCH = "digest mismatch"
 FALSE_ACCUSATION = "false accusation"
 UNSIGNED_PROOF = "proof without signatures"
 UNEXPECTED = "unexpected"
+#: the reason of the verdict on a plan signed for another instance than its height's (no verification needed)
+WRONG_INSTANCE = "wrong instance"
 
 
 def leader_for(
@@ -126,6 +128,7 @@ class Delegate:
         max_rounds: int | None = None,
         buffer_limit: int = 256,
         sig_check: Callable[[bytes | None, bytes, bytes], bool] = verify_sig,
+        instances: Callable[[int], str] | Mapping[int, str] | None = None,
     ) -> None:
         if name not in committee:
             raise ValueError(f"{name!r} is not a committee member")
@@ -147,6 +150,8 @@ class Delegate:
         self.max_rounds = max_rounds
         self.buffer_limit = buffer_limit
         self.sig_check = sig_check  # (public key, signature, data) -> bool; a memo may stand in (same results)
+        # height -> fingerprint of that height's problem instance (None: one problem for every height)
+        self.instances = instances
 
         # Policy knobs (honest defaults). Dishonest behaviours change them.
         self.own_choice = "optimal"  # payload label the leader adopts as its own plan
@@ -154,8 +159,9 @@ class Delegate:
         self.trusted_leaders: set[NodeId] = set()  # accept their direct proposals unchecked
 
         self.excluded: dict[NodeId, Exclusion] = {}
-        self.cache: dict[str, Verdict] = {}
-        self.pending: dict[str, list[_Copy]] = {}
+        # verdicts and waiting copies by (digest, instance): a plan accepted for one instance says nothing of another
+        self.cache: dict[tuple[str, str], Verdict] = {}
+        self.pending: dict[tuple[str, str], list[_Copy]] = {}
         self.height: int | None = None
         self.round = 0
         self.status = "idle"  # idle | running | decided | gave_up
@@ -182,10 +188,31 @@ class Delegate:
             return None
         return self.rounds.get((self.height, self.round))
 
-    def sign_proposal(self, height: int, round: int, payload: Payload, leader: NodeId | None = None) -> Proposal:
+    def instance_for(self, height: int) -> str:
+        """The fingerprint of the problem instance of `height` ("" when the run has one problem)."""
+        inst = self.instances
+        if inst is None:
+            return ""
+        if callable(inst):
+            return str(inst(height) or "")
+        return str(inst.get(height, ""))
+
+    def sign_proposal(
+        self, height: int, round: int, payload: Payload, leader: NodeId | None = None, instance: str | None = None
+    ) -> Proposal:
+        """A proposal signed by this node; `instance` defaults to the instance of `height`."""
         return Proposal.make(
-            self.signer, case_id=self.case_id, height=height, round=round, leader=leader or self.name, payload=payload
+            self.signer, case_id=self.case_id, height=height, round=round, leader=leader or self.name, payload=payload,
+            instance=self.instance_for(height) if instance is None else instance,
         )
+
+    def _instance_mismatch(self, proposal: Proposal) -> Verdict | None:
+        """The rejection of a proposal signed for another instance than its height's (None if it matches)."""
+        want = self.instance_for(proposal.height)
+        if want == proposal.instance:
+            return None
+        got = proposal.instance[:12] or "none"
+        return Verdict(False, None, (f"{WRONG_INSTANCE}: signed for {got}, height {proposal.height} is {want[:12] or 'none'}",))
 
     # ------------------------------------------------------------------------------------------------ dispatch
     def handle(self, event: Event) -> list[Action]:
@@ -411,6 +438,11 @@ class Delegate:
         rs.seen.add(key)
         copy = _Copy(proposal, path, src, "direct" if relay is None else "relay")
         out.append(self._received(copy))
+        if self.instances is not None:
+            wrong = self._instance_mismatch(proposal)
+            if wrong is not None:  # rejected by the signed fingerprint alone: no verification
+                self._apply(copy, wrong, out)
+                return
         if copy.via == "direct" and proposal.leader in self.trusted_leaders:
             p = proposal.payload
             cost = float(p.claimed_cost) if p.claimed_cost is not None else 0.0
@@ -427,24 +459,27 @@ class Delegate:
         return Received(p.height, p.round, p.leader, copy.path, copy.src, q.digest, q.label, q.claimed_cost, via)
 
     def _submit(self, copy: _Copy, out: list[Any]) -> None:
-        """Apply the cached verdict for the copy's digest or ask the host to verify (once per digest)."""
-        digest = copy.proposal.payload.digest
-        verdict = self.cache.get(digest)
+        """Apply the cached verdict for the copy's (digest, instance) or ask the host to verify (once each)."""
+        p = copy.proposal
+        digest = p.payload.digest
+        key = (digest, p.instance)
+        verdict = self.cache.get(key)
         if verdict is not None:
             self._apply(copy, verdict, out)
             return
-        waiting = self.pending.get(digest)
+        waiting = self.pending.get(key)
         if waiting is not None:
             waiting.append(copy)
             return
-        self.pending[digest] = [copy]
-        out.append(Verify(digest, copy.proposal.payload, copy.proposal.height, self.verify_charge))
+        self.pending[key] = [copy]
+        out.append(Verify(digest, p.payload, p.height, self.verify_charge, p.instance))
 
     def _on_verification(self, ev: VerificationDone, out: list[Any]) -> None:
         if not isinstance(ev.verdict, Verdict):
             out.append(Dropped(MALFORMED, event="VerificationDone"))
             return
-        copies = self.pending.pop(ev.digest, None)
+        key = (ev.digest, ev.instance)
+        copies = self.pending.pop(key, None)
         if not copies:
             out.append(Dropped(UNEXPECTED, event="VerificationDone"))
             return
@@ -452,12 +487,12 @@ class Delegate:
             bad, rest = copies[0], copies[1:]
             self._drop(out, DIGEST_MISMATCH, bad.src, bad.proposal, path=bad.path, digest=ev.digest)
             if rest:
-                self.pending[ev.digest] = rest
+                self.pending[key] = rest
                 p = rest[0].proposal
-                out.append(Verify(ev.digest, p.payload, p.height, self.verify_charge))
+                out.append(Verify(ev.digest, p.payload, p.height, self.verify_charge, p.instance))
             return
         verdict = ev.verdict.checked()
-        self.cache[ev.digest] = verdict
+        self.cache[key] = verdict
         out.append(Verified(ev.digest, verdict))
         for c in copies:
             self._apply(c, verdict, out)
@@ -545,4 +580,9 @@ class Delegate:
         if (ex is not None and ex.evidence) or p.leader in self.trusted_leaders or p.leader == self.name:
             return  # nothing to learn (or, for a colluder, nothing it wants to learn)
         out.append(ProofReceived(src, p.leader, p.payload.digest))
-        self._submit(_Copy(p, (p.leader,), src, "proof"), out)
+        copy = _Copy(p, (p.leader,), src, "proof")
+        wrong = self._instance_mismatch(p) if self.instances is not None else None
+        if wrong is not None:  # the leader signed a plan for another instance: the signature is the evidence
+            self._apply(copy, wrong, out)
+            return
+        self._submit(copy, out)

@@ -86,6 +86,7 @@ class VerificationDone:
     verdict: Verdict
     digest_ok: bool = True
     time: float | None = None
+    instance: str = ""  # the instance the verdict is about (`Verify.instance`, echoed)
 
 
 @dataclass(frozen=True)
@@ -127,12 +128,14 @@ class CancelTimer:
 class Verify:
     """Verify the solution behind `digest` for `height` against this node's own copy of the problem and reply
     with `VerificationDone(digest, ...)`. `charge`: virtual seconds to charge before replying (None: the host
-    charges the measured cost)."""
+    charges the measured cost). `instance`: the fingerprint of the instance to verify against ("" when the run
+    has one problem); the host echoes it in `VerificationDone.instance`."""
 
     digest: str
     payload: Payload
     height: int | None = None
     charge: float | None = 0.0
+    instance: str = ""
 
 
 @dataclass(frozen=True)

@@ -95,7 +95,11 @@ class _Message:
 
 @dataclass(frozen=True)
 class Proposal(_Message):
-    """A leader's proposal for (case, height, round), signed by the leader over those and the digest."""
+    """A leader's proposal for (case, height, round), signed by the leader over those and the digest.
+
+    `instance` is the fingerprint of the problem instance the plan solves (64 hex) when every height has its own
+    instance, else "" (one problem for the whole run). It is signed with the rest; an empty `instance` is left
+    out of the signing bytes, so proposals of single-problem runs encode exactly as before the field existed."""
 
     kind: ClassVar[str] = "proposal"
     case_id: str
@@ -105,27 +109,34 @@ class Proposal(_Message):
     payload: Payload
     signature: bytes = b""
     version: int = VERSION
+    instance: str = ""
 
     def body(self) -> dict[str, Any]:
-        return {
+        out = {
             "case_id": self.case_id,
             "height": self.height,
             "round": self.round,
             "leader": self.leader,
             "digest": self.payload.digest,
         }
+        if self.instance:
+            out["instance"] = self.instance
+        return out
 
     @classmethod
     def make(
-        cls, signer: Signer, *, case_id: str, height: int, round: int, leader: NodeId, payload: Payload
+        cls, signer: Signer, *, case_id: str, height: int, round: int, leader: NodeId, payload: Payload,
+        instance: str = "",
     ) -> "Proposal":
-        return cls(case_id, height, round, leader, payload)._signed(signer)
+        return cls(case_id, height, round, leader, payload, instance=instance)._signed(signer)
 
     def problem(self) -> str | None:
         if self.version != VERSION:
             return "unsupported version"
         if not isinstance(self.case_id, str):
             return "case_id is not a string"
+        if not isinstance(self.instance, str) or (self.instance and not _is_hex_digest(self.instance)):
+            return "instance is not a 64-hex fingerprint"
         if not (_is_pos_int(self.height) and _is_pos_int(self.round)):
             return "height/round must be positive integers"
         if not _is_name(self.leader):

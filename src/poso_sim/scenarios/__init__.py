@@ -34,6 +34,7 @@ from .payloads import (
     make_source,
     solution_matches,
 )
+from .instances import Instance, InstanceError, InstancePayloads, SolveTimes, resolve_instances
 from .runner import Runner, RunResult, VerificationService, arun_scenario, needed_labels, run_scenario
 from .session import Session, clear_verdicts, default_session
 
@@ -44,4 +45,5 @@ __all__ = [
     "Session", "default_session", "clear_verdicts",
     "Runner", "RunResult", "run_scenario", "arun_scenario", "needed_labels", "VerificationService",
     "RunLog", "Entry",
+    "Instance", "InstanceError", "InstancePayloads", "SolveTimes", "resolve_instances",
 ]

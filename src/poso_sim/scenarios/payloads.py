@@ -136,11 +136,12 @@ VARIANT_OF = {"optimal": "true", "tampered": "tampered", "feasible": "feasible",
 def solve_variants(case: str, variants: Iterable[str], **kw: Any) -> dict[str, Any]:
     """Cached solutions of `variants` of `case`: the one place that calls the solver for a run's plans.
 
-    Each variant through `poso_sim.solvers.api.solve_case(case, variant, cache=True)`; when the parallel
-    `solve_plans(case, variants, workers=...)` is available this becomes that one call."""
-    from poso_sim.solvers.api import solve_case  # heavy (Pyomo, CasADi): see the note at the imports
+    One call of `poso_sim.solvers.api.solve_plans(case, variants)` (any registered problem: its own recipe, or
+    Ipopt from the model's initial values): cached plans are read, the missing ones solved (in parallel worker
+    processes when there are several), each stored in the solution cache."""
+    from poso_sim.solvers.api import solve_plans  # heavy (Pyomo, CasADi): see the note at the imports
 
-    return {v: solve_case(case, v, cache=True, **kw) for v in dict.fromkeys(variants)}
+    return solve_plans(case, tuple(dict.fromkeys(variants)), cache=True, **kw)
 
 
 class _Plans(Mapping[str, Payload]):

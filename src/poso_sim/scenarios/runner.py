@@ -72,6 +72,7 @@ from poso_sim.sim import Network, Trace, run
 from .log import KINDS, Entry, RunLog, item_fields, kind_of, plain
 from .model import Scenario, resolve_scenario
 from .payloads import LABELS, PayloadSource, RealPayloads, StubPayloads, solution_matches
+from .instances import InstancePayloads, SolveTimes, resolve_instances
 from .session import Session, default_session
 
 __all__ = ["RunResult", "run_scenario", "arun_scenario", "Runner", "VerificationService", "needed_labels"]
@@ -126,6 +127,10 @@ class RunResult:
     verifications: int
     heights_run: int
     height_timeouts: list[int] = field(default_factory=list)
+    #: one entry per height of a chain of instances: {height, name, case, fingerprint} (empty: one problem)
+    instances: list[dict[str, Any]] = field(default_factory=list)
+    #: height -> virtual seconds a solve of that height takes at speed 1 (only when `solve_time` is a model)
+    solve_seconds: dict[int, float] = field(default_factory=dict)
 
     # ---- views of the log
     @functools.cached_property
@@ -254,6 +259,8 @@ class RunResult:
             "trace_digest": self.trace_digest,
             "log_digest": self.log.digest(),
             "height_timeouts": self.height_timeouts,
+            **({"instances": self.instances} if self.instances else {}),
+            **({"solve_seconds": {str(h): s for h, s in sorted(self.solve_seconds.items())}} if self.solve_seconds else {}),
         }
 
 
@@ -319,6 +326,8 @@ class Runner:
         self._task: asyncio.Task[Any] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.end_time = 0.0
+        self.solve_times = SolveTimes(scenario.solve_time, source)
+        self.solve_seconds: dict[int, float] = {}
 
     # ---- setup
     def prepare(self) -> None:
@@ -326,6 +335,17 @@ class Runner:
         prep = getattr(self.source, "prepare", None)
         if prep is not None:
             prep(needed_labels(self.scn))
+        if self.solve_times.modelled:
+            self.solve_times.load()
+            self._solve_delay = {(h, n): self.solve_times.seconds(h, n)
+                                 for h in range(1, self.scn.heights + 1) for n in self.names}
+            self.solve_times.save()
+
+    def _instances(self) -> dict[int, str] | None:
+        fps = getattr(self.source, "instance_fingerprints", None)
+        if not fps:
+            return None
+        return {h: fps[h] for h in range(1, self.scn.heights + 1) if h in fps}
 
     def _build(self) -> None:
         scn = self.scn
@@ -339,18 +359,22 @@ class Runner:
         self.machines: dict[str, Any] = {}
         self._timed: set[str] = set()  # nodes whose events carry the virtual time
         src = self.source
+        instances = self._instances()
+        extra: dict[str, Any] = {} if instances is None else {"instances": instances}
         for name in self.names:
             d = self.delegate_factory(
                 name, committee, keys[name], case_id=scn.case, window=scn.window, signatures=scn.signatures,
                 verify_cost=charge, rotate_heights=scn.rotate_heights, max_rounds=scn.max_rounds,
-                sig_check=self.sig_check,
+                sig_check=self.sig_check, **extra,
             )
             if behaviours.get(name):
                 self.machines[name] = BehavingDelegate(d, behaviours[name], payload_source=src.payloads)
                 self._timed.add(name)  # behaviours may read the virtual time (Crash(at_time))
             else:
                 self.machines[name] = d
-        timeout = scn.normal_timeout or (scn.window + scn.solve_time) * (n + 1)
+        solve = (max(self._solve_delay.values(), default=0.0) if self.solve_times.modelled
+                 else float(scn.solve_time))  # type: ignore[arg-type]
+        timeout = scn.normal_timeout or (scn.window + solve) * (n + 1)
         self.normal_timeout = timeout
         for o in self.normals:
             self.machines[o] = NormalNode(
@@ -413,20 +437,29 @@ class Runner:
             if old is not None:
                 old.cancel()
         elif isinstance(a, Verify):
-            verdict, seconds, ok = self._verify(a.payload, a.height)
+            verdict, seconds, ok = self._verify(a.payload, a.height, a.instance)
             charge = a.charge if a.charge is not None else seconds
             net.node(name).set_timer(max(0.0, float(charge)), self._verified, name, a.digest, verdict, ok,
-                                     name="verified")
+                                     a.instance, name="verified")
         elif isinstance(a, Solve):
-            net.node(name).set_timer(self.scn.solve_time, self._solved, name, a.height, a.round, name="solved")
+            if self.solve_times.modelled:
+                delay = self._solve_delay.get((a.height, name))
+                if delay is None:
+                    delay = self._solve_delay[(a.height, name)] = self.solve_times.seconds(a.height, name)
+                if a.height not in self.solve_seconds:
+                    self.solve_seconds[a.height] = self.solve_times.seconds(a.height)  # at speed 1
+            else:
+                delay = self.scn.solve_time  # type: ignore[assignment]
+            net.node(name).set_timer(delay, self._solved, name, a.height, a.round, name="solved")
         else:
             raise TypeError(f"{name}: the machine returned an unknown action {a!r}")
 
-    def _verify(self, payload: Payload, height: int | None) -> tuple[Verdict, float, bool]:
-        """(verdict, measured seconds of its one real verification, whether the solution matches the digest)."""
+    def _verify(self, payload: Payload, height: int | None, instance: str = "") -> tuple[Verdict, float, bool]:
+        """(verdict, measured seconds of its one real verification, whether the solution matches the digest).
+        Memoised by (verifier, instance, digest): a plan's verdict on one instance says nothing of another."""
         if not solution_matches(payload):
             return _DIGEST_MISMATCH, 0.0, False
-        key = (self._verifier_key, payload.digest)
+        key = (self._verifier_key + ("@" + instance if instance else ""), payload.digest)
         hit = self._verdicts.get(key)
         if hit is None:
             t0 = time.perf_counter()
@@ -435,8 +468,8 @@ class Runner:
             self.verifications += 1
         return hit[0], hit[1], True
 
-    def _verified(self, name: str, digest: str, verdict: Verdict, ok: bool) -> None:
-        self.feed(name, VerificationDone(digest, verdict, ok, self._time(name)))
+    def _verified(self, name: str, digest: str, verdict: Verdict, ok: bool, instance: str = "") -> None:
+        self.feed(name, VerificationDone(digest, verdict, ok, self._time(name), instance))
 
     def _solved(self, name: str, height: int, round: int) -> None:
         self.feed(name, SolutionReady(height, round, self.source.payloads(height), self._time(name)))
@@ -577,7 +610,20 @@ class Runner:
             verifications=self.verifications,
             heights_run=scn.heights,
             height_timeouts=self.height_timeouts,
+            instances=self._instance_rows(),
+            solve_seconds=dict(self.solve_seconds),
         )
+
+    def _instance_rows(self) -> list[dict[str, Any]]:
+        src = self.source
+        fps = self._instances()
+        if not fps or not hasattr(src, "instance"):
+            return []
+        rows = []
+        for h in range(1, self.scn.heights + 1):
+            inst = src.instance(h)
+            rows.append({"height": h, "name": inst.name, "case": inst.case, "fingerprint": fps.get(h, "")})
+        return rows
 
 
 def _make_runner(
@@ -590,8 +636,10 @@ def _make_runner(
 ) -> Runner:
     scn = resolve_scenario(scenario)
     session = hooks.get("session")
-    if payloads is None or payloads == "real":
-        source: PayloadSource = RealPayloads(scn.case, session=session)
+    if (payloads is None or payloads == "real") and scn.instances is not None:
+        source: PayloadSource = InstancePayloads(scn.case, resolve_instances(scn) or [], session=session)
+    elif payloads is None or payloads == "real":
+        source = RealPayloads(scn.case, session=session)
     elif payloads == "stub":
         source = StubPayloads(scn.case)
     else:

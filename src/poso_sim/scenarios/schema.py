@@ -8,9 +8,9 @@ Checks raise :class:`FieldError` with the path of the offending field; :mod:`.mo
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Literal, Mapping, Union
+from typing import Annotated, Any, Iterable, Literal, Mapping, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer
 
 from poso_sim.errors import ConfigError, PosoError, ScenarioError
 from poso_sim.protocol import behaviours as B
@@ -23,7 +23,7 @@ from poso_sim.sim.latency import as_latency
 __all__ = [
     "Scenario", "NetworkSpec", "FaultSpec", "BEHAVIOUR_KEYS", "REFERENCE_KEYS", "GENERIC_KEYS", "LABELS",
     "TARGET_GROUPS", "FieldError", "check_scenario", "check_case", "known_cases", "generated_name", "legacy_name",
-    "EquivocateOmitting",
+    "EquivocateOmitting", "GenerateSpec", "InstancesSpec", "SolveTimeSpec",
 ]
 
 FIRST_ID = 8
@@ -155,9 +155,39 @@ class NetworkSpec(_Strict):
         return lat
 
 
+class GenerateSpec(_Strict):
+    """``instances: {generate: ...}``: seeded day-ahead instances of a base case (poso_sim.cases.generator)."""
+
+    base: str | None = None  # default: the scenario's case
+    seed: int = Field(0, ge=0)
+    n: int = Field(..., ge=1, le=10_000)
+    ranges: dict[str, Any] = Field(default_factory=dict)
+
+
+class InstancesSpec(_Strict):
+    generate: GenerateSpec
+
+
+class SolveTimeSpec(_Strict):
+    """``solve_time: {model: ...}``: how long a leader's solve takes in virtual time
+    (poso_sim.scenarios.instances.SolveTimes)."""
+
+    model: Literal["constant", "linear", "measured"]
+    seconds: float = Field(0.0, ge=0)
+    base: float = Field(0.0, ge=0)
+    per_variable: float = Field(0.0, ge=0)
+    record: str | None = None
+    speed: dict[str, float] = Field(default_factory=dict)
+
+    def __float__(self) -> float:
+        """The nominal seconds (constant: `seconds`, linear: `base`, measured: 0) for code that wants one number."""
+        return float(self.seconds if self.model == "constant" else self.base if self.model == "linear" else 0.0)
+
+
 # Behaviour keys: the reference's six (lists of node names or ids) and poso_sim's generic attackers.
 REFERENCE_KEYS = tuple(B.REFERENCE_KEYS)
-GENERIC_KEYS = ("equivocate", "forged_multipliers", "leader_sends", "trick_error", "delay", "crash", "silence")
+GENERIC_KEYS = ("equivocate", "forged_multipliers", "leader_sends", "trick_error", "delay", "crash", "silence",
+                "replay")
 BEHAVIOUR_KEYS = REFERENCE_KEYS + GENERIC_KEYS
 
 
@@ -175,13 +205,22 @@ class Scenario(_Strict):
     seed: int = 0
     signatures: bool = True
     verify_cost: Union[float, Literal["measured"]] = 0.0
-    solve_time: float = Field(0.0, ge=0)
+    solve_time: Union[Annotated[float, Field(ge=0)], SolveTimeSpec] = 0.0
+    instances: Union[list[str], InstancesSpec, None] = None
     rotate_heights: bool = False
     max_rounds: int | None = Field(None, ge=1)
     normal_timeout: float | None = Field(None, gt=0)
     network: NetworkSpec = Field(default_factory=NetworkSpec)
     behaviours: dict[str, dict[str, Any]] = Field(default_factory=dict)
     source: str | None = Field(None, exclude=True)  # the file it came from (for messages)
+
+    @model_serializer(mode="wrap")
+    def _drop_absent_chain(self, handler: Any) -> Any:
+        # a scenario without instances dumps exactly as before the field existed (sweep case files, digests)
+        data = handler(self)
+        if isinstance(data, dict) and data.get("instances", 0) is None:
+            data.pop("instances")
+        return data
 
     # ---- derived
     @property
@@ -333,6 +372,13 @@ def _build_behaviours(scn: Scenario, opts: Mapping[str, Any], owner: str | None 
         elif key == "silence":
             if val:
                 out.append(B.Silence())
+        elif key == "replay":
+            if val is True:
+                out.append(B.Replay())
+            elif isinstance(val, Mapping):
+                tg = val.get("targets")
+                out.append(B.Replay(None if tg is None else _names(scn, tg, owner),
+                                    from_height=int(val.get("from_height", 2)), claim=str(val.get("claim", "own"))))
     return out
 
 
@@ -393,6 +439,7 @@ def check_scenario(scn: Scenario) -> None:
             if bkey not in BEHAVIOUR_KEYS:
                 raise FieldError(where, f"unknown behaviour {bkey!r} (known: {', '.join(BEHAVIOUR_KEYS)})")
             _check_behaviour(scn, where, bkey, val)
+    _check_chain(scn)
     names = set(scn.delegate_names) | set(normals)
     for i, f in enumerate(scn.network.faults):
         for sub, n in f.nodes():
@@ -413,6 +460,30 @@ def check_scenario(scn: Scenario) -> None:
         if sep and head.startswith("latency.") and head.count(".") == 1:
             raise FieldError(("network", "latency", head.split(".")[1]), rest) from None
         raise FieldError(("network", "latency"), msg) from None
+
+
+def _check_chain(scn: Scenario) -> None:
+    """`solve_time` speeds name delegates; `instances` give one valid instance per height."""
+    st = scn.solve_time
+    if isinstance(st, SolveTimeSpec):
+        for n, f in st.speed.items():
+            if n not in scn.delegate_ids:
+                raise FieldError(("solve_time", "speed", n), f"unknown delegate {n!r}")
+            if not (f > 0 and math.isfinite(f)):
+                raise FieldError(("solve_time", "speed", n), f"speed must be a positive factor, got {f!r}")
+    inst = scn.instances
+    if inst is None:
+        return
+    count = len(inst) if isinstance(inst, list) else inst.generate.n
+    if count < scn.heights:
+        raise FieldError(("instances",), f"{count} instance(s) for {scn.heights} heights: one instance per height")
+    # the instances module (the case schema, the generator) is imported only for a scenario that has instances
+    from .instances import InstanceError, check_instances
+
+    try:
+        check_instances(scn)
+    except InstanceError as exc:
+        raise FieldError(exc.field or ("instances",), exc.detail) from None
 
 
 def known_cases() -> list[str]:
@@ -511,5 +582,19 @@ def _check_behaviour(scn: Scenario, where: tuple[Any, ...], key: str, val: Any) 
     elif key == "silence":
         if not isinstance(val, bool):
             raise FieldError(where, "expected true or false")
+    elif key == "replay":
+        if isinstance(val, bool):
+            return
+        if not isinstance(val, dict):
+            raise FieldError(where, "expected true or a mapping with 'from_height', 'claim', 'targets'")
+        extra = set(val) - {"from_height", "claim", "targets"}
+        if extra:
+            raise FieldError(where + (sorted(extra)[0],), "unexpected field")
+        fh = val.get("from_height", 2)
+        if isinstance(fh, bool) or not isinstance(fh, int) or fh < 2:
+            raise FieldError(where + ("from_height",), f"expected a height >= 2, got {fh!r}")
+        if val.get("claim", "own") not in ("own", "current"):
+            raise FieldError(where + ("claim",), f"expected 'own' or 'current', got {val.get('claim')!r}")
+        _check_refs(scn, where + ("targets",), val.get("targets"))
 
 
