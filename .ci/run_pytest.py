@@ -9,8 +9,15 @@ sys.path[0] = os.getcwd()  # as `python -m pytest` has it: the current directory
 
 import pytest  # noqa: E402
 
-rc = int(pytest.main(sys.argv[1:]))
-if rc == pytest.ExitCode.NO_TESTS_COLLECTED:
-    print("no tests collected")
-    rc = 0
-sys.exit(rc)
+
+def main() -> int:
+    rc = int(pytest.main(sys.argv[1:]))
+    if rc == pytest.ExitCode.NO_TESTS_COLLECTED:
+        print("no tests collected")
+        rc = 0
+    return rc
+
+
+# the guard matters: worker processes started with "spawn" (solve_plans) import this main module again
+if __name__ == "__main__":
+    sys.exit(main())

@@ -39,7 +39,7 @@ from poso_sim.solvers import pipeline
 from poso_sim.solvers.api import canonical_start, get_problem, solve_case
 from poso_sim.solvers.cache import default_cache_dir
 from poso_sim.solvers.ipopt import IpoptBackend
-from poso_sim.solvers.pipeline import solve_reduced
+from poso_sim.solvers.pipeline import RECIPES, solve_reduced
 
 __all__ = [
     "BiasedObjective",
@@ -136,7 +136,7 @@ def solve_biased(case: str, bias: float, *, unit: int | None = 3, component: str
     biased.obj_biased = pyo.Objective(expr=biased.true_cost + bias * sum(terms))
     nlp = compile_nlp(biased)
     t0 = time.perf_counter()
-    r = solve_reduced(biased, nlp, canonical_start(shared, load_case(case)))
+    r = solve_reduced(biased, nlp, canonical_start(shared, load_case(case)), recipe=RECIPES["true"])
     return SimpleNamespace(
         x=r.x, y=r.y, zL=r.z_L, zU=r.z_U, status=r.status, iterations=r.iterations,
         seconds=time.perf_counter() - t0, objective=r.objective,
@@ -231,7 +231,7 @@ def _solve_casadi(nlp: Any, x0: np.ndarray, start: Any, tol: float) -> Any:
     xs = ca.MX.sym("x", nlp.n)
     opts = {
         "ipopt.tol": tol, "ipopt.print_level": 0, "print_time": False, "ipopt.max_iter": 3000,
-        "ipopt.mu_strategy": "adaptive", "ipopt.warm_start_init_point": "yes", "ipopt.mu_init": 1e-5,
+        "ipopt.mu_strategy": "monotone", "ipopt.warm_start_init_point": "yes", "ipopt.mu_init": 1e-5,
         "ipopt.warm_start_bound_push": 1e-6, "ipopt.warm_start_mult_bound_push": 1e-6,
     }
     solver = ca.nlpsol("second_route", "ipopt", {"x": xs, "f": symbolic(nlp, "_f", xs), "g": symbolic(nlp, "_g", xs)}, opts)
