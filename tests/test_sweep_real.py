@@ -25,7 +25,10 @@ parameters:
 def test_real_payload_descriptor_verifies_once():
     desc = PayloadDescriptor.prepare("real")
     verdicts = {d: ok for d, ok, _, _ in desc.verdicts}
-    assert len(verdicts) == 4 and sum(verdicts.values()) == 1  # only the optimum is accepted
+    # the optimum is accepted, with its own multipliers and with forged ones (the certificate judges the point);
+    # the tampered and the feasible-restricted plans are rejected
+    assert len(verdicts) == 4 and sum(verdicts.values()) == 2
+    assert len({round(cost, 6) for _, ok, cost, _ in desc.verdicts if ok}) == 1  # one dispatch: the optimum
 
 
 def test_small_real_sweep(tmp_path):

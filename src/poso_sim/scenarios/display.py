@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from poso_sim.scenarios.payloads import OPTIMAL_DISPATCH
 from poso_sim.htmlkit import div, escape, fmt, grid, kv_table, verdict
 
 __all__ = ["outcome_html"]
@@ -39,7 +40,7 @@ def outcome_html(result: Any) -> str:
             if dec is None:
                 rows.append([who, "–", "no decision", "–"])
             else:
-                good = dec.get("label") in (None, "optimal")
+                good = dec.get("label") in (None, *OPTIMAL_DISPATCH)
                 rows.append([who, escape(str(dec.get("round"))), escape(f"{dec.get('leader')}'s {dec.get('label') or 'plan'}"),
                              verdict(good, _cost(dec.get("cost")), _cost(dec.get("cost")))])
         ex = h.get("executed")
@@ -50,7 +51,7 @@ def outcome_html(result: Any) -> str:
             rows.append([f"<b>normal nodes</b> {escape(', '.join(ex['nodes']))}", escape(str(ex["round"])),
                          escape(f"executed {ex['leader']}'s {ex.get('label') or 'plan'} ({ex['votes']} of "
                                 f"{len(result.delegates)} votes)"),
-                         verdict(ex.get("label") in (None, "optimal"), _cost(true_cost), _cost(true_cost))])
+                         verdict(ex.get("label") in (None, *OPTIMAL_DISPATCH), _cost(true_cost), _cost(true_cost))])
         parts.append(f'<div style="margin-top:4px">height {h["height"]}</div>')
         parts.append(grid(["delegate", "round", "decision", "cost"], rows))
     return div(f"Run of {scn.name}", *parts)

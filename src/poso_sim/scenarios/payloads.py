@@ -43,6 +43,10 @@ __all__ = [
 ]
 
 LABELS = ("optimal", "tampered", "feasible", "forged")
+#: Labels whose dispatch (primal point) is the optimum: "forged" only changes the multipliers. The real certificate
+#: judges the point, not the multipliers that came with it, so it accepts a forged plan as the optimal dispatch it
+#: is; the stub verifier's table keeps rejecting it (a verifier that judges multipliers as sent).
+OPTIMAL_DISPATCH = frozenset({"optimal", "forged"})
 
 
 @runtime_checkable

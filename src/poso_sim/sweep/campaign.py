@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import pandas as pd
 
+from poso_sim.scenarios.payloads import OPTIMAL_DISPATCH
 from poso_sim.errors import PosoError
 
 from .checker import PROPERTIES, SAFETY
@@ -300,7 +301,7 @@ def format_report(res: SweepResult) -> str:
         res.summary().to_string(index=False),
     ]
     if len(t):
-        exec_opt = (t.executed.str.split("|").apply(lambda xs: all(x == "optimal" for x in xs))).sum()
+        exec_opt = (t.executed.str.split("|").apply(lambda xs: all(x in OPTIMAL_DISPATCH for x in xs))).sum()
         lines += [
             "",
             f"outcomes: every height executed the optimal plan in {int(exec_opt)} cases; "

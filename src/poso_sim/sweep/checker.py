@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from poso_sim.protocol import GENESIS_HASH, Block, Decision, Execute, verify_sig
+from poso_sim.scenarios.payloads import OPTIMAL_DISPATCH
 
 __all__ = [
     "build_trace", "check_trace", "certificates", "CheckResult", "SAFETY", "PROPERTIES", "network_premise",
@@ -132,7 +133,7 @@ def build_trace(runner: Any, source: Any) -> dict[str, Any]:
             "latency_max": _latency_max(scn.network.latency),
             "faults": [f.model_dump(mode="json", exclude_none=True) for f in scn.network.faults],
         },
-        "optimal": sorted(d for d, lbl in labels.items() if lbl == "optimal"),
+        "optimal": sorted(d for d, lbl in labels.items() if lbl in OPTIMAL_DISPATCH),
         "labels": labels,
         "records": records,
         "blocks": {n: blocks.get(n, []) for n in runner.normals},
