@@ -230,7 +230,8 @@ def _solve_casadi(nlp: Any, x0: np.ndarray, start: Any, tol: float) -> Any:
 
     xs = ca.MX.sym("x", nlp.n)
     opts = {
-        "ipopt.tol": tol, "ipopt.print_level": 0, "print_time": False, "ipopt.max_iter": 3000,
+        "ipopt.tol": tol, "ipopt.compl_inf_tol": tol, "ipopt.print_level": 0, "print_time": False,
+        "ipopt.max_iter": 3000,
         "ipopt.mu_strategy": "monotone", "ipopt.warm_start_init_point": "yes", "ipopt.mu_init": 1e-5,
         "ipopt.warm_start_bound_push": 1e-6, "ipopt.warm_start_mult_bound_push": 1e-6,
     }
