@@ -9,16 +9,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import platformdirs
 
-__all__ = ["OK_STATUSES", "jsonable", "canonical_json", "atomic_write", "default_cache_dir", "CACHE_ENV_VAR"]
+__all__ = ["CanonicalLines", "OK_STATUSES", "jsonable", "canonical_json", "atomic_write", "default_cache_dir", "CACHE_ENV_VAR"]
 
 #: Solver statuses of a usable optimum (a :class:`~poso_sim.nlp.Solution` with one of them is ``ok``).
 OK_STATUSES: frozenset[str] = frozenset({"optimal", "acceptable"})
@@ -87,3 +88,27 @@ def default_cache_dir() -> Path:
     if env:
         return Path(env).expanduser()
     return Path(platformdirs.user_cache_dir("poso-sim"))
+
+
+class CanonicalLines:
+    """JSON-lines export and digest of anything that yields its records as canonical JSON lines (``lines()``,
+    ASCII): the kernel's trace and the run log share them, so both digests are computed the same way."""
+
+    def lines(self) -> Iterator[str]:  # pragma: no cover - provided by the subclass
+        raise NotImplementedError
+
+    def to_jsonl(self, path: str | os.PathLike[str] | None = None) -> str:
+        """The canonical JSON-lines text; also written to ``path`` if given."""
+        text = "".join(line + "\n" for line in self.lines())
+        if path is not None:
+            with open(path, "w", encoding="ascii", newline="\n") as fh:
+                fh.write(text)
+        return text
+
+    def digest(self) -> str:
+        """SHA-256 (hex) over the canonical JSON lines."""
+        h = hashlib.sha256()
+        for line in self.lines():
+            h.update(line.encode("ascii"))
+            h.update(b"\n")
+        return h.hexdigest()

@@ -19,12 +19,10 @@ Observers (`RunLog(observers=[...])`, or `Runner(observers=...)`) are called wit
 
 from __future__ import annotations
 
-import hashlib
-import os
 import re
 from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
-from poso_sim.common import canonical_json, jsonable
+from poso_sim.common import CanonicalLines, canonical_json, jsonable
 from poso_sim.errors import ConfigError
 from poso_sim.protocol import (
     Abandoned,
@@ -142,7 +140,7 @@ def plain(fields: dict[str, Any]) -> dict[str, Any]:
     return {k: v if type(v) in _SCALARS else jsonable(v) for k, v in fields.items()}
 
 
-class RunLog:
+class RunLog(CanonicalLines):
     """The entries of one run, in the order the machines produced them."""
 
     __slots__ = ("entries", "observers")
@@ -183,21 +181,6 @@ class RunLog:
             except (TypeError, ValueError) as exc:
                 raise ConfigError(f"run log entry {i}: not JSON-encodable ({exc})") from None
 
-    def to_jsonl(self, path: str | os.PathLike[str] | None = None) -> str:
-        """The canonical JSON-lines text; also written to `path` if given."""
-        text = "".join(line + "\n" for line in self.lines())
-        if path is not None:
-            with open(path, "w", encoding="ascii", newline="\n") as fh:
-                fh.write(text)
-        return text
-
-    def digest(self) -> str:
-        """SHA-256 (hex) over the canonical JSON lines."""
-        h = hashlib.sha256()
-        for line in self.lines():
-            h.update(line.encode("ascii"))
-            h.update(b"\n")
-        return h.hexdigest()
 
     def to_dataframe(self) -> Any:
         """A pandas DataFrame, one row per entry: columns t, node, kind, then every field seen (missing: NA)."""

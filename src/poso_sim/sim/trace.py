@@ -17,12 +17,11 @@ compact separators, ASCII only, floats as ``repr``; `Trace.digest` is the SHA-25
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from poso_sim.common import CanonicalLines
 from poso_sim.errors import ConfigError
 
 __all__ = ["EVENTS", "FIELDS", "Trace"]
@@ -32,7 +31,7 @@ EVENTS = ("send", "deliver", "drop", "timer", "fault", "user")
 _SORTED = sorted(range(len(FIELDS)), key=lambda i: FIELDS[i])
 
 
-class Trace:
+class Trace(CanonicalLines):
     """Collects records. ``events`` selects which kinds are kept (default: all); the others cost nothing."""
 
     __slots__ = ("_rows", "events")
@@ -98,21 +97,6 @@ class Trace:
             except (TypeError, ValueError) as exc:
                 raise ConfigError(f"trace record {row[0]}: data is not JSON-encodable ({exc})") from None
 
-    def to_jsonl(self, path: str | os.PathLike[str] | None = None) -> str:
-        """The canonical JSON-lines text; also written to ``path`` if given."""
-        text = "".join(line + "\n" for line in self.lines())
-        if path is not None:
-            with open(path, "w", encoding="ascii", newline="\n") as fh:
-                fh.write(text)
-        return text
-
-    def digest(self) -> str:
-        """SHA-256 (hex) over the canonical JSON lines."""
-        h = hashlib.sha256()
-        for line in self.lines():
-            h.update(line.encode("ascii"))
-            h.update(b"\n")
-        return h.hexdigest()
 
     def to_dataframe(self) -> Any:
         """A pandas DataFrame with one row per record and the columns of `FIELDS`."""

@@ -126,6 +126,18 @@ def violation(nlp: "CompiledNLP", x: Any) -> float:
     return worst
 
 
+#: Options that are arrays or scalings, left out of a backend's one-line description.
+SCALING_KEYS = ("obj_scaling", "x_scaling", "g_scaling")
+
+
+def describe_options(opts: Mapping[str, Any]) -> str:
+    """``k=v,...`` of the options that shape a solve (not output or scaling arrays), sorted: part of a
+    backend's description and so of the solution cache's provenance."""
+    return ",".join(
+        f"{k}={v}" for k, v in sorted(opts.items()) if k not in ("print_level", "sb") and k not in SCALING_KEYS
+    )
+
+
 def symbolic(problem: Any, attr: str, x: Any) -> Any:
     """Call a compiled function of ``problem`` (``"_f"``, ``"_g"``, ``"_grad"``, ``"_jac"``) on symbolic ``x``.
 

@@ -24,9 +24,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from poso_sim.solvers.backend import symbolic
 from poso_sim.errors import ConfigError
-from poso_sim.solvers.backend import IterInfo, ProgressCallback, RawResult, ipopt_status
+from poso_sim.solvers.backend import (
+    IterInfo, ProgressCallback, RawResult, describe_options, ipopt_status, symbolic,
+)
 
 __all__ = ["CasadiIpoptBackend", "casadi_ipopt_version", "RETURN_CODES"]
 
@@ -63,7 +64,6 @@ _DEFAULTS: dict[str, Any] = {
     "print_level": 0,
     "sb": "yes",
 }
-_SCALING_KEYS = ("obj_scaling", "x_scaling", "g_scaling")
 
 
 def casadi_ipopt_version() -> str:
@@ -259,9 +259,7 @@ class CasadiIpoptBackend:
 
     def describe(self, options: Mapping[str, Any] | None = None) -> str:
         opts = {**self.options, **(options or {})}
-        shown = ",".join(
-            f"{k}={v}" for k, v in sorted(opts.items()) if k not in ("print_level", "sb") and k not in _SCALING_KEYS
-        )
+        shown = describe_options(opts)
         return f"ipopt ({self.version}) {shown}"
 
     def solve(

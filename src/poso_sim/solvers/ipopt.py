@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 
 from poso_sim.errors import ConfigError
-from poso_sim.solvers.backend import IterInfo, ProgressCallback, RawResult, ipopt_status
+from poso_sim.solvers.backend import IterInfo, ProgressCallback, RawResult, describe_options, ipopt_status
 
 if TYPE_CHECKING:  # pragma: no cover
     from poso_sim.nlp import CompiledNLP
@@ -26,7 +26,6 @@ DEFAULT_IPOPT_OPTIONS: dict[str, Any] = {
 }
 
 #: Keys handled by the backend itself rather than passed to Ipopt.
-_SCALING_KEYS = ("obj_scaling", "x_scaling", "g_scaling")
 
 _BIG = 1e20  # Ipopt treats |bound| >= 1e19 as "no bound"
 
@@ -140,9 +139,7 @@ class IpoptBackend:
     def describe(self, options: Mapping[str, Any] | None = None) -> str:
         """``"ipopt 3.14.x (mumps) tol=...,..."`` summary of the effective options."""
         opts = {**self.options, **(options or {})}
-        shown = ",".join(
-            f"{k}={v}" for k, v in sorted(opts.items()) if k not in ("print_level", "sb") and k not in _SCALING_KEYS
-        )
+        shown = describe_options(opts)
         return f"ipopt {self.version} {shown}"
 
     def solve(
