@@ -21,7 +21,8 @@ def list_cases() -> list[str]:
     return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".json"))
 
 
-def _loc_to_path(loc: tuple[Any, ...]) -> str:
+def loc_to_path(loc: tuple[Any, ...]) -> str:
+    """A pydantic error location as a dotted path with list indices: ``lines[20].to``."""
     out = ""
     for part in loc:
         if isinstance(part, int):
@@ -35,7 +36,7 @@ def _describe(err: dict[str, Any]) -> str:
     """One pydantic error dict -> 'dotted.path: reason'."""
     ctx = err.get("ctx") or {}
     original = ctx.get("error")
-    path = _loc_to_path(tuple(err.get("loc", ())))
+    path = loc_to_path(tuple(err.get("loc", ())))
     if isinstance(original, CaseConsistencyError):
         full = f"{path}.{original.path}" if path else original.path
         return f"{full}: {original.reason}"

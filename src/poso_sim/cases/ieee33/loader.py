@@ -11,25 +11,16 @@ from typing import Any
 from pydantic import ValidationError
 
 from ...errors import CaseError
+from ..loader import loc_to_path
 from .schema import FeederCase
 
 #: File name of the packaged case (inside this package).
 PACKAGED = "ieee33.json"
 
 
-def _path_of(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out
-
-
 def _describe(err: dict[str, Any]) -> str:
     """One pydantic error -> ``dotted.path: reason``."""
-    path = _path_of(tuple(err.get("loc", ())))
+    path = loc_to_path(tuple(err.get("loc", ())))
     original = (err.get("ctx") or {}).get("error")
     if isinstance(original, ValueError):
         text = str(original)
