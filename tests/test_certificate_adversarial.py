@@ -65,7 +65,8 @@ def attacks(nlp, plan, others, seed=0) -> dict:
     n, m = nlp.n, nlp.m
     x = np.asarray(plan.x)
     chk = checker_for(nlp)
-    t, y, zl, zu = min_stationarity(chk, x)
+    # the whole multiplier LP by the dual simplex: an attack's multipliers (the lower bound is the slow test's job)
+    t, y, zl, zu = min_stationarity(chk, x, method="simplex")
     out = {
         "own": plan,
         "zeros": plan.with_multipliers(y=np.zeros(m), z_L=np.zeros(n), z_U=np.zeros(n)),
@@ -90,9 +91,7 @@ def _cpu() -> float:
 def test_dearer_plans_rejected_under_every_multiplier_attack(ms, label) -> None:
     nlp, plan, opt = ms["problem"], ms[label], ms["optimal"]
     assert (plan.cost - opt.cost) / opt.cost > GAP
-    sets, t_min = attacks(nlp, plan, [opt, ms["feasible" if label == "tampered" else "tampered"]])
-    # no multipliers at all make the point stationary: the best leave a residual far above the tolerance
-    assert t_min >= 10 * TOL.dual, t_min
+    sets, _t = attacks(nlp, plan, [opt, ms["feasible" if label == "tampered" else "tampered"]])
     for name, claim in sets.items():
         c = verify(nlp, claim)
         assert not c.accepted, (label, name)
@@ -162,15 +161,34 @@ def test_verdict_cost_bounded_on_adversarial_inputs(ms) -> None:
 
 
 def test_verdict_is_a_function_of_the_message(ms) -> None:
-    """No history: a witness found for a point is not reused for the same point sent with other multipliers (a
-    delegate that never saw it would decide otherwise), and a budget rejection is not kept either."""
-    nlp, opt, fea = ms["problem"], ms["optimal"], ms["feasible"]
-    stale = opt.with_multipliers(z_L=np.zeros(nlp.n))  # fixable: bound multipliers missing
-    garbage = opt.with_multipliers(y=fea.y, z_L=fea.z_L, z_U=fea.z_U)
-    first = [verify(nlp, c) for c in (stale, garbage)]
-    second = [verify(nlp, c) for c in (garbage, stale)][::-1]
-    assert [c.accepted for c in first] == [c.accepted for c in second]
-    assert first[0].accepted
+    """The point cache changes no verdict: past the received multipliers the decision reads x alone, so the same x
+    sent again (by a relay, or with other multipliers) gets the outcome any delegate computes afresh, at the cost
+    of a lookup; and claims decided in any order get the same verdicts."""
+    nlp, opt, fea, tam = ms["problem"], ms["optimal"], ms["feasible"], ms["tampered"]
+    chk = checker_for(nlp)
+    claims = [
+        opt.with_multipliers(z_L=np.zeros(nlp.n)),  # fixable: bound multipliers missing
+        opt.with_multipliers(y=fea.y, z_L=fea.z_L, z_U=fea.z_U),  # the optimum with another plan's multipliers
+        opt.with_multipliers(y=np.zeros(nlp.m), z_L=np.zeros(nlp.n), z_U=np.zeros(nlp.n)),
+        fea.with_multipliers(y=opt.y, z_L=opt.z_L, z_U=opt.z_U),  # a dearer plan, rejected on the budget
+        fea,
+        tam.with_multipliers(y=np.zeros(nlp.m)),
+    ]
+
+    def fresh(c):
+        chk.search.cache.clear()
+        return verify(nlp, c)
+
+    cold = [fresh(c) for c in claims]
+    chk.search.cache.clear()
+    warm = [verify(nlp, c) for c in claims[::-1]][::-1]
+    assert [c.accepted for c in cold] == [c.accepted for c in warm] == [True, True, True, False, False, False]
+    assert [c.decided_by for c in cold] == [c.decided_by for c in warm]
+    # the second claim on the optimum's x and the second on the restricted plan's x were answered from the cache
+    assert warm[1].repair.get("cached") and warm[3].repair.get("cached")
+    assert not cold[1].repair.get("cached")
+    for a, b in zip(cold, warm):
+        assert a.dual_residual == b.dual_residual and a.reasons == b.reasons
 
 
 # -- plans that take solves: cached in the solution cache directory (probes/), slow on a cold cache -------------------
@@ -213,6 +231,8 @@ def test_biased_leaders_rejected_above_the_gap(ms, biased_plans) -> None:
             t, y, zl, zu = min_stationarity(chk, np.asarray(sol.x))
             assert t >= 10 * TOL.dual, (key, t)
             assert not verify(nlp, sol.with_multipliers(y=y, z_L=zl, z_U=zu)).accepted, key
+            # and still rejected with every tolerance ten times looser
+            assert not verify(nlp, sol, TOL.scaled(10)).accepted, key
     # the sweep reaches dearer plans, and plans on the cheap side of the switch
     assert max(gaps.values()) > GAP and min(gaps.values()) < GAP, gaps
 
@@ -232,6 +252,31 @@ def near_leaders():
         (comp, b): as_solution(shared, biased_plan("manchester", b, unit=unit, component=comp), f"{comp}{b:+g}")
         for comp, unit, b in NEAR_LEADERS
     }
+
+
+@pytest.mark.slow
+def test_near_leaders_points_judged_by_the_point(ms, near_leaders) -> None:
+    """A leader whose CHP 3 price was 0.002 $/kWh lower ends at the true optimum's dispatch (743.9903 $; valid
+    multipliers of the true problem leave a stationarity residual below 1e-8): its point is accepted whatever
+    multipliers come with it - its own (those of its biased objective), zeros, the optimum's. The leader at +0.002
+    lands 0.0015 % dearer, inside the 0.1 % the policy leaves open: its verdict is the same for every claim."""
+    nlp, opt = ms["problem"], ms["optimal"]
+    n, m = nlp.n, nlp.m
+    chk = checker_for(nlp)
+    for key, sol in near_leaders.items():
+        claims = [sol, sol.with_multipliers(y=np.zeros(m), z_L=np.zeros(n), z_U=np.zeros(n)),
+                  sol.with_multipliers(y=opt.y, z_L=opt.z_L, z_U=opt.z_U)]
+        verdicts = set()
+        for claim in claims:
+            chk.search.cache.clear()
+            c = verify(nlp, claim)
+            verdicts.add(c.accepted)
+            assert sum(st["iterations"] for st in c.repair.get("local", [])) <= TOL.lp_iterations
+        assert len(verdicts) == 1, key
+        if abs(sol.cost - opt.cost) / opt.cost < 1e-6:
+            assert verdicts == {True}, key
+            t, *_ = min_stationarity(chk, np.asarray(sol.x))
+            assert t < TOL.dual / 100, (key, t)
 
 
 @pytest.mark.slow
@@ -311,12 +356,13 @@ def honest_points():
 def test_honest_optima_from_second_routes_accepted(ms, honest_points) -> None:
     """Another backend (CasADi's Ipopt interface, monotone barrier, tol 1e-6) and the project backend with the
     objective scaled by 10 (tol 1e-8), each from a perturbed start: accepted as delivered, clipped, and with the
-    bound entries at 0 moved to -1.15e-6 (a plan computed in other units) - each with a 10x margin on the point's
-    measures (the best multipliers under a complementarity cap ten times tighter than the tolerance)."""
+    bound entries at 0 moved to -1.15e-6 (a plan computed in other units); with their own multipliers and with
+    anybody else's (the verdict is the point's); and with every tolerance ten times tighter (the 10x margin)."""
     from poso_sim.nlp import Solution
 
     nlp, opt = ms["problem"], ms["optimal"]
-    chk = checker_for(nlp)
+    n, m = nlp.n, nlp.m
+    tight = TOL.scaled(0.1)
     for route, raw in honest_points.items():
         assert raw.status == "optimal", route
         sol = Solution(x=raw.x, y=raw.y, z_L=raw.zL, z_U=raw.zU, fingerprint=nlp.fingerprint, variant="true")
@@ -330,28 +376,23 @@ def test_honest_optima_from_second_routes_accepted(ms, honest_points) -> None:
         if np.count_nonzero(x_off < 0):  # the tol 1e-6 route leaves its idle CHPs at 1e-7, not at 0
             variants.append(("off bounds", x_off))
         for name, x in variants:
-            c = verify(nlp, sol.replace(x=x))
-            assert c.accepted, (route, name, c.reasons)
-            assert c.bound_violation <= TOL.bound / 10, (route, name)
-            # moving H_CHP alone breaks the CHP efficiency row by the same 1.15e-6 kW (7.7e-7 scaled): a property
-            # of this emulation, not of a solver's output, so the 10x margin is asserted on the solvers' points
-            assert c.primal_residual <= (TOL.primal if name == "off bounds" else TOL.primal / 10), (route, name)
-        if route in COMPLEMENTARITY_MARGIN_GAP:
-            continue  # accepted above; its 10x margin is the open gap of the next test
-        t, *_ = min_stationarity(chk, x_clip, TOL.complementarity / 10)
-        assert t <= TOL.dual / 10, (route, t)
-
-
-#: Routes whose point is accepted but not with the 10x complementarity margin: Ipopt at tol 1e-6 leaves products
-#: z * slack near 1e-6 $, and a cap ten times under the 1e-5 $ tolerance admits no valid multipliers there.
-COMPLEMENTARITY_MARGIN_GAP = ("casadi-tol1e-6",)
-
-
-@pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="open: the tol 1e-6 point has no 10x complementarity margin (issue 11)")
-def test_honest_tol_1e6_point_has_the_10x_complementarity_margin(ms, honest_points) -> None:
-    nlp = ms["problem"]
-    chk = checker_for(nlp)
-    for route in COMPLEMENTARITY_MARGIN_GAP:
-        t, *_ = min_stationarity(chk, nlp.clip(honest_points[route].x), TOL.complementarity / 10)
-        assert t <= TOL.dual / 10, (route, t)
+            point = sol.replace(x=x)
+            claims = {
+                "own": point,
+                "zeros": point.with_multipliers(y=np.zeros(m), z_L=np.zeros(n), z_U=np.zeros(n)),
+                "the optimum's": point.with_multipliers(y=opt.y, z_L=opt.z_L, z_U=opt.z_U),
+                "the tampered plan's": point.with_multipliers(y=ms["tampered"].y, z_L=ms["tampered"].z_L,
+                                                             z_U=ms["tampered"].z_U),
+            }
+            for who, claim in claims.items():
+                checker_for(nlp).search.cache.clear()
+                c = verify(nlp, claim)
+                assert c.accepted, (route, name, who, c.reasons, c.repair)
+                assert sum(st["iterations"] for st in c.repair.get("local", [])) <= TOL.lp_iterations // 10
+                if name == "off bounds":
+                    # moving H_CHP alone breaks the CHP efficiency row by the same 1.15e-6 kW (7.7e-7 scaled): a
+                    # property of this emulation, not of a solver's output, so the 10x margin is the solvers' points'
+                    continue
+                checker_for(nlp).search.cache.clear()
+                ct = verify(nlp, claim, tight)
+                assert ct.accepted, (route, name, who, "10x tighter", ct.reasons, ct.repair)

@@ -295,10 +295,16 @@ def test_certificate_accepts_the_optimum_and_rejects_the_dishonest_plans(solved)
         assert cert.reasons[0].startswith(first), cert.reasons
         assert cert.primal_residual < 1e-7  # the plan is feasible; it is just not optimal
 
-    # the honest optimum sent with forged multipliers (the tampered plan's) is rejected too
+    # the honest optimum sent with forged multipliers (the tampered plan's): they fail as sent, but the verdict is
+    # the point's - valid multipliers exist and are recomputed from x
+    from poso_sim.kkt import Tolerances
+
     _, _, tampered = solved["tampered"]
     forged = honest.with_multipliers(y=tampered.y, z_L=tampered.z_L, z_U=tampered.z_U)
-    assert not verify(true_nlp, forged).accepted
+    assert not verify(true_nlp, forged, Tolerances(repair=False)).accepted
+    cert = verify(true_nlp, forged)
+    assert cert.accepted and cert.repaired, (cert.reasons, cert.repair)
+    assert cert.decided_by in ("recomputed", "local-lp")
 
 
 @pytest.mark.solver

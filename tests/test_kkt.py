@@ -293,3 +293,31 @@ def test_module_entry_point_unreadable(tmp_path) -> None:
     junk.write_text("{}")
     r = subprocess.run([sys.executable, "-m", "poso_sim.kkt.cli", str(junk), "--json"], capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr and r.stderr.strip().count("\n") == 0
+
+
+def test_recomputation_least_squares_solves_its_normal_equations() -> None:
+    """The recomputation's weighted least squares (one quasi-definite LDL^T on the problem's fixed pattern, the
+    ordering reused): its y satisfies the normal equations J S^-1 (grad + J^T y) + T^-1 y = 0, for new weights and
+    values on the same pattern (explicit zeros included), against a dense solve."""
+    from poso_sim.kkt.decide import _LeastSquares
+
+    rng = np.random.default_rng(3)
+    n, m = 40, 25
+    dense = (rng.random((m, n)) < 0.15) * rng.standard_normal((m, n))
+    jr, jc = np.nonzero(dense)
+    ls = _LeastSquares(n, m, jr, jc)
+    for trial in range(4):
+        jv = rng.standard_normal(jr.size)
+        if trial == 1:
+            jv[:5] = 0.0  # a value may be zero where the pattern has an entry
+        jmat = np.zeros((m, n))
+        jmat[jr, jc] = jv
+        dc = np.exp(rng.uniform(-2, 8, n))
+        dr = np.exp(rng.uniform(-12, 4, m))
+        grad = rng.standard_normal(n)
+        y = ls.solve(dc, jv, dr, grad)
+        assert y is not None
+        normal = jmat @ ((grad + jmat.T @ y) / dc) + dr * y
+        assert np.abs(normal).max() < 1e-8 * max(1.0, np.abs(grad).max())
+        expect = np.linalg.solve(jmat @ np.diag(1 / dc) @ jmat.T + np.diag(dr), -jmat @ (grad / dc))
+        np.testing.assert_allclose(y, expect, rtol=1e-6, atol=1e-9)

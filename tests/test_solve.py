@@ -309,13 +309,15 @@ def test_objective_aware_start_follows_the_variant_objective() -> None:
 
 
 def test_recipes_keep_the_iteration_budgets_and_certified_plans(plans) -> None:
-    """The per-variant recipes (docs/solver.md): measured 275 / 467 / 376 Ipopt iterations, at the recorded optima.
+    """The per-variant recipes (docs/solver.md): measured 275 / 467 / 376 Ipopt iterations on a Xeon, 274 / 500 / 412
+    on an AMD EPYC (floating-point rounding differs between CPUs, and the final stage's creep amplifies it), at the
+    recorded optima. The budgets leave about 20 % above the larger count.
     The true and tampered plans' canonical multipliers pass the pipeline's final check on their own objective (the
     certificate, on the shared problem, accepts the true plan); the feasible plan is stored on the shared rows."""
     from poso_sim.kkt import verify
     from poso_sim.solvers.pipeline import final_check
 
-    budgets = {"true": 290, "tampered": 480, "feasible": 390}
+    budgets = {"true": 330, "tampered": 600, "feasible": 500}
     for v, sol in plans.items():
         assert sol.status == "optimal" and sol.iterations <= budgets[v], (v, sol.iterations)
     for v in ("true", "tampered"):

@@ -5,9 +5,10 @@
 * :class:`KKTChecker` (precomputed structure of one problem; :func:`checker_for` caches one per problem)
 * :func:`to_shared` (a plan of another variant of the same constraint set, expressed on the shared problem),
   :func:`map_multipliers` (multipliers of a reformulated/presolved model completed on the canonical one)
-* :mod:`poso_sim.kkt.decide`: when the received multipliers fail, whether valid ones exist for the point (an LP
-  over the certificate's own sign and complementarity rules, HiGHS, deterministic iteration budget);
-  ``min_stationarity`` gives the smallest stationarity residual any valid multipliers leave (a diagnostic)
+* :mod:`poso_sim.kkt.decide`: when the received multipliers fail, whether valid ones exist for the point
+  (multipliers recomputed from x by a weighted least squares, QDLDL; then an LP over the certificate's own sign
+  and complementarity rules, HiGHS, deterministic iteration budget; the outcome kept per point);
+  ``min_stationarity`` gives a lower bound on the stationarity residual any valid multipliers leave (a diagnostic)
 * ``python -m poso_sim.kkt.cli FILE [--case manchester] [--json]`` (also ``poso-sim verify``)
 
 See docs/certificate.md.

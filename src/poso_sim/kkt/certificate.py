@@ -37,10 +37,19 @@ class Tolerances:
     repair_max_entries: int | None = None
     n_worst: int = 5
     bound: float = 1e-4
-    lp_iterations: int | None = 1700
+    lp_iterations: int | None = 800
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def scaled(self, factor: float, **changes: Any) -> "Tolerances":
+        """These tolerances with every measure's threshold (primal, bound, dual, sign, complementarity) multiplied
+        by ``factor``: ``scaled(0.1)`` is the check with a 10x margin for the honest side, ``scaled(10)`` the one
+        a dearer plan must still fail. ``changes`` replace other fields (``lp_iterations=None``)."""
+        from dataclasses import replace
+
+        return replace(self, primal=self.primal * factor, bound=self.bound * factor, dual=self.dual * factor,
+                       sign=self.sign * factor, complementarity=self.complementarity * factor, **changes)
 
 
 DEFAULT_TOLERANCES = Tolerances()

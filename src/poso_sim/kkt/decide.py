@@ -20,21 +20,22 @@ re-checked in full by :meth:`KKTChecker.measures` before it is trusted:
 ``sanitised``
     the received ``y`` clipped into its box, bound multipliers re-derived from the residual (microseconds);
 ``recomputed``
-    the received multipliers ignored: row multipliers recomputed at ``x`` by regularised sparse least squares on
-    the active set of ``x`` (one LU of an augmented system, 20-40 ms on Manchester); from here on nothing reads
-    the received multipliers, so the verdict of every claim that gets this far is a function of ``x`` alone;
+    the received multipliers ignored: row multipliers recomputed at ``x`` by a least squares weighted with the
+    certificate's own caps (:class:`_LeastSquares`: one numeric LDL^T of a quasi-definite system on the problem's
+    fixed pattern, 3-5 ms on Manchester, at most three passes); from here on nothing reads the received
+    multipliers, so the verdict of every claim that gets this far is a function of ``x`` alone;
 ``local-lp``
     the same LP on the neighbourhood of the columns that still fail (first the rows touching them, then also the
     rows touching the columns those rows touch, and so on; everything else kept at the recomputed values): a
-    sufficient test, small;
+    sufficient test, small; the LP stages share a deterministic budget of simplex iterations
+    (``Tolerances.lp_iterations``), the same on every delegate; exhausting it rejects;
 ``lp``
-    the whole LP (HiGHS dual simplex, warm-started from the last optimal basis of the same problem). Infeasible
-    means no valid multipliers exist: the point is rejected whatever multipliers it is sent with. The number of
-    simplex iterations is bounded (``Tolerances.lp_iterations``): a deterministic budget, the same on every
-    delegate; exhausting it rejects.
+    without a budget only (offline use): the whole LP (HiGHS dual simplex, warm-started from the last optimal
+    basis of the same problem). Infeasible means no valid multipliers exist.
 
-Proofs of non-existence are cached per point (the digest of ``x`` and the tolerances): such an ``x`` sent again
-with other multipliers costs one lookup. Witnesses are not cached, so that a verdict is a function of the message.
+The outcome of the stages past ``sanitised`` - multipliers, a proof, or a budget rejection - depends on ``x`` and
+the tolerances only, and is kept per point: such an ``x`` sent again (by a relay, or with other multipliers)
+costs the sanitised stage and one lookup, and gets the verdict any delegate computes without the cache.
 """
 
 from __future__ import annotations
@@ -173,6 +174,7 @@ def _run_lp(
     basis: Any = None,
     highs: Any = None,
     presolve: bool = True,
+    method: str = "simplex",
 ) -> tuple[str, np.ndarray | None, Any, dict[str, Any]]:
     """One HiGHS LP ``min cost.v  s.t. row_lo <= A v <= row_hi, col_lo <= v <= col_hi``; returns
     ``(status, v, basis, info)`` with status ``optimal``/``infeasible``/``budget``/``other``."""
@@ -182,7 +184,7 @@ def _run_lp(
     h.clearModel()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("threads", 1)
-    h.setOptionValue("solver", "simplex")
+    h.setOptionValue("solver", method)
     h.setOptionValue("presolve", "on" if presolve else "off")
     h.setOptionValue("simplex_iteration_limit", int(iterations) if iterations is not None else 10**9)
     h.setOptionValue("time_limit", 30.0)  # a safety net only; the budget is the deterministic iteration limit
@@ -203,7 +205,10 @@ def _run_lp(
         h.setBasis(basis)
     h.run()
     ms = h.getModelStatus()
-    info = {"iterations": int(h.getInfo().simplex_iteration_count), "rows": lp.num_row_, "cols": lp.num_col_}
+    hi = h.getInfo()
+    info = {"iterations": int(hi.simplex_iteration_count), "rows": lp.num_row_, "cols": lp.num_col_}
+    if method != "simplex":
+        info["ipm_iterations"] = int(hi.ipm_iteration_count)
     if ms == highspy.HighsModelStatus.kOptimal:
         return "optimal", np.array(h.getSolution().col_value, dtype=float), h.getBasis(), info
     # both LPs built here have objectives bounded below (0, or t >= 0): "unbounded or infeasible" is infeasible
@@ -494,22 +499,27 @@ class MultiplierSearch:
 
 
 def min_stationarity(
-    chk: "KKTChecker", x: np.ndarray, complementarity: float = 1e-5, *, ev: dict[str, Any] | None = None
+    chk: "KKTChecker", x: np.ndarray, complementarity: float = 1e-5, *, ev: dict[str, Any] | None = None,
+    method: str = "ipm",
 ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
-    """The smallest scaled stationarity residual any multipliers obeying the sign and complementarity rules
-    leave at ``x``: ``min t`` s.t. ``|grad + J^T y - z_L + z_U| <= t * max(1, |grad|)``. Returns
-    ``(r, y, z_L, z_U)`` with ``r`` the largest scaled residual of the multipliers found (evaluated, not the LP's t). A diagnostic for separation tables (no iteration budget; it may take seconds)."""
+    """A lower bound on the scaled stationarity residual that multipliers obeying the sign and complementarity
+    rules can leave at ``x``: the optimum ``t`` of ``min t`` s.t. ``|grad + J^T y - z_L + z_U| <= t max(1, |grad|)``
+    over the whole problem (no budget; row multipliers limited to ``|y| <= Y_CAP`` as in the decision), by HiGHS's
+    interior point method with crossover (``method="ipm"``, 5-15 s on Manchester): on this LP the dual simplex can
+    stop at a wrong "optimum" (0.6 where 1e-7 exists, with multipliers at the 1e6 limit), the interior point
+    method does not. ``method="simplex"`` is faster and good enough for an attack's multipliers. Returns ``(t, y, z_L, z_U)``, the multipliers of the LP's solution. ``t`` is what a dearer plan's
+    separation is measured by (no multipliers do better, to the LP's own 1e-7 feasibility tolerance); whether a
+    point is accepted with a margin is asked of the certificate itself (``verify(problem, plan,
+    DEFAULT_TOLERANCES.scaled(0.1))``). A diagnostic: it may take seconds."""
     x = np.asarray(x, dtype=float)
     ev = ev if ev is not None else chk.evaluate(x)
     box = _Box(chk, x, ev, 0.0, complementarity)
     search = MultiplierSearch(chk)
     jt = search._jt(ev["jv"])
-    lp = _minimax(jt, box.w, box.lo0, box.hi0, box.ylo, box.yhi, np.inf)
-    status, v, _b, _i = _run_lp(*lp, iterations=None)
+    lp = _minimax(jt, box.w, box.lo0, box.hi0, np.maximum(box.ylo, -Y_CAP), np.minimum(box.yhi, Y_CAP), np.inf)
+    status, v, _b, _i = _run_lp(*lp, iterations=None, method=method)
     if status != "optimal" or v is None:
         raise RuntimeError(f"stationarity LP ended {status}")
     y = np.clip(v[:-1], box.ylo, box.yhi)
-    r0 = ev["grad"] + jt @ y
-    zl, zu = box.bound_multipliers(r0)
-    # the residual these multipliers really leave (not the LP's t, which HiGHS meets to its own 1e-7 tolerance)
-    return float(np.max(np.abs(r0 - zl + zu) / box.w, initial=0.0)), y, zl, zu
+    zl, zu = box.bound_multipliers(ev["grad"] + jt @ y)
+    return float(v[-1]), y, zl, zu
