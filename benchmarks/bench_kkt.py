@@ -30,9 +30,10 @@ SECTION = "## KKT certificate"
 REFERENCE_SECONDS = 1.8
 #: biased leaders (component, unit, b $/kWh): solved by the staged pipeline, cached in <cache dir>/probes/
 BIASED = [("P_CHP", 3, -0.005), ("P_CHP", 3, -0.002), ("P_CHP", 3, 0.002), ("P_CHP", 3, 0.005), ("P_CHP", 3, 0.02),
-          ("P_grid", None, 0.005), ("P_grid", None, 0.002), ("P_grid", None, 0.0005), ("P_grid", None, -0.001),
-          ("P_grid", None, -0.005)]
-QUICK_BIASED = [("P_CHP", 3, -0.005), ("P_CHP", 3, 0.005), ("P_grid", None, 0.002), ("P_grid", None, 0.0005)]
+          ("P_grid", None, 0.005), ("P_grid", None, 0.002), ("P_grid", None, 0.0015), ("P_grid", None, 0.001),
+          ("P_grid", None, 0.0005), ("P_grid", None, -0.001), ("P_grid", None, -0.0015), ("P_grid", None, -0.002),
+          ("P_grid", None, -0.003), ("P_grid", None, -0.005)]
+QUICK_BIASED = [("P_CHP", 3, -0.005), ("P_CHP", 3, 0.005), ("P_grid", None, 0.002), ("P_grid", None, -0.002)]
 
 
 def _cpu() -> float:

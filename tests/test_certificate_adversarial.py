@@ -194,8 +194,12 @@ def test_verdict_is_a_function_of_the_message(ms) -> None:
 # -- plans that take solves: cached in the solution cache directory (probes/), slow on a cold cache -------------------
 
 #: both sides of the 0.1 % gap: CHP 3 favoured by 0.005 (+0.11 %) or penalised (+0.002 %); the grid price raised
-#: by 0.002 (+0.31 %). Three staged solves on a cold cache (~35 s each); docs/benchmarks.md has nine.
-BIASED = [("P_CHP", 3, -0.005), ("P_CHP", 3, 0.005), ("P_grid", None, 0.002)]
+#: by 0.002 (+0.31 %) or lowered by 0.002 (+0.29 %, the subtlest dearer plan measured). Four staged solves on a cold
+#: cache (~35 s each); docs/benchmarks.md has fifteen.
+BIASED = [("P_CHP", 3, -0.005), ("P_CHP", 3, 0.005), ("P_grid", None, 0.002), ("P_grid", None, -0.002)]
+#: the smallest margin (stationarity lower bound over the tolerance) the policy gives a dearer plan: 4.8x measured
+#: for the lowered grid price (docs/certificate.md, "Tolerance policy"); the other dearer plans keep 10x or more
+DEARER_MARGIN = 4.0
 #: another backend at tol 1e-6, another scaling at tol 1e-8 (benchmarks: all of HONEST_ROUTES)
 HONEST_TEST_ROUTES = ("casadi-tol1e-6", "cyipopt-objscale10-tol1e-8")
 
@@ -228,11 +232,13 @@ def test_biased_leaders_rejected_above_the_gap(ms, biased_plans) -> None:
             assert not verify(nlp, sol, Tolerances(repair=False)).accepted, key
             c = verify(nlp, sol)
             assert not c.accepted, key
-            t, y, zl, zu = min_stationarity(chk, np.asarray(sol.x))
-            assert t >= 10 * TOL.dual, (key, t)
+            t, y, zl, zu = min_stationarity(chk, np.asarray(sol.x), 10 * TOL.complementarity)
+            assert t >= DEARER_MARGIN * TOL.dual, (key, t)
+            if key != ("P_grid", -0.002):
+                assert t >= 10 * TOL.dual, (key, t)
             assert not verify(nlp, sol.with_multipliers(y=y, z_L=zl, z_U=zu)).accepted, key
-            # and still rejected with every tolerance ten times looser
-            assert not verify(nlp, sol, TOL.scaled(10)).accepted, key
+            # and still rejected with every tolerance the margin looser
+            assert not verify(nlp, sol, TOL.scaled(DEARER_MARGIN)).accepted, key
     # the sweep reaches dearer plans, and plans on the cheap side of the switch
     assert max(gaps.values()) > GAP and min(gaps.values()) < GAP, gaps
 

@@ -30,14 +30,14 @@ class Tolerances:
     """
 
     primal: float = 1e-6
-    dual: float = 1e-5
-    sign: float = 1e-5
+    dual: float = 5e-6
+    sign: float = 5e-6
     complementarity: float = 1e-5
     repair: bool = True
     repair_max_entries: int | None = None
     n_worst: int = 5
     bound: float = 1e-4
-    lp_iterations: int | None = 800
+    lp_iterations: int | None = 600
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
