@@ -214,3 +214,9 @@ def test_other_honest_local_optima_accepted(ms, k) -> None:
     c = verify(nlp, sol)
     assert 743.9 <= c.cost <= 744.5
     assert c.accepted, c.reasons
+    # the verdict is the point's: the same optimum sent with zero multipliers is accepted too (recomputed from x)
+    from poso_sim.kkt import checker_for
+
+    checker_for(nlp).search.cache.clear()
+    c0 = verify(nlp, sol.with_multipliers(y=np.zeros(nlp.m), z_L=np.zeros(nlp.n), z_U=np.zeros(nlp.n)))
+    assert c0.accepted and c0.repaired, (c0.reasons, c0.repair)
