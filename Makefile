@@ -29,7 +29,7 @@ test: $(STAMP)
 
 # long runs that still fit CI: the 1 000-case campaigns, the bias sweep, other local optima
 test-slow: $(STAMP)
-	$(BIN)/python .ci/run_pytest.py -q -m slow -k 'not best_fit'
+	$(BIN)/python .ci/run_pytest.py -q -m slow
 
 test-all: $(STAMP)
 	$(BIN)/python .ci/run_pytest.py -q -m ''

@@ -37,7 +37,7 @@ class Tolerances:
     repair_max_entries: int | None = None
     n_worst: int = 5
     bound: float = 1e-4
-    lp_iterations: int | None = 600
+    lp_iterations: int | None = 400
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
