@@ -271,6 +271,11 @@ class KKTChecker:
 
     # -- integrity ---------------------------------------------------------------------------------------------------
     def integrity(self, solution: Any, claimed_digest: str | None) -> list[str]:
+        """The integrity reasons of a message (empty when it is whole)."""
+        return self._integrity(solution, claimed_digest)[0]
+
+    def _integrity(self, solution: Any, claimed_digest: str | None) -> tuple[list[str], str]:
+        """The integrity reasons and the digest of the content (computed once per verdict)."""
         reasons: list[str] = []
         fp = str(getattr(solution, "fingerprint", "") or "")
         if fp != self.fingerprint:
@@ -301,7 +306,7 @@ class KKTChecker:
         for label, d in (("claimed", claimed_digest), ("recorded", recorded)):
             if d is not None and d != actual:
                 reasons.append(f"digest mismatch: {label} {str(d)[:16]}... but the content hashes to {actual[:16]}...")
-        return reasons
+        return reasons, actual
 
     # -- the check ---------------------------------------------------------------------------------------------------
     def verify(
@@ -318,11 +323,7 @@ class KKTChecker:
             variant=str(getattr(solution, "variant", "") or ""),
             tolerances=tol.as_dict(),
         )
-        reasons = self.integrity(solution, claimed_digest)
-        try:
-            cert.digest = solution.digest
-        except Exception:  # pragma: no cover - a foreign object without digest
-            cert.digest = ""
+        reasons, cert.digest = self._integrity(solution, claimed_digest)
         t1 = time.perf_counter()
         timings["integrity"] = t1 - t0
         if reasons:
