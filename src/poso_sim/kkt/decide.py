@@ -72,6 +72,8 @@ LS_REG = 1e-12
 W_CAP = 1e8
 #: Least-squares passes of the recomputation (each one numeric factorisation).
 LS_PASSES = 3
+#: Free columns failing by less than this factor of the tolerance are re-weighted (farther ones are not noise).
+IRLS_REACH = 10.0
 #: The local LP looks for row multipliers no larger than this in magnitude (a sufficient test may restrict its
 #: search; unrestricted, the simplex can return vertices of 1e19 whose residuals cancellation destroys).
 Y_CAP = 1e6
@@ -320,12 +322,17 @@ def _recompute(
         history.append(int(np.count_nonzero(bad)))
         if history[-1] <= min(history):
             best = y
+        res = np.abs(r - zl + zu) / w
         grow = bad & (dc > w**2 * (1 + 1e-12))
-        if not grow.any() or (len(history) > 1 and 2 * history[-1] > history[-2]):
+        tight = bad & ~grow & (res < IRLS_REACH * tau)
+        if not (grow.any() or tight.any()) or (len(history) > 1 and 2 * history[-1] > history[-2]):
             # nothing left to re-weight, or re-weighting no longer halves the failing columns: at honest points
             # each pass removes most of them (32 -> 2), at points without multipliers they stay (58 -> 37 -> 39)
             break
         dc[grow] = w[grow] ** 2
+        # a free column just above the tolerance weighs more in the next pass (a step of iteratively reweighted
+        # least squares toward the smallest largest residual)
+        dc[tight] = dc[tight] / np.minimum((2.0 * res[tight] / tau) ** 2, 1e4)
     return best, history
 
 
