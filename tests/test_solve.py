@@ -330,3 +330,30 @@ def test_recipes_keep_the_iteration_budgets_and_certified_plans(plans) -> None:
     assert plans["true"].cost == pytest.approx(743.9903, abs=1e-3)
     assert 904.0 <= plans["tampered"].cost <= 904.3
     assert plans["feasible"].cost == pytest.approx(815.7195, abs=1e-2)
+
+
+def test_tidy_multipliers_zeroes_barrier_leftovers_only(plans) -> None:
+    """An interior-point solve leaves ``mu / slack`` on rows far from binding; unscaled, a CHP output limit 1e6 away
+    keeps a product of 4e-3 $ (a generated day failed the final check so on an AMD EPYC). ``tidy_multipliers``
+    zeroes exactly the multipliers whose product exceeds half the tolerance, and the point passes again; the
+    multipliers that carry the optimum (products below the tolerance) are kept."""
+    from poso_sim.solvers.pipeline import final_check, tidy_multipliers
+
+    _, nlp = get_problem("manchester", "true")
+    sol = plans["true"]
+    x = np.asarray(sol.x)
+    g = nlp.g(x)
+    slack = np.where(np.isfinite(nlp.g_ub), nlp.g_ub - g, 0.0)
+    rows = [i for i in nlp.row_indices("CHPOutputLimit") if slack[i] > 1e5][:5]
+    assert rows
+    y = np.array(sol.y)
+    y[rows] = 4.5e-3 / slack[rows]  # 4.5e-9-ish multipliers, products of 4.5e-3 $
+    zl = np.array(sol.z_L)
+    ok, measures = final_check(nlp, x, y, zl, sol.z_U)
+    assert not ok and measures["complementarity"] == pytest.approx(4.5e-3)
+    ty, tzl, tzu = tidy_multipliers(nlp, x, y, zl, sol.z_U)
+    assert np.all(ty[rows] == 0.0)
+    changed = np.flatnonzero(ty != np.asarray(sol.y))
+    assert set(changed) <= set(rows)
+    np.testing.assert_array_equal(tzl, zl)
+    assert final_check(nlp, x, ty, tzl, tzu)[0]
