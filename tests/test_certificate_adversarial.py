@@ -332,8 +332,8 @@ def test_recomputed_multipliers_ignore_the_received_ones(ms) -> None:
     tau = LP_MARGIN * TOL.dual
     box = _Box(chk, x, ev, tau, LP_MARGIN * TOL.complementarity)
     jt = chk.search._jt(ev["jv"])
-    y1, _ = _recompute(chk.search.ls, jt, ev["grad"], ev["jv"], box, tau)
-    y2, _ = _recompute(chk.search.ls, jt, ev["grad"], ev["jv"], box, tau)
+    y1, *_ = _recompute(chk.search.ls, jt, ev["grad"], ev["jv"], box, tau)
+    y2, *_ = _recompute(chk.search.ls, jt, ev["grad"], ev["jv"], box, tau)
     assert np.array_equal(y1, y2)
     assert np.all(y1 >= box.ylo) and np.all(y1 <= box.yhi)
     r = ev["grad"] + jt @ y1

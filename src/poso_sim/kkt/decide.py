@@ -134,6 +134,12 @@ class _Box:
             np.minimum(np.maximum(-r0, 0.0), shrink * self.cu),
         )
 
+    def residual(self, r0: np.ndarray, shrink: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(z_L, z_U, res)``: the bound multipliers of :meth:`bound_multipliers` and the scaled stationarity
+        residual ``|r0 - z_L + z_U| / w`` they leave."""
+        zl, zu = self.bound_multipliers(r0, shrink)
+        return zl, zu, np.abs(r0 - zl + zu) / self.w
+
 
 def _new_highs() -> Any:
     """A HiGHS instance, created with file descriptor 1 pointed at /dev/null: the library prints its banner on
@@ -297,11 +303,12 @@ def _feasibility(
 def _recompute(
     ls: "_LeastSquares", jt: sp.csc_matrix, grad: np.ndarray, jv: np.ndarray, box: "_Box", tau: float,
     passes: int = LS_PASSES,
-) -> tuple[np.ndarray, list[int]]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[int]]:
     """Row multipliers recomputed at ``x`` from scratch, ignoring the received ones (:class:`_LeastSquares`),
     clipped into the box. A column left to its bound multiplier whose residual came out with the wrong sign cannot
-    be absorbed: its weight becomes that of a free column and the system is solved again (at most ``passes``
-    times; the set only grows, so the loop ends). Returns ``(y, failing columns after each pass)``."""
+    be absorbed: its weight becomes that of a free column; a free column failing by less than ``IRLS_REACH``
+    times the tolerance weighs more; and the system is solved again (at most ``passes`` times). Returns the best
+    pass's ``(y, z_L, z_U, failing columns)`` and the number of failing columns after each pass."""
     w = box.w
     zcap = np.minimum(np.maximum(box.cl, box.cu), W_CAP)
     ycap = np.minimum(np.maximum(-box.ylo, box.yhi), W_CAP)
@@ -309,20 +316,18 @@ def _recompute(
     with np.errstate(divide="ignore", over="ignore"):
         dr = np.where(ycap > 0, np.maximum((tau / np.where(ycap > 0, ycap, 1.0)) ** 2, LS_REG), 1.0 / LS_REG)
     dr = np.minimum(dr, 1.0 / LS_REG)
-    best = np.zeros(jt.shape[1])
+    best = None
     history: list[int] = []
     for _ in range(passes):
         got = ls.solve(dc, jv, dr, grad)
         if got is None:
             break
         y = np.clip(got, box.ylo, box.yhi)
-        r = grad + jt @ y
-        zl, zu = box.bound_multipliers(r)
-        bad = np.abs(r - zl + zu) > tau * w
+        zl, zu, res = box.residual(grad + jt @ y)
+        bad = res > tau
         history.append(int(np.count_nonzero(bad)))
-        if history[-1] <= min(history):
-            best = y
-        res = np.abs(r - zl + zu) / w
+        if best is None or history[-1] <= min(history):
+            best = (y, zl, zu, bad)
         grow = bad & (dc > w**2 * (1 + 1e-12))
         tight = bad & ~grow & (res < IRLS_REACH * tau)
         if not (grow.any() or tight.any()) or (len(history) > 1 and 2 * history[-1] > history[-2]):
@@ -333,7 +338,10 @@ def _recompute(
         # a free column just above the tolerance weighs more in the next pass (a step of iteratively reweighted
         # least squares toward the smallest largest residual)
         dc[tight] = dc[tight] / np.minimum((2.0 * res[tight] / tau) ** 2, 1e4)
-    return best, history
+    if best is None:  # no factorisation (a numerically zero pivot): zero multipliers, the LP stages decide
+        zl, zu, res = box.residual(grad)
+        best = (np.zeros(jt.shape[1]), zl, zu, res > tau)
+    return (*best, history)
 
 
 class MultiplierSearch:
@@ -399,9 +407,8 @@ class MultiplierSearch:
         info: dict[str, Any] = {}
         for shrink in (0.1 / LP_MARGIN, 1.0):
             y0 = np.clip(y, shrink * box.ylo, shrink * box.yhi)
-            r0 = grad + jt @ y0
-            zl, zu = box.bound_multipliers(r0, shrink)
-            bad = np.abs(r0 - zl + zu) > tau * box.w
+            zl, zu, res = box.residual(grad + jt @ y0, shrink)
+            bad = res > tau
             info["sanitised_failing_columns"] = int(np.count_nonzero(bad))
             if not bad.any():
                 return Decision(True, "sanitised", y0, zl, zu, True, info)
@@ -416,16 +423,11 @@ class MultiplierSearch:
         chk = self.chk
         info = dict(info)
         grad = ev["grad"]
-        t0 = time.perf_counter()
         # stage 2: multipliers recomputed from x alone (weighted least squares)
-        y_ls, hist = _recompute(self.ls, jt, grad, ev["jv"], box, tau)
+        y_ls, zl, zu, bad_ls, hist = _recompute(self.ls, jt, grad, ev["jv"], box, tau)
         info["recomputed_passes"] = hist
-        r_ls = grad + jt @ y_ls
-        zl, zu = box.bound_multipliers(r_ls)
-        bad_ls = np.abs(r_ls - zl + zu) / box.w > tau
         info["recomputed_failing_columns"] = int(np.count_nonzero(bad_ls))
         if not bad_ls.any():
-            info["seconds"] = time.perf_counter() - t0
             return Decision(True, "recomputed", y_ls, zl, zu, True, info)
         # the local LP starts from them, never from the received ones: past the sanitised stage every step is a
         # function of x alone, so the verdict does not depend on which multipliers came with the point
@@ -446,7 +448,6 @@ class MultiplierSearch:
         if np.any(bad & ~reach):
             j = int(np.flatnonzero(bad & ~reach)[0])
             info["unreachable_column"] = chk.x_names[j]
-            info["seconds"] = time.perf_counter() - t0
             return Decision(False, "lp", exists=False, info=info)
         for hop in range(LOCAL_HOPS + 1):
             cols = np.zeros(self.n, dtype=bool)
@@ -483,28 +484,22 @@ class MultiplierSearch:
                 y1 = y0.copy()
                 y1[rows] = np.clip(v, box.ylo[rows], box.yhi[rows])
                 zl, zu = box.bound_multipliers(grad + jt @ y1)
-                info["seconds"] = time.perf_counter() - t0
                 return Decision(True, "local-lp", y1, zl, zu, True, info)
             if status == "other":
-                info["seconds"] = time.perf_counter() - t0
                 return Decision(False, "lp", exists=None, info=info)
             if status == "budget" or used >= budget:
-                info["seconds"] = time.perf_counter() - t0
                 return Decision(False, "budget", exists=None, info=info)
             if whole and status == "infeasible":
-                info["seconds"] = time.perf_counter() - t0
                 return Decision(False, "lp", exists=False, info=info)
             if whole:
                 break
         if not unbounded:
-            info["seconds"] = time.perf_counter() - t0
             return Decision(False, "budget", exists=None, info=info)
         # stage 4 (no budget: offline use): the whole LP, warm-started from the last optimal basis
         lp = _minimax(jt, box.w, box.lo0, box.hi0, box.ylo, box.yhi, tau)
         status, v, basis, ginfo = _run_lp(*lp, iterations=None, basis=self.basis, highs=self._solver())
         v = None if v is None else v[:-1]
         info["lp"] = {**ginfo, "status": status, "warm": self.basis is not None}
-        info["seconds"] = time.perf_counter() - t0
         if status == "optimal":
             self.basis = basis
             y1 = np.clip(v, box.ylo, box.yhi)
@@ -529,15 +524,15 @@ def min_stationarity(
     over the whole problem (no budget; row multipliers limited to ``|y| <= Y_CAP`` as in the decision), by HiGHS's
     interior point method with crossover (``method="ipm"``, 5-15 s on Manchester): on this LP the dual simplex can
     stop at a wrong "optimum" (0.6 where 1e-7 exists, with multipliers at the 1e6 limit), the interior point
-    method does not. ``method="simplex"`` is faster and good enough for an attack's multipliers. Returns ``(t, y, z_L, z_U)``, the multipliers of the LP's solution. ``t`` is what a dearer plan's
-    separation is measured by (no multipliers do better, to the LP's own 1e-7 feasibility tolerance); whether a
-    point is accepted with a margin is asked of the certificate itself (``verify(problem, plan,
-    DEFAULT_TOLERANCES.scaled(0.1))``). A diagnostic: it may take seconds."""
+    method does not. ``method="simplex"`` is faster and good enough for an attack's multipliers. Returns
+    ``(t, y, z_L, z_U)``, the multipliers of the LP's solution. ``t`` is what a dearer plan's separation is measured
+    by (no multipliers do better, to the LP's own 1e-7 feasibility tolerance); whether a point is accepted with a
+    margin is asked of the certificate itself (``verify(problem, plan, DEFAULT_TOLERANCES.scaled(0.1))``). A
+    diagnostic: it may take seconds."""
     x = np.asarray(x, dtype=float)
     ev = ev if ev is not None else chk.evaluate(x)
     box = _Box(chk, x, ev, 0.0, complementarity)
-    search = MultiplierSearch(chk)
-    jt = search._jt(ev["jv"])
+    jt = chk.search._jt(ev["jv"])
     lp = _minimax(jt, box.w, box.lo0, box.hi0, np.maximum(box.ylo, -Y_CAP), np.minimum(box.yhi, Y_CAP), np.inf)
     status, v, _b, _i = _run_lp(*lp, iterations=None, method=method)
     if status != "optimal" or v is None:

@@ -428,20 +428,26 @@ def final_check(
         np.where(np.isfinite(glb) & np.isinf(gub), y, 0.0),
     ])
     sign = max(0.0, float(np.max(wrong)) if wrong.size else 0.0) / scale
-    # complementarity, in objective units: each multiplier times the slack of the bound it belongs to
+    comp = np.concatenate(_complementarity(nlp, x, y, zl, zu))
+    compl = float(np.max(comp)) if comp.size else 0.0
+    ok = bool(np.isfinite(viol) and viol <= viol_tol and stat <= stat_tol and sign <= stat_tol and compl <= comp_tol)
+    return ok, {"violation": viol, "stationarity": stat, "sign": sign, "complementarity": compl}
+
+
+def _complementarity(nlp, x, y, zl, zu) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Complementarity in objective units, each multiplier times the slack of the bound it belongs to: ``z_L``'s,
+    ``z_U``'s, and ``y``'s on the lower and on the upper side of the inequality rows (0 where there is none)."""
     g = np.asarray(nlp.g(x), dtype=float)
+    glb, gub = np.asarray(nlp.g_lb), np.asarray(nlp.g_ub)
     xlb, xub = np.asarray(nlp.x_lb), np.asarray(nlp.x_ub)
     ineq = glb != gub
     with np.errstate(invalid="ignore"):
-        comp = np.concatenate([
+        return (
             np.where(np.isfinite(xlb), np.maximum(zl, 0.0) * np.maximum(x - xlb, 0.0), 0.0),
             np.where(np.isfinite(xub), np.maximum(zu, 0.0) * np.maximum(xub - x, 0.0), 0.0),
             np.where(ineq & np.isfinite(glb), np.maximum(-y, 0.0) * np.maximum(g - glb, 0.0), 0.0),
             np.where(ineq & np.isfinite(gub), np.maximum(y, 0.0) * np.maximum(gub - g, 0.0), 0.0),
-        ])
-    compl = float(np.max(comp)) if comp.size else 0.0
-    ok = bool(np.isfinite(viol) and viol <= viol_tol and stat <= stat_tol and sign <= stat_tol and compl <= comp_tol)
-    return ok, {"violation": viol, "stationarity": stat, "sign": sign, "complementarity": compl}
+        )
 
 
 def tidy_multipliers(nlp, x, y, zl, zu, *, comp_tol: float = 5e-7) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -454,17 +460,11 @@ def tidy_multipliers(nlp, x, y, zl, zu, *, comp_tol: float = 5e-7) -> tuple[np.n
     caller re-checks the point (stationarity moves by ``|y_i| |J_i|``, 1e-9 for those rows)."""
     x, y = np.asarray(x, dtype=float), np.array(y, dtype=float)
     zl, zu = np.array(zl, dtype=float), np.array(zu, dtype=float)
-    g = np.asarray(nlp.g(x), dtype=float)
-    glb, gub = np.asarray(nlp.g_lb), np.asarray(nlp.g_ub)
-    xlb, xub = np.asarray(nlp.x_lb), np.asarray(nlp.x_ub)
     half = 0.5 * comp_tol
-    with np.errstate(invalid="ignore"):
-        ineq = glb != gub
-        on_lb = ineq & np.isfinite(glb) & (y < 0) & (-y * np.maximum(g - glb, 0.0) > half)
-        on_ub = ineq & np.isfinite(gub) & (y > 0) & (y * np.maximum(gub - g, 0.0) > half)
-        y[on_lb | on_ub] = 0.0
-        zl[np.isfinite(xlb) & (zl * np.maximum(x - xlb, 0.0) > half)] = 0.0
-        zu[np.isfinite(xub) & (zu * np.maximum(xub - x, 0.0) > half)] = 0.0
+    c_zl, c_zu, c_ylb, c_yub = _complementarity(nlp, x, y, zl, zu)
+    y[(c_ylb > half) | (c_yub > half)] = 0.0
+    zl[c_zl > half] = 0.0
+    zu[c_zu > half] = 0.0
     return y, zl, zu
 
 
