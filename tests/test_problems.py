@@ -45,6 +45,22 @@ def load(case):
 def definition():
     return ProblemDefinition(build=build, variants=("true", "tampered"), cost_expression="cost", load=load,
                              description="a toy QP")
+
+
+def build_flat(data, variant):  # the same model whose objective ignores y: another problem on the same data
+    m = build(data, variant)
+    m.obj.deactivate()
+    m.obj_flat = __import__("pyomo.environ").environ.Objective(expr=(m.x - 1) ** 2)
+    return m
+
+
+def definition_flat():
+    return ProblemDefinition(build=build_flat, variants=("true", "tampered"), cost_expression="cost", load=load,
+                             description="the toy QP without y in its objective")
+
+
+def definition_again():  # the same fields as definition(), under another name
+    return definition()
 '''
 
 
@@ -175,6 +191,74 @@ def test_the_disk_key_follows_the_data(toy):
     assert a == problems._compiled_path(d, {"cap": 2.0}, "true")
     assert a != problems._compiled_path(d, {"cap": 3.0}, "true")
     assert a != problems._compiled_path(d, {"cap": 2.0}, "tampered")
+
+
+def test_two_definitions_of_one_module_never_share_a_compiled_entry(toy):
+    first = load_problem("toyproblem:definition")
+    problems.clear_problems()
+    flat = load_problem("toyproblem:definition_flat")  # same module, data, variant and expressions
+    assert not flat.from_disk and flat.nlp.fingerprint != first.nlp.fingerprint
+    problems.clear_problems()
+    assert load_problem("toyproblem:definition").nlp.fingerprint == first.nlp.fingerprint
+    assert load_problem("toyproblem:definition_flat").nlp.fingerprint == flat.nlp.fingerprint
+    keys = {problems.compiled_key(problem_definition(f"toyproblem:{a}"), {"cap": 2.0}, "true")
+            for a in ("definition", "definition_flat", "definition_again")}
+    assert len(keys) == 3  # even the same fields under another attribute are another entry
+
+
+def _mutations(d: ProblemDefinition, toy: Path):
+    """Each input of a compiled entry changed once: (what, key after the change)."""
+    import dataclasses
+
+    def key(definition=d, data=None, variant="true"):
+        return problems.compiled_key(definition, {"cap": 2.0} if data is None else data, variant)
+
+    yield "data", key(data={"cap": 2.5})
+    yield "variant", key(variant="tampered")
+    yield "cost expression", key(dataclasses.replace(d, cost_expression=None))
+    yield "expressions", key(dataclasses.replace(d, expressions=("cost",), cost_expression=None))
+    yield "loader", key(dataclasses.replace(d, load=lambda case: {"cap": 2.0}))
+    yield "variants", key(dataclasses.replace(d, variants=("true", "tampered", "other")))
+    yield "origin", key(dataclasses.replace(d, origin="toyproblem:definition_again"))
+    yield "data key", key(dataclasses.replace(d, data_key=lambda data: b"cap"))
+    src = toy / "toyproblem.py"
+    text = src.read_text()
+    src.write_text(text.replace("bounds=(-10, 10)", "bounds=(-10, 11)", 1))
+    yield "builder source", key()
+    src.write_text(text)
+    extra = toy / "compiler_part.py"
+    extra.write_text("# a compiler module\n")
+    files = problems._compiler_files()
+    problems._compiler_files = lambda: [*files, extra]
+    try:
+        yield "compiler module", key()
+        extra.write_text("# a compiler module, edited\n")
+        yield "compiler source", key()
+    finally:
+        problems._compiler_files = _compiler_files_original
+    import casadi
+
+    version = casadi.__version__
+    casadi.__version__ = version + ".post1"
+    try:
+        yield "casadi version", key()
+    finally:
+        casadi.__version__ = version
+
+
+_compiler_files_original = problems._compiler_files
+
+
+def test_a_change_to_any_input_of_a_compiled_entry_is_a_miss(toy):
+    d = problem_definition("toyproblem:definition")
+    base = problems.compiled_key(d, {"cap": 2.0}, "true")
+    assert base is not None and base == problems.compiled_key(d, {"cap": 2.0}, "true")
+    seen = {"base": base}
+    for what, key in _mutations(d, toy):
+        assert key is not None and key not in seen.values(), f"changing the {what} kept the key"
+        seen[what] = key
+    assert problems.compiled_key(d, {"cap": 2.0}, "true") == base  # everything restored: the same key again
+    assert len(seen) == 13
 
 
 def test_a_builder_failure_is_one_line(toy, tmp_path):

@@ -15,8 +15,9 @@ string of a scenario, a sweep or the command line is then resolved by :func:`pro
 anything else is a :class:`~poso_sim.errors.ProblemError` naming the string.
 
 :func:`load_problem` returns the :class:`Problem` of a case variant, compiled once per process. Its compiled
-functions are also kept on disk (``<cache dir>/compiled/``), keyed by the case data, the variant, the compiled
-expression names, the source of the builder and of the compiler, and the CasADi version. A later process loads
+functions are also kept on disk (``<cache dir>/compiled/``), keyed by the identity of what produced them
+(:func:`compiled_key`): the definition (where it came from, its fields, its source), the case data, the variant,
+the compiled expression names, the source of the compiler and the CasADi version. A later process loads
 them with their names, bounds and structure without importing Pyomo or building the model; the Pyomo model is
 built only when something needs it (:attr:`Problem.model`, ``nlp.load_into_model``, ``nlp.x_from_model``).
 See docs/nlp.md.
@@ -24,8 +25,11 @@ See docs/nlp.md.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import importlib
+import inspect
 import importlib.util
 import os
 import re
@@ -54,10 +58,12 @@ __all__ = [
     "clear_problems",
     "manchester_problem",
     "COMPILED_FORMAT",
+    "compiled_key",
+    "definition_identity",
 ]
 
 #: Version of the disk-cache key of compiled problems (bump when the key recipe changes).
-COMPILED_FORMAT = "poso-sim/compiled-problem/v2"
+COMPILED_FORMAT = "poso-sim/compiled-problem/v3"
 
 _REFERENCE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -87,6 +93,9 @@ class ProblemDefinition:
             :attr:`parameters`, instances that differ only in Param data share one compiled structure: a new
             instance is a parameter update (``CompiledNLP.with_data``), not a new compile.
         parameters: ``parameters(data) -> {Param element name: value}`` without Pyomo (the instance's Param data).
+        origin: the ``"module:attribute"`` the definition came from; set by the registry when it resolves a
+            reference, and part of the definition's identity (two definitions of one module never share a
+            compiled-cache entry).
     """
 
     build: Callable[[Any, str], Any]
@@ -100,6 +109,7 @@ class ProblemDefinition:
     description: str = ""
     structure_key: Callable[[Any], bytes] | None = None
     parameters: Callable[[Any], Any] | None = None
+    origin: str = ""
 
     def __post_init__(self) -> None:
         if not callable(self.build):
@@ -194,7 +204,8 @@ def _definition_from_factory(reference: str) -> ProblemDefinition:
         raise ProblemError(f"case {reference!r}: {type(exc).__name__}: {exc}") from None
     if not isinstance(definition, ProblemDefinition):
         raise ProblemError(f"case {reference!r} returned {type(definition).__name__}, not a ProblemDefinition")
-    return definition
+    # a copy that knows where it came from: the same object may be reachable under several attributes
+    return dataclasses.replace(definition, origin=reference)
 
 
 def _is_case_file(case: str) -> bool:
@@ -447,19 +458,87 @@ def _data_bytes(definition: ProblemDefinition, data: Any) -> bytes | None:
 
 
 def _source_files(definition: ProblemDefinition) -> list[Path]:
-    files = [Path(f) for f in definition.source_files]
-    if not files:
-        module = importlib.import_module(definition.build.__module__)
+    """The files whose content shapes what ``definition`` builds: its ``source_files``, else the modules of its
+    builder and of the factory it came from."""
+    if definition.source_files:
+        return [Path(f) for f in definition.source_files]
+    modules = [getattr(definition.build, "__module__", None)]
+    if definition.origin:
+        modules.append(definition.origin.partition(":")[0])
+    files = []
+    for name in dict.fromkeys(m for m in modules if m):
+        module = importlib.import_module(name)
         if getattr(module, "__file__", None):
-            files = [Path(module.__file__)]
-    # the compiler's sources: every module of poso_sim.nlp but this registry and the Solution type, which do not
-    # shape the compiled functions (so editing them keeps the cache)
+            files.append(Path(module.__file__))
+    return files
+
+
+def _compiler_files() -> list[Path]:
+    """The compiler's sources: every module of poso_sim.nlp but this registry and the Solution type, which do not
+    shape the compiled functions (so editing them keeps the cache)."""
     here = Path(__file__).resolve()
-    compiler = [p for p in sorted(here.parent.glob("*.py")) if p.name not in (here.name, "solution.py")]
-    return files + compiler
+    return [p for p in sorted(here.parent.glob("*.py")) if p.name not in (here.name, "solution.py")]
 
 
-def _compiled_path(definition: ProblemDefinition, data: Any, variant: str) -> Path | None:
+def _plain(value: Any) -> Any:
+    """``value`` as JSON-able data for an identity: plain values as they are, anything else by its type."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, Path):
+        return str(value)
+    return _callable_identity(value) if callable(value) else f"<{type(value).__module__}.{type(value).__qualname__}>"
+
+
+def _callable_identity(fn: Any) -> Any:
+    """What a callable of a definition is: its module and qualified name, the source of its code (the module's
+    file is hashed besides: this covers functions defined where no file is), its bound arguments and closure."""
+    if fn is None:
+        return None
+    if isinstance(fn, functools.partial):
+        return ["partial", _callable_identity(fn.func), _plain(fn.args), _plain(fn.keywords)]
+    if dataclasses.is_dataclass(fn) and not isinstance(fn, type):  # a callable record (e.g. a loader bound to a file)
+        fields = {f.name: _plain(getattr(fn, f.name)) for f in dataclasses.fields(fn)}
+        return [f"{type(fn).__module__}.{type(fn).__qualname__}", fields]
+    code = getattr(fn, "__code__", None)
+    ident: list[Any] = [getattr(fn, "__module__", None), getattr(fn, "__qualname__", type(fn).__qualname__)]
+    if code is not None:
+        try:
+            ident.append(hashlib.sha256(inspect.getsource(fn).encode()).hexdigest())
+        except (OSError, TypeError):  # no source file (an interactive session): the bytecode and its names
+            ident.append(hashlib.sha256(code.co_code + "\n".join(code.co_names).encode()).hexdigest())
+        cells = [c.cell_contents for c in getattr(fn, "__closure__", None) or ()]
+        # a closed-over function by its name (its module's source is hashed), so recursion ends
+        ident.append([[getattr(v, "__module__", None), getattr(v, "__qualname__", None)] if callable(v) else _plain(v)
+                      for v in cells])
+    return ident
+
+
+def definition_identity(definition: ProblemDefinition) -> bytes:
+    """The identity of a definition, for cache keys: where it came from (``origin``), every field (callables by
+    :func:`_callable_identity`) and the content of its source files. Two definitions of one module differ in it;
+    an edit of the builder's module changes it."""
+    fields = {}
+    for f in dataclasses.fields(definition):
+        if f.name in ("description", "source_files"):
+            continue
+        value = getattr(definition, f.name)
+        fields[f.name] = _callable_identity(value) if callable(value) else _plain(value)
+    h = hashlib.sha256(canonical_json(fields).encode())
+    for path in _source_files(definition):
+        h.update(str(path.name).encode() + b"\0" + path.read_bytes())  # OSError: the caller keeps no disk entry
+    return h.digest()
+
+
+def compiled_key(definition: ProblemDefinition, data: Any, variant: str) -> str | None:
+    """The key of the compiled-problem cache entry of ``definition``'s ``variant`` on ``data``: the identity of
+    everything that produces the entry - the definition (:func:`definition_identity`), the instance data (its
+    structure key for a parametric definition), the variant, the compiled expression names and the compiler
+    (its sources and the CasADi version). ``None``: no disk entry (data without a canonical form, an unreadable
+    source file)."""
     import casadi  # the compiled functions are CasADi's serialisation: its version is part of the key
 
     raw = bytes(definition.structure_key(data)) if definition.structure_key is not None else _data_bytes(definition, data)
@@ -468,12 +547,18 @@ def _compiled_path(definition: ProblemDefinition, data: Any, variant: str) -> Pa
     h = hashlib.sha256(COMPILED_FORMAT.encode() + b"\n")
     h.update(canonical_json([variant, list(definition.compiled_expressions), casadi.__version__]).encode())
     h.update(hashlib.sha256(raw).digest())
-    for f in _source_files(definition):
-        try:
+    try:
+        h.update(definition_identity(definition))
+        for f in _compiler_files():
             h.update(f.read_bytes())
-        except OSError:
-            return None
-    return default_cache_dir() / "compiled" / f"{h.hexdigest()}.nlp"
+    except OSError:
+        return None
+    return h.hexdigest()
+
+
+def _compiled_path(definition: ProblemDefinition, data: Any, variant: str) -> Path | None:
+    key = compiled_key(definition, data, variant)
+    return None if key is None else default_cache_dir() / "compiled" / f"{key}.nlp"
 
 
 #: Compiled problems kept on disk (about 30 MB each for Manchester); the least recently used go first.
