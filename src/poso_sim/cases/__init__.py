@@ -45,7 +45,6 @@ _LAZY = {
     "update_parameters": "model",
     "COST_EXPRESSIONS": "model",
     "PARAMETER_NAMES": "model",
-    "BUILDER_FILES": "model",
     "model_sizes": "sizes",
 }
 
@@ -89,7 +88,6 @@ __all__ = [
     "structure_digest",
     "COST_EXPRESSIONS",
     "PARAMETER_NAMES",
-    "BUILDER_FILES",
     "case_from_dict",
     "list_cases",
     "load_case",

@@ -21,14 +21,8 @@ from .schema import Case
 
 VARIANTS = ("true", "tampered", "feasible")
 
-#: Source files of the model builder (relative to the package root), e.g. for cache keys of compiled problems.
-BUILDER_FILES = (
-    "cases/model.py", "cases/ies/data.py", "cases/ies/electric.py", "cases/ies/heat.py", "cases/ies/gas.py",
-    "cases/ies/storage.py", "cases/ies/hubs.py", "cases/ies/objective.py", "cases/generator.py",
-)  # fmt: skip
-
 __all__ = [
-    "BUILDER_FILES", "COST_EXPRESSIONS", "CONSTRAINT_FAMILIES", "PARAMETER_NAMES", "TAMPERED_UNIT",
+    "COST_EXPRESSIONS", "CONSTRAINT_FAMILIES", "PARAMETER_NAMES", "TAMPERED_UNIT",
     "VARIABLE_NAMES", "VARIANTS", "build_model", "update_parameters",
 ]  # fmt: skip
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from typing import Callable
@@ -9,7 +10,7 @@ from typing import Callable
 import numpy as np
 
 from poso_sim.cases import load_case
-from poso_sim.common import OK_STATUSES
+from poso_sim.common import OK_STATUSES, canonical_json
 from poso_sim.errors import ConfigError
 from poso_sim.solvers.cache import SolutionCache, cache_key
 from poso_sim.nlp.solution import Solution
@@ -17,6 +18,8 @@ from poso_sim.nlp.solution import Solution
 # The compiled problem of a case variant comes from the problem registry (poso_sim.nlp.problems); these names
 # stay importable from here.
 from poso_sim.nlp.problems import (  # noqa: F401 - re-exported
+    _compiled_path,
+    _data_bytes,
     _load_compiled,
     _save_compiled,
     _write_shortcut,
@@ -89,39 +92,28 @@ def solve_case(
     Cache hits and misses, and each stage's end, are logged at INFO (``extra["poso_progress"]``).
     """
     from poso_sim.solvers.backend import violation
-    from poso_sim.solvers.pipeline import (
-        BACKENDS, DEFAULT_BACKEND, PIPELINE_VERSION, RECIPES, Recipe, SolveError, make_backend, solve_reduced,
-    )
+    from poso_sim.solvers.pipeline import PIPELINE_VERSION, RECIPES, Recipe, SolveError, make_backend, solve_reduced
 
-    bname = DEFAULT_BACKEND if backend is None else ("cyipopt" if backend == "ipopt" else str(backend))
-    if bname not in BACKENDS:
-        raise ConfigError(f"unknown solver backend {backend!r} (choose from {', '.join(BACKENDS)})")
+    bname = _backend_name(backend)
     definition = problem_definition(case)
-    if definition.solve_recipe != IES_RECIPE:
-        sol, cached = _solve_registered(case, variant, definition, bname, cache, cache_dir, progress)
-        return (sol, cached) if return_cached_flag else sol
-    options = {"starts": int(starts)}
-    case_obj = load_case(case)
     store = SolutionCache(cache_dir) if cache else None
+    lookup = _lookup_for(case, variant, definition, bname, starts, store)
+    if definition.solve_recipe != IES_RECIPE:
+        sol, cached = _solve_registered(case, variant, definition, bname, lookup, progress)
+        return (sol, cached) if return_cached_flag else sol
+    case_obj = load_case(case)
     label = {"case": str(case), "variant": variant}
-    # fast path: the case data and the code that builds and solves the model identify the entry without
-    # building or compiling anything (the entry itself is keyed by the compiled problems' fingerprints)
-    alias = _source_key(case_obj, variant, {**options, "backend": bname}, PIPELINE_VERSION)
-    if store is not None:
-        full = _read_alias(store, alias)
-        hit = store.get(full) if full else None
-        if hit is not None:
-            _log_cache(label, "hit", bname)
-            return (hit, True) if return_cached_flag else hit
+    hit = lookup.fast()
+    if hit is not None:
+        _log_cache(label, "hit", bname)
+        return (hit, True) if return_cached_flag else hit
     model, nlp = get_problem(case, variant)
     _, shared = get_problem(case, "true")
-    key = cache_key(shared.fingerprint + ":" + nlp.fingerprint, variant, bname, options, PIPELINE_VERSION)
-    if store is not None:
-        hit = store.get(key)
-        if hit is not None:
-            _write_alias(store, alias, key)
-            _log_cache(label, "hit", bname)
-            return (hit, True) if return_cached_flag else hit
+    hit = lookup.full(shared.fingerprint, nlp.fingerprint)
+    if hit is not None:
+        _log_cache(label, "hit", bname)
+        return (hit, True) if return_cached_flag else hit
+    if lookup.store is not None:
         _log_cache(label, "miss", bname)
     t0 = time.perf_counter()
     recipe = RECIPES.get(variant, Recipe())
@@ -167,9 +159,7 @@ def solve_case(
         cost_breakdown=_cost_breakdown(shared, res.x),
         message=res.message,
     )
-    if store is not None:
-        store.put(key, sol)
-        _write_alias(store, alias, key)
+    lookup.put(sol)
     return (sol, False) if return_cached_flag else sol
 
 
@@ -179,26 +169,26 @@ IES_RECIPE = "poso_sim.solvers.pipeline:solve_reduced"
 GENERIC_VERSION = "registered-v1"
 
 
-def _solve_registered(case, variant, definition, bname, cache, cache_dir, progress):
+def _solve_registered(case, variant, definition, bname, lookup, progress):
     """Any registered problem: its own recipe (``recipe(model, nlp, x0, progress=None)`` returning a point with
     ``x, y, z_L/zL, z_U/zU, status, iterations, message``), or Ipopt from the model's initial values; the same
     final check and the same expression on the honest problem as the staged pipeline's plans."""
     from poso_sim.solvers.backend import violation
     from poso_sim.solvers.pipeline import SolveError, final_check, make_backend
 
-    problem = load_problem(case, variant)
-    nlp = problem.nlp
-    shared_problem = load_problem(case)
-    shared = shared_problem.nlp
     label = {"case": str(case), "variant": variant}
     recipe = definition.solve_recipe or "ipopt-from-initial-values"
-    store = SolutionCache(cache_dir) if cache else None
-    key = cache_key(shared.fingerprint + ":" + nlp.fingerprint, variant, bname, {"recipe": recipe}, GENERIC_VERSION)
-    if store is not None:
-        hit = store.get(key)
-        if hit is not None:
-            _log_cache(label, "hit", bname)
-            return hit, True
+    hit = lookup.fast()
+    if hit is None:
+        problem = load_problem(case, variant)
+        nlp = problem.nlp
+        shared_problem = load_problem(case)
+        shared = shared_problem.nlp
+        hit = lookup.full(shared.fingerprint, nlp.fingerprint)
+    if hit is not None:
+        _log_cache(label, "hit", bname)
+        return hit, True
+    if lookup.store is not None:
         _log_cache(label, "miss", bname)
     t0 = time.perf_counter()
     backend = make_backend(bname)
@@ -245,8 +235,7 @@ def _solve_registered(case, variant, definition, bname, cache, cache_dir, progre
                         if shared.has_expr(name)},
         message=str(getattr(res, "message", "")),
     )
-    if store is not None:
-        store.put(key, sol)
+    lookup.put(sol)
     return sol, False
 
 
@@ -314,40 +303,116 @@ def solve_plans(
 
 
 def _cached_plan(case, variant, cache_dir, backend, starts):
-    """The cached plan if the fast alias path finds it (no build, no compile), else None."""
-    from poso_sim.solvers.pipeline import DEFAULT_BACKEND, PIPELINE_VERSION
+    """The cached plan if the fast path finds it (no build, no compile), else None."""
+    definition = problem_definition(case)
+    return _lookup_for(case, variant, definition, _backend_name(backend), starts, SolutionCache(cache_dir)).fast()
 
-    if problem_definition(case).solve_recipe != IES_RECIPE:
-        return None  # the generic route finds its cached plans by the compiled fingerprints
+
+def cached_solution(case: str = "manchester", variant: str = "true", *, cache_dir: str | None = None,
+                    backend: str | None = None, starts: int = 1) -> Solution | None:
+    """The plan :func:`solve_case` would return from the cache, or None. Never solves; when the fast path misses
+    it loads the compiled problems (compiling them if they are not on disk) to read the entry under their
+    fingerprints."""
+    definition = problem_definition(case)
+    lookup = _lookup_for(case, variant, definition, _backend_name(backend), starts, SolutionCache(cache_dir))
+    hit = lookup.fast()
+    if hit is None:
+        hit = lookup.full(load_problem(case).nlp.fingerprint, load_problem(case, variant).nlp.fingerprint)
+    return hit
+
+
+def _backend_name(backend: str | None) -> str:
+    from poso_sim.solvers.pipeline import BACKENDS, DEFAULT_BACKEND
+
     bname = DEFAULT_BACKEND if backend is None else ("cyipopt" if backend == "ipopt" else str(backend))
-    store = SolutionCache(cache_dir)
-    alias = _source_key(load_case(case), variant, {"starts": int(starts), "backend": bname}, PIPELINE_VERSION)
-    full = _read_alias(store, alias)
-    return store.get(full) if full else None
+    if bname not in BACKENDS:
+        raise ConfigError(f"unknown solver backend {backend!r} (choose from {', '.join(BACKENDS)})")
+    return bname
 
 
-_COMPILE_FILES = ("cases/model.py", "nlp/walker.py", "nlp/compiled.py")
-_CODE_FILES = _COMPILE_FILES + (
-    "solvers/start.py", "solvers/reduce.py", "solvers/pipeline.py", "solvers/ipopt.py", "solvers/casadi_ipopt.py",
-)
+def _lookup_for(case, variant, definition, bname, starts, store) -> "_Lookup":
+    """The cache keys of a plan: the recipe's options and version come from the route that solves it."""
+    from poso_sim.solvers.pipeline import PIPELINE_VERSION
+
+    if definition.solve_recipe == IES_RECIPE:
+        options, version = {"starts": int(starts)}, PIPELINE_VERSION
+    else:
+        options, version = {"recipe": definition.solve_recipe or "ipopt-from-initial-values"}, GENERIC_VERSION
+    return _Lookup(case, variant, definition, bname, options, version, store)
 
 
-def _source_key(case_obj, variant: str, options: dict, pipeline_version: str, files=_CODE_FILES) -> str:
-    """SHA-256 over the case data, the variant, the options and the source of the model/solve code."""
-    import hashlib
-    import json
-    from pathlib import Path
+#: Version of the fast path's key (bump when :meth:`_Lookup.alias_key` changes what it hashes).
+ALIAS_VERSION = "poso-sim/solve-alias/v2"
 
-    root = Path(__file__).resolve().parent.parent
-    h = hashlib.sha256(b"poso-sim/solve-alias/v1\n")
-    h.update(case_obj.model_dump_json(by_alias=True).encode())
-    h.update(json.dumps([variant, options, pipeline_version], sort_keys=True).encode())
-    import casadi
 
-    h.update(casadi.__version__.encode())
-    for rel in files:
-        h.update((root / rel).read_bytes())
-    return h.hexdigest()
+class _Lookup:
+    """The solution cache's keys of one plan: one scheme for every problem and recipe.
+
+    The entry is keyed by what the plan solves and how: the fingerprints of the compiled shared and variant
+    problems (structure and instance, what the certificate checks), the variant, the backend, the recipe's options
+    and the recipe's own version. The fast path (an ``<alias>.alias`` file naming the entry) avoids building and
+    compiling: its key is the disk-cache key of both compiled problems (the definition's source files, the
+    compiler's sources, the variant, the CasADi version) with the instance data, and the same solve identity, so
+    any change to what produced the entry is a miss there too.
+    """
+
+    def __init__(self, case, variant, definition, backend, options, version, store):
+        self.case, self.variant, self.definition = str(case), variant, definition
+        self.solve_id = {"variant": variant, "backend": backend, "options": dict(options), "version": version}
+        self.store = store
+        self.key: str | None = None
+        self._alias: str | None | bool = False
+
+    def alias_key(self) -> str | None:
+        """The fast path's key, or None when the compiled problems have no disk-cache key (no fast path)."""
+        if self._alias is False:
+            self._alias = self._alias_key()
+        return self._alias  # type: ignore[return-value]
+
+    def _alias_key(self) -> str | None:
+        definition = self.definition
+        data = definition.load(self.case) if definition.load is not None else None
+        raw = _data_bytes(definition, data)
+        if raw is None:
+            return None
+        compiled = []
+        for v in dict.fromkeys((definition.honest_variant, self.variant)):
+            path = _compiled_path(definition, data, v)
+            if path is None:
+                return None
+            compiled.append(path.stem)
+        payload = {"v": ALIAS_VERSION, "compiled": compiled, "data": hashlib.sha256(raw).hexdigest(), **self.solve_id}
+        return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
+
+    def fast(self) -> Solution | None:
+        """The entry the fast path names, or None."""
+        if self.store is None:
+            return None
+        alias = self.alias_key()
+        full = _read_alias(self.store, alias) if alias else None
+        return self.store.get(full) if full else None
+
+    def full(self, shared_fingerprint: str, fingerprint: str) -> Solution | None:
+        """The entry under the compiled problems' fingerprints (recording the fast path to it on a hit)."""
+        sid = self.solve_id
+        self.key = cache_key(shared_fingerprint + ":" + fingerprint, self.variant, sid["backend"], sid["options"],
+                             sid["version"])
+        if self.store is None:
+            return None
+        hit = self.store.get(self.key)
+        if hit is not None:
+            self._remember()
+        return hit
+
+    def put(self, sol: Solution) -> None:
+        if self.store is not None and self.key is not None:
+            self.store.put(self.key, sol)
+            self._remember()
+
+    def _remember(self) -> None:
+        alias = self.alias_key()
+        if alias and self.key:
+            _write_alias(self.store, alias, self.key)
 
 
 def _read_alias(store: SolutionCache, alias: str) -> str | None:
