@@ -23,3 +23,7 @@ class ConfigError(PosoError):
 
 class ProblemError(PosoError):
     """A problem definition, or a ``case:`` reference to one, is invalid or unknown (message names it)."""
+
+
+class ProblemMismatchError(PosoError):
+    """A plan is for another problem than the one named to check it against (their fingerprints differ)."""

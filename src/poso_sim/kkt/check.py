@@ -21,6 +21,7 @@ import numpy as np
 
 from poso_sim.kkt.certificate import DEFAULT_TOLERANCES, Certificate, Tolerances
 from poso_sim.kkt.decide import MultiplierSearch
+from poso_sim.kkt.origin import problem_of
 from poso_sim.nlp.solution import solution_digest
 
 __all__ = ["KKTChecker", "verify", "checker_for", "Measures"]
@@ -410,13 +411,20 @@ def checker_for(problem: Any) -> KKTChecker:
 
 def verify(
     problem: Any,
-    solution: Any,
+    solution: Any = None,
     tolerances: Tolerances | None = None,
     *,
     claimed_digest: str | None = None,
 ) -> Certificate:
     """Check ``solution`` against the verifier's own compiled ``problem``; return a :class:`Certificate`.
 
-    ``claimed_digest`` is the digest the message announced (if any); it must equal the digest of the content.
+    ``problem`` may also be a ``case:`` string, or ``None`` (or left out: ``verify(solution)``) for the case and
+    instance the solution names; either way a plan of another problem raises ``ProblemMismatchError``
+    (:func:`poso_sim.kkt.origin.problem_of`). ``claimed_digest`` is the digest the message announced (if any); it
+    must equal the digest of the content.
     """
+    if solution is None:
+        problem, solution = None, problem
+    if problem is None or isinstance(problem, str):
+        problem = problem_of(solution, problem)
     return checker_for(problem).verify(solution, tolerances, claimed_digest=claimed_digest)

@@ -25,7 +25,7 @@ import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -42,6 +42,8 @@ __all__ = [
     "DIGEST_HEADER",
     "solution_digest",
     "solution_html",
+    "read_header",
+    "size_limit",
 ]
 
 MAGIC = b"POSO-SIM-SOL\x00\r\n\x1a"
@@ -52,6 +54,10 @@ DIGEST_HEADER = b"poso-sim/solution-digest/v1\n"
 _PREFIX = struct.Struct("<16sIQ")
 _ARRAYS = ("x", "y", "z_L", "z_U")
 _MAX_HEADER = 1 << 30
+#: what :func:`read_header` reads at most (Manchester's header is 0.46 MB)
+_MAX_HEADER_PEEK = 1 << 26
+#: room for a plan's metadata beyond its names in :func:`size_limit`
+_META_ALLOWANCE = 1 << 20
 
 
 def _f64(a: Any) -> np.ndarray:
@@ -202,12 +208,79 @@ def encode_solution(sol: Solution) -> bytes:
     return body + hashlib.sha256(body).digest()
 
 
-def decode_solution(data: bytes, where: str = "<bytes>") -> Solution:
-    """Parse solution-file bytes; ``where`` names the source in error messages."""
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
-    def fail(reason: str) -> SolutionFileError:
-        return SolutionFileError(f"{where}: {reason}")
 
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_str_list(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(w, str) for w in v)
+
+
+#: The type each metadata field must have (a file with another type is malformed, named by its field).
+_META_TYPES: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    **{k: ("a string", lambda v: isinstance(v, str))
+       for k in ("variant", "case", "status", "fingerprint", "solver", "message")},
+    **{k: ("a number", _is_num) for k in ("cost", "objective", "solve_seconds", "constraint_violation")},
+    "iterations": ("an integer", _is_int),
+    "stages": ("a list of objects", lambda v: isinstance(v, list) and all(isinstance(w, dict) for w in v)),
+    "cost_breakdown": ("an object of numbers",
+                       lambda v: isinstance(v, dict) and all(_is_num(w) for w in v.values())),
+}
+_HEADER_TYPES: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "format_version": ("an integer", _is_int),
+    "digest": ("a string", lambda v: isinstance(v, str)),
+    "payload_bytes": ("an integer", _is_int),
+    "payload_sha256": ("a string", lambda v: isinstance(v, str)),
+    "arrays": ("a list of objects", lambda v: isinstance(v, list) and all(isinstance(w, dict) for w in v)),
+    "meta": ("an object", lambda v: isinstance(v, dict)),
+}
+_OPTIONAL_HEADER = {"x_names": ("a list of strings", _is_str_list), "row_names": ("a list of strings", _is_str_list)}
+_ARRAY_TYPES = {"name": ("a string", lambda v: isinstance(v, str)), "dtype": ("a string", lambda v: isinstance(v, str)),
+                "offset": ("an integer", _is_int), "length": ("an integer", _is_int)}
+
+
+def _typed(obj: dict, types: Mapping[str, tuple[str, Callable[[Any], bool]]], where: str, required: bool) -> str | None:
+    """The first field of ``obj`` that is missing (when ``required``) or of the wrong type, as a message."""
+    for key, (what, ok) in types.items():
+        if key not in obj:
+            if required:
+                return f"header field {where}{key} is missing"
+            continue
+        if not ok(obj[key]):
+            return f"header field {where}{key} is {type(obj[key]).__name__}, expected {what}"
+    return None
+
+
+def _header_problem(header: Any, version: int) -> str | None:
+    """What is wrong with a parsed header (first fault, one line), or ``None``: every field of the right type."""
+    if not isinstance(header, dict) or header.get("magic") != HEADER_MAGIC:
+        return "not a poso-sim solution file (bad header magic)"
+    fault = _typed(header, _HEADER_TYPES, "", True) or _typed(header, _OPTIONAL_HEADER, "", False)
+    if fault:
+        return fault
+    if header["format_version"] != version:
+        return "inconsistent format version in header"
+    for i, spec in enumerate(header["arrays"]):
+        fault = _typed(spec, _ARRAY_TYPES, f"arrays[{i}].", True)
+        if fault:
+            return fault
+    return _typed(header["meta"], _META_TYPES, "meta.", False)
+
+
+def _parse_header(text: bytes) -> Any:
+    """JSON of a header; any failure (bad UTF-8 or JSON, nesting too deep for the parser) -> ValueError."""
+    try:
+        return json.loads(text.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, MemoryError) as exc:
+        raise ValueError(exc.__class__.__name__) from None
+
+
+def _prefix(data: bytes, size: int, fail: Callable[[str], SolutionFileError]) -> tuple[int, int]:
+    """``(version, header_len)`` of a file of ``size`` bytes whose first bytes are ``data``."""
     if len(data) < _PREFIX.size:
         if MAGIC.startswith(data[: len(MAGIC)]) and data:
             raise fail("truncated solution file")
@@ -219,38 +292,46 @@ def decode_solution(data: bytes, where: str = "<bytes>") -> Solution:
         raise fail(f"solution format version {version} is newer than supported ({FORMAT_VERSION}); upgrade poso-sim")
     if version < 1:
         raise fail(f"unknown solution format version {version}")
-    if len(data) < _PREFIX.size + 32 or hlen > _MAX_HEADER or _PREFIX.size + hlen + 32 > len(data):
+    if size < _PREFIX.size + 32 or hlen > _MAX_HEADER or _PREFIX.size + hlen + 32 > size:
         raise fail("truncated solution file")
+    return version, hlen
+
+
+def decode_solution(data: bytes, where: str = "<bytes>") -> Solution:
+    """Parse solution-file bytes; ``where`` names the source in error messages."""
+
+    def fail(reason: str) -> SolutionFileError:
+        return SolutionFileError(f"{where}: {reason}")
+
+    version, hlen = _prefix(data, len(data), fail)
     body, trailer = data[:-32], data[-32:]
     if hashlib.sha256(body).digest() != trailer:
         raise fail("corrupt or truncated solution file (checksum mismatch)")
     try:
-        header = json.loads(data[_PREFIX.size : _PREFIX.size + hlen].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise fail(f"corrupt header ({exc.__class__.__name__})") from None
-    if not isinstance(header, dict) or header.get("magic") != HEADER_MAGIC:
-        raise fail("not a poso-sim solution file (bad header magic)")
-    if header.get("format_version") != version:
-        raise fail("inconsistent format version in header")
+        header = _parse_header(data[_PREFIX.size : _PREFIX.size + hlen])
+    except ValueError as exc:
+        raise fail(f"corrupt header ({exc})") from None
+    fault = _header_problem(header, version)
+    if fault:
+        raise fail(fault)
     payload = body[_PREFIX.size + hlen :]
+    if header["payload_bytes"] != len(payload):
+        raise fail(f"payload is {len(payload)} bytes, header says {header['payload_bytes']}")
+    if hashlib.sha256(payload).hexdigest() != header["payload_sha256"]:
+        raise fail("payload checksum mismatch")
+    arrays: dict[str, np.ndarray] = {}
+    for spec in header["arrays"]:
+        if spec["dtype"] != "<f8":
+            raise fail(f"unsupported dtype {spec['dtype'][:40]!r} for array {spec['name'][:40]!r}")
+        off, length = spec["offset"], spec["length"]
+        if off < 0 or length < 0 or off + 8 * length > len(payload):
+            raise fail(f"array {spec['name'][:40]!r} lies outside the payload")
+        arrays[spec["name"]] = np.frombuffer(payload, dtype="<f8", count=length, offset=off).astype(np.float64)
+    missing = [a for a in _ARRAYS if a not in arrays]
+    if missing:
+        raise fail(f"missing arrays {missing}")
+    meta = header["meta"]
     try:
-        if header["payload_bytes"] != len(payload):
-            raise fail(f"payload is {len(payload)} bytes, header says {header['payload_bytes']}")
-        if hashlib.sha256(payload).hexdigest() != header["payload_sha256"]:
-            raise fail("payload checksum mismatch")
-        arrays: dict[str, np.ndarray] = {}
-        for spec in header["arrays"]:
-            if spec["dtype"] != "<f8":
-                raise fail(f"unsupported dtype {spec['dtype']!r} for array {spec['name']}")
-            off, length = int(spec["offset"]), int(spec["length"])
-            if off < 0 or length < 0 or off + 8 * length > len(payload):
-                raise fail(f"array {spec['name']} lies outside the payload")
-            arrays[spec["name"]] = np.frombuffer(payload, dtype="<f8", count=length, offset=off).astype(np.float64)
-        missing = [a for a in _ARRAYS if a not in arrays]
-        if missing:
-            raise fail(f"missing arrays {missing}")
-        meta = header["meta"]
-        kwargs = {k: meta[k] for k in _META_FIELDS if k in meta}
         sol = Solution(
             x=arrays["x"],
             y=arrays["y"],
@@ -258,13 +339,12 @@ def decode_solution(data: bytes, where: str = "<bytes>") -> Solution:
             z_U=arrays["z_U"],
             x_names=list(header.get("x_names", [])),
             row_names=list(header.get("row_names", [])),
-            **kwargs,
+            **{k: meta[k] for k in _META_FIELDS if k in meta},
         )
-    except SolutionFileError:
-        raise
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise fail(f"malformed header ({exc.__class__.__name__}: {exc})") from None
-    if sol.digest != header.get("digest"):
+        digest = sol.digest
+    except (TypeError, ValueError, OverflowError, AttributeError) as exc:
+        raise fail(f"malformed header ({exc.__class__.__name__}: {str(exc)[:200]})") from None
+    if digest != header["digest"]:
         raise fail("digest mismatch: the arrays do not match the recorded digest")
     return sol
 
@@ -278,14 +358,69 @@ def save_solution(sol: Solution, path: str | os.PathLike) -> Path:
         raise SolutionFileError(f"{p}: cannot write solution file ({exc.strerror or exc})") from None
 
 
-def load_solution(path: str | os.PathLike) -> Solution:
-    """Read a solution file; any problem -> :class:`SolutionFileError` naming the file and the reason."""
+def load_solution(path: str | os.PathLike, *, max_bytes: int | None = None) -> Solution:
+    """Read a solution file; any problem -> :class:`SolutionFileError` naming the file and the reason.
+
+    ``max_bytes`` (e.g. :func:`size_limit` of the problem the plan is for): a larger file is refused before any of
+    it is read, so a huge file costs neither the time to hash it nor the memory to hold it.
+    """
     p = Path(path)
     try:
-        data = p.read_bytes()
+        with p.open("rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if max_bytes is not None and size > max_bytes:
+                raise SolutionFileError(
+                    f"{p}: {size} bytes, more than a plan of this problem can take ({max_bytes}); refused unread")
+            # read at most one byte past the limit: a pipe or device reports no size
+            data = fh.read() if max_bytes is None else fh.read(max_bytes + 1)
     except OSError as exc:
         raise SolutionFileError(f"{p}: cannot read solution file ({exc.strerror or exc})") from None
+    if max_bytes is not None and len(data) > max_bytes:
+        raise SolutionFileError(f"{p}: more than {max_bytes} bytes, more than a plan of this problem can take")
     return decode_solution(data, str(p))
+
+
+def read_header(path: str | os.PathLike, *, max_header: int = _MAX_HEADER_PEEK) -> dict:
+    """The JSON header of a solution file (its ``meta`` names the case, the variant and the problem's
+    fingerprint), read without the payload: the prefix, then at most ``max_header`` bytes.
+
+    Only the header is checked (magic, version, sizes, field types): the checksums need the whole file
+    (:func:`load_solution`). Any problem -> :class:`SolutionFileError` naming the file.
+    """
+    p = Path(path)
+
+    def fail(reason: str) -> SolutionFileError:
+        return SolutionFileError(f"{p}: {reason}")
+
+    try:
+        with p.open("rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            start = fh.read(_PREFIX.size)
+            version, hlen = _prefix(start, size or 1 << 62, fail)  # a pipe or device reports no size
+            if hlen > max_header:
+                raise fail(f"header of {hlen} bytes, more than a solution file may have ({max_header})")
+            text = fh.read(hlen)
+    except OSError as exc:
+        raise SolutionFileError(f"{p}: cannot read solution file ({exc.strerror or exc})") from None
+    if len(text) < hlen:
+        raise fail("truncated solution file")
+    try:
+        header = _parse_header(text)
+    except ValueError as exc:
+        raise fail(f"corrupt header ({exc})") from None
+    fault = _header_problem(header, version)
+    if fault:
+        raise fail(fault)
+    return header
+
+
+def size_limit(n: int, m: int, names: Sequence[str] = ()) -> int:
+    """The largest solution file a plan of a problem with ``n`` variables, ``m`` rows and these variable and row
+    names can justify: its arrays, its names as escaped JSON (six bytes a character at worst, plus quotes and
+    commas), and a generous allowance for the metadata (stages, cost parts, messages)."""
+    chars = sum(len(s) for s in names)
+    header = 6 * chars + 8 * (n + m) + _META_ALLOWANCE
+    return _PREFIX.size + header + 8 * (3 * n + m) + 32
 
 
 # ---------------------------------------------------------------------------------------------------------------
