@@ -21,7 +21,7 @@ from poso_sim.errors import PosoError, ProblemMismatchError, SolutionFileError
 from poso_sim.kkt.certificate import Tolerances
 from poso_sim.kkt.check import checker_for
 from poso_sim.kkt.origin import case_to_check, check_same_problem
-from poso_sim.nlp.solution import load_solution, read_header, size_limit
+from poso_sim.nlp.solution import check_integrity, declared_size, load_solution, read_header, size_limit
 
 __all__ = ["add_verify_parser", "run_verify", "main", "EXIT_MISMATCH"]
 
@@ -74,7 +74,8 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, str, float, float]:
     from poso_sim.nlp import problems  # CasADi (about 0.2 s): loaded when verifying, not for --help
 
     t0 = time.perf_counter()
-    meta = read_header(args.file)["meta"]
+    header = read_header(args.file)
+    meta = header["meta"]
     try:
         case = case_to_check(meta.get("case"), args.case)
     except SolutionFileError as exc:
@@ -84,8 +85,13 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, str, float, float]:
     # or the model (which nothing here needs)
     problem = problems.get_compiled(case, getattr(args, "variant", None))
     t_compile = time.perf_counter() - t0 - t_head
-    # a plan of another problem is named as such before its bulk is read (its size may not fit this problem)
-    check_same_problem(_Claimed(meta), problem, case)
+    # a plan of another problem is named as such before its bulk is read (its size may not fit this problem), once
+    # its checksum shows that the header is as written (a corrupt file is bad input, whatever it claims)
+    try:
+        check_same_problem(_Claimed(meta), problem, case)
+    except ProblemMismatchError:
+        check_integrity(args.file, max_bytes=declared_size(header))
+        raise
     t1 = time.perf_counter()
     sol = load_solution(args.file, max_bytes=size_limit(problem.n, problem.m, [*problem.x_names, *problem.row_names]))
     check_same_problem(sol, problem, case)

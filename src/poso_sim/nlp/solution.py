@@ -44,6 +44,8 @@ __all__ = [
     "solution_html",
     "read_header",
     "size_limit",
+    "check_integrity",
+    "declared_size",
 ]
 
 MAGIC = b"POSO-SIM-SOL\x00\r\n\x1a"
@@ -412,6 +414,41 @@ def read_header(path: str | os.PathLike, *, max_header: int = _MAX_HEADER_PEEK) 
     if fault:
         raise fail(fault)
     return header
+
+
+def check_integrity(path: str | os.PathLike, *, max_bytes: int | None = None) -> None:
+    """Raise :class:`SolutionFileError` unless the file's trailer checksum covers its bytes (read in chunks: memory
+    stays bounded whatever the size); a file larger than ``max_bytes`` is refused unread. Tells a corrupt file
+    from an intact one whose header is all that has been read (:func:`read_header`)."""
+    p = Path(path)
+    try:
+        with p.open("rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if max_bytes is not None and size > max_bytes:
+                raise SolutionFileError(f"{p}: {size} bytes, more than its header's arrays justify; refused unread")
+            if size < _PREFIX.size + 32:
+                raise SolutionFileError(f"{p}: truncated solution file")
+            h = hashlib.sha256()
+            left = size - 32
+            while left > 0:
+                chunk = fh.read(min(left, 1 << 20))
+                if not chunk:
+                    break
+                h.update(chunk)
+                left -= len(chunk)
+            trailer = fh.read(32)
+    except OSError as exc:
+        raise SolutionFileError(f"{p}: cannot read solution file ({exc.strerror or exc})") from None
+    if left or h.digest() != trailer:
+        raise SolutionFileError(f"{p}: corrupt or truncated solution file (checksum mismatch)")
+
+
+def declared_size(header: Mapping[str, Any]) -> int:
+    """:func:`size_limit` of the arrays and names a (type-checked) header declares: the most an intact file with
+    this header may weigh."""
+    lengths = {spec["name"]: max(0, spec["length"]) for spec in header["arrays"]}
+    names = [*header.get("x_names", ()), *header.get("row_names", ())]
+    return size_limit(lengths.get("x", 0), lengths.get("y", 0), names)
 
 
 def size_limit(n: int, m: int, names: Sequence[str] = ()) -> int:
