@@ -150,6 +150,7 @@ _LOCK = threading.RLock()
 _REGISTRY: dict[str, ProblemDefinition | str] = {"manchester": "poso_sim.nlp.problems:manchester_problem"}
 if importlib.util.find_spec("poso_sim.cases.ieee33") is not None:  # registered where the feeder's package ships
     _REGISTRY["ieee33"] = "poso_sim.nlp.problems:ieee33_problem"
+_REGISTRY["trading"] = "poso_sim.nlp.problems:trading_problem"
 _BY_REFERENCE: dict[str, ProblemDefinition] = {}
 _PROBLEMS: dict[tuple[str, str], "Problem"] = {}
 #: compiled functions per (definition, variant, structure) of parametric definitions, shared by their instances
@@ -666,4 +667,31 @@ def ieee33_problem() -> ProblemDefinition:
         load=_load_ieee33,
         source_files=tuple(str(p) for p in sorted(root.rglob("*.py"))),
         description="IEEE 33-bus radial feeder (Baran & Wu 1989), DistFlow, DGs and a battery, 24 h",
+    )
+
+
+def _trading_package() -> Any:
+    return importlib.import_module("poso_sim.cases.trading")  # the trading case's data and loader (no Pyomo)
+
+
+def _load_trading(case: str) -> Any:
+    return _trading_package().market_instance(case)
+
+
+def _build_trading(data: Any, variant: str) -> Any:
+    return _trading_package().build_market_model(data.case, data.hour, variant)  # imports Pyomo on first use
+
+
+def trading_problem() -> ProblemDefinition:
+    """The trading case's centralised market clearing of one hour (hour 12): twelve hubs, the grid and the zone
+    heat sources; the balance rows' multipliers are the prices (docs/cases/trading.md)."""
+    root = Path(_trading_package().__file__).resolve().parent
+    return ProblemDefinition(
+        build=_build_trading,
+        cost_expression="total_cost",
+        expressions=("cost_gas", "cost_plants", "cost_grid", "cost_heat"),
+        load=_load_trading,
+        data_key=lambda data: data.key(),
+        source_files=tuple(str(p) for p in sorted(root.rglob("*.py"))),
+        description="Twelve energy hubs: centralised market clearing of hour 12 (the paper's trading system)",
     )

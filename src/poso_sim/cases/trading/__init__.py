@@ -1,0 +1,47 @@
+"""The trading case: twelve multi-energy hubs buying and selling gas, electricity and heat (the paper's second
+system, the reference's scene III). See docs/cases/trading.md.
+
+Public API::
+
+    load_trading_case("trading" | path) -> TradingCase     # the packaged case, or a case file
+    TradingCase: hubs, zone_of(hub), tariff(hour), grid_cap(hour), heat_sources, first_demand, initial_prices(hour)
+    build_hub_model(case, hub, hour=12) -> pyomo ConcreteModel      # one hub's best response (prices: Params)
+    build_market_model(case, hour=12) -> pyomo ConcreteModel        # the centralised market clearing of one hour
+"""
+
+from .loader import PACKAGED, MarketInstance, load_trading_case, market_instance, trading_case_from_dict
+from .schema import HOURS, Branch, Device, TradingCase, TradingHub, zone_rule
+
+# The model builders need Pyomo, a heavy import: loaded on first use (loading the case does not).
+_LAZY = {"build_hub_model": "model", "build_market_model": "model", "hub_parameters": "model",
+         "market_parameters": "model", "PRICE_PARAMS": "model"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "Branch",
+    "Device",
+    "HOURS",
+    "MarketInstance",
+    "PACKAGED",
+    "PRICE_PARAMS",
+    "TradingCase",
+    "TradingHub",
+    "build_hub_model",
+    "build_market_model",
+    "hub_parameters",
+    "load_trading_case",
+    "market_instance",
+    "market_parameters",
+    "trading_case_from_dict",
+    "zone_rule",
+]

@@ -1,0 +1,102 @@
+"""Loading the trading case: the packaged ``trading.json`` by name, or a case file by path; every failure is one
+``CaseError`` line naming the file, the hub (where there is one) and the field."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from ...errors import CaseError
+from ..loader import loc_to_path
+from .schema import TradingCase
+
+#: File name of the packaged case (inside this package).
+PACKAGED = "trading.json"
+
+
+def describe_error(err: dict[str, Any]) -> str:
+    """One pydantic error -> ``dotted.path: reason``."""
+    path = loc_to_path(tuple(err.get("loc", ())))
+    original = (err.get("ctx") or {}).get("error")
+    if isinstance(original, ValueError):
+        text = str(original)
+        head, sep, rest = text.partition(": ")
+        if sep and " " not in head:  # validator messages start with the (relative) field path
+            return f"{path + '.' if path else ''}{head}: {rest}"
+        return f"{path or '(case)'}: {text}"
+    kind = err.get("type")
+    if kind == "missing":
+        return f"{path}: field required"
+    if kind == "extra_forbidden":
+        return f"{path}: unknown field"
+    msg = str(err.get("msg", "invalid value"))
+    value = err.get("input")
+    shown = "" if isinstance(value, (dict, list)) else f" (got {value!r})"
+    return f"{path or '(case)'}: {msg[:1].lower() + msg[1:]}{shown}"
+
+
+def _hub_of(data: Any, loc: tuple) -> str:
+    if len(loc) > 1 and loc[0] == "hubs" and isinstance(loc[1], int):
+        try:
+            return f"hub {data['hubs'][loc[1]]['id']}: "
+        except (KeyError, IndexError, TypeError):
+            return ""
+    return ""
+
+
+def trading_case_from_dict(data: Any, source: str = "<case>") -> TradingCase:
+    """Validate a decoded trading-case document; ``source`` names it in error messages."""
+    if not isinstance(data, dict):
+        raise CaseError(f"{source}: (case): expected a JSON object at the top level")
+    try:
+        return TradingCase.model_validate(data)
+    except ValidationError as exc:
+        errs = exc.errors()
+        more = f" (and {len(errs) - 1} more problem{'s' if len(errs) > 2 else ''})" if len(errs) > 1 else ""
+        hub = _hub_of(data, tuple(errs[0].get("loc", ())))
+        raise CaseError(f"{source}: {hub}{describe_error(errs[0])}{more}") from None
+
+
+def load_trading_case(name_or_path: str | Path = "trading") -> TradingCase:
+    """The packaged case (``"trading"``) or the trading case in the JSON file ``name_or_path``."""
+    if str(name_or_path) == "trading":
+        text = resources.files(__package__).joinpath(PACKAGED).read_text(encoding="utf-8")
+        name = PACKAGED
+    else:
+        p = Path(name_or_path)
+        name = p.name
+        try:
+            text = p.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise CaseError(f"{name}: file not found ({p})") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CaseError(f"{name}: cannot read file: {exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CaseError(f"{name}: line {exc.lineno} column {exc.colno}: invalid JSON ({exc.msg})") from None
+    return trading_case_from_dict(data, name)
+
+
+@dataclass(frozen=True)
+class MarketInstance:
+    """The data of the centralised clearing problem: the case and the hour (1..24)."""
+
+    case: TradingCase
+    hour: int = 12
+
+    def key(self) -> bytes:
+        """Canonical bytes for cache keys: the case's JSON and the hour."""
+        return self.case.model_dump_json().encode() + f"\\nhour={self.hour}".encode()
+
+
+def market_instance(case: str = "trading", hour: int = 12) -> MarketInstance:
+    """The clearing problem's data for a ``case:`` string: ``"trading"`` (the packaged case, hour 12)."""
+    if case != "trading":
+        raise CaseError(f"case {case!r}: the trading problem takes the packaged case 'trading'")
+    return MarketInstance(load_trading_case("trading"), hour)

@@ -1,0 +1,140 @@
+"""A hub's best response: its problem compiled once, solved at any prices.
+
+``HubResponder(case, hour=12)`` builds and compiles each hub's model once (:func:`poso_sim.cases.trading.
+build_hub_model`, the prices and the hour's data are parameters of the compiled NLP) and wraps it in one CasADi
+Ipopt solver per hub. ``respond(hub, prices)`` solves it at ``prices = (gas, elec, heat)`` and returns the hub's
+purchases (gas, elec, heat; electricity or heat negative = selling). Each solve starts from the hub's previous
+solution (primal and dual) when there is one, so a sequence of calls is deterministic: the same calls in the same
+order give the same answers, bit for bit.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import casadi as ca
+import numpy as np
+
+from poso_sim.cases.trading import TradingCase, build_hub_model, hub_parameters
+from poso_sim.cases.trading.model import PRICE_PARAMS, TRADED
+from poso_sim.errors import ConfigError
+from poso_sim.nlp import compile_nlp
+
+log = logging.getLogger(__name__)
+
+Triple = tuple[float, float, float]
+
+#: Ipopt options of the best responses: tight tolerance (the market sums twelve answers), quiet
+IPOPT_OPTIONS = {"print_level": 0, "sb": "yes", "tol": 1e-9, "acceptable_tol": 1e-7, "mu_strategy": "adaptive",
+                 "max_iter": 200}
+WARM_OPTIONS = {"warm_start_init_point": "yes", "warm_start_bound_push": 1e-9, "warm_start_mult_bound_push": 1e-9,
+                "mu_init": 1e-6}
+
+
+class BestResponseError(RuntimeError):
+    """A hub's problem failed to solve at the given prices (the message names the hub and the prices)."""
+
+
+@dataclass
+class _Hub:
+    """One hub's compiled problem, its solvers and its last solution (the warm start)."""
+
+    hub: int
+    nlp: Any
+    cold: Any
+    warm: Any
+    buy_index: np.ndarray
+    price_index: np.ndarray
+    p: np.ndarray
+    last: dict[str, np.ndarray] | None = None
+    solves: int = 0
+    iterations: list[int] = field(default_factory=list)
+
+
+class HubResponder:
+    """Every hub's best response at given prices, for one hour; each hub's problem compiled once."""
+
+    def __init__(self, case: TradingCase, hour: int = 12, *, warm_start: bool = True):
+        self.case, self.hour, self.warm_start = case, hour, warm_start
+        case.tariff(hour)  # validates the hour (ValueError naming it)
+        self._hubs = {h: self._compile(h) for h in case.hub_ids}
+
+    def _compile(self, hub: int) -> _Hub:
+        nlp = compile_nlp(build_hub_model(self.case, hub, self.hour))
+        nlp = nlp.with_data(hub_parameters(self.case, hub, self.hour))
+        x, p = ca.SX.sym("x", nlp.n), ca.SX.sym("p", nlp.n_p)
+        problem = {"x": x, "p": p, "f": nlp.function("f")(x, p), "g": nlp.function("g")(x, p)}
+        base = {"print_time": False, "ipopt": dict(IPOPT_OPTIONS)}
+        cold = ca.nlpsol(f"hub{hub}_cold", "ipopt", problem, base)
+        warm = ca.nlpsol(f"hub{hub}_warm", "ipopt", problem, {**base, "ipopt": {**IPOPT_OPTIONS, **WARM_OPTIONS}})
+        h = self.case.hub(hub)
+        buy = np.array([nlp.var_index(f"flow[{h.purchase_branch(c)}]") for c in TRADED])
+        prices = np.array([nlp.param_index(n) for n in PRICE_PARAMS])
+        return _Hub(hub, nlp, cold, warm, buy, prices, np.array(nlp.p, dtype=float))
+
+    # ---------------------------------------------------------------- the API
+    @property
+    def hubs(self) -> list[int]:
+        return list(self._hubs)
+
+    def nlp(self, hub: int) -> Any:
+        """The compiled problem of ``hub`` (prices: ``price[gas]``, ``price[elec]``, ``price[heat]``)."""
+        return self._entry(hub).nlp
+
+    def respond(self, hub: int, prices: Triple) -> Triple:
+        """The purchases (gas, elec, heat) of ``hub`` minimising its cost at ``prices`` = (gas, elec, heat)."""
+        e = self._entry(hub)
+        x = self.solve(hub, prices)
+        return tuple(float(v) for v in x[e.buy_index])  # type: ignore[return-value]
+
+    def respond_all(self, prices_by_hub: Mapping[int, Triple]) -> dict[int, Triple]:
+        """``{hub: purchases}`` for every hub of ``prices_by_hub`` (in the mapping's order)."""
+        return {hub: self.respond(hub, prices) for hub, prices in prices_by_hub.items()}
+
+    def solve(self, hub: int, prices: Triple) -> np.ndarray:
+        """The whole optimal point (every flow of the hub's problem, in ``nlp(hub).x_names`` order)."""
+        e = self._entry(hub)
+        p = e.p.copy()
+        values = np.asarray(prices, dtype=float)
+        if values.shape != (3,) or not np.all(np.isfinite(values)):
+            raise ConfigError(f"hub {hub}: prices must be three finite numbers (gas, elec, heat), got {prices!r}")
+        p[e.price_index] = values
+        nlp = e.nlp
+        bounds = {"lbx": nlp.x_lb, "ubx": nlp.x_ub, "lbg": nlp.g_lb, "ubg": nlp.g_ub, "p": p}
+        if self.warm_start and e.last is not None:
+            r = e.warm(x0=e.last["x"], lam_x0=e.last["lam_x"], lam_g0=e.last["lam_g"], **bounds)
+            stats = e.warm.stats()
+            if not stats["success"]:  # a warm start that fails is retried cold
+                r = e.cold(x0=nlp.x0, **bounds)
+                stats = e.cold.stats()
+        else:
+            r = e.cold(x0=nlp.x0, **bounds)
+            stats = e.cold.stats()
+        if not stats["success"]:
+            raise BestResponseError(f"hub {hub}: best response at prices {tuple(values)} failed "
+                                    f"({stats['return_status']})")
+        e.last = {k: np.array(r[k]).ravel() for k in ("x", "lam_x", "lam_g")}
+        e.solves += 1
+        e.iterations.append(int(stats["iter_count"]))
+        return e.last["x"].copy()
+
+    def cost(self, hub: int, prices: Triple, x: np.ndarray | None = None) -> float:
+        """The hub's cost (payment + own plant) at ``prices`` and point ``x`` (default: its best response)."""
+        e = self._entry(hub)
+        x = self.solve(hub, prices) if x is None else np.asarray(x, dtype=float)
+        p = e.p.copy()
+        p[e.price_index] = prices
+        return float(e.nlp.with_data(p).f(x))
+
+    def reset(self) -> None:
+        """Forget the warm starts: the next call of each hub starts cold, from the case's start point."""
+        for e in self._hubs.values():
+            e.last = None
+
+    def _entry(self, hub: int) -> _Hub:
+        try:
+            return self._hubs[hub]
+        except KeyError:
+            raise ConfigError(f"no hub {hub!r} (hubs {', '.join(map(str, self._hubs))})") from None

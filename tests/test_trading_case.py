@@ -1,0 +1,216 @@
+"""The trading case (twelve hubs): the converted data against the workbooks, one clear error per bad workbook or
+bad case field, the hub models' best responses against the reference's round-1 demands, the centralised clearing
+solved and certified."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from poso_sim.cases.trading import load_trading_case, trading_case_from_dict
+from poso_sim.errors import CaseError
+
+REPO = Path(__file__).resolve().parents[1]
+WORKBOOKS = next((d for d in (REPO / "../shared/reference/trading", Path("/work/shared/reference/trading"))
+                  if (d / "HUB1.xlsx").is_file()), None)
+needs_workbooks = pytest.mark.skipif(WORKBOOKS is None, reason="the reference workbooks (../shared) are absent")
+
+
+@pytest.fixture(scope="module")
+def case():
+    return load_trading_case()
+
+
+@pytest.fixture(scope="module")
+def raw() -> dict:
+    return json.loads(resources.files("poso_sim.cases.trading").joinpath("trading.json").read_text(encoding="utf-8"))
+
+
+# ---- the data --------------------------------------------------------------------------------------------------------
+def test_the_case_api_gives_the_reference_numbers(case):
+    assert case.hub_ids == list(range(1, 13))
+    assert [case.zone_of(h) for h in (1, 4, 5, 8, 9, 12)] == [1, 1, 2, 2, 3, 3]
+    assert case.tariff(12) == (318.0, 994.7) and case.tariff(1) == (318.0, 298.9) and case.tariff(14) == (318.0, 596.8)
+    assert case.grid_cap(12) == pytest.approx(2853.883093 + 500, abs=1e-5)  # demand.xlsx SUM row, T12, + 500
+    assert case.initial_prices(12) == pytest.approx((0.9 * 318, 0.5 * 994.7, 200.0))
+    assert case.heat_sources.price == 206.1 and case.heat_sources.capacity == [100, 0, 160]
+    assert case.first_demand[5] == pytest.approx((479.999999, -948.011530, 38.997703), abs=1e-5)
+    hub6 = case.hub(6)
+    assert sorted(d.kind for d in hub6.devices) == sorted(["WT", "PV", "GSHP", "WARG", "GT", "CS", "plant"])
+    assert [d.kind for d in case.hub(7).devices].count("GB") == 1
+    assert [sum(d.kind == "GT" for d in case.hub(h).devices) for h in case.hub_ids] == [2, 1, 2, 2, 1, 1, 1, 1, 2, 1, 1, 1]
+    assert case.hub(1).loads.elec[11] == pytest.approx(181.237809, abs=1e-6)  # T12 of hub 1
+    assert case.hub(4).renewable_max.wt[11] == pytest.approx(3.703488, abs=1e-6)
+    with pytest.raises(ValueError, match="hour"):
+        case.tariff(25)
+
+
+@needs_workbooks
+def test_the_converter_reproduces_the_packaged_file(raw):
+    from poso_sim.cases.trading.convert import convert
+
+    assert convert(WORKBOOKS) == raw
+
+
+# ---- bad workbooks: one line naming the file, the hub and the field -------------------------------------------------------
+def _corrupt(tmp_path: Path, file: str, sheet: str, cell: str, value) -> Path:
+    openpyxl = pytest.importorskip("openpyxl")
+    folder = tmp_path / "wb"
+    shutil.copytree(WORKBOOKS, folder)
+    for p in folder.iterdir():
+        p.chmod(0o644)
+    book = openpyxl.load_workbook(folder / file)
+    if value is _DROP:
+        del book[sheet]
+    else:
+        book[sheet][cell] = value
+    book.save(folder / file)
+    return folder
+
+
+_DROP = object()
+
+
+@needs_workbooks
+@pytest.mark.parametrize(
+    "file, sheet, cell, value, message",
+    [
+        ("HUB3.xlsx", "node", "I12", "abc", r"^HUB3\.xlsx: hub 3: node\[10\]\.In_max: expected a number, got 'abc'$"),
+        ("HUB5.xlsx", "node", "B12", 99, r"^HUB5\.xlsx: hub 5: node\[10\]\.节点类型: unknown node type 99$"),
+        ("HUB1.xlsx", "node", "M12", "WARG", r"^HUB1\.xlsx: hub 1: node\[10\]\.节点名称: node 11 is named 'WARG'"),
+        ("HUB7.xlsx", "branch", "D10", 77, r"^HUB7\.xlsx: hub 7: branches\[8\]\.dst: unknown node 77"),
+        ("HUB2.xlsx", "S", None, _DROP, r"^HUB2\.xlsx: hub 2: sheet 'S' missing"),
+        ("HUB9.xlsx", "summer", "B13", 1.0, r"^HUB9\.xlsx: hub 9: summer\[11\]\.电负荷\(MW\): 1\.0 differs from demand"),
+        ("price_ge.xlsx", "Sheet1", "A3", 5, r"^price_ge\.xlsx: Sheet1\.时段: periods must be 1\.\.24 in order$"),
+        # saved by openpyxl, demand.xlsx's SUM formulas lose their computed values: the empty cell is named
+        ("demand.xlsx", "HeatDemand", "A4", "M3", r"^demand\.xlsx: GasDemand\[12\]\.T1: empty cell$"),
+        ("HUB12.xlsx", "Renewable_Energy", "A5", 7, r"^HUB12\.xlsx: hub 12: Renewable_Energy\[3\]\.Hour: expected hour 3"),
+    ],
+)
+def test_a_bad_workbook_is_one_line_naming_file_hub_and_field(tmp_path, file, sheet, cell, value, message):
+    from poso_sim.cases.trading.convert import convert
+
+    folder = _corrupt(tmp_path, file, sheet, cell, value)
+    with pytest.raises(CaseError, match=message) as info:
+        convert(folder)
+    assert "\n" not in str(info.value)
+
+
+@needs_workbooks
+def test_the_converter_command_checks_and_fails_cleanly(tmp_path, capsys, raw):
+    from poso_sim.cases.trading.convert import main
+
+    out = tmp_path / "t.json"
+    assert main([str(WORKBOOKS), "--out", str(out)]) == 0
+    assert json.loads(out.read_text(encoding="utf-8")) == raw
+    assert main([str(WORKBOOKS), "--out", str(out), "--check"]) == 0
+    assert main([str(tmp_path / "nowhere"), "--out", str(out)]) == 2
+    assert "not a directory" in capsys.readouterr().err
+
+
+# ---- bad case files ---------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda d: d["hubs"][2]["devices"][0].update(type=99), r"^t\.json: hub 3: hubs\[2\]\.devices\[0\]\.type: unknown"),
+        (lambda d: d["hubs"][4]["devices"][3].update(out1=999), r"hub 5: hubs\[4\]\.devices\[3\]\.out1: branch 999 is not"),
+        (lambda d: d["hubs"][0]["loads"]["elec"].pop(), r"hub 1: hubs\[0\]\.loads\.elec: list should have at least 24"),
+        (lambda d: d["hubs"][6].update(zone=1), r"^t\.json: hubs\[6\]\.zone: hub 7 is in zone 2, not 1"),
+        (lambda d: d["heat_sources"].update(capacity=[1, 2]), r"^t\.json: heat_sources\.capacity: list should have"),
+        (lambda d: d["hubs"][1]["purchase_bounds"].update(gas=[5, 1]), r"hub 2: .*purchase_bounds\.gas: lower bound 5"),
+        (lambda d: d.update(colour="red"), r"^t\.json: colour: unknown field$"),
+    ],
+)
+def test_a_bad_case_field_is_one_line(raw, edit, message):
+    doc = copy.deepcopy(raw)
+    edit(doc)
+    with pytest.raises(CaseError, match=message) as info:
+        trading_case_from_dict(doc, "t.json")
+    assert "\n" not in str(info.value)
+
+
+def test_a_case_file_that_is_not_json_or_missing(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{", encoding="utf-8")
+    with pytest.raises(CaseError, match=r"^bad\.json: line 1 column 2: invalid JSON"):
+        load_trading_case(bad)
+    with pytest.raises(CaseError, match=r"^none\.json: file not found"):
+        load_trading_case(tmp_path / "none.json")
+
+
+# ---- the hubs' best responses --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def responder(case):
+    from poso_sim.solvers.trading import HubResponder
+
+    return HubResponder(case, hour=12)
+
+
+#: hubs whose round-1 demand in first_demand.xlsx is not the optimum of the reference's own problem
+#: (docs/cases/trading.md, "The reference's round-1 demands"): hub 4 (the reference used a wind limit of 1.11 MW,
+#: not the sheet's 3.70) and hub 5 (SLSQP stopped at a costlier point).
+REFERENCE_OFF = {4, 5}
+
+
+def test_best_responses_at_round_one_prices_match_the_reference(case, responder):
+    prices = case.initial_prices(12)
+    got = responder.respond_all({h: prices for h in case.hub_ids})
+    for h in case.hub_ids:
+        if h not in REFERENCE_OFF:
+            assert got[h] == pytest.approx(case.first_demand[h], abs=2e-3), h
+    # hub 4: the same gas and heat, and 2.59 MW less electricity (its extra wind)
+    assert got[4][0] == pytest.approx(case.first_demand[4][0], abs=2e-3)
+    assert got[4][1] - case.first_demand[4][1] == pytest.approx(-2.593, abs=2e-3)
+
+
+def test_the_best_response_holds_every_balance_and_beats_the_reference_point(case, responder):
+    prices = (318.0, 700.0, 230.0)
+    for h in case.hub_ids:
+        x = responder.solve(h, prices)
+        nlp = responder.nlp(h)
+        g = nlp.g(x)
+        assert np.max(np.abs(g - nlp.g_lb)[nlp.row_is_eq]) < 1e-6, h
+        slack = 2e-8 * (1 + np.abs(np.where(np.isfinite(nlp.x_lb), nlp.x_lb, 0)))  # Ipopt's bound_relax_factor
+        assert np.all(x >= nlp.x_lb - slack)
+        slack = 2e-8 * (1 + np.abs(np.where(np.isfinite(nlp.x_ub), nlp.x_ub, 0)))
+        assert np.all(x <= nlp.x_ub + slack)
+    # hub 5 at round-1 prices: the reference's answer (GT and plant at their maxima) costs more than ours
+    p1 = case.initial_prices(12)
+    ours = responder.cost(5, p1)
+    ref = dict(zip(("gas", "elec", "heat"), case.first_demand[5]))
+    plant = case.hub(5).plant
+    p_ref = plant.in_max  # the reference's point: plant at 1194 MW (its electricity sale says so)
+    ref_cost = p1[0] * ref["gas"] + p1[1] * ref["elec"] + p1[2] * ref["heat"] + plant.curve.b * p_ref**2 + plant.curve.c * p_ref
+    assert ours < ref_cost
+
+
+def test_the_responder_is_deterministic_and_rejects_bad_input(case):
+    from poso_sim.errors import ConfigError
+    from poso_sim.solvers.trading import HubResponder
+
+    a, b = HubResponder(case), HubResponder(case)
+    path = [(318.0, 500.0 + 10 * k, 200.0 + k) for k in range(4)]
+    assert [a.respond(3, p) for p in path] == [b.respond(3, p) for p in path]
+    with pytest.raises(ConfigError, match="no hub 13"):
+        a.respond(13, path[0])
+    with pytest.raises(ConfigError, match="three finite numbers"):
+        a.respond(1, (1.0, float("nan"), 2.0))
+
+
+# ---- the centralised clearing -------------------------------------------------------------------------------------------
+@pytest.mark.solver
+@pytest.mark.parametrize("backend", ["casadi", "cyipopt"])
+def test_the_clearing_problem_solves_with_both_backends_and_is_certified(backend):
+    from poso_sim.kkt import verify
+    from poso_sim.nlp.problems import get_compiled
+    from poso_sim.solvers.api import solve_case
+
+    sol = solve_case("trading", "true", cache=False, backend=backend)
+    assert sol.status == "optimal"
+    assert verify(get_compiled("trading"), sol).accepted
