@@ -344,6 +344,8 @@ def _problem(definition: ProblemDefinition, case: str, variant: str | None, data
         nlp = _compile(definition, model, case, variant)
         if path is not None:
             _save_compiled(path, nlp)
+    if nlp.objective_name is None:  # compile_nlp takes f = 0 for a feasibility model; a problem must optimise
+        raise ProblemError(f"case {case!r}, variant {variant!r}: the model has no active Objective")
     if structure is not None:
         _STRUCTURES.setdefault(structure, nlp)
         while len(_STRUCTURES) > 8:  # a long sweep over many structures: keep the newest

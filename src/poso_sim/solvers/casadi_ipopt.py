@@ -114,13 +114,14 @@ class _CompiledStructure:
         f = s_f * symbolic(base, "_f", x)
         g = gs * symbolic(base, "_g", x)
         self.oracle = ca.Function("nlp", [w, p], [f, g], ["x", "p"], ["f", "g"])
-        grad = s_f * symbolic(base, "_grad", x) / xs
+        # ca.vec: one row, one variable or one nonzero gives a row vector where a column is meant
+        grad = s_f * ca.vec(symbolic(base, "_grad", x)) / xs
         jr, jc = (np.asarray(a, dtype=np.int64) for a in base.jac_structure)
-        jnz = symbolic(base, "_jac", x) * gs[jr.tolist()] / xs[jc.tolist()]
+        jnz = ca.vec(symbolic(base, "_jac", x)) * ca.vec(gs[jr.tolist()]) / ca.vec(xs[jc.tolist()])
         jsp = ca.Sparsity.triplet(m, n, jr.tolist(), jc.tolist())
         hr, hc = (np.asarray(a, dtype=np.int64) for a in base.hess_structure)  # lower triangle, row >= col
         lam_f, lam_g = ca.SX.sym("lam_f"), ca.SX.sym("lam_g", m)
-        hnz = (base._hess.fn(x, base.p, lam_g * gs, lam_f * s_f) if base._hess.fn.n_in() > 3 else base._hess.fn(x, lam_g * gs, lam_f * s_f)) / (xs[hr.tolist()] * xs[hc.tolist()])
+        hnz = ca.vec(base._hess.fn(x, base.p, lam_g * gs, lam_f * s_f) if base._hess.fn.n_in() > 3 else base._hess.fn(x, lam_g * gs, lam_f * s_f)) / ca.vec(xs[hr.tolist()] * xs[hc.tolist()])
         hsp = ca.Sparsity.triplet(n, n, hc.tolist(), hr.tolist())  # its transpose: the upper triangle
         self.functions = {
             "grad_f": ca.Function("nlp_grad_f", [w, p], [f, grad], ["x", "p"], ["f", "grad_f_x"]),
