@@ -27,6 +27,9 @@ class Tolerances:
     * ``lp_iterations``: deterministic budget of simplex iterations for that decision; exhausting it rejects.
     * ``repair_max_entries``: no longer used (kept so that existing callers still construct Tolerances).
     * ``n_worst``: how many of the worst entries to name per measure.
+    * ``price``: on a problem with priced rows, how far a proposed price may lie from its settlement price,
+      relative to ``max(1, |settlement|)`` (:mod:`poso_sim.kkt.prices`).
+    * ``price_lp_iterations``: simplex budget of the price intervals' LPs at one point (``None``: unlimited).
     """
 
     primal: float = 1e-6
@@ -38,6 +41,8 @@ class Tolerances:
     n_worst: int = 5
     bound: float = 1e-4
     lp_iterations: int | None = 400
+    price: float = 1e-5
+    price_lp_iterations: int | None = 100_000
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -49,7 +54,8 @@ class Tolerances:
         from dataclasses import replace
 
         return replace(self, primal=self.primal * factor, bound=self.bound * factor, dual=self.dual * factor,
-                       sign=self.sign * factor, complementarity=self.complementarity * factor, **changes)
+                       sign=self.sign * factor, complementarity=self.complementarity * factor,
+                       price=self.price * factor, **changes)
 
 
 DEFAULT_TOLERANCES = Tolerances()
@@ -70,7 +76,9 @@ class Certificate:
     True; the received ones are then in ``received``); ``bound_violation`` is the scaled bound violation of the
     ``x`` as sent (the rest is judged at ``x`` projected onto its bounds). ``decided_by`` names the multipliers
     that decided: ``received``, ``sanitised``, ``recomputed``, ``local-lp``, ``lp`` (found), or why none were found
-    (``lp`` = proved not to exist, ``budget`` = iteration budget exhausted, ``primal``/``integrity``). ``worst`` names the worst entries per measure as
+    (``lp`` = proved not to exist, ``budget`` = iteration budget exhausted, ``primal``/``integrity``), or ``price``
+    when the point passed but its priced rows' multipliers did not (:mod:`poso_sim.kkt.prices`; ``prices`` then
+    holds each priced row's valid interval, settlement price and proposed price). ``worst`` names the worst entries per measure as
     ``{"measure", "name", "value"}`` with ``name`` a model component and index (``SOCPeq[3,18]``, ``P_CHP[3,7]``).
     ``seconds`` is the wall time of the check (integrity + evaluation + residuals + repair), the problem being
     compiled already; ``cpu_seconds`` is the thread CPU time of the same span; ``timings`` splits the wall time.
@@ -99,6 +107,7 @@ class Certificate:
     integrity_ok: bool = True
     bound_violation: float = float("nan")
     decided_by: str = ""
+    prices: dict[str, Any] = field(default_factory=dict)
 
     @property
     def verify_seconds(self) -> float:
@@ -131,6 +140,8 @@ class Certificate:
             "decided_by": self.decided_by,
             "tolerances": dict(self.tolerances),
         }
+        if self.prices:
+            d["prices"] = _jsonable(self.prices)
         return d
 
     def summary(self) -> str:

@@ -22,6 +22,7 @@ import numpy as np
 from poso_sim.kkt.certificate import DEFAULT_TOLERANCES, Certificate, Tolerances
 from poso_sim.kkt.decide import MultiplierSearch
 from poso_sim.kkt.origin import problem_of
+from poso_sim.kkt.prices import price_stage, priced_row_indices
 from poso_sim.nlp.solution import solution_digest
 
 __all__ = ["KKTChecker", "verify", "checker_for", "Measures"]
@@ -120,6 +121,7 @@ class KKTChecker:
         self.row_names = list(problem.row_names)
         self.fingerprint = str(getattr(problem, "fingerprint", ""))
         self.has_true_cost = bool(getattr(problem, "has_expr", lambda _n: False)("true_cost"))
+        self.priced = priced_row_indices(problem)  # rows whose multipliers are prices (kkt.prices)
 
     @property
     def search(self) -> Any:
@@ -351,7 +353,7 @@ class KKTChecker:
         t3 = time.perf_counter()
         timings["residuals"] = t3 - t2
         cert.received = ms.as_dict()
-        final = ms
+        final, y_final = ms, y
         cert.decided_by = "received"
         point_ok = not (fails["primal"] or fails["bound"])
         if any(fails.values()) and point_ok and tol.repair:
@@ -361,7 +363,7 @@ class KKTChecker:
             if dec.found:
                 cand = self.measures(x, dec.y, dec.z_L, dec.z_U, ev, bound_viol)
                 if not any(self.failures(cand, tol).values()):
-                    final = cand
+                    final, y_final = cand, dec.y
                     cert.repaired = True
                 else:
                     cert.repair["recheck"] = "failed"
@@ -386,6 +388,10 @@ class KKTChecker:
                 cert.reasons.append(f"no valid multipliers exist for this point ({why})")
             else:
                 cert.reasons.append(f"multiplier search ended at stage {st} without valid multipliers")
+        if self.priced.size and not cert.reasons:  # a market's prices are part of the proposal
+            t4 = time.perf_counter()
+            price_stage(self, cert, x, y, y_final, ev, tol)
+            timings["price"] = time.perf_counter() - t4
         cert.accepted = not cert.reasons
         cert.worst = self.worst(final, tol.n_worst)
         cert.seconds = time.perf_counter() - t0

@@ -96,6 +96,9 @@ class ProblemDefinition:
         origin: the ``"module:attribute"`` the definition came from; set by the registry when it resolves a
             reference, and part of the definition's identity (two definitions of one module never share a
             compiled-cache entry).
+        priced_rows: rows whose multipliers are part of a proposal (a market's prices): row names
+            (``"heat_balance[2]"``) or component names (``"heat_balance"``: all its rows). Copied onto the compiled
+            problem (``nlp.priced_rows``), where the certificate reads them (:mod:`poso_sim.kkt.prices`).
     """
 
     build: Callable[[Any, str], Any]
@@ -107,6 +110,7 @@ class ProblemDefinition:
     solve_recipe: str | None = None
     source_files: tuple[str, ...] = ()
     description: str = ""
+    priced_rows: tuple[str, ...] = ()
     structure_key: Callable[[Any], bytes] | None = None
     parameters: Callable[[Any], Any] | None = None
     origin: str = ""
@@ -120,6 +124,10 @@ class ProblemDefinition:
         object.__setattr__(self, "variants", variants)
         object.__setattr__(self, "expressions", tuple(self.expressions))
         object.__setattr__(self, "source_files", tuple(str(f) for f in self.source_files))
+        priced = (self.priced_rows,) if isinstance(self.priced_rows, str) else tuple(self.priced_rows)
+        if not all(isinstance(r, str) and r for r in priced):
+            raise ProblemError(f"problem definition: priced_rows must be row or component names, got {self.priced_rows!r}")
+        object.__setattr__(self, "priced_rows", priced)
         if self.load is not None and not callable(self.load):
             raise ProblemError("problem definition: load must be callable or None")
         if (self.structure_key is None) != (self.parameters is None):
@@ -352,6 +360,7 @@ def _problem(definition: ProblemDefinition, case: str, variant: str | None, data
             _STRUCTURES.pop(next(iter(_STRUCTURES)))
     # the name of the cost reports show, for layers that get the compiled problem alone (the certificate)
     nlp.cost_expression = definition.cost_expression
+    nlp.priced_rows = definition.priced_rows  # the rows whose multipliers are prices (the certificate checks them)
     problem = Problem(case, variant, definition, data, nlp, model)
     if model is None:
         nlp._var_data = _LazyModelVariables(problem)

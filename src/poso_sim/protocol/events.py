@@ -31,17 +31,23 @@ class Verdict:
 
     A verification service returns it, `VerificationDone` carries it to the machine, the machine caches it by
     digest and notes it (`Verified`). `from_certificate` derives it from a certificate (anything with
-    `accepted`, `cost` and `reasons`, e.g. `poso_sim.kkt.Certificate`)."""
+    `accepted`, `cost` and `reasons`, e.g. `poso_sim.kkt.Certificate`).
+
+    `prices`: on a plan with priced rows (a market), one `(row, low, high, settlement)` per priced row - the
+    interval of valid prices at the plan's point and the settlement price (docs/certificate.md, "Priced rows")."""
 
     accepted: bool
     cost: float | None = None
     reasons: tuple[str, ...] = ()
+    prices: tuple[tuple[str, float, float, float], ...] = ()
 
     @classmethod
     def from_certificate(cls, cert: Any) -> "Verdict":
         cost = getattr(cert, "cost", None)
+        rows = (getattr(cert, "prices", None) or {}).get("rows", ())
+        prices = tuple((str(r["name"]), float(r["low"]), float(r["high"]), float(r["settlement"])) for r in rows)
         return cls(bool(cert.accepted), None if cost is None else float(cost),
-                   tuple(str(r) for r in (getattr(cert, "reasons", ()) or ())))
+                   tuple(str(r) for r in (getattr(cert, "reasons", ()) or ())), prices)
 
     def checked(self) -> "Verdict":
         """This verdict, turned into a rejection if it accepts without a finite cost."""

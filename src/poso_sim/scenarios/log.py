@@ -100,7 +100,10 @@ _DERIVED: dict[type, str] = {}
 
 def _verified(item: Verified) -> dict[str, Any]:
     v = item.verdict
-    return {"digest": item.digest, "accepted": v.accepted, "cost": v.cost, "reasons": v.reasons}
+    out = {"digest": item.digest, "accepted": v.accepted, "cost": v.cost, "reasons": v.reasons}
+    if v.prices:  # a market's plan: the valid price intervals and the settlement prices
+        out["prices"] = [list(p) for p in v.prices]
+    return out
 
 
 def _executed(item: Execute) -> dict[str, Any]:
