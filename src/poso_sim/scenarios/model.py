@@ -36,6 +36,7 @@ from .schema import (
     known_cases,
     legacy_name,
 )
+from .trading_schema import TradingScenario, is_trading_data, validate_trading
 from .yaml_locator import fail, load_yaml, locate
 
 __all__ = [
@@ -69,6 +70,8 @@ def parse_scenario(text: str, where: str = "<string>", *, defaults: Mapping[str,
         raise fail(where, 1, "(top level)", "expected a mapping of scenario fields")
     if "nodes" in data and "delegates" not in data:
         return import_legacy(data, where, marks=marks, defaults=defaults)
+    if is_trading_data(data):  # the iterative market (docs/trading.md)
+        return validate_trading({**(defaults or {}), **data}, where, marks)  # type: ignore[return-value]
     merged = {**(defaults or {}), **data}
     return _validate(merged, where, marks)
 
@@ -142,10 +145,17 @@ def packaged_scenarios() -> dict[str, str]:
 
 
 def resolve_scenario(spec: str | os.PathLike[str] | Scenario, **defaults: Any) -> Scenario:
-    """A Scenario, a packaged name (``scenario-1``...) or a file path -> Scenario."""
-    if isinstance(spec, Scenario):
-        return spec
+    """A Scenario, a packaged name (``scenario-1``...) or a file path -> Scenario. A trading scenario
+    (docs/trading.md) comes back as a `TradingScenario`; ``trading-12:<variant>`` names one of its variants."""
+    if isinstance(spec, (Scenario, TradingScenario)):
+        return spec  # type: ignore[return-value]
     s = str(spec)
+    base, sep, variant = s.rpartition(":") if ":" in s and not Path(s).exists() else (s, "", "")
+    if sep:
+        scn = resolve_scenario(base, **defaults)
+        if not isinstance(scn, TradingScenario):
+            raise ScenarioError(f"{s}: only trading scenarios have variants")
+        return scn.with_variant(variant)  # type: ignore[return-value]
     entry = _data_dir() / f"{s}.yaml"
     if "/" not in s and not s.endswith((".yaml", ".yml")) and entry.is_file():
         return parse_scenario(entry.read_text(encoding="utf-8"), f"<package>/{s}.yaml", defaults=defaults or None)
