@@ -299,13 +299,14 @@ def test_recomputation_least_squares_solves_its_normal_equations() -> None:
     """The recomputation's weighted least squares (one quasi-definite LDL^T on the problem's fixed pattern, the
     ordering reused): its y satisfies the normal equations J S^-1 (grad + J^T y) + T^-1 y = 0, for new weights and
     values on the same pattern (explicit zeros included), against a dense solve."""
-    from poso_sim.kkt.decide import _LeastSquares
+    from poso_sim.kkt.decide import _Factor, _LeastSquares
 
     rng = np.random.default_rng(3)
     n, m = 40, 25
     dense = (rng.random((m, n)) < 0.15) * rng.standard_normal((m, n))
     jr, jc = np.nonzero(dense)
     ls = _LeastSquares(n, m, jr, jc)
+    factor = _Factor()
     for trial in range(4):
         jv = rng.standard_normal(jr.size)
         if trial == 1:
@@ -315,7 +316,7 @@ def test_recomputation_least_squares_solves_its_normal_equations() -> None:
         dc = np.exp(rng.uniform(-2, 8, n))
         dr = np.exp(rng.uniform(-12, 4, m))
         grad = rng.standard_normal(n)
-        y = ls.solve(dc, jv, dr, grad)
+        y = ls.solve(dc, jv, dr, grad, factor)
         assert y is not None
         normal = jmat @ ((grad + jmat.T @ y) / dc) + dr * y
         assert np.abs(normal).max() < 1e-8 * max(1.0, np.abs(grad).max())

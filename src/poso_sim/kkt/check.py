@@ -12,6 +12,7 @@ at its lower bound has ``y <= 0``, at its upper bound ``y >= 0``. Scaling of eve
 
 from __future__ import annotations
 
+import threading
 import time
 import weakref
 from dataclasses import dataclass
@@ -125,9 +126,12 @@ class KKTChecker:
 
     @property
     def search(self) -> Any:
-        """The :class:`~poso_sim.kkt.decide.MultiplierSearch` of this problem (warm basis, point cache)."""
+        """The :class:`~poso_sim.kkt.decide.MultiplierSearch` of this problem (warm basis, point cache), built on
+        first use - once, whichever thread gets there first."""
         if self._search is None:
-            self._search = MultiplierSearch(self)
+            with _BUILD_LOCK:
+                if self._search is None:
+                    self._search = MultiplierSearch(self)
         return self._search
 
     # -- evaluation --------------------------------------------------------------------------------------------------
@@ -401,18 +405,23 @@ class KKTChecker:
 
 
 _CHECKERS: "weakref.WeakKeyDictionary[Any, KKTChecker]" = weakref.WeakKeyDictionary()
+#: Guards the lazily built per-problem state (the checker registry, a checker's multiplier search): two threads
+#: verifying one problem at once share one checker, so one point cache and one factorisation pool.
+_BUILD_LOCK = threading.RLock()
 
 
 def checker_for(problem: Any) -> KKTChecker:
-    """The cached :class:`KKTChecker` of a compiled problem (built on first use)."""
-    try:
-        chk = _CHECKERS.get(problem)
-    except TypeError:  # not weak-referenceable
-        return KKTChecker(problem)
-    if chk is None:
-        chk = KKTChecker(problem)
-        _CHECKERS[problem] = chk
-    return chk
+    """The cached :class:`KKTChecker` of a compiled problem (built on first use). Thread-safe: a checker may be
+    used by several verifications at once (docs/kernel.md)."""
+    with _BUILD_LOCK:
+        try:
+            chk = _CHECKERS.get(problem)
+        except TypeError:  # not weak-referenceable
+            return KKTChecker(problem)
+        if chk is None:
+            chk = KKTChecker(problem)
+            _CHECKERS[problem] = chk
+        return chk
 
 
 def verify(

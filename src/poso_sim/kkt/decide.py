@@ -43,10 +43,12 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+import threading
 import time
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 import scipy.sparse as sp
@@ -141,11 +143,31 @@ class _Box:
         return zl, zu, np.abs(r0 - zl + zu) / self.w
 
 
+_BANNER_LOCK = threading.Lock()
+_BANNER_DONE = False
+
+
 def _new_highs() -> Any:
-    """A HiGHS instance, created with file descriptor 1 pointed at /dev/null: the library prints its banner on
-    stdout when the first instance of a process is built, which would corrupt ``poso-sim verify --json``."""
+    """A new HiGHS instance (0.1-0.3 ms). The first one of the process is created with file descriptor 1 pointed
+    at /dev/null: the library prints its banner on stdout then, which would corrupt ``poso-sim verify --json``.
+    That redirection changes a process-wide descriptor, so it runs once, under a lock, before any other instance
+    is made (two threads swapping descriptor 1 at once could leave stdout pointing at /dev/null for good)."""
+    global _BANNER_DONE
     import highspy  # HiGHS only when an LP runs: most verdicts need none
 
+    if _BANNER_DONE:
+        return highspy.Highs()
+    with _BANNER_LOCK:
+        if not _BANNER_DONE:
+            try:
+                h = _first_highs(highspy)
+            finally:
+                _BANNER_DONE = True
+            return h
+    return highspy.Highs()
+
+
+def _first_highs(highspy: Any) -> Any:
     try:
         sys.stdout.flush()
         saved = os.dup(1)
@@ -185,7 +207,9 @@ def _run_lp(
     method: str = "simplex",
 ) -> tuple[str, np.ndarray | None, Any, dict[str, Any]]:
     """One HiGHS LP ``min cost.v  s.t. row_lo <= A v <= row_hi, col_lo <= v <= col_hi``; returns
-    ``(status, v, basis, info)`` with status ``optimal``/``infeasible``/``budget``/``other``."""
+    ``(status, v, basis, info)`` with status ``optimal``/``infeasible``/``budget`` (the iteration limit) or
+    ``other`` (anything else, e.g. an interrupted or failed solve: never kept in the point cache). ``highs`` is an
+    instance the caller owns for the duration of the call (one instance must never run two LPs at once)."""
     import highspy  # HiGHS only when an LP runs: most verdicts need none
 
     h = highs if highs is not None else _new_highs()
@@ -195,7 +219,9 @@ def _run_lp(
     h.setOptionValue("solver", method)
     h.setOptionValue("presolve", "on" if presolve else "off")
     h.setOptionValue("simplex_iteration_limit", int(iterations) if iterations is not None else 10**9)
-    h.setOptionValue("time_limit", 30.0)  # a safety net only; the budget is the deterministic iteration limit
+    # no time limit: a budget cut must be the same on every delegate and under any load, so the only budget is
+    # the iteration count (a wall-clock limit would let a busy machine reject a plan an idle one accepts)
+    h.setOptionValue("time_limit", highspy.kHighsInf)
     lp = highspy.HighsLp()
     lp.num_col_ = int(a_csc.shape[1])
     lp.num_row_ = int(a_csc.shape[0])
@@ -222,7 +248,7 @@ def _run_lp(
     # both LPs built here have objectives bounded below (0, or t >= 0): "unbounded or infeasible" is infeasible
     if ms in (highspy.HighsModelStatus.kInfeasible, highspy.HighsModelStatus.kUnboundedOrInfeasible):
         return "infeasible", None, None, info
-    if ms in (highspy.HighsModelStatus.kIterationLimit, highspy.HighsModelStatus.kTimeLimit):
+    if ms == highspy.HighsModelStatus.kIterationLimit:
         return "budget", None, None, info
     info["status"] = h.modelStatusToString(ms)
     return "other", None, None, info
@@ -270,25 +296,43 @@ class _LeastSquares:
         self.rows = rows[order].astype(np.int32)
         self.src = order
         self.indptr = np.searchsorted(cols[order], np.arange(n + m + 1)).astype(np.int32)
-        self._solver: Any = None
 
-    def solve(self, dc: np.ndarray, jv: np.ndarray, dr: np.ndarray, grad: np.ndarray) -> np.ndarray | None:
+    def solve(
+        self, dc: np.ndarray, jv: np.ndarray, dr: np.ndarray, grad: np.ndarray, factor: "_Factor | None" = None
+    ) -> np.ndarray | None:
+        """The row multipliers of the weighted least squares. ``factor`` is the caller's own numeric state, reused
+        across its calls (None: a new one for this call); the pattern here is shared by every verification of the
+        problem, a factorisation never is."""
         import qdldl  # the quasi-definite LDL^T only when multipliers must be recomputed
 
+        factor = _Factor() if factor is None else factor
         data = np.concatenate([dc, jv, -dr])[self.src]
         k = sp.csc_matrix((data, self.rows, self.indptr), shape=(self.n + self.m,) * 2)
         try:
-            if self._solver is None:
-                self._solver = qdldl.Solver(k, upper=True)
+            if factor.solver is None:
+                factor.solver = qdldl.Solver(k, upper=True)
             else:
-                self._solver.update(k, upper=True)
-            sol = self._solver.solve(np.r_[grad, np.zeros(self.m)])
+                factor.solver.update(k, upper=True)
+            sol = factor.solver.solve(np.r_[grad, np.zeros(self.m)])
         except Exception:  # noqa: BLE001 - a numerically zero pivot: no recomputed multipliers, the LP decides
-            self._solver = None
+            factor.solver = None
             return None
         if not np.all(np.isfinite(sol)):
             return None
         return -sol[self.n:]
+
+
+class _Factor:
+    """One QDLDL factorisation of a :class:`_LeastSquares` pattern: the ordering and symbolic analysis on first use
+    (15-20 ms alone, 30-40 ms under load on Manchester), then a numeric ``update`` per point (3-5 ms). ``update``
+    overwrites the factors in place, so a factorisation belongs to one verification at a time:
+    :meth:`MultiplierSearch._factor` lends one out and takes it back. A fresh and a reused factorisation give the
+    same result to the bit (the numeric phase reads nothing of the previous point)."""
+
+    __slots__ = ("solver",)
+
+    def __init__(self) -> None:
+        self.solver: Any = None
 
 
 def _feasibility(
@@ -302,7 +346,7 @@ def _feasibility(
 
 def _recompute(
     ls: "_LeastSquares", jt: sp.csc_matrix, grad: np.ndarray, jv: np.ndarray, box: "_Box", tau: float,
-    passes: int = LS_PASSES,
+    passes: int = LS_PASSES, *, factor: "_Factor | None" = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[int]]:
     """Row multipliers recomputed at ``x`` from scratch, ignoring the received ones (:class:`_LeastSquares`),
     clipped into the box. A column left to its bound multiplier whose residual came out with the wrong sign cannot
@@ -318,8 +362,9 @@ def _recompute(
     dr = np.minimum(dr, 1.0 / LS_REG)
     best = None
     history: list[int] = []
+    factor = _Factor() if factor is None else factor
     for _ in range(passes):
-        got = ls.solve(dc, jv, dr, grad)
+        got = ls.solve(dc, jv, dr, grad, factor)
         if got is None:
             break
         y = np.clip(got, box.ylo, box.yhi)
@@ -344,8 +389,18 @@ def _recompute(
     return (*best, history)
 
 
+#: Factorisations a problem keeps for reuse when verifications ran at once (more are made while more run at once).
+_SPARE_FACTORS = 4
+
+
 class MultiplierSearch:
-    """Per-problem state of the exact decision: the ``J^T`` pattern, the last optimal basis, a point cache."""
+    """Per-problem state of the exact decision: the ``J^T`` pattern, the last optimal basis, a point cache.
+
+    Safe to use from several threads at once (docs/kernel.md, "What may run concurrently"). What a verification
+    writes is its own: a QDLDL factorisation lent from a small pool (:meth:`_factor`) and a HiGHS instance made for
+    it (0.1-0.3 ms, against 20-50 ms for the LP stages it serves). What verifications share - the point cache, the
+    pool, the whole LP's warm basis - is read and written under ``_lock``, never held while anything is computed.
+    """
 
     def __init__(self, chk: "KKTChecker"):
         self.chk = chk
@@ -358,8 +413,20 @@ class MultiplierSearch:
         self.basis: Any = None
         self.ls = _LeastSquares(n, m, chk.jr, chk.jc)
         self.cache: "OrderedDict[str, Decision]" = OrderedDict()
-        self._highs: Any = None
+        self._factors: list[_Factor] = []
+        self._lock = threading.Lock()
         self.n, self.m = n, m
+
+    @contextmanager
+    def _factor(self) -> Iterator[_Factor]:
+        """A factorisation for one verification: a spare one (its symbolic analysis done) or a new one. It goes
+        back to the pool only when the verification ended normally: one left by an exception may be half-updated."""
+        with self._lock:
+            f = self._factors.pop() if self._factors else _Factor()
+        yield f
+        with self._lock:
+            if len(self._factors) < _SPARE_FACTORS:
+                self._factors.append(f)
 
     def _jt(self, jv: np.ndarray) -> sp.csc_matrix:
         return sp.csc_matrix((jv[self.perm], self.indices, self.indptr), shape=(self.n, self.m))
@@ -388,17 +455,21 @@ class MultiplierSearch:
             got.info["seconds"] = time.perf_counter() - t0
             return got
         key = self._key(x, tol)
-        hit = self.cache.get(key)
+        with self._lock:
+            hit = self.cache.get(key)
+            if hit is not None:
+                self.cache.move_to_end(key)
         if hit is not None:
-            self.cache.move_to_end(key)
-            d = Decision(hit.found, hit.stage, hit.y, hit.z_L, hit.z_U, hit.exists,
-                         {**got.info, **hit.info, "cached": True, "seconds": time.perf_counter() - t0})
-            return d
-        d = self._from_point(x, ev, tol, box, jt, tau, got.info)
+            return Decision(hit.found, hit.stage, hit.y, hit.z_L, hit.z_U, hit.exists,
+                            {**got.info, **hit.info, "cached": True, "seconds": time.perf_counter() - t0})
+        with self._factor() as factor:
+            d = self._from_point(x, ev, tol, box, jt, tau, got.info, factor)
         d.info["seconds"] = time.perf_counter() - t0
-        self.cache[key] = d
-        if len(self.cache) > _CACHE_SIZE:
-            self.cache.popitem(last=False)
+        if _cacheable(d):
+            with self._lock:
+                self.cache[key] = d
+                while len(self.cache) > _CACHE_SIZE:
+                    self.cache.popitem(last=False)
         return d
 
     def _sanitised(self, y: np.ndarray, grad: np.ndarray, jt: sp.csc_matrix, box: "_Box", tau: float) -> Decision:
@@ -416,15 +487,16 @@ class MultiplierSearch:
 
     def _from_point(
         self, x: np.ndarray, ev: dict[str, Any], tol: "Tolerances", box: "_Box", jt: sp.csc_matrix, tau: float,
-        info: dict[str, Any],
+        info: dict[str, Any], factor: _Factor,
     ) -> Decision:
         """Stages 2-4, which read nothing but ``x``: recomputed multipliers, then the local LPs (and, without a
-        budget, the whole LP)."""
+        budget, the whole LP). ``factor`` is this verification's own factorisation; the LPs run on a HiGHS
+        instance of their own."""
         chk = self.chk
         info = dict(info)
         grad = ev["grad"]
         # stage 2: multipliers recomputed from x alone (weighted least squares)
-        y_ls, zl, zu, bad_ls, hist = _recompute(self.ls, jt, grad, ev["jv"], box, tau)
+        y_ls, zl, zu, bad_ls, hist = _recompute(self.ls, jt, grad, ev["jv"], box, tau, factor=factor)
         info["recomputed_passes"] = hist
         info["recomputed_failing_columns"] = int(np.count_nonzero(bad_ls))
         if not bad_ls.any():
@@ -435,6 +507,7 @@ class MultiplierSearch:
         unbounded = tol.lp_iterations is None
         budget = 10**9 if unbounded else int(tol.lp_iterations)
         jt_csr = jt.tocsr()
+        highs = _new_highs()  # this verification's own: a HiGHS instance never runs two LPs at once
         # stage 3: LPs on growing neighbourhoods of the failing columns (everything else kept at the sanitised
         # values): a sufficient test; on a problem no larger than the neighbourhood limit it is the whole LP
         used = 0
@@ -476,7 +549,7 @@ class MultiplierSearch:
             # verdict on the dearer plans that spend the budget)
             build = _minimax if hop == 0 else _feasibility
             lp = build(a, box.w[cols], box.lo0[cols] - fixed, box.hi0[cols] - fixed, ylo_l, yhi_l, tau)
-            status, v, _b, linfo = _run_lp(*lp, iterations=budget - used, highs=self._solver())
+            status, v, _b, linfo = _run_lp(*lp, iterations=budget - used, highs=highs)
             v = None if v is None else v[:-1]
             used += linfo["iterations"]
             info["local"].append({**linfo, "status": status, "hops": 2 * hop})
@@ -497,11 +570,14 @@ class MultiplierSearch:
             return Decision(False, "budget", exists=None, info=info)
         # stage 4 (no budget: offline use): the whole LP, warm-started from the last optimal basis
         lp = _minimax(jt, box.w, box.lo0, box.hi0, box.ylo, box.yhi, tau)
-        status, v, basis, ginfo = _run_lp(*lp, iterations=None, basis=self.basis, highs=self._solver())
+        with self._lock:
+            warm = self.basis
+        status, v, basis, ginfo = _run_lp(*lp, iterations=None, basis=warm, highs=highs)
         v = None if v is None else v[:-1]
-        info["lp"] = {**ginfo, "status": status, "warm": self.basis is not None}
+        info["lp"] = {**ginfo, "status": status, "warm": warm is not None}
         if status == "optimal":
-            self.basis = basis
+            with self._lock:
+                self.basis = basis
             y1 = np.clip(v, box.ylo, box.yhi)
             zl, zu = box.bound_multipliers(grad + jt @ y1)
             return Decision(True, "lp", y1, zl, zu, True, info)
@@ -509,10 +585,13 @@ class MultiplierSearch:
             return Decision(False, "lp", exists=False, info=info)
         return Decision(False, "lp", exists=None, info=info)
 
-    def _solver(self) -> Any:
-        if self._highs is None:
-            self._highs = _new_highs()
-        return self._highs
+
+
+def _cacheable(d: Decision) -> bool:
+    """Whether an outcome may be kept for its point: multipliers found, a proof that none exist, or the iteration
+    budget spent - each a function of the point and the tolerances. Anything else (a solver status other than
+    optimal, infeasible or the iteration limit) is not kept: the next claim of the point decides afresh."""
+    return d.found or d.exists is False or d.stage == "budget"
 
 
 def min_stationarity(
