@@ -462,8 +462,7 @@ class MultiplierSearch:
         if hit is not None:
             return Decision(hit.found, hit.stage, hit.y, hit.z_L, hit.z_U, hit.exists,
                             {**got.info, **hit.info, "cached": True, "seconds": time.perf_counter() - t0})
-        with self._factor() as factor:
-            d = self._from_point(x, ev, tol, box, jt, tau, got.info, factor)
+        d = self._from_point(x, ev, tol, box, jt, tau, got.info)
         d.info["seconds"] = time.perf_counter() - t0
         if _cacheable(d):
             with self._lock:
@@ -487,11 +486,18 @@ class MultiplierSearch:
 
     def _from_point(
         self, x: np.ndarray, ev: dict[str, Any], tol: "Tolerances", box: "_Box", jt: sp.csc_matrix, tau: float,
-        info: dict[str, Any], factor: _Factor,
+        info: dict[str, Any],
     ) -> Decision:
         """Stages 2-4, which read nothing but ``x``: recomputed multipliers, then the local LPs (and, without a
-        budget, the whole LP). ``factor`` is this verification's own factorisation; the LPs run on a HiGHS
-        instance of their own."""
+        budget, the whole LP), on a factorisation lent to this call alone and a HiGHS instance of its own."""
+        with self._factor() as factor:
+            return self._stages(x, ev, tol, box, jt, tau, info, factor)
+
+    def _stages(
+        self, x: np.ndarray, ev: dict[str, Any], tol: "Tolerances", box: "_Box", jt: sp.csc_matrix, tau: float,
+        info: dict[str, Any], factor: _Factor,
+    ) -> Decision:
+        """The body of :meth:`_from_point`; ``factor`` is this call's own."""
         chk = self.chk
         info = dict(info)
         grad = ev["grad"]

@@ -150,7 +150,7 @@ class _PriceLP:
         h.setOptionValue("output_flag", False)
         h.setOptionValue("threads", 1)
         h.setOptionValue("solver", "simplex")
-        h.setOptionValue("time_limit", 60.0)  # a safety net only; the budget is the iteration count
+        h.setOptionValue("time_limit", highspy.kHighsInf)  # the only budget is the iteration count (never time)
         lp = highspy.HighsLp()
         lp.num_col_ = int(a.shape[1])
         lp.num_row_ = int(a.shape[0])
@@ -186,7 +186,7 @@ class _PriceLP:
             return "optimal", value
         if ms in (hs.HighsModelStatus.kInfeasible, hs.HighsModelStatus.kUnboundedOrInfeasible):
             return "infeasible", value
-        if ms in (hs.HighsModelStatus.kIterationLimit, hs.HighsModelStatus.kTimeLimit):
+        if ms == hs.HighsModelStatus.kIterationLimit:
             return "budget", value
         return "other", value
 
@@ -208,6 +208,8 @@ def analyse(chk: "KKTChecker", x: np.ndarray, ev: dict[str, Any], tol: "Toleranc
     t0 = time.perf_counter()
     out = _analyse(chk, x, ev, tol, idx)
     out.seconds = time.perf_counter() - t0
+    if out.status not in ("optimal", "infeasible", "budget"):
+        return out  # an interrupted or failed LP: not a function of the point, not kept
     with cache.lock:
         cache.items[key] = out
         while len(cache.items) > _CACHE_SIZE:
