@@ -10,7 +10,7 @@ problem of each, evaluating ``f``, ``g`` and the Jacobian at the start point:
 * **each**: ``build_model`` + ``compile_nlp`` per instance (what a new problem per height cost before);
 * **once**: build and compile the base case once, then ``nlp.with_data(instance_parameters(case))`` per instance
   (no Pyomo involved per instance: what a verifier does);
-* **once, via model**: compile once, then ``update_parameters(model, case)`` + ``nlp.with_model(model)`` per
+* **once, via model**: compile once, then ``update_parameters(model, case)`` + ``with_model(nlp, model)`` per
   instance (what a solver that holds the Pyomo model does).
 
 The modes run alternated, ``repeats`` times each; the table gives the median. Every mode must give the same
@@ -36,7 +36,7 @@ import json, sys, time
 mode, n = sys.argv[1], int(sys.argv[2])
 from poso_sim.cases import build_model, instance_parameters, load_case, update_parameters
 from poso_sim.cases.generator import generate_instances
-from poso_sim.nlp import compile_nlp
+from poso_sim.nlp import compile_nlp, with_model
 base = load_case("manchester")
 cases = generate_instances(base, n, seed=%(seed)d)
 fps, per = [], []
@@ -56,7 +56,7 @@ else:
         if mode == "once":
             use(nlp.with_data(instance_parameters(c)))
         else:
-            update_parameters(model, c); use(nlp.with_model(model))
+            update_parameters(model, c); use(with_model(nlp, model))
         per.append(time.process_time() - t)
 print(json.dumps({"fingerprints": fps, "per_instance": per, "loop": time.perf_counter() - t0}))
 """ % {"seed": SEED}

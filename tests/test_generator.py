@@ -115,14 +115,14 @@ def test_join_days_rejects_other_structure(base) -> None:
 
 def test_update_parameters_in_place_is_a_parameter_update(base) -> None:
     from poso_sim.cases import instance_parameters
-    from poso_sim.nlp import compile_nlp
+    from poso_sim.nlp import compile_nlp, with_model
 
     m = build_model(base)
     nlp = compile_nlp(m)
     day = generate_instances(base, 1, seed=4)[0]
     update_parameters(m, day)
     assert m._case is day
-    assert nlp.with_model(m).fingerprint == nlp.with_data(instance_parameters(day)).fingerprint != nlp.fingerprint
+    assert with_model(nlp, m).fingerprint == nlp.with_data(instance_parameters(day)).fingerprint != nlp.fingerprint
     with pytest.raises(ValueError, match="parameter price has 48 elements, the model 24"):
         update_parameters(m, repeat_days(base, 2))
 

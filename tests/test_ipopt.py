@@ -7,7 +7,7 @@ import numpy as np
 import pyomo.environ as pe
 import pytest
 
-from poso_sim.nlp import compile_nlp
+from poso_sim.nlp import compile_nlp, with_model
 from poso_sim.solvers import IpoptBackend, PyomoSolverFactoryBackend, RawResult, SolverBackend, violation
 from poso_sim.solvers.casadi_ipopt import CasadiIpoptBackend
 from test_nlp import hs071, kitchen_sink, rosenbrock_constrained
@@ -183,7 +183,7 @@ def test_solver_factory_on_disk_loaded_problem_returns_every_multiplier(fake_sol
     from poso_sim.nlp.compiled import CompiledNLP
 
     model = hs071()
-    nlp = CompiledNLP.from_bytes(compile_nlp(model).to_bytes(), model)
+    nlp = with_model(CompiledNLP.from_bytes(compile_nlp(model).to_bytes()), model)
     assert len(nlp._con_data) == nlp.m
     r = PyomoSolverFactoryBackend("poso_test_ampl", convention=(-1.0, 1.0, -1.0)).solve(nlp, nlp.x0)
     assert r.y.shape == (nlp.m,) and r.status == "optimal"

@@ -10,7 +10,7 @@ import numpy as np
 import pyomo.environ as pe
 import pytest
 
-from poso_sim.nlp import CompiledNLP, NLPCompileError, compile_nlp
+from poso_sim.nlp import CompiledNLP, NLPCompileError, compile_nlp, with_model
 
 # fingerprints of the packaged Manchester case as compiled by main before the split (c6a0cc8)
 MAIN_FINGERPRINTS = {
@@ -132,7 +132,7 @@ def test_from_bytes_takes_the_data_of_the_model_it_links() -> None:
     assert alone.fingerprint == original.fingerprint and alone.structure_fingerprint == original.structure_fingerprint
     np.testing.assert_array_equal(alone.p, original.p)
     other = param_model(2.5)
-    loaded = CompiledNLP.from_bytes(blob, other)
+    loaded = with_model(CompiledNLP.from_bytes(blob), other)
     assert_same_problem(loaded, compile_nlp(other, expressions=("cost",)))
     x = points(loaded, 1)[0]
     loaded.load_into_model(x)
@@ -140,7 +140,7 @@ def test_from_bytes_takes_the_data_of_the_model_it_links() -> None:
     bad = param_model()
     bad.extra = pe.Param(mutable=True, initialize=1.0)
     with pytest.raises(NLPCompileError, match="mutable Params differ.*model has 9, compiled 8"):
-        CompiledNLP.from_bytes(blob, bad)
+        with_model(CompiledNLP.from_bytes(blob), bad)
 
 
 def test_with_model_after_update_in_place() -> None:
@@ -149,7 +149,7 @@ def test_with_model_after_update_in_place() -> None:
     for i in m.I:
         m.d[i] = 10.0 * i
     m.cap = 7.0
-    assert_same_problem(nlp.with_model(m), compile_nlp(param_model(), expressions=("cost",)).with_data(
+    assert_same_problem(with_model(nlp, m), compile_nlp(param_model(), expressions=("cost",)).with_data(
         {"d[1]": 10.0, "d[2]": 20.0, "d[3]": 30.0, "cap": 7.0}))
 
 

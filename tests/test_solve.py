@@ -159,11 +159,11 @@ def test_cli_writes_loadable_solution(tmp_path: Path, plans) -> None:
 
 def test_compiled_problem_round_trip(plans) -> None:
     """A compiled problem restored from its serialised form evaluates exactly like the original."""
-    from poso_sim.nlp import NLPCompileError
+    from poso_sim.nlp import NLPCompileError, with_model
     from poso_sim.nlp.compiled import CompiledNLP
 
     model, nlp = get_problem("manchester", "true")
-    back = CompiledNLP.from_bytes(nlp.to_bytes(), model)
+    back = with_model(CompiledNLP.from_bytes(nlp.to_bytes()), model)
     x = np.asarray(plans["true"].x)
     lam = np.asarray(plans["true"].y)
     assert back.fingerprint == nlp.fingerprint and back.x_names == nlp.x_names

@@ -1,6 +1,7 @@
 """poso_sim.nlp: compile any Pyomo NLP into sparse numeric callbacks with exact derivatives (CasADi SX).
 
-Public API: :func:`compile_nlp`, :class:`CompiledNLP`, :class:`Solution` (a primal-dual point of a compiled NLP,
+Public API: :func:`compile_nlp` (with :func:`with_model` and :func:`link_model`, the Pyomo side, in
+:mod:`poso_sim.nlp.compiler`), :class:`CompiledNLP` (the runtime object, :mod:`poso_sim.nlp.compiled`, no Pyomo), :class:`Solution` (a primal-dual point of a compiled NLP,
 shared by the solvers and the certificate) with its file format, :class:`NLPCompileError`,
 :class:`UnsupportedExpressionError`, and the problem registry :mod:`poso_sim.nlp.problems`
 (:func:`register_problem`, :class:`ProblemDefinition`, :func:`load_problem`, :func:`get_problem`).
@@ -13,7 +14,9 @@ from poso_sim.nlp.solution import FORMAT_VERSION, Solution, load_solution, save_
 # they load on first use, so that reading a solution file or the command line's help costs neither.
 _LAZY = {
     "CompiledNLP": "compiled",
-    "compile_nlp": "compiled",
+    "compile_nlp": "compiler",
+    "link_model": "compiler",
+    "with_model": "compiler",
     "STRUCTURE_FINGERPRINT_VERSION": "compiled",
     "FINGERPRINT_VERSION": "compiled",
     "NLPCompileError": "walker",
@@ -42,6 +45,8 @@ def __getattr__(name: str):
 __all__ = [
     "CompiledNLP",
     "compile_nlp",
+    "link_model",
+    "with_model",
     "NLPCompileError",
     "UnsupportedExpressionError",
     "STRUCTURE_FINGERPRINT_VERSION",

@@ -1,4 +1,8 @@
-"""`compile_nlp`: a Pyomo model -> a :class:`CompiledNLP` with exact sparse derivatives (CasADi SX).
+"""The compiled NLP at run time: :class:`CompiledNLP`, a problem as sparse numeric callbacks with exact derivatives.
+
+This module is what a verifier loads: it evaluates compiled functions (CasADi), changes their data and reads them
+from bytes, and never imports Pyomo - not even inside a function. Compiling a Pyomo model, and linking one to a
+compiled problem, is the compiler's work (:mod:`poso_sim.nlp.compiler`), a module of its own that imports Pyomo.
 
 The data of the model (its mutable ``Param`` s) enter the compiled functions as a parameter vector ``p``: one
 compilation serves every instance of the same structure, and :meth:`CompiledNLP.with_data` turns it into another
@@ -13,9 +17,7 @@ import hashlib
 import json
 import math
 import threading
-import time
-from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import casadi as ca
 import numpy as np
@@ -23,11 +25,8 @@ import scipy.sparse as sp
 
 from poso_sim.errors import PosoError
 
-# Pyomo (0.7 s to import beside scipy) and the walker built on it are imported where a model is compiled or linked:
-# loading compiled functions from disk, evaluating them and changing their data (a verifier) never imports Pyomo.
-
 __all__ = [
-    "CompiledNLP", "compile_nlp", "FINGERPRINT_VERSION", "STRUCTURE_FINGERPRINT_VERSION", "NLPCompileError",
+    "CompiledNLP", "FINGERPRINT_VERSION", "STRUCTURE_FINGERPRINT_VERSION", "NLPCompileError",
     "UnsupportedExpressionError", "finite_or_inf",
 ]  # fmt: skip
 
@@ -36,7 +35,8 @@ FINGERPRINT_VERSION = "poso-sim/nlp-fingerprint/v1"
 #: Bumped whenever the structure fingerprint recipe changes.
 STRUCTURE_FINGERPRINT_VERSION = "poso-sim/nlp-structure/v1"
 
-_FORMAT = "poso-sim/compiled-nlp/v2"
+_FORMAT = "poso-sim/compiled-nlp/v3"
+
 
 
 class NLPCompileError(PosoError):
@@ -57,8 +57,8 @@ def finite_or_inf(v: Any, default: float) -> float:
     return f
 _INF = float("inf")
 _SAMPLE_SEEDS = (0x5EED0001, 0x5EED0002)
-_FUNCTIONS = ("_f", "_grad", "_g", "_jac", "_hess")
-
+#: the compiled functions every problem has: their CasADi names and the attributes holding their evaluators
+_FUNCTIONS = {"f": "_f", "grad_f": "_grad", "g": "_g", "jac_g": "_jac", "hess_lag": "_hess"}
 
 class _Evaluator:
     """Fast evaluation of a CasADi Function returning one dense float64 vector.
@@ -93,11 +93,6 @@ class _Evaluator:
         return self
 
 
-def _triplet(s: ca.Sparsity) -> tuple[np.ndarray, np.ndarray]:
-    rows, cols = s.get_triplet()
-    return np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
-
-
 def _splitmix_uniform(n: int, seed: int) -> np.ndarray:
     """``n`` deterministic uniforms in [0, 1) (splitmix64; platform- and version-independent)."""
     with np.errstate(over="ignore"):
@@ -116,10 +111,6 @@ def _round_bits(v: np.ndarray, bits: int = 36) -> np.ndarray:
     out = np.ldexp(m, e)
     out[out == 0.0] = 0.0  # normalise -0.0
     return out
-
-
-def _param_names(p: Any) -> list[str]:
-    return [q.name for q in p]
 
 
 class CompiledNLP:
@@ -145,42 +136,93 @@ class CompiledNLP:
       compiled structure alone (the same for every instance :meth:`with_data` can make).
     """
 
-    def __init__(self) -> None:  # populated by compile_nlp
-        self.n: int = 0
-        self.m: int = 0
-        self.x_names: list[str] = []
-        self.row_names: list[str] = []
-        self.p_names: list[str] = []
-        self.p = np.zeros(0)
-        self.x_lb = self.x_ub = self.g_lb = self.g_ub = self.x0 = np.zeros(0)
-        self.var_component = np.zeros(0, dtype=np.int32)
-        self.var_component_names: list[str] = []
-        self.row_component = np.zeros(0, dtype=np.int32)
-        self.row_component_names: list[str] = []
-        self.row_kind = np.zeros(0, dtype="<U4")
-        self.jac_structure: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0, np.int64))
-        self.hess_structure: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0, np.int64))
-        self.maximize = False
-        self.objective_name: str | None = None
-        self.expression_names: tuple[str, ...] = ()
+    def __init__(
+        self,
+        *,
+        x_names: Sequence[str],
+        row_names: Sequence[str],
+        x_lb: Any,
+        x_ub: Any,
+        g_lb: Any,
+        g_ub: Any,
+        functions: Mapping[str, ca.Function],
+        jac_structure: tuple[Any, Any],
+        hess_structure: tuple[Any, Any],
+        x0: Any = None,
+        row_kind: Any = None,
+        p_names: Sequence[str] = (),
+        p: Any = None,
+        var_component: Any = None,
+        var_component_names: Sequence[str] = (),
+        row_component: Any = None,
+        row_component_names: Sequence[str] = (),
+        maximize: bool = False,
+        objective_name: str | None = None,
+        expressions: Mapping[str, tuple[ca.Function, ca.Function]] | None = None,
+        fixed_names: Sequence[str] = (),
+        pbound: ca.Function | None = None,
+        pbound_pos: Any = None,
+        fingerprint: str | None = None,
+        structure_fingerprint: str | None = None,
+        compile_seconds: Mapping[str, float] | None = None,
+        cost_expression: str | None = None,
+    ) -> None:
+        """A compiled problem from its parts (the compiler's output, or what :meth:`from_bytes` reads back).
+
+        ``functions`` maps ``f``, ``grad_f``, ``g``, ``jac_g`` and ``hess_lag`` to CasADi Functions of ``(x, p)``
+        (``hess_lag`` of ``(x, p, lam, obj_factor)``); ``expressions`` maps a name to the Functions of its value
+        and gradient; ``pbound`` gives the bounds at the positions ``pbound_pos`` of ``[x_lb, x_ub, g_lb, g_ub]``
+        that depend on ``p``. A fingerprint left out is computed from the parts.
+        """
+        self.x_names, self.row_names, self.p_names = list(x_names), list(row_names), list(p_names)
+        self.n, self.m = len(self.x_names), len(self.row_names)
+        n, m = self.n, self.m
+        self.p = np.ascontiguousarray(np.zeros(len(self.p_names)) if p is None else p, dtype=np.float64).reshape(-1)
+        self.x_lb, self.x_ub = _vector(x_lb, n, "x_lb"), _vector(x_ub, n, "x_ub")
+        self.g_lb, self.g_ub = _vector(g_lb, m, "g_lb"), _vector(g_ub, m, "g_ub")
+        self.x0 = np.zeros(n) if x0 is None else _vector(x0, n, "x0")
+        self.var_component = np.zeros(n, dtype=np.int32) if var_component is None else np.asarray(var_component, dtype=np.int32)
+        self.var_component_names = list(var_component_names)
+        self.row_component = np.zeros(m, dtype=np.int32) if row_component is None else np.asarray(row_component, dtype=np.int32)
+        self.row_component_names = list(row_component_names)
+        self.row_kind = np.asarray(np.full(m, "ineq") if row_kind is None else row_kind, dtype="<U4")
+        self.jac_structure = tuple(np.asarray(a, dtype=np.int64) for a in jac_structure)  # type: ignore[assignment]
+        self.hess_structure = tuple(np.asarray(a, dtype=np.int64) for a in hess_structure)  # type: ignore[assignment]
+        self.maximize = bool(maximize)
+        self.objective_name = objective_name
+        self.fixed_names = list(fixed_names)
         #: the expression reports show as a plan's cost, named by whoever hands the problem out (the registry)
-        self.cost_expression: str | None = None
-        self.fixed_names: list[str] = []
-        self.fingerprint = ""
-        self.structure_fingerprint = ""
-        self.compile_seconds: dict[str, float] = {}
-        self._f = self._grad = self._g = self._jac = self._hess = None  # type: ignore[assignment]
-        self._expr: dict[str, tuple[_Evaluator, _Evaluator]] = {}
-        # bounds that depend on p: positions in the concatenation [x_lb, x_ub, g_lb, g_ub] and their function
-        self._pbound_pos = np.zeros(0, dtype=np.int64)
-        self._pbound: _Evaluator | None = None
+        self.cost_expression = cost_expression
+        self.compile_seconds = dict(compile_seconds or {})
+        if self.p.size != len(self.p_names):
+            raise NLPCompileError(f"p has {self.p.size} entries for {len(self.p_names)} parameter names")
+        missing = [k for k in _FUNCTIONS if k not in functions]
+        if missing:
+            raise NLPCompileError(f"compiled problem without the function(s) {', '.join(missing)}")
+        for name, attr in _FUNCTIONS.items():
+            setattr(self, attr, _Evaluator(functions[name]))
+        self._expr: dict[str, tuple[_Evaluator, _Evaluator]] = {
+            nm: (_Evaluator(value), _Evaluator(gradient)) for nm, (value, gradient) in (expressions or {}).items()
+        }
+        self.expression_names: tuple[str, ...] = tuple(self._expr)
+        self._pbound = None if pbound is None else _Evaluator(pbound)
+        self._pbound_pos = np.zeros(0, dtype=np.int64) if pbound_pos is None else np.asarray(pbound_pos, dtype=np.int64)
         self._x_pos: dict[str, int] | None = None
         self._row_pos: dict[str, int] | None = None
         self._p_pos: dict[str, int] | None = None
-        self._var_data: list = []
-        self._con_data: list = []
-        self._param_data: list = []
-        self._sx: dict[str, Any] = {}
+        # the Pyomo components of a linked model (poso_sim.nlp.compiler.link_model); empty until one is linked
+        self._var_data: Sequence[Any] = []
+        self._con_data: Sequence[Any] = []
+        self._param_data: Sequence[Any] = []
+        self._refresh_bounds()  # the bounds that depend on p are pbound(p)
+        self.fingerprint = _compute_fingerprint(self) if fingerprint is None else fingerprint
+        self.structure_fingerprint = (_compute_structure_fingerprint(self) if structure_fingerprint is None
+                                      else structure_fingerprint)
+
+    def attach_model(self, variables: Sequence[Any], constraints: Sequence[Any], params: Sequence[Any]) -> None:
+        """Hold a model's unfixed variables, constraints and mutable Params (in this problem's order), for
+        :meth:`load_into_model` and :meth:`x_from_model`; the compiler's ``link_model`` checks the names first."""
+        self._var_data, self._con_data, self._param_data = variables, constraints, params
 
     # -- sizes / structure -----------------------------------------------------------------------------------------
     @property
@@ -268,15 +310,17 @@ class CompiledNLP:
         other = self._copy()
         return other.set_parameters(values)
 
-    def with_model(self, model: Any) -> "CompiledNLP":
-        """A new instance linked to ``model`` (a model of the same structure) and taking its data.
-
-        Variables, constraints and mutable Params are matched by name (an error names the first difference); the
-        parameter values, bounds and start point ``x0`` are read from ``model``.
-        """
+    def with_instance(self, p: Any, x_lb: Any, x_ub: Any, g_lb: Any, g_ub: Any, x0: Any) -> "CompiledNLP":
+        """A new instance with these data, bounds and start point (as read from a model of this structure, e.g. by
+        the compiler's ``with_model``), sharing this one's compiled functions; the fingerprint follows."""
         other = self._copy()
-        other._link(model)
-        other._read_model_data()
+        other.p = np.ascontiguousarray(p, dtype=np.float64).reshape(-1)
+        if other.p.size != self.n_p:
+            raise NLPCompileError(f"parameter vector has {other.p.size} entries, the problem has {self.n_p}")
+        other.x_lb, other.x_ub = _vector(x_lb, self.n, "x_lb"), _vector(x_ub, self.n, "x_ub")
+        other.g_lb, other.g_ub = _vector(g_lb, self.m, "g_lb"), _vector(g_ub, self.m, "g_ub")
+        other.x0 = _vector(x0, self.n, "x0")
+        other.fingerprint = _compute_fingerprint(other)
         return other
 
     def _copy(self) -> "CompiledNLP":
@@ -295,33 +339,6 @@ class CompiledNLP:
             arr, i = ((self.x_lb, pos) if pos < n else (self.x_ub, pos - n) if pos < 2 * n
                       else (self.g_lb, pos - 2 * n) if pos < 2 * n + m else (self.g_ub, pos - 2 * n - m))
             arr[i] = finite_or_inf(v, -_INF if pos < n or 2 * n <= pos < 2 * n + m else _INF)
-
-    def _link(self, model: Any) -> None:
-        """Attach the Pyomo components of ``model`` (same names as the compiled problem's)."""
-        free = [v for v in _all_vars(model) if not v.fixed]
-        if [v.name for v in free] != self.x_names:
-            raise NLPCompileError("the model's variables differ from the compiled problem's" + _first_diff(
-                [v.name for v in free], self.x_names))
-        cons = _all_constraints(model)
-        if [c.name for c in cons] != self.row_names:
-            raise NLPCompileError("the model's constraints differ from the compiled problem's" + _first_diff(
-                [c.name for c in cons], self.row_names))
-        params = _mutable_params(model)
-        if [q.name for q in params] != self.p_names:
-            raise NLPCompileError("the model's mutable Params differ from the compiled problem's" + _first_diff(
-                [q.name for q in params], self.p_names))
-        self._var_data, self._con_data, self._param_data = free, cons, params
-
-    def _read_model_data(self) -> None:
-        """Parameter values, bounds and ``x0`` from the linked model; the fingerprint follows."""
-        self.p = np.array([_param_value(q) for q in self._param_data], dtype=np.float64)
-        self.x_lb, self.x_ub, self.x0 = _var_bounds_and_start(self._var_data)
-        g_lb, g_ub = np.empty(self.m), np.empty(self.m)
-        for r, c in enumerate(self._con_data):
-            g_lb[r] = finite_or_inf(c.lb, -_INF)
-            g_ub[r] = finite_or_inf(c.ub, _INF)
-        self.g_lb, self.g_ub = g_lb, g_ub
-        self.fingerprint = _compute_fingerprint(self)
 
     # -- callbacks -------------------------------------------------------------------------------------------------
     def _vec(self, x: Any) -> np.ndarray:
@@ -431,39 +448,40 @@ class CompiledNLP:
         return np.minimum(np.maximum(self._vec(x), self.x_lb), self.x_ub)
 
     # -- serialisation ---------------------------------------------------------------------------------------------
-    _PLAIN = (
-        "n", "m", "x_names", "row_names", "p_names", "p", "x_lb", "x_ub", "g_lb", "g_ub", "x0", "var_component",
-        "var_component_names", "row_component", "row_component_names", "row_kind", "jac_structure",
-        "hess_structure", "maximize", "objective_name", "expression_names", "fixed_names", "fingerprint",
-        "structure_fingerprint", "compile_seconds", "_pbound_pos",
-    )  # fmt: skip
+    def _plain(self) -> dict[str, Any]:
+        """The constructor's arguments that are plain data (no compiled functions)."""
+        return {
+            "x_names": self.x_names, "row_names": self.row_names, "x_lb": self.x_lb, "x_ub": self.x_ub,
+            "g_lb": self.g_lb, "g_ub": self.g_ub, "jac_structure": self.jac_structure,
+            "hess_structure": self.hess_structure, "x0": self.x0, "row_kind": self.row_kind, "p_names": self.p_names,
+            "p": self.p, "var_component": self.var_component, "var_component_names": self.var_component_names,
+            "row_component": self.row_component, "row_component_names": self.row_component_names,
+            "maximize": self.maximize, "objective_name": self.objective_name, "fixed_names": self.fixed_names,
+            "pbound_pos": self._pbound_pos, "fingerprint": self.fingerprint,
+            "structure_fingerprint": self.structure_fingerprint, "compile_seconds": self.compile_seconds,
+        }  # fmt: skip
 
     def to_bytes(self) -> bytes:
         """A self-contained encoding (CasADi's own serialisation of the functions, plain data for the rest).
 
-        The link to the Pyomo model (used by :meth:`load_into_model`) is not included; :meth:`from_bytes` can
-        restore it from a model built the same way.
+        The link to a Pyomo model (used by :meth:`load_into_model`) is not included: the compiler's
+        ``with_model(nlp, model)`` links a model built the same way to the object :meth:`from_bytes` returns.
         """
         import pickle
 
         blob = {
             "format": _FORMAT,
             "casadi": ca.__version__,
-            "plain": {k: getattr(self, k) for k in self._PLAIN},
-            "functions": {k: getattr(self, k).fn.serialize() for k in _FUNCTIONS},
+            "plain": self._plain(),
+            "functions": {name: getattr(self, attr).fn.serialize() for name, attr in _FUNCTIONS.items()},
             "pbound": None if self._pbound is None else self._pbound.fn.serialize(),
             "expr": {nm: (a.fn.serialize(), b.fn.serialize()) for nm, (a, b) in self._expr.items()},
         }
         return pickle.dumps(blob, protocol=pickle.HIGHEST_PROTOCOL)
 
     @classmethod
-    def from_bytes(cls, data: bytes, model: Any = None) -> "CompiledNLP":
-        """Inverse of :meth:`to_bytes`.
-
-        With ``model`` (a model of the same structure, e.g. another instance), re-links its variables,
-        constraints and mutable Params (names must match) and takes its data (parameter values, bounds, ``x0``):
-        a compiled structure loaded from disk serves any instance of it.
-        """
+    def from_bytes(cls, data: bytes) -> "CompiledNLP":
+        """Inverse of :meth:`to_bytes`: the object is made by the constructor from the stored parts."""
         import pickle
 
         blob = pickle.loads(data)
@@ -471,21 +489,13 @@ class CompiledNLP:
             raise NLPCompileError("not a compiled poso-sim NLP of this format")
         if blob.get("casadi") != ca.__version__:
             raise NLPCompileError(f"compiled with casadi {blob.get('casadi')}, this is {ca.__version__}")
-        nlp = cls()
-        for k, v in blob["plain"].items():
-            setattr(nlp, k, v)
-        for k, text in blob["functions"].items():
-            setattr(nlp, k, _Evaluator(ca.Function.deserialize(text)))
-        if blob.get("pbound") is not None:
-            nlp._pbound = _Evaluator(ca.Function.deserialize(blob["pbound"]))
-        nlp._expr = {
-            nm: (_Evaluator(ca.Function.deserialize(a)), _Evaluator(ca.Function.deserialize(b)))
-            for nm, (a, b) in blob["expr"].items()
-        }
-        if model is not None:
-            nlp._link(model)
-            nlp._read_model_data()
-        return nlp
+        load = ca.Function.deserialize
+        return cls(
+            **blob["plain"],
+            functions={name: load(text) for name, text in blob["functions"].items()},
+            expressions={nm: (load(a), load(b)) for nm, (a, b) in blob["expr"].items()},
+            pbound=None if blob.get("pbound") is None else load(blob["pbound"]),
+        )
 
     def __repr__(self) -> str:
         return (
@@ -495,56 +505,11 @@ class CompiledNLP:
         )
 
 
-# ---- model access ------------------------------------------------------------------------------------------------
-def _all_vars(model: Any) -> list:
-    from pyomo.core import SortComponents, Var  # heavy: see the module top
-
-    return list(model.component_data_objects(Var, active=True, descend_into=True, sort=SortComponents.deterministic))
-
-
-def _all_constraints(model: Any) -> list:
-    from pyomo.core import Constraint, SortComponents  # heavy: see the module top
-
-    return list(
-        model.component_data_objects(Constraint, active=True, descend_into=True, sort=SortComponents.deterministic)
-    )
-
-
-def _mutable_params(model: Any) -> list:
-    """The mutable Param elements of ``model`` in declaration order (the parameter vector's order)."""
-    from pyomo.core import Param, SortComponents  # heavy: see the module top
-
-    out = []
-    for comp in model.component_objects(Param, active=True, descend_into=True, sort=SortComponents.deterministic):
-        if comp.mutable:
-            out.extend(comp.values())
+def _vector(values: Any, size: int, what: str) -> np.ndarray:
+    out = np.array(values, dtype=np.float64).reshape(-1)
+    if out.size != size:
+        raise NLPCompileError(f"{what} has {out.size} entries, expected {size}")
     return out
-
-
-def _param_value(q: Any) -> float:
-    v = q.value
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        raise NLPCompileError(f"mutable Param {q.name} has no numeric value") from None
-
-
-def _var_bounds_and_start(free: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    x_lb = np.array([finite_or_inf(v.lb, -_INF) for v in free], dtype=np.float64)
-    x_ub = np.array([finite_or_inf(v.ub, _INF) for v in free], dtype=np.float64)
-    bad = np.flatnonzero(x_lb > x_ub)
-    if bad.size:
-        i = int(bad[0])
-        raise NLPCompileError(f"variable {free[i].name} has lower bound {x_lb[i]} > upper bound {x_ub[i]}")
-    x0 = np.array([0.0 if v.value is None else float(v.value) for v in free], dtype=np.float64)
-    return x_lb, x_ub, np.minimum(np.maximum(x0, x_lb), x_ub)
-
-
-def _first_diff(a: list[str], b: list[str]) -> str:
-    for i, (u, v) in enumerate(zip(a, b)):
-        if u != v:
-            return f" (position {i}: model {u!r}, compiled {v!r})"
-    return f" (model has {len(a)}, compiled {len(b)})"
 
 
 # ---- fingerprints ------------------------------------------------------------------------------------------------
@@ -633,387 +598,3 @@ def _compute_structure_fingerprint(nlp: CompiledNLP) -> str:
                 parts.append(nlp._pbound(p))
         h.values(f"values{seed}", np.concatenate(parts))
     return h.hexdigest()
-
-
-# ---- compilation, step by step -------------------------------------------------------------------------------------
-@dataclass
-class _Variables:
-    free: list
-    fixed_names: list[str]
-    x_lb: np.ndarray
-    x_ub: np.ndarray
-    x0: np.ndarray
-    component: np.ndarray
-    component_names: list[str]
-
-
-@dataclass
-class _Rows:
-    """The walked constraints: bounds, kinds, and the parts of g = A x + c + B p + monomials + nonlinear."""
-
-    cons: list
-    names: list[str] = field(default_factory=list)
-    lb: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    ub: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    const: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    kind: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype="<U4"))
-    component: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
-    component_names: list[str] = field(default_factory=list)
-    lin: tuple[list, list, list] = field(default_factory=lambda: ([], [], []))
-    par: tuple[list, list, list] = field(default_factory=lambda: ([], [], []))
-    mono_rows: list[int] = field(default_factory=list)
-    mono_terms: list = field(default_factory=list)
-    nl_rows: list[int] = field(default_factory=list)
-    nl_terms: list = field(default_factory=list)
-    param_bounded: list[int] = field(default_factory=list)  # rows whose bounds are expressions of Params
-
-
-def _collect_variables(model: Any, relax_integrality: bool) -> _Variables:
-    free, fixed_names = [], []
-    for v in _all_vars(model):
-        if v.fixed:
-            fixed_names.append(v.name)
-            continue
-        free.append(v)
-        if not relax_integrality and not v.is_continuous():
-            raise NLPCompileError(
-                f"variable {v.name} is integer/binary; poso_sim compiles continuous NLPs "
-                "(pass relax_integrality=True to treat it as continuous)"
-            )
-    x_lb, x_ub, x0 = _var_bounds_and_start(free)
-    comp_ids: dict[str, int] = {}
-    component = np.empty(len(free), dtype=np.int32)
-    for i, v in enumerate(free):
-        component[i] = comp_ids.setdefault(v.parent_component().name, len(comp_ids))
-    return _Variables(free, fixed_names, x_lb, x_ub, x0, component, list(comp_ids))
-
-
-def _walk_constraints(model: Any, conv: SXConverter) -> _Rows:
-    cons = _all_constraints(model)
-    m = len(cons)
-    R = _Rows(cons=cons, lb=np.empty(m), ub=np.empty(m), const=np.zeros(m), kind=np.empty(m, dtype="<U4"),
-              component=np.empty(m, dtype=np.int32))
-    comp_ids: dict[str, int] = {}
-    native = _native_types()
-    for r, c in enumerate(cons):
-        name = c.name
-        R.names.append(name)
-        conv.context = f"constraint {name}"
-        R.component[r] = comp_ids.setdefault(c.parent_component().name, len(comp_ids))
-        try:
-            lo, up = c.to_bounded_expression(evaluate_bounds=False)[::2]
-            if not _is_plain_number(lo, native) or not _is_plain_number(up, native):  # bounds built on Params
-                R.param_bounded.append(r)
-                lo, up = c.lb, c.ub
-        except Exception as exc:  # non-constant bounds, etc.
-            raise NLPCompileError(f"constraint {name}: cannot evaluate its bounds ({' '.join(str(exc).split())})") from None
-        R.lb[r] = finite_or_inf(lo, -_INF)
-        R.ub[r] = finite_or_inf(up, _INF)
-        R.kind[r] = "eq" if c.equality else "ineq"
-        const, cols, vals, mono, nl, pterms = conv.split(c.body)
-        R.const[r] = const
-        if cols:
-            R.lin[0].extend([r] * len(cols))
-            R.lin[1].extend(cols)
-            R.lin[2].extend(vals)
-        if pterms:
-            R.par[0].extend([r] * len(pterms))
-            R.par[1].extend(k for k, _ in pterms)
-            R.par[2].extend(v for _, v in pterms)
-        if mono:
-            R.mono_rows.extend([r] * len(mono))
-            R.mono_terms.extend(mono)
-        if nl:
-            acc = nl[0]
-            for t in nl[1:]:
-                acc = acc + t
-            R.nl_rows.append(r)
-            R.nl_terms.append(acc)
-    R.component_names = list(comp_ids)
-    return R
-
-
-def _native_types() -> set:
-    from pyomo.core.expr.numvalue import native_numeric_types  # heavy: see the module top
-
-    return native_numeric_types
-
-
-def _is_plain_number(e: Any, native: set | None = None) -> bool:
-    """True for None, numbers and constant expressions; False for what may hold a mutable Param (or a Var)."""
-    if e is None or e.__class__ in (native if native is not None else _native_types()):
-        return True
-    is_constant = getattr(e, "is_constant", None)
-    return is_constant is None or bool(is_constant())
-
-
-def _parametric_bounds(V: _Variables, R: _Rows, conv: SXConverter) -> tuple[np.ndarray, list]:
-    """Bounds that depend on mutable Params: positions in [x_lb, x_ub, g_lb, g_ub] and their SX in p."""
-    n, m = len(V.free), len(R.cons)
-    pos: list[int] = []
-    exprs: list = []
-    rows = [R.cons[r] for r in R.param_bounded]
-    native = _native_types()
-    # a variable's bound can only depend on Params if the bound it was given is not a number (domain bounds are);
-    # Pyomo keeps the given bounds in ``_lb``/``_ub`` (checked here to skip ~10 us per variable)
-    cand = [(i, v) for i, v in enumerate(V.free)
-            if not (_is_plain_number(getattr(v, "_lb", v), native) and _is_plain_number(getattr(v, "_ub", v), native))]
-    for base, items, attr in ((0, cand, "lower"), (n, cand, "upper"),
-                              (2 * n, list(zip(R.param_bounded, rows)), "lower"),
-                              (2 * n + m, list(zip(R.param_bounded, rows)), "upper")):
-        for i, comp in items:
-            e = getattr(comp, attr)
-            if _is_plain_number(e, native):
-                continue
-            conv.context = f"{'bound of ' + comp.name}"
-            sx = conv.to_sx(e)
-            if not isinstance(sx, float):
-                pos.append(base + i)
-                exprs.append(sx)
-    return np.asarray(pos, dtype=np.int64), exprs
-
-
-def _resolve_named(model: Any, name: str) -> Any:
-    comp = model.find_component(name)
-    if comp is None:
-        raise NLPCompileError(f"model has no component named {name!r}")
-    if getattr(comp, "is_indexed", lambda: False)():
-        raise NLPCompileError(f"expression {name!r} is indexed; name one of its elements, e.g. {name}[...]")
-    return comp
-
-
-def _select_objective(model: Any, objective: Any) -> Any:
-    if objective is None:
-        from pyomo.core import Objective  # heavy: see the module top
-
-        objs = list(model.component_data_objects(Objective, active=True, descend_into=True))
-        if len(objs) > 1:
-            raise NLPCompileError(
-                f"model has {len(objs)} active objectives ({', '.join(o.name for o in objs[:5])}); pass objective="
-            )
-        return objs[0] if objs else None
-    if isinstance(objective, str):
-        return _resolve_named(model, objective)
-    return objective
-
-
-def _walk_scalar(conv: SXConverter, body: Any, x: Any, p: Any, n: int, n_p: int) -> Any:
-    const, cols, vals, mono, nl, pterms = conv.split(body)
-    out = _assemble_scalar(x, n, const, cols, vals, mono, nl)
-    if pterms:
-        out = out + ca.mtimes(_sparse_dm([0] * len(pterms), [k for k, _ in pterms], [v for _, v in pterms], 1, n_p), p)
-    return out
-
-
-def _expression_names(model: Any, expressions: Sequence[str] | None) -> tuple[str, ...]:
-    if expressions is not None:
-        return tuple(expressions)
-    return tuple(getattr(model, "nlp_expressions", ()) or ())
-
-
-def _assemble_g(x: Any, p: Any, R: _Rows, n: int, n_p: int) -> Any:
-    m = len(R.cons)
-    g_sx = ca.mtimes(_sparse_dm(*R.lin, m, n), x) + ca.DM(R.const)
-    if R.par[0]:
-        g_sx = g_sx + ca.mtimes(_sparse_dm(*R.par, m, n_p), p)
-    if R.mono_terms:
-        g_sx = g_sx + _monomials(x, m, R.mono_rows, R.mono_terms)
-    if R.nl_rows:
-        nl_vec = ca.SX(m, 1)
-        nl_vec[R.nl_rows] = ca.vertcat(*R.nl_terms)
-        g_sx = g_sx + nl_vec
-    return g_sx
-
-
-def _function_opts(cse: bool) -> dict:
-    return {"cse": True} if cse else {}
-
-
-def _build_functions(nlp: CompiledNLP, x: Any, p: Any, f_sx: Any, g_sx: Any, expr_sx: dict, pbound: list,
-                     cse: bool, timings: dict) -> None:
-    """Exact derivatives (CasADi AD on the SX graph) and the compiled Functions, all with inputs (x, p)."""
-    t = time.perf_counter()
-    n, m = x.numel(), g_sx.numel()
-    opts = _function_opts(cse)
-    lam = ca.SX.sym("lam", m)
-    sigma = ca.SX.sym("obj_factor")
-    grad_sx = ca.densify(ca.gradient(f_sx, x)) if n else ca.SX(0, 1)
-    jac_sx = ca.jacobian(g_sx, x)
-    lag = sigma * f_sx + (ca.dot(lam, g_sx) if m else 0)
-    hess_full, _ = ca.hessian(lag, x)
-    hess_lo = ca.tril(hess_full)
-    timings["derivatives"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    nlp._f = _Evaluator(ca.Function("f", [x, p], [f_sx], opts))
-    nlp._grad = _Evaluator(ca.Function("grad_f", [x, p], [grad_sx], opts))
-    nlp._g = _Evaluator(ca.Function("g", [x, p], [ca.densify(g_sx)], opts))
-    nlp._jac = _Evaluator(ca.Function("jac_g", [x, p], [jac_sx.nz[:]], opts))
-    nlp._hess = _Evaluator(ca.Function("hess_lag", [x, p, lam, sigma], [hess_lo.nz[:]], opts))
-    for i, (nm, e) in enumerate(expr_sx.items()):
-        ge = ca.densify(ca.gradient(e, x)) if n else ca.SX(0, 1)
-        nlp._expr[nm] = (
-            _Evaluator(ca.Function(f"expr_{i}", [x, p], [e], opts)),
-            _Evaluator(ca.Function(f"expr_grad_{i}", [x, p], [ge], opts)),
-        )
-    if pbound:
-        nlp._pbound = _Evaluator(ca.Function("bounds", [p], [ca.densify(ca.vertcat(*pbound))], opts))
-    nlp.jac_structure = _triplet(jac_sx.sparsity())
-    nlp.hess_structure = _triplet(hess_lo.sparsity())
-    nlp._sx = {"x": x, "p": p, "f": f_sx, "g": g_sx, "lam": lam, "obj_factor": sigma}
-    timings["functions"] = time.perf_counter() - t
-
-
-def compile_nlp(
-    model: Any,
-    *,
-    objective: Any = None,
-    expressions: Sequence[str] | None = None,
-    cse: bool = False,
-    relax_integrality: bool = False,
-    parameters: bool = True,
-    smooth: bool = False,
-) -> CompiledNLP:
-    """Compile a Pyomo model (or block) into a :class:`CompiledNLP`.
-
-    Args:
-        model: a Pyomo ``ConcreteModel`` (or block); only active components are used.
-        objective: an Objective component or its name; default: the single active Objective (a model without one
-            gets ``f = 0``).
-        expressions: names of scalar Expressions (or any scalar numeric component) to compile as extra functions,
-            evaluated with :meth:`CompiledNLP.expr` / :meth:`CompiledNLP.expr_grad`; default: the names the model
-            declares in its attribute ``nlp_expressions`` (none if it declares none).
-        cse: ask CasADi to eliminate common subexpressions in the generated Functions.
-        relax_integrality: allow integer/binary variables (treated as continuous); otherwise they are an error.
-        parameters: mutable Params become the parameter vector ``p`` of the compiled functions (default); with
-            False they are constants (their current values), as immutable Params always are.
-        smooth: reject the non-differentiable functions ``abs``, ``max``, ``min`` and ``Expr_if`` with an
-            :class:`UnsupportedExpressionError` naming the function and the row (a problem definition that needs
-            exact KKT conditions asks for this); by default they compile, with one-sided derivatives at the kinks.
-    """
-    from pyomo.core import maximize  # heavy: see the module top
-    from pyomo.core.base.expression import NamedExpressionData
-
-    from poso_sim.nlp.walker import SXConverter
-
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    V = _collect_variables(model, relax_integrality)
-    params = _mutable_params(model) if parameters else []
-    p_values = np.array([_param_value(q) for q in params], dtype=np.float64)
-    n, n_p = len(V.free), len(params)
-    x = ca.SX.sym("x", n)
-    p = ca.SX.sym("p", n_p)
-    conv = SXConverter(
-        ca.vertsplit(x) if n else [],
-        {id(v): i for i, v in enumerate(V.free)},
-        ca.vertsplit(p) if n_p else [],
-        {id(q): i for i, q in enumerate(params)} if parameters else None,
-    )
-    conv.smooth = smooth
-    timings["variables"] = time.perf_counter() - t0
-
-    t = time.perf_counter()
-    R = _walk_constraints(model, conv)
-    pbound_pos, pbound_sx = _parametric_bounds(V, R, conv) if n_p else (np.zeros(0, dtype=np.int64), [])
-    timings["walk_constraints"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    obj = _select_objective(model, objective)
-    is_max = obj is not None and getattr(obj, "sense", None) == maximize
-    if obj is not None:
-        conv.context = f"objective {obj.name}"
-        f_sx = _walk_scalar(conv, obj.expr if hasattr(obj, "expr") else obj, x, p, n, n_p)
-    else:
-        f_sx = ca.SX(0.0)
-    if is_max:
-        f_sx = -f_sx
-    expr_sx: dict[str, Any] = {}
-    for nm in _expression_names(model, expressions):
-        comp = _resolve_named(model, nm)
-        conv.context = f"expression {nm}"
-        body = comp.expr if isinstance(comp, NamedExpressionData) else comp
-        if body is None:
-            raise NLPCompileError(f"expression {nm} is empty")
-        expr_sx[nm] = _walk_scalar(conv, body, x, p, n, n_p)
-    timings["walk_objective_expressions"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    g_sx = _assemble_g(x, p, R, n, n_p)
-    timings["assemble"] = time.perf_counter() - t
-
-    nlp = CompiledNLP()
-    _build_functions(nlp, x, p, f_sx, g_sx, expr_sx, pbound_sx, cse, timings)
-    nlp.n, nlp.m = n, len(R.cons)
-    nlp.x_names, nlp.row_names, nlp.p_names = [v.name for v in V.free], R.names, _param_names(params)
-    nlp.p = p_values
-    nlp.x_lb, nlp.x_ub, nlp.g_lb, nlp.g_ub, nlp.x0 = V.x_lb, V.x_ub, R.lb, R.ub, V.x0
-    nlp.var_component, nlp.var_component_names = V.component, V.component_names
-    nlp.row_component, nlp.row_component_names = R.component, R.component_names
-    nlp.row_kind = R.kind
-    nlp.maximize = is_max
-    nlp.objective_name = None if obj is None else obj.name
-    nlp.expression_names = tuple(expr_sx)
-    nlp.fixed_names = V.fixed_names
-    nlp._var_data, nlp._con_data, nlp._param_data = V.free, R.cons, params
-    nlp._pbound_pos = pbound_pos
-
-    t = time.perf_counter()
-    nlp._refresh_bounds()
-    nlp.fingerprint = _compute_fingerprint(nlp)
-    nlp.structure_fingerprint = _compute_structure_fingerprint(nlp)
-    timings["fingerprint"] = time.perf_counter() - t
-    timings["total"] = time.perf_counter() - t0
-    nlp.compile_seconds = timings
-    return nlp
-
-
-def _sparse_dm(rows: Iterable[int], cols: Iterable[int], vals: Iterable[float], m: int, n: int) -> ca.DM:
-    """Sparse DM from triplets: duplicates summed, explicit zeros dropped."""
-    a = sp.coo_matrix(
-        (np.asarray(vals, dtype=np.float64), (np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64))),
-        shape=(m, n),
-    ).tocsc()
-    a.sum_duplicates()
-    a.eliminate_zeros()
-    a.sort_indices()
-    spy = ca.Sparsity(m, n, a.indptr.astype(np.int64).tolist(), a.indices.astype(np.int64).tolist())
-    return ca.DM(spy, a.data.tolist())
-
-
-def _monomials(x: Any, m: int, rows: list[int], terms: list) -> Any:
-    """``m``-vector with ``sum(coef * x[i] * x[j])`` / ``sum(coef * x[i] ** p)`` per row, built vectorised.
-
-    Terms are grouped by kind (bilinear, or power with a given exponent); each group costs a handful of CasADi
-    calls regardless of its size, and rows are summed with one sparse matrix product per group.
-    """
-    rows_a = np.asarray(rows, dtype=np.int64)
-    coef = np.array([t[0] for t in terms], dtype=np.float64)
-    ii = np.array([t[1] for t in terms], dtype=np.int64)
-    jj = np.array([t[2] for t in terms], dtype=np.int64)
-    pp = np.array([t[3] for t in terms], dtype=np.float64)
-    out = None
-    groups: list[tuple[np.ndarray, Any]] = []
-    bil = np.flatnonzero(jj >= 0)
-    if bil.size:
-        groups.append((bil, ca.times(x[ii[bil].tolist()], x[jj[bil].tolist()])))
-    powm = jj < 0
-    for p in np.unique(pp[powm]):
-        sel = np.flatnonzero(powm & (pp == p))
-        groups.append((sel, x[ii[sel].tolist()] ** float(p)))
-    for sel, vec in groups:
-        S = _sparse_dm(rows_a[sel], np.arange(sel.size), coef[sel], m, sel.size)
-        part = ca.mtimes(S, vec)
-        out = part if out is None else out + part
-    return out
-
-
-def _assemble_scalar(x: Any, n: int, const: float, cols: list, vals: list, mono: list, nl: list) -> Any:
-    out = ca.SX(const)
-    if cols:
-        out = out + ca.mtimes(_sparse_dm([0] * len(cols), cols, vals, 1, n), x)
-    if mono:
-        out = out + _monomials(x, 1, [0] * len(mono), mono)
-    for t in nl:
-        out = out + t
-    return out

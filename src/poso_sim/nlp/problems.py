@@ -416,9 +416,9 @@ def _build(definition: ProblemDefinition, data: Any, case: str, variant: str) ->
 
 
 def _compile(definition: ProblemDefinition, model: Any, case: str, variant: str) -> Any:
-    # CasADi (0.1 s) and the walker, which imports Pyomo (0.7 s): only when something is compiled
-    from poso_sim.nlp.compiled import compile_nlp
-    from poso_sim.nlp.walker import NLPCompileError
+    # the compiler imports CasADi (0.1 s) and Pyomo (0.7 s): only when something is compiled
+    from poso_sim.nlp.compiled import NLPCompileError
+    from poso_sim.nlp.compiler import compile_nlp
 
     try:
         return compile_nlp(model, expressions=definition.compiled_expressions)
@@ -429,9 +429,10 @@ def _compile(definition: ProblemDefinition, model: Any, case: str, variant: str)
 def _link(nlp: Any, model: Any, case: str, variant: str) -> None:
     """Attach ``model``'s variables, constraints and Params to ``nlp`` (same names, same order)."""
     from poso_sim.nlp.compiled import NLPCompileError
+    from poso_sim.nlp.compiler import link_model  # Pyomo (0.7 s): the model is being built anyway
 
     try:
-        nlp._link(model)
+        link_model(nlp, model)
     except NLPCompileError as exc:
         raise ProblemError(f"case {case!r}, variant {variant!r}: {exc}") from None
 

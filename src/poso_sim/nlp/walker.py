@@ -1,6 +1,6 @@
 """Translate Pyomo expression trees into CasADi SX expressions.
 
-Two entry points are used by :mod:`poso_sim.nlp.compiled`:
+Two entry points are used by :mod:`poso_sim.nlp.compiler`:
 
 * :meth:`SXConverter.to_sx` turns any supported Pyomo numeric expression into one SX scalar.
 * :meth:`SXConverter.split` walks the *top-level additive structure* of an expression (sums, negations,
