@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-MODULES = ("bench_solve", "bench_compile", "bench_kkt", "bench_sim", "bench_scenarios", "bench_sweep")
+MODULES = ("bench_solve", "bench_compile", "bench_kkt", "bench_sim", "bench_scenarios", "bench_sweep", "bench_trading")
 
 
 def main() -> int:

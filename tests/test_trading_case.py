@@ -214,3 +214,54 @@ def test_the_clearing_problem_solves_with_both_backends_and_is_certified(backend
     sol = solve_case("trading", "true", cache=False, backend=backend)
     assert sol.status == "optimal"
     assert verify(get_compiled("trading"), sol).accepted
+
+
+def test_the_sqp_answers_are_ipopts_answers_over_random_prices(case):
+    from poso_sim.solvers.trading import HubResponder
+
+    rng = np.random.default_rng(19)
+    sqp, ipopt = HubResponder(case, 9), HubResponder(case, 9, method="ipopt", warm_start=False)
+    for _ in range(4):
+        prices = (318.0, float(rng.uniform(150, 1500)), float(rng.uniform(0, 500)))
+        for h in case.hub_ids:
+            assert sqp.respond(h, prices) == pytest.approx(ipopt.respond(h, prices), abs=2e-4), (h, prices)
+
+
+# ---- the clearing's prices, the gap of an iteration to it, the settlement -------------------------------------------------
+@pytest.fixture(scope="module")
+def clearing(case):
+    from poso_sim.solvers.trading import clear_market
+
+    return clear_market(case, 12)
+
+
+def test_the_clearing_prices_are_the_balance_multipliers_and_the_hubs_best_responses_clear(case, clearing, responder):
+    from poso_sim.solvers.trading import compare, settlement
+
+    p = clearing.prices
+    assert p.gas == 318.0
+    assert p.elec == pytest.approx(619.1702, abs=1e-3)  # below the tariff: the grid supplies nothing
+    assert p.heat == pytest.approx((206.1, 176.3552, 201.9571), abs=1e-3)  # zone 1's source is used, not zone 3's
+    assert clearing.grid == pytest.approx(0.0, abs=1e-6) and clearing.heat_sources[0] == pytest.approx(19.7939, abs=1e-3)
+    demands = responder.respond_all(p.by_hub(case))
+    gap = compare(case, clearing, p, demands)
+    assert gap.max_price == 0.0 and gap.max_demand < 1e-4
+    assert sum(d[1] for d in demands.values()) == pytest.approx(clearing.grid, abs=1e-3)  # the balances clear
+    for z in (1, 2, 3):
+        assert sum(demands[h][2] for h in case.hubs_in_zone(z)) == pytest.approx(clearing.heat_sources[z - 1], abs=1e-3)
+    pay = settlement(case, p, demands)
+    assert pay[1] == pytest.approx(318.0 * demands[1][0] + p.elec * demands[1][1] + p.heat[0] * demands[1][2])
+    assert pay[5] < 0  # hub 5 sells more electricity than it buys gas and heat
+    # the electricity the hubs pay each other sums to zero with the grid idle
+    assert sum(p.elec * d[1] for d in demands.values()) == pytest.approx(0.0, abs=1.0)
+
+
+def test_a_gap_is_stated_with_its_causes(case, clearing):
+    from poso_sim.solvers.trading import compare
+
+    off = {h: tuple(v + 1.0 for v in a) for h, a in clearing.allocation.items() if h != 3}
+    gap = compare(case, clearing, (318.0, 994.7, 206.1, 180.0, 201.0), off)
+    assert gap.price["elec"] == pytest.approx(994.7 - clearing.prices.elec)
+    assert gap.price["heat"][1] == pytest.approx(180.0 - clearing.prices.heat[1])
+    assert gap.max_demand == pytest.approx(1.0) and 3 not in gap.demand
+    assert any("middle band" in n for n in gap.notes) and any("hubs [3]" in n for n in gap.notes)

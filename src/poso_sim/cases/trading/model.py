@@ -78,8 +78,8 @@ def add_flows(b: Any, h: TradingHub) -> None:
         return bounds.get(k, (None, None))
 
     def init(_b, k):
-        lo, hi = bounds.get(k, (None, None))
-        v = start[k - 1]
+        lo, hi = (0.0, pyo.value(_b.renew_max[renew_out[k]])) if k in renew_out else bounds.get(k, (None, None))
+        v = 0.0 if k in fixed else start[k - 1]
         v = max(v, lo) if isinstance(lo, float) else v
         return min(v, hi) if isinstance(hi, float) else v
 
