@@ -31,8 +31,8 @@ def test_the_howto_runs_as_written(tmp_path):
     honest, favoured = map(float, re.findall(r"([\d.]+) \$", out.stdout))
     assert favoured > honest > 0
     assert list((tmp_path / "cache" / "compiled").glob("*.nlp"))
-    # the shell block: each command's exit code and verdict are in its comment
-    (commands,) = _blocks("bash")
+    # the first shell block: each command's exit code and verdict are in its comment
+    commands, scenario_commands = _blocks("bash")
     code = (
         "import sys\nfrom poso_sim.cli import main\nrc = main(sys.argv[1:])\n"
         "print('PYOMO' if 'pyomo' in sys.modules else 'NO-PYOMO')\nsys.exit(rc)\n"
@@ -46,3 +46,22 @@ def test_the_howto_runs_as_written(tmp_path):
         assert run.returncode == int(re.search(r"exit (\d)", comment).group(1)), (line, run.stdout, run.stderr)
         assert re.search(r"(ACCEPTED|REJECTED)", comment).group(1) in run.stdout
         assert "NO-PYOMO" in run.stdout
+    # section 4: the scenario file, then a solve of the favoured variant and a run, each command's exit code and a
+    # line of its output in its comment
+    (scenario,) = _blocks("yaml")
+    (tmp_path / "dispatch3.yaml").write_text(scenario)
+    for line in scenario_commands.strip().splitlines():
+        cmd, _, comment = line.partition("#")
+        args = cmd.split()
+        assert args[0] == "poso-sim" and args[1] in ("solve", "run")
+        run = subprocess.run([sys.executable, "-m", "poso_sim", *args[1:]], cwd=tmp_path, env=env,
+                             capture_output=True, text=True)
+        assert run.returncode == int(re.search(r"exit (\d)", comment).group(1)), (line, run.stdout, run.stderr)
+        assert re.search(r'"(.*)"', comment).group(1) in run.stdout, (line, run.stdout)
+    # without the mapping the file is refused at load time, at the behaviour's line, as the page says
+    (tmp_path / "unmapped.yaml").write_text(scenario.replace("variants: {tampered: favoured}", "#"))
+    run = subprocess.run([sys.executable, "-m", "poso_sim", "run", "unmapped.yaml"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True)
+    assert run.returncode == 2 and run.stderr.count("\n") == 1
+    said = re.search(r"`dispatch3\.yaml, (line \d+: [^`]*?)\.\.\.`", PAGE.read_text(encoding="utf-8").replace("\n", " "))
+    assert said and f"unmapped.yaml, {said.group(1)}" in run.stderr, (said, run.stderr)

@@ -250,7 +250,8 @@ class _OneInstance(RealPayloads):
     """The plans of one instance; verification against a compiled problem given by the chain."""
 
     def __init__(self, chain: "InstancePayloads", instance: Instance) -> None:
-        super().__init__(instance.case, forge_scale=chain.forge_scale, cache_dir=chain.cache_dir, session=chain.session)
+        super().__init__(instance.case, forge_scale=chain.forge_scale, cache_dir=chain.cache_dir, session=chain.session,
+                         variants=chain.variants)
         self.chain = chain
         self.instance = instance
 
@@ -288,10 +289,12 @@ class InstancePayloads:
         forge_scale: float = 0.5,
         cache_dir: str | None = None,
         session: Any = None,
+        variants: Mapping[str, str] | None = None,
     ) -> None:
         if not instances:
             raise InstanceError("instances: none given")
         self.case = case
+        self.variants = dict(variants or {})
         self.instances = list(instances)
         self.forge_scale = float(forge_scale)
         self.cache_dir = cache_dir

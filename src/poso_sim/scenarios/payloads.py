@@ -145,7 +145,17 @@ def solve_variants(case: str, variants: Iterable[str], **kw: Any) -> dict[str, A
     processes when there are several), each stored in the solution cache."""
     from poso_sim.solvers.api import solve_plans  # heavy (Pyomo, CasADi): see the note at the imports
 
+    if _registered_here(case):
+        kw.setdefault("workers", 1)  # a worker process would not know it
     return solve_plans(case, tuple(dict.fromkeys(variants)), cache=True, **kw)
+
+
+def _registered_here(case: str) -> bool:
+    """Whether ``case`` names a definition registered in this process as an object (``register_problem(name,
+    ProblemDefinition(...))``), which a fresh worker process cannot resolve."""
+    from poso_sim.nlp import problems  # the registry: only for real payloads
+
+    return not isinstance(problems._REGISTRY.get(case, ""), str)
 
 
 class _Plans(Mapping[str, Payload]):
@@ -185,12 +195,15 @@ class RealPayloads:
     the protocol's `Verdict`."""
 
     def __init__(
-        self, case: str = "manchester", *, forge_scale: float = 0.5, cache_dir: str | None = None, session: Any = None
+        self, case: str = "manchester", *, forge_scale: float = 0.5, cache_dir: str | None = None, session: Any = None,
+        variants: Mapping[str, str] | None = None,
     ) -> None:
         self.case = case
         self.forge_scale = float(forge_scale)
         self.cache_dir = cache_dir
-        self.key = f"real:{case}"
+        #: dishonest label -> the problem variant that makes it (a scenario's `variants:`; default: same name)
+        self.variants = dict(variants or {})
+        self.key = f"real:{case}" + "".join(f":{k}={v}" for k, v in sorted(self.variants.items()))
         self.session = session if session is not None else default_session()
         self._lock = threading.RLock()
         self._view = _Plans(self)
@@ -198,7 +211,18 @@ class RealPayloads:
     # ---- plans
     @property
     def _store(self) -> dict[str, Payload]:
-        return self.session.plans.setdefault((self.case, self.forge_scale, self.cache_dir), {})
+        key = (self.case, self.forge_scale, self.cache_dir)
+        if self.variants:  # plans made from other variants are other plans
+            key += (tuple(sorted(self.variants.items())),)
+        return self.session.plans.setdefault(key, {})
+
+    def variant_of(self, label: str) -> str:
+        """The problem variant whose optimum is the plan ``label``."""
+        if label in ("tampered", "feasible"):
+            return self.variants.get(label, label)
+        from poso_sim.nlp.problems import problem_definition  # the registry: only for real payloads
+
+        return problem_definition(self.case).honest_variant
 
     def _solve(self, variants: Iterable[str]) -> dict[str, Any]:
         kw: dict[str, Any] = {}
@@ -216,9 +240,9 @@ class RealPayloads:
             store = self._store
             missing = [lbl for lbl in labels if lbl not in store]
             if missing:
-                sols = self._solve(VARIANT_OF[lbl] for lbl in missing)
+                sols = self._solve(self.variant_of(lbl) for lbl in missing)
                 for lbl in missing:
-                    store[lbl] = self._make(lbl, sols[VARIANT_OF[lbl]])
+                    store[lbl] = self._make(lbl, sols[self.variant_of(lbl)])
             self._ready_to_verify()
             return {lbl: store[lbl] for lbl in labels}
 
@@ -266,7 +290,7 @@ class RealPayloads:
         # only the compiled functions: from the disk cache they load without Pyomo or the model
         from poso_sim.nlp.problems import get_compiled  # CasADi: only for real payloads
 
-        return None, get_compiled(self.case, "true")
+        return None, get_compiled(self.case, None)  # the honest variant
 
     def payloads(self, height: int) -> Mapping[str, Payload]:
         return self._view

@@ -637,9 +637,10 @@ def _make_runner(
     scn = resolve_scenario(scenario)
     session = hooks.get("session")
     if (payloads is None or payloads == "real") and scn.instances is not None:
-        source: PayloadSource = InstancePayloads(scn.case, resolve_instances(scn) or [], session=session)
+        source: PayloadSource = InstancePayloads(scn.case, resolve_instances(scn) or [], session=session,
+                                                 variants=scn.variants)
     elif payloads is None or payloads == "real":
-        source = RealPayloads(scn.case, session=session)
+        source = RealPayloads(scn.case, session=session, variants=scn.variants)
     elif payloads == "stub":
         source = StubPayloads(scn.case)
     else:

@@ -23,11 +23,15 @@ from poso_sim.sim.latency import as_latency
 __all__ = [
     "Scenario", "NetworkSpec", "FaultSpec", "BEHAVIOUR_KEYS", "REFERENCE_KEYS", "GENERIC_KEYS", "LABELS",
     "TARGET_GROUPS", "FieldError", "check_scenario", "check_case", "known_cases", "generated_name", "legacy_name",
-    "EquivocateOmitting", "GenerateSpec", "InstancesSpec", "SolveTimeSpec",
+    "EquivocateOmitting", "GenerateSpec", "InstancesSpec", "SolveTimeSpec", "VARIANT_LABELS",
 ]
 
 FIRST_ID = 8
 LABELS = ("optimal", "tampered", "feasible", "forged")
+#: the labels of the dishonest plans, each the optimum of a variant of the problem (by default the variant of the
+#: same name; a scenario's `variants:` maps them to the names its problem uses); "optimal" and "forged" are plans
+#: of the honest variant
+VARIANT_LABELS = ("tampered", "feasible")
 
 
 def generated_name(index: int) -> str:
@@ -212,15 +216,25 @@ class Scenario(_Strict):
     normal_timeout: float | None = Field(None, gt=0)
     network: NetworkSpec = Field(default_factory=NetworkSpec)
     behaviours: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    variants: dict[str, str] = Field(default_factory=dict)
     source: str | None = Field(None, exclude=True)  # the file it came from (for messages)
 
     @model_serializer(mode="wrap")
     def _drop_absent_chain(self, handler: Any) -> Any:
-        # a scenario without instances dumps exactly as before the field existed (sweep case files, digests)
+        # a scenario without instances (or variant names) dumps exactly as before the field existed (sweep case
+        # files, digests)
         data = handler(self)
         if isinstance(data, dict) and data.get("instances", 0) is None:
             data.pop("instances")
+        if isinstance(data, dict) and data.get("variants", 0) == {}:
+            data.pop("variants")
         return data
+
+    def variant_of(self, label: str, honest: str = "true") -> str:
+        """The problem variant whose optimum is the plan ``label`` (``honest``: the problem's honest variant)."""
+        if label in VARIANT_LABELS:
+            return self.variants.get(label, label)
+        return honest
 
     # ---- derived
     @property
@@ -439,6 +453,7 @@ def check_scenario(scn: Scenario) -> None:
             if bkey not in BEHAVIOUR_KEYS:
                 raise FieldError(where, f"unknown behaviour {bkey!r} (known: {', '.join(BEHAVIOUR_KEYS)})")
             _check_behaviour(scn, where, bkey, val)
+    _check_variants(scn)
     _check_chain(scn)
     names = set(scn.delegate_names) | set(normals)
     for i, f in enumerate(scn.network.faults):
@@ -484,6 +499,35 @@ def _check_chain(scn: Scenario) -> None:
         check_instances(scn)
     except InstanceError as exc:
         raise FieldError(exc.field or ("instances",), exc.detail) from None
+
+
+def _check_variants(scn: Scenario) -> None:
+    """`variants:` maps dishonest plan labels to variants of the case's problem, and every label a behaviour uses
+    has a variant there (checked now, with the file and line, rather than at the first solve)."""
+    from poso_sim.nlp.problems import problem_definition  # the registry: see known_cases
+
+    try:
+        variants = problem_definition(scn.case).variants
+    except PosoError:  # the case itself is check_case's to report
+        return
+    for lbl, name in scn.variants.items():
+        if lbl not in VARIANT_LABELS:
+            raise FieldError(("variants", lbl), f"unknown plan label {lbl!r}: the plans made from a variant are "
+                                                f"{', '.join(VARIANT_LABELS)}")
+        if name not in variants:
+            raise FieldError(("variants", lbl), f"case {scn.case!r} has no variant {name!r} "
+                                                f"(variants: {', '.join(variants)})")
+    for key, opts in scn.behaviours.items():
+        owner = scn.node_ref(int(key) if str(key).isdigit() else key)
+        for bkey, val in opts.items():
+            for b in _build_behaviours(scn, {bkey: val}, owner):
+                for lbl in b.payload_labels():
+                    if lbl in VARIANT_LABELS and scn.variant_of(lbl) not in variants:
+                        raise FieldError(
+                            ("behaviours", key, bkey),
+                            f"sends the {lbl!r} plan, the optimum of variant {scn.variant_of(lbl)!r}, which case "
+                            f"{scn.case!r} does not have (variants: {', '.join(variants)}); name the variant that "
+                            f"makes it with `variants: {{{lbl}: VARIANT}}`")
 
 
 def known_cases() -> list[str]:
