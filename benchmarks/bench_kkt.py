@@ -100,7 +100,9 @@ def run(quick: bool) -> str:
     from poso_sim.kkt import DEFAULT_TOLERANCES, KKTChecker
     from poso_sim.kkt.decide import min_stationarity
     from poso_sim.nlp import Solution
-    from poso_sim.solvers.probes import HONEST_ROUTES, as_solution, biased_plan, honest_plan, manchester_plans
+    # the probes serve the tests and this benchmark, so they are not packaged (the benchmarks run from the
+    # repository root, where tests/ is a namespace package)
+    from tests._probes import HONEST_ROUTES, as_solution, biased_plan, honest_plan, manchester_plans
 
     head = machine()
     t0 = time.perf_counter()
@@ -180,7 +182,7 @@ def run(quick: bool) -> str:
         if raw.status != "optimal":  # a route that did not converge delivers no optimum to judge
             skipped.append(f"{route} ({raw.status}, {nlp.true_cost(raw.x):.4f} $)")
             continue
-        sol = Solution(x=raw.x, y=raw.y, z_L=raw.zL, z_U=raw.zU, fingerprint=nlp.fingerprint, variant="true")
+        sol = Solution(x=raw.x, y=raw.y, z_L=raw.z_L, z_U=raw.z_U, fingerprint=nlp.fingerprint, variant="true")
         points[f"optimum by {route}"] = (sol, True)
         points[f"optimum by {route}, clipped"] = (sol.replace(x=nlp.clip(raw.x)), True)
         x_off = nlp.clip(raw.x)

@@ -73,7 +73,7 @@ def point_ieee33(days: int) -> dict:
     r = IpoptBackend().solve(nlp, nlp.x0)
     solve_wall = time.perf_counter() - w0
     solve_cpu = time.process_time() - c0
-    sol = Solution(x=r.x, y=r.y, z_L=r.zL, z_U=r.zU, fingerprint=nlp.fingerprint, variant="true", status=r.status)
+    sol = Solution(x=r.x, y=r.y, z_L=r.z_L, z_U=r.z_U, fingerprint=nlp.fingerprint, variant="true", status=r.status)
     return {
         "problem": f"IEEE 33, {days} d",
         "case": "ieee33",
@@ -128,8 +128,8 @@ def _manchester_days(days: int) -> dict:
     """Manchester over ``days`` x 24 periods, cold, with the staged pipeline (needs a builder with ``days``)."""
     from poso_sim.cases import build_model, load_case
     from poso_sim.nlp import Solution, compile_nlp
-    from poso_sim.solvers.api import canonical_start
-    from poso_sim.solvers.pipeline import solve_reduced
+    from poso_sim.solvers.ies import canonical_start
+    from poso_sim.solvers.ies import solve_reduced
 
     if "days" not in inspect.signature(build_model).parameters:
         raise SystemExit("the Manchester builder has no days argument in this checkout")

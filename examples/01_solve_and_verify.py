@@ -33,7 +33,8 @@ from poso_sim.cases import load_case, model_sizes
 from poso_sim.kkt import verify
 from poso_sim.report.html import certificate_html, solution_html
 from poso_sim.report.plots import dispatch_frame, plot_dispatch_comparison
-from poso_sim.solvers.api import canonical_start, get_problem, solve_case
+from poso_sim.solvers.api import get_problem, solve_case
+from poso_sim.solvers.ies import canonical_start
 from poso_sim.nlp.solution import Solution
 
 try:  # inside Jupyter/IPython: rich display; as a plain script: nothing to display

@@ -10,7 +10,7 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="session")
 def manchester_solutions():
     """``{"problem": true CompiledNLP, "optimal"|"tampered"|"feasible": Solution on the shared true problem,
-    "raw": {variant: Solution as solved}}`` from the cached solve API (see ``poso_sim.solvers.probes``)."""
-    from poso_sim.solvers.probes import manchester_plans
+    "raw": {variant: Solution as solved}}`` from the cached solve API (see ``tests/_probes.py``)."""
+    from _probes import manchester_plans
 
     return manchester_plans("manchester")

@@ -206,7 +206,7 @@ HONEST_TEST_ROUTES = ("casadi-tol1e-6", "cyipopt-objscale10-tol1e-8")
 
 @pytest.fixture(scope="session")
 def biased_plans():
-    from poso_sim.solvers.probes import as_solution, biased_plan
+    from _probes import as_solution, biased_plan
     from poso_sim.solvers.api import get_problem
 
     shared = get_problem("manchester", "true")[1]
@@ -250,7 +250,7 @@ NEAR_LEADERS = [("P_CHP", 3, 0.002), ("P_CHP", 3, -0.002)]
 
 @pytest.fixture(scope="session")
 def near_leaders():
-    from poso_sim.solvers.probes import as_solution, biased_plan
+    from _probes import as_solution, biased_plan
     from poso_sim.solvers.api import get_problem
 
     shared = get_problem("manchester", "true")[1]
@@ -353,7 +353,7 @@ def test_recomputed_multipliers_ignore_the_received_ones(ms) -> None:
 
 @pytest.fixture(scope="session")
 def honest_points():
-    from poso_sim.solvers.probes import honest_plan
+    from _probes import honest_plan
 
     return {route: honest_plan(route) for route in HONEST_TEST_ROUTES}
 
@@ -371,7 +371,7 @@ def test_honest_optima_from_second_routes_accepted(ms, honest_points) -> None:
     tight = TOL.scaled(0.1)
     for route, raw in honest_points.items():
         assert raw.status == "optimal", route
-        sol = Solution(x=raw.x, y=raw.y, z_L=raw.zL, z_U=raw.zU, fingerprint=nlp.fingerprint, variant="true")
+        sol = Solution(x=raw.x, y=raw.y, z_L=raw.z_L, z_U=raw.z_U, fingerprint=nlp.fingerprint, variant="true")
         assert abs(nlp.true_cost(raw.x) - opt.cost) / opt.cost < 1e-6, route
         x_clip = nlp.clip(raw.x)
         # a plan computed in other units: the CHP heat outputs at their bound 0 delivered as -1.15e-6 kW

@@ -21,7 +21,7 @@ def Backend(request):
 
 
 def stationarity(nlp, r: RawResult) -> float:
-    res = nlp.grad(r.x) + nlp.jac_sparse(r.x).T @ r.y - r.zL + r.zU
+    res = nlp.grad(r.x) + nlp.jac_sparse(r.x).T @ r.y - r.z_L + r.z_U
     return float(np.abs(res).max())
 
 
@@ -37,10 +37,10 @@ def test_hs071_optimum_and_sign_convention(Backend) -> None:
     assert r.iterations > 0 and r.seconds > 0
     # Ipopt convention: grad f + J^T y - z_L + z_U = 0, z >= 0
     assert stationarity(nlp, r) < 1e-7
-    assert np.all(r.zL >= 0) and np.all(r.zU >= 0)
+    assert np.all(r.z_L >= 0) and np.all(r.z_U >= 0)
     # c1 (>= 25) is active at its lower bound -> y < 0 in this convention; x1 at lower bound 1 -> z_L > 0
     assert r.y[nlp.row_index("c1")] < 0
-    assert r.zL[nlp.var_index("x[1]")] > 0.5
+    assert r.z_L[nlp.var_index("x[1]")] > 0.5
     assert violation(nlp, r.x) < 1e-6
     assert "ipopt" in r.solver
 
@@ -53,8 +53,8 @@ def test_warm_start_converges_in_few_iterations(Backend) -> None:
         nlp,
         cold.x,
         y0=cold.y,
-        zl0=cold.zL,
-        zu0=cold.zU,
+        zl0=cold.z_L,
+        zu0=cold.z_U,
         options={"mu_init": 1e-9, "warm_start_bound_push": 1e-9, "warm_start_mult_bound_push": 1e-9},
     )
     assert warm.status == "optimal"
@@ -154,7 +154,7 @@ class _AmplConventionSolver:
         for c, y in zip(nlp._con_data, r.y):
             model.dual[c] = -y
         if self.bounds:
-            for v, zl, zu in zip(nlp._var_data, r.zL, r.zU):
+            for v, zl, zu in zip(nlp._var_data, r.z_L, r.z_U):
                 model.ipopt_zL_out[v] = zl
                 model.ipopt_zU_out[v] = -zu
         res = SolverResults()
@@ -189,7 +189,7 @@ def test_solver_factory_on_disk_loaded_problem_returns_every_multiplier(fake_sol
     assert r.y.shape == (nlp.m,) and r.status == "optimal"
     assert r.objective == pytest.approx(HS071_OPT, abs=1e-6)
     assert stationarity(nlp, r) < 1e-7
-    assert r.y[nlp.row_index("c1")] < 0 and np.all(r.zL >= 0) and np.all(r.zU >= 0)
+    assert r.y[nlp.row_index("c1")] < 0 and np.all(r.z_L >= 0) and np.all(r.z_U >= 0)
 
 
 def test_solver_factory_convention_is_explicit_and_missing_duals_are_nan(fake_solvers) -> None:
@@ -200,7 +200,7 @@ def test_solver_factory_convention_is_explicit_and_missing_duals_are_nan(fake_so
     assert PyomoSolverFactoryBackend("ipopt").convention == (-1.0, 1.0, -1.0)
     nlp = compile_nlp(hs071())
     r = PyomoSolverFactoryBackend("poso_test_nobounds", convention=(-1.0, 1.0, -1.0)).solve(nlp, nlp.x0)
-    assert np.isnan(r.zL).all() and np.isnan(r.zU).all()  # all four variables have both bounds
+    assert np.isnan(r.z_L).all() and np.isnan(r.z_U).all()  # all four variables have both bounds
     assert "ipopt_zL_out" in r.message and "ipopt_zU_out" in r.message
     assert np.isfinite(r.y).all()
 

@@ -23,7 +23,7 @@ def solve(nlp, **opts) -> Solution:
     r = IpoptBackend().solve(nlp, nlp.x0, options=opts or None)
     assert r.status == "optimal"
     return Solution(
-        x=r.x, y=r.y, z_L=r.zL, z_U=r.zU, x_names=nlp.x_names, row_names=nlp.row_names, variant="true",
+        x=r.x, y=r.y, z_L=r.z_L, z_U=r.z_U, x_names=nlp.x_names, row_names=nlp.row_names, variant="true",
         case="toy", cost=nlp.f(r.x), objective=r.objective, status=r.status, fingerprint=nlp.fingerprint,
     )
 
@@ -227,7 +227,7 @@ def test_multipliers_from_reformulated_model_after_mapping() -> None:
     y_raw[canon.row_index("c1")] = r.y[ref.row_index("c1")]
     y_raw[canon.row_index("c2")] = r.y[ref.row_index("c2")]
     zl = np.zeros(canon.n)
-    zl[canon.var_index("x[1]")] = r.zL[ref.var_index("u1")]
+    zl[canon.var_index("x[1]")] = r.z_L[ref.var_index("u1")]
     naive = Solution(x=x, y=y_raw, z_L=zl, z_U=np.zeros(canon.n), fingerprint=canon.fingerprint, variant="true")
     c = verify(canon, naive, Tolerances(repair=False))
     assert not c.accepted
@@ -249,7 +249,7 @@ def test_to_shared_drops_extra_rows_and_keeps_x(toy) -> None:
     m.extra = pe.Constraint(expr=m.s >= -10)
     own = compile_nlp(m)
     r = IpoptBackend().solve(own, own.x0)
-    own_sol = Solution(x=r.x, y=r.y, z_L=r.zL, z_U=r.zU, x_names=own.x_names, row_names=own.row_names,
+    own_sol = Solution(x=r.x, y=r.y, z_L=r.z_L, z_U=r.z_U, x_names=own.x_names, row_names=own.row_names,
                        variant="feasible", fingerprint=own.fingerprint)
     assert verify(nlp, own_sol).reasons[0].startswith("fingerprint mismatch")
     shared = to_shared(own_sol, nlp, own)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from poso_sim.kkt import Tolerances, checker_for, map_multipliers, verify
-from poso_sim.solvers.probes import unit_output_columns
+from _probes import unit_output_columns
 
 pytestmark = pytest.mark.solver
 
@@ -159,7 +159,7 @@ def test_reduced_model_multipliers_accepted_only_after_mapping(ms) -> None:
     """The solver's reduced formulation (fixings presolved, return flows and outlet temperatures substituted):
     its multipliers used as they are fail on the canonical model; mapped (docs/solver.md) they pass."""
     from poso_sim.solvers.api import get_problem
-    from poso_sim.solvers.reduce import Reduction
+    from poso_sim.solvers.ies.reduce import Reduction
 
     nlp, opt = ms["problem"], ms["optimal"]
     red = Reduction(get_problem("manchester", "true")[0], nlp, np.asarray(opt.x))
@@ -183,7 +183,7 @@ def test_biased_view_equals_compiled_clone(ms) -> None:
     import pyomo.environ as pe
 
     from poso_sim.cases import build_model, load_case
-    from poso_sim.solvers.probes import BiasedObjective
+    from _probes import BiasedObjective
     from poso_sim.nlp import compile_nlp
 
     nlp, opt = ms["problem"], ms["optimal"]
@@ -203,12 +203,13 @@ def test_other_honest_local_optima_accepted(ms, k) -> None:
     """Other start points end at other local optima (743.9-744.5 $); each passes (a KKT check cannot rank them)."""
     from poso_sim.cases import load_case
     from poso_sim.solvers import Solution
-    from poso_sim.solvers.api import _perturbed_start, get_problem
-    from poso_sim.solvers.pipeline import solve_reduced
+    from poso_sim.solvers.api import get_problem
+    from poso_sim.solvers.ies import perturbed_start
+    from poso_sim.solvers.ies import solve_reduced
 
     nlp = ms["problem"]
     model = get_problem("manchester", "true")[0]
-    r = solve_reduced(model, nlp, _perturbed_start(nlp, load_case("manchester"), k))
+    r = solve_reduced(model, nlp, perturbed_start(nlp, load_case("manchester"), k))
     assert r.status == "optimal"
     sol = Solution(x=r.x, y=r.y, z_L=r.z_L, z_U=r.z_U, fingerprint=nlp.fingerprint, variant="true")
     c = verify(nlp, sol)

@@ -94,7 +94,7 @@ def test_manchester_is_registered_with_its_variants_and_cost():
     assert d.variants == tuple(VARIANTS) and d.honest_variant == "true"
     assert d.cost_expression == "true_cost"
     assert d.compiled_expressions == ("true_cost", "cost_grid", "cost_chp", "cost_boiler")
-    assert d.solve_recipe == "poso_sim.solvers.pipeline:solve_reduced"
+    assert d.solve_recipe == "poso_sim.solvers.ies:solve"
     assert "manchester" in problems.registered_problems()
     # a packaged case file name and a path to a case file are data of the same definition
     from poso_sim.cases.loader import list_cases

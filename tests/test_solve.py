@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from poso_sim.solvers.api import canonical_start, get_problem, solve_case
+from poso_sim.solvers.api import get_problem, solve_case
+from poso_sim.solvers.ies import canonical_start
 from poso_sim.solvers.backend import violation
 
 PUBLISHED_OPTIMUM = 744.093
@@ -88,7 +89,7 @@ def test_start_point_uses_case_data_only() -> None:
 
 def test_reduced_point_and_multipliers_map_back_exactly(plans) -> None:
     """The reduced model's KKT point maps to a canonical KKT point (documented mapping)."""
-    from poso_sim.solvers.reduce import Reduction
+    from poso_sim.solvers.ies.reduce import Reduction
 
     model, nlp = get_problem("manchester", "true")
     sol = plans["true"]
@@ -180,13 +181,16 @@ def _fake_ipopt(polish_status: str):
     """A stand-in for one Ipopt solve: returns its start point at once; the canonical polish returns
     ``polish_status`` (the reduced stages report "optimal")."""
 
-    def fake(view, x0, options, y0=None, zl0=None, zu0=None, progress=None, backend=None):
+    from poso_sim.solvers import RawResult
+
+    def fake(view, x0, options, *, warm=None, progress=None, backend=None):
         is_polish = view.n == get_problem("manchester", "true")[1].n and not len(view.log_idx)
         st = polish_status if is_polish else "optimal"
         if progress is not None:
             progress({"iter": 0, "objective": view.f(x0), "inf_pr": 0.0, "inf_du": 0.0, "mu": 0.1})
-        return (np.asarray(x0, dtype=float), np.zeros(view.m), np.zeros(view.n), np.zeros(view.n), st, 1,
-                float(view.f(x0)), "fake")
+        return RawResult(x=np.asarray(x0, dtype=float), y=np.zeros(view.m), z_L=np.zeros(view.n),
+                         z_U=np.zeros(view.n), status=st, iterations=1, seconds=0.0, objective=float(view.f(x0)),
+                         message="fake")
 
     return fake
 
@@ -195,10 +199,10 @@ def _fake_ipopt(polish_status: str):
 def test_failed_solve_raises_naming_stage_and_caches_nothing(monkeypatch, tmp_path, polish_status, stage) -> None:
     """A polish stopped at its iteration limit, or a point the final check rejects (here: the start point, not a
     KKT point), is never reported optimal nor cached."""
-    import poso_sim.solvers.pipeline as pipeline
+    from poso_sim.solvers.ies import staged
     from poso_sim.solvers.pipeline import SolveError
 
-    monkeypatch.setattr(pipeline, "ipopt_solve", _fake_ipopt(polish_status))
+    monkeypatch.setattr(staged, "solve_view", _fake_ipopt(polish_status))
     with pytest.raises(SolveError) as err:
         solve_case("manchester", "true", cache_dir=str(tmp_path))
     assert err.value.stage == stage and stage in str(err.value)
@@ -209,11 +213,10 @@ def test_failed_solve_raises_naming_stage_and_caches_nothing(monkeypatch, tmp_pa
 def test_stage_progress_is_logged(monkeypatch, caplog) -> None:
     import logging
 
-    import poso_sim.solvers.pipeline as pipeline
     from poso_sim.cases import load_case
-    from poso_sim.solvers.pipeline import solve_reduced
+    from poso_sim.solvers.ies import solve_reduced, staged
 
-    monkeypatch.setattr(pipeline, "ipopt_solve", _fake_ipopt("optimal"))
+    monkeypatch.setattr(staged, "solve_view", _fake_ipopt("optimal"))
     model, nlp = get_problem("manchester", "true")
     with caplog.at_level(logging.DEBUG, logger="poso_sim.solvers"):
         r = solve_reduced(model, nlp, canonical_start(nlp, load_case("manchester")),
@@ -289,7 +292,7 @@ def test_objective_aware_start_follows_the_variant_objective() -> None:
     """The surrogate of the tampered objective (which rewards CHP 3's output) runs CHP 3 harder than the
     data-only rules, and sends more of hub 3's water into the network; the true objective's surrogate does not."""
     from poso_sim.cases import load_case
-    from poso_sim.solvers.start import network_data, objective_aware_dispatch
+    from poso_sim.solvers.ies.start import network_data, objective_aware_dispatch
 
     case = load_case("manchester")
     net = network_data(case)

@@ -642,7 +642,7 @@ def manchester_problem() -> ProblemDefinition:
         cost_expression="true_cost",
         expressions=("cost_grid", "cost_chp", "cost_boiler"),
         load=load_case,
-        solve_recipe="poso_sim.solvers.pipeline:solve_reduced",
+        solve_recipe="poso_sim.solvers.ies:solve",
         source_files=_cases_sources(),
         description="Manchester integrated electricity, heat and gas system, 24 h (the paper's case)",
         structure_key=_ies_structure,

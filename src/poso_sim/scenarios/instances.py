@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from poso_sim.common import OK_STATUSES
 from poso_sim.errors import PosoError
 from poso_sim.protocol import Payload, Verdict
 
@@ -268,7 +269,7 @@ class _OneInstance(RealPayloads):
             raise InstanceError(f"instance {inst.index} ({inst.name}): {exc}") from None
         for v, sol in sols.items():
             status = getattr(sol, "status", "optimal")
-            if status not in ("optimal", "acceptable"):
+            if status not in OK_STATUSES:
                 raise InstanceError(
                     f"instance {inst.index} ({inst.name}): variant {v!r}: the solve ended {status!r} "
                     f"({getattr(sol, 'message', '')}); the instance's data make no feasible dispatch (not cached)"

@@ -1,13 +1,16 @@
-"""poso_sim.solvers: solver backends (CasADi's bundled Ipopt, the default, and Ipopt via cyipopt), the staged
-pipeline, the solution cache; re-exports the Solution type of :mod:`poso_sim.nlp.solution`.
+"""poso_sim.solvers: solver backends (CasADi's bundled Ipopt, the default, and Ipopt via cyipopt), the generic
+machinery of staged solves, the one solve route and the solution cache; re-exports the Solution type of
+:mod:`poso_sim.nlp.solution`. A problem family's own recipe lives in its wing (:mod:`.ies` for the
+integrated-energy model), reached only through the problem registry's ``solve_recipe``.
 
-Generic API (this package's modules other than ``pipeline``/``start``):
+Generic API:
 
 * :class:`Solution`, :func:`save_solution`, :func:`load_solution` (:mod:`.solution`)
 * :class:`SolverBackend`, :class:`RawResult`, :class:`IterInfo`, :func:`violation` (:mod:`.backend`)
 * :class:`IpoptBackend`, :class:`PyomoSolverFactoryBackend` (:mod:`.ipopt`), :class:`CasadiIpoptBackend`
   (:mod:`.casadi_ipopt`)
-* :class:`SolveError` (:mod:`.pipeline`); ``solve_case`` / ``solve_plans`` live in :mod:`.api`
+* :class:`ProblemView` (:mod:`.view`); :class:`SolveError`, ``final_check``, ``make_backend`` (:mod:`.pipeline`);
+  ``solve_case`` / ``solve_plans`` / ``cached_solution`` live in :mod:`.api`
 * :class:`SolutionCache`, :func:`cache_key` (:mod:`.cache`)
 """
 

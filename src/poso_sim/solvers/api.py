@@ -1,19 +1,28 @@
-"""High-level entry points: the compiled problem of a case variant, and a cached solve of it."""
+"""High-level entry points: one route from a ``case:`` string to a checked, cached :class:`Solution`.
+
+Every problem of the registry (:mod:`poso_sim.nlp.problems`) is solved the same way: its definition's
+``solve_recipe`` (``"module:function"``, e.g. ``"poso_sim.solvers.ies:solve"`` for the integrated-energy model) or,
+without one, the backend from the model's initial values; the same final check; the plan expressed on the honest
+problem; one cache-key scheme (:class:`_Lookup`). This module names no recipe: it reaches each through the
+registry.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import logging
 import time
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 
-from poso_sim.cases import load_case
 from poso_sim.common import OK_STATUSES, canonical_json
-from poso_sim.errors import ConfigError
-from poso_sim.solvers.cache import SolutionCache, cache_key
 from poso_sim.nlp.solution import Solution
+from poso_sim.solvers.backend import violation
+from poso_sim.solvers.cache import SolutionCache, cache_key
+from poso_sim.solvers.pipeline import SolveError, backend_name, final_check, make_backend
 
 # The compiled problem of a case variant comes from the problem registry (poso_sim.nlp.problems); these names
 # stay importable from here.
@@ -31,41 +40,41 @@ from poso_sim.nlp.problems import (  # noqa: F401 - re-exported
 
 logger = logging.getLogger(__name__)
 
-
-def canonical_start(nlp, case) -> np.ndarray:
-    """The data-only start point as a canonical vector of ``nlp``."""
-    from poso_sim.solvers.start import network_data, start_point
-
-    return _as_vector(nlp, start_point(network_data(case)))
-
-
-def objective_aware_start(nlp, case, *, flows_only: bool = False) -> np.ndarray:
-    """The start point built around a convex surrogate of ``nlp``'s own objective
-    (:func:`poso_sim.solvers.start.objective_aware_dispatch`): per-hour hub injections and CHP outputs."""
-    from poso_sim.solvers.start import network_data, objective_aware_dispatch, start_point
-
-    net = network_data(case)
-    disp = objective_aware_dispatch(nlp, canonical_start(nlp, case), net)
-    if flows_only:  # the surrogate picks the hub injections; the dispatch follows the data-only rules
-        disp = {"m_hub": disp["m_hub"]}
-    return _as_vector(nlp, start_point(net, dispatch=disp))
+#: The recipe of a problem whose definition names none: the chosen backend from the model's initial values
+#: (``tol`` 1e-9, ``constr_viol_tol`` 1e-10). The name is its identity in cache keys (rename it when it changes).
+DEFAULT_RECIPE = "ipopt-from-initial-values"
+#: What the route offers a recipe by keyword, besides ``(model, nlp, x0)``: each one the recipe's signature names.
+RECIPE_CONTEXT = ("progress", "backend", "starts", "variant", "label")
 
 
-def _as_vector(nlp, values: dict) -> np.ndarray:
-    x0 = np.zeros(nlp.n)
-    for comp, vals in values.items():
-        for idx, val in vals.items():
-            name = f"{comp}[{idx[0]},{idx[1]}]" if isinstance(idx, tuple) else f"{comp}[{idx}]"
-            x0[nlp.var_index(name)] = val
-    return x0
+@dataclass(frozen=True)
+class _Recipe:
+    """A problem's solve recipe as the route calls it and as the cache keys it."""
+
+    name: str
+    fn: Callable[..., Any] | None
+    #: the recipe's identity and code version: its ``version`` attribute, else its ``"module:function"``
+    version: str
+    accepts: frozenset
+
+    def options(self, starts: int) -> dict:
+        return {"starts": int(starts)} if "starts" in self.accepts else {}
 
 
-def _cost_breakdown(nlp, x) -> dict[str, float]:
-    out = {}
-    for part, name in (("grid", "cost_grid"), ("chp", "cost_chp"), ("boiler", "cost_boiler")):
-        if nlp.has_expr(name):
-            out[part] = float(nlp.expr(name, x))
-    return out
+def _recipe_of(definition) -> _Recipe:
+    reference = definition.solve_recipe
+    if not reference:
+        return _Recipe(DEFAULT_RECIPE, None, DEFAULT_RECIPE, frozenset())
+    fn = resolve_reference(reference, "solve recipe")
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        params = {}
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        accepts = frozenset(RECIPE_CONTEXT)
+    else:
+        accepts = frozenset(n for n in RECIPE_CONTEXT if n in params)
+    return _Recipe(reference, fn, str(getattr(fn, "version", "") or reference), accepts)
 
 
 def solve_case(
@@ -79,164 +88,102 @@ def solve_case(
     return_cached_flag: bool = False,
     backend: str | None = None,
 ):
-    """Solve a case variant with the staged pipeline and return a :class:`Solution` of the **shared** problem.
+    """Solve a case variant by its problem's recipe and return a :class:`Solution` of the **shared** problem.
 
-    The shared problem is the ``true`` variant's compiled NLP: the plan of any variant is the same primal vector
+    The shared problem is the honest variant's compiled NLP: the plan of any variant is the same primal vector
     with the multipliers of the rows the shared problem has (the ``feasible`` variant's extra rows are dropped),
-    the shared problem's fingerprint and the true cost. That is what a leader sends and what delegates verify.
-    With ``starts > 1`` the pipeline runs from several start points and keeps the cheapest optimum.
+    the shared problem's fingerprint and its cost expression. That is what a leader sends and what delegates
+    verify. The recipe is the definition's ``solve_recipe``, called as ``recipe(model, nlp, x0, **context)`` with
+    those of :data:`RECIPE_CONTEXT` its signature names (``starts > 1``: the integrated-energy recipe runs from
+    several start points and keeps the cheapest optimum); it returns a point with ``x, y, z_L, z_U, status,
+    iterations, message`` (and optionally ``stages``), e.g. a backend's :class:`~poso_sim.solvers.RawResult`.
 
     ``backend``: ``"casadi"`` (CasADi's bundled Ipopt, the default) or ``"cyipopt"``; it is part of the cache key.
-    A plan is cached only after the pipeline's final check accepted it; a failed solve raises
+    A plan is cached only after the final check accepted it; a failed solve raises
     :class:`~poso_sim.solvers.pipeline.SolveError` naming the stage and the status, and caches nothing.
     Cache hits and misses, and each stage's end, are logged at INFO (``extra["poso_progress"]``).
     """
-    from poso_sim.solvers.backend import violation
-    from poso_sim.solvers.pipeline import PIPELINE_VERSION, RECIPES, Recipe, SolveError, make_backend, solve_reduced
-
-    bname = _backend_name(backend)
+    bname = backend_name(backend)
     definition = problem_definition(case)
-    store = SolutionCache(cache_dir) if cache else None
-    lookup = _lookup_for(case, variant, definition, bname, starts, store)
-    if definition.solve_recipe != IES_RECIPE:
-        sol, cached = _solve_registered(case, variant, definition, bname, lookup, progress)
-        return (sol, cached) if return_cached_flag else sol
-    case_obj = load_case(case)
+    recipe = _recipe_of(definition)
     label = {"case": str(case), "variant": variant}
+    store = SolutionCache(cache_dir) if cache else None
+    lookup = _Lookup(case, variant, definition, bname, recipe.options(starts), recipe.version, store)
     hit = lookup.fast()
+    if hit is None:
+        problem, shared = load_problem(case, variant), load_problem(case)
+        hit = lookup.full(shared.nlp.fingerprint, problem.nlp.fingerprint)
     if hit is not None:
         _log_cache(label, "hit", bname)
         return (hit, True) if return_cached_flag else hit
-    model, nlp = get_problem(case, variant)
-    _, shared = get_problem(case, "true")
-    hit = lookup.full(shared.fingerprint, nlp.fingerprint)
-    if hit is not None:
-        _log_cache(label, "hit", bname)
-        return (hit, True) if return_cached_flag else hit
-    if lookup.store is not None:
+    if store is not None:
         _log_cache(label, "miss", bname)
     t0 = time.perf_counter()
-    recipe = RECIPES.get(variant, Recipe())
-    best = None
-    last = None
-    for k in range(max(1, int(starts))):
-        if k > 0:
-            x0 = _perturbed_start(nlp, case_obj, k)
-        elif recipe.start in ("objective", "objective-flows"):
-            x0 = objective_aware_start(nlp, case_obj, flows_only=recipe.start == "objective-flows")
-        else:
-            x0 = canonical_start(nlp, case_obj)
-        res = solve_reduced(model, nlp, x0, progress=progress, backend=bname, recipe=recipe,
-                            label={**label, "start": k})
-        last = res
-        if res.ok and (best is None or float(shared.true_cost(res.x)) < best[1]):
-            best = (res, float(shared.true_cost(res.x)))
-    if best is None:
-        stage = last.failed_stage or "check"
-        raise SolveError(stage, last.status.split(":", 1)[-1], f"{case} {variant}: {last.message}")
-    res = best[0]
-    seconds = time.perf_counter() - t0
-    # express the plan on the shared problem: its rows are the first rows of every variant
-    y = np.asarray(res.y)[: shared.m]
-    sol = Solution(
-        x=res.x,
-        y=y,
-        z_L=res.z_L,
-        z_U=res.z_U,
-        x_names=shared.x_names,
-        row_names=shared.row_names,
-        variant=variant,
-        case=str(case),
-        cost=float(shared.true_cost(res.x)),
-        objective=float(nlp.f(res.x)),
-        status=res.status,
-        iterations=int(res.iterations),
-        solve_seconds=seconds,
-        stages=[s.as_dict() for s in res.stages],
-        fingerprint=shared.fingerprint,
-        constraint_violation=float(violation(nlp, res.x)),
-        solver=f"ipopt {make_backend(bname).version} / {PIPELINE_VERSION}",
-        cost_breakdown=_cost_breakdown(shared, res.x),
-        message=res.message,
-    )
+    res = _run_recipe(recipe, problem, bname, starts, progress, label)
+    sol = _solution(problem, shared, res, recipe, bname, time.perf_counter() - t0)
     lookup.put(sol)
     return (sol, False) if return_cached_flag else sol
 
 
-#: The staged pipeline of the integrated-energy model (Manchester and every case file of its format).
-IES_RECIPE = "poso_sim.solvers.pipeline:solve_reduced"
-#: Version of the generic route's cache key (bump when :func:`_solve_registered` changes what it returns).
-GENERIC_VERSION = "registered-v1"
-
-
-def _solve_registered(case, variant, definition, bname, lookup, progress):
-    """Any registered problem: its own recipe (``recipe(model, nlp, x0, progress=None)`` returning a point with
-    ``x, y, z_L/zL, z_U/zU, status, iterations, message``), or Ipopt from the model's initial values; the same
-    final check and the same expression on the honest problem as the staged pipeline's plans."""
-    from poso_sim.solvers.backend import violation
-    from poso_sim.solvers.pipeline import SolveError, final_check, make_backend
-
-    label = {"case": str(case), "variant": variant}
-    recipe = definition.solve_recipe or "ipopt-from-initial-values"
-    hit = lookup.fast()
-    if hit is None:
-        problem = load_problem(case, variant)
-        nlp = problem.nlp
-        shared_problem = load_problem(case)
-        shared = shared_problem.nlp
-        hit = lookup.full(shared.fingerprint, nlp.fingerprint)
-    if hit is not None:
-        _log_cache(label, "hit", bname)
-        return hit, True
-    if lookup.store is not None:
-        _log_cache(label, "miss", bname)
-    t0 = time.perf_counter()
-    backend = make_backend(bname)
-    if definition.solve_recipe:
-        res = resolve_reference(definition.solve_recipe, "solve recipe")(problem.model, nlp, nlp.x0, progress=progress)
+def _run_recipe(recipe: _Recipe, problem, bname: str, starts: int, progress, label: dict) -> Any:
+    """The recipe's point, checked: a status the recipe reports as failed, or a point the final check rejects,
+    raises :class:`SolveError` naming the stage."""
+    nlp = problem.nlp
+    if recipe.fn is None:
+        res = make_backend(bname).solve(nlp, nlp.clip(nlp.x0), options={"tol": 1e-9, "constr_viol_tol": 1e-10})
     else:
-        res = backend.solve(nlp, nlp.clip(nlp.x0), options={"tol": 1e-9, "constr_viol_tol": 1e-10})
-    x = np.asarray(res.x, dtype=float)
-    y = np.asarray(res.y, dtype=float)
-    zl = np.asarray(getattr(res, "z_L", getattr(res, "zL", None)), dtype=float)
-    zu = np.asarray(getattr(res, "z_U", getattr(res, "zU", None)), dtype=float)
+        context = {"progress": progress, "backend": bname, "starts": int(starts), "variant": problem.variant,
+                   "label": label}
+        res = recipe.fn(problem.model, nlp, nlp.x0, **{k: v for k, v in context.items() if k in recipe.accepts})
     status = str(res.status)
+    where = f"{problem.case} {problem.variant}"
     if status not in OK_STATUSES:
-        raise SolveError("solve", status, f"{case} {variant}: {getattr(res, 'message', '')}")
-    accepted, measures = final_check(nlp, x, y, zl, zu)
+        stage, sep, code = status.partition(":")
+        raise SolveError(stage if sep else "solve", code if sep else status, f"{where}: {getattr(res, 'message', '')}")
+    accepted, measures = final_check(nlp, res.x, res.y, res.z_L, res.z_U)
     if not accepted:
-        raise SolveError("check", status, f"{case} {variant}: the final check rejected the point ({measures})")
-    logger.info(
-        "%s %s: solved, %d iterations, cost %.6g", case, variant, int(res.iterations), shared_problem.cost(x),
-        extra={"poso_progress": {"task": "solve", **label, "stage": "solve", "iterations": int(res.iterations),
-                                 "objective": float(nlp.f(x)), "violation": float(violation(nlp, x)),
-                                 "final": True, "backend": bname}},
-    )
-    sol = Solution(
+        raise SolveError("check", status, f"{where}: the final check rejected the point ({measures})")
+    if not getattr(res, "stages", ()):
+        x = np.asarray(res.x, dtype=float)
+        logger.info(
+            "%s: solved, %d iterations, cost %.6g", where, int(res.iterations), problem.cost(x),
+            extra={"poso_progress": {"task": "solve", **label, "stage": "solve", "iterations": int(res.iterations),
+                                     "objective": float(nlp.f(x)), "violation": float(violation(nlp, x)),
+                                     "final": True, "backend": bname}},
+        )
+    return res
+
+
+def _solution(problem, shared, res, recipe: _Recipe, bname: str, seconds: float) -> Solution:
+    """The plan on the shared problem: the point, the shared rows' multipliers, the shared cost and its parts."""
+    nlp, snlp = problem.nlp, shared.nlp
+    x, y, zl, zu = (np.asarray(getattr(res, a), dtype=float) for a in ("x", "y", "z_L", "z_U"))
+    status, iterations = str(res.status), int(res.iterations)
+    stages = [dict(s) for s in getattr(res, "stages", ())] or [
+        {"name": "solve", "iterations": iterations, "objective": float(nlp.f(x)), "status": status, "seconds": seconds}
+    ]
+    expressions = problem.definition.expressions
+    return Solution(
         x=x,
-        y=y[: shared.m],
+        y=y[: snlp.m],
         z_L=zl,
         z_U=zu,
-        x_names=shared.x_names,
-        row_names=shared.row_names,
-        variant=variant,
-        case=str(case),
-        cost=float(shared_problem.cost(x)),
+        x_names=snlp.x_names,
+        row_names=snlp.row_names,
+        variant=problem.variant,
+        case=problem.case,
+        cost=float(shared.cost(x)),
         objective=float(nlp.f(x)),
         status=status,
-        iterations=int(res.iterations),
-        solve_seconds=time.perf_counter() - t0,
-        stages=[{"name": "solve", "iterations": int(res.iterations), "objective": float(nlp.f(x)), "status": status,
-                 "seconds": time.perf_counter() - t0}],
-        fingerprint=shared.fingerprint,
+        iterations=iterations,
+        solve_seconds=seconds,
+        stages=stages,
+        fingerprint=snlp.fingerprint,
         constraint_violation=float(violation(nlp, x)),
-        solver=f"ipopt {backend.version} / {recipe}",
-        cost_breakdown={name.removeprefix("cost_"): float(shared.expr(name, x)) for name in definition.expressions
-                        if shared.has_expr(name)},
+        solver=f"ipopt {make_backend(bname).version} / {recipe.version}",
+        cost_breakdown={n.removeprefix("cost_"): float(snlp.expr(n, x)) for n in expressions if snlp.has_expr(n)},
         message=str(getattr(res, "message", "")),
     )
-    lookup.put(sol)
-    return sol, False
 
 
 def _log_cache(label: dict, what: str, backend: str) -> None:
@@ -305,7 +252,10 @@ def solve_plans(
 def _cached_plan(case, variant, cache_dir, backend, starts):
     """The cached plan if the fast path finds it (no build, no compile), else None."""
     definition = problem_definition(case)
-    return _lookup_for(case, variant, definition, _backend_name(backend), starts, SolutionCache(cache_dir)).fast()
+    recipe = _recipe_of(definition)
+    lookup = _Lookup(case, variant, definition, backend_name(backend), recipe.options(starts), recipe.version,
+                     SolutionCache(cache_dir))
+    return lookup.fast()
 
 
 def cached_solution(case: str = "manchester", variant: str = "true", *, cache_dir: str | None = None,
@@ -313,32 +263,14 @@ def cached_solution(case: str = "manchester", variant: str = "true", *, cache_di
     """The plan :func:`solve_case` would return from the cache, or None. Never solves; when the fast path misses
     it loads the compiled problems (compiling them if they are not on disk) to read the entry under their
     fingerprints."""
-    definition = problem_definition(case)
-    lookup = _lookup_for(case, variant, definition, _backend_name(backend), starts, SolutionCache(cache_dir))
-    hit = lookup.fast()
+    hit = _cached_plan(case, variant, cache_dir, backend, starts)
     if hit is None:
+        definition = problem_definition(case)
+        recipe = _recipe_of(definition)
+        lookup = _Lookup(case, variant, definition, backend_name(backend), recipe.options(starts), recipe.version,
+                         SolutionCache(cache_dir))
         hit = lookup.full(load_problem(case).nlp.fingerprint, load_problem(case, variant).nlp.fingerprint)
     return hit
-
-
-def _backend_name(backend: str | None) -> str:
-    from poso_sim.solvers.pipeline import BACKENDS, DEFAULT_BACKEND
-
-    bname = DEFAULT_BACKEND if backend is None else ("cyipopt" if backend == "ipopt" else str(backend))
-    if bname not in BACKENDS:
-        raise ConfigError(f"unknown solver backend {backend!r} (choose from {', '.join(BACKENDS)})")
-    return bname
-
-
-def _lookup_for(case, variant, definition, bname, starts, store) -> "_Lookup":
-    """The cache keys of a plan: the recipe's options and version come from the route that solves it."""
-    from poso_sim.solvers.pipeline import PIPELINE_VERSION
-
-    if definition.solve_recipe == IES_RECIPE:
-        options, version = {"starts": int(starts)}, PIPELINE_VERSION
-    else:
-        options, version = {"recipe": definition.solve_recipe or "ipopt-from-initial-values"}, GENERIC_VERSION
-    return _Lookup(case, variant, definition, bname, options, version, store)
 
 
 #: Version of the fast path's key (bump when :meth:`_Lookup.alias_key` changes what it hashes).
@@ -425,16 +357,3 @@ def _read_alias(store: SolutionCache, alias: str) -> str | None:
 
 def _write_alias(store: SolutionCache, alias: str, key: str) -> None:
     _write_shortcut(store.path / f"{alias}.alias", key.encode("ascii"))
-
-
-def _perturbed_start(nlp, case, k: int) -> np.ndarray:
-    """Start ``k`` of a best-of-k run: the heat-flow LP with another minimum pipe flow."""
-    from poso_sim.solvers.start import network_data, start_point
-
-    deltas = (0.05, 0.03, 0.1, 0.15, 0.08, 0.04, 0.12, 0.06)
-    x0 = np.zeros(nlp.n)
-    for comp, vals in start_point(network_data(case), delta=deltas[k % len(deltas)]).items():
-        for idx, val in vals.items():
-            name = f"{comp}[{idx[0]},{idx[1]}]" if isinstance(idx, tuple) else f"{comp}[{idx}]"
-            x0[nlp.var_index(name)] = val
-    return x0

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, runtime_chec
 
 import numpy as np
 
+from poso_sim.common import OK_STATUSES
+
 if TYPE_CHECKING:  # pragma: no cover
     from poso_sim.nlp import CompiledNLP
 
@@ -41,12 +43,17 @@ ProgressCallback = Callable[[IterInfo], "bool | None"]
 
 @dataclass(frozen=True, eq=False)
 class RawResult:
-    """What a backend returns: a primal-dual point (Ipopt sign convention) and how it was reached."""
+    """What a backend or a recipe returns: a primal-dual point (Ipopt sign convention:
+    ``grad f + J^T y - z_L + z_U = 0``) and how it was reached.
+
+    A recipe of several stages lists them in ``stages`` (dicts, as :class:`poso_sim.nlp.Solution` keeps them) and
+    reports a failure as ``status = "<stage>:<solver status>"`` (:attr:`failed_stage`).
+    """
 
     x: np.ndarray
     y: np.ndarray
-    zL: np.ndarray
-    zU: np.ndarray
+    z_L: np.ndarray
+    z_U: np.ndarray
     status: str
     iterations: int
     seconds: float
@@ -54,10 +61,17 @@ class RawResult:
     message: str = ""
     return_code: int | None = None
     solver: str = ""
+    stages: tuple = ()
 
     @property
     def ok(self) -> bool:
-        return self.status in ("optimal", "acceptable")
+        return self.status in OK_STATUSES
+
+    @property
+    def failed_stage(self) -> str:
+        """The stage a ``"<stage>:<status>"`` status names ("" when the status names none)."""
+        stage, sep, _ = self.status.partition(":")
+        return stage if sep else ""
 
 
 @runtime_checkable

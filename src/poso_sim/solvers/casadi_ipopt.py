@@ -177,7 +177,7 @@ def _structure(problem) -> tuple[_Structure, np.ndarray]:
 def _as_view(problem):
     if hasattr(problem, "symbolic"):
         return problem
-    from poso_sim.solvers.pipeline import ProblemView
+    from poso_sim.solvers.view import ProblemView  # the view imports no backend: no circle
 
     return ProblemView(problem)
 
@@ -243,7 +243,7 @@ def _make_callback(cb: ProgressCallback, n: int, m: int, g_lb, g_ub, g_scale, ob
 class CasadiIpoptBackend:
     """Ipopt bundled with CasADi, through ``casadi.nlpsol``. Same interface as :class:`IpoptBackend`.
 
-    ``problem`` is a :class:`poso_sim.nlp.CompiledNLP` or a :class:`poso_sim.solvers.pipeline.ProblemView` (anything
+    ``problem`` is a :class:`poso_sim.nlp.CompiledNLP` or a :class:`poso_sim.solvers.view.ProblemView` (anything
     with ``symbolic()``, ``symbolic_key()`` and ``symbolic_params()``). ``options`` are Ipopt options plus
     ``obj_scaling``/``x_scaling``/``g_scaling``, which are folded into the formulation (Ipopt then runs with
     ``nlp_scaling_method none``). Note that Ipopt's ``constr_viol_tol`` then applies to the scaled rows.
@@ -347,8 +347,8 @@ class CasadiIpoptBackend:
         res = RawResult(
             x=w / xs,
             y=y,
-            zL=np.maximum(-lx, 0.0),
-            zU=np.maximum(lx, 0.0),
+            z_L=np.maximum(-lx, 0.0),
+            z_U=np.maximum(lx, 0.0),
             status=status,
             iterations=iterations,
             seconds=seconds,

@@ -216,8 +216,8 @@ class IpoptBackend:
         return RawResult(
             x=x,
             y=np.asarray(info["mult_g"], dtype=np.float64).copy(),
-            zL=np.asarray(info["mult_x_L"], dtype=np.float64).copy(),
-            zU=np.asarray(info["mult_x_U"], dtype=np.float64).copy(),
+            z_L=np.asarray(info["mult_x_L"], dtype=np.float64).copy(),
+            z_U=np.asarray(info["mult_x_U"], dtype=np.float64).copy(),
             status=status,
             iterations=adapter.iterations,
             seconds=seconds,
@@ -355,8 +355,8 @@ class PyomoSolverFactoryBackend:
         return RawResult(
             x=x,
             y=y,
-            zL=zl,
-            zU=zu,
+            z_L=zl,
+            z_U=zu,
             status=status,
             iterations=0,
             seconds=seconds,

@@ -8,12 +8,13 @@ the shared true problem.
 * :func:`solve_warm`: warm-started Ipopt solve of such a view from a known primal-dual point.
 * :func:`solve_biased`: the plan of a leader optimising a biased objective, solved from scratch by the staged
   pipeline; :func:`biased_plan` keeps it in the solution cache directory (``probes/``), keyed by the shared
-  problem's fingerprint, the bias and the source of this module and of the pipeline.
+  problem's fingerprint, the bias and the source of this module and of the staged solve.
 * :func:`honest_plan`: the true optimum reached by a second route (another backend or scaling, another start),
   cached the same way.
 
-These helpers *solve*; the certificate (:mod:`poso_sim.kkt`) never does, which is why they live with the solvers
-(and they do not verify: the tests and ``benchmarks/bench_kkt.py`` put the two together).
+These helpers *solve*; the certificate (:mod:`poso_sim.kkt`) never does. They serve the tests and
+``benchmarks/bench_kkt.py`` only (which put solving and verifying together), so they live beside the tests, not in
+the package.
 
 Both views delegate everything else to the wrapped :class:`~poso_sim.nlp.CompiledNLP` (same Hessian: the bias
 is linear). ``tests/test_kkt_manchester.py`` checks on one bias that the view equals a compiled Pyomo clone with
@@ -32,14 +33,14 @@ from typing import Any, Iterable
 import casadi as ca
 import numpy as np
 
-from poso_sim.solvers.backend import symbolic
 from poso_sim.cases import load_case
 from poso_sim.nlp import Solution, compile_nlp
-from poso_sim.solvers import pipeline
-from poso_sim.solvers.api import canonical_start, get_problem, solve_case
+from poso_sim.solvers.api import get_problem, solve_case
+from poso_sim.solvers.backend import symbolic
 from poso_sim.solvers.cache import default_cache_dir
+from poso_sim.solvers.ies import RECIPES, canonical_start, solve_reduced
+from poso_sim.solvers.ies import staged
 from poso_sim.solvers.ipopt import IpoptBackend
-from poso_sim.solvers.pipeline import RECIPES, solve_reduced
 
 __all__ = [
     "BiasedObjective",
@@ -138,7 +139,7 @@ def solve_biased(case: str, bias: float, *, unit: int | None = 3, component: str
     t0 = time.perf_counter()
     r = solve_reduced(biased, nlp, canonical_start(shared, load_case(case)), recipe=RECIPES["true"])
     return SimpleNamespace(
-        x=r.x, y=r.y, zL=r.z_L, zU=r.z_U, status=r.status, iterations=r.iterations,
+        x=r.x, y=r.y, z_L=r.z_L, z_U=r.z_U, status=r.status, iterations=r.iterations,
         seconds=time.perf_counter() - t0, objective=r.objective,
     )
 
@@ -147,7 +148,7 @@ def as_solution(shared: Any, raw: Any, variant: str) -> Any:
     """A RawResult of a same-rows view as a Solution claiming the shared problem (multipliers as solved)."""
 
     return Solution(
-        x=raw.x, y=raw.y, z_L=raw.zL, z_U=raw.zU, x_names=shared.x_names, row_names=shared.row_names,
+        x=raw.x, y=raw.y, z_L=raw.z_L, z_U=raw.z_U, x_names=shared.x_names, row_names=shared.row_names,
         variant=variant, case="manchester", cost=float(shared.true_cost(raw.x)), objective=raw.objective,
         status=raw.status, iterations=raw.iterations, solve_seconds=raw.seconds, fingerprint=shared.fingerprint,
     )
@@ -159,7 +160,7 @@ def _probe_key(shared: Any, *parts: Any) -> str:
     h = hashlib.sha256()
     h.update(str(shared.fingerprint).encode())
     h.update(repr(parts).encode())
-    for mod in (pipeline,):
+    for mod in (staged,):
         h.update(inspect.getsource(mod).encode())
     h.update(inspect.getsource(solve_biased).encode())
     return h.hexdigest()[:32]
@@ -175,13 +176,13 @@ def biased_plan(case: str, bias: float, *, unit: int | None = 3, component: str 
     if path.exists():
         z = np.load(path, allow_pickle=False)
         return SimpleNamespace(
-            x=z["x"], y=z["y"], zL=z["zL"], zU=z["zU"], status=str(z["status"]), iterations=int(z["iterations"]),
+            x=z["x"], y=z["y"], z_L=z["zL"], z_U=z["zU"], status=str(z["status"]), iterations=int(z["iterations"]),
             seconds=float(z["seconds"]), objective=float(z["objective"]),
         )
     r = solve_biased(case, bias, unit=unit, component=component)
     d.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, x=r.x, y=r.y, zL=r.zL, zU=r.zU, status=str(r.status), iterations=int(r.iterations),
+    np.savez(tmp, x=r.x, y=r.y, zL=r.z_L, zU=r.z_U, status=str(r.status), iterations=int(r.iterations),
              seconds=float(r.seconds), objective=float(r.objective))
     tmp.replace(path)
     return r
@@ -246,8 +247,8 @@ def _solve_casadi(nlp: Any, x0: np.ndarray, start: Any, tol: float) -> Any:
     st = solver.stats()
     lam_x = np.array(r["lam_x"]).ravel()  # CasADi: > 0 at an upper bound, < 0 at a lower bound
     return SimpleNamespace(
-        x=np.array(r["x"]).ravel(), y=np.array(r["lam_g"]).ravel(), zL=np.maximum(-lam_x, 0.0),
-        zU=np.maximum(lam_x, 0.0), status="optimal" if st["success"] else str(st["return_status"]),
+        x=np.array(r["x"]).ravel(), y=np.array(r["lam_g"]).ravel(), z_L=np.maximum(-lam_x, 0.0),
+        z_U=np.maximum(lam_x, 0.0), status="optimal" if st["success"] else str(st["return_status"]),
         iterations=int(st["iter_count"]), seconds=time.perf_counter() - t0, objective=float(r["f"]),
     )
 
@@ -275,13 +276,13 @@ def honest_plan(route: str, case: str = "manchester", *, cache_dir: Any = None) 
     path = d / f"honest-{route}-{key}.npz"
     if path.exists():
         z = np.load(path, allow_pickle=False)
-        return SimpleNamespace(x=z["x"], y=z["y"], zL=z["zL"], zU=z["zU"], status=str(z["status"]),
+        return SimpleNamespace(x=z["x"], y=z["y"], z_L=z["zL"], z_U=z["zU"], status=str(z["status"]),
                                iterations=int(z["iterations"]), seconds=float(z["seconds"]),
                                objective=float(z["objective"]))
     r = _solve_route(spec, shared, solve_variant("true", case))
     d.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, x=r.x, y=r.y, zL=r.zL, zU=r.zU, status=str(r.status), iterations=int(r.iterations),
+    np.savez(tmp, x=r.x, y=r.y, zL=r.z_L, zU=r.z_U, status=str(r.status), iterations=int(r.iterations),
              seconds=float(r.seconds), objective=float(r.objective))
     tmp.replace(path)
     return r

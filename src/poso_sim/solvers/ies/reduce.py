@@ -26,7 +26,33 @@ from scipy.sparse.linalg import lsqr
 from poso_sim.solvers.backend import symbolic
 
 SUBSTITUTED_ROWS = ("HBranchTempLossS", "HBranchTempLossR", "HKCLLoadR", "HKCLCHPR")
-MIX_ROWS = ("HNodeMixLoadS", "HNodeMixLoadR", "HNodeMixCHPR")
+
+
+def fixing_rows(nlp, x0: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Equality rows that are linear in exactly one variable: returns (rows, variables, values)."""
+    jr, jc = (np.asarray(a) for a in nlp.jac_structure)
+    counts = np.bincount(jr, minlength=nlp.m)
+    eq = np.asarray(nlp.g_lb) == np.asarray(nlp.g_ub)
+    single = np.where((counts == 1) & eq)[0]
+    if not len(single):
+        return single, single, np.zeros(0)
+    pos = np.full(nlp.m, -1)
+    pos[jr] = np.arange(len(jr))
+    entries = pos[single]
+    cols = jc[entries]
+    j0 = np.asarray(nlp.jac(x0))[entries]
+    x1 = x0.copy()
+    x1[cols] += 1.0
+    j1 = np.asarray(nlp.jac(x1))[entries]
+    linear = (np.abs(j0 - j1) <= 1e-12 * np.maximum(1.0, np.abs(j0))) & (np.abs(j0) > 0)
+    # one row per variable
+    _, first = np.unique(cols[linear], return_index=True)
+    rows = single[linear][first]
+    cols = cols[linear][first]
+    a = j0[linear][first]
+    g0 = np.asarray(nlp.g(x0))[rows]
+    values = x0[cols] + (np.asarray(nlp.g_lb)[rows] - g0) / a
+    return rows, cols, values
 
 
 _MEMO: dict[tuple, "Reduction"] = {}
@@ -123,8 +149,6 @@ class Reduction:
         canonical rows are evaluated on a symbolic canonical vector that is itself a function of the reduced
         variables), without cloning or recompiling the Pyomo model. ``model`` supplies the case data."""
         import casadi as ca
-
-        from poso_sim.solvers.pipeline import fixing_rows
 
         t0 = time.perf_counter()
         self.canonical = nlp = canonical_nlp
