@@ -88,7 +88,7 @@ register_problem("toy-market-edge", definition(EDGE), replace=True)
 def solve(nlp) -> Solution:
     r = IpoptBackend().solve(nlp, nlp.x0, options={"tol": 1e-10})
     assert r.status == "optimal"
-    return Solution(x=r.x, y=r.y, z_L=r.zL, z_U=r.zU, x_names=nlp.x_names, row_names=nlp.row_names, variant="true",
+    return Solution(x=r.x, y=r.y, z_L=r.z_L, z_U=r.z_U, x_names=nlp.x_names, row_names=nlp.row_names, variant="true",
                     case="toy", cost=nlp.f(r.x), objective=r.objective, status=r.status, fingerprint=nlp.fingerprint)
 
 
