@@ -8,9 +8,10 @@ makes at hour 12 (TRADING.md: the bands against the grid and the zone heat sourc
 end flag at a price change below 1e-3): a small driver here updates the prices from the twelve answers, round after
 round, so each round's prices are those an honest market would publish. Measured per method:
 
-* **sqp, warm**: the default (CasADi ``sqpmethod`` + ``qrqp`` from the hub's previous solution, Ipopt fallback);
-* **sqp, cold**: the SQP method from the case's start point every time (``warm_start=False``: an answer is a
-  function of the prices alone);
+* **sqp, anchor**: the default: CasADi ``sqpmethod`` + ``qrqp`` from the hub's best response at the round-1
+  prices (an answer is a function of the prices alone), Ipopt fallback;
+* **sqp, previous**: the SQP method from the hub's previous answer;
+* **sqp, none**: the SQP method from the case's start point;
 * **ipopt**: ``method="ipopt"``, Ipopt from the case's start point every time (what the SQP falls back to).
 
 Every method must follow the same price path (the rounds and the final prices agree to 1e-6), which the benchmark
@@ -63,7 +64,7 @@ def price_path(responder, case, max_rounds: int) -> dict:
     return {"rounds": rounds, "per_round": per_round, "final": (gas, elec, *heat)}
 
 
-def _measure(case, method: str, warm: bool, max_rounds: int) -> dict:
+def _measure(case, method: str, warm: str, max_rounds: int) -> dict:
     from poso_sim.solvers.trading import HubResponder
 
     t = time.process_time()
@@ -86,17 +87,17 @@ def report(quick: bool) -> str:
 
     case = load_trading_case()
     max_rounds = 40 if quick else 2000
-    modes = [("sqp", True), ("sqp", False), ("ipopt", False)]
+    modes = [("sqp", "anchor"), ("sqp", "previous"), ("sqp", "none"), ("ipopt", "none")]
     rows, results = [], {}
     for method, warm in modes:
         r = results[(method, warm)] = _measure(case, method, warm, max_rounds)
         pr = sorted(r["per_round"])
         rows.append(
-            f"| {method if method == 'ipopt' else method + (', warm' if warm else ', cold')} | {r['setup'] * 1e3:.0f} | {r['rounds']} | "
+            f"| {method if method == 'ipopt' else f'{method}, {warm}'} | {r['setup'] * 1e3:.0f} | {r['rounds']} | "
             f"{statistics.median(pr) * 1e3:.1f} | {pr[int(0.95 * (len(pr) - 1))] * 1e3:.1f} | {pr[-1] * 1e3:.1f} | "
             f"{sum(pr):.2f} | {r['fallbacks']} |"
         )
-    base = results[("sqp", True)]
+    base = results[("sqp", "anchor")]
     for key, r in results.items():
         if r["rounds"] != base["rounds"] or max(abs(a - b) for a, b in zip(r["final"], base["final"])) > 1e-6:
             raise SystemExit(f"{key}: a different price path ({r['rounds']} rounds, {r['final']})")

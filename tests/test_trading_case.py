@@ -190,17 +190,24 @@ def test_the_best_response_holds_every_balance_and_beats_the_reference_point(cas
     assert ours < ref_cost
 
 
-def test_the_responder_is_deterministic_and_rejects_bad_input(case):
+def test_an_answer_is_a_function_of_the_prices_alone_bit_for_bit(case, responder):
     from poso_sim.errors import ConfigError
     from poso_sim.solvers.trading import HubResponder
 
-    a, b = HubResponder(case), HubResponder(case)
-    path = [(318.0, 500.0 + 10 * k, 200.0 + k) for k in range(4)]
-    assert [a.respond(3, p) for p in path] == [b.respond(3, p) for p in path]
+    path = [(318.0, 500.0 + 40 * k, 200.0 + 3 * k) for k in range(5)]
+    forward = [responder.respond(3, p) for p in path]
+    fresh = HubResponder(case)
+    assert [fresh.respond(3, p) for p in reversed(path)][::-1] == forward  # any order, any history: the same bits
+    prev_a, prev_b = HubResponder(case, warm_start="previous"), HubResponder(case, warm_start="previous")
+    assert [prev_a.respond(3, p) for p in path] == [prev_b.respond(3, p) for p in path]  # the same calls, the same bits
+    assert np.allclose([prev_a.respond(3, p) for p in path], forward, rtol=0, atol=1e-6)
+    a = responder
     with pytest.raises(ConfigError, match="no hub 13"):
         a.respond(13, path[0])
     with pytest.raises(ConfigError, match="three finite numbers"):
         a.respond(1, (1.0, float("nan"), 2.0))
+    with pytest.raises(ConfigError, match="warm_start must be one of"):
+        HubResponder(case, warm_start="yes")
 
 
 # ---- the centralised clearing -------------------------------------------------------------------------------------------
@@ -220,7 +227,7 @@ def test_the_sqp_answers_are_ipopts_answers_over_random_prices(case):
     from poso_sim.solvers.trading import HubResponder
 
     rng = np.random.default_rng(19)
-    sqp, ipopt = HubResponder(case, 9), HubResponder(case, 9, method="ipopt", warm_start=False)
+    sqp, ipopt = HubResponder(case, 9), HubResponder(case, 9, method="ipopt", warm_start="none")
     for _ in range(4):
         prices = (318.0, float(rng.uniform(150, 1500)), float(rng.uniform(0, 500)))
         for h in case.hub_ids:

@@ -5,15 +5,24 @@ build_hub_model`, the prices and the hour's data are parameters of the compiled 
 functions in two CasADi solvers per hub: an SQP method (``sqpmethod`` with the active-set QP solver ``qrqp``,
 exact Hessian) that a warm start makes converge in a few iterations, and Ipopt, the fallback when the SQP step
 fails. ``respond(hub, prices)`` solves at ``prices = (gas, elec, heat)`` and returns the hub's purchases (gas, elec,
-heat; electricity or heat negative = selling). Each solve starts from the hub's previous solution (primal and
-dual) when there is one, so a sequence of calls is deterministic: the same calls in the same order give the same
-answers, bit for bit. Twelve warm best responses take about 4 ms of CPU (benchmarks/bench_trading.py).
+heat; electricity or heat negative = selling).
+
+Where a solve starts (``warm_start``):
+
+* ``"anchor"`` (the default): from the hub's best response at the round-1 prices (primal and dual), solved once
+  when the responder is made. Every answer is then a function of the hub and the prices alone, bit for bit, so a
+  caller may memoise answers by prices and runs do not depend on what was solved before them.
+* ``"previous"``: from the hub's previous answer (the fastest along a slowly moving price path); the same sequence
+  of calls gives the same answers, but an answer depends on the calls before it.
+* ``"none"``: from the case's start point (``initialValue.xlsx``).
+
+Twelve best responses take 5-6 ms of CPU per round of the reference's price path (benchmarks/bench_trading.py).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import casadi as ca
@@ -40,6 +49,7 @@ SQP_OPTIONS = {"print_time": False, "print_header": False, "print_iteration": Fa
 #: point's feasibility is checked besides
 SQP_DONE = ("Solve_Succeeded", "Search_Direction_Becomes_Too_Small")
 FEASIBILITY = 1e-7
+WARM_STARTS = ("anchor", "previous", "none")
 
 
 class BestResponseError(RuntimeError):
@@ -58,20 +68,28 @@ class _Hub:
     price_index: np.ndarray
     p: np.ndarray
     last: dict[str, np.ndarray] | None = None
+    anchor: dict[str, np.ndarray] | None = None
     solves: int = 0
-    iterations: list[int] = field(default_factory=list)
+    iterations: int = 0  # of the last solve
 
 
 class HubResponder:
     """Every hub's best response at given prices, for one hour; each hub's problem compiled once."""
 
-    def __init__(self, case: TradingCase, hour: int = 12, *, warm_start: bool = True, method: str = "sqp"):
+    def __init__(self, case: TradingCase, hour: int = 12, *, warm_start: str = "anchor", method: str = "sqp"):
         if method not in ("sqp", "ipopt"):
             raise ConfigError(f"method must be 'sqp' or 'ipopt', got {method!r}")
+        if warm_start not in WARM_STARTS:
+            raise ConfigError(f"warm_start must be one of {', '.join(WARM_STARTS)}, got {warm_start!r}")
         self.case, self.hour, self.warm_start, self.method = case, hour, warm_start, method
         self.fallbacks = 0
         case.tariff(hour)  # validates the hour (ValueError naming it)
         self._hubs = {h: self._compile(h) for h in case.hub_ids}
+        if warm_start == "anchor":
+            first = case.initial_prices(hour)
+            for e in self._hubs.values():
+                self._solve(e, first, None)
+                e.anchor = e.last
 
     def _compile(self, hub: int) -> _Hub:
         nlp = compile_nlp(build_hub_model(self.case, hub, self.hour))
@@ -107,6 +125,11 @@ class HubResponder:
     def solve(self, hub: int, prices: Triple) -> np.ndarray:
         """The whole optimal point (every flow of the hub's problem, in ``nlp(hub).x_names`` order)."""
         e = self._entry(hub)
+        start = e.anchor if self.warm_start == "anchor" else e.last if self.warm_start == "previous" else None
+        return self._solve(e, prices, start)
+
+    def _solve(self, e: _Hub, prices: Triple, warm: dict[str, np.ndarray] | None) -> np.ndarray:
+        hub = e.hub
         p = e.p.copy()
         values = np.asarray(prices, dtype=float)
         if values.shape != (3,) or not np.all(np.isfinite(values)):
@@ -115,8 +138,8 @@ class HubResponder:
         nlp = e.nlp
         bounds = {"lbx": nlp.x_lb, "ubx": nlp.x_ub, "lbg": nlp.g_lb, "ubg": nlp.g_ub, "p": p}
         start = {"x0": nlp.x0}
-        if self.warm_start and e.last is not None:
-            start = {"x0": e.last["x"], "lam_x0": e.last["lam_x"], "lam_g0": e.last["lam_g"]}
+        if warm is not None:
+            start = {"x0": warm["x"], "lam_x0": warm["lam_x"], "lam_g0": warm["lam_g"]}
         r, stats = None, {}
         if self.method == "sqp":
             r = e.sqp(**start, **bounds)
@@ -132,7 +155,7 @@ class HubResponder:
                                         f"({stats['return_status']})")
         e.last = {k: np.array(r[k]).ravel() for k in ("x", "lam_x", "lam_g")}
         e.solves += 1
-        e.iterations.append(int(stats["iter_count"]))
+        e.iterations = int(stats["iter_count"])
         return e.last["x"].copy()
 
     @staticmethod
@@ -154,7 +177,8 @@ class HubResponder:
         return float(e.nlp.with_data(p).f(x))
 
     def reset(self) -> None:
-        """Forget the warm starts: the next call of each hub starts cold, from the case's start point."""
+        """Forget the previous answers (``warm_start="previous"``: the next call of each hub starts from the anchor
+        or, without one, from the case's start point)."""
         for e in self._hubs.values():
             e.last = None
 
