@@ -17,6 +17,7 @@ that is exactly consistent at a KKT point of the reduced model (documented in do
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -56,6 +57,7 @@ def fixing_rows(nlp, x0: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 
 _MEMO: dict[tuple, "Reduction"] = {}
+_MEMO_LOCK = threading.Lock()  # solves in several threads: the eviction below must not race
 
 
 def cached_reduction(model, canonical_nlp, x_ref: np.ndarray) -> "Reduction":
@@ -63,12 +65,14 @@ def cached_reduction(model, canonical_nlp, x_ref: np.ndarray) -> "Reduction":
     vectorised on the canonical problem's CasADi functions: about 0.3 s)."""
     x = np.round(np.asarray(x_ref, dtype=float), 9)
     key = (canonical_nlp.fingerprint, hash(x.tobytes()))
-    red = _MEMO.get(key)
+    with _MEMO_LOCK:
+        red = _MEMO.get(key)
     if red is None:
-        red = Reduction(model, canonical_nlp, x_ref)
-        if len(_MEMO) > 8:
-            _MEMO.pop(next(iter(_MEMO)))
-        _MEMO[key] = red
+        red = Reduction(model, canonical_nlp, x_ref)  # outside the lock: two threads may both build it (0.3 s)
+        with _MEMO_LOCK:
+            red = _MEMO.setdefault(key, red)
+            while len(_MEMO) > 8:
+                _MEMO.pop(next(iter(_MEMO)))
     return red
 
 
