@@ -60,6 +60,7 @@ __all__ = [
     "price_stage",
     "settle",
     "own_check",
+    "interval_end",
     "PRICE_RULE",
 ]
 
@@ -144,6 +145,7 @@ class _PriceLP:
         self.lo = np.maximum(box.ylo[self.cols], -Y_CAP)
         self.hi = np.minimum(box.yhi[self.cols], Y_CAP)
         self.budget = budget
+        self.last: np.ndarray | None = None
         self.used = 0
         self.lps = 0
         h = self.h = _new_highs()
@@ -181,6 +183,7 @@ class _PriceLP:
         self.used += int(h.getInfo().simplex_iteration_count)
         ms = h.getModelStatus()
         value = float(h.getSolution().col_value[k]) if ms == hs.HighsModelStatus.kOptimal else float("nan")
+        self.last = np.array(h.getSolution().col_value, dtype=float) if ms == hs.HighsModelStatus.kOptimal else None
         h.changeColCost(k, 0.0)  # (a change of the model clears its status: read first)
         if ms == hs.HighsModelStatus.kOptimal:
             return "optimal", value
@@ -189,6 +192,13 @@ class _PriceLP:
         if ms == hs.HighsModelStatus.kIterationLimit:
             return "budget", value
         return "other", value
+
+    def full(self, m: int) -> np.ndarray:
+        """The last optimal LP solution as a whole row-multiplier vector (zeros on the rows that are not columns)."""
+        y = np.zeros(m)
+        if self.last is not None:
+            y[self.cols] = self.last
+        return y
 
     def hold(self, row: int, lo: float, hi: float) -> None:
         k = self.pos[row]
@@ -403,3 +413,27 @@ def own_check(problem: Any, x: Sequence[float], tolerances: "Tolerances | None" 
     sol = Solution(x=x, y=np.zeros(int(problem.m)), z_L=np.zeros(x.size), z_U=np.zeros(x.size),
                    fingerprint=str(getattr(problem, "fingerprint", "")), variant="own")
     return verify(problem, sol, tolerances)
+
+
+def interval_end(problem: Any, solution: Any, row: str, end: str = "high",
+                 tolerances: "Tolerances | None" = None) -> Any:
+    """``solution``'s point with multipliers at one end of a priced row's interval: a valid multiplier vector (the
+    plain certificate, which judges the point, accepts it) whose price for ``row`` is the interval's ``low`` or
+    ``high`` end - what a leader who may pick any valid price would send to favour the buyers or the sellers. The
+    settlement rule rejects it wherever the interval is wider than the price tolerance."""
+    from poso_sim.kkt.certificate import DEFAULT_TOLERANCES
+    from poso_sim.kkt.check import checker_for
+
+    tol = tolerances or DEFAULT_TOLERANCES
+    chk = checker_for(problem)
+    x = np.asarray(solution.x, dtype=float)
+    ev = chk.evaluate(x)
+    tau = PRICE_SHARE * tol.dual
+    box = _Box(chk, x, ev, tau, PRICE_SHARE * tol.complementarity)
+    lp = _PriceLP(chk.search._jt(ev["jv"]), box, tau, getattr(tol, "price_lp_iterations", None))
+    status, _v = lp.extreme(chk.row_names.index(row), -1.0 if end == "high" else 1.0)
+    if status != "optimal":
+        raise ValueError(f"no interval for {row} at this point (price LP ended {status})")
+    y = lp.full(chk.m)
+    zl, zu = box.bound_multipliers(ev["grad"] + chk.search._jt(ev["jv"]) @ y)
+    return solution.with_multipliers(y=y, z_L=zl, z_U=zu)

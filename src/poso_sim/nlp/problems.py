@@ -159,6 +159,7 @@ _REGISTRY: dict[str, ProblemDefinition | str] = {"manchester": "poso_sim.nlp.pro
 if importlib.util.find_spec("poso_sim.cases.ieee33") is not None:  # registered where the feeder's package ships
     _REGISTRY["ieee33"] = "poso_sim.nlp.problems:ieee33_problem"
 _REGISTRY["trading"] = "poso_sim.nlp.problems:trading_problem"
+_REGISTRY["trading-night"] = "poso_sim.nlp.problems:trading_night_problem"
 _BY_REFERENCE: dict[str, ProblemDefinition] = {}
 _PROBLEMS: dict[tuple[str, str], "Problem"] = {}
 #: compiled functions per (definition, variant, structure) of parametric definitions, shared by their instances
@@ -706,4 +707,20 @@ def trading_problem() -> ProblemDefinition:
         data_key=lambda data: data.key(),
         source_files=tuple(str(p) for p in sorted(root.rglob("*.py"))),
         description="Twelve energy hubs: centralised market clearing of hour 12 (the paper's trading system)",
+        priced_rows=("elec_balance", "heat_balance"),
+    )
+
+
+def _load_trading_night(case: str) -> Any:
+    pkg = _trading_package()
+    return pkg.MarketInstance(pkg.load_trading_case("trading"), 1)
+
+
+def trading_night_problem() -> ProblemDefinition:
+    """The trading case's centralised clearing of hour 1, a night hour whose heat prices are not unique (every
+    hub's heat comes from devices at their limits): the price intervals and the settlement rule matter
+    (docs/certificate.md, "Priced rows")."""
+    return dataclasses.replace(
+        trading_problem(), load=_load_trading_night,
+        description="Twelve energy hubs: centralised market clearing of hour 1 (degenerate heat prices)",
     )

@@ -86,11 +86,42 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     res = _run(args, args.trace)
+    market = _market(res) if not args.stub else None
     if args.json:
-        print(json.dumps(res.to_json(), sort_keys=True))
+        out = res.to_json()
+        if market is not None:
+            out["market"] = market
+        print(json.dumps(out, sort_keys=True))
     else:
         print(render_run(res, events=not args.quiet), end="")
+        if market is not None:
+            print(render_market(market), end="")
     return 0
+
+
+def _market(res: Any) -> dict[str, Any] | None:
+    """A market's outcome (prices, payments, the hubs' own checks) for a run on a case with priced rows."""
+    from poso_sim.scenarios.market import MarketPayloads, is_market, market_summary  # not for --help
+
+    if not is_market(res.scenario.case):
+        return None
+    ex = res.executed
+    return market_summary(MarketPayloads(res.scenario.case), ex["digest"] if ex else None)
+
+
+def render_market(m: dict[str, Any]) -> str:
+    """The market block of ``poso-sim run``: decided prices against the centralised multipliers, payments."""
+    if not m.get("decided"):
+        return "\nmarket: no plan executed\n"
+    lines = ["", "market (decided prices; the centralised problem's multipliers):"]
+    for row, p in m["prices"].items():
+        lines.append(f"  {row:<16} {p:12.4f}  {m['centralised_multipliers'][row]:12.4f}")
+    lines.append(f"  largest gap {m['price_gap']:.3g}; total cost {m['total_cost']:.2f} "
+                 f"(centralised {m['centralised_cost']:.2f})")
+    ok = [h for h, c in m["hub_checks"].items() if c["accepted"]]
+    lines.append(f"  payments: " + ", ".join(f"hub {h} {v:.2f}" for h, v in m["payments"].items()))
+    lines.append(f"  hubs' own checks at the decided prices: {len(ok)} of {len(m['hub_checks'])} accept")
+    return "\n".join(lines) + "\n"
 
 
 def cmd_table3(args: argparse.Namespace) -> int:

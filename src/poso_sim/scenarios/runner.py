@@ -73,6 +73,7 @@ from .log import KINDS, Entry, RunLog, item_fields, kind_of, plain
 from .model import Scenario, resolve_scenario
 from .payloads import LABELS, PayloadSource, RealPayloads, StubPayloads, solution_matches
 from .instances import InstancePayloads, SolveTimes, resolve_instances
+from .market import payload_source
 from .session import Session, default_session
 
 __all__ = ["RunResult", "run_scenario", "arun_scenario", "Runner", "VerificationService", "needed_labels"]
@@ -640,7 +641,7 @@ def _make_runner(
         source: PayloadSource = InstancePayloads(scn.case, resolve_instances(scn) or [], session=session,
                                                  variants=scn.variants)
     elif payloads is None or payloads == "real":
-        source = RealPayloads(scn.case, session=session, variants=scn.variants)
+        source = payload_source(scn.case, session=session, variants=scn.variants)  # a market: MarketPayloads
     elif payloads == "stub":
         source = StubPayloads(scn.case)
     else:

@@ -32,6 +32,8 @@ LABELS = ("optimal", "tampered", "feasible", "forged")
 #: same name; a scenario's `variants:` maps them to the names its problem uses); "optimal" and "forged" are plans
 #: of the honest variant
 VARIANT_LABELS = ("tampered", "feasible")
+#: the labels of a market's proposals (a case with priced rows: poso_sim.scenarios.market)
+MARKET_LABELS = ("price_up_1", "price_down_1", "price_up_10", "price_down_10", "other_hour", "favour", "interval_end")
 
 
 def generated_name(index: int) -> str:
@@ -570,8 +572,9 @@ def _check_refs(scn: Scenario, where: tuple[Any, ...], refs: Any) -> None:
 
 def _check_behaviour(scn: Scenario, where: tuple[Any, ...], key: str, val: Any) -> None:
     def label(v: Any, w: tuple[Any, ...]) -> None:
-        if v not in LABELS:
-            raise FieldError(w, f"unknown payload label {v!r} (known: {', '.join(LABELS)}{', ' + OMIT if key == 'equivocate' else ''})")
+        if v not in LABELS + MARKET_LABELS:
+            raise FieldError(w, f"unknown payload label {v!r} (known: {', '.join(LABELS + MARKET_LABELS)}"
+                                f"{', ' + OMIT if key == 'equivocate' else ''})")
 
     if key in REFERENCE_KEYS:
         _check_refs(scn, where, val)
