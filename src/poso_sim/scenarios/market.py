@@ -202,7 +202,7 @@ def _solve_nlp(nlp: Any, case: str, what: str) -> Any:
     r = make_backend().solve(nlp, nlp.clip(nlp.x0), options={"tol": 1e-9, "constr_viol_tol": 1e-10})
     if r.status not in ("optimal", "acceptable"):
         raise PosoError(f"{case}: the {what} clearing did not solve ({r.status})")
-    return Solution(x=r.x, y=r.y, z_L=r.zL, z_U=r.zU, x_names=nlp.x_names, row_names=nlp.row_names,
+    return Solution(x=r.x, y=r.y, z_L=r.z_L, z_U=r.z_U, x_names=nlp.x_names, row_names=nlp.row_names,
                     variant="true", case=case, cost=float(nlp.cost(r.x)), status=r.status,
                     fingerprint=nlp.fingerprint)
 
