@@ -125,6 +125,12 @@ def test_the_converter_command_checks_and_fails_cleanly(tmp_path, capsys, raw):
         (lambda d: d["heat_sources"].update(capacity=[1, 2]), r"^t\.json: heat_sources\.capacity: list should have"),
         (lambda d: d["hubs"][1]["purchase_bounds"].update(gas=[5, 1]), r"hub 2: .*purchase_bounds\.gas: lower bound 5"),
         (lambda d: d.update(colour="red"), r"^t\.json: colour: unknown field$"),
+        (lambda d: d["hubs"][0]["branches"].append({"id": 28, "carrier": "elec", "src": 6, "dst": 11}),
+         r"hub 1: hubs\[0\]\.branches\[27\]: branch 28 \(6->11\) is no purchase and no device's branch"),
+        (lambda d: d["hubs"][0]["branches"][15].update(carrier="elec"),
+         r"hub 1: hubs\[0\]\.branches\[15\]\.carrier: elec at the gas bus \(node 5\)"),
+        (lambda d: d["hubs"][0]["branches"][15].update(carrier="elec", src=6),
+         r"hub 1: hubs\[0\]\.devices\[5\]\.input: a GT takes gas, branch 16 carries elec"),
     ],
 )
 def test_a_bad_case_field_is_one_line(raw, edit, message):
@@ -272,3 +278,16 @@ def test_a_gap_is_stated_with_its_causes(case, clearing):
     assert gap.price["heat"][1] == pytest.approx(180.0 - clearing.prices.heat[1])
     assert gap.max_demand == pytest.approx(1.0) and 3 not in gap.demand
     assert any("middle band" in n for n in gap.notes) and any("hubs [3]" in n for n in gap.notes)
+
+
+def test_another_hour_is_the_same_compiled_structure_with_that_hours_data():
+    from poso_sim.cases.trading import build_market_model, market_instance
+    from poso_sim.nlp import compile_nlp
+    from poso_sim.nlp.problems import load_instance, load_problem
+
+    p12, p13 = load_problem("trading"), load_instance("trading", market_instance(hour=13))
+    fresh = compile_nlp(build_market_model(market_instance().case, 13))
+    assert p13.nlp.fingerprint == fresh.fingerprint != p12.nlp.fingerprint
+    assert p13.nlp.structure_fingerprint == p12.nlp.structure_fingerprint
+    x = fresh.x0
+    assert np.allclose(p13.nlp.g(x), fresh.g(x)) and np.allclose(p13.nlp.x_ub, fresh.x_ub)

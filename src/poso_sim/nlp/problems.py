@@ -695,16 +695,31 @@ def _build_trading(data: Any, variant: str) -> Any:
     return _trading_package().build_market_model(data.case, data.hour, variant)  # imports Pyomo on first use
 
 
+def _trading_key(data: Any) -> bytes:
+    return data.key()
+
+
+def _trading_structure(data: Any) -> bytes:
+    return data.case.model_dump_json().encode()  # every hour of the case shares one compiled structure
+
+
+def _trading_parameters(data: Any) -> Any:
+    return _trading_package().market_parameters(data.case, data.hour)
+
+
 def trading_problem() -> ProblemDefinition:
     """The trading case's centralised market clearing of one hour (hour 12): twelve hubs, the grid and the zone
-    heat sources; the balance rows' multipliers are the prices (docs/cases/trading.md)."""
+    heat sources; the balance rows' multipliers are the prices (docs/cases/trading.md). Parametric: another hour,
+    ``load_instance("trading", market_instance(hour=h))``, is the same compiled structure with that hour's data."""
     root = Path(_trading_package().__file__).resolve().parent
     return ProblemDefinition(
         build=_build_trading,
         cost_expression="total_cost",
         expressions=("cost_gas", "cost_plants", "cost_grid", "cost_heat"),
         load=_load_trading,
-        data_key=lambda data: data.key(),
+        data_key=_trading_key,
+        structure_key=_trading_structure,
+        parameters=_trading_parameters,
         source_files=tuple(str(p) for p in sorted(root.rglob("*.py"))),
         description="Twelve energy hubs: centralised market clearing of hour 12 (the paper's trading system)",
         priced_rows=("elec_balance", "heat_balance"),

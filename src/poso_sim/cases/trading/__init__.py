@@ -10,11 +10,11 @@ Public API::
 """
 
 from .loader import PACKAGED, MarketInstance, load_trading_case, market_instance, trading_case_from_dict
+from .params import hub_parameters, market_parameters
 from .schema import HOURS, Branch, Device, TradingCase, TradingHub, zone_rule
 
 # The model builders need Pyomo, a heavy import: loaded on first use (loading the case does not).
-_LAZY = {"build_hub_model": "model", "build_market_model": "model", "hub_parameters": "model",
-         "market_parameters": "model", "PRICE_PARAMS": "model"}
+_LAZY = {"build_hub_model": "model", "build_market_model": "model", "PRICE_PARAMS": "model"}
 
 
 def __getattr__(name: str):

@@ -24,6 +24,7 @@ from typing import Any
 
 import pyomo.environ as pyo
 
+from .params import hub_parameters, market_parameters  # noqa: F401 - re-exported: the Params' data by name
 from .schema import (
     BUS_NODE, CARRIERS, ONE_OUTPUT, OUTSIDE, PLANT, RENEWABLE, STORAGE, TWO_OUTPUT, TradingCase, TradingHub,
     _hour_index,
@@ -150,15 +151,6 @@ def build_hub_model(case: TradingCase, hub: int, hour: int = 12) -> pyo.Concrete
     return m
 
 
-def hub_parameters(case: TradingCase, hub: int, hour: int) -> dict[str, float]:
-    """The hour's Param data of the hub model by element name (without Pyomo), for ``CompiledNLP.with_data``."""
-    h, i = case.hub(hub), _hour_index(hour)
-    out = {f"demand[{c}]": getattr(h.loads, c)[i] for c in CARRIERS}
-    for d in h.devices_of(*RENEWABLE):
-        out[f"renew_max[{d.node}]"] = (h.renewable_max.pv if d.kind == "PV" else h.renewable_max.wt)[i]
-    return out
-
-
 def build_market_model(case: TradingCase, hour: int = 12, variant: str = "true") -> pyo.ConcreteModel:
     """The centralised clearing of ``hour``: every hub, the grid, the zone heat sources (docs/cases/trading.md)."""
     if variant != "true":
@@ -189,12 +181,3 @@ def build_market_model(case: TradingCase, hour: int = 12, variant: str = "true")
     m.obj = pyo.Objective(expr=m.total_cost, sense=pyo.minimize)
     m.nlp_expressions = ("total_cost", "cost_gas", "cost_plants", "cost_grid", "cost_heat")
     return m
-
-
-def market_parameters(case: TradingCase, hour: int) -> dict[str, float]:
-    """The hour's Param data of the market model by element name (without Pyomo)."""
-    gas, elec = case.tariff(hour)
-    out = {"tariff_gas": gas, "tariff_elec": elec, "grid_cap": case.grid_cap(hour)}
-    for h in case.hubs:
-        out.update({f"hub[{h.id}].{k}": v for k, v in hub_parameters(case, h.id, hour).items()})
-    return out

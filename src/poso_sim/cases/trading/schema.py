@@ -28,6 +28,13 @@ ONE_OUTPUT = (4, 5, 6, 7)
 STORAGE = (10, 11)
 RENEWABLE = (12, 13)
 PLANT = 14
+#: the carriers of each device kind: (input, outputs); None: fed from outside the hub. The generic converters
+#: (node types 2, 3, 4) are not checked.
+KIND_CARRIERS: dict[str, tuple[str | None, set[str]]] = {
+    "GT": ("gas", {"elec", "heat"}), "GSHP": ("elec", {"heat", "cool"}), "CERG": ("elec", {"cool"}),
+    "WARG": ("heat", {"cool"}), "GB": ("gas", {"heat"}), "HS": ("heat", {"heat"}), "CS": ("cool", {"cool"}),
+    "PV": (None, {"elec"}), "WT": (None, {"elec"}), "plant": (None, {"elec"}),
+}
 
 NonNeg = Annotated[float, Field(ge=0)]
 Profile = Annotated[list[float], Field(min_length=HOURS, max_length=HOURS)]
@@ -150,6 +157,7 @@ class TradingHub(_Model):
             for end, node in (("src", b.src), ("dst", b.dst)):
                 if node not in known and not (end == "src" and node == OUTSIDE):
                     raise ValueError(f"branches[{i}].{end}: unknown node {node}")
+        _check_bus_carriers(self.branches)
         for carrier, node in INPUT_NODE.items():
             found = [b for b in self.branches if b.src == node]
             if len(found) != 1 or found[0].dst != BUS_NODE[carrier] or found[0].carrier != carrier:
@@ -166,6 +174,8 @@ class TradingHub(_Model):
                     raise ValueError(f"devices[{i}].{end}: branch {bid} runs {b.src}->{b.dst}, not through node {d.node}")
             if d.type in RENEWABLE + (PLANT,) and d.input and by_id[d.input].src != OUTSIDE:
                 raise ValueError(f"devices[{i}].input: a {d.kind} is fed from outside the hub (node {OUTSIDE})")
+            _check_carriers(i, d, by_id)
+        _check_roles(self.branches, self.devices)
         if sum(d.type in RENEWABLE for d in self.devices) != 2 or len({d.kind for d in self.devices if d.type in RENEWABLE}) != 2:
             raise ValueError("devices: a hub has one PV and one WT")
         if sum(d.type == PLANT for d in self.devices) > 1:
@@ -290,6 +300,40 @@ class TradingCase(_Model):
 
     def hubs_in_zone(self, zone: int) -> list[int]:
         return [h.id for h in self.hubs if h.zone == zone]
+
+
+def _check_bus_carriers(branches: list[Branch]) -> None:
+    """A branch at a load bus carries the bus's carrier."""
+    carrier_of_bus = {n: c for c, n in BUS_NODE.items()}
+    for i, b in enumerate(branches):
+        for node in (b.src, b.dst):
+            if node in carrier_of_bus and b.carrier != carrier_of_bus[node]:
+                raise ValueError(f"branches[{i}].carrier: {b.carrier} at the {carrier_of_bus[node]} bus (node {node})")
+
+
+def _check_roles(branches: list[Branch], devices: list[Device]) -> None:
+    """Every branch is a purchase, a device's input or a device's output (nothing else bounds a flow)."""
+    used = {b.id for b in branches if b.src in INPUT_NODE.values()}
+    for d in devices:
+        used |= {d.input, d.out1, d.out2} - {0}
+    for i, b in enumerate(branches):
+        if b.id not in used:
+            raise ValueError(f"branches[{i}]: branch {b.id} ({b.src}->{b.dst}) is no purchase and no device's branch")
+
+
+def _check_carriers(i: int, d: Device, by_id: dict[int, Branch]) -> None:
+    """A device's branches carry what its kind converts (a GT takes gas and gives electricity and heat, ...)."""
+    if d.kind not in KIND_CARRIERS:
+        return
+    source, outputs = KIND_CARRIERS[d.kind]
+    if source is not None and d.input and by_id[d.input].carrier != source:
+        raise ValueError(f"devices[{i}].input: a {d.kind} takes {source}, branch {d.input} carries "
+                         f"{by_id[d.input].carrier}")
+    for end in ("out1", "out2"):
+        bid = getattr(d, end)
+        if bid and by_id[bid].carrier not in outputs:
+            raise ValueError(f"devices[{i}].{end}: a {d.kind} gives {' and '.join(sorted(outputs))}, branch {bid} "
+                             f"carries {by_id[bid].carrier}")
 
 
 def zone_rule(hub: int, n_hubs: int = 12) -> int:
