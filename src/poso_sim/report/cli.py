@@ -6,6 +6,7 @@ Registered by :mod:`poso_sim.cli` through :func:`add_parsers`::
     poso-sim plot dispatch --solution plan.sol --out plan.svg
     poso-sim plot sequence scenario-1 --out seq.svg [--stub] [--seed 3]
     poso-sim plot sweep results.csv --x latency --by behaviour --out sweep.png
+    poso-sim plot market trading-12 [--what prices|demands] --out prices.png
 
 The format follows the extension of ``--out``. ``poso-sim -v plot ...`` logs the solve stages and the files written.
 """
@@ -24,7 +25,7 @@ from poso_sim.nlp.solution import load_solution
 # The other layers are imported inside the commands: the solver stack (CasADi), the plots (matplotlib), the
 # scenario machinery and the case schema cost 0.2-1 s to import, which `poso-sim --help` should not pay.
 
-__all__ = ["add_parsers", "cmd_plot_dispatch", "cmd_plot_sequence", "cmd_plot_sweep"]
+__all__ = ["add_parsers", "cmd_plot_dispatch", "cmd_plot_sequence", "cmd_plot_sweep", "cmd_plot_market"]
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,14 @@ def add_parsers(sub: Any) -> None:
                    help="vertical axis: virtual time, event order, or auto (order when latency is zero)")
     s.add_argument("--out", required=True, help="output file (.png, .svg or .pdf)")
     s.set_defaults(func=cmd_plot_sequence)
+
+    m = psub.add_parser("market", help="a trading run: the price path by round, or each hub's demands")
+    m.add_argument("scenario", help="a trading scenario (trading-12, trading-12:price-liar, ...) or a YAML file")
+    m.add_argument("--what", choices=("prices", "demands"), default="prices", help="which figure (default prices)")
+    m.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
+    m.add_argument("--stub", action="store_true", help="stub best responses (no solver)")
+    m.add_argument("--out", required=True, help="output file (.png, .svg or .pdf)")
+    m.set_defaults(func=cmd_plot_market)
 
     w = psub.add_parser("sweep", help="outcomes of a sweep table (CSV, Parquet or JSON lines) against a parameter")
     w.add_argument("table", help="the sweep's table: .csv, .parquet or .jsonl")
@@ -162,6 +171,19 @@ def cmd_plot_sequence(args: argparse.Namespace) -> int:
     result = run_scenario(scn, payloads="stub" if args.stub else "real", seed=args.seed)
     log.info("%s: %d messages, %.3f virtual s", scn.name, result.messages, result.virtual_seconds)
     fig = plot_message_sequence(result, kinds=args.kind, normals=not args.no_normals, y=args.y)
+    return _save(fig, out)
+
+
+def cmd_plot_market(args: argparse.Namespace) -> int:
+    out = _out_path(args.out)
+    _agg()
+    # heavy (see the top): matplotlib, the market machinery
+    from poso_sim.report.trading import plot_hub_demands, plot_price_path
+    from poso_sim.scenarios.trading_runner import resolve_trading, run_trading
+
+    scn = resolve_trading(args.scenario)
+    result = run_trading(scn, responder="stub" if args.stub else None, seed=args.seed)
+    fig = plot_price_path(result) if args.what == "prices" else plot_hub_demands(result)
     return _save(fig, out)
 
 

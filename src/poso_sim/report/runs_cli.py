@@ -30,10 +30,12 @@ def _verify_cost(text: str) -> float | str:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("scenario", help="a packaged scenario (scenario-1 ... scenario-4, see `poso-sim scenarios`) or a YAML file")
+    p.add_argument("scenario", help="a packaged scenario (scenario-1 ... scenario-4, trading-12[:variant], see "
+                                    "`poso-sim scenarios`) or a YAML file")
     p.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
-    p.add_argument("--stub", action="store_true", help="stub payloads (fixed digests and costs, no solver, no KKT)")
+    p.add_argument("--stub", action="store_true", help="stub payloads (fixed digests and costs, no solver, no KKT); "
+                                                       "a market: stub best responses")
     p.add_argument("--verify-cost", type=_verify_cost, default=None, metavar="SECONDS",
                    help="virtual seconds charged per verification, or 'measured' (default: the scenario's)")
     p.add_argument("--heights", type=int, default=None, help="override the number of heights to run")
@@ -53,16 +55,22 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser("table3", help="the paper's Table 3 (communication records) of a scenario run")
     _common(p)
     p.add_argument("--height", type=int, default=None, help="only this height (default: all)")
+    p.add_argument("--round", type=int, default=1, help="a trading scenario: the round whose records to show")
     p.add_argument("--names", action="store_true", help="also list the reference's record file names")
     p.set_defaults(func=cmd_table3)
 
 
 def _run(args: argparse.Namespace, trace: str | None = None) -> Any:
     # the scenario machinery: 0.3 s to import, not for --help (see the top)
-    from poso_sim.scenarios.model import resolve_scenario
+    from poso_sim.scenarios.model import Scenario, resolve_scenario
     from poso_sim.scenarios.runner import run_scenario
 
     scn = resolve_scenario(args.scenario)
+    if not isinstance(scn, Scenario):  # a trading market (docs/trading.md)
+        # the market machinery, like the scenario machinery: not for --help
+        from poso_sim.scenarios.trading_runner import run_trading
+
+        return run_trading(scn, responder="stub" if args.stub else None, seed=args.seed)
     if args.heights is not None:
         if args.heights < 1:
             raise PosoError("--heights must be >= 1")
@@ -84,8 +92,26 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
     return 0
 
 
+def _trading_market(args: argparse.Namespace, res: Any) -> int:
+    from poso_sim.report import trading as T  # the market's reports (see the top)
+
+    gap = None
+    if not args.stub:
+        # the trading case: only for the clearing gap of a real run
+        from poso_sim.scenarios.trading_runner import load_case
+
+        gap = T.central_gap(res, load_case(res.scenario.case))
+    if args.json:
+        print(json.dumps(T.market_json(res, gap), sort_keys=True))
+    else:
+        print(T.render_market(res, gap), end="")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     res = _run(args, args.trace)
+    if not hasattr(res, "executed"):  # an iterated trading market (docs/trading.md)
+        return _trading_market(args, res)
     market = _market(res) if not args.stub else None
     if args.json:
         out = res.to_json()
@@ -126,6 +152,14 @@ def render_market(m: dict[str, Any]) -> str:
 
 def cmd_table3(args: argparse.Namespace) -> int:
     res = _run(args)
+    if not hasattr(res, "executed"):  # a market: the demands one round's delegates received
+        from poso_sim.report.trading import records_table, render_records
+
+        if args.json:
+            print(json.dumps(records_table(res, args.round)))
+        else:
+            print(render_records(res, args.round), end="")
+        return 0
     if args.json:
         print(json.dumps(table3_json(res, args.height)))
     else:

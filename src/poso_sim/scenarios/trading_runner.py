@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -57,6 +58,8 @@ from .trading_schema import TradingScenario, hub_name
 __all__ = ["TradingRunner", "TradingResult", "run_trading", "market_rule", "CachedResponder", "Responder",
            "StubResponder", "resolve_trading", "default_responder"]
 
+log = logging.getLogger(__name__)
+
 #: what the runner needs of a responder: `respond(hub_id, (gas, elec, heat)) -> (gas, elec, heat)`
 Responder = Any
 _TO_DELEGATE = (Demand, ForwardedDemand, EquivocationProof)
@@ -68,7 +71,7 @@ def _heat_sources(case: Any) -> tuple[float, tuple[float, ...]]:
     if isinstance(hs, Mapping):
         return float(hs["price"]), tuple(float(c) for c in hs["capacities"])
     if hasattr(hs, "price"):
-        caps = getattr(hs, "capacities", None) or getattr(hs, "caps")
+        caps = getattr(hs, "capacities", None) or getattr(hs, "capacity")
         return float(hs.price), tuple(float(c) for c in caps)
     price, caps = hs
     return float(price), tuple(float(c) for c in caps)
@@ -265,7 +268,7 @@ class TradingResult:
             "wall_seconds": self.wall_seconds,
             "trace_digest": self.trace_digest,
             "log_digest": self.log.digest(),
-            **{k: v for k, v in self.extra.items() if k != "initial"},
+            **{k: v for k, v in self.extra.items() if k not in ("initial", "references")},
         }
 
 
@@ -316,6 +319,9 @@ class TradingRunner:
         self.responses = 0
         self._done: asyncio.Future[None] | None = None
         self.end_time = 0.0
+        honest = [d for d in self.delegates if d not in scenario.dishonest]
+        self._watch = (honest or self.delegates)[0]   # whose rounds the progress records follow
+        self._last_progress = -1.0
 
     def _build(self) -> None:
         scn = self.scn
@@ -392,9 +398,29 @@ class TradingRunner:
 
     def _log(self, name: str, item: Any) -> None:
         self.log.append(self.net.now, name, item)
+        if name == self._watch and isinstance(item, (PricesComputed, MarketEnded)):
+            self._progress(item)
         if isinstance(item, MarketEnded):
             self.ended.add(name)
             self._check_end()
+
+    def _progress(self, item: Any) -> None:
+        """A progress record per round (DEBUG, at most 5 a second) and one when the market ends (INFO): the
+        round, the electricity price as the `objective`, the norm of the price change as the `violation`."""
+        now = time.perf_counter()
+        end = isinstance(item, MarketEnded)
+        if not end and now - self._last_progress < 0.2:
+            return
+        self._last_progress = now
+        prices = item.prices
+        info = {"task": "market", "case": self.scn.name, "stage": "rounds", "iteration": item.round,
+                "objective": prices[1], "final": end}
+        if not end:
+            info["violation"] = item.change
+        log.log(logging.INFO if end else logging.DEBUG,
+                "round %d: %s" % (item.round, item.reason if end else "gas %.2f, electricity %.3f, heat %s" % (
+                    prices[0], prices[1], ", ".join(f"{h:.3f}" for h in prices[2:]))),
+                extra={"poso_progress": info})
 
     def _check_end(self) -> None:
         fut = self._done
@@ -431,7 +457,8 @@ class TradingRunner:
             dishonest=self.scn.dishonest, zones=self.zones, log=self.log, messages=self.net.sent,
             messages_by_kind=dict(sorted(self.by_kind.items())), network=self.net.stats(),
             virtual_seconds=self.end_time, wall_seconds=wall, trace_digest=self.trace.digest(),
-            responses=self.responses, extra={"initial": list(self.rule.initial)},
+            responses=self.responses, extra={"initial": list(self.rule.initial), "references": {
+                1: self.rule.elec_tariff, **{2 + z: self.rule.heat_price for z in range(self.rule.zones)}}},
         )
 
 
