@@ -88,14 +88,21 @@ def market_rule(case: Any, hour: int, tolerance: float = 1e-3) -> MarketRule:
 
 
 class CachedResponder:
-    """A responder with a memo of best responses by (hub, prices): a pure function, so runs that pass the same
-    prices (every honest run, every sweep case on the honest path) solve each point once."""
+    """A responder with a memo of best responses by (hub, prices) for one run. `start()` (at every run's start)
+    empties the memo and resets the responder's warm starts (`HubResponder.reset`): the real best responses
+    depend on the hub's previous answer, so a run is deterministic only if it starts from the same state."""
 
     def __init__(self, responder: Responder, limit: int = 500_000) -> None:
         self.responder = responder
         self.memo: dict[tuple[int, tuple[float, float, float]], tuple[float, float, float]] = {}
         self.limit = limit
         self.calls = self.solved = 0
+
+    def start(self) -> None:
+        self.memo.clear()
+        reset = getattr(self.responder, "reset", None)
+        if reset is not None:
+            reset()
 
     def respond(self, hub: int, prices: tuple[float, float, float]) -> tuple[float, float, float]:
         self.calls += 1
@@ -113,21 +120,20 @@ class CachedResponder:
 
 class StubResponder:
     """Best responses without the solver, for testing the protocol under faults (`poso-sim run --stub`, the
-    safety sweep): linear in the hub's own prices around its round-1 demand (the case's `first_demand`), with
-    electricity demand falling to 0 at 0.95 x the tariff and heat demand to 0 at 1.1 x the heat sources' price.
-    The market's rules, messages and outcomes are those of real runs; the numbers are not the hubs' (docs/trading.md)."""
+    safety sweep): each hub's round-1 demand (the case's `first_demand`) at the initial prices, its electricity
+    and heat purchases falling by `slope` MW per unit of their price above the initial price, gas fixed. A pure
+    function of the prices. The market's rules, messages and outcomes are those of real runs; the numbers are not
+    the hubs' (docs/trading.md)."""
 
-    def __init__(self, case: Any, hour: int = 12) -> None:
-        _, tariff = case.tariff(hour)
-        price, _ = _heat_sources(case)
+    def __init__(self, case: Any, hour: int = 12, slope: float = 2.0) -> None:
         _, self.e0, self.h0 = (float(x) for x in case.initial_prices(hour))
-        self.e_root, self.h_root = 0.95 * float(tariff), 1.1 * price
+        self.slope = float(slope)
         self.first = {int(h): tuple(float(x) for x in v) for h, v in dict(case.first_demand).items()}
 
     def respond(self, hub: int, prices: tuple[float, float, float]) -> tuple[float, float, float]:
         g, e, q = self.first[hub]
-        pe, ph = prices[1], prices[2]
-        return (g, e * (self.e_root - pe) / (self.e_root - self.e0), q * (self.h_root - ph) / (self.h_root - self.h0))
+        k = self.slope
+        return (g, e - k * (prices[1] - self.e0), q - k * (prices[2] - self.h0))
 
 
 @dataclass
@@ -430,6 +436,7 @@ class TradingRunner:
             fut.set_result(None)
 
     async def main(self) -> None:
+        self.responder.start()
         self._build()
         loop = asyncio.get_running_loop()
         self._done = loop.create_future()
