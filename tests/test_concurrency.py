@@ -156,6 +156,37 @@ def test_first_highs_instances_made_at_once_keep_stdout() -> None:
     assert out.stdout == "still here\n"
 
 
+def test_both_backends_solve_from_eight_threads_at_once() -> None:
+    """Solves of shared compiled problems through both backends at once (CasADi's Ipopt: derivative functions
+    built once per structure and shared, a new nlpsol per solve; cyipopt: callbacks through the problem's locked
+    evaluators): each result is the one-thread result, to the bit."""
+    from poso_sim.nlp import compile_nlp
+    from poso_sim.solvers import IpoptBackend
+    from poso_sim.solvers.casadi_ipopt import CasadiIpoptBackend
+    from test_nlp import hs071, kitchen_sink
+
+    nlps = [compile_nlp(hs071()), compile_nlp(kitchen_sink())]
+    backends = [CasadiIpoptBackend, IpoptBackend]
+
+    def solve(k: int) -> tuple:
+        nlp, backend = nlps[(k // 2) % 2], backends[k % 2]
+        r = backend().solve(nlp, nlp.x0)
+        return r.status, r.iterations, r.x.tobytes(), r.y.tobytes(), r.z_L.tobytes(), r.z_U.tobytes()
+
+    reference = {k: solve(k) for k in range(4)}
+    assert all(v[0] == "optimal" for v in reference.values())
+    start = threading.Barrier(8)
+
+    def at_once(k: int) -> tuple:
+        start.wait()
+        return solve(k)
+
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(at_once, range(8)))
+    for k, v in enumerate(got):
+        assert v == reference[k % 4], k
+
+
 # ------------------------------------------------------------------------------------------------ stress (slow)
 def _driver(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     env = dict(os.environ)

@@ -469,6 +469,8 @@ class MultiplierSearch:
                 self.cache[key] = d
                 while len(self.cache) > _CACHE_SIZE:
                     self.cache.popitem(last=False)
+            # the caller gets its own record: nothing it writes into the info reaches the cached outcome
+            d = Decision(d.found, d.stage, d.y, d.z_L, d.z_U, d.exists, dict(d.info))
         return d
 
     def _sanitised(self, y: np.ndarray, grad: np.ndarray, jt: sp.csc_matrix, box: "_Box", tau: float) -> Decision:
