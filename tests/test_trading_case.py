@@ -186,14 +186,24 @@ def test_the_best_response_holds_every_balance_and_beats_the_reference_point(cas
         assert np.all(x >= nlp.x_lb - slack)
         slack = 2e-8 * (1 + np.abs(np.where(np.isfinite(nlp.x_ub), nlp.x_ub, 0)))
         assert np.all(x <= nlp.x_ub + slack)
-    # hub 5 at round-1 prices: the reference's answer (GT and plant at their maxima) costs more than ours
-    p1 = case.initial_prices(12)
-    ours = responder.cost(5, p1)
-    ref = dict(zip(("gas", "elec", "heat"), case.first_demand[5]))
-    plant = case.hub(5).plant
-    p_ref = plant.in_max  # the reference's point: plant at 1194 MW (its electricity sale says so)
-    ref_cost = p1[0] * ref["gas"] + p1[1] * ref["elec"] + p1[2] * ref["heat"] + plant.curve.b * p_ref**2 + plant.curve.c * p_ref
-    assert ours < ref_cost
+
+
+def test_the_references_round_one_answers_of_hubs_4_and_5_cost_more_than_the_best_responses(case, responder):
+    """first_demand.xlsx's purchases of hubs 4 and 5 are feasible, but the cheapest way to make them costs more than
+    the best response at the round-1 prices (hub 5: 17 % more, its plant and gas turbine at their maxima)."""
+    from poso_sim.cases.trading import build_hub_model
+    from poso_sim.nlp import compile_nlp
+    from poso_sim.solvers.casadi_ipopt import CasadiIpoptBackend
+
+    prices = case.initial_prices(12)
+    for hub, extra in ((4, (1_000, 1_500)), (5, (40_000, 42_000))):
+        m = build_hub_model(case, hub)
+        for carrier, value in zip(("gas", "elec", "heat"), case.first_demand[hub]):
+            m.flow[case.hub(hub).purchase_branch(carrier)].fix(value)
+        nlp = compile_nlp(m)
+        raw = CasadiIpoptBackend().solve(nlp, nlp.x0)
+        assert raw.status == "optimal"  # the reference's purchases are feasible
+        assert extra[0] < raw.objective - responder.cost(hub, prices) < extra[1], hub
 
 
 def test_an_answer_is_a_function_of_the_prices_alone_bit_for_bit(case, responder):
