@@ -118,3 +118,39 @@ def test_machines_never_crash_on_arbitrary_input(evs, signatures):
     n = NormalNode("N1", comm, signatures=signatures)
     for ev in evs:
         assert isinstance(n.handle(ev), list)
+
+
+def test_encodings_and_validation_are_computed_once_per_message_object(monkeypatch):
+    import pickle
+
+    from poso_sim.protocol import messages as messages_mod
+    from poso_sim.protocol import message_problem
+
+    s = Signer(KEYS["C"])
+    prop = Proposal.make(s, case_id="manchester", height=1, round=1, leader="C", payload=Payload(OPT, "optimal", 744.09))
+    relay = Relay.make(Signer(KEYS["D"]), proposal=prop, path=("C", "D"), relayer="D")
+    calls = []
+    real = messages_mod.canonical
+    monkeypatch.setattr(messages_mod, "canonical", lambda obj: calls.append(1) or real(obj))
+    first = (relay.signing_bytes(), relay.encode(), prop.signing_bytes(), prop.encode())
+    n = len(calls)
+    for _ in range(5):  # N receivers of one object: nothing is encoded again
+        assert (relay.signing_bytes(), relay.encode(), prop.signing_bytes(), prop.encode()) == first
+        assert message_problem(relay) is None
+    assert len(calls) == n
+    # the memo is exactly what a fresh object computes; copies, equality and pickling look at the fields only
+    fresh = dataclasses.replace(relay)
+    assert fresh == relay and hash(fresh) == hash(relay) and fresh.signing_bytes() == first[0]
+    assert verify_sig(KEYS["D"].public, relay.signature, relay.signing_bytes())
+    back = pickle.loads(pickle.dumps(relay))
+    assert back == relay and back.encode() == first[1]
+    # a malformed message keeps its reason; a different object is judged on its own
+    bad = dataclasses.replace(prop, height=0)
+    assert message_problem(bad) == message_problem(bad) == "height/round must be positive integers"
+    assert message_problem(dataclasses.replace(bad, height=2)) is None
+
+
+def test_committee_membership_is_a_set_lookup():
+    assert "C" in COMMITTEE and "N1" not in COMMITTEE and "Z" not in COMMITTEE
+    assert [] not in COMMITTEE  # an unhashable claim is nobody, not an error
+    assert COMMITTEE == make_committee(NAMES, ("N1",))[0]

@@ -285,3 +285,50 @@ def test_cancelling_arun_scenario_stops_the_run():
     heights = {e.item.height for e in entries if isinstance(e.item, Decide)}
     assert n < 20_000 and len(heights) < 200 and stop_wall < 5.0, (n, len(heights), stop_wall)  # 10 000 heights asked
     assert not [t for t in threading.enumerate() if t.name == "poso-sim-run"]
+
+
+def test_log_lines_are_canonical_json_and_the_digest_is_kept_until_an_append(run2):
+    from poso_sim.common import canonical_json
+    from poso_sim.scenarios.log import RunLog
+
+    log = run2.log
+    assert list(log.lines()) == [canonical_json(e.row()) for e in log]
+    d = log.digest()
+    assert log.digest() == d == hashlib.sha256("".join(canonical_json(e.row()) + "\n" for e in log).encode()).hexdigest()
+    own = RunLog()
+    own.append(np.float64(0.5), "A", Dropped("x", "B", path=("a", "b")))  # a hand-made entry: not a plain float time
+    first = own.digest()
+    own.append(1.0, "A", Dropped("y"))
+    assert own.digest() != first and list(own.lines())[0] == canonical_json(own.entries[0].row())
+
+
+def test_a_run_restores_the_garbage_collector_settings():
+    import gc
+
+    before = (gc.get_threshold(), gc.get_freeze_count(), gc.isenabled())
+    run_scenario("scenario-2", payloads="stub")
+    assert (gc.get_threshold(), gc.get_freeze_count(), gc.isenabled()) == before
+
+
+def test_checking_a_run_solves_no_plan_it_did_not_use(monkeypatch):
+    from poso_sim.scenarios.model import Scenario
+    from poso_sim.sweep import check_trace
+    from poso_sim.sweep.checker import build_trace
+    from poso_sim.sweep.worker import run_scenario_traced
+
+    asked: list[list[str]] = []
+
+    def fake_solve(case, variants, **kw):
+        vs = list(variants)
+        asked.append(vs)
+        return {v: _FakeSolution(v, {"true": 744.09, "tampered": 904.17, "feasible": 893.41}[v]) for v in vs}
+
+    monkeypatch.setattr(payloads_mod, "solve_variants", fake_solve)
+    monkeypatch.setattr(RealPayloads, "_problem", lambda self: (None, SimpleNamespace(m=3)))
+    session = Session()
+    src = RealPayloads("manchester", session=session)
+    session.seed_verdict(src.key, src.prepare(["optimal"])["optimal"].digest, Verdict(True, 744.09, ()))
+    runner, _ = run_scenario_traced(Scenario(delegates=4, normal_nodes=2), src, session=session)
+    res = check_trace(build_trace(runner, src))
+    assert res.ok and res.outcome["executed"] == "optimal"
+    assert asked == [["true"]] and set(src.solved()) == {"optimal"}  # an honest run: tampered, feasible unsolved

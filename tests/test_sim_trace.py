@@ -7,6 +7,8 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from poso_sim.errors import ConfigError
 from poso_sim.sim import FIELDS, Network, Trace
@@ -79,3 +81,33 @@ def test_determinism_across_processes_and_hash_seeds():
         digests.append(json.loads(out.stdout)["digest"])
     assert digests[0] == digests[1]
     assert digests[0] == demo_scenario(seed=9, rounds=30).trace.digest()
+
+
+_SCALARS = st.one_of(st.none(), st.text(max_size=6), st.integers(-5, 10**12), st.booleans(),
+                     st.floats(allow_nan=False, allow_infinity=False))
+_DATA = st.recursive(_SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                      st.dictionaries(st.text(max_size=4), inner, max_size=3)),
+                     max_leaves=6)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 1e6, allow_nan=False), st.sampled_from(["send", "deliver", "drop", "timer", "user"]),
+                          st.one_of(st.none(), st.text(max_size=5)), st.one_of(st.none(), st.text(max_size=5)),
+                          st.one_of(st.none(), st.text(max_size=5)), st.one_of(st.none(), st.integers(0, 10**9)),
+                          st.one_of(st.none(), st.integers(0, 99), st.booleans()), st.one_of(st.none(), st.text(max_size=8)),
+                          _DATA), max_size=12))
+def test_canonical_lines_are_the_json_encoders_text(records):
+    """The direct formatting of plain records gives exactly the text of the sorted-keys JSON encoder."""
+    tr = Trace()
+    for rec in records:
+        tr.record(*rec)
+    enc = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode
+    assert list(tr.lines()) == [enc(dict(zip(FIELDS, row))) for row in tr._rows]
+
+
+def test_non_finite_data_is_refused_by_the_direct_path_too():
+    tr = Trace()
+    tr.record(1.0, "send", "A", "B", "k", 1, 0, None, "ok")
+    tr.record(2.0, "user", "A", None, "x", None, None, None, {"v": float("nan")})
+    with pytest.raises(ConfigError, match="trace record 1"):
+        list(tr.lines())

@@ -76,6 +76,11 @@ def leader_for(
     return candidates[(offset + round - 1) % len(candidates)]
 
 
+def _info(proposal: Proposal, path: tuple[NodeId, ...]) -> dict[str, Any]:
+    """What a dropped copy claimed (the fields of its `Dropped` note)."""
+    return {"height": proposal.height, "round": proposal.round, "leader": proposal.leader, "path": path}
+
+
 def round_timer(height: int, round: int) -> tuple[str, int, int]:
     return ("round", height, round)
 
@@ -380,16 +385,15 @@ class Delegate:
     def _on_copy(
         self, src: NodeId, proposal: Proposal, path: tuple[NodeId, ...], relay: Relay | None, out: list[Any]
     ) -> None:
-        info = {"height": proposal.height, "round": proposal.round, "leader": proposal.leader, "path": path}
         if proposal.case_id != self.case_id:
-            self._drop(out, WRONG_CASE, src, proposal, **info)
+            self._drop(out, WRONG_CASE, src, proposal, **_info(proposal, path))
             return
         if proposal.leader not in self.committee:
-            self._drop(out, NOT_MEMBER, src, proposal, **info)
+            self._drop(out, NOT_MEMBER, src, proposal, **_info(proposal, path))
             return
         if relay is None:
             if src != proposal.leader:
-                self._drop(out, SENDER_MISMATCH, src, proposal, **info)
+                self._drop(out, SENDER_MISMATCH, src, proposal, **_info(proposal, path))
                 return
         else:
             if (
@@ -399,41 +403,41 @@ class Delegate:
                 or path[-1] != relay.relayer
                 or any(p not in self.committee for p in path)
             ):
-                self._drop(out, BAD_PATH, src, relay, **info)
+                self._drop(out, BAD_PATH, src, relay, **_info(proposal, path))
                 return
             if relay.relayer != src:
-                self._drop(out, SENDER_MISMATCH, src, relay, **info)
+                self._drop(out, SENDER_MISMATCH, src, relay, **_info(proposal, path))
                 return
             if self.name in path:
-                self._drop(out, LOOP, src, relay, **info)
+                self._drop(out, LOOP, src, relay, **_info(proposal, path))
                 return
         if self.signatures:
             if not self.sig_check(self._pk(proposal.leader), proposal.signature, proposal.signing_bytes()):
-                self._drop(out, BAD_SIGNATURE, src, relay or proposal, signer=proposal.leader, **info)
+                self._drop(out, BAD_SIGNATURE, src, relay or proposal, signer=proposal.leader, **_info(proposal, path))
                 return
             if relay is not None and not self.sig_check(self._pk(relay.relayer), relay.signature, relay.signing_bytes()):
-                self._drop(out, BAD_SIGNATURE, src, relay, signer=relay.relayer, **info)
+                self._drop(out, BAD_SIGNATURE, src, relay, signer=relay.relayer, **_info(proposal, path))
                 return
         h, r = proposal.height, proposal.round
         if self.height is None or h > self.height or (h == self.height and r > self.round):
             if len(self._buffer) >= self.buffer_limit:
-                self._drop(out, BUFFER_FULL, src, relay or proposal, **info)
+                self._drop(out, BUFFER_FULL, src, relay or proposal, **_info(proposal, path))
             else:
                 self._buffer.append((src, relay or proposal))
             return
         if h < self.height or r < self.round:
-            self._drop(out, STALE, src, relay or proposal, **info)
+            self._drop(out, STALE, src, relay or proposal, **_info(proposal, path))
             return
         if self.status != "running":
-            self._drop(out, HEIGHT_CLOSED, src, relay or proposal, **info)
+            self._drop(out, HEIGHT_CLOSED, src, relay or proposal, **_info(proposal, path))
             return
         rs = self.rounds[(h, r)]
         if proposal.leader != rs.leader:
-            self._drop(out, NOT_LEADER, src, relay or proposal, **info)
+            self._drop(out, NOT_LEADER, src, relay or proposal, **_info(proposal, path))
             return
         key = (proposal.payload.digest, path)
         if key in rs.seen:
-            self._drop(out, DUPLICATE, src, relay or proposal, **info)
+            self._drop(out, DUPLICATE, src, relay or proposal, **_info(proposal, path))
             return
         rs.seen.add(key)
         copy = _Copy(proposal, path, src, "direct" if relay is None else "relay")

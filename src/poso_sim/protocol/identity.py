@@ -85,8 +85,9 @@ class SignatureCache:
     """Memoised Ed25519 verification: `verify(public, signature, data)` gives what `verify_sig` gives, computed
     once per distinct (key, signature, data). A pure function of its inputs, so results never change; it only
     removes the N-fold repetition of the same check by N simulated delegates. Pass `cache.verify` as the
-    machines' `sig_check` (the scenario runner does, given `signature_cache=`). At most `limit` entries (then
-    it starts afresh)."""
+    machines' `sig_check` (the scenario runner does, given `signature_cache=`; without one, a run keeps a cache
+    of its own). At most `limit` entries (then it starts afresh); `limit=0` memoises nothing (every check is
+    computed, for comparisons)."""
 
     __slots__ = ("_memo", "limit", "calls", "computed")
 
@@ -98,7 +99,8 @@ class SignatureCache:
 
     def verify(self, public: bytes | None, signature: bytes, data: bytes) -> bool:
         self.calls += 1
-        if not isinstance(public, (bytes, bytearray)) or not isinstance(signature, (bytes, bytearray)):
+        if self.limit <= 0 or not isinstance(public, (bytes, bytearray)) or not isinstance(signature, (bytes, bytearray)):
+            self.computed += self.limit <= 0
             return verify_sig(public, signature, data)
         key = (bytes(public), bytes(signature), data)
         ok = self._memo.get(key)
@@ -146,6 +148,7 @@ class Committee:
         object.__setattr__(self, "members", members_t)
         object.__setattr__(self, "keys", keys)
         object.__setattr__(self, "observers", tuple(observers))
+        object.__setattr__(self, "_member_set", frozenset(members_t))  # O(1) membership (not a field)
 
     @property
     def size(self) -> int:
@@ -157,7 +160,10 @@ class Committee:
         return self.size // 2 + 1
 
     def __contains__(self, name: object) -> bool:
-        return name in self.members
+        try:
+            return name in self._member_set
+        except TypeError:  # an unhashable name is nobody
+            return False
 
     def public_key(self, name: NodeId) -> bytes | None:
         if self.keys is None:

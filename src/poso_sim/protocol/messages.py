@@ -7,6 +7,11 @@ signature). The encoding is compact JSON with sorted keys; bytes are hex, floats
 round-trip repr. Messages travel between nodes as objects (the runtime is in-process); the encoding only
 serves signatures and hashes.
 
+A message is immutable, so its encodings and its validation (`message_problem`) are pure functions of the
+object: each is computed once per message object and kept on it (one relay object reaches every receiver, and
+N receivers would otherwise rebuild the same canonical JSON N times). `dataclasses.replace` makes a new object
+with nothing memoised; equality, hashing and pickling look only at the fields.
+
 A `Payload` is the protocol's view of a solution: its `digest` (hex SHA-256, computed by the solver layer).
 The solution object itself rides along in `Payload.solution`, which is excluded from equality, hashing and
 signatures, as are the reporting hints `label` and `claimed_cost`.
@@ -81,16 +86,26 @@ class _Message:
         raise NotImplementedError
 
     def signing_bytes(self) -> bytes:
-        return DOMAIN + self.kind.encode() + b"/" + canonical({"v": self.version, **self.body()})
+        """What the signature covers (computed once per message object)."""
+        memo = self.__dict__
+        out = memo.get("_signing_bytes")
+        if out is None:
+            out = memo["_signing_bytes"] = DOMAIN + self.kind.encode() + b"/" + canonical({"v": self.version, **self.body()})
+        return out
 
     def _signed(self, signer: Signer) -> Any:
         """This (unsigned) message with `signer`'s signature over its signing bytes."""
         return replace(self, signature=signer.sign(self.signing_bytes()))
 
     def encode(self) -> bytes:
-        sig = getattr(self, "signature", None)
-        extra = {} if sig is None else {"signature": sig}
-        return canonical({"kind": self.kind, "v": self.version, **self.body(), **extra})
+        """The canonical encoding, signature included (computed once per message object)."""
+        memo = self.__dict__
+        out = memo.get("_encoded")
+        if out is None:
+            sig = getattr(self, "signature", None)
+            extra = {} if sig is None else {"signature": sig}
+            out = memo["_encoded"] = canonical({"kind": self.kind, "v": self.version, **self.body(), **extra})
+        return out
 
 
 @dataclass(frozen=True)
@@ -374,14 +389,23 @@ MESSAGE_TYPES = (Proposal, Relay, MisbehaviourProof, Decision)
 Message = Proposal | Relay | MisbehaviourProof | Decision
 
 
+_VALID = ""  # the memo's mark of a well-formed message (a problem is never empty)
+
+
 def message_problem(msg: object) -> str | None:
-    """None if `msg` is a well-formed protocol message, else a short reason (never raises)."""
+    """None if `msg` is a well-formed protocol message, else a short reason (never raises). Computed once per
+    message object: a message is immutable, and one object reaches every receiver."""
     if not isinstance(msg, MESSAGE_TYPES):
         return f"not a protocol message ({type(msg).__name__})"
-    try:
-        return msg.problem()
-    except Exception as exc:  # noqa: BLE001 - a hostile object must never crash a node
-        return f"malformed ({type(exc).__name__})"
+    memo = msg.__dict__
+    got = memo.get("_problem")
+    if got is None:
+        try:
+            got = msg.problem() or _VALID
+        except Exception as exc:  # noqa: BLE001 - a hostile object must never crash a node
+            got = f"malformed ({type(exc).__name__})"
+        memo["_problem"] = got
+    return got or None
 
 
 __all__ = [

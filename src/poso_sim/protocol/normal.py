@@ -35,6 +35,9 @@ class _Height:
     block_content: tuple[int, int, NodeId, str, float] | None = None
     winners: tuple[Decision, ...] = ()
     timer: bool = False
+    #: content -> votes among `votes`, in order of first appearance (kept as each vote arrives: a height's
+    #: N votes would otherwise be recounted N times)
+    tally: Counter = field(default_factory=Counter)
 
 
 class NormalNode:
@@ -130,10 +133,12 @@ class NormalNode:
                 return  # a duplicate of the same decision
             st.conflicted.add(d)
             del st.votes[d]
+            st.tally = Counter(v.content() for v in st.votes.values())  # recounted: the order of first appearance
             out.append(ConflictingDecisions(d, h, prev.content(), msg.content()))
             return
         st.votes[d] = msg
-        tally = Counter(v.content() for v in st.votes.values())
+        tally = st.tally
+        tally[msg.content()] += 1
         content, count = max(tally.items(), key=lambda kv: (kv[1], kv[0][3]))
         if count >= self.committee.majority:
             st.status = "executed"

@@ -19,6 +19,7 @@ Observers (`RunLog(observers=[...])`, or `Runner(observers=...)`) are called wit
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
@@ -138,19 +139,37 @@ def item_fields(item: Any) -> dict[str, Any]:
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
+def _plain_value(v: Any) -> Any:
+    if type(v) is tuple and all(type(w) is str for w in v):  # a path: what `jsonable` makes of it, faster
+        return list(v)
+    return jsonable(v)
+
+
 def plain(fields: dict[str, Any]) -> dict[str, Any]:
     """`fields` with JSON values (`poso_sim.common.jsonable` for anything but a plain scalar)."""
-    return {k: v if type(v) in _SCALARS else jsonable(v) for k, v in fields.items()}
+    return {k: v if type(v) in _SCALARS else _plain_value(v) for k, v in fields.items()}
+
+
+def _plain_encoder() -> Callable[[Any], str]:
+    """`canonical_json` of a value that is plain JSON already (a row: `plain` fields, a float time, a str node):
+    the same text without `jsonable`'s pass and the encoder's per-call set-up."""
+    enc = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=True)
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # no C accelerator: the encoder's own method
+        return enc.encode
+    c = make({}, enc.default, json.encoder.encode_basestring_ascii, None, ":", ",", True, False, True)
+    return lambda obj: "".join(c(obj, 0))
 
 
 class RunLog(CanonicalLines):
     """The entries of one run, in the order the machines produced them."""
 
-    __slots__ = ("entries", "observers")
+    __slots__ = ("entries", "observers", "_digest")
 
     def __init__(self, observers: Iterable[Callable[[Entry], Any]] = ()) -> None:
         self.entries: list[Entry] = []
         self.observers = list(observers)
+        self._digest: tuple[int, str] | None = None  # (entries covered, digest)
 
     def append(self, t: float, node: str, item: Any) -> Entry:
         e = Entry(t, node, item)
@@ -178,11 +197,22 @@ class RunLog(CanonicalLines):
         return [e.row() for e in self.entries if kind_of(type(e.item)) in want]
 
     def lines(self) -> Iterator[str]:
+        _encode_plain = _plain_encoder()
         for i, e in enumerate(self.entries):
             try:
-                yield canonical_json(e.row())
+                row = e.row()
+                # a row is plain JSON already (see `plain`) unless an entry was appended by hand with other types
+                yield _encode_plain(row) if type(e.t) is float and type(e.node) is str else canonical_json(row)
             except (TypeError, ValueError) as exc:
                 raise ConfigError(f"run log entry {i}: not JSON-encodable ({exc})") from None
+
+    def digest(self) -> str:
+        """SHA-256 (hex) over the canonical JSON lines (kept until an entry is appended)."""
+        n = len(self.entries)
+        got = self._digest
+        if got is None or got[0] != n:
+            got = self._digest = (n, super().digest())
+        return got[1]
 
 
     def to_dataframe(self) -> Any:

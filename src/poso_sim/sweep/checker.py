@@ -107,10 +107,15 @@ def certificates(log: Any) -> dict[str, list[dict[str, Any]]]:
 
 
 def build_trace(runner: Any, source: Any) -> dict[str, Any]:
-    """The checkable trace of a finished run (a `poso_sim.scenarios.Runner`), read from its run log."""
+    """The checkable trace of a finished run (a `poso_sim.scenarios.Runner`), read from its run log. Only the plans
+    the source has made are looked at (`source.solved()` when it has one): a plan the run never used is not
+    solved to build the trace."""
     scn = runner.scn
     committee = runner.committee
-    digests = {p.digest: lbl for lbl, p in source.payloads(1).items()}
+    # the plans made so far: a source that solves a plan on first lookup (RealPayloads) solves nothing more here
+    solved = getattr(source, "solved", None)
+    plans = solved() if solved is not None else source.payloads(1)
+    digests = {p.digest: lbl for lbl, p in plans.items()}
     records = runner.log.rows(TRACE_RECORD_KINDS)
     blocks = certificates(runner.log)
     seen = {r["digest"] for r in records if isinstance(r.get("digest"), str)}

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from poso_sim.protocol import Delegate, Payload, Verdict, Verified
+from poso_sim.protocol import Delegate, Payload, SignatureCache, Verdict, Verified
 from poso_sim.scenarios.model import Scenario
 from poso_sim.scenarios.payloads import PayloadSource, RealPayloads, StubPayloads
 from poso_sim.scenarios.runner import Runner
@@ -151,8 +151,8 @@ def run_scenario_traced(
     """Run a scenario (no kernel trace kept) and return the runner (its `log` holds the run) and the wall time."""
     session = session if session is not None else Session()
     hooks: dict[str, Any] = {"session": session}
-    if sig_memo:
-        hooks["signature_cache"] = session.signatures
+    # without the memo every check is computed (a run given no cache would keep one of its own)
+    hooks["signature_cache"] = session.signatures if sig_memo else SignatureCache(limit=0)
     if mutation == "verifier_accepts_all":
         hooks["verifier"] = TrustingVerifier(source)
     elif mutation == "accept_unverified":
