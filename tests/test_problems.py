@@ -375,3 +375,16 @@ def test_the_disk_cache_keeps_the_most_recently_used_entries(tmp_path):
     os.utime(d / "1.nlp")  # used just now
     problems._prune(d, keep=3)
     assert sorted(p.name for p in d.iterdir()) == ["1.nlp", "4.nlp", "5.nlp", "other.red"]
+
+
+def test_the_packaged_problems_live_with_their_cases_and_the_registry_imports_none():
+    for name, reference in problems.PACKAGED_PROBLEMS.items():
+        d = problem_definition(name)
+        assert d.origin == reference and reference.startswith("poso_sim.cases.") and d.variants
+    # a case file name shipped with the file problem resolves to it, through the definition's named_cases
+    assert "manchester" in problem_definition(problems.CASE_FILE_PROBLEM).case_names()
+    code = ("import sys; import poso_sim.nlp.problems as p; p.registered_problems(); "
+            "print(sorted(m for m in sys.modules if m.startswith('poso_sim.cases')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**__import__("os").environ, "PYTHONPATH": SRC})
+    assert out.stdout.strip() == "[]"

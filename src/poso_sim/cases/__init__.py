@@ -1,4 +1,5 @@
-"""poso_sim.cases: case data (pydantic models, packaged JSON) and the Pyomo model builder (layer 1).
+"""poso_sim.cases: case data (pydantic models, packaged JSON), the Pyomo model builders and the packaged problem
+definitions (layer 2: it may import poso_sim.nlp, which imports no case).
 
 Public API::
 

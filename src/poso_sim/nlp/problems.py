@@ -9,8 +9,11 @@ string of a scenario, a sweep or the command line is then resolved by :func:`pro
 
 1. a registered name (``"manchester"``);
 2. ``"module:function"``, a function returning a :class:`ProblemDefinition` (imported on first use);
-3. a path to a case file, or the name of a case file shipped in :mod:`poso_sim.cases` - data for the package's
-   own integrated-energy model (the ``manchester`` definition);
+3. a path to a case file, or a name the ``named_cases`` of the definition :data:`CASE_FILE_PROBLEM` lists: data
+   of that definition (the package's integrated-energy model, ``manchester``).
+
+The packaged problems are registered by ``"module:function"`` strings (:data:`PACKAGED_PROBLEMS`): their
+definitions live with their cases, and this layer imports no case.
 
 anything else is a :class:`~poso_sim.errors.ProblemError` naming the string.
 
@@ -38,8 +41,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-import poso_sim.cases as _cases_package
-from poso_sim.cases import instance_parameters, list_cases, load_case, structure_digest
 from poso_sim.common import atomic_write, canonical_json, default_cache_dir
 from poso_sim.errors import PosoError, ProblemError
 
@@ -56,7 +57,8 @@ __all__ = [
     "get_problem",
     "get_compiled",
     "clear_problems",
-    "manchester_problem",
+    "PACKAGED_PROBLEMS",
+    "CASE_FILE_PROBLEM",
     "COMPILED_FORMAT",
     "compiled_key",
     "definition_identity",
@@ -93,6 +95,8 @@ class ProblemDefinition:
             :attr:`parameters`, instances that differ only in Param data share one compiled structure: a new
             instance is a parameter update (``CompiledNLP.with_data``), not a new compile.
         parameters: ``parameters(data) -> {Param element name: value}`` without Pyomo (the instance's Param data).
+        named_cases: ``named_cases() -> names`` of the case data shipped with the problem, which a ``case:`` string
+            may name (``load`` reads them); ``None``: none.
         origin: the ``"module:attribute"`` the definition came from; set by the registry when it resolves a
             reference, and part of the definition's identity (two definitions of one module never share a
             compiled-cache entry).
@@ -113,6 +117,7 @@ class ProblemDefinition:
     priced_rows: tuple[str, ...] = ()
     structure_key: Callable[[Any], bytes] | None = None
     parameters: Callable[[Any], Any] | None = None
+    named_cases: Callable[[], Any] | None = None
     origin: str = ""
 
     def __post_init__(self) -> None:
@@ -135,6 +140,10 @@ class ProblemDefinition:
         if self.solve_recipe is not None and not _REFERENCE.match(self.solve_recipe):
             raise ProblemError(f"problem definition: solve_recipe {self.solve_recipe!r} is not 'module:function'")
 
+    def case_names(self) -> list[str]:
+        """The names of the case data shipped with the problem (``named_cases``)."""
+        return [] if self.named_cases is None else [str(n) for n in self.named_cases()]
+
     @property
     def parametric(self) -> bool:
         """Whether instances of one structure share compiled functions (see :attr:`structure_key`)."""
@@ -154,12 +163,18 @@ class ProblemDefinition:
 
 # ------------------------------------------------------------------------------------------------ registry
 _LOCK = threading.RLock()
+#: The problems shipped with poso_sim: name -> "module:function" of the factory returning the definition (one line
+#: each). The definitions live with their cases (poso_sim.cases.*.problem); this layer imports none of them.
+PACKAGED_PROBLEMS: dict[str, str] = {
+    "manchester": "poso_sim.cases.ies.problem:manchester_problem",
+    "ieee33": "poso_sim.cases.ieee33.problem:ieee33_problem",
+    "trading": "poso_sim.cases.trading.problem:trading_problem",
+    "trading-night": "poso_sim.cases.trading.problem:trading_night_problem",
+}
+#: The problem whose data a bare case file (a path, or a name its definition's ``named_cases`` lists) is.
+CASE_FILE_PROBLEM = "manchester"
 #: name -> definition, or "module:function" of a factory not imported yet (the packaged problems)
-_REGISTRY: dict[str, ProblemDefinition | str] = {"manchester": "poso_sim.nlp.problems:manchester_problem"}
-if importlib.util.find_spec("poso_sim.cases.ieee33") is not None:  # registered where the feeder's package ships
-    _REGISTRY["ieee33"] = "poso_sim.nlp.problems:ieee33_problem"
-_REGISTRY["trading"] = "poso_sim.nlp.problems:trading_problem"
-_REGISTRY["trading-night"] = "poso_sim.nlp.problems:trading_night_problem"
+_REGISTRY: dict[str, ProblemDefinition | str] = dict(PACKAGED_PROBLEMS)
 _BY_REFERENCE: dict[str, ProblemDefinition] = {}
 _PROBLEMS: dict[tuple[str, str], "Problem"] = {}
 #: compiled functions per (definition, variant, structure) of parametric definitions, shared by their instances
@@ -236,8 +251,10 @@ def problem_definition(case: str) -> ProblemDefinition:
             if case not in _BY_REFERENCE:
                 _BY_REFERENCE[case] = _definition_from_factory(case)
             return _BY_REFERENCE[case]
-    if _is_case_file(case) or case in list_cases():
-        return problem_definition("manchester")
+    if case != CASE_FILE_PROBLEM and CASE_FILE_PROBLEM in _REGISTRY:
+        file_problem = problem_definition(CASE_FILE_PROBLEM)
+        if _is_case_file(case) or case in file_problem.case_names():
+            return file_problem
     raise ProblemError(
         f"unknown case {case!r}: not a registered problem ({', '.join(registered_problems())}), "
         "a case file, or 'module:function'"
@@ -621,121 +638,3 @@ def _write_shortcut(path: Path, data: bytes) -> None:
         atomic_write(path, data)
     except OSError:
         pass
-
-
-# ------------------------------------------------------------------------------------------------ packaged problems
-def _cases_sources() -> tuple[str, ...]:
-    root = Path(_cases_package.__file__).resolve().parent
-    return tuple(str(p) for p in sorted(root.rglob("*.py")))
-
-
-def _build_ies(data: Any, variant: str) -> Any:
-    from poso_sim.cases import build_model  # the builder imports Pyomo (0.7 s beside scipy)
-
-    return build_model(data, variant)
-
-
-def manchester_problem() -> ProblemDefinition:
-    """The paper's integrated electricity-heat-gas system (docs/model.md); also every case file of its format."""
-    return ProblemDefinition(
-        build=_build_ies,
-        variants=("true", "tampered", "feasible"),
-        cost_expression="true_cost",
-        expressions=("cost_grid", "cost_chp", "cost_boiler"),
-        load=load_case,
-        solve_recipe="poso_sim.solvers.ies:solve",
-        source_files=_cases_sources(),
-        description="Manchester integrated electricity, heat and gas system, 24 h (the paper's case)",
-        structure_key=_ies_structure,
-        parameters=instance_parameters,
-    )
-
-
-def _ies_structure(data: Any) -> bytes:
-    return structure_digest(data).encode()
-
-
-def _ieee33_package() -> Any:
-    return importlib.import_module("poso_sim.cases.ieee33")  # the feeder's data and loader (no Pyomo)
-
-
-def _load_ieee33(case: str) -> Any:
-    pkg = _ieee33_package()
-    return pkg.load_case(None if case == "ieee33" else case)
-
-
-def _build_ieee33(data: Any, variant: str) -> Any:
-    return _ieee33_package().build_model(data, variant)  # the builder imports Pyomo on first use
-
-
-def ieee33_problem() -> ProblemDefinition:
-    """The IEEE 33-bus radial feeder (Baran & Wu 1989): DistFlow, dispatchable DGs, a battery, 24 h (see
-    docs/cases/ieee33.md)."""
-    root = Path(_ieee33_package().__file__).resolve().parent
-    return ProblemDefinition(
-        build=_build_ieee33,
-        variants=("true", "tampered", "feasible"),
-        cost_expression="true_cost",
-        expressions=("cost_grid", "cost_dg", "cost_battery"),
-        load=_load_ieee33,
-        source_files=tuple(str(p) for p in sorted(root.rglob("*.py"))),
-        description="IEEE 33-bus radial feeder (Baran & Wu 1989), DistFlow, DGs and a battery, 24 h",
-    )
-
-
-def _trading_package() -> Any:
-    return importlib.import_module("poso_sim.cases.trading")  # the trading case's data and loader (no Pyomo)
-
-
-def _load_trading(case: str) -> Any:
-    return _trading_package().market_instance(case)
-
-
-def _build_trading(data: Any, variant: str) -> Any:
-    return _trading_package().build_market_model(data.case, data.hour, variant)  # imports Pyomo on first use
-
-
-def _trading_key(data: Any) -> bytes:
-    return data.key()
-
-
-def _trading_structure(data: Any) -> bytes:
-    return data.case.model_dump_json().encode()  # every hour of the case shares one compiled structure
-
-
-def _trading_parameters(data: Any) -> Any:
-    return _trading_package().market_parameters(data.case, data.hour)
-
-
-def trading_problem() -> ProblemDefinition:
-    """The trading case's centralised market clearing of one hour (hour 12): twelve hubs, the grid and the zone
-    heat sources; the balance rows' multipliers are the prices (docs/cases/trading.md). Parametric: another hour,
-    ``load_instance("trading", market_instance(hour=h))``, is the same compiled structure with that hour's data."""
-    root = Path(_trading_package().__file__).resolve().parent
-    return ProblemDefinition(
-        build=_build_trading,
-        cost_expression="total_cost",
-        expressions=("cost_gas", "cost_plants", "cost_grid", "cost_heat"),
-        load=_load_trading,
-        data_key=_trading_key,
-        structure_key=_trading_structure,
-        parameters=_trading_parameters,
-        source_files=tuple(str(p) for p in sorted(root.rglob("*.py"))),
-        description="Twelve energy hubs: centralised market clearing of hour 12 (the paper's trading system)",
-        priced_rows=("elec_balance", "heat_balance"),
-    )
-
-
-def _load_trading_night(case: str) -> Any:
-    pkg = _trading_package()
-    return pkg.MarketInstance(pkg.load_trading_case("trading"), 1)
-
-
-def trading_night_problem() -> ProblemDefinition:
-    """The trading case's centralised clearing of hour 1, a night hour whose heat prices are not unique (every
-    hub's heat comes from devices at their limits): the price intervals and the settlement rule matter
-    (docs/certificate.md, "Priced rows")."""
-    return dataclasses.replace(
-        trading_problem(), load=_load_trading_night,
-        description="Twelve energy hubs: centralised market clearing of hour 1 (degenerate heat prices)",
-    )

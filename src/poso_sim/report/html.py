@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 from poso_sim.htmlkit import div, escape, fmt, grid, kv_table, verdict
 from poso_sim.nlp.solution import solution_html
-from poso_sim.report.table3 import cell, failed_copies, table3
+from poso_sim.report.table3 import table3_html  # re-exported: the renderings of a report in one module
 from poso_sim.scenarios.display import outcome_html
 
 __all__ = ["solution_html", "certificate_html", "outcome_html", "table3_html", "frame_html"]
@@ -60,42 +60,6 @@ def certificate_html(cert: Any) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ Table 3
-def table3_html(phases_or_result: Any, height: int | None = None, *, decimals: int = 0) -> str:
-    """The paper's Table 3: one table per phase ("Leader is X"), one row per receiving delegate, columns R1
-    (direct from the leader; the leader's own plan in its own row), R2 (relayed once), ... A cell lists
-    ``<$COST>PATH`` entries; a copy that failed the KKT check is struck out and marked.
-
-    Accepts a ``RunResult`` (then rejected copies are marked) or the phases of
-    :func:`poso_sim.report.table3.table3`."""
-    if isinstance(phases_or_result, (list, tuple)):
-        phases, rejected, result = list(phases_or_result), set(), None
-    else:
-        result = phases_or_result
-        phases = table3(result, height)
-        rejected = failed_copies(result)
-    parts = []
-    for ph in phases:
-        rows = []
-        for d, row in ph.rows.items():
-            cells = []
-            for c in ph.cols:
-                items = []
-                for x in row.get(c, []):
-                    text = escape(cell(x["cost"], x["path"], decimals))
-                    note = " <small>(its own)</small>" if x.get("own") else ""
-                    if (d, x.get("digest")) in rejected:
-                        text = f'<s style="color:#c62828" title="fails KKT">{text}</s>'
-                        note += " <small>(fails KKT)</small>"
-                    items.append(text + note)
-                cells.append(", ".join(items) or "–")
-            rows.append([f"<b>{escape(d)}</b>"] + cells)
-        parts.append(f'<div style="margin-top:6px">Phase &ldquo;Leader is {escape(ph.leader)}&rdquo; '
-                     f'<small>(height {ph.height}, round {ph.round})</small></div>')
-        parts.append(grid(["row"] + list(ph.cols), rows))
-    title = "Table 3: communication records" + (f" of {result.scenario.name}" if result is not None else "")
-    return div(title, *parts)
-
-
 def frame_html(df: Any, title: str = "") -> str:
     """A DataFrame as a compact HTML table (for reports that mix frames with the renderings above)."""
     return div(title, df.to_html(border=0, float_format=lambda v: f"{v:.4g}"))

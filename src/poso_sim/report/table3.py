@@ -12,9 +12,10 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
+from poso_sim.htmlkit import div, escape, grid
 from poso_sim.protocol import OwnPlanRejected, Received, Rejected, RoundStarted
 
-__all__ = ["Phase", "cell", "table3", "table3_json", "render_table3", "record_names", "failed_copies"]
+__all__ = ["Phase", "cell", "table3", "table3_html", "table3_json", "render_table3", "record_names", "failed_copies"]
 
 
 @dataclass
@@ -29,8 +30,6 @@ class Phase:
     cols: list[str] = field(default_factory=lambda: ["R1", "R2"])
 
     def _repr_html_(self) -> str:
-        from poso_sim.report.html import table3_html
-
         return table3_html([self])
 
 
@@ -152,3 +151,39 @@ def record_names(result: Any, height: int | None = None, *, use_ids: bool = True
         md5 = hashlib.md5(rec.digest.encode()).hexdigest()
         out.append(f"Optimization_data_Node{ref(node)}_{'via'.join(ref(p) for p in rec.path)}_{md5}")
     return out
+
+
+def table3_html(phases_or_result: Any, height: int | None = None, *, decimals: int = 0) -> str:
+    """The paper's Table 3: one table per phase ("Leader is X"), one row per receiving delegate, columns R1
+    (direct from the leader; the leader's own plan in its own row), R2 (relayed once), ... A cell lists
+    ``<$COST>PATH`` entries; a copy that failed the KKT check is struck out and marked.
+
+    Accepts a ``RunResult`` (then rejected copies are marked) or the phases of
+    :func:`poso_sim.report.table3.table3`."""
+    if isinstance(phases_or_result, (list, tuple)):
+        phases, rejected, result = list(phases_or_result), set(), None
+    else:
+        result = phases_or_result
+        phases = table3(result, height)
+        rejected = failed_copies(result)
+    parts = []
+    for ph in phases:
+        rows = []
+        for d, row in ph.rows.items():
+            cells = []
+            for c in ph.cols:
+                items = []
+                for x in row.get(c, []):
+                    text = escape(cell(x["cost"], x["path"], decimals))
+                    note = " <small>(its own)</small>" if x.get("own") else ""
+                    if (d, x.get("digest")) in rejected:
+                        text = f'<s style="color:#c62828" title="fails KKT">{text}</s>'
+                        note += " <small>(fails KKT)</small>"
+                    items.append(text + note)
+                cells.append(", ".join(items) or "–")
+            rows.append([f"<b>{escape(d)}</b>"] + cells)
+        parts.append(f'<div style="margin-top:6px">Phase &ldquo;Leader is {escape(ph.leader)}&rdquo; '
+                     f'<small>(height {ph.height}, round {ph.round})</small></div>')
+        parts.append(grid(["row"] + list(ph.cols), rows))
+    title = "Table 3: communication records" + (f" of {result.scenario.name}" if result is not None else "")
+    return div(title, *parts)

@@ -74,7 +74,8 @@ class Instance:
 def generate_cases(base: str, seed: int, n: int, ranges: Mapping[str, Any] | None) -> list[Any]:
     """The generated cases of an ``instances: {generate: ...}`` spec (validated; nothing written)."""
     from poso_sim.cases import generate_instances, load_case  # loaded only for a chain of instances (0.3 s)
-    from poso_sim.nlp.problems import manchester_problem, problem_definition  # loaded only for a chain of instances (0.3 s)
+    from poso_sim.cases.ies.problem import manchester_problem  # loaded only for a chain of instances (0.3 s)
+    from poso_sim.nlp.problems import problem_definition  # loaded only for a chain of instances (0.3 s)
 
     where = ("instances", "generate")
     try:
