@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from poso_sim.cases.trading.loader import MarketInstance, load_trading_case, market_instance
+from poso_sim.cases.trading.params import market_parameters
 from poso_sim.nlp.problems import ProblemDefinition
 
 __all__ = ["trading_problem", "trading_night_problem"]
@@ -29,8 +30,6 @@ def _structure(data: Any) -> bytes:
 
 
 def _parameters(data: Any) -> Any:
-    from poso_sim.cases.trading.model import market_parameters  # the model module imports Pyomo (0.7 s)
-
     return market_parameters(data.case, data.hour)
 
 
