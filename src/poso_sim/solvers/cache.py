@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from poso_sim.common import CACHE_ENV_VAR, default_cache_dir
+from poso_sim.common import default_cache_dir
 from poso_sim.common import canonical_json as _canonical_text
 from poso_sim.errors import SolutionFileError
 from poso_sim.nlp.solution import Solution, load_solution, save_solution
@@ -24,7 +24,6 @@ from poso_sim.nlp.solution import Solution, load_solution, save_solution
 __all__ = ["SolutionCache", "cache_key", "default_cache_dir", "canonical_json", "CACHE_KEY_VERSION", "CacheWarning"]
 
 CACHE_KEY_VERSION = "poso-sim/cache-key/v1"
-ENV_VAR = CACHE_ENV_VAR
 
 
 class CacheWarning(UserWarning):

@@ -310,57 +310,65 @@ class CasadiIpoptBackend:
             solver = ca.nlpsol("poso", "ipopt", st.oracle, solver_opts)
         except RuntimeError as exc:
             raise ConfigError(f"invalid Ipopt options for the CasADi backend: {str(exc).splitlines()[-1]}") from None
-        v0 = view.clip(_vec(x0, n, "x0"))
-        args: dict[str, Any] = {
-            "x0": v0 * xs,
-            "p": p,
-            "lbx": np.asarray(view.x_lb, dtype=float) * xs,
-            "ubx": np.asarray(view.x_ub, dtype=float) * xs,
-            "lbg": g_lb * gs,
-            "ubg": g_ub * gs,
-        }
-        if warm:
-            y = _vec(y0, m, "y0")
-            zl = np.zeros(n) if zl0 is None else _vec(zl0, n, "zl0")
-            zu = np.zeros(n) if zu0 is None else _vec(zu0, n, "zu0")
-            args["lam_g0"] = y * obj_scale / gs
-            args["lam_x0"] = (zu - zl) * obj_scale / xs
+        args = _solver_args(view, x0, (y0, zl0, zu0) if warm else None, xs, gs, obj_scale, p)
         t0 = time.perf_counter()
         try:
             out = solver(**args)
         except RuntimeError as exc:  # a callback or an evaluation error inside CasADi
             raise ConfigError(f"CasADi Ipopt failed: {str(exc).splitlines()[-1]}") from None
         seconds = time.perf_counter() - t0
-        stats = solver.stats()
-        name = str(stats.get("return_status", "Internal_Error"))
-        code = RETURN_CODES.get(name, -199)
-        status = "cancelled" if state["cancelled"] else ipopt_status(code)
-        w = np.asarray(out["x"], dtype=float).reshape(-1)
-        lam_g = np.asarray(out["lam_g"], dtype=float).reshape(-1)
-        lam_x = np.asarray(out["lam_x"], dtype=float).reshape(-1)
-        y = lam_g * gs / obj_scale
-        lx = lam_x * xs / obj_scale
-        obj = float(out["f"]) / obj_scale
-        if getattr(nlp, "maximize", False) and math.isfinite(obj):
-            obj = -obj
-        iterations = int(stats.get("iter_count", state["iter"]))
-        res = RawResult(
-            x=w / xs,
-            y=y,
-            z_L=np.maximum(-lx, 0.0),
-            z_U=np.maximum(lx, 0.0),
-            status=status,
-            iterations=iterations,
-            seconds=seconds,
-            objective=obj,
-            message=name,
-            return_code=code,
-            solver=self.describe(options),
-        )
-        # per-iteration trace of the last solve (for benchmarks): Ipopt's own inf_pr / inf_du / mu per iteration
-        self.last_iterations = stats.get("iterations", {})
-        self.last_stats = {k: stats[k] for k in ("t_proc_total", "t_wall_total", "iter_count") if k in stats}
-        return res
+        return _raw_result(nlp, out, solver.stats(), state, xs, gs, obj_scale, seconds, self.describe(options))
+
+
+def _solver_args(view, x0: Any, warm: tuple | None, xs: np.ndarray, gs: np.ndarray, obj_scale: float,
+                 p: np.ndarray) -> dict[str, Any]:
+    """``nlpsol``'s arguments in Ipopt's scaled variables; ``warm``: ``(y0, zl0, zu0)`` of a warm start."""
+    n, m = view.n, view.m
+    v0 = view.clip(_vec(x0, n, "x0"))
+    args: dict[str, Any] = {
+        "x0": v0 * xs,
+        "p": p,
+        "lbx": np.asarray(view.x_lb, dtype=float) * xs,
+        "ubx": np.asarray(view.x_ub, dtype=float) * xs,
+        "lbg": np.asarray(view.g_lb, dtype=float) * gs,
+        "ubg": np.asarray(view.g_ub, dtype=float) * gs,
+    }
+    if warm is not None:
+        y0, zl0, zu0 = warm
+        y = _vec(y0, m, "y0")
+        zl = np.zeros(n) if zl0 is None else _vec(zl0, n, "zl0")
+        zu = np.zeros(n) if zu0 is None else _vec(zu0, n, "zu0")
+        args["lam_g0"] = y * obj_scale / gs
+        args["lam_x0"] = (zu - zl) * obj_scale / xs
+    return args
+
+
+def _raw_result(nlp, out: dict, stats: dict, state: dict, xs: np.ndarray, gs: np.ndarray, obj_scale: float,
+                seconds: float, solver: str) -> RawResult:
+    """The solve's point in the problem's own variables and Ipopt's sign convention, and how it ended."""
+    name = str(stats.get("return_status", "Internal_Error"))
+    code = RETURN_CODES.get(name, -199)
+    status = "cancelled" if state["cancelled"] else ipopt_status(code)
+    w = np.asarray(out["x"], dtype=float).reshape(-1)
+    lam_g = np.asarray(out["lam_g"], dtype=float).reshape(-1)
+    lam_x = np.asarray(out["lam_x"], dtype=float).reshape(-1)
+    lx = lam_x * xs / obj_scale
+    obj = float(out["f"]) / obj_scale
+    if getattr(nlp, "maximize", False) and math.isfinite(obj):
+        obj = -obj
+    return RawResult(
+        x=w / xs,
+        y=lam_g * gs / obj_scale,
+        z_L=np.maximum(-lx, 0.0),
+        z_U=np.maximum(lx, 0.0),
+        status=status,
+        iterations=int(stats.get("iter_count", state["iter"])),
+        seconds=seconds,
+        objective=obj,
+        message=name,
+        return_code=code,
+        solver=solver,
+    )
 
 
 def _vec(v: Any, size: int, name: str) -> np.ndarray:

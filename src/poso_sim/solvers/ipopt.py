@@ -39,10 +39,6 @@ def ipopt_version() -> str:
         return "unknown"
 
 
-class _Cancelled(Exception):
-    pass
-
-
 class _Adapter:
     """The object cyipopt calls back into."""
 
@@ -181,17 +177,7 @@ class IpoptBackend:
             warm = y0 is not None
             if warm:
                 opts.setdefault("warm_start_init_point", "yes")
-            for k, v in opts.items():
-                if isinstance(v, bool):
-                    v = "yes" if v else "no"
-                elif isinstance(v, (np.integer,)):
-                    v = int(v)
-                elif isinstance(v, (np.floating,)):
-                    v = float(v)
-                try:
-                    problem.add_option(str(k), v)
-                except (TypeError, ValueError):
-                    raise ConfigError(f"invalid Ipopt option {k}={v!r}") from None
+            _add_options(problem, opts)
             kwargs: dict[str, Any] = {}
             if warm:
                 kwargs["lagrange"] = _vec(y0, nlp.m, "y0")
@@ -227,6 +213,21 @@ class IpoptBackend:
             solver=self.describe(options),
         )
 
+
+
+def _add_options(problem: Any, opts: Mapping[str, Any]) -> None:
+    """Ipopt options on a cyipopt problem (booleans as yes/no, numpy scalars as Python's); a bad one is one line."""
+    for k, v in opts.items():
+        if isinstance(v, bool):
+            v = "yes" if v else "no"
+        elif isinstance(v, (np.integer,)):
+            v = int(v)
+        elif isinstance(v, (np.floating,)):
+            v = float(v)
+        try:
+            problem.add_option(str(k), v)
+        except (TypeError, ValueError):
+            raise ConfigError(f"invalid Ipopt option {k}={v!r}") from None
 
 #: Sign conventions of the suffixes a Pyomo solver returns, as factors to Ipopt's convention
 #: ``grad f + J^T y - z_L + z_U = 0``: ``y = dual_factor * dual``, ``z_L = zl_factor * zL_out``,

@@ -38,7 +38,6 @@ class NetworkData:
     hub_hbus: dict[int, int]
     hub_gbus: dict[int, int]
     boiler_max: dict[int, float]
-    chp_smax: dict[int, float]
     # electric
     ebuses: list[int]
     ebus_p: dict[int, float]
@@ -319,32 +318,46 @@ def start_point(
     ``dispatch`` (see :func:`objective_aware_dispatch`): per-hour hub injections ``m_hub[(c, t)]`` and CHP outputs
     ``P_CHP``/``Q_CHP[(c, t)]`` to build the start around, instead of the data-only rules.
     """
-    T = net.T
     v: dict[str, dict] = defaultdict(dict)
-    if dispatch is None:
-        # hub injections capped so that each boiler alone covers its hub's peak duty (a few LP passes)
-        caps = {c: net.boiler_max[c] / (net.cp * 4.0) for c in net.hubs}
-        for _ in range(6):
-            m_pipe, m_hub = heat_flows(net, delta=delta, caps=caps)
-            duty = _hub_duties(net, m_pipe, m_hub)
-            over = {c: duty[c] / (0.95 * net.boiler_max[c]) for c in net.hubs}
-            if max(over.values()) <= 1.0:
-                break
-            for c in net.hubs:
-                if over[c] > 1.0:
-                    caps[c] = m_hub[c] / over[c]
-    else:
-        m_pipe, m_hub = {}, {}
-        for t in T:
-            m_pipe[t], m_hub[t] = heat_flows_to_targets(net, {c: dispatch["m_hub"][c, t] for c in net.hubs}, delta)
+    m_pipe, m_hub = _start_flows(net, delta, dispatch)
     state = _heat_state(net, m_pipe, m_hub)
     for key in ("T_sup", "T_ret", "T_load_out", "m_load", "m_sup", "m_ret", "T_end_sup", "T_end_ret", "m_hub"):
         v[key] = state[key]
-    hub_heat = state["hub_heat"]
+    _storage_start(net, v)
+    tree = _ElectricTree(net)
+    for t_i, t in enumerate(net.T):
+        lam = net.load_factor[t_i]
+        pc, qc = _hub_dispatch(net, v, state["hub_heat"], tree, t, lam, chp2_margin, dispatch)
+        _distflow_hour(net, v, tree, t, lam, pc, qc)
+    _gas_start(net, v)
+    return dict(v)
 
-    # storage: hold 150 kWh; the charge offsets self-discharge
+
+def _start_flows(net: NetworkData, delta: float, dispatch: dict | None) -> tuple[dict, dict]:
+    """The heat flows of the start: the loss-weighted LP with the hub injections capped so that each boiler alone
+    covers its hub's peak duty (a few LP passes), or per hour towards the dispatch's hub injections."""
+    if dispatch is not None:
+        m_pipe, m_hub = {}, {}
+        for t in net.T:
+            m_pipe[t], m_hub[t] = heat_flows_to_targets(net, {c: dispatch["m_hub"][c, t] for c in net.hubs}, delta)
+        return m_pipe, m_hub
+    caps = {c: net.boiler_max[c] / (net.cp * 4.0) for c in net.hubs}
+    for _ in range(6):
+        m_pipe, m_hub = heat_flows(net, delta=delta, caps=caps)
+        duty = _hub_duties(net, m_pipe, m_hub)
+        over = {c: duty[c] / (0.95 * net.boiler_max[c]) for c in net.hubs}
+        if max(over.values()) <= 1.0:
+            break
+        for c in net.hubs:
+            if over[c] > 1.0:
+                caps[c] = m_hub[c] / over[c]
+    return m_pipe, m_hub
+
+
+def _storage_start(net: NetworkData, v: dict) -> None:
+    """Storage holds 150 kWh; the charge offsets self-discharge."""
     for c in net.hubs:
-        for t in T:
+        for t in net.T:
             v["E_bat"][c, t] = net.bat_init[c]
             v["P_ch"][c, t] = (1 - net.bat_ret[c]) * net.bat_init[c]
             v["P_dis"][c, t] = 0.0
@@ -352,98 +365,112 @@ def start_point(
             v["H_ch"][c, t] = (1 - net.tank_ret[c]) * net.tank_init[c]
             v["H_dis"][c, t] = 0.0
 
-    # dispatch: CHP 2 covers its bus (and a margin), CHP 1 a little; boilers the rest of the heat
-    bus_of_hub = net.hub_ebus
-    adj = defaultdict(list)
-    for k in net.ebranches:
-        adj[net.ebr_from[k]].append(k)
-        adj[net.ebr_to[k]].append(k)
-    parent_line: dict[int, int] = {}
-    child_lines: dict[int, list[int]] = defaultdict(list)
-    bfs = [net.eslack]
-    seen = {net.eslack}
-    for b in bfs:
-        for k in sorted(adj[b]):
-            other = net.ebr_to[k] if net.ebr_from[k] == b else net.ebr_from[k]
-            if other not in seen:
-                seen.add(other)
-                parent_line[other] = k
-                child_lines[b].append(k)
-                bfs.append(other)
 
-    def _child(k: int, b: int) -> int:
-        return net.ebr_to[k] if net.ebr_from[k] == b else net.ebr_from[k]
+class _ElectricTree:
+    """The radial feeder as a tree rooted at the slack bus: breadth-first order, each bus's line to its parent and
+    lines to its children."""
 
-    for t_i, t in enumerate(T):
-        lam = net.load_factor[t_i]
-        pc: dict[int, float] = {}
-        qc: dict[int, float] = {}
-        for c in net.hubs:
-            b = bus_of_hub[c]
-            leaf_export = b != net.eslack and all(net.ebr_from[k] == b for k in adj[b])  # its lines may only export
-            if dispatch is not None and "P_CHP" in dispatch:
-                tank_net = net.tank_eff[c] * v["H_dis"][c, t] - v["H_ch"][c, t] / net.tank_eff[c]
-                room = max(hub_heat[c, t] - tank_net, 0.0) / net.chp_hp  # CHP heat cannot exceed the hub's duty
-                pc[c] = min(dispatch["P_CHP"][c, t], room)
-                qc[c] = dispatch["Q_CHP"][c, t]
-            elif leaf_export:
-                pc[c] = net.ebus_p[b] * lam + chp2_margin
-                qc[c] = net.ebus_q[b] * lam + chp2_margin / 3
-            else:
-                pc[c] = 0.0
-                qc[c] = 0.0
-            v["P_CHP"][c, t] = pc[c]
-            v["Q_CHP"][c, t] = qc[c]
-            v["H_CHP"][c, t] = net.chp_hp * pc[c]
-            tank_net = net.tank_eff[c] * v["H_dis"][c, t] - v["H_ch"][c, t] / net.tank_eff[c]
-            hb = max(hub_heat[c, t] - net.chp_hp * pc[c] - tank_net, 0.0)
-            v["H_boiler"][c, t] = hb
-            v["G_boiler"][c, t] = hb / (net.gas_hv * net.boiler_eff)
-        # net demand per bus
-        pd = {b: net.ebus_p[b] * lam for b in net.ebuses}
-        qd = {b: net.ebus_q[b] * lam for b in net.ebuses}
-        for c in net.hubs:
-            b = bus_of_hub[c]
-            pd[b] -= pc[c] + net.bat_eff[c] * v["P_dis"][c, t] - v["P_ch"][c, t] / net.bat_eff[c]
-            qd[b] -= qc[c]
-        ell = {k: 0.0 for k in net.ebranches}
-        volt = {b: net.v_slack for b in net.ebuses}
-        for _ in range(8):
-            P: dict[int, float] = {}
-            Q: dict[int, float] = {}
-            rp: dict[int, float] = {}
-            rq: dict[int, float] = {}
-            for b in reversed(bfs):  # backward sweep over the tree rooted at the slack
-                if b == net.eslack:
-                    continue
-                k = parent_line[b]
-                kids = child_lines[b]
-                rp[b] = pd[b] + sum(rp[_child(j, b)] + net.ebr_r[j] * ell[j] / 1000 for j in kids)
-                rq[b] = qd[b] + sum(rq[_child(j, b)] + net.ebr_x[j] * ell[j] / 1000 for j in kids)
-                if net.ebr_from[k] == b:  # the line points towards the slack: b sends -R into it
-                    P[k], Q[k] = -rp[b], -rq[b]
-                else:
-                    P[k] = rp[b] + net.ebr_r[k] * ell[k] / 1000
-                    Q[k] = rq[b] + net.ebr_x[k] * ell[k] / 1000
-            for b in bfs:  # forward sweep: voltages
-                if b == net.eslack:
-                    continue
-                k = parent_line[b]
-                drop = 2 * (net.ebr_r[k] * P[k] + net.ebr_x[k] * Q[k]) / 1000 - net.ebr_z2[k] * ell[k] / 1e6
-                parent = net.ebr_from[k] if net.ebr_to[k] == b else net.ebr_to[k]
-                volt[b] = volt[parent] - drop if net.ebr_to[k] == b else volt[parent] + drop
-            for k in net.ebranches:
-                ell[k] = (P[k] ** 2 + Q[k] ** 2) / volt[net.ebr_from[k]]
+    def __init__(self, net: NetworkData):
+        self.net = net
+        self.adj: dict[int, list[int]] = defaultdict(list)
         for k in net.ebranches:
-            v["P_line"][k, t] = max(P[k], 0.0)
-            v["Q_line"][k, t] = max(Q[k], 0.0)
-            v["I_line"][k, t] = ell[k]
-        for b in net.ebuses:
-            v["V"][b, t] = volt[b]
-        v["P_grid"][t] = max(sum(P[k] for k in child_lines[net.eslack]), 0.0)
-        v["Q_grid"][t] = max(sum(Q[k] for k in child_lines[net.eslack]), 0.0)
+            self.adj[net.ebr_from[k]].append(k)
+            self.adj[net.ebr_to[k]].append(k)
+        self.parent_line: dict[int, int] = {}
+        self.child_lines: dict[int, list[int]] = defaultdict(list)
+        self.bfs = [net.eslack]
+        seen = {net.eslack}
+        for b in self.bfs:
+            for k in sorted(self.adj[b]):
+                other = net.ebr_to[k] if net.ebr_from[k] == b else net.ebr_from[k]
+                if other not in seen:
+                    seen.add(other)
+                    self.parent_line[other] = k
+                    self.child_lines[b].append(k)
+                    self.bfs.append(other)
 
-    # gas: tree flows from the source and Weymouth pressures
+    def child(self, k: int, b: int) -> int:
+        return self.net.ebr_to[k] if self.net.ebr_from[k] == b else self.net.ebr_from[k]
+
+
+def _hub_dispatch(net: NetworkData, v: dict, hub_heat: dict, tree: _ElectricTree, t: int, lam: float,
+                  chp2_margin: float, dispatch: dict | None) -> tuple[dict, dict]:
+    """Hour ``t``'s CHP and boiler outputs: the dispatch's CHP outputs (within the hub's heat duty), or CHP 2
+    covering its bus (and a margin: its line may only export) and the boilers the rest of the heat."""
+    pc: dict[int, float] = {}
+    qc: dict[int, float] = {}
+    for c in net.hubs:
+        b = net.hub_ebus[c]
+        leaf_export = b != net.eslack and all(net.ebr_from[k] == b for k in tree.adj[b])  # its lines may only export
+        if dispatch is not None and "P_CHP" in dispatch:
+            tank_net = net.tank_eff[c] * v["H_dis"][c, t] - v["H_ch"][c, t] / net.tank_eff[c]
+            room = max(hub_heat[c, t] - tank_net, 0.0) / net.chp_hp  # CHP heat cannot exceed the hub's duty
+            pc[c] = min(dispatch["P_CHP"][c, t], room)
+            qc[c] = dispatch["Q_CHP"][c, t]
+        elif leaf_export:
+            pc[c] = net.ebus_p[b] * lam + chp2_margin
+            qc[c] = net.ebus_q[b] * lam + chp2_margin / 3
+        else:
+            pc[c] = 0.0
+            qc[c] = 0.0
+        v["P_CHP"][c, t] = pc[c]
+        v["Q_CHP"][c, t] = qc[c]
+        v["H_CHP"][c, t] = net.chp_hp * pc[c]
+        tank_net = net.tank_eff[c] * v["H_dis"][c, t] - v["H_ch"][c, t] / net.tank_eff[c]
+        hb = max(hub_heat[c, t] - net.chp_hp * pc[c] - tank_net, 0.0)
+        v["H_boiler"][c, t] = hb
+        v["G_boiler"][c, t] = hb / (net.gas_hv * net.boiler_eff)
+    return pc, qc
+
+
+def _distflow_hour(net: NetworkData, v: dict, tree: _ElectricTree, t: int, lam: float, pc: dict, qc: dict) -> None:
+    """Hour ``t``'s electric state: a DistFlow sweep (8 backward/forward passes) on the tree for the net demand."""
+    pd = {b: net.ebus_p[b] * lam for b in net.ebuses}
+    qd = {b: net.ebus_q[b] * lam for b in net.ebuses}
+    for c in net.hubs:
+        b = net.hub_ebus[c]
+        pd[b] -= pc[c] + net.bat_eff[c] * v["P_dis"][c, t] - v["P_ch"][c, t] / net.bat_eff[c]
+        qd[b] -= qc[c]
+    ell = {k: 0.0 for k in net.ebranches}
+    volt = {b: net.v_slack for b in net.ebuses}
+    for _ in range(8):
+        P: dict[int, float] = {}
+        Q: dict[int, float] = {}
+        rp: dict[int, float] = {}
+        rq: dict[int, float] = {}
+        for b in reversed(tree.bfs):  # backward sweep over the tree rooted at the slack
+            if b == net.eslack:
+                continue
+            k = tree.parent_line[b]
+            kids = tree.child_lines[b]
+            rp[b] = pd[b] + sum(rp[tree.child(j, b)] + net.ebr_r[j] * ell[j] / 1000 for j in kids)
+            rq[b] = qd[b] + sum(rq[tree.child(j, b)] + net.ebr_x[j] * ell[j] / 1000 for j in kids)
+            if net.ebr_from[k] == b:  # the line points towards the slack: b sends -R into it
+                P[k], Q[k] = -rp[b], -rq[b]
+            else:
+                P[k] = rp[b] + net.ebr_r[k] * ell[k] / 1000
+                Q[k] = rq[b] + net.ebr_x[k] * ell[k] / 1000
+        for b in tree.bfs:  # forward sweep: voltages
+            if b == net.eslack:
+                continue
+            k = tree.parent_line[b]
+            drop = 2 * (net.ebr_r[k] * P[k] + net.ebr_x[k] * Q[k]) / 1000 - net.ebr_z2[k] * ell[k] / 1e6
+            parent = net.ebr_from[k] if net.ebr_to[k] == b else net.ebr_to[k]
+            volt[b] = volt[parent] - drop if net.ebr_to[k] == b else volt[parent] + drop
+        for k in net.ebranches:
+            ell[k] = (P[k] ** 2 + Q[k] ** 2) / volt[net.ebr_from[k]]
+    for k in net.ebranches:
+        v["P_line"][k, t] = max(P[k], 0.0)
+        v["Q_line"][k, t] = max(Q[k], 0.0)
+        v["I_line"][k, t] = ell[k]
+    for b in net.ebuses:
+        v["V"][b, t] = volt[b]
+    v["P_grid"][t] = max(sum(P[k] for k in tree.child_lines[net.eslack]), 0.0)
+    v["Q_grid"][t] = max(sum(Q[k] for k in tree.child_lines[net.eslack]), 0.0)
+
+
+def _gas_start(net: NetworkData, v: dict) -> None:
+    """Gas: tree flows from the source (loads, CHPs' and boilers' gas) and Weymouth pressures."""
     g_in = defaultdict(list)
     g_out = defaultdict(list)
     for k in net.gpipes:
@@ -451,7 +478,7 @@ def start_point(
         g_in[net.gp_to[k]].append(k)
     g_order = _topological(net.gnodes, [(net.gp_from[k], net.gp_to[k]) for k in net.gpipes])
     hub_at_gbus = {b: c for c, b in net.hub_gbus.items()}
-    for t_i, t in enumerate(T):
+    for t_i, t in enumerate(net.T):
         lam = net.load_factor[t_i]
         flow: dict[int, float] = {}
         for n in reversed(g_order):
@@ -471,7 +498,6 @@ def start_point(
             v["gas_flow"][k, t] = flow[k]
         for n in net.gnodes:
             v["gas_p"][n, t] = pres[n]
-    return dict(v)
 
 
 def network_data(case) -> NetworkData:
@@ -497,7 +523,6 @@ def network_data(case) -> NetworkData:
         hub_hbus={c: H[c]["h_node"] for c in hubs},
         hub_gbus={c: H[c]["g_node"] for c in hubs},
         boiler_max={c: H[c]["boiler_max_kw"] for c in hubs},
-        chp_smax={c: H[c]["s_max_kva"] for c in hubs},
         ebuses=sorted(eb),
         ebus_p={b: eb[b]["p_load"] for b in eb},
         ebus_q={b: eb[b]["q_load"] for b in eb},
