@@ -301,3 +301,37 @@ def test_another_hour_is_the_same_compiled_structure_with_that_hours_data():
     assert p13.nlp.structure_fingerprint == p12.nlp.structure_fingerprint
     x = fresh.x0
     assert np.allclose(p13.nlp.g(x), fresh.g(x)) and np.allclose(p13.nlp.x_ub, fresh.x_ub)
+
+
+def test_an_hour_a_hub_cannot_serve_alone_is_one_clear_error(case):
+    from poso_sim.cases.trading import market_instance
+    from poso_sim.errors import ConfigError
+    from poso_sim.solvers.trading import HubResponder, clear_market
+
+    assert case.hub(1).cooling_capacity() == pytest.approx(114 + 3.99 + 60.8)
+    message = r"hour 16: hub 1's cooling load 202\.576 MW exceeds what its devices give \(178\.790 MW\)"
+    for make in (lambda: HubResponder(case, 16), lambda: clear_market(case, 16)):
+        with pytest.raises(ConfigError, match=message):
+            make()
+    with pytest.raises(CaseError, match=r"^trading\.json: " + message):
+        market_instance(hour=16)
+    with pytest.raises(ConfigError, match="hour must be an integer 1..24"):
+        HubResponder(case, 0)
+    for hour in range(1, 25):
+        if hour != 16:
+            case.check_hour(hour)
+
+
+def test_slsqp_from_the_references_start_point_reaches_the_same_optima(case, responder):
+    """An independent solver (SciPy's SLSQP, from initialValue.xlsx) on the same compiled problems, round-1 prices."""
+    from scipy.optimize import minimize
+
+    prices = case.initial_prices(12)
+    for hub in case.hub_ids:
+        nlp = responder.nlp(hub).with_data(dict(zip(("price[gas]", "price[elec]", "price[heat]"), prices)))
+        eq = nlp.row_is_eq
+        cons = [{"type": "eq", "fun": lambda x, n=nlp: (n.g(x) - n.g_lb)[eq], "jac": lambda x, n=nlp: n.jac_sparse(x)[eq].toarray()}]
+        bounds = [(lo if np.isfinite(lo) else None, hi if np.isfinite(hi) else None) for lo, hi in zip(nlp.x_lb, nlp.x_ub)]
+        r = minimize(nlp.f, nlp.x0, jac=nlp.grad, bounds=bounds, constraints=cons, method="SLSQP",
+                     options={"maxiter": 300, "ftol": 1e-10})
+        assert r.fun == pytest.approx(responder.cost(hub, prices), rel=1e-7), hub

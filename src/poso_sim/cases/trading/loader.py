@@ -99,4 +99,9 @@ def market_instance(case: str = "trading", hour: int = 12) -> MarketInstance:
     """The clearing problem's data for a ``case:`` string: ``"trading"`` (the packaged case, hour 12)."""
     if case != "trading":
         raise CaseError(f"case {case!r}: the trading problem takes the packaged case 'trading'")
-    return MarketInstance(load_trading_case("trading"), hour)
+    data = load_trading_case("trading")
+    try:
+        data.check_hour(hour)
+    except ValueError as exc:
+        raise CaseError(f"{PACKAGED}: {exc}") from None
+    return MarketInstance(data, hour)

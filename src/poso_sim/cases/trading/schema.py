@@ -194,6 +194,19 @@ class TradingHub(_Model):
     def devices_of(self, *types: int) -> list[Device]:
         return [d for d in self.devices if d.type in types]
 
+    def cooling_capacity(self) -> float:
+        """The most cooling the hub's chillers and heat pumps give (storage idle): each device's cooling limit."""
+        by_id = {b.id: b for b in self.branches}
+        total = 0.0
+        for d in self.devices:
+            if d.type in STORAGE:
+                continue
+            for end, cap in (("out1", d.out1_max), ("out2", d.out2_max)):
+                bid = getattr(d, end)
+                if bid and by_id[bid].carrier == "cool":
+                    total += cap
+        return total
+
     @property
     def plant(self) -> Device | None:
         found = self.devices_of(PLANT)
@@ -293,6 +306,18 @@ class TradingCase(_Model):
         """Round-1 prices (gas, elec, heat): 0.9 x gas tariff, 0.5 x grid tariff, 200 (TRADING.md)."""
         gas, elec = self.tariff(hour)
         return gas * self.initial.gas_factor, elec * self.initial.elec_factor, self.initial.heat
+
+    def check_hour(self, hour: int) -> None:
+        """Raise a ``ValueError`` naming the hub if ``hour`` cannot be served with storage idle: cooling is not
+        traded, so each hub's cooling load must be within what its own devices give (hour 16: hub 1 cannot)."""
+        i = _hour_index(hour)
+        for h in self.hubs:
+            cap = h.cooling_capacity()
+            if h.loads.cool[i] > cap:
+                raise ValueError(
+                    f"hour {hour}: hub {h.id}'s cooling load {h.loads.cool[i]:.3f} MW exceeds what its devices give "
+                    f"({cap:.3f} MW); cooling is not traded and storage is idle for a single hour"
+                )
 
     @property
     def zones(self) -> list[int]:

@@ -103,6 +103,10 @@ def clearing_from_point(nlp: Any, x: np.ndarray, y: np.ndarray, case: TradingCas
 def clear_market(case: TradingCase | None = None, hour: int = 12) -> Clearing:
     """Solve the clearing problem of ``hour`` (CasADi's Ipopt from the case's start point) and read its prices."""
     case = case or load_trading_case()
+    try:
+        case.check_hour(hour)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     nlp = compile_nlp(build_market_model(case, hour)).with_data(market_parameters(case, hour))
     raw = CasadiIpoptBackend().solve(nlp, nlp.x0, options={"tol": 1e-9})
     if raw.status not in ("optimal", "acceptable"):

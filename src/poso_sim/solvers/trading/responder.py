@@ -83,7 +83,10 @@ class HubResponder:
             raise ConfigError(f"warm_start must be one of {', '.join(WARM_STARTS)}, got {warm_start!r}")
         self.case, self.hour, self.warm_start, self.method = case, hour, warm_start, method
         self.fallbacks = 0
-        case.tariff(hour)  # validates the hour (ValueError naming it)
+        try:
+            case.check_hour(hour)  # an hour number out of 1..24, or an hour a hub cannot serve on its own
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         self._hubs = {h: self._compile(h) for h in case.hub_ids}
         if warm_start == "anchor":
             first = case.initial_prices(hour)
