@@ -25,7 +25,8 @@ IDS = [p.stem for p in EXAMPLES]
 
 
 def test_examples_exist():
-    assert [p.name for p in EXAMPLES] == ["01_solve_and_verify.py", "02_scenarios_table3.py", "03_sweep.py"]
+    assert [p.name for p in EXAMPLES] == ["01_solve_and_verify.py", "02_scenarios_table3.py", "03_sweep.py",
+                                          "04_trading_market.py"]
     for p in EXAMPLES:
         text = p.read_text()
         assert "format_name: percent" in text and "# %% [markdown]" in text, p
@@ -55,6 +56,8 @@ def test_example_stub(path, monkeypatch):
         assert len(ns["runs"]) == 4 and list(ns["outcomes"].index) == [f"scenario-{i}" for i in range(1, 5)]
     if path.name.startswith("03"):
         assert len(ns["sweep"]) == 27 and ns["sweep"]["safe"].all()
+    if path.name.startswith("04"):
+        assert ns["honest"].converged and ns["variants"]["safe"].all()
 
 
 @pytest.mark.solver

@@ -91,6 +91,11 @@ def test_delegate_forwards_the_hubs_own_copy_once_to_the_other_delegates():
     assert [a.reason for a in of(d.handle(MessageReceived("H1", msg)), Dropped)] == ["duplicate"]
     out = d.handle(MessageReceived("H3", ForwardedDemand(msg, "H3")))
     assert of(out, DemandReceived)[0].via == "R2" and not of(out, Send)
+    # a hub that is also a delegate sends its demand and forwards it: two copies from one sender, both taken
+    own = demand("H3", (1.0, 2.0, 3.0))
+    d.handle(MessageReceived("H3", own))
+    out = d.handle(MessageReceived("H3", ForwardedDemand(own, "H3")))
+    assert [(a.via, a.src) for a in of(out, DemandReceived)] == [("R2", "H3")] and not of(out, Dropped)
 
 
 def test_delegate_drops_forgeries_impostors_and_stale_demands():

@@ -212,3 +212,22 @@ def test_an_unknown_variant_and_delegates_outside_the_market_are_named():
         resolve_scenario("trading-12:nope")
     with pytest.raises(ScenarioError, match=r"bad.yaml, line 4: delegates\[1\]: delegate 7 is not a hub"):
         parse_scenario("name: t\ncase: trading\nhubs: 5\ndelegates: [3, 7]\n", "bad.yaml")
+
+
+def test_figures_of_the_price_path_and_the_hubs_demands():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from poso_sim.report.trading import plot_hub_demands, plot_price_path
+
+    res = run("trading-12")
+    fig = plot_price_path(res)
+    axes = fig.get_axes()
+    assert len(axes) == 5 and [a.get_ylabel() for a in axes[:2]] == ["gas", "electricity"]
+    assert list(axes[1].get_lines()[0].get_ydata()) == [p[1] for p in res.path]
+    assert axes[1].get_lines()[1].get_ydata()[0] == CASE.tariff(12)[1]        # the grid's tariff, dashed
+    fig2 = plot_hub_demands(res)
+    assert len(fig2.get_axes()[0].get_lines()) == len(res.hubs) + 1            # one line per hub, the zero line
+    plt.close("all")

@@ -128,7 +128,7 @@ class MarketRule:
 class _Round:
     copies: dict[NodeId, Demand] = field(default_factory=dict)   # hub -> the demand this delegate holds
     direct: set[NodeId] = field(default_factory=set)              # hubs whose own copy arrived (and was forwarded)
-    seen: set[tuple[NodeId, NodeId]] = field(default_factory=set)  # (hub, sender) pairs already taken
+    seen: set[tuple[NodeId, NodeId, bool]] = field(default_factory=set)  # (hub, sender, forwarded) already taken
 
 
 class MarketDelegate:
@@ -235,7 +235,8 @@ class MarketDelegate:
         if not self._check_demand(src, d, fwd, out):
             return
         st, hub = self.state, d.hub
-        if (hub, src) in st.seen:
+        key = (hub, src, fwd is not None)  # a hub that is also a delegate sends its own demand and forwards it
+        if key in st.seen:
             out.append(Dropped("duplicate", src, message=d.kind if fwd is None else fwd.kind, round=d.round,
                                signer=hub))
             return
@@ -243,7 +244,7 @@ class MarketDelegate:
         if have is not None and have.values != d.values:
             self._conflict(src, have, d, fwd, out)
             return
-        st.seen.add((hub, src))
+        st.seen.add(key)
         out.append(DemandReceived(d.round, hub, src, "R1" if fwd is None else "R2", d.values))
         if have is None or (fwd is None and hub not in st.direct):
             st.copies[hub] = d
@@ -258,7 +259,7 @@ class MarketDelegate:
             self._exclude(hub, d.round, EquivocationProof(have, d, self.name), None, out)
             return
         if fwd is None and hub not in st.direct:  # signatures off: only the transport vouches for the hub's own copy
-            st.seen.add((hub, src))
+            st.seen.add((hub, src, False))
             st.copies[hub] = d
             st.direct.add(hub)
             out.append(DemandReceived(d.round, hub, src, "R1", d.values))

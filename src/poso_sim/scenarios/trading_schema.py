@@ -181,7 +181,7 @@ def _check_behaviours(scn: TradingScenario, behaviours: Mapping[str, Any], at: t
                 if isinstance(val, bool) or not isinstance(val, (int, float)) or not (math.isfinite(val) and val > 0):
                     raise FieldError(where, f"expected a positive number, got {val!r}")
             else:
-                _check_refs(scn, where, "price_target" if bkey == "broadcast_collusion" else bkey, val)
+                _check_refs(scn, where, bkey, val)
         for head, rate in _RATES.items():
             if (head in opts) != (rate in opts):
                 missing = rate if head in opts else head
