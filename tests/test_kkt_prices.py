@@ -150,7 +150,7 @@ def test_honest_proposal_accepted_with_its_prices(base) -> None:
     for plan in (sol, proposal):
         c = verify(nlp, plan)
         assert c.accepted, c.reasons
-        assert c.prices["status"] == "optimal" and c.prices["rule"] == "sequential-midpoint"
+        assert c.prices["status"] == "optimal" and c.prices["rule"] == "midpoint"
         assert [r["name"] for r in c.prices["rows"]] == ["elec_balance", "heat_balance[1]", "heat_balance[2]",
                                                          "gas_balance"]
     assert verify(nlp, proposal, Tolerances().scaled(0.1)).accepted
@@ -210,16 +210,33 @@ def test_edge_interval_and_settlement(edge) -> None:
     for z in ("heat_balance[1]", "heat_balance[2]"):
         assert rows[z]["high"] - rows[z]["low"] < 4 * tau
     # no gas is bought: its price may be anything up to the supplier's 0.3 that keeps the CHPs off at the
-    # electricity price, 3 p_gas >= p_elec + 1.2 * 0.15: from 0.26 (p_elec = 0.6); given the settlement
-    # electricity price 0.66, from 0.28
+    # electricity price, 3 p_gas >= p_elec + 1.2 * 0.15: from 0.26 (p_elec = 0.6). The midpoints (0.66, 0.28)
+    # are valid together (3 * 0.28 = 0.66 + 0.18): they are the settlement prices
+    assert c.prices["joint"] is True
     v = Verdict.from_certificate(c)
     assert v.accepted and [p[0] for p in v.prices] == list(rows)
     assert v.prices[0][1:] == (e["low"], e["high"], e["settlement"])
     assert Verdict.from_certificate(verify(*edge[:2])).prices == v.prices  # a function of the point
     g = rows["gas_balance"]
     assert (g["low"], g["high"]) == pytest.approx((0.26, 0.3), abs=1e-4)
-    assert (g["given_low"], g["given_high"]) == pytest.approx((0.28, 0.3), abs=1e-4)
-    assert g["settlement"] == pytest.approx(0.29, abs=1e-4)
+    assert (g["given_low"], g["given_high"]) == (g["low"], g["high"])
+    assert g["settlement"] == pytest.approx(0.28, abs=1e-4)
+
+
+def test_edge_sequential_midpoints(edge, monkeypatch) -> None:
+    """Where the midpoints are not valid together the rule takes them in row order, each given the earlier
+    settlement prices: given electricity at 0.66, gas may be 0.28 to 0.3, so it settles at 0.29."""
+    import poso_sim.kkt.prices as prices
+
+    nlp, _, proposal = edge
+    monkeypatch.setattr(prices, "_jointly_valid", lambda *a: False)
+    chk = KKTChecker(nlp)  # a fresh checker: no analysis kept for the point
+    ana = analyse(chk, proposal.x, chk.evaluate(proposal.x), Tolerances())
+    g = {r.name: r for r in ana.rows}["gas_balance"]
+    assert (g.low, g.high) == pytest.approx((0.26, 0.3), abs=1e-4)
+    assert (g.given_low, g.given_high) == pytest.approx((0.28, 0.3), abs=1e-4)
+    assert g.settlement == pytest.approx(0.29, abs=1e-4)
+    assert ana.rows[0].settlement == pytest.approx(0.66, abs=1e-4)
 
 
 @pytest.mark.parametrize("end", ["low", "high"])

@@ -170,6 +170,7 @@ PACKAGED_PROBLEMS: dict[str, str] = {
     "ieee33": "poso_sim.cases.ieee33.problem:ieee33_problem",
     "trading": "poso_sim.cases.trading.problem:trading_problem",
     "trading-night": "poso_sim.cases.trading.problem:trading_night_problem",
+    "trading-day": "poso_sim.cases.trading.problem:trading_day_problem",
 }
 #: The problem whose data a bare case file (a path, or a name its definition's ``named_cases`` lists) is.
 CASE_FILE_PROBLEM = "manchester"

@@ -140,13 +140,17 @@ def render_market(m: dict[str, Any]) -> str:
     if not m.get("decided"):
         return "\nmarket: no plan executed\n"
     lines = ["", "market (decided prices; the centralised problem's multipliers):"]
-    for row, p in m["prices"].items():
+    shown = list(m["prices"].items())
+    for row, p in shown[:8]:
         lines.append(f"  {row:<16} {p:12.4f}  {m['centralised_multipliers'][row]:12.4f}")
+    if len(shown) > 8:
+        lines.append(f"  ... {len(shown) - 8} more priced rows (--json has them all)")
     lines.append(f"  largest gap {m['price_gap']:.3g}; total cost {m['total_cost']:.2f} "
                  f"(centralised {m['centralised_cost']:.2f})")
     ok = [h for h, c in m["hub_checks"].items() if c["accepted"]]
-    lines.append(f"  payments: " + ", ".join(f"hub {h} {v:.2f}" for h, v in m["payments"].items()))
-    lines.append(f"  hubs' own checks at the decided prices: {len(ok)} of {len(m['hub_checks'])} accept")
+    lines.append("  payments: " + ", ".join(f"hub {h} {v:.2f}" for h, v in m["payments"].items()))
+    if m["hub_checks"]:
+        lines.append(f"  hubs' own checks at the decided prices: {len(ok)} of {len(m['hub_checks'])} accept")
     return "\n".join(lines) + "\n"
 
 

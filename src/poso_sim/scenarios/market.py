@@ -229,6 +229,25 @@ def market_summary(source: MarketPayloads, digest: str | None) -> dict[str, Any]
     return out
 
 
+def _day_hubs(tc: Any, nlp: Any, plan: Any, prices: Mapping[str, float]) -> dict[str, Any]:
+    """Per hub over the day (``hub[h, t]``, prices ``elec_balance[t]``, ``heat_balance[z, t]``): purchases and
+    payment summed over the hours (a hub's own check needs its model with storage over the day: not run)."""
+    x = {n: float(v) for n, v in zip(nlp.x_names, plan.x)}
+    payments, buys = {}, {}
+    for h in tc.hub_ids:
+        hub, z = tc.hub(h), tc.zone_of(h)
+        total = {"gas": 0.0, "elec": 0.0, "heat": 0.0}
+        pay = 0.0
+        for t in range(1, 25):
+            buy = {c: x.get(f"hub[{h},{t}].flow[{hub.purchase_branch(c)}]", 0.0) for c in total}
+            pay += (tc.tariff(t)[0] * buy["gas"] + prices[f"elec_balance[{t}]"] * buy["elec"]
+                    + prices[f"heat_balance[{z},{t}]"] * buy["heat"])
+            for c in total:
+                total[c] += buy[c]
+        buys[str(h)], payments[str(h)] = total, pay
+    return {"purchases": buys, "payments": payments, "hub_checks": {}}
+
+
 def _hubs(case: str, nlp: Any, plan: Any, prices: Mapping[str, float]) -> dict[str, Any]:
     """Per hub: purchases, payment and its own check (trading case: hubs ``hub[h]``, zones' heat balances)."""
     # heavy (scipy, HiGHS, CasADi, the registry): loaded only when a real market is run
@@ -238,6 +257,8 @@ def _hubs(case: str, nlp: Any, plan: Any, prices: Mapping[str, float]) -> dict[s
     from poso_sim.nlp.problems import problem_definition
 
     data = problem_definition(case).load(case)
+    if not hasattr(data, "hour"):  # the whole day (poso_sim.cases.trading.day)
+        return _day_hubs(data, nlp, plan, prices)
     tc, hour = data.case, data.hour
     gas_price = tc.tariff(hour)[0]
     x = {n: float(v) for n, v in zip(nlp.x_names, plan.x)}

@@ -1,6 +1,7 @@
-"""The packaged problems ``trading`` and ``trading-night``: the trading case's market clearing of one hour as problem
-definitions of the registry (:mod:`poso_sim.nlp.problems`), which names them by
-``"poso_sim.cases.trading.problem:trading_problem"`` (and ``:trading_night_problem``) and imports no case."""
+"""The packaged problems ``trading`` and ``trading-night`` (the trading case's market clearing of one hour) and
+``trading-day`` (the whole day with storage) as problem definitions of the registry (:mod:`poso_sim.nlp.problems`),
+which names them by ``"poso_sim.cases.trading.problem:trading_problem"`` (``:trading_night_problem``,
+``:trading_day_problem``) and imports no case."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from poso_sim.cases.trading.loader import MarketInstance, load_trading_case, mar
 from poso_sim.cases.trading.params import market_parameters
 from poso_sim.nlp.problems import ProblemDefinition
 
-__all__ = ["trading_problem", "trading_night_problem"]
+__all__ = ["trading_problem", "trading_night_problem", "trading_day_problem"]
 
 
 def _build(data: Any, variant: str) -> Any:
@@ -63,4 +64,29 @@ def trading_night_problem() -> ProblemDefinition:
     return dataclasses.replace(
         trading_problem(), load=_load_night,
         description="Twelve energy hubs: centralised market clearing of hour 1 (degenerate heat prices)",
+    )
+
+
+def _load_day(case: str) -> Any:
+    return load_trading_case("trading")
+
+
+def _build_day(data: Any, variant: str) -> Any:
+    from poso_sim.cases.trading.day import build_day_model  # the builder imports Pyomo (0.7 s beside scipy)
+
+    return build_day_model(data, variant)
+
+
+def trading_day_problem() -> ProblemDefinition:
+    """The trading case's centralised clearing of all 24 hours with the hubs' heat and cooling storage active
+    (:mod:`poso_sim.cases.trading.day`); 24 electricity and 72 zone heat prices."""
+    root = Path(__file__).resolve().parent
+    return ProblemDefinition(
+        build=_build_day,
+        cost_expression="total_cost",
+        expressions=("cost_gas", "cost_plants", "cost_grid", "cost_heat"),
+        load=_load_day,
+        source_files=tuple(str(p) for p in sorted(root.rglob("*.py"))),
+        description="Twelve energy hubs: centralised market clearing of a whole day with storage",
+        priced_rows=("elec_balance", "heat_balance"),
     )
