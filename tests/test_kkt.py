@@ -7,6 +7,7 @@ import json
 import math
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pyomo.environ as pe
@@ -262,7 +263,8 @@ def test_cli_exit_codes(tmp_path, hs, monkeypatch, capsys) -> None:
     nlp, sol = hs
     from poso_sim.nlp import problems
 
-    monkeypatch.setattr(problems, "get_compiled", lambda case="x", variant=None: nlp)
+    monkeypatch.setattr(problems, "load_problem",
+                        lambda case="x", variant=None: types.SimpleNamespace(nlp=nlp, from_disk=True))
     good = tmp_path / "good.sol"
     save_solution(sol, good)
     assert main([str(good), "--json"]) == 0

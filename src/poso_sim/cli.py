@@ -21,13 +21,14 @@ from poso_sim.errors import PosoError
 # help). Only the module of the command being run is imported (so that `poso-sim --help` imports neither numpy nor
 # Pyomo); a module that is absent is skipped. The help lines here are what the top-level `--help` shows.
 _COMMANDS: dict[str, tuple[str, str, str]] = {
-    "solve": ("poso_sim.cli", "_add_solve", "solve a case variant (cached) and print a summary"),
+    "solve": ("poso_sim.cli", "_add_solve", "solve a variant of any registered problem (cached) and print a summary"),
     "verify": ("poso_sim.kkt.cli", "add_verify_parser",
-               "check a solution file's KKT certificate against the case's true problem"),
+               "check a solution file's KKT certificate against the honest problem of the case it names"),
     "scenarios": ("poso_sim.report.runs_cli", "add_parsers", "list the packaged scenarios"),
-    "run": ("poso_sim.report.runs_cli", "add_parsers", "run a scenario in virtual time and report who decided what"),
+    "run": ("poso_sim.report.runs_cli", "add_parsers",
+            "run a scenario (packaged or a YAML file, on any problem) in virtual time and report who decided what"),
     "table3": ("poso_sim.report.runs_cli", "add_parsers",
-               "the paper's Table 3 (communication records) of a scenario run"),
+               "the paper's Table 3 (communication records) of a scenario run (packaged or a YAML file)"),
     "sweep": ("poso_sim.sweep.cli", "add_parsers",
               "run a sweep of scenarios (many seeds, faults, committees) and check every trace"),
     "plot": ("poso_sim.report.cli", "add_parsers", "draw a dispatch, a message sequence chart or a sweep to PNG/SVG/PDF"),
@@ -35,12 +36,22 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
 
 
 def _add_solve(sub: Any) -> argparse.ArgumentParser:
-    p = sub.add_parser("solve", help="solve a case variant (cached) and print a summary")
-    p.add_argument("--case", default="manchester", help="packaged case name or path to a case JSON file")
+    p = sub.add_parser(
+        "solve", help=_COMMANDS["solve"][2],
+        description="Solve one variant of a problem (the honest one by default) and print its cost, iterations and "
+                    "digest. The plan is cached: a second solve of the same problem, data and code is read back. "
+                    "The problem is any registered one (manchester, ieee33, ...), 'module:function' returning a "
+                    "ProblemDefinition (docs/howto/bring-your-own-problem.md), or a case file of the Manchester "
+                    "format.",
+    )
+    p.add_argument("--case", default="manchester",
+                   help="the problem: a registered name (manchester, ieee33, ...), 'module:function', or a case JSON "
+                        "file (default: manchester)")
     p.add_argument(
         "--objective",
-        default="true",
-        help="true (the optimum), tampered (the dishonest leader's objective) or feasible (CHP 3 forced on)",
+        default=None, metavar="VARIANT",
+        help="the variant to solve (default: the problem's honest one); Manchester and IEEE 33 also have tampered "
+             "(the dishonest leader's objective) and feasible (a feasible, dearer plan)",
     )
     p.add_argument("--out", help="write the solution to this file (poso-sim solution format)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -73,7 +84,10 @@ def _run_solve(args) -> int:
     from poso_sim.nlp.solution import save_solution
     from poso_sim.solvers.api import solve_case
 
-    variants = problem_definition(args.case).variants
+    definition = problem_definition(args.case)
+    variants = definition.variants
+    if args.objective is None:
+        args.objective = definition.honest_variant
     if args.objective not in variants:
         raise PosoError(f"--objective {args.objective!r}: unknown objective (choose from {', '.join(variants)})")
     if args.starts < 1:

@@ -5,7 +5,8 @@ Library code only *emits* standard :mod:`logging` records on loggers under ``pos
 ``extra={"poso_progress": {...}}`` with the keys
 
     task        what runs, e.g. "solve"
-    case        the case name;            variant   the objective variant ("true", "tampered", ...)
+    case        the case name (a case file: shown by name and instance id, see :func:`short_case`)
+    variant     the objective variant ("true", "tampered", ...)
     stage       the stage name;           iteration the current iteration (per-iteration records only)
     iterations  iterations so far;        objective the current objective value
     violation   the constraint violation; final     True when the stage (or the task) has ended
@@ -32,13 +33,16 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import shutil
 import sys
 import threading
 import time
+from pathlib import PurePath
 from typing import Any, Callable, Mapping, TextIO
 
-__all__ = ["ProgressHandler", "configure", "unconfigure", "format_progress", "solve_progress_callback", "PROGRESS_KEY"]
+__all__ = ["ProgressHandler", "configure", "unconfigure", "format_progress", "solve_progress_callback", "PROGRESS_KEY",
+           "short_case"]
 
 PROGRESS_KEY = "poso_progress"
 _SPIN = "|/-\\"
@@ -50,15 +54,34 @@ def _num(v: Any, fmt: str) -> str | None:
     return format(v, fmt)
 
 
+_INSTANCE = re.compile(r"^(?P<name>.+?)(?:-s\d+-d\d+)?-(?:instance-)?(?P<id>[0-9a-f]{8})[0-9a-f]{8,}$")
+
+
+def short_case(case: Any) -> str:
+    """A case as a progress label shows it: a case file (a generated day in the cache, an instance file) by its
+    case name and an 8-character instance id (``manchester 1a2b3c4d``), not its path; at most 40 characters."""
+    text = str(case)
+    if "/" in text or "\\" in text or text.endswith(".json"):
+        text = PurePath(text.replace("\\", "/")).stem
+    m = _INSTANCE.match(text)
+    if m:
+        text = f"{m['name']} {m['id']}"
+    return text if len(text) <= 40 else text[:39] + "~"
+
+
 def _task_name(p: Mapping[str, Any]) -> str:
     task = str(p.get("task") or "work")
-    what = "/".join(str(p[k]) for k in ("case", "variant") if p.get(k) not in (None, ""))
+    what = "/".join(short_case(p[k]) if k == "case" else str(p[k])
+                    for k in ("case", "variant") if p.get(k) not in (None, ""))
     return f"{task} {what}" if what else task
 
 
-def format_progress(p: Mapping[str, Any], *, message: str = "") -> str:
+def format_progress(p: Mapping[str, Any], *, message: str = "", width: int | None = None) -> str:
     """One human line for a progress mapping, e.g.
-    ``solve manchester/true: fixed-flows done, 212 it, cost 815.7200, violation 3.1e-09``."""
+    ``solve manchester/true: fixed-flows done, 212 it, cost 815.7200, violation 3.1e-09``.
+
+    ``width``: at most that many characters, keeping the stage, the iterations and the cost (the violation goes
+    first, then the label is shortened)."""
     parts = []
     stage = p.get("stage")
     if stage:
@@ -72,10 +95,18 @@ def format_progress(p: Mapping[str, Any], *, message: str = "") -> str:
     vio = _num(p.get("violation"), ".1e")
     if vio is not None:
         parts.append(f"violation {vio}")
-    line = _task_name(p) + (": " + ", ".join(parts) if parts else "")
+    name = _task_name(p)
+    line = name + (": " + ", ".join(parts) if parts else "")
     if message and not parts:
         line += f": {message}"
-    return line
+    if width is None or len(line) <= width:
+        return line
+    parts = [x.replace("iterations ", "it ") for x in parts if not x.startswith("violation")]
+    tail = ": " + ", ".join(parts) if parts else ""
+    room = width - len(tail)
+    if len(name) > room:
+        name = name[: max(room - 1, 8)] + "~"
+    return (name + tail)[:width]
 
 
 def _own(name: str) -> bool:
@@ -162,7 +193,9 @@ class ProgressHandler(logging.Handler):
             return
         self._last_draw = now
         self._spin = (self._spin + 1) % len(_SPIN)
-        text = self._fit(f"{_SPIN[self._spin]} {format_progress(p)}  [{now - start:.0f} s]")
+        elapsed = f"  [{now - start:.0f} s]"
+        width = max(20, shutil.get_terminal_size((100, 20)).columns - 1) - 2 - len(elapsed)
+        text = self._fit(f"{_SPIN[self._spin]} {format_progress(p, width=width)}{elapsed}")
         self._write("\r\x1b[2K" + text)
         self._shown = text
         self._idle_shown = False

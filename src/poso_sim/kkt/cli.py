@@ -49,7 +49,7 @@ def add_verify_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register the ``verify`` sub-command on an ``argparse`` sub-parsers object; returns its parser."""
     p = subparsers.add_parser(
         "verify",
-        help="check a solution file's KKT certificate against the case's true problem",
+        help="check a solution file's KKT certificate against the honest problem of the case it names",
         description="Check primal feasibility, stationarity, multiplier signs and complementarity of a solution "
                     "against the honest problem of the case it names (or --case). Exit status: 0 accepted, "
                     "1 rejected, 2 bad input, 3 a plan for another problem.",
@@ -83,8 +83,11 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, str, float, float]:
     t_head = time.perf_counter() - t0
     # the compiled functions of the case's honest problem: from the disk cache when they are there, without Pyomo
     # or the model (which nothing here needs)
-    problem = problems.get_compiled(case, getattr(args, "variant", None))
+    loaded = problems.load_problem(case, getattr(args, "variant", None))
+    problem = loaded.nlp
     t_compile = time.perf_counter() - t0 - t_head
+    log.info("%s: compiled problem of case %s: %s (%.2f s)", args.file, case,
+             "compiled-problem cache hit" if loaded.from_disk else "compiled-problem cache miss, compiled", t_compile)
     # a plan of another problem is named as such before its bulk is read (its size may not fit this problem), once
     # its checksum shows that the header is as written (a corrupt file is bad input, whatever it claims)
     try:

@@ -30,8 +30,9 @@ def _verify_cost(text: str) -> float | str:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("scenario", help="a packaged scenario (scenario-1 ... scenario-4, trading-12[:variant], see "
-                                    "`poso-sim scenarios`) or a YAML file")
+    p.add_argument("scenario", help="a packaged scenario (see `poso-sim scenarios`; trading-12[:variant]) or a "
+                                    "scenario YAML file, whose case: names any registered problem "
+                                    "(docs/howto/write-a-scenario.md)")
     p.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     p.add_argument("--stub", action="store_true", help="stub payloads (fixed digests and costs, no solver, no KKT); "
@@ -46,13 +47,19 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print a JSON object name -> description")
     p.set_defaults(func=cmd_scenarios)
 
-    p = sub.add_parser("run", help="run a scenario in virtual time and report who decided what")
+    p = sub.add_parser(
+        "run", help="run a scenario (packaged or a YAML file, on any problem) in virtual time and report who decided what",
+        description="Run a scenario in virtual time: real plans of its case's problem (solved once, then read from the "
+                    "solution cache; progress on stderr) and real certificates, or --stub ones. The scenario is a "
+                    "packaged one or any YAML file; its case: names any registered problem, 'module:function' or a "
+                    "case file, and its variants: which variant makes each dishonest plan.")
     _common(p)
     p.add_argument("--trace", metavar="FILE", help="write the simulation trace as JSON lines")
     p.add_argument("--quiet", action="store_true", help="without --json: outcomes only, no event list")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("table3", help="the paper's Table 3 (communication records) of a scenario run")
+    p = sub.add_parser("table3", help="the paper's Table 3 (communication records) of a scenario run (packaged or a "
+                                      "YAML file)")
     _common(p)
     p.add_argument("--height", type=int, default=None, help="only this height (default: all)")
     p.add_argument("--round", type=int, default=1, help="a trading scenario: the round whose records to show")

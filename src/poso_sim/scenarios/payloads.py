@@ -18,6 +18,7 @@ number of delegates, heights or runs.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import threading
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from poso_sim.errors import PosoError
 from poso_sim.protocol import Payload, Verdict
 
 from .session import default_session
+
+log = logging.getLogger("poso_sim.scenarios.payloads")
 
 # The solver API and the certificate are imported where they are used: importing poso_sim.solvers.api loads
 # Pyomo and CasADi (seconds), which stub runs, sweeps on stubs and `--help` must not pay.
@@ -305,8 +308,14 @@ class RealPayloads:
         except PosoError:
             raise
         except Exception as exc:  # a hostile or foreign solution must not crash the run
+            log.info("verdict on the %s plan %s: REJECTED (verifier error: %s)", payload.label, payload.digest[:12],
+                     type(exc).__name__)
             return Verdict(False, None, (f"verifier error: {type(exc).__name__}: {exc}",))
-        return Verdict.from_certificate(cert)
+        verdict = Verdict.from_certificate(cert)
+        log.info("verdict on the %s plan %s%s: %s%s", payload.label, payload.digest[:12],
+                 "" if height is None else f" (height {height})", "ACCEPTED" if verdict.accepted else "REJECTED",
+                 "" if verdict.accepted else f" ({'; '.join(verdict.reasons)[:160]})")
+        return verdict
 
     def _by_digest(self, digest: str) -> Payload | None:
         for p in self._store.values():

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import logging
+import logging.handlers
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -200,10 +201,24 @@ def _solve_worker(case: str, variant: str, cache: bool, cache_dir: str | None, b
     return solve_case(case, variant, cache=cache, cache_dir=cache_dir, backend=backend, starts=starts)
 
 
-def _worker_init() -> None:
+def _worker_init(queue: Any = None) -> None:
     import os
 
     os.environ["OMP_NUM_THREADS"] = "1"
+    if queue is not None:  # the worker's records (progress, cache hits) go to the parent, which shows them
+        import logging.handlers
+
+        top = logging.getLogger("poso_sim")
+        top.handlers[:] = [logging.handlers.QueueHandler(queue)]
+        top.setLevel(logging.DEBUG)
+        top.propagate = False
+
+
+class _Relay(logging.Handler):
+    """Hands a worker's record to the parent's logger of the same name (and so to its handlers)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        logging.getLogger(record.name).handle(record)
 
 
 def solve_plans(
@@ -233,6 +248,7 @@ def solve_plans(
     for v in variants:
         hit = _cached_plan(case, v, cache_dir, backend, starts) if cache else None
         if hit is not None:
+            _log_cache({"case": str(case), "variant": v}, "hit", backend_name(backend))
             out[v] = hit
         else:
             missing.append(v)
@@ -242,10 +258,21 @@ def solve_plans(
             out[v] = solve_case(case, v, cache=cache, cache_dir=cache_dir, backend=backend, starts=starts)
     else:
         ctx = mp.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_worker_init) as pool:
-            futures = {v: pool.submit(_solve_worker, str(case), v, cache, cache_dir, backend, starts) for v in missing}
-            for v, fut in futures.items():
-                out[v] = fut.result()
+        # where this process shows poso_sim's records (the command's progress), the workers' records are relayed
+        queue = ctx.Queue() if logging.getLogger("poso_sim").hasHandlers() else None
+        listener = None if queue is None else logging.handlers.QueueListener(queue, _Relay())
+        if listener is not None:
+            listener.start()
+        try:
+            with ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_worker_init,
+                                     initargs=(queue,)) as pool:
+                futures = {v: pool.submit(_solve_worker, str(case), v, cache, cache_dir, backend, starts)
+                           for v in missing}
+                for v, fut in futures.items():
+                    out[v] = fut.result()
+        finally:
+            if listener is not None:
+                listener.stop()
     return {v: out[v] for v in variants}
 
 
