@@ -33,7 +33,7 @@ def test_the_encoders_that_use_it_kept_their_bytes():
     # the protocol's signed bytes and the solution cache's keys are this encoder: same text as json.dumps with
     # the options they used before
     from poso_sim.protocol.messages import canonical
-    from poso_sim.solvers.cache import canonical_json as cache_json
+    from poso_sim.solvers.cache import key_json as cache_json
 
     obj = {"z": [1, (2, 3)], "a": {"k": b"\x00\x10"}, "f": 1e-300}
     before = json.dumps({"z": [1, [2, 3]], "a": {"k": "0010"}, "f": 1e-300}, sort_keys=True, separators=(",", ":"),
@@ -87,3 +87,47 @@ def test_a_plan_renders_as_html_without_the_report_layer():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": SRC})
     assert out.stdout.split() == ["True", "True", "True", "False"]
+
+
+def test_lazy_exports_loads_a_submodule_on_first_access_and_keeps_the_value():
+    import types
+
+    from poso_sim.common import lazy_exports
+
+    namespace: dict = {}
+    getattr_ = lazy_exports("poso_sim", {"jsonable": "common"}, namespace)
+    from poso_sim.common import jsonable
+
+    assert getattr_("jsonable") is jsonable and namespace["jsonable"] is jsonable
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        getattr_("nothing")
+    # the packages that load heavy submodules lazily all use it: no module of their own defines __getattr__
+    import poso_sim.cases
+    import poso_sim.nlp
+
+    for module in (poso_sim.nlp, poso_sim.cases):
+        assert isinstance(module, types.ModuleType) and module.__getattr__.__qualname__.startswith("lazy_exports")
+
+
+def test_module_level_names_have_one_meaning():
+    """A module-level function or table name defined in two modules of src/poso_sim means two things: the names
+    the issues found so (canonical_json, _STRUCTURES) are each defined once, and no module spells out its own
+    module __getattr__ (lazy_exports is the one)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "src" / "poso_sim"
+    where: dict[str, list[str]] = {}
+    module_getattr = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.FunctionDef) and node.name == "__getattr__":
+                module_getattr.append(str(path.relative_to(root)))
+            names = [node.name] if isinstance(node, (ast.FunctionDef, ast.ClassDef)) else [
+                t.id for t in getattr(node, "targets", [getattr(node, "target", None)]) if isinstance(t, ast.Name)]
+            for name in names:
+                where.setdefault(name, []).append(str(path.relative_to(root)))
+    assert where["canonical_json"] == ["common.py"]
+    assert len(where["_STRUCTURES"]) == 1
+    assert not module_getattr, module_getattr
+    assert len(where["__getattr__"]) >= 4  # the packages' `__getattr__ = lazy_exports(...)`

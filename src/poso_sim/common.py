@@ -4,22 +4,25 @@
 * :func:`canonical_json` - the one canonical JSON text (sorted keys, no whitespace, ASCII) used for digests,
   cache keys and file headers;
 * :func:`atomic_write` - write a file so that readers see the old or the new content, never a torn one;
-* :func:`default_cache_dir` - ``$POSO_SIM_CACHE_DIR`` or the user cache directory.
+* :func:`default_cache_dir` - ``$POSO_SIM_CACHE_DIR`` or the user cache directory;
+* :func:`lazy_exports` - the module ``__getattr__`` of a package that loads heavy submodules on first use.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import platformdirs
 
-__all__ = ["CanonicalLines", "OK_STATUSES", "jsonable", "canonical_json", "atomic_write", "default_cache_dir", "CACHE_ENV_VAR"]
+__all__ = ["CanonicalLines", "OK_STATUSES", "jsonable", "canonical_json", "atomic_write", "default_cache_dir", "CACHE_ENV_VAR",
+           "lazy_exports"]
 
 #: Solver statuses of a usable optimum (a :class:`~poso_sim.nlp.Solution` with one of them is ``ok``).
 OK_STATUSES: frozenset[str] = frozenset({"optimal", "acceptable"})
@@ -112,3 +115,22 @@ class CanonicalLines:
             h.update(line.encode("ascii"))
             h.update(b"\n")
         return h.hexdigest()
+
+
+def lazy_exports(package: str, table: Mapping[str, str], namespace: dict[str, Any]) -> Callable[[str], Any]:
+    """The module ``__getattr__`` (PEP 562) of ``package`` that imports ``package.<table[name]>`` when ``name`` is
+    first asked for, keeps the value in ``namespace`` (the package's ``globals()``, so the next access is plain) and
+    returns it; any other name is an ``AttributeError``. Used where a submodule is heavy (Pyomo, CasADi)::
+
+        __getattr__ = lazy_exports(__name__, {"build_model": "model"}, globals())
+    """
+
+    def __getattr__(name: str) -> Any:
+        submodule = table.get(name)
+        if submodule is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(f"{package}.{submodule}"), name)
+        namespace[name] = value
+        return value
+
+    return __getattr__

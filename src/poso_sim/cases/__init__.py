@@ -15,6 +15,8 @@ Public API::
     model_sizes(model) -> dict
 """
 
+from poso_sim.common import lazy_exports
+
 from .generator import case_digest, generate_instances, join_days, repeat_days, structure_digest
 from .ies.data import instance_parameters
 from .loader import case_from_dict, list_cases, load_case, save_case
@@ -49,15 +51,7 @@ _LAZY = {
     "model_sizes": "sizes",
 }
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY, globals())
 
 __all__ = [
     "Branch",

@@ -8,9 +8,10 @@ shared by the solvers and the certificate) with its file format, :class:`NLPComp
 See docs/nlp.md.
 """
 
+from poso_sim.common import lazy_exports
 from poso_sim.nlp.solution import FORMAT_VERSION, Solution, load_solution, save_solution, solution_digest
 
-# The compiler needs CasADi (0.1-0.2 s to import) and Pyomo (0.7 s beside scipy), the registry the case schema:
+# The compiled problem needs CasADi (0.1-0.2 s to import), the compiler and the walker Pyomo (0.7 s beside scipy):
 # they load on first use, so that reading a solution file or the command line's help costs neither.
 _LAZY = {
     "CompiledNLP": "compiled",
@@ -19,8 +20,8 @@ _LAZY = {
     "with_model": "compiler",
     "STRUCTURE_FINGERPRINT_VERSION": "compiled",
     "FINGERPRINT_VERSION": "compiled",
-    "NLPCompileError": "walker",
-    "UnsupportedExpressionError": "walker",
+    "NLPCompileError": "compiled",
+    "UnsupportedExpressionError": "compiled",
     "SUPPORTED_NODE_TYPES": "walker",
     "ProblemDefinition": "problems",
     "Problem": "problems",
@@ -31,15 +32,7 @@ _LAZY = {
     "get_compiled": "problems",
 }
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY, globals())
 
 
 __all__ = [

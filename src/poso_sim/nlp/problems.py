@@ -179,7 +179,7 @@ _REGISTRY: dict[str, ProblemDefinition | str] = dict(PACKAGED_PROBLEMS)
 _BY_REFERENCE: dict[str, ProblemDefinition] = {}
 _PROBLEMS: dict[tuple[str, str], "Problem"] = {}
 #: compiled functions per (definition, variant, structure) of parametric definitions, shared by their instances
-_STRUCTURES: dict[tuple, Any] = {}
+_COMPILED_BY_STRUCTURE: dict[tuple, Any] = {}
 
 
 def register_problem(name: str, definition: ProblemDefinition | str, *, replace: bool = False) -> None:
@@ -359,8 +359,8 @@ def _problem(definition: ProblemDefinition, case: str, variant: str | None, data
     structure = _structure_hash(definition, data, variant)
     nlp = None
     model = None
-    if structure is not None and structure in _STRUCTURES:
-        nlp = _with_instance_data(definition, _STRUCTURES[structure], data, case)
+    if structure is not None and structure in _COMPILED_BY_STRUCTURE:
+        nlp = _with_instance_data(definition, _COMPILED_BY_STRUCTURE[structure], data, case)
     path = _compiled_path(definition, data, variant) if disk_cache and nlp is None else None
     if path is not None:
         nlp = _load_compiled(path)
@@ -374,9 +374,9 @@ def _problem(definition: ProblemDefinition, case: str, variant: str | None, data
     if nlp.objective_name is None:  # compile_nlp takes f = 0 for a feasibility model; a problem must optimise
         raise ProblemError(f"case {case!r}, variant {variant!r}: the model has no active Objective")
     if structure is not None:
-        _STRUCTURES.setdefault(structure, nlp)
-        while len(_STRUCTURES) > 8:  # a long sweep over many structures: keep the newest
-            _STRUCTURES.pop(next(iter(_STRUCTURES)))
+        _COMPILED_BY_STRUCTURE.setdefault(structure, nlp)
+        while len(_COMPILED_BY_STRUCTURE) > 8:  # a long sweep over many structures: keep the newest
+            _COMPILED_BY_STRUCTURE.pop(next(iter(_COMPILED_BY_STRUCTURE)))
     # the name of the cost reports show, for layers that get the compiled problem alone (the certificate)
     nlp.cost_expression = definition.cost_expression
     nlp.priced_rows = definition.priced_rows  # the rows whose multipliers are prices (the certificate checks them)
@@ -419,7 +419,7 @@ def clear_problems() -> None:
     """Forget the problems of this process (the disk cache stays)."""
     with _LOCK:
         _PROBLEMS.clear()
-        _STRUCTURES.clear()
+        _COMPILED_BY_STRUCTURE.clear()
 
 
 # ------------------------------------------------------------------------------------------------ internals

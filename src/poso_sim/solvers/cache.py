@@ -16,12 +16,11 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from poso_sim.common import default_cache_dir
-from poso_sim.common import canonical_json as _canonical_text
+from poso_sim.common import canonical_json, default_cache_dir
 from poso_sim.errors import SolutionFileError
 from poso_sim.nlp.solution import Solution, load_solution, save_solution
 
-__all__ = ["SolutionCache", "cache_key", "default_cache_dir", "canonical_json", "CACHE_KEY_VERSION", "CacheWarning"]
+__all__ = ["SolutionCache", "cache_key", "default_cache_dir", "key_json", "CACHE_KEY_VERSION", "CacheWarning"]
 
 CACHE_KEY_VERSION = "poso-sim/cache-key/v1"
 
@@ -52,9 +51,10 @@ def _canon(v: Any) -> Any:
     return {"__repr__": repr(v)}
 
 
-def canonical_json(obj: Any) -> str:
-    """Deterministic JSON (sorted keys, no spaces; arrays hashed) used for cache keys."""
-    return _canonical_text(_canon(obj))
+def key_json(obj: Any) -> str:
+    """The text a solution-cache key hashes: :func:`poso_sim.common.canonical_json` of ``obj`` with arrays replaced
+    by their SHA-256 and non-finite floats and other objects by tagged values (so any option value has a key)."""
+    return canonical_json(_canon(obj))
 
 
 def cache_key(
@@ -65,7 +65,7 @@ def cache_key(
     pipeline_version: str = "",
 ) -> str:
     """SHA-256 hex of (key version, model fingerprint, variant, solver name, canonical options, pipeline version)."""
-    payload = canonical_json(
+    payload = key_json(
         {
             "v": CACHE_KEY_VERSION,
             "fingerprint": fingerprint,

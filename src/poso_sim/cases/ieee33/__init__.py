@@ -11,6 +11,8 @@ Source of the network data: M. E. Baran, F. F. Wu, "Network reconfiguration in d
 reduction and load balancing", IEEE Trans. Power Delivery 4(2), 1989. See docs/cases/ieee33.md.
 """
 
+from poso_sim.common import lazy_exports
+
 from .loader import PACKAGED, case_from_dict, load_case
 from .powerflow import PowerFlow, Topology, power_flow, topology
 from .schema import HOURS, FeederCase
@@ -18,15 +20,7 @@ from .schema import HOURS, FeederCase
 # The model builders need Pyomo, a heavy import: loaded on first use (loading the case or a power flow does not).
 _LAZY = {"build_model": "model", "build_power_flow_model": "model", "VARIANTS": "model", "COST_EXPRESSIONS": "model"}
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY, globals())
 
 
 __all__ = [

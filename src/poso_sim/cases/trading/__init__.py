@@ -9,6 +9,8 @@ Public API::
     build_market_model(case, hour=12) -> pyomo ConcreteModel        # the centralised market clearing of one hour
 """
 
+from poso_sim.common import lazy_exports
+
 from .loader import PACKAGED, MarketInstance, load_trading_case, market_instance, trading_case_from_dict
 from .params import hub_parameters, market_parameters
 from .schema import HOURS, Branch, Device, TradingCase, TradingHub, zone_rule
@@ -16,15 +18,7 @@ from .schema import HOURS, Branch, Device, TradingCase, TradingHub, zone_rule
 # The model builders need Pyomo, a heavy import: loaded on first use (loading the case does not).
 _LAZY = {"build_hub_model": "model", "build_market_model": "model", "PRICE_PARAMS": "model"}
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY, globals())
 
 
 __all__ = [
