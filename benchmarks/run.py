@@ -5,7 +5,8 @@ from __future__ import annotations
 import importlib
 import sys
 
-MODULES = ("bench_solve", "bench_compile", "bench_kkt", "bench_sim", "bench_scenarios", "bench_sweep", "bench_trading")
+MODULES = ("bench_solve", "bench_compile", "bench_kkt", "bench_sim", "bench_scenarios", "bench_sweep", "bench_trading",
+           "bench_markets")
 
 
 def main() -> int:
