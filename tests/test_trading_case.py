@@ -77,6 +77,16 @@ def _corrupt(tmp_path: Path, file: str, sheet: str, cell: str, value) -> Path:
 _DROP = object()
 
 
+def _rounded(doc):
+    if isinstance(doc, float):
+        return float(f"{doc:.12g}")
+    if isinstance(doc, dict):
+        return {k: _rounded(v) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [_rounded(v) for v in doc]
+    return doc
+
+
 @needs_workbooks
 @pytest.mark.parametrize(
     "file, sheet, cell, value, message",
@@ -91,6 +101,12 @@ _DROP = object()
         # saved by openpyxl, demand.xlsx's SUM formulas lose their computed values: the empty cell is named
         ("demand.xlsx", "HeatDemand", "A4", "M3", r"^demand\.xlsx: GasDemand\[12\]\.T1: empty cell$"),
         ("HUB12.xlsx", "Renewable_Energy", "A5", 7, r"^HUB12\.xlsx: hub 12: Renewable_Energy\[3\]\.Hour: expected hour 3"),
+        # a plant row with 'NaN' coefficients is a plant of zero limits; with limits it is an error
+        ("HUB4.xlsx", "node", "I19", 100, r"^HUB4\.xlsx: hub 4: node\[17\]\.b: the plant has limits but no cost"),
+        # an empty node number inside the sheet (not a trailing row)
+        ("HUB6.xlsx", "node", "A12", None, r"^HUB6\.xlsx: hub 6: node\[10\]\.节点序号: empty cell in a row that has numbers"),
+        ("HUB8.xlsx", "NodeInOut", "B14", 99, r"^HUB8\.xlsx: hub 8: devices\[4\]\.input: branch 99 is not a branch"),
+        ("HUB11.xlsx", "S", "C3", 500, r"^HUB11\.xlsx: hub 11: devices\[7\]\.soc_min: 500\.0 exceeds soc_max 225\.0"),
     ],
 )
 def test_a_bad_workbook_is_one_line_naming_file_hub_and_field(tmp_path, file, sheet, cell, value, message):
@@ -100,6 +116,21 @@ def test_a_bad_workbook_is_one_line_naming_file_hub_and_field(tmp_path, file, sh
     with pytest.raises(CaseError, match=message) as info:
         convert(folder)
     assert "\n" not in str(info.value)
+
+
+@needs_workbooks
+def test_sheet_order_does_not_matter_and_the_ignored_rows_are_noted(tmp_path, raw):
+    from poso_sim.cases.trading.convert import convert
+
+    openpyxl = pytest.importorskip("openpyxl")
+    folder = _corrupt(tmp_path, "HUB1.xlsx", "node", "A2", 1)  # the same value: a rewritten copy
+    book = openpyxl.load_workbook(folder / "HUB1.xlsx")
+    book.move_sheet("node", offset=len(book.sheetnames) - 1)  # node last, NodeInOut first
+    book.move_sheet("NodeInOut", offset=-(len(book.sheetnames) - 1))
+    book.save(folder / "HUB1.xlsx")
+    assert _rounded(convert(folder)) == _rounded(raw)  # openpyxl writes floats to 15-16 digits: the last ulp moves
+    assert any(n.startswith("HUB12.xlsx: hub 12: node[22]") for n in raw["notes"])
+    assert any(n.startswith("HUB2.xlsx: hub 2: Renewable_Energy[24]") for n in raw["notes"])
 
 
 @needs_workbooks

@@ -241,12 +241,12 @@ def _purchase_bounds(hub: dict) -> dict:
         if d["type"] == PLANT:
             give["elec"] += d["in_max"]
             continue
-        src = by_id[d["in"]]["carrier"]
+        src = by_id.get(d["in"], {}).get("carrier")  # an unknown branch: the schema names it below
         if src in take:
             take[src] += d["in_max"]
         for end, cap in (("out1", "out1_max"), ("out2", "out2_max")):
             if d.get(end):
-                carrier = by_id[d[end]]["carrier"]
+                carrier = by_id.get(d[end], {}).get("carrier")
                 if carrier in give:
                     give[carrier] += d[cap]
     bounds = {}
