@@ -194,13 +194,7 @@ class CompiledNLP:
         #: the expression reports show as a plan's cost, named by whoever hands the problem out (the registry)
         self.cost_expression = cost_expression
         self.compile_seconds = dict(compile_seconds or {})
-        if self.p.size != len(self.p_names):
-            raise NLPCompileError(f"p has {self.p.size} entries for {len(self.p_names)} parameter names")
-        missing = [k for k in _FUNCTIONS if k not in functions]
-        if missing:
-            raise NLPCompileError(f"compiled problem without the function(s) {', '.join(missing)}")
-        for name, attr in _FUNCTIONS.items():
-            setattr(self, attr, _Evaluator(functions[name]))
+        self._set_functions(functions)
         self._expr: dict[str, tuple[_Evaluator, _Evaluator]] = {
             nm: (_Evaluator(value), _Evaluator(gradient)) for nm, (value, gradient) in (expressions or {}).items()
         }
@@ -218,6 +212,15 @@ class CompiledNLP:
         self.fingerprint = _compute_fingerprint(self) if fingerprint is None else fingerprint
         self.structure_fingerprint = (_compute_structure_fingerprint(self) if structure_fingerprint is None
                                       else structure_fingerprint)
+
+    def _set_functions(self, functions: Mapping[str, ca.Function]) -> None:
+        if self.p.size != len(self.p_names):
+            raise NLPCompileError(f"p has {self.p.size} entries for {len(self.p_names)} parameter names")
+        missing = [k for k in _FUNCTIONS if k not in functions]
+        if missing:
+            raise NLPCompileError(f"compiled problem without the function(s) {', '.join(missing)}")
+        for name, attr in _FUNCTIONS.items():
+            setattr(self, attr, _Evaluator(functions[name]))
 
     def attach_model(self, variables: Sequence[Any], constraints: Sequence[Any], params: Sequence[Any]) -> None:
         """Hold a model's unfixed variables, constraints and mutable Params (in this problem's order), for

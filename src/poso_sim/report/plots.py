@@ -322,9 +322,6 @@ def plot_message_sequence(
     runs without latency where everything happens at t = 0) or ``"auto"`` (order when some message is delivered
     at the instant it was sent). Returns the Figure.
     """
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import FancyArrowPatch
-
     msgs = message_frame(run)
     if kinds is not None:
         kinds = set(kinds)
@@ -335,38 +332,10 @@ def plot_message_sequence(
         msgs = msgs.iloc[:max_messages]
     records = _trace_records(run)
     decided = _decisions(run, records)
-
-    if lanes is None:
-        lanes = list(getattr(run, "delegates", []) or [])
-        if normals:
-            lanes += list(getattr(run, "normals", []) or [])
-        if not lanes:  # bare trace records: every node that sent or received, in order of appearance
-            seen = [n for n in list(msgs["src"]) + list(msgs["dst"]) if n is not None]
-            lanes = list(dict.fromkeys(seen))
-    lanes = list(lanes)
+    lanes = _sequence_lanes(run, msgs, lanes, normals)
     msgs = msgs[msgs["src"].isin(lanes) & msgs["dst"].isin(lanes)]
     xpos = {n: i for i, n in enumerate(lanes)}
-
-    if y == "auto":
-        delivered = msgs[msgs["outcome"] != "in flight"]
-        y = "order" if (delivered["t_end"] <= delivered["t_send"]).any() else "time"
-    if y not in ("time", "order"):
-        raise ValueError(f"y={y!r}: choose 'time', 'order' or 'auto'")
-
-    if y == "order":
-        seqs = sorted({int(s) for s in msgs["seq_send"].dropna()} | {int(s) for s in msgs["seq_end"].dropna()}
-                      | {int(r["seq"]) for r in decided})
-        rank = {s: i for i, s in enumerate(seqs)}
-        t_at = {}
-        for r in records:
-            if r.get("seq") in rank:
-                t_at[rank[r["seq"]]] = float(r["t"])
-
-        def ypos(t: float, seq: Any) -> float:
-            return float(rank[int(seq)])
-    else:
-        def ypos(t: float, seq: Any) -> float:
-            return float(t)
+    y, ypos, t_at = _sequence_y(msgs, records, decided, y)
 
     if ax is None:
         height = 3 + min(12, 0.12 * max(1, len(msgs)))
@@ -382,6 +351,60 @@ def plot_message_sequence(
     y_pad = max(1.0, 0.04 * y_max) if y == "order" else max(0.05, 0.04 * y_max)
     for n, xp in xpos.items():
         ax.axvline(xp, color="0.6", lw=1, zorder=0, gid=f"lane:{n}")
+    kinds_seen, n_drop = _draw_messages(ax, msgs, xpos, ypos, y_pad)
+    for r in decided:
+        node = r["node"]
+        if node in xpos:
+            ax.plot([xpos[node]], [ypos(float(r["t"]), r["seq"])], marker="*", color="gold", mec="black", ms=12,
+                    ls="none", gid="decided", zorder=3)
+    _sequence_legend(ax, kinds_seen, n_drop, bool(decided))
+    _sequence_axes(ax, lanes, y, y_max, y_pad, t_at)
+    if title is None:
+        scn = getattr(run, "scenario", None)
+        title = "Message sequence" + (f": {scn.name} (seed {getattr(run, 'seed', '?')})" if scn is not None else "")
+    if truncated:
+        title += f" - first {max_messages} messages ({truncated} more not shown)"
+    ax.set_title(title, pad=24)
+    fig.tight_layout()
+    return fig
+
+
+def _sequence_lanes(run: Any, msgs: Any, lanes: Sequence[str] | None, normals: bool) -> list[str]:
+    """The chart's lanes: as given, else the run's delegates (and normal nodes), else every node of the records."""
+    if lanes is None:
+        lanes = list(getattr(run, "delegates", []) or [])
+        if normals:
+            lanes += list(getattr(run, "normals", []) or [])
+        if not lanes:  # bare trace records: every node that sent or received, in order of appearance
+            seen = [n for n in list(msgs["src"]) + list(msgs["dst"]) if n is not None]
+            lanes = list(dict.fromkeys(seen))
+    return list(lanes)
+
+
+def _sequence_y(msgs: Any, records: list, decided: list, y: str) -> tuple[str, Any, dict[int, float]]:
+    """The vertical axis: ``"time"`` or ``"order"`` (``"auto"`` resolved), the position of an event
+    ``ypos(t, seq)`` and, for ``"order"``, the virtual time at each position."""
+    if y == "auto":
+        delivered = msgs[msgs["outcome"] != "in flight"]
+        y = "order" if (delivered["t_end"] <= delivered["t_send"]).any() else "time"
+    if y not in ("time", "order"):
+        raise ValueError(f"y={y!r}: choose 'time', 'order' or 'auto'")
+    t_at: dict[int, float] = {}
+    if y == "time":
+        return y, lambda t, seq: float(t), t_at
+    seqs = sorted({int(s) for s in msgs["seq_send"].dropna()} | {int(s) for s in msgs["seq_end"].dropna()}
+                  | {int(r["seq"]) for r in decided})
+    rank = {s: i for i, s in enumerate(seqs)}
+    for r in records:
+        if r.get("seq") in rank:
+            t_at[rank[r["seq"]]] = float(r["t"])
+    return y, lambda t, seq: float(rank[int(seq)]), t_at
+
+
+def _draw_messages(ax: Any, msgs: Any, xpos: dict[str, int], ypos: Any, y_pad: float) -> tuple[dict[str, str], int]:
+    """One arrow per message (a dropped one dashed, ending in a cross halfway); returns the kinds drawn with their
+    colours and the number of drops."""
+    from matplotlib.patches import FancyArrowPatch  # matplotlib (0.5 s to import): only when a chart is drawn
 
     kinds_seen: dict[str, str] = {}
     n_drop = 0
@@ -402,11 +425,11 @@ def plot_message_sequence(
         ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), arrowstyle="-|>", mutation_scale=10, color=colour,
                                      lw=1.2, ls="-" if r.outcome == "delivered" else ":",
                                      gid=f"msg:{r.kind}:{r.msg_id}"))
-    for r in decided:
-        node = r["node"]
-        if node in xpos:
-            ax.plot([xpos[node]], [ypos(float(r["t"]), r["seq"])], marker="*", color="gold", mec="black", ms=12,
-                    ls="none", gid="decided", zorder=3)
+    return kinds_seen, n_drop
+
+
+def _sequence_legend(ax: Any, kinds_seen: dict[str, str], n_drop: int, decided: bool) -> None:
+    from matplotlib.lines import Line2D  # matplotlib (0.5 s to import): only when a chart is drawn
 
     handles = [Line2D([], [], color=c, lw=1.5, label=k) for k, c in kinds_seen.items()]
     if n_drop:
@@ -416,6 +439,9 @@ def plot_message_sequence(
     if handles:
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
 
+
+def _sequence_axes(ax: Any, lanes: list[str], y: str, y_max: float, y_pad: float, t_at: dict[int, float]) -> None:
+    """Lane names on top, time going down; in event order, a tick wherever virtual time moves on."""
     ax.set_xticks(range(len(lanes)))
     ax.set_xticklabels(lanes)
     ax.xaxis.tick_top()
@@ -423,7 +449,6 @@ def plot_message_sequence(
     ax.set_ylim(y_max + y_pad, -y_pad)  # time goes down
     if y == "order":
         ax.set_ylabel("event order (virtual time goes down)")
-        # a tick wherever virtual time moves on (thinned to about a dozen)
         ticks, last = [], None
         for k in sorted(t_at):
             if t_at[k] != last:
@@ -435,14 +460,6 @@ def plot_message_sequence(
         ax.set_yticklabels([f"{t_at[k]:.4g} s" for k in ticks])
     else:
         ax.set_ylabel("virtual time (s)")
-    if title is None:
-        scn = getattr(run, "scenario", None)
-        title = "Message sequence" + (f": {scn.name} (seed {getattr(run, 'seed', '?')})" if scn is not None else "")
-    if truncated:
-        title += f" - first {max_messages} messages ({truncated} more not shown)"
-    ax.set_title(title, pad=24)
-    fig.tight_layout()
-    return fig
 
 
 # ------------------------------------------------------------------------------------------------ sweeps

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sys
@@ -144,7 +145,28 @@ def run_sweep(
     if len(case_ids) > 1:
         raise PosoError(f"a sweep runs one case (problem), got {sorted(case_ids)}")
     desc = PayloadDescriptor.prepare(kind, case_ids.pop(), cache_dir)
+    outcomes, n_workers = _run_cases(spec, specs, desc, mutation, keep_traces, executor, workers, chunk, progress)
+    wall = time.perf_counter() - t_start
 
+    table = pd.DataFrame([o.row for o in outcomes])
+    vrows = [{"case": o.index, "seed": o.row.get("seed"), **v} for o in outcomes for v in o.violations]
+    violations = pd.DataFrame(vrows, columns=["case", "seed", "property", "height", "node", "detail"])
+    res = SweepResult(spec, table, violations, wall, n_workers, mutation=mutation)
+    if out is not None:
+        _write_results(res, Path(out), specs, outcomes, write_cases, keep_traces)
+    if echo is not None:
+        cmds = res.replay_commands()
+        for i, cmd in list(cmds.items())[:max_echo]:
+            echo(f"case {i} violates {res.table.loc[res.table.case == i, 'violated'].iloc[0]}: replay with\n  {cmd}")
+        if len(cmds) > max_echo:
+            echo(f"... and {len(cmds) - max_echo} more failing cases (see the violations table)")
+    return res
+
+
+def _run_cases(spec: SweepSpec, specs: list[Any], desc: Any, mutation: str | None, keep: bool, executor: Any,
+               workers: int | None, chunk: int | None, progress: bool | None) -> tuple[list[CaseOutcome], int]:
+    """Run the cases in batches, in this process (one worker, no executor) or on the executor; returns the
+    outcomes in case order and the number of workers."""
     ex = _as_executor(executor)
     own_pool = None
     if ex is None:
@@ -157,7 +179,6 @@ def run_sweep(
     batches = _chunks(specs, chunk)
     bar = None
     outcomes: list[CaseOutcome] = []
-    keep = keep_traces
     try:
         if ex is None and n_workers == 1:
             bar = _progress(len(specs), progress, spec.name)
@@ -183,46 +204,34 @@ def run_sweep(
         if own_pool is not None:
             own_pool.shutdown(cancel_futures=True)
     outcomes.sort(key=lambda o: o.index)
-    wall = time.perf_counter() - t_start
+    return outcomes, n_workers
 
-    table = pd.DataFrame([o.row for o in outcomes])
-    vrows = [{"case": o.index, "seed": o.row.get("seed"), **v} for o in outcomes for v in o.violations]
-    violations = pd.DataFrame(vrows, columns=["case", "seed", "property", "height", "node", "detail"])
-    res = SweepResult(spec, table, violations, wall, n_workers, mutation=mutation)
 
-    if out is not None:
-        out_p = Path(out)
-        if out_p.suffix.lower() in (".parquet", ".csv"):
-            out_dir, table_path = out_p.parent if str(out_p.parent) else Path("."), out_p
-        else:
-            out_dir, table_path = out_p, out_p / "results.parquet"
-        out_dir.mkdir(parents=True, exist_ok=True)
-        res.out_dir = out_dir
-        by_index = {s.index: s for s in specs}
-        want = [] if write_cases == "none" else (sorted(by_index) if write_cases == "all" else res.failing_cases)
-        if want:
+def _write_results(res: SweepResult, out_p: Path, specs: list[Any], outcomes: list[CaseOutcome], write_cases: str,
+                   keep_traces: bool) -> None:
+    """The results table (and violations), the summary, the chosen case files and traces, under ``out_p``."""
+    if out_p.suffix.lower() in (".parquet", ".csv"):
+        out_dir, table_path = out_p.parent if str(out_p.parent) else Path("."), out_p
+    else:
+        out_dir, table_path = out_p, out_p / "results.parquet"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    res.out_dir = out_dir
+    by_index = {s.index: s for s in specs}
+    want = [] if write_cases == "none" else (sorted(by_index) if write_cases == "all" else res.failing_cases)
+    if want:
+        (out_dir / "cases").mkdir(exist_ok=True)
+    for i in want:
+        path = out_dir / "cases" / f"case-{i:05d}.yaml"
+        path.write_text(by_index[i].to_yaml(), encoding="utf-8")
+        res.case_files[i] = path
+    for o in outcomes:
+        if o.trace is not None and (keep_traces or o.violations):
             (out_dir / "cases").mkdir(exist_ok=True)
-        for i in want:
-            path = out_dir / "cases" / f"case-{i:05d}.yaml"
-            path.write_text(by_index[i].to_yaml(), encoding="utf-8")
-            res.case_files[i] = path
-        for o in outcomes:
-            if o.trace is not None and (keep_traces or o.violations):
-                import json
-
-                (out_dir / "cases").mkdir(exist_ok=True)
-                (out_dir / "cases" / f"case-{o.index:05d}.trace.json").write_text(json.dumps(o.trace, sort_keys=True))
-        save_table(table, table_path)
-        if len(violations):
-            save_table(violations, table_path.with_name(table_path.stem + "-violations" + table_path.suffix))
-        (out_dir / "summary.txt").write_text(format_report(res), encoding="utf-8")
-    if echo is not None:
-        cmds = res.replay_commands()
-        for i, cmd in list(cmds.items())[:max_echo]:
-            echo(f"case {i} violates {res.table.loc[res.table.case == i, 'violated'].iloc[0]}: replay with\n  {cmd}")
-        if len(cmds) > max_echo:
-            echo(f"... and {len(cmds) - max_echo} more failing cases (see the violations table)")
-    return res
+            (out_dir / "cases" / f"case-{o.index:05d}.trace.json").write_text(json.dumps(o.trace, sort_keys=True))
+    save_table(res.table, table_path)
+    if len(res.violations):
+        save_table(res.violations, table_path.with_name(table_path.stem + "-violations" + table_path.suffix))
+    (out_dir / "summary.txt").write_text(format_report(res), encoding="utf-8")
 
 
 def _executor_workers(ex: Any) -> int:

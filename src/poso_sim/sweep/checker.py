@@ -196,61 +196,94 @@ def _short(d: Any) -> str:
     return str(d)[:10]
 
 
+@dataclass
+class _Trace:
+    """What every check reads of one trace: the members and their roles, and the records indexed."""
+
+    trace: Mapping[str, Any]
+    members: list[str]
+    majority: int
+    honest: list[str]
+    honest_set: set[str]
+    optimal: set[str]
+    labels: Mapping[str, Any]
+    records: list[Mapping[str, Any]]
+    heights: int
+    signatures: bool
+    keys: dict[str, bytes]
+    verified: dict[tuple[str, str], list[tuple[float, bool]]] = field(default_factory=dict)
+    decided: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
+    round1_leader: dict[int, dict[str, str]] = field(default_factory=dict)
+    blocks: dict[str, list[Mapping[str, Any]]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, trace: Mapping[str, Any]) -> "_Trace":
+        members = list(trace["members"])
+        dishonest = set(trace.get("dishonest") or ())
+        honest = [m for m in members if m not in dishonest]
+        signatures = bool(trace.get("signatures"))
+        t = cls(
+            trace=trace, members=members, majority=len(members) // 2 + 1, honest=honest, honest_set=set(honest),
+            optimal=set(trace.get("optimal") or ()), labels=trace.get("labels") or {},
+            records=trace.get("records") or [], heights=int(trace.get("heights") or 1), signatures=signatures,
+            keys={k: bytes.fromhex(v) for k, v in (trace.get("keys") or {}).items()} if signatures else {},
+            blocks={k: list(v) for k, v in (trace.get("blocks") or {}).items()},
+        )
+        for r in t.records:
+            k = r.get("kind")
+            node = r.get("node")
+            if k == "verified":
+                t.verified.setdefault((node, r.get("digest")), []).append(
+                    (float(r.get("t", 0.0)), bool(r.get("accepted"))))
+            elif k == "decided":
+                t.decided.setdefault((node, int(r["height"])), r)
+            elif k == "round_start" and int(r.get("round", 0)) == 1:
+                t.round1_leader.setdefault(int(r["height"]), {})[node] = r.get("leader")
+        return t
+
+
 def check_trace(trace: Mapping[str, Any]) -> CheckResult:
     """Check every property on one trace (see the module docstring)."""
     res = CheckResult()
-    V = res.violations
-    members = list(trace["members"])
-    n = len(members)
-    majority = n // 2 + 1
-    dishonest = set(trace.get("dishonest") or ())
-    honest = [m for m in members if m not in dishonest]
-    honest_set = set(honest)
-    optimal = set(trace.get("optimal") or ())
-    labels = trace.get("labels") or {}
-    records = trace.get("records") or []
-    heights = int(trace.get("heights") or 1)
-    signatures = bool(trace.get("signatures"))
-    keys = {k: bytes.fromhex(v) for k, v in (trace.get("keys") or {}).items()} if signatures else {}
+    t = _Trace.of(trace)
+    _check_verifications(t, res.violations)
+    _check_decisions(t, res.violations)
+    by_height = _check_blocks(t, res.violations)
+    _check_liveness(t, res)
+    res.outcome = _outcome(t, by_height)
+    return res
 
-    # ---- index the records
-    verified: dict[tuple[str, str], list[tuple[float, bool]]] = {}
-    decided: dict[tuple[str, int], dict[str, Any]] = {}
-    round1_leader: dict[int, dict[str, str]] = {}
-    for r in records:
-        k = r.get("kind")
-        node = r.get("node")
-        if k == "verified":
-            verified.setdefault((node, r.get("digest")), []).append((float(r.get("t", 0.0)), bool(r.get("accepted"))))
-        elif k == "decided":
-            decided.setdefault((node, int(r["height"])), r)
-        elif k == "round_start" and int(r.get("round", 0)) == 1:
-            round1_leader.setdefault(int(r["height"]), {})[node] = r.get("leader")
 
-    # ---- honest verifications
-    for (node, d), vs in sorted(verified.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1]))):
-        if node in honest_set and d not in optimal and any(ok for _, ok in vs):
-            _v(V, "accepted-non-optimal", None, node, f"verification accepted {_short(d)} ({labels.get(d)})")
+def _check_verifications(t: _Trace, V: list[dict[str, Any]]) -> None:
+    """An honest verifier accepts only optimal plans."""
+    for (node, d), vs in sorted(t.verified.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1]))):
+        if node in t.honest_set and d not in t.optimal and any(ok for _, ok in vs):
+            _v(V, "accepted-non-optimal", None, node, f"verification accepted {_short(d)} ({t.labels.get(d)})")
 
-    # ---- honest decisions
-    for (node, h), r in sorted(decided.items(), key=lambda kv: (kv[0][1], str(kv[0][0]))):
-        if node not in honest_set:
+
+def _check_decisions(t: _Trace, V: list[dict[str, Any]]) -> None:
+    """An honest delegate decides only a plan its verifier accepted before, and an optimal one."""
+    labels = t.labels
+    for (node, h), r in sorted(t.decided.items(), key=lambda kv: (kv[0][1], str(kv[0][0]))):
+        if node not in t.honest_set:
             continue
         d = r.get("digest")
-        verdicts = verified.get((node, d), [])
-        t = float(r.get("t", math.inf))
+        verdicts = t.verified.get((node, d), [])
+        when = float(r.get("t", math.inf))
         if any(not ok for _, ok in verdicts):
             _v(V, "decided-rejected", h, node, f"decided {_short(d)} ({labels.get(d)}) which its verifier rejected")
-        elif not any(ok and vt <= t for vt, ok in verdicts):
+        elif not any(ok and vt <= when for vt, ok in verdicts):
             _v(V, "decided-unverified", h, node, f"decided {_short(d)} ({labels.get(d)}) without an accepting verification")
-        if d not in optimal:
+        if d not in t.optimal:
             _v(V, "decided-non-optimal", h, node, f"decided {_short(d)} ({labels.get(d)}), not an optimal plan")
 
-    # ---- blocks
-    blocks: dict[str, list[Mapping[str, Any]]] = {k: list(v) for k, v in (trace.get("blocks") or {}).items()}
+
+def _check_blocks(t: _Trace, V: list[dict[str, Any]]) -> dict[int, dict[tuple[Any, ...], list[str]]]:
+    """Each chain links and executes optimal plans under a majority certificate; the chains agree. Returns the
+    executed block contents per height and the nodes that executed each."""
     sig_cache: dict[tuple[str, str, tuple[Any, ...]], bool] = {}
     by_height: dict[int, dict[tuple[Any, ...], list[str]]] = {}
-    for node, chain in sorted(blocks.items()):
+    for node, chain in sorted(t.blocks.items()):
         prev, last = GENESIS_HASH, 0
         for b in chain:
             h = int(b["height"])
@@ -259,110 +292,126 @@ def check_trace(trace: Mapping[str, Any]) -> CheckResult:
             if b["prev_hash"] != prev or h <= last:
                 _v(V, "chain-integrity", h, node, "block does not link to the previous block of its chain")
             prev, last = b["hash"], h
-            if b["digest"] not in optimal:
-                _v(V, "executed-non-optimal", h, node, f"executed {_short(b['digest'])} ({labels.get(b['digest'])})")
+            if b["digest"] not in t.optimal:
+                _v(V, "executed-non-optimal", h, node, f"executed {_short(b['digest'])} ({t.labels.get(b['digest'])})")
             by_height.setdefault(h, {}).setdefault(_content(b), []).append(node)
-            # certificate
-            want = (h,) + _content(b)
-            good: set[str] = set()
-            for dec in b.get("decisions") or ():
-                who = dec.get("delegate")
-                if who not in members or who in good:
-                    continue
-                got = (int(dec["height"]), int(dec["round"]), str(dec["leader"]), str(dec["digest"]), float(dec["cost"]))
-                if got != want:
-                    continue
-                if signatures:
-                    ck = (who, dec.get("signature", ""), got)
-                    ok = sig_cache.get(ck)
-                    if ok is None:
-                        msg = Decision(got[0], got[1], got[2], got[3], got[4], who, b"", dec.get("case_id", ""))
-                        try:
-                            sig = bytes.fromhex(dec.get("signature") or "")
-                        except ValueError:
-                            sig = b""
-                        ok = sig_cache[ck] = verify_sig(keys.get(who), sig, msg.signing_bytes())
-                    if not ok:
-                        continue
-                good.add(who)
-            if len(good) < majority:
-                _v(V, "certificate", h, node, f"{len(good)} valid matching decisions, need {majority} of {n}")
+            good = _certifying_delegates(t, b, sig_cache)
+            if len(good) < t.majority:
+                _v(V, "certificate", h, node, f"{len(good)} valid matching decisions, need {t.majority} of {len(t.members)}")
     for h, contents in sorted(by_height.items()):
         if len(contents) > 1:
             desc = "; ".join(f"{'+'.join(sorted(ns))}: r{c[0]} {c[1]} {_short(c[2])}" for c, ns in sorted(contents.items()))
             _v(V, "chain-agreement", h, None, f"normal nodes executed different blocks: {desc}")
-    names = sorted(blocks)
+    names = sorted(t.blocks)
     for i, a in enumerate(names):
         for bname in names[i + 1:]:
-            for x, y in zip(blocks[a], blocks[bname]):
+            for x, y in zip(t.blocks[a], t.blocks[bname]):
                 if int(x["height"]) != int(y["height"]):
                     break  # one of them skipped a height (no majority): a gap, not a fork
                 if x["hash"] != y["hash"]:
                     _v(V, "chain-agreement", int(x["height"]), f"{a},{bname}", "chains differ by block hash")
                     break
+    return by_height
 
-    # ---- liveness
-    net_ok, why = network_premise(trace)
+
+def _certifying_delegates(t: _Trace, b: Mapping[str, Any], sig_cache: dict) -> set[str]:
+    """The members whose decision in block ``b``'s certificate matches the block (and is validly signed)."""
+    want = (int(b["height"]),) + _content(b)
+    good: set[str] = set()
+    for dec in b.get("decisions") or ():
+        who = dec.get("delegate")
+        if who not in t.members or who in good:
+            continue
+        got = (int(dec["height"]), int(dec["round"]), str(dec["leader"]), str(dec["digest"]), float(dec["cost"]))
+        if got != want:
+            continue
+        if t.signatures:
+            ck = (who, dec.get("signature", ""), got)
+            ok = sig_cache.get(ck)
+            if ok is None:
+                msg = Decision(got[0], got[1], got[2], got[3], got[4], who, b"", dec.get("case_id", ""))
+                try:
+                    sig = bytes.fromhex(dec.get("signature") or "")
+                except ValueError:
+                    sig = b""
+                ok = sig_cache[ck] = verify_sig(t.keys.get(who), sig, msg.signing_bytes())
+            if not ok:
+                continue
+        good.add(who)
+    return good
+
+
+def _check_liveness(t: _Trace, res: CheckResult) -> None:
+    """Where the premises hold (a good network, an honest round-1 leader all honest delegates agree on), every
+    honest delegate decides that leader's optimal plan in round 1 and every normal node executes it."""
+    V = res.violations
+    net_ok, why = network_premise(t.trace)
     premised = 0
     live = True
-    notes = []
-    if not net_ok:
-        notes.append(why)
-    for h in range(1, heights + 1):
+    notes = [] if net_ok else [why]
+    for h in range(1, t.heights + 1):
         if not net_ok:
             break
-        leaders = round1_leader.get(h, {})
-        if not honest or any(m not in leaders for m in honest):
-            notes.append(f"h{h}: not every honest delegate started round 1")
-            continue
-        ls = {leaders[m] for m in honest}
-        if len(ls) != 1:
-            notes.append(f"h{h}: honest delegates disagree on the round-1 leader")
-            continue
-        (lead,) = ls
-        if lead not in honest_set:
-            notes.append(f"h{h}: round-1 leader {lead} is dishonest")
+        lead = _premised_leader(t, h, notes)
+        if lead is None:
             continue
         premised += 1
-        for m in honest:
-            r = decided.get((m, h))
-            if r is None or int(r["round"]) != 1 or r.get("leader") != lead or r.get("digest") not in optimal:
+        for m in t.honest:
+            r = t.decided.get((m, h))
+            if r is None or int(r["round"]) != 1 or r.get("leader") != lead or r.get("digest") not in t.optimal:
                 got = "nothing" if r is None else f"r{r['round']} {r.get('leader')} {_short(r.get('digest'))}"
                 _v(V, "liveness", h, m, f"premises hold (honest leader {lead}) but decided {got}, not {lead}'s optimal plan in round 1")
                 live = False
-        for nn, chain in sorted(blocks.items()):
+        for nn, chain in sorted(t.blocks.items()):
             b = next((b for b in chain if int(b["height"]) == h), None)
             if b is None or int(b["round"]) != 1 or b["leader"] != lead:
                 got = "nothing" if b is None else f"r{b['round']} {b['leader']}"
                 _v(V, "liveness", h, nn, f"premises hold (honest leader {lead}) but executed {got}")
                 live = False
-        missing = [o for o in trace.get("observers") or () if o not in blocks]
-        for nn in missing:
+        for nn in [o for o in t.trace.get("observers") or () if o not in t.blocks]:
             _v(V, "liveness", h, nn, "premises hold but the normal node executed nothing")
             live = False
     res.premise_heights = premised
     res.live = live if premised else None
     res.premise_note = "; ".join(notes[:3])
 
-    # ---- outcome summary (for the results table)
+
+def _premised_leader(t: _Trace, h: int, notes: list[str]) -> str | None:
+    """The honest round-1 leader of height ``h`` that every honest delegate started with, or None (with a note)."""
+    leaders = t.round1_leader.get(h, {})
+    if not t.honest or any(m not in leaders for m in t.honest):
+        notes.append(f"h{h}: not every honest delegate started round 1")
+        return None
+    ls = {leaders[m] for m in t.honest}
+    if len(ls) != 1:
+        notes.append(f"h{h}: honest delegates disagree on the round-1 leader")
+        return None
+    (lead,) = ls
+    if lead not in t.honest_set:
+        notes.append(f"h{h}: round-1 leader {lead} is dishonest")
+        return None
+    return lead
+
+
+def _outcome(t: _Trace, by_height: dict[int, dict[tuple[Any, ...], list[str]]]) -> dict[str, Any]:
+    """The outcome summary of the results table."""
     exec_labels, rounds, exec_all = [], [], 0
-    for h in range(1, heights + 1):
+    for h in range(1, t.heights + 1):
         contents = by_height.get(h, {})
         if contents:
             c = max(contents, key=lambda c: len(contents[c]))
-            exec_labels.append(labels.get(c[2]) or _short(c[2]))
-            if sum(len(v) for v in contents.values()) == len(trace.get("observers") or blocks):
+            exec_labels.append(t.labels.get(c[2]) or _short(c[2]))
+            if sum(len(v) for v in contents.values()) == len(t.trace.get("observers") or t.blocks):
                 exec_all += 1
         else:
             exec_labels.append("none")
-        rs = [int(decided[(m, h)]["round"]) for m in honest if (m, h) in decided]
+        rs = [int(t.decided[(m, h)]["round"]) for m in t.honest if (m, h) in t.decided]
         rounds.append(max(rs) if rs else 0)
-    hd = sum(1 for m in honest for h in range(1, heights + 1) if (m, h) in decided)
-    res.outcome = {
+    hd = sum(1 for m in t.honest for h in range(1, t.heights + 1) if (m, h) in t.decided)
+    return {
         "executed": "|".join(exec_labels),
         "rounds": "|".join(str(r) for r in rounds),
         "heights_executed": exec_all,
-        "honest_decided": round(hd / (len(honest) * heights), 4) if honest else 1.0,
-        "no_majority": sum(1 for r in records if r.get("kind") == "no_majority"),
+        "honest_decided": round(hd / (len(t.honest) * t.heights), 4) if t.honest else 1.0,
+        "no_majority": sum(1 for r in t.records if r.get("kind") == "no_majority"),
     }
-    return res
