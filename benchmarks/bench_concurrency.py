@@ -1,8 +1,9 @@
 """Cost of the certificate's verdicts alone and at once (poso_sim.kkt on the Manchester model).
 
 Run from the repository root: ``python -m benchmarks.bench_concurrency [--quick] [--write]``. Prints a markdown
-report; ``--write`` replaces the "Concurrent verification" section of docs/benchmarks.md. Needs the three
-Manchester plans in the solution cache (``make demo`` or the test suite puts them there).
+report; ``--write`` replaces the "Concurrent verification" section of docs/benchmarks.md (and with it the one-off
+before/after table kept there, which is why ``make bench`` does not run this one). Needs the three Manchester plans
+in the solution cache (``make demo`` or the test suite puts them there).
 
 Measured:
 
