@@ -319,6 +319,14 @@ def test_a_gap_is_stated_with_its_causes(case, clearing):
     assert gap.price["heat"][1] == pytest.approx(180.0 - clearing.prices.heat[1])
     assert gap.max_demand == pytest.approx(1.0) and 3 not in gap.demand
     assert any("middle band" in n for n in gap.notes) and any("hubs [3]" in n for n in gap.notes)
+    # eleven hubs each buy 1 MW more: the zones' and the grid's balances are open by that much
+    assert gap.imbalance["heat"][1] == pytest.approx(4.0, abs=1e-6)  # zone 2 has no source: all 4 MW are open
+    assert any(n.startswith("zone 2: the net heat demand lies +4.000 MW outside") for n in gap.notes)
+    small = {h: tuple(v + 0.01 for v in a) for h, a in clearing.allocation.items()}
+    assert compare(case, clearing, clearing.prices, small).notes == ["a price within 0.01 of its outside supplier's "
+                                                                     "price is in the band rule's middle band: the "
+                                                                     "iteration stops moving it while the clearing "
+                                                                     "prices it exactly"]
 
 
 def test_another_hour_is_the_same_compiled_structure_with_that_hours_data():
