@@ -156,6 +156,12 @@ def test_other_hour_and_favour_proposals() -> None:
     assert fav.cost > opt.cost + 1.0
     k = [j for j, n in enumerate(nlp.x_names) if n.startswith("hub[5].")]
     assert not np.allclose(fav.x[k], opt.x[k])
+    # a hub's own check sees what concerns it: the favoured allocation fails hub 5's check only (its true plant
+    # cost), the optimal allocation at prices 1 % up fails every hub's (none is its best response there)
+    checks = market_summary(src, plans["favour"].digest)["hub_checks"]
+    assert [h for h, c in checks.items() if not c["accepted"]] == ["5"]
+    up = src.prepare(["price_up_1"])["price_up_1"]
+    assert not any(c["accepted"] for c in market_summary(src, up.digest)["hub_checks"].values())
 
 
 # ------------------------------------------------------------------------------------------------ a whole day

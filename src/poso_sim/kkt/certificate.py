@@ -152,7 +152,16 @@ class Certificate:
             f"dual {self.dual_residual:.2e}, "
             f"sign {self.sign_violation:.2e}, complementarity {self.complementarity:.2e}, {self.seconds * 1e3:.2f} ms"
         )
-        return "\n".join([head] + [f"  - {r}" for r in self.reasons])
+        lines = [head] + [f"  - {r}" for r in self.reasons]
+        rows = self.prices.get("rows") or []
+        if rows:  # a market: each priced row's valid interval, settlement price and proposed price
+            lines.append(f"  prices (rule: {self.prices.get('rule')}; valid interval, settlement, proposed):")
+            for r in rows[:8]:
+                lines.append(f"    {r['name']}: [{r['low']:.8g}, {r['high']:.8g}], {r['settlement']:.8g}, "
+                             f"{r['proposed']:.8g}{'' if r['ok'] else '  <- not the settlement price'}")
+            if len(rows) > 8:
+                lines.append(f"    ... {len(rows) - 8} more (--json has them all)")
+        return "\n".join(lines)
 
     def __str__(self) -> str:
         return self.summary()
