@@ -46,9 +46,12 @@ def test_start_time_and_timeouts():
     async def main():
         loop = asyncio.get_running_loop()
         assert loop.time() == 100.0
-        with pytest.raises(TimeoutError):
+        with pytest.raises(asyncio.TimeoutError):  # the builtin TimeoutError from Python 3.11 on
             await asyncio.wait_for(asyncio.sleep(10), timeout=2.5)
         assert loop.time() == 102.5
+        if not hasattr(asyncio, "timeout"):  # Python 3.10: no asyncio.timeout
+            await asyncio.sleep(1.0)
+            return loop.time()
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(1.0):
                 await asyncio.Event().wait()
@@ -175,3 +178,34 @@ def test_run_from_inside_a_running_loop() -> None:
         return sim_run(simulated())
 
     assert abs(_asyncio.run(host()) - 3600.0) < 1e-6
+
+
+def test_kernel_uses_public_asyncio_api_only():
+    """The kernel reaches the event loop through public API: no asyncio internals (they change between Python
+    versions), and the network writes the trace through the trace's own methods."""
+    import re
+    from pathlib import Path
+
+    import poso_sim.sim as sim
+
+    private = re.compile(r"\.(_ready|_scheduled|_stopping|_default_executor|_run_once|_timer_handle_cancelled)\b")
+    for path in Path(sim.__file__).parent.glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        assert not private.search(text), f"{path.name} uses asyncio internals: {private.search(text).group(0)}"
+        if path.name != "trace.py":
+            assert "._rows" not in text, f"{path.name} writes a trace's rows directly"
+
+
+def test_clock_lands_exactly_on_timers_far_from_zero():
+    """The selector advances the clock onto the timer itself, not onto now + (when - now) with its rounding."""
+    whens = [1e6 + 0.1, 1e6 + 0.3, 1e6 + 0.7000000001, 4e6 + 1 / 3]
+    seen = []
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        for w in whens:
+            loop.call_at(w, lambda: seen.append(loop.time()))
+        await asyncio.sleep(whens[-1] - loop.time() + 1.0)
+
+    run(main(), start=12.345)
+    assert seen == whens

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import os
 import selectors
 import sys
@@ -142,13 +143,18 @@ class _VirtualSelector(selectors.BaseSelector):
         self._loop: VirtualTimeEventLoop | None = None
         self._thread_grace = thread_grace
         self._polls = 0
+        self._registered = 0
 
-    # registration is delegated unchanged
+    # registration is delegated unchanged (and counted: the hot path asks whether only the self-pipe is there)
     def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
-        return self._real.register(fileobj, events, data)
+        key = self._real.register(fileobj, events, data)
+        self._registered += 1
+        return key
 
     def unregister(self, fileobj: Any) -> selectors.SelectorKey:
-        return self._real.unregister(fileobj)
+        key = self._real.unregister(fileobj)
+        self._registered -= 1
+        return key
 
     def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
         return self._real.modify(fileobj, events, data)
@@ -163,18 +169,21 @@ class _VirtualSelector(selectors.BaseSelector):
         self._real.close()
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        loop = self._loop
-        assert loop is not None
         # Only the loop's self-pipe registered: poll it now and then (signals, thread wake-ups); threads append to
         # the ready queue directly, so skipping the syscall loses nothing.
-        only_self_pipe = len(self._real.get_map()) <= 1
+        only_self_pipe = self._registered <= 1
         self._polls += 1
+        if timeout and only_self_pipe and self._polls & 255:
+            self._loop._advance(timeout)  # type: ignore[union-attr]
+            return []
+        loop = self._loop
+        assert loop is not None
         if not only_self_pipe or timeout is None or not (self._polls & 255):
             events = self._real.select(0)
             if events:
                 return events
         if timeout is None:
-            if loop._default_executor is not None or not only_self_pipe:
+            if loop.executor_used or not only_self_pipe:
                 # Worker threads or real I/O may still wake us up: wait for them in wall time, bounded.
                 events = self._real.select(self._thread_grace)
                 if events:
@@ -198,34 +207,48 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
         if isinstance(start, bool) or not isinstance(start, (int, float)) or not (0 <= start < float("inf")):
             self.close()
             raise ConfigError(f"start: virtual start time must be a finite number >= 0, got {start!r}")
-        self._now = float(start)
+        self._vnow = float(start)
+        self._whens: list[float] = []  # times of the timers asked for through call_at, popped as the clock passes
+        self.executor_used = False  # whether worker threads may wake the loop (run_in_executor, to_thread)
         self._guard_wall_clock = guard_wall_clock
         self._clock_resolution = 1e-9
 
     # the clock ----------------------------------------------------------------------------------------------
     def time(self) -> float:
-        return self._now
+        return self._vnow
+
+    def call_at(self, when: float, callback: Any, *args: Any, context: Any = None) -> asyncio.TimerHandle:
+        # every timer (call_later, sleep, wait_for, timeouts) comes through here: its time is noted so that the
+        # clock lands on it exactly when the selector advances (no rounding from now + (when - now))
+        heapq.heappush(self._whens, when)
+        return super().call_at(when, callback, *args, context=context)
+
+    def run_in_executor(self, executor: Any, func: Any, *args: Any) -> asyncio.Future[Any]:
+        self.executor_used = True
+        return super().run_in_executor(executor, func, *args)
+
+    def set_default_executor(self, executor: Any) -> None:
+        self.executor_used = True
+        super().set_default_executor(executor)
 
     def _advance(self, timeout: float) -> None:
-        target = self._now + timeout
-        scheduled = self._scheduled
-        if scheduled:
-            when = scheduled[0]._when
-            # land exactly on the timer instead of accumulating rounding error
-            if when <= target + 1e-9 * max(1.0, abs(target)):
-                target = max(when, self._now)
-        self._now = target
-
-    def advance_to(self, when: float) -> None:
-        """Move the clock forward to ``when`` (never backwards). Used by kernels that run their own event heap."""
-        if when > self._now:
-            self._now = when
+        """The selector would wait ``timeout`` seconds for the earliest timer: move the clock onto that timer."""
+        now = self._vnow
+        target = now + timeout
+        whens = self._whens
+        landed = None
+        slack = 1e-9 * max(1.0, abs(target))
+        while whens and whens[0] <= target + slack:
+            landed = heapq.heappop(whens)  # timers already passed (fired or cancelled) leave the note too
+        if landed is not None and landed >= now:
+            target = landed
+        self._vnow = target
 
     def _deadlock_message(self) -> str:
         tasks = [t for t in asyncio.all_tasks(self) if not t.done()]
         names = ", ".join(sorted(f"{t.get_name()}({getattr(t.get_coro(), '__qualname__', '?')})" for t in tasks))
         return (
-            f"simulation deadlocked at t={self._now!r}: no callback is ready and no timer is scheduled; "
+            f"simulation deadlocked at t={self._vnow!r}: no callback is ready and no timer is scheduled; "
             f"waiting tasks: {names or 'none'}"
         )
 
@@ -282,10 +305,33 @@ def run(
             loop.set_exception_handler(handler)
         return loop
 
-    with asyncio.Runner(debug=debug, loop_factory=factory) as runner:
-        result = runner.run(coro)
+    result = _run_on(factory(), coro, debug)
     if failures:
         ctx = failures[0]
         exc = ctx.get("exception")
         raise SimulationError(f"unhandled failure inside the simulation: {ctx.get('message')}: {exc!r}") from exc
     return result
+
+
+def _run_on(loop: VirtualTimeEventLoop, coro: Coroutine[Any, Any, T], debug: bool | None) -> T:
+    """``asyncio.run`` on a loop of ours: `asyncio.Runner` where it exists (3.11+), the same steps by hand on 3.10."""
+    if hasattr(asyncio, "Runner"):
+        with asyncio.Runner(debug=debug, loop_factory=lambda: loop) as runner:
+            return runner.run(coro)
+    if debug is not None:
+        loop.set_debug(debug)
+    try:
+        asyncio.set_event_loop(loop)
+        return loop.run_until_complete(coro)
+    finally:
+        try:
+            pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()

@@ -2,9 +2,9 @@
 
 A `Network` owns one channel per ordered pair of nodes (created lazily on first use). ``send`` never blocks: it
 applies the send-time faults, draws a latency, and pushes the message on the network's own heap of pending
-deliveries. The heap is tied to the event loop by a single timer for its earliest entry; on a
-`~poso_sim.sim.clock.VirtualTimeEventLoop`, when the loop has nothing else to do before the next delivery, the
-engine moves the clock itself and keeps delivering without a loop iteration per message.
+deliveries. The heap is tied to the event loop by a single timer for its earliest entry, through public loop API
+only (``call_at``, ``time``): each firing delivers every message due at that time and arms the timer for the next
+one. On a `~poso_sim.sim.clock.VirtualTimeEventLoop` the clock then jumps to that timer as it does to any other.
 
 Fault composition order (fixed). At send time ``t``:
 
@@ -30,7 +30,6 @@ from heapq import heappop, heappush
 from typing import Any
 
 from poso_sim.errors import ConfigError
-from poso_sim.sim.clock import VirtualTimeEventLoop
 from poso_sim.sim.faults import Crash, DelaySpike, Duplicate, Fault, Filter, Loss, Partition, Reorder
 from poso_sim.sim.latency import LatencyModel, RegionTable, as_latency
 from poso_sim.sim.rng import Stream, derive_seed, mix64
@@ -168,7 +167,10 @@ class Node:
         """Next message of the inbox; with ``timeout`` raises `TimeoutError` after that many virtual seconds."""
         if timeout is None:
             return await self.inbox.get()
-        return await asyncio.wait_for(self.inbox.get(), timeout)
+        try:
+            return await asyncio.wait_for(self.inbox.get(), timeout)
+        except asyncio.TimeoutError:  # the builtin one on every version (Python 3.10's asyncio has its own class)
+            raise TimeoutError(f"{self.name}: no message within {timeout} s") from None
 
     # timers and events --------------------------------------------------------------------------------------
     def set_timer(self, delay: float, callback: Callable[..., Any], *args: Any, name: str = "timer") -> asyncio.TimerHandle:
@@ -212,7 +214,7 @@ class Network:
     """Named nodes, one lazily created channel per ordered pair, latency, faults and a trace.
 
     The network binds to the running event loop on first use; it is meant for a
-    `~poso_sim.sim.clock.VirtualTimeEventLoop` (any asyncio loop works, in real time and without the fast path).
+    `~poso_sim.sim.clock.VirtualTimeEventLoop` (any asyncio loop works, in real time).
     """
 
     def __init__(
@@ -268,8 +270,8 @@ class Network:
         self._tr_drop = "drop" in tr
         self._tr_timer = "timer" in tr
         self._tr_fault = "fault" in tr
+        self._row = self.trace.append  # the hot path's writer: no event filter (the _tr_* flags decide)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._virtual = False
         self._heap: list[tuple[float, int, Message]] = []
         self._hseq = 0
         self._timer: asyncio.TimerHandle | None = None
@@ -352,7 +354,6 @@ class Network:
         except RuntimeError:
             raise RuntimeError("Network must be used inside a running event loop (see poso_sim.sim.run)") from None
         self._loop = loop
-        self._virtual = isinstance(loop, VirtualTimeEventLoop)
         now = loop.time()
         for node in self._nodes.values():
             for t0, t1, name in node._down:
@@ -445,8 +446,7 @@ class Network:
         self._next_id = msg_id + 1
         self.sent += 1
         if self._tr_send:
-            rows = self.trace._rows
-            rows.append((len(rows), now, "send", node.name, dst, kind, msg_id, size, None, summary))
+            self._row(now, "send", node.name, dst, kind, msg_id, size, None, summary)
         if node._down and self._is_down(node, now):
             self._drop(now, node.name, dst, kind, msg_id, size, "crash:" + node.name)
             return msg_id
@@ -501,21 +501,22 @@ class Network:
         drops = self.drops
         drops[reason] = drops.get(reason, 0) + 1
         if self._tr_drop:
-            rows = self.trace._rows
-            rows.append((len(rows), t, "drop", src, dst, kind, msg_id, size, reason, None))
+            self._row(t, "drop", src, dst, kind, msg_id, size, reason, None)
 
     def _drain(self) -> None:
+        """Deliver every message due now, then arm one timer for the next one.
+
+        Only public loop API: the virtual loop's clock reaches the next message's time through its selector (when
+        nothing is ready and no earlier timer is due), exactly as it reaches any other timer."""
         self._timer = None
         self._timer_when = -INF  # while draining, _push must not arm timers: the finally clause does
         heap = self._heap
         loop = self._loop
         try:
-            if self._virtual:
-                self._drain_virtual(loop, heap)  # type: ignore[arg-type]
-            else:
-                now = loop.time()  # type: ignore[union-attr]
-                while heap and heap[0][0] <= now:
-                    self._deliver(heappop(heap)[2], now)
+            now = loop.time()  # type: ignore[union-attr]
+            deliver = self._deliver
+            while heap and heap[0][0] <= now:
+                deliver(heappop(heap)[2], now)
         finally:
             self._timer_when = INF
             if heap:
@@ -527,20 +528,6 @@ class Network:
                 for fut in waiters:
                     if not fut.done():
                         fut.set_result(None)
-
-    def _drain_virtual(self, loop: VirtualTimeEventLoop, heap: list[tuple[float, int, Message]]) -> None:
-        deliver = self._deliver
-        ready = loop._ready  # type: ignore[attr-defined]
-        scheduled = loop._scheduled  # type: ignore[attr-defined]
-        while heap:
-            when = heap[0][0]
-            now = loop._now
-            if when > now:
-                # Jump ahead only if the loop has nothing to do before `when`.
-                if ready or loop._stopping or (scheduled and scheduled[0]._when <= when):  # type: ignore[attr-defined]
-                    return
-                loop._now = now = when
-            deliver(heappop(heap)[2], now)
 
     def _deliver(self, msg: Message, now: float) -> None:
         ch = msg.channel
@@ -554,8 +541,7 @@ class Network:
                 return
         self.delivered += 1
         if self._tr_deliver:
-            rows = self.trace._rows
-            rows.append((len(rows), now, "deliver", ch.src, ch.dst, msg.kind, msg.msg_id, msg.size, msg.note, msg.summary))
+            self._row(now, "deliver", ch.src, ch.dst, msg.kind, msg.msg_id, msg.size, msg.note, msg.summary)
         handler = node._handler
         if handler is not None:
             handler(msg)

@@ -107,6 +107,14 @@ class Trace(CanonicalLines):
         rows = self._rows
         rows.append((len(rows), float(t), ev, src, dst, kind, msg_id, size, reason, data))
 
+    def append(
+        self, t: float, ev: str, src: str | None, dst: str | None, kind: str | None, msg_id: int | None,
+        size: int | None, reason: str | None, data: Any,
+    ) -> None:
+        """Append a record of a kind the caller has already checked is selected (the kernel's hot path)."""
+        rows = self._rows
+        rows.append((len(rows), t, ev, src, dst, kind, msg_id, size, reason, data))
+
     def user(self, t: float, name: str, data: Any = None, node: str | None = None) -> None:
         """Record a user event."""
         self.record(t, "user", node, None, name, None, None, None, data)
