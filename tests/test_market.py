@@ -189,3 +189,5 @@ def test_day_with_storage_decided_in_one_height() -> None:
     assert cool_16 > 100  # cooling storage covers hour 16, infeasible on its own with storage idle
     v = [e.item.verdict for e in res.log if isinstance(e.item, Verified)]
     assert v and all(x.accepted and len(x.prices) == 96 for x in v)
+    # each hub checks its day (flows and states of charge) on its own day model at the 96 prices
+    assert len(m["hub_checks"]) == 12 and all(c["accepted"] for c in m["hub_checks"].values())

@@ -231,9 +231,10 @@ def market_summary(source: MarketPayloads, digest: str | None) -> dict[str, Any]
 
 def _day_hubs(tc: Any, nlp: Any, plan: Any, prices: Mapping[str, float]) -> dict[str, Any]:
     """Per hub over the day (``hub[h, t]``, prices ``elec_balance[t]``, ``heat_balance[z, t]``): purchases and
-    payment summed over the hours (a hub's own check needs its model with storage over the day: not run)."""
+    payment summed over the hours, and its own check on its own day model (storage active)."""
     x = {n: float(v) for n, v in zip(nlp.x_names, plan.x)}
     payments, buys = {}, {}
+    checks = {str(h): _own_day_check(tc, h, x, prices) for h in tc.hub_ids}
     for h in tc.hub_ids:
         hub, z = tc.hub(h), tc.zone_of(h)
         total = {"gas": 0.0, "elec": 0.0, "heat": 0.0}
@@ -245,7 +246,33 @@ def _day_hubs(tc: Any, nlp: Any, plan: Any, prices: Mapping[str, float]) -> dict
             for c in total:
                 total[c] += buy[c]
         buys[str(h)], payments[str(h)] = total, pay
-    return {"purchases": buys, "payments": payments, "hub_checks": {}}
+    return {"purchases": buys, "payments": payments, "hub_checks": checks}
+
+
+def _own_day_check(tc: Any, h: int, x: Mapping[str, float], prices: Mapping[str, float]) -> dict[str, Any]:
+    """Hub ``h``'s own check of its day: its allocation (flows and states of charge) a KKT point of its own day
+    model at the hours' prices (gas at the tariff)."""
+    # heavy (Pyomo, CasADi, scipy): loaded only when a real market is run
+    from poso_sim.cases.trading.day import build_hub_day_model
+    from poso_sim.kkt.prices import own_check
+    from poso_sim.nlp import compile_nlp
+
+    own = compile_nlp(build_hub_day_model(tc, h))
+    z = tc.zone_of(h)
+    values = {}
+    for t in range(1, 25):
+        values.update({f"price[gas,{t}]": tc.tariff(t)[0], f"price[elec,{t}]": prices[f"elec_balance[{t}]"],
+                       f"price[heat,{t}]": prices[f"heat_balance[{z},{t}]"]})
+    own = own.with_data(values)
+
+    def market_name(n: str) -> str:
+        if n.startswith("hub["):
+            t, rest = n[4:].split("]", 1)
+            return f"hub[{h},{t}]{rest}"
+        return f"soc[{h},{n[4:]}"  # soc[node,t] -> soc[h,node,t]
+
+    cert = own_check(own, [x[market_name(n)] for n in own.x_names])
+    return {"accepted": cert.accepted, "reasons": list(cert.reasons[:2])}
 
 
 def _hubs(case: str, nlp: Any, plan: Any, prices: Mapping[str, float]) -> dict[str, Any]:

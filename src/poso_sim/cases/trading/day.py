@@ -23,10 +23,10 @@ from typing import Any
 
 import pyomo.environ as pyo
 
-from .model import add_hub
+from .model import TRADED, add_hub
 from .schema import HOURS, STORAGE, TradingCase
 
-__all__ = ["build_day_model", "storage_devices"]
+__all__ = ["build_day_model", "build_hub_day_model", "storage_devices"]
 
 
 def storage_devices(case: TradingCase) -> list[tuple[int, Any]]:
@@ -54,23 +54,7 @@ def build_day_model(case: TradingCase, variant: str = "true") -> pyo.ConcreteMod
     m.ZONES = pyo.Set(initialize=case.zones, ordered=True)
     m.hub = pyo.Block(m.HUBS, m.T, rule=lambda b, k, t: add_hub(b, case.hub(k), t))
     stores = storage_devices(case)
-    for k, d in stores:
-        for t in m.T:
-            _free_storage(m.hub[k, t], d)
-    idx = [(k, d.node) for k, d in stores]
-    dev = {(k, d.node): d for k, d in stores}
-    m.STORES = pyo.Set(initialize=idx, dimen=2, ordered=True)
-    m.soc = pyo.Var(m.STORES, m.T, bounds=lambda _m, k, n, t: (dev[k, n].soc_min, dev[k, n].soc_max),
-                    initialize=lambda _m, k, n, t: _start(dev[k, n]))
-
-    def soc_rule(_m: Any, k: int, n: int, t: int) -> Any:
-        d = dev[k, n]
-        before = _start(d) if t == 1 else _m.soc[k, n, t - 1]
-        charge, discharge = _m.hub[k, t].flow[d.input], _m.hub[k, t].flow[d.out1]
-        return _m.soc[k, n, t] == d.curve.c * before + d.curve.a * charge - discharge / d.curve.b
-
-    m.soc_balance = pyo.Constraint(m.STORES, m.T, rule=soc_rule)
-    m.soc_end = pyo.Constraint(m.STORES, rule=lambda _m, k, n: _m.soc[k, n, HOURS] >= _start(dev[k, n]))
+    _add_storage(m, {(k, d.node): d for k, d in stores}, lambda key, t: m.hub[key[0], t])
     hs = case.heat_sources
     m.grid = pyo.Var(m.T, bounds=lambda _m, t: (0.0, case.grid_cap(t)), initialize=0.0)
     m.heat_source = pyo.Var(m.ZONES, m.T, bounds=lambda _m, z, t: (0.0, hs.capacity[z - 1]), initialize=0.0)
@@ -90,6 +74,49 @@ def build_day_model(case: TradingCase, variant: str = "true") -> pyo.ConcreteMod
     m.cost_heat = pyo.Expression(expr=hs.price * sum(m.heat_source[z, t] for z in m.ZONES for t in m.T))
     m.total_cost = pyo.Expression(expr=m.cost_gas + m.cost_plants + m.cost_grid + m.cost_heat)
     m.obj = pyo.Objective(expr=m.total_cost, sense=pyo.minimize)
+    return m
+
+
+def _add_storage(m: Any, dev: dict[Any, Any], block: Any) -> None:
+    """Each store of ``dev`` (key -> device) active over the day: its flows freed on ``block(key, t)``, its
+    state of charge ``soc[key..., t]`` within the SOC limits, ``soc_balance`` per hour, ``soc_end``."""
+    for key, d in dev.items():
+        for t in m.T:
+            _free_storage(block(key, t), d)
+    keys = list(dev)
+    dimen = len(keys[0]) if keys and isinstance(keys[0], tuple) else 1
+    m.STORES = pyo.Set(initialize=keys, dimen=dimen, ordered=True)
+
+    def key_of(idx: tuple) -> Any:
+        return idx if dimen > 1 else idx[0]
+
+    m.soc = pyo.Var(m.STORES, m.T, bounds=lambda _m, *i: (dev[key_of(i[:-1])].soc_min, dev[key_of(i[:-1])].soc_max),
+                    initialize=lambda _m, *i: _start(dev[key_of(i[:-1])]))
+
+    def soc_rule(_m: Any, *i: Any) -> Any:
+        key, t = key_of(i[:-1]), i[-1]
+        d = dev[key]
+        before = _start(d) if t == 1 else _m.soc[(*i[:-1], t - 1)]
+        b = block(key, t)
+        return _m.soc[i] == d.curve.c * before + d.curve.a * b.flow[d.input] - b.flow[d.out1] / d.curve.b
+
+    m.soc_balance = pyo.Constraint(m.STORES, m.T, rule=soc_rule)
+    m.soc_end = pyo.Constraint(m.STORES, rule=lambda _m, *i: _m.soc[(*i, HOURS)] >= _start(dev[key_of(i)]))
+
+
+def build_hub_day_model(case: TradingCase, hub: int) -> pyo.ConcreteModel:
+    """One hub's own problem over the day (its storage active), the hour's prices as parameters
+    (``price[c, t]`` for gas, elec, heat): all a hub needs for its own check of a day's proposal. Its variables are
+    the market's ``hub[h, t].flow[b]`` as ``hub[t].flow[b]`` and ``soc[h, node, t]`` as ``soc[node, t]``."""
+    h = case.hub(hub)
+    m = pyo.ConcreteModel(name=f"trading-hub{hub}-day")
+    m.T = pyo.Set(initialize=range(1, HOURS + 1), ordered=True)
+    m.price = pyo.Param(TRADED, m.T, mutable=True, initialize=0.0)
+    m.hub = pyo.Block(m.T, rule=lambda b, t: add_hub(b, h, t))
+    _add_storage(m, {d.node: d for d in h.devices_of(*STORAGE)}, lambda key, t: m.hub[t])
+    m.cost = pyo.Expression(expr=sum(m.price[c, t] * m.hub[t].buy[c] for c in TRADED for t in m.T)
+                            + sum(m.hub[t].own_cost for t in m.T))
+    m.obj = pyo.Objective(expr=m.cost, sense=pyo.minimize)
     return m
 
 
