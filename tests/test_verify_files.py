@@ -252,6 +252,32 @@ def test_a_huge_file_is_refused_unread_in_bounded_memory(tiny_file, tmp_path) ->
     assert time.process_time() - t0 < 2.0 and peak < 32 << 20
 
 
+@pytest.mark.parametrize("where", ["names", "arrays"])
+def test_a_huge_header_is_read_no_further_than_its_metadata(tiny_file, tmp_path, where) -> None:
+    """A 48 MB header: of names after the metadata (refused on the file's size, as the tiny problem cannot justify
+    it), or of arrays before it (the metadata out of reach: a corrupt header). Either way at most about a MiB of
+    it is read."""
+    header, payload = _split(tiny_file[1])
+    filler = ["n" * 40] * 1_000_000
+    if where == "names":
+        header = {**header, "x_names": filler}
+    else:
+        header = {**header, "arrays": header["arrays"] + [{"dtype": "<f8", "length": 0, "name": s, "offset": 0}
+                                                          for s in filler[:600_000]]}
+    f = tmp_path / "big-header.sol"
+    f.write_bytes(_assemble(json.dumps(header, sort_keys=True).encode(), payload))
+    assert f.stat().st_size > 40 << 20
+    tracemalloc.start()
+    try:
+        rc, out, err = _run(f)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    _one_clean_line(rc, out, err)
+    assert ("refused unread" if where == "names" else "metadata must lie within the first") in err, err
+    assert peak < 24 << 20, peak
+
+
 def test_the_reported_files_through_the_command(tiny_file, tmp_path) -> None:
     """The three files of the report, through `python -m poso_sim verify F --json` in a fresh process."""
     header, payload = _split(tiny_file[1])

@@ -21,7 +21,7 @@ from poso_sim.errors import PosoError, ProblemMismatchError, SolutionFileError
 from poso_sim.kkt.certificate import Tolerances
 from poso_sim.kkt.check import checker_for
 from poso_sim.kkt.origin import case_to_check, check_same_problem
-from poso_sim.nlp.solution import check_integrity, declared_size, load_solution, read_header, size_limit
+from poso_sim.nlp.solution import check_integrity, load_solution, read_header, size_limit
 
 __all__ = ["add_verify_parser", "run_verify", "main", "EXIT_MISMATCH"]
 
@@ -93,7 +93,7 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, str, float, float]:
     try:
         check_same_problem(_Claimed(meta), problem, case)
     except ProblemMismatchError:
-        check_integrity(args.file, max_bytes=declared_size(header))
+        check_integrity(args.file, expected_bytes=header["intact_bytes"])
         raise
     t1 = time.perf_counter()
     sol = load_solution(args.file, max_bytes=size_limit(problem.n, problem.m, [*problem.x_names, *problem.row_names]))

@@ -45,7 +45,6 @@ __all__ = [
     "read_header",
     "size_limit",
     "check_integrity",
-    "declared_size",
 ]
 
 MAGIC = b"POSO-SIM-SOL\x00\r\n\x1a"
@@ -56,8 +55,8 @@ DIGEST_HEADER = b"poso-sim/solution-digest/v1\n"
 _PREFIX = struct.Struct("<16sIQ")
 _ARRAYS = ("x", "y", "z_L", "z_U")
 _MAX_HEADER = 1 << 30
-#: what :func:`read_header` reads at most (Manchester's header is 0.46 MB)
-_MAX_HEADER_PEEK = 1 << 26
+#: what :func:`read_header` reads of a header at most (the metadata; Manchester's whole header is 0.46 MB)
+_PEEK = 1 << 20
 #: room for a plan's metadata beyond its names in :func:`size_limit`
 _META_ALLOWANCE = 1 << 20
 
@@ -382,11 +381,51 @@ def load_solution(path: str | os.PathLike, *, max_bytes: int | None = None) -> S
     return decode_solution(data, str(p))
 
 
-def read_header(path: str | os.PathLike, *, max_header: int = _MAX_HEADER_PEEK) -> dict:
-    """The JSON header of a solution file (its ``meta`` names the case, the variant and the problem's
-    fingerprint), read without the payload: the prefix, then at most ``max_header`` bytes.
+#: the header's fields up to the metadata, in the canonical (sorted) order the writer uses; the names come later
+_LEADING = ("arrays", "digest", "format_version", "magic", "meta", "payload_bytes")
 
-    Only the header is checked (magic, version, sizes, field types): the checksums need the whole file
+
+def _leading_fields(text: str) -> dict:
+    """The first top-level fields of a JSON object, up to those of :data:`_LEADING`, parsed one value at a time:
+    the rest of the text (the variable and row names) is neither parsed nor needed. ValueError if malformed or
+    cut before them."""
+    dec = json.JSONDecoder()
+    n = len(text)
+
+    def skip(i: int) -> int:
+        while i < n and text[i] in " \t\r\n":
+            i += 1
+        return i
+
+    i = skip(0)
+    if text[i : i + 1] != "{":
+        raise ValueError("not a JSON object")
+    out: dict = {}
+    i += 1
+    while not all(k in out for k in _LEADING):
+        i = skip(i)
+        if text[i : i + 1] == "}":
+            break
+        key, i = dec.raw_decode(text, i)
+        i = skip(i)
+        if not isinstance(key, str) or text[i : i + 1] != ":":
+            raise ValueError("malformed object")
+        out[key], i = dec.raw_decode(text, skip(i + 1))
+        i = skip(i)
+        if text[i : i + 1] == ",":
+            i += 1
+        elif text[i : i + 1] != "}":
+            raise ValueError("malformed object")
+    return out
+
+
+def read_header(path: str | os.PathLike, *, window: int = _PEEK) -> dict:
+    """The leading fields of a solution file's header (``arrays``, ``digest``, ``format_version``, ``magic``,
+    ``meta``, ``payload_bytes``: the metadata names the case, the variant and the problem's fingerprint), reading
+    the prefix and at most ``window`` bytes of the header, so memory stays bounded whatever the file claims.
+    ``header_bytes`` and ``intact_bytes`` (the size of the file if intact) are added.
+
+    Only these fields are checked (magic, version, sizes, types): the names and the checksums need the whole file
     (:func:`load_solution`). Any problem -> :class:`SolutionFileError` naming the file.
     """
     p = Path(path)
@@ -399,33 +438,41 @@ def read_header(path: str | os.PathLike, *, max_header: int = _MAX_HEADER_PEEK) 
             size = os.fstat(fh.fileno()).st_size
             start = fh.read(_PREFIX.size)
             version, hlen = _prefix(start, size or 1 << 62, fail)  # a pipe or device reports no size
-            if hlen > max_header:
-                raise fail(f"header of {hlen} bytes, more than a solution file may have ({max_header})")
-            text = fh.read(hlen)
+            raw = fh.read(min(hlen, window))
     except OSError as exc:
         raise SolutionFileError(f"{p}: cannot read solution file ({exc.strerror or exc})") from None
-    if len(text) < hlen:
+    if len(raw) < min(hlen, window):
         raise fail("truncated solution file")
     try:
-        header = _parse_header(text)
-    except ValueError as exc:
-        raise fail(f"corrupt header ({exc})") from None
-    fault = _header_problem(header, version)
+        head = _leading_fields(raw.decode("utf-8", errors="strict" if hlen <= window else "ignore"))
+    except (ValueError, RecursionError, MemoryError) as exc:
+        more = f" (the metadata must lie within the first {window} bytes)" if hlen > window else ""
+        raise fail(f"corrupt header ({exc.__class__.__name__}){more}") from None
+    if head.get("magic") != HEADER_MAGIC:
+        raise fail("not a poso-sim solution file (bad header magic)")
+    leading = {k: v for k, v in _HEADER_TYPES.items() if k in _LEADING}
+    fault = _typed(head, leading, "", True) or _typed(head["meta"], _META_TYPES, "meta.", False)
+    for i, spec in enumerate(head["arrays"] if not fault else ()):
+        fault = fault or _typed(spec, _ARRAY_TYPES, f"arrays[{i}].", True)
+    if not fault and head["format_version"] != version:
+        fault = "inconsistent format version in header"
     if fault:
         raise fail(fault)
-    return header
+    return {**head, "header_bytes": hlen, "intact_bytes": _PREFIX.size + hlen + max(0, head["payload_bytes"]) + 32}
 
 
-def check_integrity(path: str | os.PathLike, *, max_bytes: int | None = None) -> None:
+def check_integrity(path: str | os.PathLike, *, expected_bytes: int | None = None) -> None:
     """Raise :class:`SolutionFileError` unless the file's trailer checksum covers its bytes (read in chunks: memory
-    stays bounded whatever the size); a file larger than ``max_bytes`` is refused unread. Tells a corrupt file
-    from an intact one whose header is all that has been read (:func:`read_header`)."""
+    stays bounded whatever the size); a file whose size is not ``expected_bytes`` (:func:`read_header`'s
+    ``intact_bytes``) is refused unread. Tells a corrupt file from an intact one of which only the header has been
+    read."""
     p = Path(path)
     try:
         with p.open("rb") as fh:
             size = os.fstat(fh.fileno()).st_size
-            if max_bytes is not None and size > max_bytes:
-                raise SolutionFileError(f"{p}: {size} bytes, more than its header's arrays justify; refused unread")
+            if expected_bytes is not None and size != expected_bytes:
+                raise SolutionFileError(f"{p}: {size} bytes where its header makes {expected_bytes}: corrupt or "
+                                        "truncated; refused unread")
             if size < _PREFIX.size + 32:
                 raise SolutionFileError(f"{p}: truncated solution file")
             h = hashlib.sha256()
@@ -441,14 +488,6 @@ def check_integrity(path: str | os.PathLike, *, max_bytes: int | None = None) ->
         raise SolutionFileError(f"{p}: cannot read solution file ({exc.strerror or exc})") from None
     if left or h.digest() != trailer:
         raise SolutionFileError(f"{p}: corrupt or truncated solution file (checksum mismatch)")
-
-
-def declared_size(header: Mapping[str, Any]) -> int:
-    """:func:`size_limit` of the arrays and names a (type-checked) header declares: the most an intact file with
-    this header may weigh."""
-    lengths = {spec["name"]: max(0, spec["length"]) for spec in header["arrays"]}
-    names = [*header.get("x_names", ()), *header.get("row_names", ())]
-    return size_limit(lengths.get("x", 0), lengths.get("y", 0), names)
 
 
 def size_limit(n: int, m: int, names: Sequence[str] = ()) -> int:
