@@ -46,9 +46,7 @@ class Measures:
     row_viol: np.ndarray  # (m,) scaled violation of g_lb <= g <= g_ub
     bound_viol: np.ndarray  # (n,) scaled violation of x_lb <= x <= x_ub (of x as sent)
     stat: np.ndarray  # (n,) scaled |stationarity residual|
-    stat_raw: np.ndarray  # (n,) signed unscaled residual grad + J^T y - zL + zU
-    stat_scale: np.ndarray  # (n,)
-    sign_x: np.ndarray  # (n,) wrong-signed part of bound multipliers (scaled by stat_scale)
+    sign_x: np.ndarray  # (n,) wrong-signed part of bound multipliers (scaled as stat)
     sign_row: np.ndarray  # (m,) wrong-signed part of row multipliers
     comp_x: np.ndarray  # (n,) z_L (x - lb) + z_U (ub - x)
     comp_row: np.ndarray  # (m,) |y| * slack on the side y's sign points to
@@ -116,7 +114,6 @@ class KKTChecker:
             [np.ones(self.n), np.where(self.lb_fin, np.abs(self.x_lb0), 0.0), np.where(self.ub_fin, np.abs(self.x_ub0), 0.0)]
         )
         self._search = None
-        self.col_order, self.col_keys, self.col_starts = _segments(self.jc, self.n)
         self.row_order, self.row_keys, self.row_starts = _segments(self.jr, self.m)
         self.x_names = list(problem.x_names)
         self.row_names = list(problem.row_names)
@@ -143,12 +140,6 @@ class KKTChecker:
             "g": np.asarray(p.g(x), dtype=float),
             "jv": np.asarray(p.jac(x), dtype=float),
         }
-
-    def _colmax(self, vals: np.ndarray) -> np.ndarray:
-        out = np.zeros(self.n)
-        if self.col_keys.size:
-            out[self.col_keys] = np.maximum.reduceat(vals[self.col_order], self.col_starts)
-        return out
 
     def _rowmax(self, vals: np.ndarray) -> np.ndarray:
         out = np.zeros(self.m)
@@ -212,7 +203,7 @@ class KKTChecker:
         comp_x += np.maximum(zu, 0.0) * (np.maximum(self.x_ub0 - x, 0.0) * self.ub_fin_f)
         comp_row = neg * (np.maximum(g - self.g_lb0, 0.0) * self.glb_ineq_f)
         comp_row += pos * (np.maximum(self.g_ub0 - g, 0.0) * self.gub_ineq_f)
-        return Measures(row_viol, bound_viol, stat, raw, scale, sign_x, sign_row, comp_x, comp_row)
+        return Measures(row_viol, bound_viol, stat, sign_x, sign_row, comp_x, comp_row)
 
     # -- verdict -----------------------------------------------------------------------------------------------------
     def failures(self, ms: Measures, tol: Tolerances) -> dict[str, bool]:

@@ -388,11 +388,6 @@ class InstancePayloads:
         hit = self._find(digest)
         return None if hit is None else hit[1].label
 
-    def height_of(self, digest: str) -> int | None:
-        """The instance (height) a plan was solved for."""
-        hit = self._find(digest)
-        return None if hit is None else hit[0]
-
 
 def check_instances(scenario: Any) -> None:
     """Validate a scenario's instances without writing or compiling anything (raises :class:`InstanceError`)."""

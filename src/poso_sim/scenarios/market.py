@@ -34,6 +34,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
+from poso_sim.common import OK_STATUSES
 from poso_sim.errors import PosoError
 from poso_sim.protocol import Payload
 
@@ -200,7 +201,7 @@ def _solve_nlp(nlp: Any, case: str, what: str) -> Any:
     from poso_sim.solvers.pipeline import make_backend  # the solver only where a plan is made
 
     r = make_backend().solve(nlp, nlp.clip(nlp.x0), options={"tol": 1e-9, "constr_viol_tol": 1e-10})
-    if r.status not in ("optimal", "acceptable"):
+    if r.status not in OK_STATUSES:
         raise PosoError(f"{case}: the {what} clearing did not solve ({r.status})")
     return Solution(x=r.x, y=r.y, z_L=r.z_L, z_U=r.z_U, x_names=nlp.x_names, row_names=nlp.row_names,
                     variant="true", case=case, cost=float(nlp.cost(r.x)), status=r.status,

@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from poso_sim.cases.trading import TradingCase, build_market_model, load_trading_case, market_parameters
+from poso_sim.common import OK_STATUSES
 from poso_sim.errors import ConfigError
 from poso_sim.nlp import compile_nlp
 from poso_sim.solvers.casadi_ipopt import CasadiIpoptBackend
@@ -116,7 +117,7 @@ def clear_market(case: TradingCase | None = None, hour: int = 12) -> Clearing:
         raise ConfigError(str(exc)) from None
     nlp = compile_nlp(build_market_model(case, hour)).with_data(market_parameters(case, hour))
     raw = CasadiIpoptBackend().solve(nlp, nlp.x0, options={"tol": 1e-9})
-    if raw.status not in ("optimal", "acceptable"):
+    if raw.status not in OK_STATUSES:
         raise ConfigError(f"the clearing of hour {hour} did not solve ({raw.status}: {raw.message})")
     return clearing_from_point(nlp, raw.x, raw.y, case, hour, raw.status)
 
