@@ -11,7 +11,8 @@ MODE:
 * ``verify``: one compiled problem verified from ``K`` threads at once (every thread checks the same claims, in
   its own order, ``R`` times), then the optimum with zero multipliers once more on the same checker.
 
-Each run has its own session (so each verifies every plan it sees: the most verifications at once); the plans
+Each run has its own session (so each verifies every plan it sees: the most verifications at once), or with
+``--shared`` all share the default session (its memo of verdicts and plans filled by whichever run gets first); the plans
 come from the solution cache (``POSO_SIM_CACHE_DIR``). Prints one JSON object: per run its scenario, seed,
 log and trace digests and verdicts; per claim its verdicts (``verify``). Exit status 0 unless something raised.
 """
@@ -74,9 +75,9 @@ def _source(session: Any) -> Any:
     return RealPayloads("manchester", session=session)
 
 
-def run_all(mode: str, n: int) -> list[dict[str, Any]]:
+def run_all(mode: str, n: int, shared: bool = False) -> list[dict[str, Any]]:
     from poso_sim.scenarios import arun_scenario, run_scenario
-    from poso_sim.scenarios.session import Session
+    from poso_sim.scenarios.session import Session, default_session
 
     runs = _runs(n)
     if mode == "sequential":
@@ -93,7 +94,7 @@ def run_all(mode: str, n: int) -> list[dict[str, Any]]:
     async def main() -> list[Any]:
         coros = []
         for via, name, seed in jobs:
-            s = Session()
+            s = default_session() if shared else Session()
             if via == "arun":
                 coros.append(arun_scenario(name, payloads=_source(s), seed=seed, session=s))
             else:
@@ -168,11 +169,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--shared", action="store_true", help="every concurrent run in the default session")
     a = ap.parse_args(argv)
     if a.mode == "verify":
         out: Any = verify_threads(a.threads, a.repeat)
     else:
-        out = {"mode": a.mode, "runs": run_all(a.mode, a.runs)}
+        out = {"mode": a.mode, "runs": run_all(a.mode, a.runs, a.shared)}
     json.dump(out, sys.stdout, sort_keys=True)
     sys.stdout.write("\n")
     return 0

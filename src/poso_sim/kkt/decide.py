@@ -398,7 +398,7 @@ class MultiplierSearch:
 
     Safe to use from several threads at once (docs/kernel.md, "What may run concurrently"). What a verification
     writes is its own: a QDLDL factorisation lent from a small pool (:meth:`_factor`) and a HiGHS instance made for
-    it (0.1-0.3 ms, against 20-50 ms for the LP stages it serves). What verifications share - the point cache, the
+    it (under 0.3 ms, against 15-50 ms for the LP stages it serves). What verifications share - the point cache, the
     pool, the whole LP's warm basis - is read and written under ``_lock``, never held while anything is computed.
     """
 
@@ -592,7 +592,6 @@ class MultiplierSearch:
         if status == "infeasible":
             return Decision(False, "lp", exists=False, info=info)
         return Decision(False, "lp", exists=None, info=info)
-
 
 
 def _cacheable(d: Decision) -> bool:
