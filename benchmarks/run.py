@@ -6,7 +6,7 @@ import importlib
 import sys
 
 MODULES = ("bench_solve", "bench_compile", "bench_kkt", "bench_sim", "bench_scenarios", "bench_sweep", "bench_trading",
-           "bench_markets")
+           "bench_markets", "bench_trading_market")
 
 
 def main() -> int:

@@ -102,7 +102,8 @@ def _subset(rng: random.Random, pool: list[str], owner: str) -> Any:
 
 def random_assignment(scn: TradingScenario, seed: int, *, hub_liars: bool = True) -> TradingScenario:
     """A random dishonest assignment on `scn`'s market: a minority of its delegates (0 .. (D-1)//2) with one to
-    three delegate keys each, and (if `hub_liars`) up to two hubs with hub keys or colluding with a liar."""
+    three delegate keys each, and (if `hub_liars`) up to two hubs with hub keys or colluding with a liar; at least
+    one node is dishonest."""
     rng = random.Random(seed)
     dlg, hubs = scn.delegate_names, scn.hub_names
     f = rng.randint(0, (len(dlg) - 1) // 2)
@@ -129,5 +130,7 @@ def random_assignment(scn: TradingScenario, seed: int, *, hub_liars: bool = True
                 opts["demand_ignore"] = _subset(rng, dlg, h)
             else:
                 opts["demand_target"], opts["demand_rate"] = _subset(rng, dlg, h), round(rng.uniform(0.5, 2.0), 3)
-    return scn.with_(behaviours={k: v for k, v in beh.items() if v}, name=f"{scn.name}-random-{seed}",
-                     variants={}, variant=None)
+    beh = {k: v for k, v in beh.items() if v}
+    if not beh:  # an assignment with nobody dishonest is not one: draw again (deterministically)
+        return random_assignment(scn, seed + 1_000_003, hub_liars=hub_liars).with_(name=f"{scn.name}-random-{seed}")
+    return scn.with_(behaviours=beh, name=f"{scn.name}-random-{seed}", variants={}, variant=None)
