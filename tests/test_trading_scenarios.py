@@ -231,3 +231,10 @@ def test_figures_of_the_price_path_and_the_hubs_demands():
     fig2 = plot_hub_demands(res)
     assert len(fig2.get_axes()[0].get_lines()) == len(res.hubs) + 1            # one line per hub, the zero line
     plt.close("all")
+
+
+def test_the_dispatch_runner_names_the_market_runner_for_a_market():
+    from poso_sim.scenarios import run_scenario
+
+    with pytest.raises(ScenarioError, match="trading-12: a trading market: run it with .*run_trading"):
+        run_scenario("trading-12", payloads="stub")

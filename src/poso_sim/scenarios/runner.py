@@ -74,6 +74,7 @@ from poso_sim.protocol import (
     Verify,
     make_committee,
 )
+from poso_sim.errors import ScenarioError
 from poso_sim.sim import Network, Trace, run
 
 from .log import KINDS, Entry, RunLog, item_fields, kind_of, plain
@@ -681,6 +682,8 @@ def _make_runner(
     hooks: dict[str, Any],
 ) -> Runner:
     scn = resolve_scenario(scenario)
+    if not isinstance(scn, Scenario):  # an iterated market (a `hubs:` file) has its own runner
+        raise ScenarioError(f"{scn.name}: a trading market: run it with poso_sim.scenarios.trading_runner.run_trading")
     session = hooks.get("session")
     if (payloads is None or payloads == "real") and scn.instances is not None:
         source: PayloadSource = InstancePayloads(scn.case, resolve_instances(scn) or [], session=session,
