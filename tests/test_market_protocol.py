@@ -29,6 +29,7 @@ from poso_sim.protocol.market_messages import (
     Prices,
     PricesAdopted,
     PricesComputed,
+    ProofChecked,
     Respond,
     ResponseReady,
     Settled,
@@ -130,6 +131,9 @@ def test_an_equivocating_hub_is_excluded_with_the_two_signed_demands_as_proof():
     e.handle(Start(1))
     out = e.handle(MessageReceived("H2", proofs[0][1]))
     assert of(out, HubExcluded)[0].evidence and [s.dst for s in of(out, Send)] == ["H3"]
+    assert of(out, ProofChecked) == [ProofChecked("H2", "H1", 1)]
+    again = e.handle(MessageReceived("H3", EquivocationProof(a, b, "H3")))   # noted, nothing more to do
+    assert again == [ProofChecked("H3", "H1", 1)]
     # the excluded hub gets no prices and is out of the balance
     out = e.handle(TimerExpired(market_timer(1)))
     assert [s.dst for s in of(out, Send)] == ["H2", "H3", "H4"]

@@ -41,6 +41,7 @@ from .market_messages import (
     PricesAdopted,
     PricesComputed,
     PricesReceived,
+    ProofChecked,
     Respond,
     ResponseReady,
     Settled,
@@ -296,6 +297,7 @@ class MarketDelegate:
         if reason is not None:
             out.append(Dropped(reason, src, message=p.kind, signer=d.hub))
             return
+        out.append(ProofChecked(src, d.hub, d.round))
         self._exclude(d.hub, max(d.round, self.round), p, src, out)
 
     # ---- the end of a round: the price update

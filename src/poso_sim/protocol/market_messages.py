@@ -28,7 +28,7 @@ from .messages import VERSION, _Message
 __all__ = [
     "Demand", "ForwardedDemand", "Prices", "EquivocationProof", "MARKET_MESSAGES", "market_message_problem",
     "Respond", "ResponseReady",
-    "DemandMade", "DemandReceived", "HubExcluded", "PricesComputed", "PricesReceived", "PricesAdopted",
+    "DemandMade", "DemandReceived", "HubExcluded", "ProofChecked", "PricesComputed", "PricesReceived", "PricesAdopted",
     "NoPriceMajority", "MarketEnded", "Settled", "MARKET_NOTES",
 ]
 
@@ -265,6 +265,14 @@ class HubExcluded(NamedTuple):
     second: tuple[float, ...] = ()
 
 
+class ProofChecked(NamedTuple):
+    """A delegate checked an equivocation proof from `src` against `hub` (both signatures valid)."""
+
+    src: NodeId
+    hub: NodeId
+    round: int
+
+
 class PricesComputed(NamedTuple):
     """A delegate's price update after `round` (update number `n`): the new prices (gas, electricity, heat per
     zone), the norm of the change, the end flag, the hubs in the balance and those counted from an older demand."""
@@ -318,7 +326,7 @@ class Settled(NamedTuple):
     demand: tuple[float, float, float]
 
 
-MARKET_NOTES = (DemandMade, DemandReceived, HubExcluded, PricesComputed, PricesReceived, PricesAdopted,
+MARKET_NOTES = (DemandMade, DemandReceived, HubExcluded, ProofChecked, PricesComputed, PricesReceived, PricesAdopted,
                 NoPriceMajority, MarketEnded, Settled)
 
 for _cls in MARKET_NOTES:  # equal only to a note of the same type, like the dispatch's notes
