@@ -191,3 +191,10 @@ def test_day_with_storage_decided_in_one_height() -> None:
     assert v and all(x.accepted and len(x.prices) == 96 for x in v)
     # each hub checks its day (flows and states of charge) on its own day model at the 96 prices
     assert len(m["hub_checks"]) == 12 and all(c["accepted"] for c in m["hub_checks"].values())
+
+
+def test_market_labels_have_no_stub_plans() -> None:
+    from poso_sim.errors import PosoError
+
+    with pytest.raises(PosoError, match="no stub plan labelled 'price_up_1'.*real payloads"):
+        run_scenario("trading-poso-price-up-1", payloads="stub")

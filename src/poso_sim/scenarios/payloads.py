@@ -117,6 +117,16 @@ class StubPayloads:
     def payloads(self, height: int) -> Mapping[str, Payload]:
         return self._payloads
 
+    def prepare(self, labels: Iterable[str] = LABELS) -> dict[str, Payload]:
+        """The stub plans of ``labels``; a label without one (a market's: ``price_up_1``, ...) is a one-line error
+        rather than a run in which the dishonest leader silently sends the honest plan."""
+        labels = [lbl for lbl in labels if lbl is not None]  # None: a member that gets no proposal at all
+        for lbl in labels:
+            if lbl not in self._payloads:
+                raise PosoError(f"no stub plan labelled {lbl!r} (stub labels: {', '.join(LABELS)}); "
+                                "run it with real payloads")
+        return {lbl: self._payloads[lbl] for lbl in labels}
+
     def digest(self, label: str) -> str:
         return self._payloads[label].digest
 
