@@ -374,3 +374,16 @@ def test_slsqp_from_the_references_start_point_reaches_the_same_optima(case, res
         r = minimize(nlp.f, nlp.x0, jac=nlp.grad, bounds=bounds, constraints=cons, method="SLSQP",
                      options={"maxiter": 300, "ftol": 1e-10})
         assert r.fun == pytest.approx(responder.cost(hub, prices), rel=1e-7), hub
+
+
+def test_the_convex_relaxation_proves_the_answers_and_the_clearing_global_at_non_negative_prices(case, responder):
+    """Converter outputs at most their curves is a convex problem whose optimum bounds the cost from below: where it
+    meets the answer's cost, non-convexity costs nothing. At a negative heat price it does not (heat is dumped)."""
+    from poso_sim.solvers.trading import clear_market
+
+    for prices in (case.initial_prices(12), (318.0, 619.17, 176.36), (318.0, 1500.0, 10.0)):
+        for hub in (1, 5, 6, 8):
+            assert abs(responder.optimality_gap(hub, prices)) < 1e-6, (hub, prices)
+    assert max(responder.optimality_gap(h, (318.0, 50.0, -50.0)) for h in case.hub_ids) > 1_000.0
+    clearing = clear_market(case, 12, check_global=True)
+    assert abs(clearing.cost - clearing.lower_bound) < 1e-8 * clearing.cost  # Ipopt relaxes the bounds by 1e-8

@@ -99,23 +99,44 @@ def add_buses(b: Any, h: TradingHub) -> None:
     )
 
 
-def add_converters(b: Any, h: TradingHub) -> None:
-    """Output curves: two-output out1 = a in^2 + c in + e, out2 = b in^2 + d in + f; one-output out = b in^2 + c in + d."""
-    conv = {d.node: d for d in h.devices_of(*TWO_OUTPUT, *ONE_OUTPUT)}
-    two = [n for n, d in conv.items() if d.type in TWO_OUTPUT]
-
-    def out1(_b, n):
-        d, x = conv[n], _b.flow[conv[n].input]
+def _curves(h: TradingHub) -> dict[tuple[int, int], tuple[Any, float, float, float]]:
+    """{(node, output 1|2): (device, quad, lin, const)} of every converter output."""
+    out = {}
+    for d in h.devices_of(*TWO_OUTPUT, *ONE_OUTPUT):
         k = d.curve
-        quad, lin, const = (k.a, k.c, k.e) if d.type in TWO_OUTPUT else (k.b, k.c, k.d)
-        return _b.flow[d.out1] == quad * x**2 + lin * x + const
+        if d.type in TWO_OUTPUT:
+            out[d.node, 1] = (d, k.a, k.c, k.e)
+            out[d.node, 2] = (d, k.b, k.d, k.f)
+        else:
+            out[d.node, 1] = (d, k.b, k.c, k.d)
+    return out
 
-    def out2(_b, n):
-        d, x = conv[n], _b.flow[conv[n].input]
-        return _b.flow[d.out2] == d.curve.b * x**2 + d.curve.d * x + d.curve.f
 
-    b.conv_out1 = pyo.Constraint(sorted(conv), rule=out1)
-    b.conv_out2 = pyo.Constraint(two, rule=out2)
+def add_converters(b: Any, h: TradingHub, relaxed: bool = False) -> None:
+    """Output curves: two-output out1 = a in^2 + c in + e, out2 = b in^2 + d in + f; one-output out = b in^2 + c in + d.
+
+    ``relaxed``: each output at most its curve (out <= curve), a convex set when every curve is concave: the
+    relaxation's optimum bounds the problem's from below (:func:`build_hub_model`)."""
+    curves = _curves(h)
+    if relaxed:
+        bad = [(n, k) for (n, k), (_d, quad, _l, _c) in curves.items() if quad > 0]
+        if bad:
+            raise ValueError(f"hub {h.id}: the relaxation is convex only for concave curves; node {bad[0][0]}'s "
+                             f"output {bad[0][1]} is convex")
+
+    def rule(k: int):
+        def curve(_b, n):
+            d, quad, lin, const = curves[n, k]
+            x, out = _b.flow[d.input], _b.flow[d.out1 if k == 1 else d.out2]
+            expr = quad * x**2 + lin * x + const
+            return out <= expr if relaxed else out == expr
+        return curve
+
+    conv = sorted({n for n, _k in curves})
+    two = sorted(n for n, k in curves if k == 2)
+
+    b.conv_out1 = pyo.Constraint(conv, rule=rule(1))
+    b.conv_out2 = pyo.Constraint(two, rule=rule(2))
 
 
 def add_purchases_and_cost(b: Any, h: TradingHub) -> None:
@@ -129,30 +150,36 @@ def add_purchases_and_cost(b: Any, h: TradingHub) -> None:
         b.own_cost = pyo.Expression(expr=p.curve.b * b.flow[p.out1] ** 2 + p.curve.c * b.flow[p.out1])
 
 
-def add_hub(b: Any, h: TradingHub, hour: int) -> None:
+def add_hub(b: Any, h: TradingHub, hour: int, relaxed: bool = False) -> None:
     """Every component of one hub on the block ``b``."""
     add_hour_data(b, h, hour)
     add_flows(b, h)
     add_buses(b, h)
-    add_converters(b, h)
+    add_converters(b, h, relaxed)
     add_purchases_and_cost(b, h)
 
 
 # ------------------------------------------------------------------------------------------------ models
-def build_hub_model(case: TradingCase, hub: int, hour: int = 12) -> pyo.ConcreteModel:
-    """The best response of ``hub``: minimise its payment at ``price[c]`` plus its plant's cost (round-1 prices)."""
+def build_hub_model(case: TradingCase, hub: int, hour: int = 12, *, relaxed: bool = False) -> pyo.ConcreteModel:
+    """The best response of ``hub``: minimise its payment at ``price[c]`` plus its plant's cost (round-1 prices).
+
+    ``relaxed=True``: the converters' outputs at most their curves, a convex problem whatever the prices (the
+    objective is linear in the purchases plus the plant's convex b P^2 + c P): its optimum is a lower bound that
+    proves a best response globally optimal when they meet."""
     h = case.hub(hub)
-    m = pyo.ConcreteModel(name=f"trading-hub{hub}")
+    m = pyo.ConcreteModel(name=f"trading-hub{hub}{'-relaxed' if relaxed else ''}")
     m.price = pyo.Param(TRADED, mutable=True, initialize=dict(zip(TRADED, case.initial_prices(hour))))
-    add_hub(m, h, hour)
+    add_hub(m, h, hour, relaxed)
     m.cost = pyo.Expression(expr=sum(m.price[c] * m.buy[c] for c in TRADED) + m.own_cost)
     m.obj = pyo.Objective(expr=m.cost, sense=pyo.minimize)
     m.nlp_expressions = ("cost",)
     return m
 
 
-def build_market_model(case: TradingCase, hour: int = 12, variant: str = "true") -> pyo.ConcreteModel:
-    """The centralised clearing of ``hour``: every hub, the grid, the zone heat sources (docs/cases/trading.md)."""
+def build_market_model(case: TradingCase, hour: int = 12, variant: str = "true", *,
+                       relaxed: bool = False) -> pyo.ConcreteModel:
+    """The centralised clearing of ``hour``: every hub, the grid, the zone heat sources (docs/cases/trading.md).
+    ``relaxed=True``: the converters' outputs at most their curves (convex: a lower bound on the clearing's cost)."""
     if variant != "true":
         raise ValueError(f"unknown variant {variant!r}")
     m = pyo.ConcreteModel(name=f"trading-market-h{hour}")
@@ -162,7 +189,7 @@ def build_market_model(case: TradingCase, hour: int = 12, variant: str = "true")
     m.grid_cap = pyo.Param(mutable=True, initialize=case.grid_cap(hour))
     m.HUBS = pyo.Set(initialize=case.hub_ids, ordered=True)
     m.ZONES = pyo.Set(initialize=case.zones, ordered=True)
-    m.hub = pyo.Block(m.HUBS, rule=lambda b, k: add_hub(b, case.hub(k), hour))
+    m.hub = pyo.Block(m.HUBS, rule=lambda b, k: add_hub(b, case.hub(k), hour, relaxed))
     hs = case.heat_sources
     m.grid = pyo.Var(bounds=(0.0, m.grid_cap), initialize=0.0)
     m.heat_source = pyo.Var(m.ZONES, bounds=lambda _m, z: (0.0, hs.capacity[z - 1]), initialize=0.0)

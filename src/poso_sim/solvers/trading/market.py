@@ -11,6 +11,7 @@ Prices are :class:`Prices`: one gas price, one electricity price, one heat price
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -67,6 +68,7 @@ class Clearing:
     heat_sources: tuple[float, ...]
     cost: float
     status: str = "optimal"
+    lower_bound: float | None = None  # the convex relaxation's optimum, when asked for (clear_market(check_global))
 
 
 #: an imbalance the iteration may end with: it stops when the price change is below 1e-3, i.e. when the excess
@@ -108,18 +110,33 @@ def clearing_from_point(nlp: Any, x: np.ndarray, y: np.ndarray, case: TradingCas
     return Clearing(hour, Prices(gas, elec, heat), allocation, value("grid"), sources, cost, status)  # type: ignore[arg-type]
 
 
-def clear_market(case: TradingCase | None = None, hour: int = 12) -> Clearing:
-    """Solve the clearing problem of ``hour`` (CasADi's Ipopt from the case's start point) and read its prices."""
+def clear_market(case: TradingCase | None = None, hour: int = 12, *, check_global: bool = False) -> Clearing:
+    """Solve the clearing problem of ``hour`` (CasADi's Ipopt from the case's start point) and read its prices.
+
+    ``check_global``: also solve the convex relaxation (converter outputs at most their curves) and keep its optimum
+    as ``lower_bound``: the clearing is the global optimum when its cost meets it."""
     case = case or load_trading_case()
     try:
         case.check_hour(hour)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    nlp = compile_nlp(build_market_model(case, hour)).with_data(market_parameters(case, hour))
-    raw = CasadiIpoptBackend().solve(nlp, nlp.x0, options={"tol": 1e-9})
+    nlp, raw = _solve_clearing(case, hour, relaxed=False)
+    clearing = clearing_from_point(nlp, raw.x, raw.y, case, hour, raw.status)
+    if check_global:
+        _, relaxed = _solve_clearing(case, hour, relaxed=True)
+        clearing = dataclasses.replace(clearing, lower_bound=float(relaxed.objective))
+    return clearing
+
+
+def _solve_clearing(case: TradingCase, hour: int, relaxed: bool) -> tuple[Any, Any]:
+    model = build_market_model(case, hour, relaxed=relaxed)
+    nlp = compile_nlp(model).with_data(market_parameters(case, hour))
+    options = {"tol": 1e-10, "bound_relax_factor": 0.0} if relaxed else {"tol": 1e-9}  # a bound: no relaxed bounds
+    raw = CasadiIpoptBackend().solve(nlp, nlp.x0, options=options)
     if raw.status not in OK_STATUSES:
-        raise ConfigError(f"the clearing of hour {hour} did not solve ({raw.status}: {raw.message})")
-    return clearing_from_point(nlp, raw.x, raw.y, case, hour, raw.status)
+        what = "relaxed clearing" if relaxed else "clearing"
+        raise ConfigError(f"the {what} of hour {hour} did not solve ({raw.status}: {raw.message})")
+    return nlp, raw
 
 
 def settlement(case: TradingCase, prices: Prices | Sequence[float], demands: Mapping[int, Triple]) -> dict[int, float]:

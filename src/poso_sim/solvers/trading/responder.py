@@ -30,8 +30,10 @@ import numpy as np
 
 from poso_sim.cases.trading import TradingCase, build_hub_model, hub_parameters
 from poso_sim.cases.trading.model import PRICE_PARAMS, TRADED
+from poso_sim.common import OK_STATUSES
 from poso_sim.errors import ConfigError
 from poso_sim.nlp import compile_nlp
+from poso_sim.solvers.casadi_ipopt import CasadiIpoptBackend
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,7 @@ class _Hub:
     p: np.ndarray
     last: dict[str, np.ndarray] | None = None
     anchor: dict[str, np.ndarray] | None = None
+    relaxed: Any = None  # the convex relaxation's compiled problem, made on first use
     solves: int = 0
     iterations: int = 0  # of the last solve
 
@@ -178,6 +181,24 @@ class HubResponder:
         p = e.p.copy()
         p[e.price_index] = prices
         return float(e.nlp.with_data(p).f(x))
+
+    def lower_bound(self, hub: int, prices: Triple) -> float:
+        """The optimum of the hub's convex relaxation at ``prices`` (converter outputs at most their curves): a lower
+        bound on its cost that any local solver reaches. A best response whose cost meets it is globally optimal."""
+        e = self._entry(hub)
+        if e.relaxed is None:
+            model = build_hub_model(self.case, hub, self.hour, relaxed=True)
+            e.relaxed = compile_nlp(model).with_data(hub_parameters(self.case, hub, self.hour))
+        nlp = e.relaxed.with_data(dict(zip(PRICE_PARAMS, (float(v) for v in prices))))
+        # Ipopt's default relaxes every bound by 1e-8 relative, enough to put a bound 1e-3 below the optimum
+        raw = CasadiIpoptBackend().solve(nlp, nlp.x0, options={"tol": 1e-10, "bound_relax_factor": 0.0})
+        if raw.status not in OK_STATUSES:
+            raise BestResponseError(f"hub {hub}: the relaxation at prices {tuple(prices)} failed ({raw.status})")
+        return float(raw.objective)
+
+    def optimality_gap(self, hub: int, prices: Triple) -> float:
+        """The best response's cost minus the relaxation's lower bound (about 0: the answer is the global optimum)."""
+        return self.cost(hub, prices) - self.lower_bound(hub, prices)
 
     def reset(self) -> None:
         """Forget the previous answers (``warm_start="previous"``: the next call of each hub starts from the anchor
