@@ -257,9 +257,9 @@ def test_edge_solver_prices_are_valid_but_not_the_settlement(edge) -> None:
     must send :func:`settle`'s proposal."""
     nlp, sol, proposal = edge
     p = sol.y[row(nlp, "elec_balance")]
-    assert 0.6 - 1e-6 < p < 0.72 + 1e-6
-    if abs(p - 0.66) > 1e-3:
-        assert not verify(nlp, sol).accepted
+    assert 0.6 - 1e-6 < p < 0.72 + 1e-6 and abs(p - 0.66) > 1e-3  # Ipopt lands near the tariff's end
+    c = verify(nlp, sol)
+    assert not c.accepted and c.decided_by == "price"
     assert verify(nlp, proposal).accepted
 
 
@@ -283,3 +283,27 @@ def test_hub_own_check_at_the_proposed_prices(base, h) -> None:
     wrong = own.with_data({**prices, "p_elec": prices["p_elec"] * 1.1})
     c2 = own_check(wrong, x_own)
     assert not c2.accepted
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_prices_property_inside_tolerance_accepted_outside_interval_rejected(base, edge, seed) -> None:
+    """Random price vectors around the settlement prices: each price within a tenth of tol.price of its
+    settlement price is accepted (if all are); any price outside its valid interval is rejected, by the stage
+    price, naming that row; the point alone stays acceptable to the dispatch's certificate."""
+    rng = np.random.default_rng(seed)
+    tol = Tolerances()
+    for nlp, _sol, proposal in (base, edge):
+        idx = KKTChecker(nlp).priced
+        rows = {r["name"]: r for r in verify(nlp, proposal).prices["rows"]}
+        for _ in range(4):
+            y = np.array(proposal.y)
+            close = rng.uniform(-0.1, 0.1, idx.size) * tol.price * np.maximum(1.0, np.abs(y[idx]))
+            y[idx] += close
+            assert verify(nlp, proposal.with_multipliers(y=y)).accepted
+            k = int(rng.integers(idx.size))
+            r = rows[nlp.row_names[idx[k]]]
+            side = rng.choice([-1.0, 1.0])
+            y[idx[k]] = (r["high"] if side > 0 else r["low"]) + side * rng.uniform(1e-4, 0.05)
+            c = verify(nlp, proposal.with_multipliers(y=y))
+            assert not c.accepted and c.decided_by == "price"
+            assert any(x.startswith(f"price: {r['name']} proposed") and "outside" in x for x in c.reasons)
