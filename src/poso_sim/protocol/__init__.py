@@ -23,7 +23,7 @@ from .behaviours import (
     TrickIgnore,
     from_reference_keys,
 )
-from .delegate import Delegate, Exclusion, RoundState, leader_for, round_timer
+from .delegate import MEASURED, Delegate, DelegateStatus, Exclusion, RoundState, VerifyCost, leader_for, round_timer
 from .events import (
     HEIGHT_ENDS,
     Abandoned,
@@ -90,6 +90,7 @@ __all__ = [
     "HEIGHT_ENDS",
     # machines
     "Delegate", "NormalNode", "RoundState", "Exclusion", "leader_for", "round_timer", "height_timer",
+    "DelegateStatus", "VerifyCost", "MEASURED",
     # behaviours
     "Behaviour", "BehavingDelegate", "FollowerIgnore", "FollowerError", "FollowerFeasible", "FollowerCollusion",
     "TrickIgnore", "TrickError", "LeaderSends", "Equivocate", "ForgedMultipliers", "Delay", "Crash", "Silence",

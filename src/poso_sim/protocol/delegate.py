@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Literal, Mapping, Sequence, Union
 
 from .events import (
     Abandoned,
@@ -58,6 +58,17 @@ UNSIGNED_PROOF = "proof without signatures"
 UNEXPECTED = "unexpected"
 #: the reason of the verdict on a plan signed for another instance than its height's (no verification needed)
 WRONG_INSTANCE = "wrong instance"
+
+#: A delegate's state in its current height (`Delegate.status`).
+DelegateStatus = Literal["idle", "running", "decided", "gave_up"]
+IDLE: DelegateStatus = "idle"
+RUNNING: DelegateStatus = "running"
+DECIDED: DelegateStatus = "decided"
+GAVE_UP: DelegateStatus = "gave_up"
+
+#: What a verification costs in virtual time: fixed seconds, or the measured CPU time of the check.
+VerifyCost = Union[float, Literal["measured"]]
+MEASURED: Literal["measured"] = "measured"
 
 
 def leader_for(
@@ -128,7 +139,7 @@ class Delegate:
         case_id: str,
         window: float = 5.3,
         signatures: bool = True,
-        verify_cost: float | str | None = 0.0,
+        verify_cost: VerifyCost | None = 0.0,
         rotate_heights: bool = False,
         max_rounds: int | None = None,
         buffer_limit: int = 256,
@@ -147,7 +158,7 @@ class Delegate:
         self.window = float(window)
         self.signatures = signatures
         self.signer = Signer(keys, signatures)
-        if verify_cost == "measured" or verify_cost is None:
+        if verify_cost == MEASURED or verify_cost is None:
             self.verify_charge: float | None = None
         else:
             self.verify_charge = float(verify_cost)
@@ -169,7 +180,7 @@ class Delegate:
         self.pending: dict[tuple[str, str], list[_Copy]] = {}
         self.height: int | None = None
         self.round = 0
-        self.status = "idle"  # idle | running | decided | gave_up
+        self.status: DelegateStatus = IDLE
         self.rounds: dict[tuple[int, int], RoundState] = {}
         self.decisions: dict[int, Decision] = {}
         self.payloads: dict[tuple[int, int], Mapping[str, Payload]] = {}
@@ -241,14 +252,14 @@ class Delegate:
         if not isinstance(height, int) or height < 1 or (self.height is not None and height <= self.height):
             out.append(Dropped(STALE, event="Start", height=height))
             return
-        if self.status == "running" and self.height is not None:
+        if self.status == RUNNING and self.height is not None:
             out.append(CancelTimer(round_timer(self.height, self.round)))
             out.append(Abandoned(self.height, self.round))
         self.rounds = {k: v for k, v in self.rounds.items() if k[0] >= height - 1}
         self.payloads = {k: v for k, v in self.payloads.items() if k[0] >= height - 1}  # holds solutions
         self.height = height
         self.round = 1
-        self.status = "running"
+        self.status = RUNNING
         self._schedule_excluded = frozenset(self.excluded)
         n_candidates = len([m for m in self.members if m not in self._schedule_excluded]) or len(self.members)
         self._rounds_this_height = self.max_rounds or n_candidates
@@ -271,7 +282,7 @@ class Delegate:
             self._on_message(src, msg, out)
 
     def _on_timer(self, timer_id: Any, out: list[Any]) -> None:
-        if timer_id != round_timer(self.height or 0, self.round) or self.status != "running":
+        if timer_id != round_timer(self.height or 0, self.round) or self.status != RUNNING:
             return  # a stale timer: nothing to do
         assert self.height is not None
         h, r = self.height, self.round
@@ -282,14 +293,14 @@ class Delegate:
             return
         self._exclude(rs.leader, h, r, "timeout: no valid proposal in the window", evidence=False, out=out)
         if r >= self._rounds_this_height:
-            self.status = "gave_up"
+            self.status = GAVE_UP
             out.append(GaveUp(h, r))
             return
         self.round = r + 1
         self._enter_round(out)
 
     def _decide(self, rs: RoundState, digest: str, cost: float, payload: Payload, out: list[Any]) -> None:
-        self.status = "decided"
+        self.status = DECIDED
         dec = Decision.make(
             self.signer,
             height=rs.height,
@@ -319,7 +330,7 @@ class Delegate:
     # ----------------------------------------------------------------------------------------- the leader side
     def _on_solution(self, ev: SolutionReady, out: list[Any]) -> None:
         rs = self.current_round()
-        if rs is None or (ev.height, ev.round) != (rs.height, rs.round) or self.status != "running":
+        if rs is None or (ev.height, ev.round) != (rs.height, rs.round) or self.status != RUNNING:
             out.append(Dropped(STALE, event="SolutionReady"))
             return
         if rs.leader != self.name:
@@ -428,7 +439,7 @@ class Delegate:
         if h < self.height or r < self.round:
             self._drop(out, STALE, src, relay or proposal, **_info(proposal, path))
             return
-        if self.status != "running":
+        if self.status != RUNNING:
             self._drop(out, HEIGHT_CLOSED, src, relay or proposal, **_info(proposal, path))
             return
         rs = self.rounds[(h, r)]
@@ -511,7 +522,7 @@ class Delegate:
             return
         rs = self.rounds.get((p.height, p.round))
         current = (
-            rs is not None and self.status == "running" and (p.height, p.round) == (self.height, self.round)
+            rs is not None and self.status == RUNNING and (p.height, p.round) == (self.height, self.round)
         )
         if copy.via == "own":
             if rs is None or not current:

@@ -26,6 +26,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
+from .delegate import BAD_SIGNATURE, DUPLICATE, MALFORMED, SENDER_MISMATCH, STALE, UNEXPECTED, UNSIGNED_PROOF
 from .events import CancelTimer, Dropped, MessageReceived, Send, Start, StartTimer, TimerExpired
 from .identity import NodeId, Signer, verify_sig
 from .market_messages import (
@@ -173,7 +174,7 @@ class MarketDelegate:
             if event.timer_id == market_timer(self.round) and not self.ended:
                 self._close(self.round, out)
         else:
-            out.append(Dropped("unexpected", event=type(event).__name__))
+            out.append(Dropped(UNEXPECTED, event=type(event).__name__))
         return out
 
     def _open(self, k: int, out: list[Any]) -> None:
@@ -192,19 +193,19 @@ class MarketDelegate:
     def _on_message(self, src: NodeId, msg: Any, out: list[Any]) -> None:
         problem = market_message_problem(msg)
         if problem is not None:
-            out.append(Dropped("malformed", src, detail=problem))
+            out.append(Dropped(MALFORMED, src, detail=problem))
             return
         if isinstance(msg, Demand):
             self._on_demand(src, msg, None, out)
         elif isinstance(msg, ForwardedDemand):
             if src != msg.forwarder or msg.forwarder not in self.delegates or src == self.name:
-                out.append(Dropped("sender mismatch", src, message=msg.kind, delegate=msg.forwarder))
+                out.append(Dropped(SENDER_MISMATCH, src, message=msg.kind, delegate=msg.forwarder))
                 return
             self._on_demand(src, msg.demand, msg, out)
         elif isinstance(msg, EquivocationProof):
             self._on_proof(src, msg, out)
         else:
-            out.append(Dropped("unexpected", src, message=msg.kind))
+            out.append(Dropped(UNEXPECTED, src, message=msg.kind))
 
     def _check_demand(self, src: NodeId, d: Demand, fwd: ForwardedDemand | None, out: list[Any]) -> bool:
         kind = "demand" if fwd is None else "forward"
@@ -214,13 +215,13 @@ class MarketDelegate:
         elif d.hub not in self.zones:
             reason = "not a hub"
         elif fwd is None and src != d.hub:
-            reason = "sender mismatch"
+            reason = SENDER_MISMATCH
         elif not self._signed_by_hub(d):
-            reason = "bad signature"
+            reason = BAD_SIGNATURE
         elif d.hub in self.excluded:
             reason = "excluded hub"
         elif self.ended or (self.round and d.round < self.round):
-            reason = "stale"
+            reason = STALE
         if reason is not None:
             out.append(Dropped(reason, src, message=kind, round=d.round, signer=d.hub))
             return False
@@ -238,7 +239,7 @@ class MarketDelegate:
         st, hub = self.state, d.hub
         key = (hub, src, fwd is not None)  # a hub that is also a delegate sends its own demand and forwards it
         if key in st.seen:
-            out.append(Dropped("duplicate", src, message=d.kind if fwd is None else fwd.kind, round=d.round,
+            out.append(Dropped(DUPLICATE, src, message=d.kind if fwd is None else fwd.kind, round=d.round,
                                signer=hub))
             return
         have = st.copies.get(hub)
@@ -287,13 +288,13 @@ class MarketDelegate:
         d = p.first
         reason = None
         if src != p.reporter or src not in self.delegates:
-            reason = "sender mismatch"
+            reason = SENDER_MISMATCH
         elif not self.signatures:
-            reason = "proof without signatures"
+            reason = UNSIGNED_PROOF
         elif d.market != self.market or d.hub not in self.zones:
             reason = "not a hub of this market"
         elif not (self._signed_by_hub(p.first) and self._signed_by_hub(p.second)):
-            reason = "bad signature"
+            reason = BAD_SIGNATURE
         if reason is not None:
             out.append(Dropped(reason, src, message=p.kind, signer=d.hub))
             return
@@ -380,7 +381,7 @@ class MarketHub:
                             if r >= self.round and v), default=0)
                 out.append(NoPriceMajority(self.round, best))
         else:
-            out.append(Dropped("unexpected", event=type(event).__name__))
+            out.append(Dropped(UNEXPECTED, event=type(event).__name__))
         return out
 
     def _on_response(self, ev: ResponseReady, out: list[Any]) -> None:
@@ -400,23 +401,23 @@ class MarketHub:
 
     def _on_message(self, src: NodeId, msg: Any, out: list[Any]) -> None:
         problem = market_message_problem(msg)
-        reason = problem and "malformed"
+        reason = problem and MALFORMED
         if reason is None and not isinstance(msg, Prices):
-            reason = "unexpected"
+            reason = UNEXPECTED
         elif reason is None:
             if msg.delegate not in self.delegates:
                 reason = "not a delegate"
             elif src != msg.delegate:
-                reason = "sender mismatch"
+                reason = SENDER_MISMATCH
             elif msg.market != self.market:
                 reason = "wrong market"
             elif len(msg.heat) < self.zone:
                 reason = "no price for this hub's zone"
             elif self.signatures and not self.sig_check(
                     None if self.keys is None else self.keys.get(msg.delegate), msg.signature, msg.signing_bytes()):
-                reason = "bad signature"
+                reason = BAD_SIGNATURE
             elif self.done or msg.round < self.round:
-                reason = "stale"
+                reason = STALE
         if reason is not None:
             out.append(Dropped(reason, src, message=getattr(msg, "kind", None), detail=problem,
                                round=getattr(msg, "round", None)))
@@ -425,7 +426,7 @@ class MarketHub:
         out.append(PricesReceived(msg.round, msg.delegate, triple, msg.end))
         votes = self.votes.setdefault(msg.round, {})
         if msg.delegate in votes:
-            out.append(Dropped("duplicate" if votes[msg.delegate] == (triple, msg.end) else "conflicting prices",
+            out.append(Dropped(DUPLICATE if votes[msg.delegate] == (triple, msg.end) else "conflicting prices",
                                src, message=msg.kind, round=msg.round))
             return
         votes[msg.delegate] = (triple, msg.end)

@@ -19,6 +19,7 @@ from .events import (
     StartTimer,
     TimerExpired,
 )
+from .delegate import BAD_SIGNATURE, HEIGHT_CLOSED, MALFORMED, NOT_MEMBER, SENDER_MISMATCH, UNEXPECTED, WRONG_CASE
 from .identity import Committee, NodeId, verify_sig
 from .messages import GENESIS_HASH, Block, Decision, message_problem
 
@@ -79,7 +80,7 @@ class NormalNode:
         elif isinstance(event, TimerExpired):
             self._on_timer(event.timer_id, out)
         else:
-            out.append(Dropped("unexpected", event=type(event).__name__))
+            out.append(Dropped(UNEXPECTED, event=type(event).__name__))
         return out
 
     def _height(self, h: int, out: list[Any]) -> _Height:
@@ -97,32 +98,32 @@ class NormalNode:
     def _on_message(self, src: NodeId, msg: Any, out: list[Any]) -> None:
         problem = message_problem(msg)
         if problem is not None:
-            self._drop(out, "malformed", src, detail=problem)
+            self._drop(out, MALFORMED, src, detail=problem)
             return
         if not isinstance(msg, Decision):
-            self._drop(out, "unexpected", src, message=msg.kind)
+            self._drop(out, UNEXPECTED, src, message=msg.kind)
             return
         if msg.delegate not in self.committee:
-            self._drop(out, "not a member", src, delegate=msg.delegate)
+            self._drop(out, NOT_MEMBER, src, delegate=msg.delegate)
             return
         if src != msg.delegate:
-            self._drop(out, "sender mismatch", src, delegate=msg.delegate)
+            self._drop(out, SENDER_MISMATCH, src, delegate=msg.delegate)
             return
         if self.case_id is not None and msg.case_id != self.case_id:
-            self._drop(out, "wrong case", src)
+            self._drop(out, WRONG_CASE, src)
             return
         if self.signatures and not self.sig_check(
             self.committee.public_key(msg.delegate), msg.signature, msg.signing_bytes()
         ):
-            self._drop(out, "bad signature", src, delegate=msg.delegate)
+            self._drop(out, BAD_SIGNATURE, src, delegate=msg.delegate)
             return
         h = msg.height
         if h <= self.closed_upto:
-            self._drop(out, "height closed", src, height=h)
+            self._drop(out, HEIGHT_CLOSED, src, height=h)
             return
         st = self._height(h, out)
         if st.status != "open":
-            self._drop(out, "height closed", src, height=h)
+            self._drop(out, HEIGHT_CLOSED, src, height=h)
             return
         d = msg.delegate
         if d in st.conflicted:

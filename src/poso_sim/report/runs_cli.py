@@ -12,14 +12,15 @@ import json
 from typing import Any
 
 from poso_sim.errors import PosoError
+from poso_sim.protocol.delegate import MEASURED, VerifyCost
 from poso_sim.report import record_names, render_run, render_table3, table3_json
 
 __all__ = ["add_parsers", "cmd_scenarios", "cmd_run", "cmd_table3"]
 
 
-def _verify_cost(text: str) -> float | str:
-    if text == "measured":
-        return text
+def _verify_cost(text: str) -> VerifyCost:
+    if text == MEASURED:
+        return MEASURED
     try:
         v = float(text)
     except ValueError:

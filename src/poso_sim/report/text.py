@@ -20,6 +20,7 @@ from poso_sim.protocol import (
     Rejected,
     RoundStarted,
 )
+from poso_sim.protocol.delegate import DUPLICATE, HEIGHT_CLOSED, LOOP, STALE
 
 __all__ = ["render_run"]
 
@@ -73,7 +74,7 @@ def render_run(result: Any, *, events: bool = True, max_events: int = 400) -> st
 
 
 #: drop reasons too common to be worth a line (copies arriving late or twice)
-_QUIET_DROPS = ("duplicate", "loop", "height closed", "stale")
+_QUIET_DROPS = (DUPLICATE, LOOP, HEIGHT_CLOSED, STALE)
 
 
 def _event_line(n: str, r: Any, result: Any) -> str | None:

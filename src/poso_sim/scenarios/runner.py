@@ -75,6 +75,7 @@ from poso_sim.protocol import (
     make_committee,
 )
 from poso_sim.errors import ScenarioError
+from poso_sim.protocol.delegate import MEASURED, VerifyCost
 from poso_sim.sim import Network, Trace, run
 
 from .log import KINDS, Entry, RunLog, item_fields, kind_of, plain
@@ -317,7 +318,7 @@ class Runner:
         source: PayloadSource,
         *,
         seed: int | None = None,
-        verify_cost: float | str | None = None,
+        verify_cost: VerifyCost | None = None,
         trace_events: Any = None,
         session: Session | None = None,
         verifier: VerificationService | None = None,
@@ -329,7 +330,7 @@ class Runner:
         self.source = source
         self.seed = scenario.seed if seed is None else int(seed)
         vc = scenario.verify_cost if verify_cost is None else verify_cost
-        self.verify_cost: float | str = vc
+        self.verify_cost: VerifyCost = vc
         self.names = scenario.delegate_names
         self.normals = scenario.normal_names
         self.dishonest = scenario.dishonest
@@ -393,7 +394,7 @@ class Runner:
         )
         self.committee = committee
         n = len(self.names)
-        charge: Any = None if self.verify_cost == "measured" else float(self.verify_cost)
+        charge: Any = None if self.verify_cost == MEASURED else float(self.verify_cost)
         behaviours = scn.behaviour_objects()
         self.machines: dict[str, Any] = {}
         self._timed: set[str] = set()  # nodes whose events carry the virtual time
@@ -677,7 +678,7 @@ def _make_runner(
     scenario: Scenario | str,
     payloads: PayloadSource | str | None,
     seed: int | None,
-    verify_cost: float | str | None,
+    verify_cost: VerifyCost | None,
     trace_events: Any,
     hooks: dict[str, Any],
 ) -> Runner:
@@ -702,7 +703,7 @@ def run_scenario(
     *,
     payloads: PayloadSource | str | None = None,
     seed: int | None = None,
-    verify_cost: float | str | None = None,
+    verify_cost: VerifyCost | None = None,
     trace_path: str | None = None,
     trace_events: Any = None,
     session: Session | None = None,
@@ -735,7 +736,7 @@ async def arun_scenario(
     *,
     payloads: PayloadSource | str | None = None,
     seed: int | None = None,
-    verify_cost: float | str | None = None,
+    verify_cost: VerifyCost | None = None,
     trace_path: str | None = None,
     trace_events: Any = None,
     session: Session | None = None,

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from poso_sim.errors import ConfigError, PosoError, ScenarioError
 from poso_sim.protocol import behaviours as B
+from poso_sim.protocol.delegate import VerifyCost
 from poso_sim.protocol.events import Send
 from poso_sim.protocol.messages import Proposal
 from poso_sim.sim import Constant, LogNormal, Uniform
@@ -210,7 +211,7 @@ class Scenario(_Strict):
     heights: int = Field(1, ge=1, le=10_000)
     seed: int = 0
     signatures: bool = True
-    verify_cost: Union[float, Literal["measured"]] = 0.0
+    verify_cost: VerifyCost = 0.0
     solve_time: Union[Annotated[float, Field(ge=0)], SolveTimeSpec] = 0.0
     instances: Union[list[str], InstancesSpec, None] = None
     rotate_heights: bool = False

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from poso_sim.protocol import Delegate, Payload, SignatureCache, Verdict, Verified
+from poso_sim.protocol.delegate import RUNNING
 from poso_sim.scenarios.model import Scenario
 from poso_sim.scenarios.payloads import PayloadSource, RealPayloads, StubPayloads
 from poso_sim.scenarios.runner import Runner
@@ -111,7 +112,7 @@ class AcceptUnverified(Delegate):
         if copy.via == "proof":
             return
         rs = self.rounds.get((copy.proposal.height, copy.proposal.round))
-        if rs is None or self.status != "running" or (rs.height, rs.round) != (self.height, self.round):
+        if rs is None or self.status != RUNNING or (rs.height, rs.round) != (self.height, self.round):
             return
         if copy.via == "own":
             self._own_accepted(rs, copy.proposal, cost, out)
