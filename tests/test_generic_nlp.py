@@ -105,10 +105,22 @@ def _own_cache(tmp_path_factory, monkeypatch):
 
 
 def _check(spec: dict) -> None:
+    from poso_sim.nlp import problems
+
+    name = _register(spec)
+    try:
+        _solve_and_certify(name, spec)
+    finally:  # hundreds of generated problems: none stays registered (or memoised) after its example
+        with problems._LOCK:
+            problems._REGISTRY.pop(name, None)
+            for key in [k for k in problems._PROBLEMS if k[0] == name]:
+                del problems._PROBLEMS[key]
+
+
+def _solve_and_certify(name: str, spec: dict) -> None:
     from poso_sim.solvers.api import solve_case
     from poso_sim.solvers.pipeline import SolveError
 
-    name = _register(spec)
     nlp = load_problem(name).nlp
     assert (nlp.n, nlp.m) == (spec["n"], len(spec["rows"]))
     plans = {}
