@@ -332,3 +332,29 @@ def test_checking_a_run_solves_no_plan_it_did_not_use(monkeypatch):
     res = check_trace(build_trace(runner, src))
     assert res.ok and res.outcome["executed"] == "optimal"
     assert asked == [["true"]] and set(src.solved()) == {"optimal"}  # an honest run: tampered, feasible unsolved
+
+
+def test_a_compact_log_keeps_each_per_copy_note_once_per_height_and_node():
+    from collections import Counter
+
+    from poso_sim.protocol import DecisionSeen
+    from poso_sim.scenarios.log import COMPACT_ABOVE, COMPACTED
+
+    scn = resolve_scenario("scenario-3").with_(heights=2)
+    full = run_scenario(scn, payloads="stub")
+    seen = []
+    compact = run_scenario(scn, payloads="stub", log_mode="compact", observers=[seen.append])
+    assert compact.trace_digest == full.trace_digest and not compact.trace.kept  # same run, the digest only
+    assert len(seen) == len(full.log) and compact.log.mode == "compact"  # observers see every entry
+    n_full, n_kept = Counter(e.kind for e in full.log), Counter(e.kind for e in compact.log)
+    assert {k: n_full[k] - n_kept[k] for k in n_full if n_full[k] != n_kept[k]} == dict(compact.log.omitted)
+    assert set(compact.log.omitted) <= {"received", "decision_seen", "dropped"} and compact.log.omitted["decision_seen"]
+    kept = [e for e in compact.log if isinstance(e.item, COMPACTED)]
+    keys = [(type(e.item), getattr(e.item, "height", None), e.node, getattr(e.item, "reason", None)) for e in kept]
+    assert len(keys) == len(set(keys))
+    first_seen = next(e for e in full.log if isinstance(e.item, DecisionSeen))
+    assert first_seen in compact.log.entries  # the first copy is the one kept
+    for view in ("decisions", "exclusions", "blocks"):
+        assert getattr(compact, view) == getattr(full, view)
+    assert compact.executed == full.executed and compact.to_json()["log"]["omitted"] == dict(compact.log.omitted)
+    assert "log" not in full.to_json() and full.log.mode == "full" and COMPACT_ABOVE >= 100

@@ -167,3 +167,50 @@ async def test_send_to_unknown_node_is_a_config_error():
     net = Network(["A", "B"])
     with pytest.raises(ConfigError, match=r"send.dst: unknown node 'Z'"):
         net.node("A").send("Z", 1)
+
+
+@pytest.mark.parametrize("latency", [Constant(0.02), Uniform(0.01, 0.05), LogNormal(0.03, 0.5)])
+def test_lean_channels_draw_exactly_what_channel_objects_draw(latency):
+    """Without channel faults a network keeps only each pair's stream state (no channel objects); every
+    delivery time, and so the trace, is the one a channel object per pair gives, crashes included."""
+    names = [f"N{i}" for i in range(7)]
+
+    def trace(lean: bool) -> tuple[str, int]:
+        net = Network(names, latency=latency, seed=3, faults=[Crash("N2", 0.01, 0.05)])
+        net._lean = lean
+        got = []
+        for n in names:
+            net.node(n).on_message(lambda m: got.append((m.src, m.dst, m.payload)))
+
+        async def main():
+            for k in range(3):
+                for a in names:
+                    for b in names:
+                        if a != b and (k + len(a + b)) % 3:
+                            net.node(a).send(b, k, kind="k")
+                await asyncio.sleep(0.02)
+            await net.idle()
+
+        run(main())
+        assert got and net.sent > net.delivered > 0  # the crash dropped some
+        channels = sum(len(net.node(n)._out) for n in names)
+        return net.trace.digest(), channels
+
+    lean, objects = trace(True), trace(False)
+    assert lean[0] == objects[0]
+    assert lean[1] == 0 and objects[1] == len(names) * (len(names) - 1)
+
+
+def test_a_trace_can_keep_only_its_digest():
+    full, lean = Trace(), Trace(keep=False)
+    for tr in (full, lean):
+        for i in range(20_000):  # more than one batch
+            tr.record(i * 1e-3, "send", "A", "B", "k", i, 0, None, f"s{i % 7}")
+        tr.record(21.0, "user", "A", None, "x", None, None, None, {"n": [1, 2]})
+    assert len(lean) == len(full) and lean.digest() == full.digest() and not lean.kept
+    lean.record(22.0, "timer", "A", None, "t")
+    full.record(22.0, "timer", "A", None, "t")
+    assert lean.digest() == full.digest()
+    for export in (lean.lines, lean.to_jsonl, lambda: list(lean), lean.records):
+        with pytest.raises(ConfigError, match="kept only its digest"):
+            list(export())

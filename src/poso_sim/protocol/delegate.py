@@ -123,7 +123,24 @@ class RoundState:
     valid: dict[str, tuple[float, Payload]] = field(default_factory=dict)
     relayed: bool = False
     proposed: bool = False
-    seen: set[tuple[str, tuple[NodeId, ...]]] = field(default_factory=set)
+    #: the copies taken, as digest -> their paths (a path tuple is shared with the message that carried it)
+    seen_paths: dict[str, set[tuple[NodeId, ...]]] = field(default_factory=dict)
+
+    @property
+    def seen(self) -> set[tuple[str, tuple[NodeId, ...]]]:
+        """The (digest, path) pairs of the copies taken."""
+        return {(d, p) for d, paths in self.seen_paths.items() for p in paths}
+
+    def take(self, digest: str, path: tuple[NodeId, ...]) -> bool:
+        """Record a copy; False if one with this digest and path was taken already."""
+        paths = self.seen_paths.get(digest)
+        if paths is None:
+            self.seen_paths[digest] = {path}
+            return True
+        if path in paths:
+            return False
+        paths.add(path)
+        return True
 
 
 class Delegate:
@@ -347,7 +364,7 @@ class Delegate:
         rs.proposed = True
         own = self.sign_proposal(rs.height, rs.round, own_payload)
         copy = _Copy(own, (self.name,), self.name, "own")
-        rs.seen.add((own_payload.digest, copy.path))
+        rs.take(own_payload.digest, copy.path)
         out.append(self._received(copy))
         if self.trust_own:
             cost = own_payload.claimed_cost if own_payload.claimed_cost is not None else 0.0
@@ -446,11 +463,9 @@ class Delegate:
         if proposal.leader != rs.leader:
             self._drop(out, NOT_LEADER, src, relay or proposal, **_info(proposal, path))
             return
-        key = (proposal.payload.digest, path)
-        if key in rs.seen:
+        if not rs.take(proposal.payload.digest, path):
             self._drop(out, DUPLICATE, src, relay or proposal, **_info(proposal, path))
             return
-        rs.seen.add(key)
         copy = _Copy(proposal, path, src, "direct" if relay is None else "relay")
         out.append(self._received(copy))
         if self.instances is not None:

@@ -56,6 +56,10 @@ def add_parsers(sub: Any) -> None:
                     "case file, and its variants: which variant makes each dishonest plan.")
     _common(p)
     p.add_argument("--trace", metavar="FILE", help="write the simulation trace as JSON lines")
+    p.add_argument("--log", choices=("full", "compact"), default=None, dest="log_mode",
+                   help="the run log: every entry, or the per-copy notes once per height and node (default: full "
+                        "up to 256 delegates, compact above; a compact run keeps only the trace's digest unless "
+                        "--trace is given)")
     p.add_argument("--quiet", action="store_true", help="without --json: outcomes only, no event list")
     p.set_defaults(func=cmd_run)
 
@@ -84,7 +88,7 @@ def _run(args: argparse.Namespace, trace: str | None = None) -> Any:
             raise PosoError("--heights must be >= 1")
         scn = scn.with_(heights=args.heights)
     return run_scenario(scn, payloads="stub" if args.stub else "real", seed=args.seed,
-                        verify_cost=args.verify_cost, trace_path=trace)
+                        verify_cost=args.verify_cost, trace_path=trace, log_mode=getattr(args, "log_mode", None))
 
 
 def cmd_scenarios(args: argparse.Namespace) -> int:

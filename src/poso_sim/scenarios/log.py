@@ -15,12 +15,19 @@ Table 3, the text account, the HTML outcome, `RunResult` and the sweep checker a
 * `to_dataframe()`: a pandas DataFrame of the rows.
 
 Observers (`RunLog(observers=[...])`, or `Runner(observers=...)`) are called with each entry as it is appended.
+
+Two modes. A *full* log (the default for committees of up to `COMPACT_ABOVE` delegates) keeps every entry. A
+*compact* log keeps the per-copy notes (`Received`, `DecisionSeen`, `Dropped`: about 2N^2 of them per height
+with N delegates) only once per (kind, height, node) - and, for `Dropped`, per reason - the first one, and
+counts the others in `omitted` (row kind -> entries left out); every other entry is kept. Observers still see
+every entry. A compact log's rows, exports and digest cover the entries it kept.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 from poso_sim.common import CanonicalLines, canonical_json, jsonable
@@ -45,7 +52,8 @@ from poso_sim.protocol import (
     Verified,
 )
 
-__all__ = ["Entry", "RunLog", "KINDS", "LOGGED", "kind_of", "item_fields", "plain"]
+__all__ = ["Entry", "RunLog", "KINDS", "LOGGED", "LOG_MODES", "COMPACT_ABOVE", "COMPACTED", "kind_of", "item_fields",
+           "plain"]
 
 
 class Entry(NamedTuple):
@@ -161,19 +169,45 @@ def _plain_encoder() -> Callable[[Any], str]:
     return lambda obj: "".join(c(obj, 0))
 
 
+LOG_MODES = ("full", "compact")
+#: a run of more delegates than this keeps a compact log unless told otherwise (`log_mode`)
+COMPACT_ABOVE = 256
+#: the per-copy notes a compact log keeps once per (kind, height, node)
+COMPACTED = (Received, DecisionSeen, Dropped)
+
+
 class RunLog(CanonicalLines):
-    """The entries of one run, in the order the machines produced them."""
+    """The entries of one run, in the order the machines produced them (`mode`: "full" or "compact", see the
+    module docstring)."""
 
-    __slots__ = ("entries", "observers", "_digest")
+    __slots__ = ("entries", "observers", "_digest", "mode", "omitted", "_firsts")
 
-    def __init__(self, observers: Iterable[Callable[[Entry], Any]] = ()) -> None:
+    def __init__(self, observers: Iterable[Callable[[Entry], Any]] = (), mode: str = "full") -> None:
+        if mode not in LOG_MODES:
+            raise ConfigError(f"log mode: expected one of {', '.join(LOG_MODES)}, got {mode!r}")
         self.entries: list[Entry] = []
         self.observers = list(observers)
         self._digest: tuple[int, str] | None = None  # (entries covered, digest)
+        self.mode = mode
+        self.omitted: Counter[str] = Counter()  # compact: row kind -> entries not kept
+        self._firsts: set[tuple[Any, ...]] = set()
+
+    def keeps(self, node: str, item: Any) -> bool:
+        """Whether this log keeps an entry of `node` (always, in full mode); counts what it leaves out."""
+        t = type(item)
+        if self.mode == "full" or t not in COMPACTED:
+            return True
+        key = (t, getattr(item, "height", None), node, item.reason if t is Dropped else None)
+        if key in self._firsts:
+            self.omitted[KINDS[t]] += 1
+            return False
+        self._firsts.add(key)
+        return True
 
     def append(self, t: float, node: str, item: Any) -> Entry:
         e = Entry(t, node, item)
-        self.entries.append(e)
+        if self.keeps(node, item):
+            self.entries.append(e)
         for obs in self.observers:
             obs(e)
         return e

@@ -26,6 +26,11 @@ delegate: `(name, committee, keys, **options) -> Delegate`) and `session` (share
 Deterministic: the same scenario and seed give the same trace and run-log digests in any process (unless
 verification is charged by measured wall time).
 
+Memory: a run of more than `COMPACT_ABOVE` delegates (or any run given `log_mode="compact"`) keeps a compact run
+log (`poso_sim.scenarios.log`: the per-copy notes once per height and node, the rest counted) and only the
+digest of its kernel trace (`Trace(keep=False)`: the same digest, records hashed as they come), so its memory
+no longer grows as N^2 with the log; `log_mode="full"` keeps everything whatever N.
+
 Cost per message: one relay object reaches every receiver, so what is a pure function of the message (its
 canonical bytes, its validation, its trace summary) is computed once per object, and each distinct Ed25519 check
 once per run (a run given no `signature_cache` checks through a `SignatureCache` of its own). While runs are
@@ -78,7 +83,7 @@ from poso_sim.errors import ScenarioError
 from poso_sim.protocol.delegate import MEASURED, VerifyCost
 from poso_sim.sim import Network, Trace, run
 
-from .log import KINDS, Entry, RunLog, item_fields, kind_of, plain
+from .log import COMPACT_ABOVE, KINDS, Entry, RunLog, item_fields, kind_of, plain
 from .model import Scenario, resolve_scenario
 from .payloads import LABELS, PayloadSource, RealPayloads, StubPayloads, solution_matches
 from .instances import InstancePayloads, SolveTimes, resolve_instances
@@ -295,6 +300,8 @@ class RunResult:
             "trace_digest": self.trace_digest,
             "log_digest": self.log.digest(),
             "height_timeouts": self.height_timeouts,
+            **({"log": {"mode": "compact", "entries": len(self.log), "omitted": dict(sorted(self.log.omitted.items()))}}
+               if self.log.mode == "compact" else {}),
             **({"instances": self.instances} if self.instances else {}),
             **({"solve_seconds": {str(h): s for h, s in sorted(self.solve_seconds.items())}} if self.solve_seconds else {}),
         }
@@ -325,6 +332,8 @@ class Runner:
         signature_cache: SignatureCache | None = None,
         observers: Iterable[Callable[[Any], Any]] = (),
         delegate_factory: Callable[..., Delegate] | None = None,
+        log_mode: str | None = None,
+        keep_trace: bool | None = None,
     ) -> None:
         self.scn = scenario
         self.source = source
@@ -347,9 +356,12 @@ class Runner:
         self.signature_cache = signature_cache if signature_cache is not None else SignatureCache()
         self.sig_check = self.signature_cache.verify
         self.delegate_factory = delegate_factory or Delegate
-        self.trace = Trace(events=trace_events)
-        self.log = RunLog(observers)
+        # a large committee keeps a compact log, and its kernel trace only its digest (module docstring)
+        mode = log_mode if log_mode is not None else ("compact" if len(self.names) > COMPACT_ABOVE else "full")
+        self.log = RunLog(observers, mode)
+        self.trace = Trace(events=trace_events, keep=keep_trace if keep_trace is not None else mode == "full")
         self._entries, self._observers = self.log.entries, self.log.observers
+        self._keeps = None if mode == "full" else self.log.keeps
         self.timers: dict[tuple[str, Any], Any] = {}
         self.verifications = 0
         self.height = 0
@@ -516,7 +528,8 @@ class Runner:
 
     def _log(self, name: str, a: Any) -> None:
         e = Entry(self.net.now, name, a)
-        self._entries.append(e)
+        if self._keeps is None or self._keeps(name, a):
+            self._entries.append(e)
         if self._observers:
             for obs in self._observers:
                 obs(e)
@@ -711,16 +724,19 @@ def run_scenario(
     signature_cache: SignatureCache | None = None,
     observers: Iterable[Callable[[Any], Any]] = (),
     delegate_factory: Callable[..., Delegate] | None = None,
+    log_mode: str | None = None,
 ) -> RunResult:
     """Run a scenario (a Scenario, a packaged name or a file path) in virtual time.
 
     `payloads`: a PayloadSource, "stub" or "real" (default "real", the cached solutions and the KKT certificate);
     `seed` overrides the scenario's; `verify_cost` overrides its verification charge (seconds or "measured");
-    `trace_path` writes the trace as JSON lines. The hooks (`session`, `verifier`, `signature_cache`,
+    `trace_path` writes the trace as JSON lines; `log_mode` ("full" or "compact"; default: compact above
+    `COMPACT_ABOVE` delegates) chooses the run log's mode (a compact run keeps only the kernel trace's digest
+    unless `trace_path` asks for the records). The hooks (`session`, `verifier`, `signature_cache`,
     `observers`, `delegate_factory`) are described in the module docstring. Blocks the calling thread; from
     asyncio code or a notebook use `await arun_scenario(...)`."""
     hooks = dict(session=session, verifier=verifier, signature_cache=signature_cache, observers=observers,
-                 delegate_factory=delegate_factory)
+                 delegate_factory=delegate_factory, log_mode=log_mode, keep_trace=True if trace_path else None)
     runner = _make_runner(scenario, payloads, seed, verify_cost, trace_events, hooks)
     runner.prepare()  # solve (or load) before the clock starts: not part of the simulated time
     t0 = time.perf_counter()
@@ -744,6 +760,7 @@ async def arun_scenario(
     signature_cache: SignatureCache | None = None,
     observers: Iterable[Callable[[Any], Any]] = (),
     delegate_factory: Callable[..., Delegate] | None = None,
+    log_mode: str | None = None,
 ) -> RunResult:
     """`run_scenario` for asyncio programs and notebooks: the caller's event loop keeps running.
 
@@ -753,7 +770,7 @@ async def arun_scenario(
     already under way cannot be interrupted: it finishes in its thread (its result goes to the solution cache)
     while the cancelled caller moves on. Observers are called on the simulation's thread."""
     hooks = dict(session=session, verifier=verifier, signature_cache=signature_cache, observers=observers,
-                 delegate_factory=delegate_factory)
+                 delegate_factory=delegate_factory, log_mode=log_mode, keep_trace=True if trace_path else None)
     runner = _make_runner(scenario, payloads, seed, verify_cost, trace_events, hooks)
     await asyncio.to_thread(runner.prepare)
     loop = asyncio.get_running_loop()

@@ -1,6 +1,8 @@
 """Nodes, channels and the delivery engine.
 
-A `Network` owns one channel per ordered pair of nodes (created lazily on first use). ``send`` never blocks: it
+A `Network` owns one channel per ordered pair of nodes (created lazily on first use; with no channel fault, no
+partition and a latency model that samples every pair alike, a *lean* channel: only its latency stream's state,
+in an array per source, so N nodes cost 9 bytes a pair instead of N^2 channel objects, with the same draws). ``send`` never blocks: it
 applies the send-time faults, draws a latency, and pushes the message on the network's own heap of pending
 deliveries. The heap is tied to the event loop by a single timer for its earliest entry, through public loop API
 only (``call_at``, ``time``): each firing delivers every message due at that time and arms the timer for the next
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from heapq import heappop, heappush
@@ -31,8 +34,8 @@ from typing import Any
 
 from poso_sim.errors import ConfigError
 from poso_sim.sim.faults import Crash, DelaySpike, Duplicate, Fault, Filter, Loss, Partition, Reorder
-from poso_sim.sim.latency import LatencyModel, RegionTable, as_latency
-from poso_sim.sim.rng import Stream, derive_seed, mix64
+from poso_sim.sim.latency import Constant, LatencyModel, LogNormal, RegionTable, Uniform, as_latency
+from poso_sim.sim.rng import _MASK, Stream, derive_seed, mix64
 from poso_sim.sim.trace import Trace
 
 __all__ = ["Inbox", "Message", "Network", "Node"]
@@ -43,14 +46,15 @@ INF = math.inf
 class Message:
     """A message in flight or delivered. ``payload`` is the object given to ``send`` (never copied)."""
 
-    __slots__ = ("msg_id", "channel", "payload", "kind", "size", "sent_at", "note", "summary")
+    __slots__ = ("msg_id", "channel", "dst_node", "payload", "kind", "size", "sent_at", "note", "summary")
 
     def __init__(
-        self, msg_id: int, channel: _Channel, payload: Any, kind: str, size: int, sent_at: float,
+        self, msg_id: int, channel: _Channel, dst_node: Node, payload: Any, kind: str, size: int, sent_at: float,
         note: str | None, summary: str | None,
     ) -> None:
         self.msg_id = msg_id
-        self.channel = channel
+        self.channel = channel  # a lean channel (see Network) is shared by every destination of its source
+        self.dst_node = dst_node
         self.payload = payload
         self.kind = kind
         self.size = size
@@ -64,7 +68,7 @@ class Message:
 
     @property
     def dst(self) -> str:
-        return self.channel.dst
+        return self.dst_node.name
 
     @property
     def duplicate(self) -> bool:
@@ -126,15 +130,29 @@ class _Channel:
     )
 
 
+class _Lean:
+    """The lean channels from one source node: one shared `_Channel` (no faults, the shared latency sampler) and,
+    per destination (by node index), the state of the channel's latency stream - 9 bytes a channel instead of a
+    channel object."""
+
+    __slots__ = ("channel", "states", "made")
+
+    def __init__(self, channel: _Channel, n: int) -> None:
+        self.channel = channel
+        self.states = array("Q", bytes(8 * n))
+        self.made = bytearray(n)  # 1 once the destination's stream is derived
+
+
 class Node:
     """A named endpoint. Create through `Network.node`."""
 
-    __slots__ = ("name", "network", "_out", "_handler", "inbox", "_down", "_on_crash", "_on_recover")
+    __slots__ = ("name", "network", "_out", "_handler", "inbox", "_down", "_on_crash", "_on_recover", "_lean")
 
     def __init__(self, name: str, network: Network) -> None:
         self.name = name
         self.network = network
         self._out: dict[str, _Channel] = {}
+        self._lean: _Lean | None = None  # lean channels from this node (see Network)
         self._handler: Callable[[Message], Any] | None = None
         self.inbox = Inbox()
         self._down: tuple[tuple[float, float, str], ...] = ()
@@ -260,6 +278,14 @@ class Network:
         for f in self.faults:
             self._purpose_keys[f.name] = derive_seed(seed, "purpose", "fault", f.name)  # type: ignore[index]
         self._channel_faults = [f for f in self.faults if not isinstance(f, (Partition, Crash))]
+        # Lean channels: with no channel faults, no partitions and a latency model whose sampler is the same for
+        # every pair, a channel differs from another only by its latency stream, so a channel object per ordered
+        # pair (N^2 of them) is replaced by the stream's state in an array per source; the stream is derived
+        # exactly as for a channel object (mix(mix(src key, dst key), latency key)), so every draw is the same.
+        self._index = {n: i for i, n in enumerate(names)}
+        self._lean = (not self._channel_faults and not self._partitions
+                      and type(self.latency) in (Constant, Uniform, LogNormal))
+        self._scratch = Stream.from_state(0)
         for node in self._nodes.values():
             node._down = tuple(
                 sorted((f.window[0], f.window[1], f.name) for f in self.faults if isinstance(f, Crash) and f.node == node.name)  # type: ignore[misc]
@@ -435,10 +461,52 @@ class Network:
         node._out[dst] = ch
         return ch
 
+    def _lean_of(self, node: Node) -> _Lean:
+        ch = _Channel()
+        ch.src, ch.dst, ch.dst_node = node.name, None, None
+        ch.latency = self.latency.bind(node.name, node.name)  # the same sampler for every pair (see __init__)
+        ch.lat_rng = None
+        ch.filters = ch.cuts = ch.losses = ch.spikes = ch.reorders = ch.dups = ()
+        ch.plain = True
+        lean = node._lean = _Lean(ch, len(self.names))
+        return lean
+
+    def _lean_dst(self, node: Node, dst: str) -> int:
+        i = self._index.get(dst) if isinstance(dst, str) else None
+        if i is None:
+            raise ConfigError(f"send.dst: unknown node {dst!r} (from {node.name!r})")
+        return i
+
+    def _lean_delay(self, lean: _Lean, src: str, dst: str, i: int) -> float:
+        """A latency draw from the stream of the lean channel src -> dst (destination index `i`)."""
+        rng = self._scratch
+        if lean.made[i]:
+            rng.state = lean.states[i]
+        else:
+            lean.made[i] = 1
+            rng.state = mix64(mix64(self._src_keys[src], self._dst_keys[dst]), self._purpose_keys["latency"]) & _MASK
+        delay = lean.channel.latency(rng)
+        lean.states[i] = rng.state
+        return delay
+
     # the hot path -------------------------------------------------------------------------------------------
     def _send(self, node: Node, dst: str, payload: Any, kind: str, size: int, summary: str | None) -> int:
         loop = self._loop or self._bind()
         now = loop.time()
+        if self._lean:  # the same steps as below for a channel without faults
+            i = self._lean_dst(node, dst)
+            lean = node._lean or self._lean_of(node)
+            msg_id = self._next_id
+            self._next_id = msg_id + 1
+            self.sent += 1
+            if self._tr_send:
+                self._row(now, "send", node.name, dst, kind, msg_id, size, None, summary)
+            if node._down and self._is_down(node, now):
+                self._drop(now, node.name, dst, kind, msg_id, size, "crash:" + node.name)
+                return msg_id
+            when = now + self._lean_delay(lean, node.name, dst, i)
+            self._push(when, Message(msg_id, lean.channel, self._nodes[dst], payload, kind, size, now, None, summary))
+            return msg_id
         ch = node._out.get(dst)
         if ch is None:
             ch = self._channel(node, dst)
@@ -481,9 +549,9 @@ class Network:
                 if w0 <= now < w1 and rng.random() < p:
                     self.duplicated += 1
                     copy_note = "duplicate" if note is None else note + ",duplicate"
-                    copy = Message(msg_id, ch, payload, kind, size, now, copy_note, summary)
+                    copy = Message(msg_id, ch, ch.dst_node, payload, kind, size, now, copy_note, summary)
                     self._push(now + ch.latency(ch.lat_rng), copy)
-        self._push(when, Message(msg_id, ch, payload, kind, size, now, note, summary))
+        self._push(when, Message(msg_id, ch, ch.dst_node, payload, kind, size, now, note, summary))
         return msg_id
 
     def _push(self, when: float, msg: Message) -> None:
@@ -531,17 +599,17 @@ class Network:
 
     def _deliver(self, msg: Message, now: float) -> None:
         ch = msg.channel
-        node = ch.dst_node
+        node = msg.dst_node
         if node._down and self._is_down(node, now):
-            self._drop(now, ch.src, ch.dst, msg.kind, msg.msg_id, msg.size, "crash:" + ch.dst)
+            self._drop(now, ch.src, node.name, msg.kind, msg.msg_id, msg.size, "crash:" + node.name)
             return
         for t0, t1, reason in ch.cuts:
             if t0 <= now < t1:
-                self._drop(now, ch.src, ch.dst, msg.kind, msg.msg_id, msg.size, reason)
+                self._drop(now, ch.src, node.name, msg.kind, msg.msg_id, msg.size, reason)
                 return
         self.delivered += 1
         if self._tr_deliver:
-            self._row(now, "deliver", ch.src, ch.dst, msg.kind, msg.msg_id, msg.size, msg.note, msg.summary)
+            self._row(now, "deliver", ch.src, node.name, msg.kind, msg.msg_id, msg.size, msg.note, msg.summary)
         handler = node._handler
         if handler is not None:
             handler(msg)

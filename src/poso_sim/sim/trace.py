@@ -17,6 +17,7 @@ compact separators, ASCII only, floats as ``repr``; `Trace.digest` is the SHA-25
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator
 from json.encoder import encode_basestring_ascii
@@ -43,7 +44,7 @@ def _text(v: Any, memo: dict[Any, str]) -> str | None:
     return got
 
 
-def _fast_lines(rows: list[tuple], dumps: Callable[[Any], str]) -> Iterator[str | tuple]:
+def _fast_lines(rows: Iterable[tuple], dumps: Callable[[Any], str]) -> Iterator[str | tuple]:
     """The canonical line of each record, written directly when its fields are str/None/int and a finite float
     time (the same text as the encoder's); a record it cannot write is yielded as itself."""
     memo: dict[Any, str] = {}
@@ -71,18 +72,85 @@ def _fast_lines(rows: list[tuple], dumps: Callable[[Any], str]) -> Iterator[str 
             yield _LINE % parts
 
 
+def _canonical_dumps() -> Callable[[Any], str]:
+    return json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode
+
+
+def _lines(rows: Iterable[tuple]) -> Iterator[str]:
+    """The canonical lines of `rows` (see `Trace.lines`)."""
+    dumps = _canonical_dumps()
+    for line in _fast_lines(rows, dumps):  # type: ignore[arg-type]
+        if line.__class__ is str:
+            yield line  # type: ignore[misc]
+            continue
+        row = line
+        try:
+            yield dumps(dict(zip(FIELDS, row)))  # type: ignore[arg-type]
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"trace record {row[0]}: data is not JSON-encodable ({exc})") from None
+
+
+class _DigestOnly:
+    """Stands in for a trace's list of records when only its digest is kept: records are written as their
+    canonical lines and hashed in batches, then dropped (the memory of a trace no longer grows with the run)."""
+
+    __slots__ = ("_batch", "_count", "_hash")
+    BATCH = 8192
+
+    def __init__(self) -> None:
+        self._batch: list[tuple] = []
+        self._count = 0
+        self._hash = hashlib.sha256()
+
+    def append(self, row: tuple) -> None:
+        batch = self._batch
+        batch.append(row)
+        if len(batch) >= self.BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        batch = self._batch
+        if batch:
+            self._hash.update(("\n".join(_lines(batch)) + "\n").encode("ascii"))
+            self._count += len(batch)
+            batch.clear()
+
+    def __len__(self) -> int:
+        return self._count + len(self._batch)
+
+    def hexdigest(self) -> str:
+        self.flush()
+        return self._hash.copy().hexdigest()
+
+
 class Trace(CanonicalLines):
-    """Collects records. ``events`` selects which kinds are kept (default: all); the others cost nothing."""
+    """Collects records. ``events`` selects which kinds are kept (default: all); the others cost nothing.
+
+    With ``keep=False`` the records are not kept: each is hashed as it comes (in batches), so `digest()` is the
+    digest the kept records would have, in memory that does not grow with the run; the exports (`lines`,
+    `to_jsonl`, iteration, `records`, `to_dataframe`) are then refused."""
 
     __slots__ = ("_rows", "events")
 
-    def __init__(self, events: Iterable[str] | None = None) -> None:
+    def __init__(self, events: Iterable[str] | None = None, *, keep: bool = True) -> None:
         chosen = EVENTS if events is None else tuple(events)
         for ev in chosen:
             if ev not in EVENTS:
                 raise ConfigError(f"Trace.events: unknown event kind {ev!r} (known: {', '.join(EVENTS)})")
         self.events = frozenset(chosen)
-        self._rows: list[tuple] = []
+        self._rows: list[tuple] | _DigestOnly = [] if keep else _DigestOnly()
+
+    @property
+    def kept(self) -> bool:
+        """Whether the records are kept (else only their digest)."""
+        return not isinstance(self._rows, _DigestOnly)
+
+    def _kept_rows(self) -> list[tuple]:
+        rows = self._rows
+        if isinstance(rows, _DigestOnly):
+            raise ConfigError("this trace kept only its digest (Trace(keep=False), e.g. a run with a compact log): "
+                              "its records are not available")
+        return rows
 
     def wants(self, ev: str) -> bool:
         return ev in self.events
@@ -124,37 +192,33 @@ class Trace(CanonicalLines):
         return len(self._rows)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        for row in self._rows:
+        for row in self._kept_rows():
             yield dict(zip(FIELDS, row))
 
     def records(self, ev: str | None = None) -> list[dict[str, Any]]:
         return [r for r in self if ev is None or r["ev"] == ev]
 
     def clear(self) -> None:
-        self._rows.clear()
+        self._rows = [] if self.kept else _DigestOnly()
 
     # ------------------------------------------------------------------------------------------------ export
     def lines(self) -> Iterator[str]:
         """Canonical JSON lines (without newline): `json` with sorted keys, compact separators, ASCII only and
         no NaN (records of strings, numbers and None are written directly: the same text, faster)."""
-        dumps = json.JSONEncoder(
-            sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-        ).encode
-        for line in _fast_lines(self._rows, dumps):
-            if line.__class__ is str:
-                yield line  # type: ignore[misc]
-                continue
-            row = line
-            try:
-                yield dumps(dict(zip(FIELDS, row)))
-            except (TypeError, ValueError) as exc:
-                raise ConfigError(f"trace record {row[0]}: data is not JSON-encodable ({exc})") from None
+        return _lines(self._kept_rows())
+
+    def digest(self) -> str:
+        """SHA-256 (hex) over the canonical JSON lines (also when only the digest is kept)."""
+        rows = self._rows
+        if isinstance(rows, _DigestOnly):
+            return rows.hexdigest()
+        return super().digest()
 
     def to_dataframe(self) -> Any:
         """A pandas DataFrame with one row per record and the columns of `FIELDS`."""
         import pandas as pd
 
-        df = pd.DataFrame.from_records(self._rows, columns=list(FIELDS))
+        df = pd.DataFrame.from_records(self._kept_rows(), columns=list(FIELDS))
         for col in ("msg_id", "size"):
             df[col] = df[col].astype("Int64")
         return df
