@@ -85,3 +85,20 @@ def test_a_favoured_plan_is_sent_rejected_and_its_sender_excluded(tmp_path, monk
     (block,) = res.blocks["N1"]
     assert block["leader"] == "B" and block["digest"] == optimum.digest
     assert block["cost"] == pytest.approx(optimum.cost)
+
+
+@pytest.mark.solver
+def test_a_real_sweep_on_the_mapped_problem(tmp_path, monkeypatch):
+    """A sweep whose base scenario maps `tampered` to `favoured`: the plans are made from the problem's own variants
+    (no `feasible` variant is asked for), every generated case passes the checker."""
+    monkeypatch.setenv("POSO_SIM_CACHE_DIR", str(tmp_path / "cache"))
+    from poso_sim.sweep import run_sweep
+    from poso_sim.sweep.spec import parse_sweep
+
+    spec = parse_sweep(
+        "name: units\ncases: 6\nseed: 3\npayloads: real\n"
+        f"base: {{case: {CASE}, variants: {{tampered: favoured}}}}\n"
+        "parameters:\n  delegates: 4\n  dishonest: 1\n  behaviours: [follower_error, follower_ignore]\n"
+    )
+    res = run_sweep(spec, workers=1)
+    assert len(res.table) == 6 and res.violations.empty, res.violations

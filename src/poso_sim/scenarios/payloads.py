@@ -278,9 +278,16 @@ class RealPayloads:
             sol = sol.with_multipliers(y=sol.y * s, z_L=sol.z_L * s, z_U=sol.z_U * s)
         return self._payload(label, sol)
 
+    def makeable_labels(self) -> tuple[str, ...]:
+        """The labels whose variant the problem has (all four for Manchester and IEEE 33)."""
+        from poso_sim.nlp.problems import problem_definition  # the registry: only for real payloads
+
+        variants = problem_definition(self.case).variants
+        return tuple(lbl for lbl in LABELS if self.variant_of(lbl) in variants)
+
     def plans(self) -> dict[str, Payload]:
-        """All four plans (solving those not solved yet)."""
-        return self.prepare(LABELS)
+        """Every plan the problem can make (solving those not solved yet): all four for Manchester."""
+        return self.prepare(self.makeable_labels())
 
     def solved(self) -> dict[str, Payload]:
         """The plans made so far (solves nothing)."""

@@ -144,7 +144,10 @@ def run_sweep(
     case_ids = {s.scenario.case for s in specs} or {"manchester"}
     if len(case_ids) > 1:
         raise PosoError(f"a sweep runs one case (problem), got {sorted(case_ids)}")
-    desc = PayloadDescriptor.prepare(kind, case_ids.pop(), cache_dir)
+    mappings = {tuple(sorted(s.scenario.variants.items())) for s in specs} or {()}
+    if len(mappings) > 1:
+        raise PosoError(f"a sweep runs one mapping of plans to variants, got {sorted(map(dict, mappings), key=str)}")
+    desc = PayloadDescriptor.prepare(kind, case_ids.pop(), cache_dir, mappings.pop())
     outcomes, n_workers = _run_cases(spec, specs, desc, mutation, keep_traces, executor, workers, chunk, progress)
     wall = time.perf_counter() - t_start
 

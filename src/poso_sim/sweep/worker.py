@@ -55,27 +55,30 @@ class PayloadDescriptor:
     case: str = "manchester"
     cache_dir: str | None = None
     verdicts: tuple[tuple[str, bool, float | None, tuple[str, ...]], ...] = ()
+    variants: tuple[tuple[str, str], ...] = ()  # the scenarios' `variants:` (dishonest label -> problem variant)
 
     @classmethod
-    def prepare(cls, kind: str, case: str = "manchester", cache_dir: str | None = None) -> "PayloadDescriptor":
+    def prepare(cls, kind: str, case: str = "manchester", cache_dir: str | None = None,
+                variants: Any = ()) -> "PayloadDescriptor":
         """Build the source here (solving or loading the cached solutions once), verify its labelled plans once
         and return the descriptor to ship to workers."""
-        d = cls(kind, case, cache_dir)
+        mapped = tuple(sorted(dict(variants).items()))
+        d = cls(kind, case, cache_dir, variants=mapped)
         _, src = session_for(d)
         verdicts = []
-        for p in src.payloads(1).values():
+        for p in (src.plans() if isinstance(src, RealPayloads) else src.payloads(1)).values():
             v = src.verify(p, 1)
             verdicts.append((p.digest, bool(v.accepted), v.cost, tuple(v.reasons)))
-        return cls(kind, case, cache_dir, tuple(sorted(verdicts)))
+        return cls(kind, case, cache_dir, tuple(sorted(verdicts)), mapped)
 
 
-_SESSIONS: dict[tuple[str, str, str | None], tuple[Session, PayloadSource]] = {}
+_SESSIONS: dict[tuple[Any, ...], tuple[Session, PayloadSource]] = {}
 
 
 def session_for(desc: PayloadDescriptor) -> tuple[Session, PayloadSource]:
     """The session and payload source of a descriptor, built once per process; the parent's verdicts are seeded
     into the session's verdict memo."""
-    key = (desc.kind, desc.case, desc.cache_dir)
+    key = (desc.kind, desc.case, desc.cache_dir, desc.variants)
     got = _SESSIONS.get(key)
     if got is None:
         session = Session()
@@ -83,13 +86,13 @@ def session_for(desc: PayloadDescriptor) -> tuple[Session, PayloadSource]:
         if desc.kind == "stub":
             src = StubPayloads(desc.case)
         elif desc.kind == "real":
-            src = RealPayloads(desc.case, cache_dir=desc.cache_dir, session=session)
+            src = RealPayloads(desc.case, cache_dir=desc.cache_dir, session=session, variants=dict(desc.variants))
             src.plans()  # loads the cached solutions (solves only if the cache is cold)
         else:
             raise ValueError(f"unknown payload kind {desc.kind!r}")
         got = _SESSIONS[key] = (session, src)
     session, src = got
-    known = {p.digest for p in src.payloads(1).values()}
+    known = {p.digest for p in (src.solved() if isinstance(src, RealPayloads) else src.payloads(1)).values()}
     for digest, ok, cost, reasons in desc.verdicts:
         if digest in known:
             session.seed_verdict(src.key, digest, Verdict(ok, cost, tuple(reasons)))
