@@ -279,7 +279,7 @@ def run(quick: bool) -> str:
             samples.append(dt)
             st = c.decided_by
             by_stage.setdefault(st, []).append(dt)
-            used = sum(s["iterations"] for s in c.repair.get("local", []))
+            used = sum(s["iterations"] for s in c.decision.get("local", []))
             if honest:
                 max_iters = max(max_iters, used)
                 wrong["honest rejected"] += not c.accepted

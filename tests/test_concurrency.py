@@ -47,7 +47,7 @@ def _fresh(nlp):
 
 def _verdict(c) -> tuple:
     """Everything a verdict says but its timings: acceptance, reasons, who decided and the residuals."""
-    return (c.accepted, tuple(c.reasons), c.decided_by, c.repaired, c.primal_residual, c.dual_residual,
+    return (c.accepted, tuple(c.reasons), c.decided_by, c.found_multipliers, c.primal_residual, c.dual_residual,
             c.sign_violation, c.complementarity, c.cost)
 
 
@@ -82,7 +82,7 @@ def test_one_problem_verified_from_four_threads(manchester_solutions) -> None:
     assert len(search.cache) == 3  # the optimum's x (zero and forged multipliers), the tampered, the feasible
     # the optimum is still accepted with any multipliers afterwards (no outcome of the contention was kept)
     after = verify(nlp, claims["optimal-zero"])
-    assert after.accepted and after.repair.get("cached") is True
+    assert after.accepted and after.decision.get("cached") is True
     # factorisations made while the threads overlapped are kept for reuse, at most _SPARE_FACTORS of them
     assert 1 <= len(search._factors) <= decide_mod._SPARE_FACTORS
 
@@ -114,11 +114,11 @@ def test_interrupted_or_failed_decision_is_not_kept(manchester_solutions, monkey
 
     monkeypatch.setattr(decide_mod, "_run_lp", other)
     c = verify(nlp, zero)
-    assert not c.accepted and c.repair["stage"] == "lp" and c.repair["exists"] is None
+    assert not c.accepted and c.decision["stage"] == "lp" and c.decision["exists"] is None
     assert len(search.cache) == 0
     monkeypatch.setattr(decide_mod, "_run_lp", real)
     c = verify(nlp, zero)
-    assert c.accepted and c.decided_by == "local-lp" and "cached" not in c.repair
+    assert c.accepted and c.decided_by == "local-lp" and "cached" not in c.decision
     assert len(search.cache) == 1
 
 

@@ -301,9 +301,9 @@ def test_certificate_accepts_the_optimum_and_rejects_the_dishonest_plans(solved)
 
     _, _, tampered = solved["tampered"]
     forged = honest.with_multipliers(y=tampered.y, z_L=tampered.z_L, z_U=tampered.z_U)
-    assert not verify(true_nlp, forged, Tolerances(repair=False)).accepted
+    assert not verify(true_nlp, forged, Tolerances(decide=False)).accepted
     cert = verify(true_nlp, forged)
-    assert cert.accepted and cert.repaired, (cert.reasons, cert.repair)
+    assert cert.accepted and cert.found_multipliers, (cert.reasons, cert.decision)
     assert cert.decided_by in ("recomputed", "local-lp")
 
 

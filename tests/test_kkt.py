@@ -60,7 +60,7 @@ def test_hs071_accepted_with_margin(hs) -> None:
     nlp, sol = hs
     c = verify(nlp, sol)
     assert isinstance(c, Certificate)
-    assert c.accepted and not c.repaired and c.reasons == []
+    assert c.accepted and not c.found_multipliers and c.reasons == []
     assert c.cost == pytest.approx(17.0140173, abs=1e-6)
     tol = Tolerances()
     assert c.primal_residual < tol.primal / 10
@@ -106,25 +106,25 @@ def test_perturbed_primal_rejected(hs) -> None:
     assert c.worst[0]["measure"] == "primal" and c.worst[0]["name"] in ("c1", "c2")
 
 
-def test_hs071_unique_multipliers_need_repair_and_signs_checked(hs) -> None:
+def test_hs071_unique_multipliers_need_the_decision_and_signs_checked(hs) -> None:
     nlp, sol = hs
     # bound multipliers re-derived from stationarity (they are a function of x and y)
     c = verify(nlp, sol.with_multipliers(z_L=np.zeros(4)))
-    assert c.accepted and c.repaired and c.decided_by == "sanitised" and c.received["dual_residual"] > 1e-3
-    # without repair the same claim fails on stationarity at x[1], which sits at its lower bound
-    c = verify(nlp, sol.with_multipliers(z_L=np.zeros(4)), Tolerances(repair=False))
+    assert c.accepted and c.found_multipliers and c.decided_by == "sanitised" and c.received["dual_residual"] > 1e-3
+    # without the decision the same claim fails on stationarity at x[1], which sits at its lower bound
+    c = verify(nlp, sol.with_multipliers(z_L=np.zeros(4)), Tolerances(decide=False))
     assert not c.accepted and "stationarity" in c.reasons[0] and "x[1]" in c.reasons[0]
     # a wrong-signed bound multiplier is a sign violation
     zl = sol.z_L.copy()
     zl[nlp.var_index("x[2]")] = -0.5
-    c = verify(nlp, sol.with_multipliers(z_L=zl), Tolerances(repair=False))
+    c = verify(nlp, sol.with_multipliers(z_L=zl), Tolerances(decide=False))
     assert not c.accepted and any(r.startswith("multiplier sign") for r in c.reasons)
     # no multipliers at all, or wrong ones: the point is a KKT point; the multipliers recomputed from x alone (least
     # squares on the active set) are HS071's unique ones, the same whatever was sent
     found = []
     for y in (np.zeros(2), np.array([5.0, -3.0]), np.array([1e9, 1e9])):
         c = verify(nlp, sol.with_multipliers(y=y, z_L=np.zeros(4), z_U=np.zeros(4)))
-        assert c.accepted and c.repaired and c.decided_by == "recomputed", (y, c.reasons)
+        assert c.accepted and c.found_multipliers and c.decided_by == "recomputed", (y, c.reasons)
         found.append(checker_for(nlp).search.decide(np.asarray(sol.x), y, checker_for(nlp).evaluate(np.asarray(sol.x)), Tolerances()).y)
         np.testing.assert_allclose(found[-1], sol.y, rtol=1e-6, atol=1e-9)
         assert np.array_equal(found[-1], found[0])
@@ -137,7 +137,7 @@ def test_degenerate_toy_any_valid_multipliers(toy) -> None:
     ir = {nm: nlp.row_index(nm) for nm in ("soc", "fix", "cap")}
     assert sol.x[iv["p"]] == pytest.approx(0, abs=1e-6) and sol.x[iv["l"]] == pytest.approx(0, abs=1e-6)
     c = verify(nlp, sol)
-    assert c.accepted and not c.repaired
+    assert c.accepted and not c.found_multipliers
     v = sol.x[iv["v"]]
     # another valid choice: sigma + 0.3 with z_L(l) + 0.3 v; y_fix + 1 with z_L(w) + 1
     y = sol.y.copy()
@@ -146,27 +146,27 @@ def test_degenerate_toy_any_valid_multipliers(toy) -> None:
     zl[iv["l"]] += 0.3 * v
     y[ir["fix"]] += 1.0
     zl[iv["w"]] += 1.0
-    c = verify(nlp, sol.with_multipliers(y=y, z_L=zl), Tolerances(repair=False))
+    c = verify(nlp, sol.with_multipliers(y=y, z_L=zl), Tolerances(decide=False))
     assert c.accepted, c.reasons
-    # the same row multipliers with stale bound multipliers: repaired by re-deriving z from stationarity
+    # the same row multipliers with stale bound multipliers: decided by re-deriving z from stationarity
     c = verify(nlp, sol.with_multipliers(y=y))
-    assert c.accepted and c.repaired and c.decided_by == "sanitised"
+    assert c.accepted and c.found_multipliers and c.decided_by == "sanitised"
     # a sigma for which no valid z_L(l) exists (z_L would be negative): the multiplier LP finds valid ones
     y2 = sol.y.copy()
     y2[ir["soc"]] = -5.0
     c = verify(nlp, sol.with_multipliers(y=y2))
-    assert c.accepted and c.repaired and c.decided_by in ("recomputed", "local-lp"), c.reasons
+    assert c.accepted and c.found_multipliers and c.decided_by in ("recomputed", "local-lp"), c.reasons
     # a tiny multiplier on the inactive inequality (s + p <= 4 has slack 3): clipped to its cap, accepted
     y3 = sol.y.copy()
     y3[ir["cap"]] = 1e-10
-    c = verify(nlp, sol.with_multipliers(y=y3), Tolerances(repair=False))
+    c = verify(nlp, sol.with_multipliers(y=y3), Tolerances(decide=False))
     assert c.accepted  # 1e-10 * 3 is within the complementarity tolerance already
     y3[ir["cap"]] = 1e-3
-    assert not verify(nlp, sol.with_multipliers(y=y3), Tolerances(repair=False)).accepted
+    assert not verify(nlp, sol.with_multipliers(y=y3), Tolerances(decide=False)).accepted
     c = verify(nlp, sol.with_multipliers(y=y3))
-    assert c.accepted and c.repaired and c.decided_by in ("sanitised", "recomputed", "local-lp")
+    assert c.accepted and c.found_multipliers and c.decided_by in ("sanitised", "recomputed", "local-lp")
     assert c.dual_residual <= Tolerances().dual / 10 and c.complementarity <= Tolerances().complementarity / 10
-    c = verify(nlp, sol.with_multipliers(y=y2), Tolerances(repair=False))
+    c = verify(nlp, sol.with_multipliers(y=y2), Tolerances(decide=False))
     assert not c.accepted and "at l" in " ".join(c.reasons)
 
 
@@ -182,7 +182,7 @@ def test_degenerate_toy_rejects_non_kkt_points(toy) -> None:
     assert c.decided_by == "lp" and any("no valid multipliers exist" in r for r in c.reasons), c.reasons
     # the same point with zero multipliers: the proof is kept per point, a lookup decides
     z = verify(nlp, sol.replace(x=x).with_multipliers(y=np.zeros(nlp.m), z_L=np.zeros(nlp.n), z_U=np.zeros(nlp.n)))
-    assert not z.accepted and z.decided_by == "lp" and z.repair.get("cached") is True
+    assert not z.accepted and z.decided_by == "lp" and z.decision.get("cached") is True
     # flow on the line with the current unchanged: infeasible
     x = sol.x.copy()
     x[ip] = 0.1
@@ -230,7 +230,7 @@ def test_multipliers_from_reformulated_model_after_mapping() -> None:
     zl = np.zeros(canon.n)
     zl[canon.var_index("x[1]")] = r.z_L[ref.var_index("u1")]
     naive = Solution(x=x, y=y_raw, z_L=zl, z_U=np.zeros(canon.n), fingerprint=canon.fingerprint, variant="true")
-    c = verify(canon, naive, Tolerances(repair=False))
+    c = verify(canon, naive, Tolerances(decide=False))
     assert not c.accepted
     # mapped: rows kept carry over (times the factor the row was scaled by), eliminated rows are unknown (NaN)
     y_known = np.full(canon.m, np.nan)
@@ -240,7 +240,7 @@ def test_multipliers_from_reformulated_model_after_mapping() -> None:
     # within the stationarity tolerance (5e-6 of the column scale) of the exact value -x2
     assert y[canon.row_index("fix5")] == pytest.approx(-x[canon.var_index("x[2]")], abs=2e-5)
     mapped = Solution(x=x, y=y, z_L=zl, z_U=zu, fingerprint=canon.fingerprint, variant="true")
-    c = verify(canon, mapped, Tolerances(repair=False))
+    c = verify(canon, mapped, Tolerances(decide=False))
     assert c.accepted, c.reasons
 
 

@@ -23,7 +23,7 @@ def ms(manchester_solutions):
 def test_optimum_accepted_with_margin(ms) -> None:
     nlp, opt = ms["problem"], ms["optimal"]
     c = verify(nlp, opt)
-    assert c.accepted and not c.repaired, c.reasons
+    assert c.accepted and not c.found_multipliers, c.reasons
     assert 743.9 <= c.cost <= 744.5
     tol = Tolerances()
     assert c.primal_residual <= tol.primal / 10
@@ -84,19 +84,19 @@ def test_degenerate_row_other_valid_multipliers(ms) -> None:
     zl = opt.z_L.copy()
     y[row] += delta
     zl[col_i] += delta * v_from
-    c = verify(nlp, opt.with_multipliers(y=y, z_L=zl), Tolerances(repair=False))
+    c = verify(nlp, opt.with_multipliers(y=y, z_L=zl), Tolerances(decide=False))
     assert c.accepted, c.reasons
-    # stale bound multiplier: fails without repair, accepted with the (checked) re-derivation
+    # stale bound multiplier: fails without the decision, accepted with the (checked) re-derivation
     stale = opt.with_multipliers(y=y)
-    c = verify(nlp, stale, Tolerances(repair=False))
+    c = verify(nlp, stale, Tolerances(decide=False))
     assert not c.accepted and nlp.x_names[col_i] in c.reasons[0]
     c = verify(nlp, stale)
-    assert c.accepted and c.repaired and c.decided_by == "sanitised"
+    assert c.accepted and c.found_multipliers and c.decided_by == "sanitised"
     # a sigma that no valid bound multiplier can absorb: the multiplier LP finds valid ones around it
     y2 = opt.y.copy()
     y2[row] = -5.0
     c = verify(nlp, opt.with_multipliers(y=y2))
-    assert c.accepted and c.repaired and c.decided_by in ("sanitised", "recomputed", "local-lp"), c.repair
+    assert c.accepted and c.found_multipliers and c.decided_by in ("sanitised", "recomputed", "local-lp"), c.decision
 
 
 def test_tampered_plan_rejected(ms) -> None:
@@ -121,12 +121,12 @@ def test_forged_multipliers(ms) -> None:
     # point, so it is never proved wrong; finding its multipliers from that far may exceed the budget
     for y in (tam.y, opt.y * 1.01):
         c = verify(nlp, opt.with_multipliers(y=y, z_L=tam.z_L, z_U=tam.z_U))
-        assert c.accepted or (c.decided_by == "budget" and c.repair.get("exists") is None), c.repair
-        assert not verify(nlp, opt.with_multipliers(y=y), Tolerances(repair=False)).accepted
+        assert c.accepted or (c.decided_by == "budget" and c.decision.get("exists") is None), c.decision
+        assert not verify(nlp, opt.with_multipliers(y=y), Tolerances(decide=False)).accepted
     # the feasible-restricted plan with the best multipliers an LP over the certificate's rules finds
     fea = ms["feasible"]
     y, zl, zu = map_multipliers(nlp, fea.x, np.full(nlp.m, np.nan))
-    c = verify(nlp, fea.with_multipliers(y=y, z_L=zl, z_U=zu), Tolerances(repair=False))
+    c = verify(nlp, fea.with_multipliers(y=y, z_L=zl, z_U=zu), Tolerances(decide=False))
     assert not c.accepted and c.reasons[0].startswith("stationarity")
 
 
@@ -173,9 +173,9 @@ def test_reduced_model_multipliers_accepted_only_after_mapping(ms) -> None:
     zu0 = np.zeros(nlp.n)
     zl0[red.red_to_can] = zl_red
     zu0[red.red_to_can] = zu_red
-    assert not verify(nlp, opt.with_multipliers(y=y0, z_L=zl0, z_U=zu0), Tolerances(repair=False)).accepted
+    assert not verify(nlp, opt.with_multipliers(y=y0, z_L=zl0, z_U=zu0), Tolerances(decide=False)).accepted
     y, zl, zu = red.canonical_multipliers(np.asarray(opt.x), y_red, zl_red, zu_red)
-    c = verify(nlp, opt.with_multipliers(y=y, z_L=zl, z_U=zu), Tolerances(repair=False))
+    c = verify(nlp, opt.with_multipliers(y=y, z_L=zl, z_U=zu), Tolerances(decide=False))
     assert c.accepted, c.reasons
 
 
@@ -220,4 +220,4 @@ def test_other_honest_local_optima_accepted(ms, k) -> None:
 
     checker_for(nlp).search.cache.clear()
     c0 = verify(nlp, sol.with_multipliers(y=np.zeros(nlp.m), z_L=np.zeros(nlp.n), z_U=np.zeros(nlp.n)))
-    assert c0.accepted and c0.repaired, (c0.reasons, c0.repair)
+    assert c0.accepted and c0.found_multipliers, (c0.reasons, c0.decision)

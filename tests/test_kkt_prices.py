@@ -188,7 +188,7 @@ def test_other_multipliers_are_free_but_prices_are_not(base) -> None:
     y[idx] = proposal.y[idx]
     zeros = proposal.with_multipliers(y=y, z_L=np.zeros(nlp.n), z_U=np.zeros(nlp.n))
     c = verify(nlp, zeros)
-    assert c.accepted and c.repaired
+    assert c.accepted and c.found_multipliers
     assert c.prices["admissible"] in ("sanitised", "recomputed", "local-lp")
     no_prices = proposal.with_multipliers(y=np.zeros_like(proposal.y))
     assert not verify(nlp, no_prices).accepted

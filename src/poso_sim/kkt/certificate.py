@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import html
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
-__all__ = ["Tolerances", "Certificate", "DEFAULT_TOLERANCES"]
+from poso_sim.htmlkit import div, escape, fmt, grid, kv_table, verdict
+
+__all__ = ["Tolerances", "Certificate", "DEFAULT_TOLERANCES", "certificate_html"]
 
 
 @dataclass(frozen=True)
@@ -22,10 +23,9 @@ class Tolerances:
       of the multipliers, so inflating them cannot loosen the test).
     * ``sign``: wrong-signed part of a multiplier (inequality rows, bound multipliers), same column scaling.
     * ``complementarity``: ``multiplier * slack`` in objective units ($ for the IES model).
-    * ``repair``: when the received multipliers fail, decide exactly whether valid ones exist for the point
+    * ``decide``: when the received multipliers fail, decide exactly whether valid ones exist for the point
       (:mod:`poso_sim.kkt.decide`); False judges the received multipliers only.
     * ``lp_iterations``: deterministic budget of simplex iterations for that decision; exhausting it rejects.
-    * ``repair_max_entries``: no longer used (kept so that existing callers still construct Tolerances).
     * ``n_worst``: how many of the worst entries to name per measure.
     * ``price``: on a problem with priced rows, how far a proposed price may lie from its settlement price,
       relative to ``max(1, |settlement|)`` (:mod:`poso_sim.kkt.prices`).
@@ -36,8 +36,7 @@ class Tolerances:
     dual: float = 5e-6
     sign: float = 5e-6
     complementarity: float = 1e-5
-    repair: bool = True
-    repair_max_entries: int | None = None
+    decide: bool = True
     n_worst: int = 5
     bound: float = 1e-4
     lp_iterations: int | None = 400
@@ -72,15 +71,15 @@ class Certificate:
     """The verdict of :func:`poso_sim.kkt.verify` on one solution.
 
     ``primal_residual``, ``dual_residual``, ``sign_violation`` and ``complementarity`` are the largest scaled
-    measures of the multipliers that decided the verdict (those found by the exact decision when ``repaired`` is
-    True; the received ones are then in ``received``); ``bound_violation`` is the scaled bound violation of the
+    measures of the multipliers that decided the verdict (those found by the exact decision when ``found_multipliers``
+    is True; the received ones are then in ``received``); ``bound_violation`` is the scaled bound violation of the
     ``x`` as sent (the rest is judged at ``x`` projected onto its bounds). ``decided_by`` names the multipliers
     that decided: ``received``, ``sanitised``, ``recomputed``, ``local-lp``, ``lp`` (found), or why none were found
     (``lp`` = proved not to exist, ``budget`` = iteration budget exhausted, ``primal``/``integrity``), or ``price``
     when the point passed but its priced rows' multipliers did not (:mod:`poso_sim.kkt.prices`; ``prices`` then
     holds each priced row's valid interval, settlement price and proposed price). ``worst`` names the worst entries per measure as
     ``{"measure", "name", "value"}`` with ``name`` a model component and index (``SOCPeq[3,18]``, ``P_CHP[3,7]``).
-    ``seconds`` is the wall time of the check (integrity + evaluation + residuals + repair), the problem being
+    ``seconds`` is the wall time of the check (integrity + evaluation + residuals + decision), the problem being
     compiled already; ``cpu_seconds`` is the thread CPU time of the same span; ``timings`` splits the wall time.
     """
 
@@ -93,8 +92,8 @@ class Certificate:
     worst: list[dict[str, Any]] = field(default_factory=list)
     cost: float = float("nan")
     objective: float = float("nan")
-    repaired: bool = False
-    repair: dict[str, Any] = field(default_factory=dict)
+    found_multipliers: bool = False
+    decision: dict[str, Any] = field(default_factory=dict)
     received: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
     cpu_seconds: float = 0.0
@@ -125,8 +124,8 @@ class Certificate:
             "sign_violation": _num(float(self.sign_violation)),
             "complementarity": _num(float(self.complementarity)),
             "worst": [{k: _num(v) if isinstance(v, float) else v for k, v in w.items()} for w in self.worst],
-            "repaired": bool(self.repaired),
-            "repair": _jsonable(self.repair),
+            "found_multipliers": bool(self.found_multipliers),
+            "decision": _jsonable(self.decision),
             "received": {k: _num(float(v)) for k, v in self.received.items()},
             "verify_seconds": float(self.seconds),
             "verify_cpu_seconds": float(self.cpu_seconds),
@@ -146,7 +145,7 @@ class Certificate:
 
     def summary(self) -> str:
         verdict = "ACCEPTED" if self.accepted else "REJECTED"
-        extra = " (multipliers repaired)" if self.repaired else ""
+        extra = " (multipliers found by the decision)" if self.found_multipliers else ""
         head = (
             f"{verdict}{extra}: cost {self.cost:.4f}, primal {self.primal_residual:.2e}, bound {self.bound_violation:.2e}, "
             f"dual {self.dual_residual:.2e}, "
@@ -167,22 +166,46 @@ class Certificate:
         return self.summary()
 
     def _repr_html_(self) -> str:
-        color = "#1a7f37" if self.accepted else "#cf222e"
-        verdict = "accepted" if self.accepted else "rejected"
-        rows = "".join(
-            f"<tr><td>{html.escape(str(w['measure']))}</td><td><code>{html.escape(str(w['name']))}</code></td>"
-            f"<td>{w['value']:.3e}</td></tr>"
-            for w in self.worst
+        return certificate_html(self)
+
+
+def certificate_html(cert: Any) -> str:
+    """A KKT :class:`~poso_sim.kkt.Certificate`: verdict, reasons, the four scaled measures against their
+    tolerances, the worst entries, whether the decision found the multipliers, and timing."""
+    accepted = bool(getattr(cert, "accepted", False))
+    tol: Mapping[str, Any] = getattr(cert, "tolerances", None) or {}
+    measures = [
+        ("primal residual", "primal_residual", "primal"),
+        ("stationarity (dual) residual", "dual_residual", "dual"),
+        ("multiplier sign violation", "sign_violation", "sign"),
+        ("complementarity", "complementarity", "complementarity"),
+    ]
+    rows: list[tuple[str, Any]] = [("verdict", verdict(accepted, "accepted", "rejected"))]
+    reasons = list(getattr(cert, "reasons", []) or [])
+    if reasons:
+        rows.append(("reasons", escape("; ".join(map(str, reasons)))))
+    rows.append(("true cost", escape(f"{fmt(getattr(cert, 'cost', float('nan')), 3)} $")))
+    for label, attr, tkey in measures:
+        v = getattr(cert, attr, float("nan"))
+        t = tol.get(tkey)
+        passed = isinstance(v, float) and isinstance(t, (int, float)) and v <= t
+        mark = "" if t is None or not isinstance(v, float) or math.isnan(v) else (" ✓" if passed else " ✗")
+        rows.append((label, escape(f"{fmt(v)}" + (f"  (tol {fmt(float(t))})" if t is not None else "") + mark)))
+    if getattr(cert, "found_multipliers", False):
+        rows.append(("multipliers", "found by the multiplier decision"))
+    rows.append(("check time", escape(f"{fmt(float(getattr(cert, 'seconds', 0.0)), 3)} s")))
+    digest = str(getattr(cert, "digest", "") or "")
+    if digest:
+        rows.append(("digest", f"<code>{escape(digest[:16])}…</code>"))
+    parts = [kv_table(rows)]
+    worst = list(getattr(cert, "worst", []) or [])
+    if worst:
+        parts.append(
+            grid(["measure", "entry", "value"],
+                  [[escape(str(w.get("measure", ""))), f"<code>{escape(str(w.get('name', '')))}</code>",
+                    escape(fmt(w.get("value")))] for w in worst[:15]])
         )
-        reasons = "".join(f"<li>{html.escape(r)}</li>" for r in self.reasons) or "<li>none</li>"
-        return (
-            f"<div><b style='color:{color}'>KKT certificate: {verdict}</b>"
-            f"{' (multipliers repaired)' if self.repaired else ''}<br>"
-            f"cost {self.cost:.4f} &middot; primal {self.primal_residual:.2e} &middot; dual {self.dual_residual:.2e}"
-            f" &middot; sign {self.sign_violation:.2e} &middot; complementarity {self.complementarity:.2e}"
-            f" &middot; {self.seconds * 1e3:.2f} ms<br>reasons:<ul>{reasons}</ul>"
-            f"<table><tr><th>measure</th><th>where</th><th>value</th></tr>{rows}</table></div>"
-        )
+    return div("KKT certificate", *parts)
 
 
 def _jsonable(v: Any) -> Any:

@@ -351,17 +351,17 @@ class KKTChecker:
         final, y_final = ms, y
         cert.decided_by = "received"
         point_ok = not (fails["primal"] or fails["bound"])
-        if any(fails.values()) and point_ok and tol.repair:
+        if any(fails.values()) and point_ok and tol.decide:
             dec = self.search.decide(x, y, ev, tol)
-            cert.repair = {"stage": dec.stage, "exists": dec.exists, **dec.info}
+            cert.decision = {"stage": dec.stage, "exists": dec.exists, **dec.info}
             cert.decided_by = dec.stage
             if dec.found:
                 cand = self.measures(x, dec.y, dec.z_L, dec.z_U, ev, bound_viol)
                 if not any(self.failures(cand, tol).values()):
                     final, y_final = cand, dec.y
-                    cert.repaired = True
+                    cert.found_multipliers = True
                 else:
-                    cert.repair["recheck"] = "failed"
+                    cert.decision["recheck"] = "failed"
             timings["decision"] = time.perf_counter() - t3
         elif not point_ok:
             cert.decided_by = "primal"
@@ -371,14 +371,14 @@ class KKTChecker:
         cert.sign_violation = final.sign
         cert.complementarity = final.complementarity
         cert.reasons = self.reasons(final, tol)
-        if cert.reasons and cert.repair:
-            st = cert.repair.get("stage")
+        if cert.reasons and cert.decision:
+            st = cert.decision.get("stage")
             if st == "budget":
                 cert.reasons.append(
                     f"no valid multipliers found within the budget of {tol.lp_iterations} simplex iterations"
                 )
-            elif cert.repair.get("exists") is False:
-                where = cert.repair.get("unreachable_column")
+            elif cert.decision.get("exists") is False:
+                where = cert.decision.get("unreachable_column")
                 why = f"no multiplier can act on {where}" if where else "multiplier LP infeasible"
                 cert.reasons.append(f"no valid multipliers exist for this point ({why})")
             else:

@@ -4,8 +4,8 @@ The plan is checked against the case and instance its file names (``meta.case``;
 honest problem must have the fingerprint the file records. Exit codes: 0 accepted, 1 rejected, 2 unreadable or
 malformed input (one-line message on stderr, no traceback), 3 a plan for another problem than the case named.
 A file larger than a plan of its problem can be is refused before it is read (only its header is read first).
-``verify_seconds`` is the check itself (integrity, digest, evaluation of f/grad/g/J, residuals, any repair) on a
-problem compiled beforehand; loading the file and compiling the problem are reported separately.
+``verify_seconds`` is the check itself (integrity, digest, evaluation of f/grad/g/J, residuals, any multiplier
+decision) on a problem compiled beforehand; loading the file and compiling the problem are reported separately.
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ def _configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--primal-tol", type=float, default=None, help="primal feasibility tolerance (scaled)")
     p.add_argument("--dual-tol", type=float, default=None, help="stationarity tolerance (scaled)")
     p.add_argument("--comp-tol", type=float, default=None, help="complementarity tolerance (objective units)")
-    p.add_argument("--no-repair", action="store_true", help="do not try to re-derive multipliers")
+    p.add_argument("--no-decide", action="store_true",
+                   help="judge the received multipliers only (do not decide whether valid ones exist)")
 
 
 def add_verify_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -117,8 +118,8 @@ def _tolerances(args: argparse.Namespace) -> Tolerances:
         kw["dual"] = args.dual_tol
     if args.comp_tol is not None:
         kw["complementarity"] = args.comp_tol
-    if args.no_repair:
-        kw["repair"] = False
+    if args.no_decide:
+        kw["decide"] = False
     return Tolerances(**kw)
 
 
@@ -139,7 +140,9 @@ def run_verify(args: argparse.Namespace) -> int:
         d["case"] = case
         d["load_seconds"] = t_load
         d["compile_seconds"] = t_compile
-        d["verify_seconds_includes"] = "integrity+digest, evaluation of f/grad/g/J, residuals, repair; not load or compile"
+        d["verify_seconds_includes"] = (
+            "integrity+digest, evaluation of f/grad/g/J, residuals, multiplier decision; not load or compile"
+        )
         print(json.dumps(d, indent=None, sort_keys=False))
     else:
         print(f"{args.file}: {cert.summary()}")

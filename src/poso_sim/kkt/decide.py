@@ -57,7 +57,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from poso_sim.kkt.certificate import Tolerances
     from poso_sim.kkt.check import KKTChecker
 
-__all__ = ["Decision", "MultiplierSearch", "min_stationarity"]
+__all__ = ["MultiplierOutcome", "MultiplierSearch", "min_stationarity"]
 
 #: Safety factor between the LP's targets and the tolerances the re-check applies (HiGHS works to 1e-7).
 LP_MARGIN = 0.9
@@ -83,7 +83,7 @@ _CACHE_SIZE = 16  # points; a witness keeps y, z_L and z_U (~0.3 MB each on Manc
 
 
 @dataclass
-class Decision:
+class MultiplierOutcome:
     """Outcome of :meth:`MultiplierSearch.decide`.
 
     ``stage`` is the last stage run; ``found`` whether it produced multipliers (they are re-checked by the
@@ -412,7 +412,7 @@ class MultiplierSearch:
         self.indices = chk.jc[order].astype(np.int64)
         self.basis: Any = None
         self.ls = _LeastSquares(n, m, chk.jr, chk.jc)
-        self.cache: "OrderedDict[str, Decision]" = OrderedDict()
+        self.cache: "OrderedDict[str, MultiplierOutcome]" = OrderedDict()
         self._factors: list[_Factor] = []
         self._lock = threading.Lock()
         self.n, self.m = n, m
@@ -438,7 +438,7 @@ class MultiplierSearch:
 
     def decide(
         self, x: np.ndarray, y: np.ndarray, ev: dict[str, Any], tol: "Tolerances"
-    ) -> Decision:
+    ) -> MultiplierOutcome:
         """Valid multipliers for ``x`` (a point that passed the primal checks), or why there are none.
 
         The received multipliers are tried first (clipped into their box: microseconds). Past that, every step is
@@ -460,7 +460,7 @@ class MultiplierSearch:
             if hit is not None:
                 self.cache.move_to_end(key)
         if hit is not None:
-            return Decision(hit.found, hit.stage, hit.y, hit.z_L, hit.z_U, hit.exists,
+            return MultiplierOutcome(hit.found, hit.stage, hit.y, hit.z_L, hit.z_U, hit.exists,
                             {**got.info, **hit.info, "cached": True, "seconds": time.perf_counter() - t0})
         d = self._from_point(x, ev, tol, box, jt, tau, got.info)
         d.info["seconds"] = time.perf_counter() - t0
@@ -470,10 +470,12 @@ class MultiplierSearch:
                 while len(self.cache) > _CACHE_SIZE:
                     self.cache.popitem(last=False)
             # the caller gets its own record: nothing it writes into the info reaches the cached outcome
-            d = Decision(d.found, d.stage, d.y, d.z_L, d.z_U, d.exists, dict(d.info))
+            d = MultiplierOutcome(d.found, d.stage, d.y, d.z_L, d.z_U, d.exists, dict(d.info))
         return d
 
-    def _sanitised(self, y: np.ndarray, grad: np.ndarray, jt: sp.csc_matrix, box: "_Box", tau: float) -> Decision:
+    def _sanitised(
+        self, y: np.ndarray, grad: np.ndarray, jt: sp.csc_matrix, box: "_Box", tau: float
+    ) -> MultiplierOutcome:
         """Stage 1: the received ``y`` clipped into its box (first into a box ten times tighter, so that an
         accepted certificate keeps a margin on complementarity when it can), bound multipliers re-derived."""
         info: dict[str, Any] = {}
@@ -483,13 +485,13 @@ class MultiplierSearch:
             bad = res > tau
             info["sanitised_failing_columns"] = int(np.count_nonzero(bad))
             if not bad.any():
-                return Decision(True, "sanitised", y0, zl, zu, True, info)
-        return Decision(False, "sanitised", info=info)
+                return MultiplierOutcome(True, "sanitised", y0, zl, zu, True, info)
+        return MultiplierOutcome(False, "sanitised", info=info)
 
     def _from_point(
         self, x: np.ndarray, ev: dict[str, Any], tol: "Tolerances", box: "_Box", jt: sp.csc_matrix, tau: float,
         info: dict[str, Any],
-    ) -> Decision:
+    ) -> MultiplierOutcome:
         """Stages 2-4, which read nothing but ``x``: recomputed multipliers, then the local LPs (and, without a
         budget, the whole LP), on a factorisation lent to this call alone and a HiGHS instance of its own."""
         with self._factor() as factor:
@@ -498,7 +500,7 @@ class MultiplierSearch:
     def _stages(
         self, x: np.ndarray, ev: dict[str, Any], tol: "Tolerances", box: "_Box", jt: sp.csc_matrix, tau: float,
         info: dict[str, Any], factor: _Factor,
-    ) -> Decision:
+    ) -> MultiplierOutcome:
         """The body of :meth:`_from_point`; ``factor`` is this call's own."""
         chk = self.chk
         info = dict(info)
@@ -508,7 +510,7 @@ class MultiplierSearch:
         info["recomputed_passes"] = hist
         info["recomputed_failing_columns"] = int(np.count_nonzero(bad_ls))
         if not bad_ls.any():
-            return Decision(True, "recomputed", y_ls, zl, zu, True, info)
+            return MultiplierOutcome(True, "recomputed", y_ls, zl, zu, True, info)
         # the local LP starts from them, never from the received ones: past the sanitised stage every step is a
         # function of x alone, so the verdict does not depend on which multipliers came with the point
         y0, bad = y_ls, bad_ls
@@ -529,7 +531,7 @@ class MultiplierSearch:
         if np.any(bad & ~reach):
             j = int(np.flatnonzero(bad & ~reach)[0])
             info["unreachable_column"] = chk.x_names[j]
-            return Decision(False, "lp", exists=False, info=info)
+            return MultiplierOutcome(False, "lp", exists=False, info=info)
         for hop in range(LOCAL_HOPS + 1):
             cols = np.zeros(self.n, dtype=bool)
             cols[jt[:, rows].tocoo().row] = True
@@ -565,17 +567,17 @@ class MultiplierSearch:
                 y1 = y0.copy()
                 y1[rows] = np.clip(v, box.ylo[rows], box.yhi[rows])
                 zl, zu = box.bound_multipliers(grad + jt @ y1)
-                return Decision(True, "local-lp", y1, zl, zu, True, info)
+                return MultiplierOutcome(True, "local-lp", y1, zl, zu, True, info)
             if status == "other":
-                return Decision(False, "lp", exists=None, info=info)
+                return MultiplierOutcome(False, "lp", exists=None, info=info)
             if status == "budget" or used >= budget:
-                return Decision(False, "budget", exists=None, info=info)
+                return MultiplierOutcome(False, "budget", exists=None, info=info)
             if whole and status == "infeasible":
-                return Decision(False, "lp", exists=False, info=info)
+                return MultiplierOutcome(False, "lp", exists=False, info=info)
             if whole:
                 break
         if not unbounded:
-            return Decision(False, "budget", exists=None, info=info)
+            return MultiplierOutcome(False, "budget", exists=None, info=info)
         # stage 4 (no budget: offline use): the whole LP, warm-started from the last optimal basis
         lp = _minimax(jt, box.w, box.lo0, box.hi0, box.ylo, box.yhi, tau)
         with self._lock:
@@ -588,13 +590,13 @@ class MultiplierSearch:
                 self.basis = basis
             y1 = np.clip(v, box.ylo, box.yhi)
             zl, zu = box.bound_multipliers(grad + jt @ y1)
-            return Decision(True, "lp", y1, zl, zu, True, info)
+            return MultiplierOutcome(True, "lp", y1, zl, zu, True, info)
         if status == "infeasible":
-            return Decision(False, "lp", exists=False, info=info)
-        return Decision(False, "lp", exists=None, info=info)
+            return MultiplierOutcome(False, "lp", exists=False, info=info)
+        return MultiplierOutcome(False, "lp", exists=None, info=info)
 
 
-def _cacheable(d: Decision) -> bool:
+def _cacheable(d: MultiplierOutcome) -> bool:
     """Whether an outcome may be kept for its point: multipliers found, a proof that none exist, or the iteration
     budget spent - each a function of the point and the tolerances. Anything else (a solver status other than
     optimal, infeasible or the iteration limit) is not kept: the next claim of the point decides afresh."""

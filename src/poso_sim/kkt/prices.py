@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from poso_sim.errors import ProblemError
-from poso_sim.kkt.decide import LP_MARGIN, Y_CAP, Decision, _Box, _hinf, _new_highs
+from poso_sim.kkt.decide import LP_MARGIN, Y_CAP, MultiplierOutcome, _Box, _hinf, _new_highs
 from poso_sim.nlp.solution import Solution
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -334,7 +334,7 @@ def _point_key(x: np.ndarray, tol: "Tolerances") -> str:
 
 def fixed_price_multipliers(
     chk: "KKTChecker", x: np.ndarray, y: np.ndarray, ev: dict[str, Any], tol: "Tolerances"
-) -> Decision:
+) -> MultiplierOutcome:
     """With the priced rows' multipliers held at ``y``'s values, the other multipliers that make ``x`` a KKT point
     (the certificate's own stages: the received ones clipped, recomputed, local LPs). The priced part of ``J^T y``
     moves into the gradient; the scale of every column stays the objective's own gradient. A found ``y`` carries
