@@ -90,7 +90,7 @@ from .instances import InstancePayloads, SolveTimes, resolve_instances
 from .market import payload_source
 from .session import Session, default_session
 
-__all__ = ["RunResult", "run_scenario", "arun_scenario", "Runner", "VerificationService", "needed_labels"]
+__all__ = ["RunResult", "run_scenario", "arun_scenario", "Runner", "make_runner", "VerificationService", "needed_labels"]
 
 #: a verification service: the verdict on one attached solution for a height. It may have a `key` (str): then
 #: its verdicts are memoised in the session under that key; without one they are memoised for the run only.
@@ -643,7 +643,20 @@ class Runner:
         self._done = None
         self.end_time = loop.time()
 
+    def simulate(self) -> float:
+        """Run the (prepared) scenario on the virtual-time kernel in the calling thread; the wall seconds it took.
+        The one body of `run_scenario`, `arun_scenario` (on its worker thread) and the sweeps' runs."""
+        t0 = time.perf_counter()
+        run(self.main())
+        return time.perf_counter() - t0
+
     # ---- the result
+    def finish(self, wall: float, trace_path: str | None = None) -> RunResult:
+        """The run's result, after writing the kernel trace to `trace_path` (JSON lines) if one is given."""
+        if trace_path:
+            self.trace.to_jsonl(trace_path)
+        return self.result(wall)
+
     def result(self, wall: float) -> RunResult:
         source, net = self.source, self.net
         digests = {getattr(e.item, "digest", None) for e in self.log} - {None}
@@ -687,14 +700,18 @@ class Runner:
         return rows
 
 
-def _make_runner(
+def make_runner(
     scenario: Scenario | str,
-    payloads: PayloadSource | str | None,
-    seed: int | None,
-    verify_cost: VerifyCost | None,
-    trace_events: Any,
-    hooks: dict[str, Any],
+    payloads: PayloadSource | str | None = None,
+    *,
+    seed: int | None = None,
+    verify_cost: VerifyCost | None = None,
+    trace_events: Any = None,
+    **hooks: Any,
 ) -> Runner:
+    """The `Runner` of a scenario (a Scenario, a packaged name or a file path) on `payloads` (a PayloadSource,
+    "stub" or "real"/None: the instances' plans, or the case's): the one construction behind `run_scenario`,
+    `arun_scenario` and the sweeps' runs. `hooks` are the Runner's keywords (`session`, `verifier`, ...)."""
     scn = resolve_scenario(scenario)
     if not isinstance(scn, Scenario):  # an iterated market (a `hubs:` file) has its own runner
         raise ScenarioError(f"{scn.name}: a trading market: run it with poso_sim.scenarios.trading_runner.run_trading")
@@ -735,16 +752,11 @@ def run_scenario(
     unless `trace_path` asks for the records). The hooks (`session`, `verifier`, `signature_cache`,
     `observers`, `delegate_factory`) are described in the module docstring. Blocks the calling thread; from
     asyncio code or a notebook use `await arun_scenario(...)`."""
-    hooks = dict(session=session, verifier=verifier, signature_cache=signature_cache, observers=observers,
-                 delegate_factory=delegate_factory, log_mode=log_mode, keep_trace=True if trace_path else None)
-    runner = _make_runner(scenario, payloads, seed, verify_cost, trace_events, hooks)
+    runner = make_runner(scenario, payloads, seed=seed, verify_cost=verify_cost, trace_events=trace_events,
+                         session=session, verifier=verifier, signature_cache=signature_cache, observers=observers,
+                         delegate_factory=delegate_factory, log_mode=log_mode, keep_trace=True if trace_path else None)
     runner.prepare()  # solve (or load) before the clock starts: not part of the simulated time
-    t0 = time.perf_counter()
-    run(runner.main())
-    wall = time.perf_counter() - t0
-    if trace_path:
-        runner.trace.to_jsonl(trace_path)
-    return runner.result(wall)
+    return runner.finish(runner.simulate(), trace_path)
 
 
 async def arun_scenario(
@@ -769,9 +781,9 @@ async def arun_scenario(
     simulation (its loop is cancelled and closed, its thread ends) before `CancelledError` propagates. A solve
     already under way cannot be interrupted: it finishes in its thread (its result goes to the solution cache)
     while the cancelled caller moves on. Observers are called on the simulation's thread."""
-    hooks = dict(session=session, verifier=verifier, signature_cache=signature_cache, observers=observers,
-                 delegate_factory=delegate_factory, log_mode=log_mode, keep_trace=True if trace_path else None)
-    runner = _make_runner(scenario, payloads, seed, verify_cost, trace_events, hooks)
+    runner = make_runner(scenario, payloads, seed=seed, verify_cost=verify_cost, trace_events=trace_events,
+                         session=session, verifier=verifier, signature_cache=signature_cache, observers=observers,
+                         delegate_factory=delegate_factory, log_mode=log_mode, keep_trace=True if trace_path else None)
     await asyncio.to_thread(runner.prepare)
     loop = asyncio.get_running_loop()
     done: asyncio.Future[float] = loop.create_future()
@@ -781,15 +793,14 @@ async def arun_scenario(
             fn(*args)
 
     def work() -> None:
-        t0 = time.perf_counter()
         try:
-            run(runner.main())
+            wall = runner.simulate()
         except asyncio.CancelledError:
             loop.call_soon_threadsafe(settle, done.cancel)
         except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
             loop.call_soon_threadsafe(settle, done.set_exception, exc)
         else:
-            loop.call_soon_threadsafe(settle, done.set_result, time.perf_counter() - t0)
+            loop.call_soon_threadsafe(settle, done.set_result, wall)
 
     thread = threading.Thread(target=work, name="poso-sim-run", daemon=True)
     thread.start()
@@ -803,6 +814,4 @@ async def arun_scenario(
     finally:
         if not thread.is_alive():
             thread.join()
-    if trace_path:
-        runner.trace.to_jsonl(trace_path)
-    return runner.result(wall)
+    return runner.finish(wall, trace_path)

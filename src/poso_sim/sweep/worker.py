@@ -26,9 +26,8 @@ from poso_sim.protocol import Delegate, Payload, SignatureCache, Verdict, Verifi
 from poso_sim.protocol.delegate import RUNNING
 from poso_sim.scenarios.model import Scenario
 from poso_sim.scenarios.payloads import PayloadSource, RealPayloads, StubPayloads
-from poso_sim.scenarios.runner import Runner
+from poso_sim.scenarios.runner import Runner, make_runner
 from poso_sim.scenarios.session import Session
-from poso_sim.sim import run
 
 from .checker import SAFETY, build_trace, check_trace
 
@@ -168,11 +167,9 @@ def run_scenario_traced(
         hooks["delegate_factory"] = factory
     elif mutation is not None:
         raise ValueError(f"unknown mutation {mutation!r} (known: {', '.join(MUTATIONS)})")
-    runner = Runner(scn, source, trace_events=[], **hooks)
+    runner = make_runner(scn, source, trace_events=[], **hooks)
     runner.prepare()
-    t0 = time.perf_counter()
-    run(runner.main())
-    return runner, time.perf_counter() - t0
+    return runner, runner.simulate()
 
 
 @dataclass
