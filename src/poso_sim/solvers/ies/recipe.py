@@ -5,15 +5,18 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Callable
 
 import numpy as np
 
 from poso_sim.solvers.backend import RawResult
-from poso_sim.solvers.ies.staged import PIPELINE_VERSION, RECIPES, Recipe, solve_reduced
+from poso_sim.solvers.ies.staged import PIPELINE_VERSION, RECIPES, Recipe, StageFailure, StartError, solve_reduced
 from poso_sim.solvers.pipeline import SolveError
 
 __all__ = ["solve", "canonical_start", "objective_aware_start", "perturbed_start"]
+
+logger = logging.getLogger(__name__)
 
 
 def solve(
@@ -37,22 +40,64 @@ def solve(
     case = model._case
     variant = variant or getattr(model, "variant", "true")
     label = {"variant": variant, **(label or {})}
+    where = f"{label.get('case', case.name)} {variant}"
     recipe = RECIPES.get(variant, Recipe())
     best: tuple[RawResult, float] | None = None
-    last = None
+    failure: SolveError | None = None
     for k in range(max(1, int(starts))):
-        x_start = _start(nlp, case, recipe, k)
-        last = solve_reduced(model, nlp, x_start, progress=progress, backend=backend, recipe=recipe,
-                             label={**label, "start": k})
-        if last.status == "optimal":
-            cost = float(nlp.true_cost(last.x))
-            if best is None or cost < best[1]:
-                best = (last, cost)
+        try:
+            res = _solve_from_start(model, nlp, case, recipe, k, where, progress=progress, backend=backend,
+                                    label={**label, "start": k})
+        except SolveError as exc:
+            failure = exc
+            continue
+        cost = float(nlp.true_cost(res.x))
+        if best is None or cost < best[1]:
+            best = (res, cost)
     if best is None:
-        assert last is not None
-        raise SolveError(last.failed_stage or "check", last.status.split(":", 1)[-1],
-                         f"{label.get('case', case.name)} {variant}: {last.message}")
+        assert failure is not None
+        raise failure
     return best[0]
+
+
+def _solve_from_start(model, nlp, case, recipe: Recipe, k: int, where: str, **kw) -> RawResult:
+    """Start ``k``'s optimum, or :class:`SolveError` naming the stage. The first start of a recipe built around the
+    variant's own objective falls back to the data-only start (same stage settings) when its start point or any
+    later stage fails: a generated day whose surrogate does not converge is still solved."""
+    fallback = k == 0 and recipe.start != "data"
+    try:
+        x_start = _start(nlp, case, recipe, k)
+    except StartError as exc:
+        if not fallback:
+            raise SolveError("start", exc.status, f"{where}: {exc}") from None
+        logger.warning("%s: %s; falling back to the data-only start", where, exc)
+        x_start, fallback = _data_start(nlp, case, where), False
+    res = _staged(model, nlp, x_start, recipe, where, **kw)
+    if res.status != "optimal" and fallback:
+        logger.warning("%s: the solve from the %s start failed (%s); falling back to the data-only start", where,
+                       recipe.start, res.status)
+        res = _staged(model, nlp, _data_start(nlp, case, where), recipe, where, **kw)
+    if res.status != "optimal":
+        raise SolveError(res.failed_stage or "check", res.status.split(":", 1)[-1], f"{where}: {res.message}")
+    return res
+
+
+def _data_start(nlp, case, where: str) -> np.ndarray:
+    try:
+        return canonical_start(nlp, case)
+    except StartError as exc:
+        raise SolveError("start", exc.status, f"{where}: {exc}") from None
+
+
+def _staged(model, nlp, x_start, recipe: Recipe, where: str, **kw) -> RawResult:
+    """:func:`solve_reduced`; an exception inside a stage (a solver or linear-algebra error) becomes a failed result
+    naming that stage."""
+    try:
+        return solve_reduced(model, nlp, x_start, recipe=recipe, **kw)
+    except StageFailure as exc:
+        return RawResult(x=np.asarray(x_start, dtype=float), y=np.zeros(nlp.m), z_L=np.zeros(nlp.n),
+                         z_U=np.zeros(nlp.n), status=f"{exc.stage}:{exc.status}", objective=float("nan"),
+                         iterations=0, seconds=0.0, message=f"{where}: {exc.detail}")
 
 
 #: The recipe's code version: part of the cache key of every plan it makes.

@@ -30,12 +30,31 @@ from poso_sim.solvers.pipeline import (
     ProblemView, StageReport, backend_name, emit_stage, final_check, make_backend, solve_view, tidy_multipliers,
 )  # fmt: skip
 
-__all__ = ["PIPELINE_VERSION", "RECIPES", "Recipe", "component_indices", "solve_reduced", "typical_sizes"]
+__all__ = [
+    "PIPELINE_VERSION", "RECIPES", "Recipe", "StageFailure", "StartError", "component_indices", "solve_reduced",
+    "typical_sizes",
+]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
 #: The code version of the staged recipe: part of every cache key of its plans (bump when its results change).
 PIPELINE_VERSION = "reduced-prox-9"
+
+
+class StartError(RuntimeError):
+    """A start point's LP or surrogate did not solve: ``what`` names it, ``status`` is its solver's status."""
+
+    def __init__(self, what: str, status: str):
+        self.what, self.status = what, status
+        super().__init__(f"{what}: {status}")
+
+
+class StageFailure(RuntimeError):
+    """An exception inside a stage of :func:`solve_reduced` (a solver or linear-algebra error), naming the stage."""
+
+    def __init__(self, stage: str, status: str, detail: str):
+        self.stage, self.status, self.detail = stage, status, detail
+        super().__init__(f"stage {stage!r}: {status} ({detail})")
 
 
 @dataclass(frozen=True)
@@ -115,6 +134,8 @@ class _Run:
         self.t_all = time.perf_counter()
         self._cpu_mark = time.process_time()
         self._debug = logger.isEnabledFor(logging.DEBUG)
+        #: the stage running now (named by a failure inside it)
+        self.current = "reduce"
 
     def callback(self, name: str) -> Callable | None:
         """The per-iteration callback of stage ``name``: DEBUG records (at most one per 0.2 s) and ``progress``."""
@@ -141,6 +162,7 @@ class _Run:
         return cb
 
     def solve(self, view: ProblemView, v, options: dict, name: str, warm: Any = None) -> RawResult:
+        self.current = name.split(" ", 1)[0]
         return solve_view(view, v, options, warm=warm, progress=self.callback(name), backend=self.backend)
 
     def add(self, rep: StageReport) -> None:
@@ -214,6 +236,13 @@ def solve_reduced(
         prox_max_iter=rc.prox_max_iter if prox_max_iter is None else prox_max_iter,
     )
     run = _Run(backend, label, progress)
+    try:
+        return _stages(run, model, nlp, x_start, rc, max_rounds, scaling, polish)
+    except (RuntimeError, ValueError, ArithmeticError) as exc:  # LinAlgError is a ValueError
+        raise StageFailure(run.current, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "") from exc
+
+
+def _stages(run: _Run, model, nlp, x_start, rc: Recipe, max_rounds: int, scaling: bool, polish: bool) -> RawResult:
     setting, x = _reduce(run, model, nlp, x_start)
     first = _first_stage(run, setting, x, rc, scaling)
     if not first[1].ok:
@@ -325,6 +354,7 @@ def _final_stage(run: _Run, s: _Reduced, view: ProblemView, point: RawResult, rc
 def _map_back(run: _Run, s: _Reduced, nlp, xr, final: RawResult) -> tuple:
     """The reduced point and multipliers on the canonical model (bound multipliers of the log-parametrised flows
     back in the flows' own units)."""
+    run.current = "map-back"
     scale = np.ones(s.rn.n)
     scale[s.log_idx] = xr[s.log_idx]
     zl, zu = final.z_L / scale, final.z_U / scale

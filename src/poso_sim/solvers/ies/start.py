@@ -24,6 +24,7 @@ import numpy as np
 from scipy.optimize import linprog
 
 from poso_sim.solvers.backend import symbolic
+from poso_sim.solvers.ies.staged import StartError
 
 
 @dataclass
@@ -131,7 +132,7 @@ def heat_flows(
         bounds = [(delta, None)] * len(pipes) + [(0.0, None)] * len(hubs)
         res = linprog(cost, A_eq=a_eq, b_eq=b_eq, bounds=bounds, method="highs")
         if res.status != 0:
-            raise RuntimeError(f"heat-flow start LP failed: {res.message}")
+            raise StartError("heat-flow start LP", str(res.message))
     m_pipe = {k: float(res.x[j]) for j, k in enumerate(pipes)}
     m_hub = {c: float(res.x[len(pipes) + j]) for j, c in enumerate(hubs)}
     return m_pipe, m_hub
@@ -165,7 +166,7 @@ def heat_flows_to_targets(
     bounds = [(delta, None)] * npi + [(0.0, None)] * (3 * nh)
     res = linprog(cost, A_eq=a_eq, b_eq=b_eq, bounds=bounds, method="highs")
     if res.status != 0:
-        raise RuntimeError(f"heat-flow target LP failed: {res.message}")
+        raise StartError("heat-flow target LP", str(res.message))
     return ({k: float(res.x[j]) for j, k in enumerate(pipes)}, {c: float(res.x[npi + j]) for j, c in enumerate(hubs)})
 
 
@@ -231,7 +232,7 @@ def objective_aware_dispatch(nlp, x_data: np.ndarray, net: NetworkData) -> dict:
                        {"ipopt": {"print_level": 0, "sb": "yes", "tol": 1e-6, "max_iter": 500}, "print_time": False})
     out = solver(x0=np.clip(x[sel], lbx, ubx), lbx=lbx, ubx=ubx, lbg=np.concatenate(lbg), ubg=np.concatenate(ubg))
     if not solver.stats().get("success", False):
-        raise RuntimeError(f"objective-aware surrogate: {solver.stats().get('return_status')}")
+        raise StartError("objective-aware surrogate", str(solver.stats().get("return_status")))
     sv = np.asarray(out["x"]).reshape(-1)
     m_total = sum(x[i] for i in nlp.var_indices("m_hub")) / len(T)
     disp: dict[str, dict] = {"P_CHP": {}, "Q_CHP": {}, "m_hub": {}}

@@ -1,0 +1,94 @@
+"""A failed start or stage of the integrated-energy recipe: the data-only start takes over, or one named SolveError.
+
+No Ipopt solve runs here: the staged solve (or one Ipopt call) is replaced by a stand-in, so each test costs the
+model build only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from poso_sim.solvers import RawResult
+from poso_sim.solvers.api import get_problem
+from poso_sim.solvers.ies import canonical_start, recipe, staged
+from poso_sim.solvers.ies.staged import StartError
+from poso_sim.solvers.pipeline import SolveError
+
+pytestmark = pytest.mark.solver
+
+
+@pytest.fixture(scope="module")
+def tampered():
+    return get_problem("manchester", "tampered")
+
+
+def _staged_stub(statuses: list[str], seen: list[np.ndarray]):
+    """A stand-in for ``solve_reduced``: records its start, returns it with the next status of ``statuses``."""
+
+    def fake(model, nlp, x_start, **kw):
+        seen.append(np.array(x_start, dtype=float))
+        st = statuses[len(seen) - 1]
+        return RawResult(x=np.asarray(x_start, dtype=float), y=np.zeros(nlp.m), z_L=np.zeros(nlp.n),
+                         z_U=np.zeros(nlp.n), status=st, iterations=7, seconds=0.0, objective=0.0, message="stub")
+
+    return fake
+
+
+def _surrogate_fails(*a, **kw):
+    raise StartError("objective-aware surrogate", "Maximum_Iterations_Exceeded")
+
+
+def test_failed_surrogate_start_falls_back_to_the_data_only_start(monkeypatch, tampered) -> None:
+    model, nlp = tampered
+    seen: list[np.ndarray] = []
+    monkeypatch.setattr(recipe, "objective_aware_start", _surrogate_fails)
+    monkeypatch.setattr(recipe, "solve_reduced", _staged_stub(["optimal"], seen))
+    res = recipe.solve(model, nlp, variant="tampered")
+    assert res.status == "optimal" and len(seen) == 1
+    np.testing.assert_array_equal(seen[0], canonical_start(nlp, model._case))
+
+
+def test_failed_stage_from_the_objective_start_retries_from_the_data_only_start(monkeypatch, tampered) -> None:
+    model, nlp = tampered
+    seen: list[np.ndarray] = []
+    monkeypatch.setattr(recipe, "solve_reduced", _staged_stub(["final:max_iter", "optimal"], seen))
+    res = recipe.solve(model, nlp, variant="tampered")
+    assert res.status == "optimal" and len(seen) == 2
+    assert not np.array_equal(seen[0], seen[1])  # the first start was the objective-aware one
+    np.testing.assert_array_equal(seen[1], canonical_start(nlp, model._case))
+
+
+def test_both_starts_failing_is_one_solve_error_naming_the_stage(monkeypatch, tampered) -> None:
+    model, nlp = tampered
+    monkeypatch.setattr(recipe, "solve_reduced", _staged_stub(["final:max_iter", "polish:max_iter"], []))
+    with pytest.raises(SolveError) as err:
+        recipe.solve(model, nlp, variant="tampered")
+    assert (err.value.stage, err.value.status) == ("polish", "max_iter")
+    assert "manchester tampered" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_an_exception_inside_a_stage_is_a_solve_error_naming_it(monkeypatch, tampered) -> None:
+    model, nlp = tampered
+
+    def broken(view, x0, options, **kw):
+        raise ValueError("matrix is singular\nsecond line")
+
+    monkeypatch.setattr(staged, "solve_view", broken)
+    monkeypatch.setattr(recipe, "objective_aware_start", _surrogate_fails)  # one staged solve, not two
+    with pytest.raises(SolveError) as err:
+        recipe.solve(model, nlp, variant="tampered")
+    assert (err.value.stage, err.value.status) == ("fixed-flows", "ValueError")
+    assert "matrix is singular" in str(err.value) and "second line" not in str(err.value)
+
+
+def test_cli_reports_a_start_that_cannot_be_built_in_one_line_exit_2(monkeypatch, capsys) -> None:
+    from poso_sim import cli
+
+    monkeypatch.setattr(recipe, "objective_aware_start", _surrogate_fails)
+    monkeypatch.setattr(recipe, "canonical_start", _surrogate_fails)
+    rc = cli.main(["solve", "--case", "manchester", "--objective", "tampered", "--no-cache"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert err[-1].startswith("poso-sim: error: solve failed at stage 'start': status Maximum_Iterations_Exceeded")
+    assert "Traceback" not in "\n".join(err)
