@@ -25,7 +25,7 @@ from poso_sim.protocol import (
     Verdict,
     canonical,
     make_committee,
-    verify_sig,
+    check_signature,
 )
 
 OPT = "aa" * 32
@@ -40,8 +40,8 @@ def test_keys_are_deterministic_from_the_seed():
     raw = bytes(range(32))
     assert KeyPair.generate(raw).seed == raw
     sig = a.sign(b"msg")
-    assert verify_sig(a.public, sig, b"msg") and not verify_sig(a.public, sig, b"msG")
-    assert not verify_sig(b"short", sig, b"msg") and not verify_sig(a.public, b"", b"msg")
+    assert check_signature(a.public, sig, b"msg") and not check_signature(a.public, sig, b"msG")
+    assert not check_signature(b"short", sig, b"msg") and not check_signature(a.public, b"", b"msg")
     assert Signer(None, enabled=False).sign(b"x") == b""
 
 
@@ -61,10 +61,10 @@ def test_relay_signature_covers_wrapped_proposal_and_path():
     p = Proposal.make(Signer(KEYS["C"]), case_id="m", height=1, round=1, leader="C", payload=Payload(OPT))
     r = Relay.make(Signer(KEYS["D"]), proposal=p, path=("C", "D"), relayer="D")
     pk = COMMITTEE.public_key("D")
-    assert verify_sig(pk, r.signature, r.signing_bytes())
-    assert not verify_sig(pk, r.signature, dataclasses.replace(r, path=("C", "E", "D")).signing_bytes())
+    assert check_signature(pk, r.signature, r.signing_bytes())
+    assert not check_signature(pk, r.signature, dataclasses.replace(r, path=("C", "E", "D")).signing_bytes())
     other = dataclasses.replace(p, signature=b"\1" * 64)
-    assert not verify_sig(pk, r.signature, dataclasses.replace(r, proposal=other).signing_bytes())
+    assert not check_signature(pk, r.signature, dataclasses.replace(r, proposal=other).signing_bytes())
 
 
 def test_encodings_are_canonical_and_typed():
@@ -141,7 +141,7 @@ def test_encodings_and_validation_are_computed_once_per_message_object(monkeypat
     # the memo is exactly what a fresh object computes; copies, equality and pickling look at the fields only
     fresh = dataclasses.replace(relay)
     assert fresh == relay and hash(fresh) == hash(relay) and fresh.signing_bytes() == first[0]
-    assert verify_sig(KEYS["D"].public, relay.signature, relay.signing_bytes())
+    assert check_signature(KEYS["D"].public, relay.signature, relay.signing_bytes())
     back = pickle.loads(pickle.dumps(relay))
     assert back == relay and back.encode() == first[1]
     # a malformed message keeps its reason; a different object is judged on its own

@@ -49,7 +49,7 @@ from poso_sim.protocol import (
     from_reference_keys,
     leader_for,
     make_committee,
-    verify_chain,
+    check_chain,
 )
 
 NAMES = ["C", "D", "E", "F", "G"]
@@ -221,8 +221,8 @@ def test_end_of_round_decides_lowest_cost_then_lowest_digest():
     assert [s.dst for s in msgs] == ["C", "E", "F", "G", "N1", "N2"]
     m = msgs[0].msg
     assert m.delegate == "D" and m.leader == "C" and m.round == 1
-    from poso_sim.protocol import verify_sig
-    assert verify_sig(COMMITTEE.public_key("D"), m.signature, m.signing_bytes())
+    from poso_sim.protocol import check_signature
+    assert check_signature(COMMITTEE.public_key("D"), m.signature, m.signing_bytes())
     assert drops(d.handle(MessageReceived("C", proposal(P_OPT, round=1)))) == ["height closed"]
 
 
@@ -311,8 +311,8 @@ def test_normal_node_timeout_and_hash_chain_in_height_order():
     for who in "CDE":
         n.handle(MessageReceived(who, decision(who, height=3, round=2)))
     assert [b.height for b in n.chain] == [2, 3] and n.chain[1].prev_hash == n.chain[0].hash
-    assert verify_chain(n.chain)
-    assert not verify_chain([n.chain[0], dataclasses.replace(n.chain[1], cost=1.0)])
+    assert check_chain(n.chain)
+    assert not check_chain([n.chain[0], dataclasses.replace(n.chain[1], cost=1.0)])
     assert drops(n.handle(MessageReceived("F", decision("F", height=1)))) == ["height closed"]
 
 

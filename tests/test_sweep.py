@@ -278,7 +278,7 @@ def test_signature_memo_changes_nothing():
     assert sigs.calls > sigs.computed > 0 and len(sigs) == sigs.computed
     assert identity._public_key is orig  # nothing patched
     cache = SignatureCache(limit=2)
-    assert not cache.verify(b"\x01" * 32, b"\x00" * 64, b"x") and not cache.verify(b"\x01" * 32, b"\x00" * 64, b"x")
+    assert not cache.check(b"\x01" * 32, b"\x00" * 64, b"x") and not cache.check(b"\x01" * 32, b"\x00" * 64, b"x")
     assert (cache.calls, cache.computed) == (2, 1)
 
 

@@ -58,7 +58,7 @@ from .events import (
     Verified,
     Verify,
 )
-from .identity import Committee, KeyPair, NodeId, SignatureCache, Signer, make_committee, make_keys, verify_sig
+from .identity import Committee, KeyPair, NodeId, SignatureCache, Signer, make_committee, make_keys, check_signature
 from .messages import (
     GENESIS_HASH,
     VERSION,
@@ -71,16 +71,16 @@ from .messages import (
     Relay,
     canonical,
     message_problem,
-    verify_chain,
+    check_chain,
 )
 from .normal import NormalNode, height_timer
 
 __all__ = [
     # identities
-    "NodeId", "KeyPair", "Signer", "verify_sig", "SignatureCache", "Committee", "make_keys", "make_committee",
+    "NodeId", "KeyPair", "Signer", "check_signature", "SignatureCache", "Committee", "make_keys", "make_committee",
     # messages
     "VERSION", "GENESIS_HASH", "canonical", "Payload", "Proposal", "Relay", "MisbehaviourProof", "Decision",
-    "Block", "Message", "message_problem", "verify_chain",
+    "Block", "Message", "message_problem", "check_chain",
     # events / actions
     "Event", "Start", "MessageReceived", "TimerExpired", "VerificationDone", "SolutionReady", "Verdict",
     "Action", "Send", "StartTimer", "CancelTimer", "Verify", "Solve", "Decide", "Exclude", "Execute",

@@ -36,7 +36,7 @@ from .events import (
     Verified,
     Verify,
 )
-from .identity import Committee, KeyPair, NodeId, Signer, verify_sig
+from .identity import Committee, KeyPair, NodeId, Signer, check_signature
 from .messages import Decision, MisbehaviourProof, Payload, Proposal, Relay, message_problem
 
 # Reasons of `Dropped` notes.
@@ -160,7 +160,7 @@ class Delegate:
         rotate_heights: bool = False,
         max_rounds: int | None = None,
         buffer_limit: int = 256,
-        sig_check: Callable[[bytes | None, bytes, bytes], bool] = verify_sig,
+        sig_check: Callable[[bytes | None, bytes, bytes], bool] = check_signature,
         instances: Callable[[int], str] | Mapping[int, str] | None = None,
     ) -> None:
         if name not in committee:

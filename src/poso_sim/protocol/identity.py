@@ -65,7 +65,7 @@ class Signer:
         return self.keys.sign(data)
 
 
-def verify_sig(public: bytes | None, signature: bytes, data: bytes) -> bool:
+def check_signature(public: bytes | None, signature: bytes, data: bytes) -> bool:
     """True iff `signature` is a valid Ed25519 signature of `data` under the raw public key `public`.
 
     Never raises: malformed keys or signatures simply give False.
@@ -82,9 +82,9 @@ def verify_sig(public: bytes | None, signature: bytes, data: bytes) -> bool:
 
 
 class SignatureCache:
-    """Memoised Ed25519 verification: `verify(public, signature, data)` gives what `verify_sig` gives, computed
-    once per distinct (key, signature, data). A pure function of its inputs, so results never change; it only
-    removes the N-fold repetition of the same check by N simulated delegates. Pass `cache.verify` as the
+    """Memoised Ed25519 signature checks: `check(public, signature, data)` gives what `check_signature` gives,
+    computed once per distinct (key, signature, data). A pure function of its inputs, so results never change; it
+    only removes the N-fold repetition of the same check by N simulated delegates. Pass `cache.check` as the
     machines' `sig_check` (the scenario runner does, given `signature_cache=`; without one, a run keeps a cache
     of its own). At most `limit` entries (then it starts afresh); `limit=0` memoises nothing (every check is
     computed, for comparisons)."""
@@ -97,16 +97,16 @@ class SignatureCache:
         self.calls = 0
         self.computed = 0
 
-    def verify(self, public: bytes | None, signature: bytes, data: bytes) -> bool:
+    def check(self, public: bytes | None, signature: bytes, data: bytes) -> bool:
         self.calls += 1
         if self.limit <= 0 or not isinstance(public, (bytes, bytearray)) or not isinstance(signature, (bytes, bytearray)):
             self.computed += self.limit <= 0
-            return verify_sig(public, signature, data)
+            return check_signature(public, signature, data)
         key = (bytes(public), bytes(signature), data)
         ok = self._memo.get(key)
         if ok is None:
             self.computed += 1
-            ok = verify_sig(public, signature, data)
+            ok = check_signature(public, signature, data)
             if len(self._memo) >= self.limit:
                 self._memo.clear()
             self._memo[key] = ok

@@ -28,7 +28,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from .delegate import BAD_SIGNATURE, DUPLICATE, MALFORMED, SENDER_MISMATCH, STALE, UNEXPECTED, UNSIGNED_PROOF
 from .events import CancelTimer, Dropped, MessageReceived, Send, Start, StartTimer, TimerExpired
-from .identity import NodeId, Signer, verify_sig
+from .identity import NodeId, Signer, check_signature
 from .market_messages import (
     Demand,
     DemandMade,
@@ -142,7 +142,7 @@ class MarketDelegate:
         self, name: NodeId, *, hubs: Sequence[NodeId], delegates: Sequence[NodeId], zones: Mapping[NodeId, int],
         rule: MarketRule, signer: Signer, keys: Mapping[NodeId, bytes] | None, market: str = "trading",
         round_timeout: float = 1.0, max_rounds: int = 2000, silent_rounds: int = 3, signatures: bool = True,
-        sig_check: SigCheck = verify_sig, buffer_limit: int = 10_000,
+        sig_check: SigCheck = check_signature, buffer_limit: int = 10_000,
     ) -> None:
         if signatures and keys is None:
             raise ValueError("signatures are on but no public keys were given")
@@ -348,7 +348,7 @@ class MarketHub:
     def __init__(
         self, name: NodeId, *, delegates: Sequence[NodeId], zone: int, initial: Triple, signer: Signer,
         keys: Mapping[NodeId, bytes] | None, market: str = "trading", price_timeout: float = 1.0,
-        signatures: bool = True, sig_check: SigCheck = verify_sig,
+        signatures: bool = True, sig_check: SigCheck = check_signature,
     ) -> None:
         if signatures and keys is None:
             raise ValueError("signatures are on but no public keys were given")

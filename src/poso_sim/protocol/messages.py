@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 from poso_sim.common import canonical_json
 
-from .identity import NodeId, Signer, verify_sig
+from .identity import NodeId, Signer, check_signature
 
 VERSION = 1
 DOMAIN = b"poso-sim/protocol/"
@@ -163,7 +163,7 @@ class Proposal(_Message):
         return self.payload.problem()
 
     def signed_by_leader(self, public: bytes | None) -> bool:
-        return verify_sig(public, self.signature, self.signing_bytes())
+        return check_signature(public, self.signature, self.signing_bytes())
 
 
 @dataclass(frozen=True)
@@ -373,7 +373,7 @@ class Block:
         )
 
 
-def verify_chain(chain: list[Block] | tuple[Block, ...]) -> bool:
+def check_chain(chain: list[Block] | tuple[Block, ...]) -> bool:
     """True iff every block's hash matches its header and links to its predecessor (first to GENESIS_HASH)
     and heights increase strictly."""
     prev = GENESIS_HASH
@@ -421,5 +421,5 @@ __all__ = [
     "Message",
     "MESSAGE_TYPES",
     "message_problem",
-    "verify_chain",
+    "check_chain",
 ]

@@ -20,7 +20,7 @@ from .events import (
     TimerExpired,
 )
 from .delegate import BAD_SIGNATURE, HEIGHT_CLOSED, MALFORMED, NOT_MEMBER, SENDER_MISMATCH, UNEXPECTED, WRONG_CASE
-from .identity import Committee, NodeId, verify_sig
+from .identity import Committee, NodeId, check_signature
 from .messages import GENESIS_HASH, Block, Decision, message_problem
 
 
@@ -56,7 +56,7 @@ class NormalNode:
         signatures: bool = True,
         case_id: str | None = None,
         timeout: float | None = None,
-        sig_check: Callable[[bytes | None, bytes, bytes], bool] = verify_sig,
+        sig_check: Callable[[bytes | None, bytes, bytes], bool] = check_signature,
     ) -> None:
         if signatures and committee.keys is None:
             raise ValueError("signatures are on but the committee has no public keys")

@@ -354,7 +354,7 @@ class Runner:
         self._verifier_key = key if key is not None else ""
         # each distinct (key, signature, bytes) is checked once per run: N receivers check the same signature
         self.signature_cache = signature_cache if signature_cache is not None else SignatureCache()
-        self.sig_check = self.signature_cache.verify
+        self.sig_check = self.signature_cache.check
         self.delegate_factory = delegate_factory or Delegate
         # a large committee keeps a compact log, and its kernel trace only its digest (module docstring)
         mode = log_mode if log_mode is not None else ("compact" if len(self.names) > COMPACT_ABOVE else "full")

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from poso_sim.errors import ScenarioError
 from poso_sim.protocol import CancelTimer, Dropped, MessageReceived, Note, Send, SignatureCache, Start, StartTimer
-from poso_sim.protocol import Signer, TimerExpired, make_keys, verify_sig
+from poso_sim.protocol import Signer, TimerExpired, make_keys, check_signature
 from poso_sim.protocol.market import MarketDelegate, MarketHub, MarketRule
 from poso_sim.protocol.market_behaviours import (
     BehavingMarketNode,
@@ -315,7 +315,7 @@ class TradingRunner:
         self.seed = scenario.seed if seed is None else int(seed)
         self.trace = Trace(events=trace_events)
         self.log = RunLog(observers)
-        self.sig_check = signature_cache.verify if signature_cache is not None else verify_sig
+        self.sig_check = signature_cache.check if signature_cache is not None else check_signature
         self.hubs, self.delegates = scenario.hub_names, scenario.delegate_names
         self.rule = market_rule(case, scenario.hour, scenario.tolerance)
         self.zones = {hub_name(i): int(case.zone_of(i)) for i in scenario.hub_ids}

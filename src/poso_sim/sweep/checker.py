@@ -45,7 +45,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from poso_sim.protocol import GENESIS_HASH, Block, Decision, Execute, verify_sig
+from poso_sim.protocol import GENESIS_HASH, Block, Decision, Execute, check_signature
 from poso_sim.scenarios.payloads import OPTIMAL_DISPATCH
 
 __all__ = [
@@ -334,7 +334,7 @@ def _certifying_delegates(t: _Trace, b: Mapping[str, Any], sig_cache: dict) -> s
                     sig = bytes.fromhex(dec.get("signature") or "")
                 except ValueError:
                     sig = b""
-                ok = sig_cache[ck] = verify_sig(t.keys.get(who), sig, msg.signing_bytes())
+                ok = sig_cache[ck] = check_signature(t.keys.get(who), sig, msg.signing_bytes())
             if not ok:
                 continue
         good.add(who)
