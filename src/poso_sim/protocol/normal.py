@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 from .events import (
     Action,
@@ -24,6 +24,13 @@ from .identity import Committee, NodeId, check_signature
 from .messages import GENESIS_HASH, Block, Decision, message_problem
 
 
+#: A normal node's state of one height (`_Height.status`).
+HeightStatus = Literal["open", "executed", "no_majority"]
+OPEN: HeightStatus = "open"
+EXECUTED: HeightStatus = "executed"
+NO_MAJORITY: HeightStatus = "no_majority"
+
+
 def height_timer(height: int) -> tuple[str, int]:
     return ("height", height)
 
@@ -32,7 +39,7 @@ def height_timer(height: int) -> tuple[str, int]:
 class _Height:
     votes: dict[NodeId, Decision] = field(default_factory=dict)
     conflicted: set[NodeId] = field(default_factory=set)
-    status: str = "open"  # open | executed | no_majority
+    status: HeightStatus = OPEN
     block_content: tuple[int, int, NodeId, str, float] | None = None
     winners: tuple[Decision, ...] = ()
     timer: bool = False
@@ -87,7 +94,7 @@ class NormalNode:
         st = self.heights.get(h)
         if st is None:
             st = self.heights[h] = _Height()
-        if not st.timer and st.status == "open":
+        if not st.timer and st.status == OPEN:
             st.timer = True
             out.append(StartTimer(height_timer(h), self.timeout))
         return st
@@ -122,7 +129,7 @@ class NormalNode:
             self._drop(out, HEIGHT_CLOSED, src, height=h)
             return
         st = self._height(h, out)
-        if st.status != "open":
+        if st.status != OPEN:
             self._drop(out, HEIGHT_CLOSED, src, height=h)
             return
         d = msg.delegate
@@ -142,7 +149,7 @@ class NormalNode:
         tally[msg.content()] += 1
         content, count = max(tally.items(), key=lambda kv: (kv[1], kv[0][3]))
         if count >= self.committee.majority:
-            st.status = "executed"
+            st.status = EXECUTED
             st.block_content = content
             st.winners = tuple(sorted((v for v in st.votes.values() if v.content() == content), key=lambda v: v.delegate))
             out.append(CancelTimer(height_timer(h)))
@@ -153,9 +160,9 @@ class NormalNode:
             return
         h = timer_id[1]
         st = self.heights.get(h)
-        if st is None or st.status != "open":
+        if st is None or st.status != OPEN:
             return
-        st.status = "no_majority"
+        st.status = NO_MAJORITY
         tally = Counter(v.content()[3] for v in st.votes.values())
         out.append(NoMajority(h, tuple(tally.items()), tuple(sorted(st.conflicted))))
         self._flush(out)
@@ -165,9 +172,9 @@ class NormalNode:
             if h <= self.closed_upto:
                 continue
             st = self.heights[h]
-            if st.status == "open":
+            if st.status == OPEN:
                 break
-            if st.status == "executed":
+            if st.status == EXECUTED:
                 assert st.block_content is not None
                 _, rnd, leader, digest, cost = st.block_content
                 prev = self.chain[-1].hash if self.chain else GENESIS_HASH
