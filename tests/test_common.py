@@ -131,3 +131,43 @@ def test_module_level_names_have_one_meaning():
     assert len(where["_STRUCTURES"]) == 1
     assert not module_getattr, module_getattr
     assert len(where["__getattr__"]) >= 4  # the packages' `__getattr__ = lazy_exports(...)`
+
+
+def test_verify_decision_drop_reasons_and_ok_statuses_have_one_meaning():
+    """`verify` is the certificate's check only (a signature or a chain is checked, not verified), `Decision` is
+    only the protocol's message, the certificate says decide (never repair), the drop reasons are spelled only in
+    the delegate's constants, and the solver's ok statuses only in common.OK_STATUSES (docs/architecture.md)."""
+    import ast
+    from pathlib import Path
+
+    from poso_sim.protocol import delegate
+
+    root = Path(__file__).resolve().parents[1] / "src" / "poso_sim"
+    reasons = {getattr(delegate, k) for k in (
+        "MALFORMED", "NOT_MEMBER", "SENDER_MISMATCH", "WRONG_CASE", "BAD_SIGNATURE", "BAD_PATH", "LOOP", "STALE",
+        "HEIGHT_CLOSED", "NOT_LEADER", "DUPLICATE", "BUFFER_FULL", "DIGEST_MISMATCH", "FALSE_ACCUSATION",
+        "UNSIGNED_PROOF", "UNEXPECTED")}
+    assert {"stale", "bad signature", "height closed", "malformed"} <= reasons
+    verify_defs, decision_classes, reason_literals, ok_pairs = [], [], [], []
+    for path in sorted(root.rglob("*.py")):
+        rel = str(path.relative_to(root))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("verify"):
+                verify_defs.append((rel, node.name))
+            elif isinstance(node, ast.ClassDef) and node.name == "Decision":
+                decision_classes.append(rel)
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in reasons and rel in (
+                    "protocol/normal.py", "protocol/market.py", "report/text.py"):
+                reason_literals.append((rel, node.value, node.lineno))
+            elif isinstance(node, (ast.Tuple, ast.Set, ast.List)) and rel != "common.py" and sorted(
+                    str(getattr(e, "value", "")) for e in node.elts) == ["acceptable", "optimal"]:
+                ok_pairs.append((rel, node.lineno))
+    # the doors: kkt.verify, KKTChecker.verify, a payload source's verify (and the time a check took)
+    assert {name for _, name in verify_defs} == {"verify", "verify_seconds"}, verify_defs
+    doors = {rel for rel, name in verify_defs if name == "verify"}
+    assert doors == {"kkt/check.py", "scenarios/payloads.py", "scenarios/instances.py"}, doors
+    assert decision_classes == ["protocol/messages.py"]
+    assert not reason_literals, reason_literals
+    assert not ok_pairs, ok_pairs
+    for path in sorted((root / "kkt").rglob("*.py")):
+        assert "repair" not in path.read_text(encoding="utf-8"), path
