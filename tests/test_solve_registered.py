@@ -34,3 +34,20 @@ def test_generic_route_reads_its_cache(plans):
     cache, sols = plans
     again, cached = solve_case("ieee33", "true", cache_dir=str(cache), return_cached_flag=True)
     assert cached and again.digest == sols["true"].digest
+
+
+def test_a_cached_plan_carries_the_name_it_was_asked_by(plans):
+    """The cache is keyed by the compiled problem; the case name is the caller's. The same problem registered under
+    another name (as a scenario's instance file is) finds ieee33's plan, under its own name, with the same digest."""
+    import dataclasses
+
+    from poso_sim.nlp.problems import problem_definition, register_problem
+
+    cache, sols = plans
+    ieee33 = problem_definition("ieee33")
+    register_problem("ieee33-same-data", dataclasses.replace(ieee33, load=lambda _case: ieee33.load("ieee33")),
+                     replace=True)
+    again, cached = solve_case("ieee33-same-data", "true", cache_dir=str(cache), return_cached_flag=True)
+    assert cached and again.digest == sols["true"].digest
+    assert again.case == "ieee33-same-data" and sols["true"].case == "ieee33"
+    assert solve_case("ieee33", "true", cache_dir=str(cache)).case == "ieee33"

@@ -14,7 +14,7 @@ import inspect
 import logging
 import logging.handlers
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -116,6 +116,8 @@ def solve_case(
         hit = lookup.full(shared.nlp.fingerprint, problem.nlp.fingerprint)
     if hit is not None:
         _log_cache(label, "hit", bname)
+        if hit.case != str(case):  # one compiled problem, several names (a case and an identical instance)
+            hit = replace(hit, case=str(case))
         return (hit, True) if return_cached_flag else hit
     if store is not None:
         _log_cache(label, "miss", bname)
