@@ -356,6 +356,12 @@ class Block:
     def recompute_hash(self) -> str:
         return self.header_hash(self.height, self.prev_hash, self.leader, self.round, self.digest, self.cost)
 
+    def fields(self) -> dict[str, Any]:
+        """The block as a plain dict, the one schema the run's views and the sweep checker extend: height, round,
+        leader, digest, cost, hash, prev_hash (the signed encoding is `encode`)."""
+        return {"height": self.height, "round": self.round, "leader": self.leader, "digest": self.digest,
+                "cost": self.cost, "hash": self.hash, "prev_hash": self.prev_hash}
+
     def encode(self) -> bytes:
         return canonical(
             {

@@ -209,9 +209,7 @@ class RunResult:
         for e in self.log.of(Execute):
             b = e.item.block
             out.setdefault(e.node, []).append({
-                "height": b.height, "round": b.round, "leader": b.leader, "digest": b.digest, "cost": b.cost,
-                "hash": b.hash, "prev_hash": b.prev_hash, "certificate": len(b.decisions),
-                "deciders": [d.delegate for d in b.decisions], "t": e.t,
+                **b.fields(), "certificate": len(b.decisions), "deciders": [d.delegate for d in b.decisions], "t": e.t,
             })
         return out
 

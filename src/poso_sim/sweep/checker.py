@@ -95,8 +95,7 @@ def certificates(log: Any) -> dict[str, list[dict[str, Any]]]:
     for e in log.of(Execute):
         b = e.item.block
         out.setdefault(e.node, []).append({
-            "height": b.height, "round": b.round, "leader": b.leader, "digest": b.digest, "cost": b.cost,
-            "hash": b.hash, "prev_hash": b.prev_hash,
+            **b.fields(),
             "decisions": [
                 {"height": d.height, "round": d.round, "leader": d.leader, "digest": d.digest, "cost": d.cost,
                  "delegate": d.delegate, "case_id": d.case_id, "signature": bytes(d.signature).hex()}
