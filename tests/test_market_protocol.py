@@ -7,7 +7,7 @@ import math
 import pytest
 
 from poso_sim.protocol import Dropped, MessageReceived, Send, Signer, Start, StartTimer, TimerExpired, make_keys
-from poso_sim.protocol.market import MarketDelegate, MarketHub, MarketRule, excess_supply, market_timer
+from poso_sim.protocol.market import MarketDelegate, MarketHub, MarketRule, excess_supply, market_timer, phase_timer
 from poso_sim.protocol.market_behaviours import (
     BehavingMarketNode,
     BroadcastCollusion,
@@ -81,22 +81,53 @@ def test_first_update_moves_gas_to_the_tariff_and_steps_by_1_over_20_1():
 
 
 # ----------------------------------------------------------------------------------------------- delegate
-def test_delegate_forwards_the_hubs_own_copy_once_to_the_other_delegates():
+def fwd(d: Demand, *path: str) -> ForwardedDemand:
+    """`d` forwarded along `path` (each forwarder signs its link)."""
+    out = ForwardedDemand.first(SIGN[path[0]], d, path[0])
+    for p in path[1:]:
+        out = out.extend(SIGN[p], p)
+    return out
+
+
+def test_delegate_forwards_each_new_value_once_signed_to_the_delegates_not_on_its_path():
     d = delegate("H2")
-    assert d.handle(Start(1)) == [StartTimer(market_timer(1), 1.0)]
+    assert d.handle(Start(1)) == [StartTimer(phase_timer(1, 1), 1 / 3), StartTimer(phase_timer(1, 2), 2 / 3),
+                                  StartTimer(market_timer(1), 1.0)]            # one dishonest delegate tolerated
     msg = demand("H1", (5.0, 100.0, 30.0))
     out = d.handle(MessageReceived("H1", msg))
-    assert of(out, DemandReceived) == [DemandReceived(1, "H1", "H1", "R1", (5.0, 100.0, 30.0))]
-    assert [(a.dst, a.msg) for a in of(out, Send)] == [("H3", ForwardedDemand(msg, "H2")), ("H4", ForwardedDemand(msg, "H2"))]
-    # the same copy again is a duplicate; a forwarded copy with the same values is noted, not forwarded
+    assert of(out, DemandReceived) == [DemandReceived(1, "H1", "H1", "R1", (5.0, 100.0, 30.0), ())]
+    sent = of(out, Send)
+    assert [s.dst for s in sent] == ["H3", "H4"] and sent[0].msg == fwd(msg, "H2") == sent[1].msg
     assert [a.reason for a in of(d.handle(MessageReceived("H1", msg)), Dropped)] == ["duplicate"]
-    out = d.handle(MessageReceived("H3", ForwardedDemand(msg, "H3")))
+    # the same value forwarded by another delegate is recorded, not forwarded again
+    out = d.handle(MessageReceived("H3", fwd(msg, "H3")))
     assert of(out, DemandReceived)[0].via == "R2" and not of(out, Send)
+    # a value first seen forwarded (the hub skipped this delegate) goes on to the delegates not on its path
+    other = demand("H4", (1.0, 2.0, 3.0))
+    out = d.handle(MessageReceived("H3", fwd(other, "H3")))
+    assert [(s.dst, s.msg.path) for s in of(out, Send)] == [("H4", ("H3", "H2"))]
     # a hub that is also a delegate sends its demand and forwards it: two copies from one sender, both taken
     own = demand("H3", (1.0, 2.0, 3.0))
     d.handle(MessageReceived("H3", own))
-    out = d.handle(MessageReceived("H3", ForwardedDemand(own, "H3")))
+    out = d.handle(MessageReceived("H3", fwd(own, "H3")))
     assert [(a.via, a.src) for a in of(out, DemandReceived)] == [("R2", "H3")] and not of(out, Dropped)
+
+
+def test_a_copy_is_taken_only_while_the_phase_is_at_most_its_chain_length():
+    d = delegate("H2")
+    d.handle(Start(1))
+    d.handle(TimerExpired(phase_timer(1, 1)))          # phase 1: direct copies are late, one-hop copies not
+    late = d.handle(MessageReceived("H1", demand("H1", (5.0, 100.0, 30.0))))
+    assert [a.reason for a in of(late, Dropped)] == ["late"] and not of(late, Send)
+    assert of(d.handle(MessageReceived("H3", fwd(demand("H1", (5.0, 100.0, 30.0)), "H3"))), DemandReceived)
+    d.handle(TimerExpired(phase_timer(1, 2)))          # phase 2: only two-hop copies, and they go no further
+    assert [a.reason for a in of(d.handle(MessageReceived("H3", fwd(demand("H4", (1, 1, 1)), "H3"))), Dropped)] \
+        == ["late"]
+    out = d.handle(MessageReceived("H4", fwd(demand("H3", (2.0, 2.0, 2.0)), "H3", "H4")))
+    assert of(out, DemandReceived)[0].via == "R3" and not of(out, Send)
+    # a forged link (H4 claims H3 forwarded first) is a bad signature, whatever the phase
+    forged = ForwardedDemand(demand("H1", (9.0, 9.0, 9.0)), ("H3", "H4"), (b"\x00" * 64, fwd(demand("H1", (9.0, 9.0, 9.0)), "H4").signatures[0]))
+    assert of(d.handle(MessageReceived("H4", forged)), Dropped)[0].reason == "bad signature"
 
 
 def test_delegate_drops_forgeries_impostors_and_stale_demands():
@@ -105,14 +136,14 @@ def test_delegate_drops_forgeries_impostors_and_stale_demands():
     forged = Demand("trading", 1, "H1", 5.0, 100.0, 30.0, signature=b"\x00" * 64)
     assert of(d.handle(MessageReceived("H1", forged)), Dropped)[0].reason == "bad signature"
     assert of(d.handle(MessageReceived("H3", demand("H1", (1, 2, 3)))), Dropped)[0].reason == "sender mismatch"
-    assert of(d.handle(MessageReceived("H1", ForwardedDemand(demand("H1", (1, 2, 3)), "H3"))), Dropped)[0].reason \
+    assert of(d.handle(MessageReceived("H1", fwd(demand("H1", (1, 2, 3)), "H3"))), Dropped)[0].reason \
         == "sender mismatch"
     assert of(d.handle(MessageReceived("H1", "garbage")), Dropped)[0].reason == "malformed"
     # a demand of the next round waits in the buffer and is taken when the round opens
     early = demand("H1", (1.0, 2.0, 3.0), round=2)
     assert d.handle(MessageReceived("H1", early)) == []
     out = d.handle(TimerExpired(market_timer(1)))
-    assert of(out, DemandReceived) == [DemandReceived(2, "H1", "H1", "R1", (1.0, 2.0, 3.0))]
+    assert of(out, DemandReceived) == [DemandReceived(2, "H1", "H1", "R1", (1.0, 2.0, 3.0), ())]
     assert of(d.handle(MessageReceived("H1", demand("H1", (1, 2, 3), round=1))), Dropped)[0].reason == "stale"
 
 
@@ -121,9 +152,11 @@ def test_an_equivocating_hub_is_excluded_with_the_two_signed_demands_as_proof():
     d.handle(Start(1))
     a, b = demand("H1", (5.0, 100.0, 30.0)), demand("H1", (6.0, 120.0, 36.0))
     d.handle(MessageReceived("H1", a))
-    out = d.handle(MessageReceived("H3", ForwardedDemand(b, "H3")))
+    out = d.handle(MessageReceived("H3", fwd(b, "H3")))
     assert of(out, HubExcluded) == [HubExcluded("H1", 1, "equivocation", True, a.values, b.values)]
-    proofs = [(s.dst, s.msg) for s in of(out, Send)]
+    sends = of(out, Send)
+    assert [(s.dst, s.msg.path) for s in sends if isinstance(s.msg, ForwardedDemand)] == [("H4", ("H3", "H2"))]
+    proofs = [(s.dst, s.msg) for s in sends if isinstance(s.msg, EquivocationProof)]
     assert [p[0] for p in proofs] == ["H3", "H4"]   # every other delegate (the forwarder may hold only one of them)
     assert proofs[0][1].first == a and proofs[0][1].second == b
     # a third delegate checks both hub signatures and excludes the hub too, then passes the proof on once

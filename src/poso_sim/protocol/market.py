@@ -49,7 +49,7 @@ from .market_messages import (
     market_message_problem,
 )
 
-__all__ = ["MarketRule", "MarketDelegate", "MarketHub", "market_timer", "prices_timer", "excess_supply"]
+__all__ = ["MarketRule", "MarketDelegate", "MarketHub", "market_timer", "phase_timer", "prices_timer", "excess_supply"]
 
 SigCheck = Callable[[bytes | None, bytes, bytes], bool]
 Triple = tuple[float, float, float]
@@ -58,6 +58,11 @@ Triple = tuple[float, float, float]
 def market_timer(round: int) -> tuple[str, int]:
     """A delegate's round timer."""
     return ("market", round)
+
+
+def phase_timer(round: int, phase: int) -> tuple[str, int, int]:
+    """A delegate's forwarding phase timer: phase `phase` of `round` begins."""
+    return ("phase", round, phase)
 
 
 def prices_timer(round: int) -> tuple[str, int]:
@@ -129,8 +134,10 @@ class MarketRule:
 @dataclass
 class _Round:
     copies: dict[NodeId, Demand] = field(default_factory=dict)   # hub -> the demand this delegate holds
-    direct: set[NodeId] = field(default_factory=set)              # hubs whose own copy arrived (and was forwarded)
-    seen: set[tuple[NodeId, NodeId, bool]] = field(default_factory=set)  # (hub, sender, forwarded) already taken
+    values: dict[NodeId, dict[Triple, Demand]] = field(default_factory=dict)  # hub -> every value accepted
+    direct: set[NodeId] = field(default_factory=set)              # hubs whose own copy arrived
+    seen: set[tuple[NodeId, tuple[NodeId, ...]]] = field(default_factory=set)  # (hub, path) already taken
+    phase: int = 0                                                # forwarding phase (docs/trading.md)
 
 
 class MarketDelegate:
@@ -151,6 +158,8 @@ class MarketDelegate:
         self.market, self.round_timeout, self.max_rounds = market, float(round_timeout), int(max_rounds)
         self.silent_rounds, self.signatures, self.sig_check = int(silent_rounds), signatures, sig_check
         self.buffer_limit = buffer_limit
+        self.faults = (len(self.delegates) - 1) // 2   # the dishonest delegates forwarding must withstand
+        self.phase_length = self.round_timeout / (self.faults + 2)
         self.round = 0
         self.prices: tuple[float, ...] = tuple(rule.initial)
         self.ended = False
@@ -171,14 +180,18 @@ class MarketDelegate:
         elif isinstance(event, MessageReceived):
             self._on_message(event.src, event.msg, out)
         elif isinstance(event, TimerExpired):
-            if event.timer_id == market_timer(self.round) and not self.ended:
+            tid = event.timer_id
+            if tid == market_timer(self.round) and not self.ended:
                 self._close(self.round, out)
+            elif isinstance(tid, tuple) and len(tid) == 3 and tid[:2] == ("phase", self.round):
+                self.state.phase = max(self.state.phase, int(tid[2]))
         else:
             out.append(Dropped(UNEXPECTED, event=type(event).__name__))
         return out
 
     def _open(self, k: int, out: list[Any]) -> None:
         self.round, self.state = k, _Round()
+        out.extend(StartTimer(phase_timer(k, p), p * self.phase_length) for p in range(1, self.faults + 2))
         out.append(StartTimer(market_timer(k), self.round_timeout))
         waiting, self.buffer = self.buffer, []
         for src, msg in waiting:
@@ -198,7 +211,7 @@ class MarketDelegate:
         if isinstance(msg, Demand):
             self._on_demand(src, msg, None, out)
         elif isinstance(msg, ForwardedDemand):
-            if src != msg.forwarder or msg.forwarder not in self.delegates or src == self.name:
+            if src != msg.forwarder or any(f not in self.delegates for f in msg.path) or self.name in msg.path:
                 out.append(Dropped(SENDER_MISMATCH, src, message=msg.kind, delegate=msg.forwarder))
                 return
             self._on_demand(src, msg.demand, msg, out)
@@ -216,7 +229,7 @@ class MarketDelegate:
             reason = "not a hub"
         elif fwd is None and src != d.hub:
             reason = SENDER_MISMATCH
-        elif not self._signed_by_hub(d):
+        elif not self._signed_by_hub(d) or (fwd is not None and not self._chain_ok(fwd)):
             reason = BAD_SIGNATURE
         elif d.hub in self.excluded:
             reason = "excluded hub"
@@ -233,45 +246,49 @@ class MarketDelegate:
             return False
         return True
 
+    def _chain_ok(self, fwd: ForwardedDemand) -> bool:
+        if not self.signatures:
+            return True
+        return all(self.sig_check(self._key(f), sig, fwd.link_bytes(fwd.demand, fwd.path[:i + 1]))
+                   for i, (f, sig) in enumerate(zip(fwd.path, fwd.signatures)))
+
     def _on_demand(self, src: NodeId, d: Demand, fwd: ForwardedDemand | None, out: list[Any]) -> None:
+        """Take a copy with a chain of L forwarders while the phase is <= L; a value taken for the first time
+        goes on, signed, to the delegates not on its path while L <= faults (Dolev-Strong's rule: then every
+        honest delegate holds the same values of every hub when the round closes)."""
         if not self._check_demand(src, d, fwd, out):
             return
         st, hub = self.state, d.hub
-        key = (hub, src, fwd is not None)  # a hub that is also a delegate sends its own demand and forwards it
-        if key in st.seen:
-            out.append(Dropped(DUPLICATE, src, message=d.kind if fwd is None else fwd.kind, round=d.round,
-                               signer=hub))
+        path = () if fwd is None else fwd.path
+        kind = "demand" if fwd is None else "forward"
+        if st.phase > len(path):
+            out.append(Dropped("late", src, message=kind, round=d.round, signer=hub, detail=f"phase {st.phase}"))
             return
-        have = st.copies.get(hub)
-        if have is not None and have.values != d.values:
-            self._conflict(src, have, d, fwd, out)
+        if (hub, path) in st.seen:
+            out.append(Dropped(DUPLICATE, src, message=kind, round=d.round, signer=hub))
             return
-        st.seen.add(key)
-        out.append(DemandReceived(d.round, hub, src, "R1" if fwd is None else "R2", d.values))
-        if have is None or (fwd is None and hub not in st.direct):
-            st.copies[hub] = d
-        if fwd is None and hub not in st.direct:
+        st.seen.add((hub, path))
+        out.append(DemandReceived(d.round, hub, src, f"R{len(path) + 1}", d.values, path))
+        values = st.values.setdefault(hub, {})
+        if d.values in values:
+            return
+        values[d.values] = d
+        if len(path) <= self.faults:
+            relay = ForwardedDemand.first(self.signer, d, self.name) if fwd is None else fwd.extend(self.signer, self.name)
+            out.extend(Send(o, relay) for o in self.delegates if o != self.name and o not in path)
+        if fwd is None:
             st.direct.add(hub)
-            relay = ForwardedDemand(d, self.name)
-            out.extend(Send(o, relay) for o in self.delegates if o != self.name)
-
-    def _conflict(self, src: NodeId, have: Demand, d: Demand, fwd: ForwardedDemand | None, out: list[Any]) -> None:
-        st, hub = self.state, d.hub
-        if self.signatures:
-            self._exclude(hub, d.round, EquivocationProof(have, d, self.name), None, out)
-            return
-        if fwd is None and hub not in st.direct:  # signatures off: only the transport vouches for the hub's own copy
-            st.seen.add((hub, src, False))
+        if len(values) == 1:
             st.copies[hub] = d
-            st.direct.add(hub)
-            out.append(DemandReceived(d.round, hub, src, "R1", d.values))
-            out.append(Dropped("conflicting copy", src, message="forward", round=d.round, signer=hub,
-                               detail="a forwarded copy differs from the hub's own; the hub's own is kept"))
-            relay = ForwardedDemand(d, self.name)
-            out.extend(Send(o, relay) for o in self.delegates if o != self.name)
-            return
-        out.append(Dropped("conflicting copy", src, message="demand" if fwd is None else "forward",
-                           round=d.round, signer=hub))
+        elif self.signatures:
+            first, second = list(values.values())[:2]
+            self._exclude(hub, d.round, EquivocationProof(first, second, self.name), None, out)
+        elif fwd is None:  # signatures off: only the transport vouches for the hub's own copy
+            st.copies[hub] = d
+            out.append(Dropped("conflicting copy", src, message=kind, round=d.round, signer=hub,
+                               detail="copies differ; the hub's own is kept"))
+        else:
+            out.append(Dropped("conflicting copy", src, message=kind, round=d.round, signer=hub))
 
     def _exclude(self, hub: NodeId, round: int, proof: EquivocationProof, sender: NodeId | None,
                  out: list[Any]) -> None:

@@ -9,7 +9,7 @@ The reference's seven keys (TRADING.md, "Dishonest behaviours"):
 | `PriceIgnore(hubs)` | `price_ignore` | a delegate sends no prices to the target hubs |
 | `PriceScale(hubs, rate)` | `price_target` + `price_rate` | a delegate sends the target hubs its prices times the rate, signed |
 | `BroadcastIgnore(targets)` | `broadcast_ignore` | a delegate forwards no demand to the target delegates |
-| `BroadcastCollusion(hubs, targets, rate, signers)` | `broadcast_collusion` + `broadcast_target` + `broadcast_rate` | when forwarding a colluding hub's demand to a target delegate it sends the demand times the rate, signed with the colluding hub's key (the hub colludes); without that key the copy keeps the hub's old signature and fails the check |
+| `BroadcastCollusion(hubs, targets, rate, signers)` | `broadcast_collusion` + `broadcast_target` + `broadcast_rate` | when forwarding a colluding hub's demand to a target delegate it sends the demand times the rate, signed with the colluding hub's key (the hub colludes) and its own link signed afresh; without the hub's key the copy keeps the hub's old signature and fails the check |
 
 `BehavingMarketNode(machine, behaviours)` has the machine's `handle` contract: every action passes each
 behaviour's `outgoing(action, node)` in turn.
@@ -122,7 +122,9 @@ class BroadcastCollusion(MarketBehaviour):
             signer = self.signers.get(d.hub)
             lie = (Demand.make(signer, market=d.market, round=d.round, hub=d.hub, values=values) if signer is not None
                    else replace(d, gas=values[0], elec=values[1], heat=values[2]))
-            return [replace(action, msg=replace(m, demand=lie))]
+            # its own link signed afresh over the altered demand (the earlier forwarders' links then fail)
+            prev = ForwardedDemand(lie, m.path[:-1], m.signatures[:-1])
+            return [replace(action, msg=prev.extend(node.signer, m.forwarder))]
         return [action]
 
 

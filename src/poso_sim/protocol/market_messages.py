@@ -7,7 +7,7 @@ canonical(every field but the signature).
 | message | fields | signed by |
 |---|---|---|
 | `Demand` | `market, round, hub, gas, elec, heat` | the hub |
-| `ForwardedDemand` | `demand` (unchanged, with the hub's signature), `forwarder` | - (the hub's signature covers the content; the transport names the forwarder) |
+| `ForwardedDemand` | `demand` (unchanged, with the hub's signature), `path` (the forwarders), `signatures` | each forwarder, over the demand and the path up to itself |
 | `Prices` | `market, round, delegate, gas, elec, heat` (one price per zone), `end` | the delegate (one vector per round, sent to every hub; a hub reads its zone's heat) |
 | `EquivocationProof` | `first`, `second` (two signed demands of one hub and round that differ), `reporter` | - (self-contained: both hub signatures) |
 
@@ -23,7 +23,7 @@ from typing import Any, ClassVar, NamedTuple
 
 from .events import Note, _other_note, _same_note
 from .identity import NodeId, Signer
-from .messages import VERSION, _Message
+from .messages import DOMAIN, VERSION, _Message, canonical
 
 __all__ = [
     "Demand", "ForwardedDemand", "Prices", "EquivocationProof", "MARKET_MESSAGES", "market_message_problem",
@@ -46,8 +46,8 @@ def _round(x: object) -> bool:
 
 
 class _Cached(_Message):
-    """Signing bytes computed once per message object (a demand is checked by every delegate, forwarded copies
-    included; messages are immutable, so the bytes never change)."""
+    """Signing bytes and encoding computed once per message object (a demand is checked by every delegate,
+    forwarded copies included; messages are immutable, so the bytes never change)."""
 
     @functools.cached_property
     def _signing(self) -> bytes:
@@ -55,6 +55,13 @@ class _Cached(_Message):
 
     def signing_bytes(self) -> bytes:
         return self._signing
+
+    @functools.cached_property
+    def _encoded(self) -> bytes:
+        return _Message.encode(self)
+
+    def encode(self) -> bytes:
+        return self._encoded
 
 
 @dataclass(frozen=True)
@@ -99,23 +106,50 @@ class Demand(_Cached):
 
 @dataclass(frozen=True)
 class ForwardedDemand(_Message):
-    """A hub's signed demand passed on by a delegate to the other delegates (one hop)."""
+    """A hub's signed demand passed on between delegates. `path`: the forwarders in order (the last one sent this
+    copy); `signatures[i]`: `path[i]`'s signature over the demand (with the hub's signature) and `path[:i + 1]`, so
+    the length of the chain cannot be faked (docs/trading.md, "Forwarding")."""
 
     kind: ClassVar[str] = "forward"
     demand: Demand
-    forwarder: NodeId
+    path: tuple[NodeId, ...]
+    signatures: tuple[bytes, ...] = ()
     version: int = VERSION
 
+    @property
+    def forwarder(self) -> NodeId:
+        return self.path[-1]
+
     def body(self) -> dict[str, Any]:
-        return {"demand": self.demand.encode().decode(), "forwarder": self.forwarder}
+        return {"demand": self.demand.encode().decode(), "path": list(self.path)}
+
+    @staticmethod
+    def link_bytes(demand: Demand, path: tuple[NodeId, ...]) -> bytes:
+        """What the last forwarder of `path` signs."""
+        return DOMAIN + b"forward/" + canonical({"v": VERSION, "demand": demand.encode().decode(), "path": list(path)})
+
+    def extend(self, signer: Signer, forwarder: NodeId) -> "ForwardedDemand":
+        """This copy forwarded once more by `forwarder`."""
+        path = self.path + (forwarder,)
+        return ForwardedDemand(self.demand, path, self.signatures + (signer.sign(self.link_bytes(self.demand, path)),))
+
+    @classmethod
+    def first(cls, signer: Signer, demand: Demand, forwarder: NodeId) -> "ForwardedDemand":
+        """A hub's demand forwarded by the first delegate."""
+        return cls(demand, (), ()).extend(signer, forwarder)
 
     def problem(self) -> str | None:
         if self.version != VERSION:
             return "unsupported version"
         if not isinstance(self.demand, Demand):
             return "forward does not carry a Demand"
-        if not _name(self.forwarder):
-            return "forwarder is not a name"
+        if not isinstance(self.path, tuple) or not self.path or not all(_name(x) for x in self.path):
+            return "path is not a non-empty tuple of names"
+        if len(set(self.path)) != len(self.path):
+            return "path repeats a forwarder"
+        if not isinstance(self.signatures, tuple) or len(self.signatures) != len(self.path) or \
+                not all(isinstance(x, (bytes, bytearray)) for x in self.signatures):
+            return "one signature per forwarder expected"
         return self.demand.problem()
 
 
@@ -244,13 +278,15 @@ class DemandMade(NamedTuple):
 
 
 class DemandReceived(NamedTuple):
-    """A delegate took a copy of `hub`'s demand: `via` "R1" (direct from the hub) or "R2" (forwarded by `src`)."""
+    """A delegate took a copy of `hub`'s demand: `via` "R1" (direct from the hub), "R2" (forwarded once, by
+    `src`), "R3" (twice: `path` = the forwarders in order)..."""
 
     round: int
     hub: NodeId
     src: NodeId
     via: str
     demand: tuple[float, float, float]
+    path: tuple[NodeId, ...] = ()
 
 
 class HubExcluded(NamedTuple):

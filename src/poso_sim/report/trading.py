@@ -26,7 +26,7 @@ def _label(i: int) -> str:
 # --------------------------------------------------------------------------------------------- records table
 def records_table(res: Any, round: int = 1) -> dict[str, Any]:
     """The demand copies each delegate took in `round`: ``rows[delegate][hub]`` = list of ``{"path", "demand",
-    "note"}``; path = the hub, then the forwarding delegate (``H3`` direct, ``H3>H11`` forwarded by H11); `note`
+    "note"}``; path = the hub, then the forwarding delegates (``H3`` direct, ``H3>H11`` forwarded by H11); `note`
     says why a copy was dropped (a conflicting or forged copy) or ``""``."""
     rows: dict[str, dict[str, list[dict[str, Any]]]] = {d: {h: [] for h in res.hubs} for d in res.delegates}
     for e in res.log:
@@ -34,7 +34,7 @@ def records_table(res: Any, round: int = 1) -> dict[str, Any]:
         if e.node not in rows:
             continue
         if isinstance(it, DemandReceived) and it.round == round:
-            path = it.hub if it.via == "R1" else f"{it.hub}>{it.src}"
+            path = ">".join((it.hub,) + tuple(it.path))
             rows[e.node][it.hub].append({"path": path, "demand": list(it.demand), "note": ""})
         elif (isinstance(it, Dropped) and it.round == round and it.message in ("demand", "forward")
               and it.signer in rows[e.node]):
