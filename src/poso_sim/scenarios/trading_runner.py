@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -89,8 +90,11 @@ def market_rule(case: Any, hour: int, tolerance: float = 1e-3) -> MarketRule:
 
 class CachedResponder:
     """A responder with a memo of best responses by (hub, prices) for one run. `start()` (at every run's start)
-    empties the memo and resets the responder's warm starts (`HubResponder.reset`): the real best responses
-    depend on the hub's previous answer, so a run is deterministic only if it starts from the same state."""
+    empties the memo and resets the responder's warm starts (`HubResponder.reset`): with the ``"previous"`` warm
+    start the real best responses depend on the hub's previous answer, so a run is deterministic only if it starts
+    from the same state. One run at a time uses a CachedResponder (`run_trading` makes one per run); the responder
+    inside may serve several (the default `HubResponder`, warm-started from its anchors, answers as a function of
+    hub and prices whoever else is asking)."""
 
     def __init__(self, responder: Responder, limit: int = 500_000) -> None:
         self.responder = responder
@@ -469,30 +473,23 @@ class TradingRunner:
         )
 
 
-_RESPONDERS: dict[tuple[str, int], CachedResponder] = {}
+_RESPONDERS: dict[tuple[str, int], Any] = {}
+_RESPONDERS_LOCK = threading.Lock()
 
 
 def default_responder(case: Any, case_name: str, hour: int) -> CachedResponder:
-    """The process's memoised best responses of `case` at `hour` (one HubResponder per case and hour)."""
+    """A run's memo of best responses of `case` at `hour`, around the process's `HubResponder` of that case and
+    hour (built once, by the first caller, while any other waits: its compiled hub problems and anchors are shared
+    by every run; the responder lets one solve of a hub run at a time). Each call gives a memo of its own."""
     key = (case_name, hour)
-    r = _RESPONDERS.get(key)
-    if r is None:
-        # the hub models (Pyomo, CasADi) are loaded only when a market runs
-        from poso_sim.solvers.trading import HubResponder
+    with _RESPONDERS_LOCK:
+        r = _RESPONDERS.get(key)
+        if r is None:
+            # the hub models (Pyomo, CasADi) are loaded only when a market runs
+            from poso_sim.solvers.trading import HubResponder
 
-        r = _RESPONDERS[key] = CachedResponder(HubResponder(case, hour=hour))
-    return r
-
-
-_STUBS: dict[tuple[int, int], tuple[Any, CachedResponder]] = {}
-
-
-def _stub(case: Any, hour: int) -> CachedResponder:
-    """The memoised stub responses of this case object (kept alive with its memo) at `hour`."""
-    hit = _STUBS.get((id(case), hour))
-    if hit is None or hit[0] is not case:
-        hit = _STUBS[(id(case), hour)] = (case, CachedResponder(StubResponder(case, hour)))
-    return hit[1]
+            r = _RESPONDERS[key] = HubResponder(case, hour=hour)
+    return CachedResponder(r)
 
 
 def load_case(name: str) -> Any:
@@ -515,7 +512,7 @@ def run_trading(scenario: TradingScenario | str, *, case: Any = None, responder:
     if responder is None or responder == "real":
         responder = default_responder(case, scn.case, scn.hour)
     elif responder == "stub":
-        responder = _stub(case, scn.hour)
+        responder = CachedResponder(StubResponder(case, scn.hour))
     if signature_cache is None:  # one check per distinct signature: each demand reaches every delegate 1 + D - 1 times
         signature_cache = SignatureCache()
     runner = TradingRunner(scn, case, responder, seed=seed, trace_events=trace_events, observers=observers,

@@ -17,12 +17,20 @@ Where a solve starts (``warm_start``):
 * ``"none"``: from the case's start point (``initialValue.xlsx``).
 
 Twelve best responses take 5-6 ms of CPU per round of the reference's price path (benchmarks/bench_trading.py).
+
+Several threads may share one responder (the process's responder of a case and hour serves every trading run,
+docs/kernel.md "What may run concurrently"): each hub's solves run one at a time under the hub's lock (its CasADi
+solvers keep their work memory and statistics in the solver object, so two calls at once crash the interpreter
+or read each other's status), while different hubs solve at once. With the ``"anchor"`` warm start an answer is
+the same whoever else is solving; with ``"previous"`` it depends on the calls before it, so such a responder
+serves one run at a time.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import casadi as ca
@@ -60,7 +68,8 @@ class BestResponseError(RuntimeError):
 
 @dataclass
 class _Hub:
-    """One hub's compiled problem, its solvers and its last solution (the warm start)."""
+    """One hub's compiled problem, its solvers and its last solution (the warm start); `lock` serialises the use
+    of the solvers and of the fields below it."""
 
     hub: int
     nlp: Any
@@ -74,6 +83,8 @@ class _Hub:
     relaxed: Any = None  # the convex relaxation's compiled problem, made on first use
     solves: int = 0
     iterations: int = 0  # of the last solve
+    fallbacks: int = 0  # SQP solves that ended in the Ipopt fallback
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
 class HubResponder:
@@ -85,7 +96,6 @@ class HubResponder:
         if warm_start not in WARM_STARTS:
             raise ConfigError(f"warm_start must be one of {', '.join(WARM_STARTS)}, got {warm_start!r}")
         self.case, self.hour, self.warm_start, self.method = case, hour, warm_start, method
-        self.fallbacks = 0
         try:
             case.check_hour(hour)  # an hour number out of 1..24, or an hour a hub cannot serve on its own
         except ValueError as exc:
@@ -111,6 +121,11 @@ class HubResponder:
 
     # ---------------------------------------------------------------- the API
     @property
+    def fallbacks(self) -> int:
+        """SQP solves that failed and were solved again by Ipopt, over every hub."""
+        return sum(e.fallbacks for e in self._hubs.values())
+
+    @property
     def hubs(self) -> list[int]:
         return list(self._hubs)
 
@@ -131,10 +146,12 @@ class HubResponder:
     def solve(self, hub: int, prices: Triple) -> np.ndarray:
         """The whole optimal point (every flow of the hub's problem, in ``nlp(hub).x_names`` order)."""
         e = self._entry(hub)
-        start = e.anchor if self.warm_start == "anchor" else e.last if self.warm_start == "previous" else None
-        return self._solve(e, prices, start)
+        with e.lock:
+            start = e.anchor if self.warm_start == "anchor" else e.last if self.warm_start == "previous" else None
+            return self._solve(e, prices, start)
 
     def _solve(self, e: _Hub, prices: Triple, warm: dict[str, np.ndarray] | None) -> np.ndarray:
+        """Solve hub `e` at `prices` from `warm` (the caller holds `e.lock`, or owns the responder alone)."""
         hub = e.hub
         p = e.p.copy()
         values = np.asarray(prices, dtype=float)
@@ -152,7 +169,7 @@ class HubResponder:
             stats = e.sqp.stats()
             if stats["return_status"] not in SQP_DONE or self._violation(e, r, p) > FEASIBILITY:
                 r = None
-                self.fallbacks += 1
+                e.fallbacks += 1
         if r is None:  # Ipopt from the case's start point: the method, or the fallback of a failed SQP step
             r = e.ipopt(x0=nlp.x0, **bounds)
             stats = e.ipopt.stats()
@@ -186,9 +203,10 @@ class HubResponder:
         """The optimum of the hub's convex relaxation at ``prices`` (converter outputs at most their curves): a lower
         bound on its cost that any local solver reaches. A best response whose cost meets it is globally optimal."""
         e = self._entry(hub)
-        if e.relaxed is None:
-            model = build_hub_model(self.case, hub, self.hour, relaxed=True)
-            e.relaxed = compile_nlp(model).with_data(hub_parameters(self.case, hub, self.hour))
+        with e.lock:
+            if e.relaxed is None:
+                model = build_hub_model(self.case, hub, self.hour, relaxed=True)
+                e.relaxed = compile_nlp(model).with_data(hub_parameters(self.case, hub, self.hour))
         nlp = e.relaxed.with_data(dict(zip(PRICE_PARAMS, (float(v) for v in prices))))
         # Ipopt's default relaxes every bound by 1e-8 relative, enough to put a bound 1e-3 below the optimum
         raw = CasadiIpoptBackend().solve(nlp, nlp.x0, options={"tol": 1e-10, "bound_relax_factor": 0.0})
@@ -204,7 +222,8 @@ class HubResponder:
         """Forget the previous answers (``warm_start="previous"``: the next call of each hub starts from the anchor
         or, without one, from the case's start point)."""
         for e in self._hubs.values():
-            e.last = None
+            with e.lock:
+                e.last = None
 
     def _entry(self, hub: int) -> _Hub:
         try:
