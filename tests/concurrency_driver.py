@@ -1,6 +1,6 @@
 """Several real-payload runs, or several verifications, at once in one process (the stress test's worker).
 
-    python tests/concurrency_driver.py MODE [--runs N] [--threads K] [--repeat R]
+    python tests/concurrency_driver.py MODE [--runs N] [--markets M] [--threads K] [--repeat R]
 
 MODE:
 
@@ -13,7 +13,9 @@ MODE:
 
 Each run has its own session (so each verifies every plan it sees: the most verifications at once), or with
 ``--shared`` all share the default session (its memo of verdicts and plans filled by whichever run gets first); the plans
-come from the solution cache (``POSO_SIM_CACHE_DIR``). Prints one JSON object: per run its scenario, seed,
+come from the solution cache (``POSO_SIM_CACHE_DIR``). ``--markets M`` adds ``M`` iterative trading runs (short
+``trading-12`` variants, ``to_thread(run_trading)``: they share the process's best-response solvers) and ``M``
+one-height market runs (``trading-poso`` variants, like the dispatch runs). Prints one JSON object: per run its scenario, seed,
 log and trace digests and verdicts; per claim its verdicts (``verify``). Exit status 0 unless something raised.
 """
 
@@ -27,6 +29,10 @@ import threading
 from typing import Any
 
 SCENARIOS = ("scenario-1", "scenario-2", "scenario-3", "scenario-4")
+#: iterative markets (run with this round limit) and one-height markets, taken in this order by ``--markets``
+MARKETS = ("trading-12", "trading-12:price-liar", "trading-12:equivocating-hub", "trading-12:collusion")
+MARKET_ROUNDS = 8
+ONE_HEIGHT = ("trading-poso", "trading-poso-favour", "trading-poso-price-up-1", "trading-poso-interval-end")
 
 
 def _runs(n: int) -> list[tuple[str, int | None]]:
@@ -69,23 +75,40 @@ def _verified_rows(r: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def _source(session: Any) -> Any:
+def _source(session: Any, name: str) -> Any:
     from poso_sim.scenarios import RealPayloads
 
+    if name in ONE_HEIGHT:
+        return None  # the scenario's case decides: the market's payloads (MarketPayloads) in `session`
     return RealPayloads("manchester", session=session)
 
 
-def run_all(mode: str, n: int, shared: bool = False) -> list[dict[str, Any]]:
+def _trading(name: str) -> Any:
+    from poso_sim.scenarios.model import resolve_scenario
+
+    return resolve_scenario(name).with_(max_rounds=MARKET_ROUNDS)
+
+
+def _trading_summary(name: str, r: Any, via: str) -> dict[str, Any]:
+    return {"scenario": name, "seed": None, "via": via, "log_digest": r.log.digest(), "trace_digest": r.trace_digest,
+            "executed": f"{r.rounds} rounds, {r.responses} responses, prices {list(r.path[-1])}", "verdicts": [],
+            "excluded": r.excluded_by_honest()}
+
+
+def run_all(mode: str, n: int, shared: bool = False, markets: int = 0) -> list[dict[str, Any]]:
     from poso_sim.scenarios import arun_scenario, run_scenario
     from poso_sim.scenarios.session import Session, default_session
+    from poso_sim.scenarios.trading_runner import run_trading
 
-    runs = _runs(n)
+    runs = _runs(n) + [(nm, None) for nm in ONE_HEIGHT[:markets]]
+    iterated = list(MARKETS[:markets])
     if mode == "sequential":
         out = []
         for name, seed in runs:
             s = Session()
-            out.append(_summary(name, seed, run_scenario(name, payloads=_source(s), seed=seed, session=s), mode))
-        return out
+            out.append(_summary(name, seed, run_scenario(name, payloads=_source(s, name), seed=seed, session=s),
+                                mode))
+        return out + [_trading_summary(nm, run_trading(_trading(nm)), mode) for nm in iterated]
     vias = {"gather": ["arun"], "threads": ["to_thread"], "mixed": ["arun", "to_thread"]}.get(mode)
     if vias is None:
         raise SystemExit(f"unknown mode {mode!r}")
@@ -96,13 +119,16 @@ def run_all(mode: str, n: int, shared: bool = False) -> list[dict[str, Any]]:
         for via, name, seed in jobs:
             s = default_session() if shared else Session()
             if via == "arun":
-                coros.append(arun_scenario(name, payloads=_source(s), seed=seed, session=s))
+                coros.append(arun_scenario(name, payloads=_source(s, name), seed=seed, session=s))
             else:
-                coros.append(asyncio.to_thread(run_scenario, name, payloads=_source(s), seed=seed, session=s))
+                coros.append(asyncio.to_thread(run_scenario, name, payloads=_source(s, name), seed=seed, session=s))
+        # an iterated market has no asyncio form: each in a thread, every one through the process's responder
+        coros += [asyncio.to_thread(run_trading, _trading(nm)) for nm in iterated]
         return await asyncio.gather(*coros)
 
     results = asyncio.run(main())
-    return [_summary(name, seed, r, via) for (via, name, seed), r in zip(jobs, results)]
+    out = [_summary(name, seed, r, via) for (via, name, seed), r in zip(jobs, results)]
+    return out + [_trading_summary(nm, r, "to_thread") for nm, r in zip(iterated, results[len(jobs):])]
 
 
 def claims() -> dict[str, Any]:
@@ -167,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("mode", choices=("sequential", "gather", "threads", "mixed", "verify"))
     ap.add_argument("--runs", type=int, default=8)
+    ap.add_argument("--markets", type=int, default=0, choices=range(len(MARKETS) + 1),
+                    help="add this many iterative and as many one-height market runs")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--shared", action="store_true", help="every concurrent run in the default session")
@@ -174,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.mode == "verify":
         out: Any = verify_threads(a.threads, a.repeat)
     else:
-        out = {"mode": a.mode, "runs": run_all(a.mode, a.runs, a.shared)}
+        out = {"mode": a.mode, "runs": run_all(a.mode, a.runs, a.shared, a.markets)}
     json.dump(out, sys.stdout, sort_keys=True)
     sys.stdout.write("\n")
     return 0

@@ -187,6 +187,63 @@ def test_both_backends_solve_from_eight_threads_at_once() -> None:
         assert v == reference[k % 4], k
 
 
+# ------------------------------------------------------------------------------------------------ trading markets
+TRADING_VARIANTS = ("", ":price-liar", ":equivocating-hub", ":collusion")
+
+
+def _market(r) -> tuple:
+    """What a market run produced, as digests and counts (its timings aside)."""
+    return r.log.digest(), r.trace_digest, r.rounds, r.responses, r.messages, tuple(r.path[-1])
+
+
+def test_one_hub_responder_answers_from_four_threads_as_from_one() -> None:
+    """The process's responder of a case and hour is shared by every trading run: four threads asking the same
+    hubs at once get the one-thread answers to the bit (each hub's CasADi solvers serve one call at a time; on
+    d34a3ff such threads crashed the interpreter inside `qpsol`)."""
+    from poso_sim.cases.trading import load_trading_case
+    from poso_sim.solvers.trading import HubResponder
+
+    case = load_trading_case("trading")
+    hr = HubResponder(case, hour=12)
+    g, e, h = case.initial_prices(12)
+    rng = np.random.default_rng(7)
+    asks = [(hub, (g * 1.1, e * (1 + 0.05 * a), h * (1 + 0.05 * b))) for hub in hr.hubs
+            for a, b in rng.standard_normal((3, 2))]
+    reference = [hr.solve(hub, p).tobytes() for hub, p in asks]
+    start = threading.Barrier(4)
+
+    def worker(i: int) -> list[bytes]:
+        order = list(range(i, len(asks))) + list(range(i))  # the same hub asked by another thread meanwhile
+        start.wait()
+        got = {k: hr.solve(*asks[k]).tobytes() for k in order}
+        return [got[k] for k in range(len(asks))]
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(worker, range(4)))
+    assert all(r == reference for r in results)
+    assert hr.fallbacks == 0
+
+
+def test_trading_runs_at_once_give_the_digests_of_one_after_another() -> None:
+    """Four short trading-12 runs (honest and three dishonest variants) as `to_thread(run_trading)` in one
+    `gather`, twice, sharing the process's responder: the run-log and trace digests, rounds and final prices of
+    the same runs one after another. On d34a3ff 4 of 4 processes doing this crashed (double free in CasADi)."""
+    import asyncio
+
+    from poso_sim.scenarios.model import resolve_scenario
+    from poso_sim.scenarios.trading_runner import run_trading
+
+    scns = [resolve_scenario(f"trading-12{v}").with_(max_rounds=6) for v in TRADING_VARIANTS]
+    reference = [_market(run_trading(s)) for s in scns]
+    assert len({r[0] for r in reference}) == len(scns) and all(r[2] == 6 and r[3] > 0 for r in reference)
+
+    async def at_once() -> list:
+        return await asyncio.gather(*[asyncio.to_thread(run_trading, s) for s in scns + scns])
+
+    got = [_market(r) for r in asyncio.run(at_once())]
+    assert got == reference + reference
+
+
 # ------------------------------------------------------------------------------------------------ stress (slow)
 def _driver(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     env = dict(os.environ)
@@ -203,17 +260,19 @@ def _by_run(out: str) -> dict:
 @pytest.mark.slow
 def test_stress_concurrent_real_runs_in_fresh_processes(manchester_solutions) -> None:
     """20 fresh processes, 2 at a time; in each, 8 `arun_scenario` and 8 `to_thread(run_scenario)` runs with real
-    payloads at once (one `asyncio.gather`); in half the processes each run has its own session (every run
-    verifies every plan it sees), in the other half all share the default session (its memo filled by whichever
-    run is first): no crash, and per run the verdicts, the run-log and the trace digests of the same runs one
-    after another. On f97e291 such processes crashed (SIGSEGV in HiGHS, "double free" in QDLDL)."""
-    seq = _driver("sequential", "--runs", "8")
+    payloads at once (one `asyncio.gather`), with 4 one-height market runs each way and 4 short iterative market
+    runs (`to_thread(run_trading)`, sharing the process's best-response solvers); in half the processes each run
+    has its own session (every run verifies every plan it sees), in the other half all share the default session
+    (its memo filled by whichever run is first): no crash, and per run the verdicts, the run-log and the trace
+    digests of the same runs one after another. On f97e291 such processes crashed (SIGSEGV in HiGHS, "double
+    free" in QDLDL); on d34a3ff the iterative markets crashed them in CasADi's `qpsol`."""
+    seq = _driver("sequential", "--runs", "8", "--markets", "4")
     assert seq.returncode == 0, seq.stderr[-3000:]
     reference = _by_run(seq.stdout)
-    assert len(reference) == 8
+    assert len(reference) == 16
 
     def one(i: int) -> tuple[int, str, str]:
-        p = _driver("mixed", "--runs", "8", *(("--shared",) if i % 2 else ()))
+        p = _driver("mixed", "--runs", "8", "--markets", "4", *(("--shared",) if i % 2 else ()))
         return p.returncode, p.stdout, p.stderr
 
     with ThreadPoolExecutor(2) as pool:
@@ -222,7 +281,7 @@ def test_stress_concurrent_real_runs_in_fresh_processes(manchester_solutions) ->
     assert not crashed, crashed[:2]
     for _rc, out, _err in outcomes:
         runs = json.loads(out)["runs"]
-        assert len(runs) == 16
+        assert len(runs) == 28
         for r in runs:
             ref = reference[(r["scenario"], r["seed"])]
             for key in ("verdicts", "log_digest", "trace_digest", "executed"):
