@@ -1,6 +1,8 @@
 """The scaling question: solve time, verify time and their ratio against problem size.
 
 Run from the repository root: ``python -m benchmarks.bench_scaling [--quick] [--write] [--cold-manchester]``.
+With ``--committee`` it measures instead the committee-size curve (one height of N delegates through ``poso-sim
+run``, before/after with ``--base-src``) and the stub campaign: see benchmarks/committee_scale.py.
 Prints a markdown report; ``--write`` replaces the "Scaling: solve against verify" section of docs/benchmarks.md
 and writes the log-log plot to docs/img/scaling.png.
 
@@ -31,6 +33,7 @@ import subprocess
 import sys
 import time
 
+from benchmarks.committee_scale import SIZES
 from benchmarks.common import DOC, ROOT, machine, write_section
 
 SECTION = "## Scaling: solve against verify"
@@ -309,6 +312,23 @@ def report(quick: bool, cold_manchester: bool, manchester_days: list[int], write
     return "\n".join(lines)
 
 
+def _committee(args: argparse.Namespace) -> None:
+    """``--committee``: the committee-size curve and the campaign (benchmarks/committee_scale.py)."""
+    from benchmarks import committee_scale as cs
+
+    if args.load:
+        data = json.loads(open(args.load).read())
+    else:
+        sizes = [int(x) for x in args.sizes.split(",") if x]
+        data = cs.measure(sizes, args.base_src, args.base_max, args.campaign_cases, args.save)
+    text = cs.section(data)
+    print(text)
+    if args.write:
+        cs.plot(data)
+        write_section(cs.SECTION, text)
+        print(f"written to {DOC} and {cs.IMG}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="IEEE 33 at 1 and 2 days only")
@@ -316,7 +336,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cold-manchester", action="store_true", help="solve Manchester here instead of the cached plan")
     ap.add_argument("--manchester-days", default="", help="comma-separated k > 1 for Manchester over k days")
     ap.add_argument("--point", nargs=2, metavar=("CASE", "DAYS"), help=argparse.SUPPRESS)
+    ap.add_argument("--committee", action="store_true",
+                    help="instead: the committee-size curve (benchmarks/committee_scale.py) and the stub campaign")
+    ap.add_argument("--sizes", default=",".join(map(str, SIZES)), help="--committee: delegates per point")
+    ap.add_argument("--base-src", default=None, help="--committee: the src directory of the tree before")
+    ap.add_argument("--base-max", type=int, default=1000, help="--committee: largest N run on the tree before")
+    ap.add_argument("--campaign-cases", type=int, default=None,
+                    help="--committee: also the campaign (0 = all 1000 cases)")
+    ap.add_argument("--save", default=None, help="--committee: keep the raw points in this JSON file")
+    ap.add_argument("--load", default=None, help="--committee: report saved points, run nothing")
     args = ap.parse_args(argv)
+    if args.committee:
+        _committee(args)
+        return
     if args.point:
         case, days = args.point[0], int(args.point[1])
         data = point_ieee33(days) if case == "ieee33" else point_manchester(days, args.cold_manchester)

@@ -1,0 +1,148 @@
+"""The committee-size curve: one height of N delegates through ``poso-sim run``, and the stub campaign.
+
+Driven by ``python -m benchmarks.bench_scaling --committee`` (see there). Every point is one fresh process of the
+public command under ``/usr/bin/time`` (user + sys CPU of the whole process, maximum RSS): a scenario file with N
+delegates, 3 normal nodes, one height, latency Uniform(10 ms, 50 ms), signatures on, stub payloads,
+``poso-sim run FILE --stub --json`` (the default log mode: full up to 256 delegates, compact above). With
+``--base-src`` the same points run on another checkout's ``src`` (the tree before), alternating old and new per
+point; the campaign (``poso-sim sweep campaign --stub --workers 1``) likewise. ``--save``/``--load`` keep the raw
+points as JSON so the section and the plot can be written again without running anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from benchmarks.common import ROOT, machine
+
+SECTION = "## Committee size: one height of N delegates"
+IMG = ROOT / "docs" / "img" / "committee_scaling.png"
+SIZES = (10, 50, 100, 200, 400, 1000, 2000)
+
+_SCENARIO = """name: scale-{n}
+case: manchester
+delegates: {n}
+normal_nodes: 3
+heights: 1
+seed: 1
+network:
+  latency: {{uniform: [0.01, 0.05]}}
+"""
+
+
+def _timed(cmd: list[str], src: str, cwd: str) -> tuple[float, float, str]:
+    """(user + sys seconds, max RSS MiB, stdout) of one process running `cmd` on the tree `src`."""
+    env = {**os.environ, "PYTHONPATH": src, "OMP_NUM_THREADS": "1"}
+    full = ["/usr/bin/time", "-f", "TIME %U %S %M", sys.executable, *cmd]
+    out = subprocess.run(full, cwd=cwd, env=env, capture_output=True, text=True)
+    if out.returncode not in (0, 1):  # 1: a sweep with violations still measured
+        raise RuntimeError(f"{' '.join(cmd)} failed: {out.stderr.strip().splitlines()[-3:]}")
+    t = [ln for ln in out.stderr.splitlines() if ln.startswith("TIME ")][-1].split()
+    return float(t[1]) + float(t[2]), float(t[3]) / 1024, out.stdout
+
+
+def height_point(n: int, src: str, tmp: str) -> dict:
+    path = Path(tmp) / f"scale-{n}.yaml"
+    path.write_text(_SCENARIO.format(n=n))
+    cpu, rss, stdout = _timed(["-m", "poso_sim", "run", str(path), "--stub", "--json"], src, tmp)
+    res = json.loads(stdout)
+    ok = bool(res["executed"]) and res["executed"]["label"] == "optimal"
+    return {"n": n, "cpu": cpu, "rss": rss, "messages": res["messages"], "ok": ok,
+            "log": (res.get("log") or {}).get("mode", "full"), "trace_digest": res["trace_digest"]}
+
+
+def campaign_point(src: str, tmp: str, limit: int | None) -> dict:
+    out = Path(tmp) / "campaign"
+    cmd = ["-m", "poso_sim", "sweep", "campaign", "--stub", "--workers", "1", "--no-progress", "--out", str(out)]
+    if limit:
+        cmd += ["--limit", str(limit)]
+    cpu, rss, _ = _timed(cmd, src, tmp)
+    cases = limit or 1000
+    return {"cases": cases, "cpu": cpu, "rss": rss, "per_cpu_second": cases / cpu}
+
+
+def measure(sizes: list[int], base_src: str | None, base_max: int, campaign_cases: int | None,
+            save: str | None) -> dict:
+    new_src = str(ROOT / "src")
+    data: dict = {"machine": machine(), "after": [], "before": [], "campaign": {}}
+
+    def keep() -> None:
+        if save:
+            Path(save).write_text(json.dumps(data, indent=1))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if campaign_cases is not None:
+            for label, src in (("before", base_src), ("after", new_src)):
+                if src:
+                    print(f"campaign {label}", file=sys.stderr, flush=True)
+                    data["campaign"][label] = campaign_point(src, tmp, campaign_cases or None)
+                    keep()
+        for n in sizes:
+            for label, src in (("before", base_src), ("after", new_src)):
+                if not src or (label == "before" and n > base_max):
+                    continue
+                print(f"N={n} {label}", file=sys.stderr, flush=True)
+                data[label].append(height_point(n, src, tmp))
+                keep()
+    return data
+
+
+def plot(data: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    for label, style in (("before", "o--"), ("after", "s-")):
+        pts = sorted(data.get(label) or [], key=lambda p: p["n"])
+        if pts:
+            ns = [p["n"] for p in pts]
+            ax.loglog(ns, [p["cpu"] for p in pts], style, label=label)
+            ax2.loglog(ns, [p["rss"] for p in pts], style, label=label)
+    ax.set(xlabel="delegates N", ylabel="CPU s (user + sys, whole process)", title="one height, poso-sim run --stub")
+    ax2.set(xlabel="delegates N", ylabel="max RSS (MiB)", title="memory")
+    ax2.axhline(2048, color="grey", lw=0.8, ls=":")
+    for a in (ax, ax2):
+        a.grid(True, which="both", alpha=0.3)
+        a.legend()
+    fig.tight_layout()
+    IMG.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(IMG, dpi=110)
+
+
+def section(data: dict) -> str:
+    before = {p["n"]: p for p in data.get("before") or []}
+    lines = [SECTION, "", *data.get("machine", []), "",
+             "One height: N delegates (all honest), 3 normal nodes, signatures on, latency Uniform(10 ms, 50 ms), "
+             "stub payloads, through the public command `poso-sim run FILE --stub --json` (default log mode: full "
+             "up to 256 delegates, compact above, whose run keeps only the kernel trace's digest). CPU is user + sys "
+             "of the whole process (start-up included), RSS its maximum (`/usr/bin/time`). Before: main at "
+             "f97e291; after: this tree; each point one process, old and new alternated. Reproduce with "
+             "`python -m benchmarks.bench_scaling --committee --base-src OLD/src`.", "",
+             "| N | messages | log | CPU before (s) | CPU after (s) | ratio | µs/message after | RSS before (MiB) | "
+             "RSS after (MiB) |",
+             "|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for p in sorted(data.get("after") or [], key=lambda p: p["n"]):
+        b = before.get(p["n"])
+        cpu_b = f"{b['cpu']:.1f}" if b else "-"
+        rss_b = f"{b['rss']:.0f}" if b else "-"
+        ratio = f"{b['cpu'] / p['cpu']:.2f}x" if b else "-"
+        per_msg = 1e6 * p["cpu"] / max(p["messages"], 1)
+        lines.append(f"| {p['n']:,} | {p['messages']:,} | {p['log']} | {cpu_b} | {p['cpu']:.1f} | {ratio} | "
+                     f"{per_msg:.0f} | {rss_b} | {p['rss']:.0f} |")
+    camp = data.get("campaign") or {}
+    if camp:
+        lines += ["", "The stub campaign (`poso-sim sweep campaign --stub --workers 1`, checker included, whole process):",
+                  "", "| tree | cases | CPU s | cases per CPU-second | max RSS MiB |", "|---|---:|---:|---:|---:|"]
+        for label in ("before", "after"):
+            c = camp.get(label)
+            if c:
+                lines.append(f"| {label} | {c['cases']} | {c['cpu']:.1f} | {c['per_cpu_second']:.1f} | {c['rss']:.0f} |")
+    lines += ["", f"![CPU and memory of one height against N](img/{IMG.name})", ""]
+    return "\n".join(lines)
