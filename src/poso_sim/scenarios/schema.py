@@ -407,12 +407,17 @@ class FieldError(Exception):
         self.msg = msg
 
 
+#: the largest generated committee (`delegates: N`): a height costs about 2 N^2 messages (docs/benchmarks.md,
+#: "Committee size"); above `poso_sim.scenarios.log.COMPACT_ABOVE` the run log is compact by default
+MAX_DELEGATES = 10_000
+
+
 def check_scenario(scn: Scenario) -> None:
     """Checks beyond the schema; raises FieldError(path, message)."""
     d = scn.delegates
     if isinstance(d, int):
-        if not 1 <= d <= 1000:
-            raise FieldError(("delegates",), f"need 1..1000 delegates, got {d}")
+        if not 1 <= d <= MAX_DELEGATES:
+            raise FieldError(("delegates",), f"need 1..{MAX_DELEGATES} delegates, got {d}")
     else:
         names = list(d)
         if not names:
