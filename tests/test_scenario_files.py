@@ -210,3 +210,12 @@ def test_latency_messages(tmp_path, latency, field, words):
 def test_good_latency_forms_still_load():
     for lat in ("0.01", "[0.05, 0.02]", "{lognormal: [0.05, 0.3]}", "{uniform: [0.01, 0.02]}", "{constant: 0.1}"):
         assert parse_scenario(FIVE + f"network:\n  latency: {lat}\n").network.build_latency() is not None
+
+
+def test_generated_committees_up_to_ten_thousand(tmp_path):
+    big = tmp_path / "big.yaml"
+    big.write_text("delegates: 2000\nnormal_nodes: 3\n")
+    names = load_scenario(big).delegate_names
+    assert len(names) == len(set(names)) == 2000 and names[-1] == "D1999"
+    msg = _error(tmp_path, "delegates: 10001\n")
+    assert msg == f"line 1: delegates: need 1..{schema.MAX_DELEGATES} delegates, got 10001", msg
