@@ -182,7 +182,7 @@ def test_a_recipe_gets_the_context_its_signature_names(tiny, tmp_path) -> None:
     old = solve_case(define("tiny-old", "old_style"), "true", cache_dir=str(tmp_path))
     assert mod.CALLS == [("old_style",)] and old.solver.endswith("/ tinyroute:old_style")
     solve_case(define("tiny-any", "anything"), "true", cache_dir=str(tmp_path))
-    assert mod.CALLS[-1] == ("anything", ("backend", "label", "progress", "starts", "variant"))
+    assert mod.CALLS[-1] == ("anything", ("backend", "data", "label", "progress", "starts", "variant"))
     default = solve_case(define("tiny-default", None), "true", cache_dir=str(tmp_path))
     assert default.cost == pytest.approx(2.0, abs=1e-8) and default.solver.endswith("/ ipopt-from-initial-values")
     # the same problem whichever recipe reached its optimum (the default solves to its own tolerance)
@@ -222,3 +222,35 @@ def test_no_function_in_the_solvers_is_longer_than_80_lines() -> None:
                 if lines > 80:
                     long.append(f"{path.relative_to(root)}:{node.lineno} {node.name} ({lines} lines)")
     assert not long, textwrap.indent("\n".join(long), "  ")
+
+
+def test_without_the_cache_nothing_is_written(tiny, tmp_path, monkeypatch) -> None:
+    """``cache=False`` (``poso-sim solve --no-cache``) stores no plan and no compiled problem; with the cache both
+    are kept."""
+    _, define = tiny
+    monkeypatch.setenv("POSO_SIM_CACHE_DIR", str(tmp_path / "cold"))
+    sol = solve_case(define("tiny-nocache", "recipe"), "tilted", cache=False)
+    assert sol.cost == pytest.approx(2.03125, abs=1e-8)
+    assert not (tmp_path / "cold").exists()
+    solve_case(define("tiny-cache", "recipe"), "tilted", cache_dir=str(tmp_path / "plans"))
+    assert len(list((tmp_path / "cold" / "compiled").glob("*.nlp"))) == 2  # the variant's and the honest problem's
+    assert len(list((tmp_path / "plans").glob("*.sol"))) == 1
+
+
+def test_the_casadi_backend_forwards_progress_at_its_interval() -> None:
+    """With a progress interval the backend forwards the first iteration and then at most one per interval (the
+    staged solve's live line needs no more); the solve itself is the same to the bit."""
+    from poso_sim.nlp.problems import load_problem
+    from poso_sim.solvers.pipeline import make_backend
+
+    nlp = load_problem("ieee33").nlp
+    seen: dict[float, list[int]] = {0.0: [], 1e9: []}
+    out = {}
+    for interval, its in seen.items():
+        backend = make_backend("casadi", progress_interval=interval)
+        out[interval] = backend.solve(nlp, nlp.clip(nlp.x0), options={"tol": 1e-9},
+                                      callback=lambda info, its=its: its.append(info.iteration))
+    assert seen[1e9] == [0] and seen[0.0] == list(range(out[0.0].iterations + 1))
+    assert out[1e9].iterations == out[0.0].iterations
+    np.testing.assert_array_equal(out[1e9].x, out[0.0].x)
+    np.testing.assert_array_equal(out[1e9].y, out[0.0].y)

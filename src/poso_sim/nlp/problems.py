@@ -323,8 +323,12 @@ class Problem:
         return f"Problem(case={self.case!r}, variant={self.variant!r}, nlp={self.nlp!r}, model {state})"
 
 
-def load_problem(case: str = "manchester", variant: str | None = None, *, disk_cache: bool = True) -> Problem:
-    """The :class:`Problem` of ``case``'s ``variant`` (default: the honest one), compiled once per process."""
+def load_problem(case: str = "manchester", variant: str | None = None, *, disk_cache: bool | str = True) -> Problem:
+    """The :class:`Problem` of ``case``'s ``variant`` (default: the honest one), compiled once per process.
+
+    ``disk_cache``: ``True`` reads the compiled functions from the disk cache and writes them there after a
+    compile; ``"read"`` only reads (a process that must leave no cache behind, e.g. ``poso-sim solve
+    --no-cache``); ``False`` neither reads nor writes."""
     definition = problem_definition(case)
     with _LOCK:
         hit = _PROBLEMS.get((str(case), _variant(definition, case, variant)))
@@ -353,7 +357,7 @@ def _variant(definition: ProblemDefinition, case: str, variant: str | None) -> s
     return variant
 
 
-def _problem(definition: ProblemDefinition, case: str, variant: str | None, data: Any, disk_cache: bool,
+def _problem(definition: ProblemDefinition, case: str, variant: str | None, data: Any, disk_cache: bool | str,
              memo_key: str | None) -> Problem:
     variant = _variant(definition, case, variant)
     structure = _structure_hash(definition, data, variant)
@@ -369,7 +373,7 @@ def _problem(definition: ProblemDefinition, case: str, variant: str | None, data
     if nlp is None:
         model = _build(definition, data, case, variant)
         nlp = _compile(definition, model, case, variant)
-        if path is not None:
+        if path is not None and disk_cache != "read":
             _save_compiled(path, nlp)
     if nlp.objective_name is None:  # compile_nlp takes f = 0 for a feasibility model; a problem must optimise
         raise ProblemError(f"case {case!r}, variant {variant!r}: the model has no active Objective")

@@ -28,7 +28,6 @@ from poso_sim.solvers.pipeline import SolveError, backend_name, final_check, mak
 # The compiled problem of a case variant comes from the problem registry (poso_sim.nlp.problems); these names
 # stay importable from here.
 from poso_sim.nlp.problems import (  # noqa: F401 - re-exported
-    _compiled_path,
     _data_bytes,
     _load_compiled,
     _save_compiled,
@@ -38,6 +37,7 @@ from poso_sim.nlp.problems import (  # noqa: F401 - re-exported
     problem_definition,
     resolve_reference,
 )
+from poso_sim.nlp.problems import compiled_key  # the compiled cache's own key: the fast path's alias rests on it
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ logger = logging.getLogger(__name__)
 #: (``tol`` 1e-9, ``constr_viol_tol`` 1e-10). The name is its identity in cache keys (rename it when it changes).
 DEFAULT_RECIPE = "ipopt-from-initial-values"
 #: What the route offers a recipe by keyword, besides ``(model, nlp, x0)``: each one the recipe's signature names.
-RECIPE_CONTEXT = ("progress", "backend", "starts", "variant", "label")
+RECIPE_CONTEXT = ("progress", "backend", "starts", "variant", "label", "data")
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,9 @@ class _Recipe:
     #: the recipe's identity and code version: its ``version`` attribute, else its ``"module:function"``
     version: str
     accepts: frozenset
+    #: False: the recipe reads no Pyomo model (its ``needs_model`` attribute), so it gets ``None`` for it and a
+    #: compiled problem loaded from disk is solved without building the model
+    needs_model: bool = True
 
     def options(self, starts: int) -> dict:
         return {"starts": int(starts)} if "starts" in self.accepts else {}
@@ -75,7 +78,8 @@ def _recipe_of(definition) -> _Recipe:
         accepts = frozenset(RECIPE_CONTEXT)
     else:
         accepts = frozenset(n for n in RECIPE_CONTEXT if n in params)
-    return _Recipe(reference, fn, str(getattr(fn, "version", "") or reference), accepts)
+    return _Recipe(reference, fn, str(getattr(fn, "version", "") or reference), accepts,
+                   bool(getattr(fn, "needs_model", True)))
 
 
 def solve_case(
@@ -95,11 +99,14 @@ def solve_case(
     with the multipliers of the rows the shared problem has (the ``feasible`` variant's extra rows are dropped),
     the shared problem's fingerprint and its cost expression. That is what a leader sends and what delegates
     verify. The recipe is the definition's ``solve_recipe``, called as ``recipe(model, nlp, x0, **context)`` with
-    those of :data:`RECIPE_CONTEXT` its signature names (``starts > 1``: the integrated-energy recipe runs from
+    those of :data:`RECIPE_CONTEXT` its signature names (``data``: the problem's case data; ``model`` is ``None``
+    for a recipe whose ``needs_model`` attribute is False) (``starts > 1``: the integrated-energy recipe runs from
     several start points and keeps the cheapest optimum); it returns a point with ``x, y, z_L, z_U, status,
     iterations, message`` (and optionally ``stages``), e.g. a backend's :class:`~poso_sim.solvers.RawResult`.
 
     ``backend``: ``"casadi"`` (CasADi's bundled Ipopt, the default) or ``"cyipopt"``; it is part of the cache key.
+    ``cache=False``: no plan is read or stored, and no compiled problem is written to the disk cache (one found
+    there is still read).
     A plan is cached only after the final check accepted it; a failed solve raises
     :class:`~poso_sim.solvers.pipeline.SolveError` naming the stage and the status, and caches nothing.
     Cache hits and misses, and each stage's end, are logged at INFO (``extra["poso_progress"]``).
@@ -112,7 +119,8 @@ def solve_case(
     lookup = _Lookup(case, variant, definition, bname, recipe.options(starts), recipe.version, store)
     hit = lookup.fast()
     if hit is None:
-        problem, shared = load_problem(case, variant), load_problem(case)
+        disk = True if cache else "read"  # without the cache, nothing is written to the compiled cache either
+        problem, shared = load_problem(case, variant, disk_cache=disk), load_problem(case, disk_cache=disk)
         hit = lookup.full(shared.nlp.fingerprint, problem.nlp.fingerprint)
     if hit is not None:
         _log_cache(label, "hit", bname)
@@ -136,8 +144,9 @@ def _run_recipe(recipe: _Recipe, problem, bname: str, starts: int, progress, lab
         res = make_backend(bname).solve(nlp, nlp.clip(nlp.x0), options={"tol": 1e-9, "constr_viol_tol": 1e-10})
     else:
         context = {"progress": progress, "backend": bname, "starts": int(starts), "variant": problem.variant,
-                   "label": label}
-        res = recipe.fn(problem.model, nlp, nlp.x0, **{k: v for k, v in context.items() if k in recipe.accepts})
+                   "label": label, "data": problem.data}
+        model = problem.model if recipe.needs_model else None
+        res = recipe.fn(model, nlp, nlp.x0, **{k: v for k, v in context.items() if k in recipe.accepts})
     status = str(res.status)
     where = f"{problem.case} {problem.variant}"
     if status not in OK_STATUSES:
@@ -338,10 +347,10 @@ class _Lookup:
             return None
         compiled = []
         for v in dict.fromkeys((definition.honest_variant, self.variant)):
-            path = _compiled_path(definition, data, v)
-            if path is None:
+            key = compiled_key(definition, data, v)
+            if key is None:
                 return None
-            compiled.append(path.stem)
+            compiled.append(key)
         payload = {"v": ALIAS_VERSION, "compiled": compiled, "data": hashlib.sha256(raw).hexdigest(), **self.solve_id}
         return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
 

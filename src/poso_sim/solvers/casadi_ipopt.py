@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import threading
 import time
 from typing import Any, Mapping
@@ -194,8 +195,36 @@ def _ipopt_value(k: str, v: Any) -> Any:
     raise ConfigError(f"invalid Ipopt option {k}={v!r}")
 
 
-def _make_callback(cb: ProgressCallback, n: int, m: int, g_lb, g_ub, g_scale, obj_scale, state: dict):
-    """A ``casadi.Callback`` called at each Ipopt iteration; forwards an :class:`IterInfo` to ``cb``."""
+#: glibc's malloc serves blocks above its mmap threshold (128 KiB at start) by mmap, so each large block Ipopt,
+#: MUMPS or numpy frees and takes again is faulted in anew. glibc raises the threshold itself after the first large
+#: free, and a process that wrote or read a compiled problem (a 30 MB bytes object) always had one; a process that
+#: compiles without writing one (``--no-cache``) had one or not by the hash seed: 3 of 4 seeds paid 412 000 page
+#: faults instead of 93 000, 1.0-1.2 s of system CPU in a cold Manchester solve (docs/benchmarks.md). The
+#: threshold is set once, to the value glibc's own rule reaches (32 MiB; trimming at twice that).
+_MALLOC_STEADY = [False]
+
+
+def _steady_malloc() -> None:
+    if _MALLOC_STEADY[0]:
+        return
+    _MALLOC_STEADY[0] = True
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes  # glibc's mallopt: only on Linux, once per process
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to set
+        return
+    mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD
+    mallopt(-1, 64 << 20)  # M_TRIM_THRESHOLD
+
+
+def _make_callback(cb: ProgressCallback, n: int, m: int, g_lb, g_ub, g_scale, obj_scale, state: dict,
+                   interval: float = 0.0):
+    """A ``casadi.Callback`` called at each Ipopt iteration; forwards an :class:`IterInfo` to ``cb`` (with
+    ``interval > 0``: the first iteration, then at most one per ``interval`` seconds, the others costing only
+    their count)."""
     import casadi as ca
 
     class _Iter(ca.Callback):
@@ -228,6 +257,11 @@ def _make_callback(cb: ProgressCallback, n: int, m: int, g_lb, g_ub, g_scale, ob
         def eval(self, arg):
             it = state["iter"]
             state["iter"] = it + 1
+            if interval > 0.0:
+                now = time.perf_counter()
+                if it > 0 and now - state["shown"] < interval:
+                    return [0]
+                state["shown"] = now
             f = float(arg[ca.nlpsol_out().index("f")]) / obj_scale
             g = np.asarray(arg[ca.nlpsol_out().index("g")]).reshape(-1) / g_scale if m else np.zeros(0)
             viol = float(np.max(np.maximum(np.maximum(g_lb - g, g - g_ub), 0.0))) if m else 0.0
@@ -251,8 +285,10 @@ class CasadiIpoptBackend:
 
     name = "casadi"
 
-    def __init__(self, options: Mapping[str, Any] | None = None):
+    def __init__(self, options: Mapping[str, Any] | None = None, *, progress_interval: float = 0.0):
         self.options = {**_DEFAULTS, **(options or {})}
+        #: seconds between two iterations forwarded to a progress callback (0: every iteration)
+        self.progress_interval = float(progress_interval)
 
     @property
     def version(self) -> str:
@@ -276,6 +312,7 @@ class CasadiIpoptBackend:
     ) -> RawResult:
         import casadi as ca
 
+        _steady_malloc()
         view = _as_view(nlp)
         n, m = view.n, view.m
         opts = {**self.options, **(options or {})}
@@ -292,7 +329,7 @@ class CasadiIpoptBackend:
         ipopt_opts = {str(k): _ipopt_value(str(k), v) for k, v in opts.items()}
         st, params = _structure(view)
         p = np.concatenate([[obj_scale], xs, gs, params])
-        state = {"iter": 0, "cancelled": False}
+        state = {"iter": 0, "cancelled": False, "shown": -math.inf}
         solver_opts: dict[str, Any] = {
             "ipopt": ipopt_opts,
             "print_time": False,
@@ -304,7 +341,7 @@ class CasadiIpoptBackend:
         g_lb, g_ub = np.asarray(view.g_lb, dtype=float), np.asarray(view.g_ub, dtype=float)
         iter_cb = None
         if callback is not None:
-            iter_cb = _make_callback(callback, n, m, g_lb, g_ub, gs, obj_scale, state)
+            iter_cb = _make_callback(callback, n, m, g_lb, g_ub, gs, obj_scale, state, self.progress_interval)
             solver_opts["iteration_callback"] = iter_cb
         try:
             solver = ca.nlpsol("poso", "ipopt", st.oracle, solver_opts)

@@ -62,13 +62,16 @@ def backend_name(backend: str | None) -> str:
     return name
 
 
-def make_backend(name: str | None = None):
-    """The backend called ``name`` (``"casadi"`` or ``"cyipopt"``; default :data:`DEFAULT_BACKEND`)."""
+def make_backend(name: str | None = None, *, progress_interval: float = 0.0):
+    """The backend called ``name`` (``"casadi"`` or ``"cyipopt"``; default :data:`DEFAULT_BACKEND`).
+
+    ``progress_interval``: the CasADi backend forwards at most one iteration per that many seconds to a progress
+    callback (each forwarded iteration converts the iterate for Python; the count is kept either way)."""
     name = backend_name(name)
     if name == "casadi":
         from poso_sim.solvers.casadi_ipopt import CasadiIpoptBackend  # CasADi's Ipopt: only when a solve runs
 
-        return CasadiIpoptBackend()
+        return CasadiIpoptBackend(progress_interval=progress_interval)
     from poso_sim.solvers.ipopt import IpoptBackend  # cyipopt: only when chosen
 
     return IpoptBackend()

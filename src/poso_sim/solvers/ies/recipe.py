@@ -29,15 +29,18 @@ def solve(
     starts: int = 1,
     variant: str | None = None,
     label: dict | None = None,
+    data=None,
 ) -> RawResult:
     """The plan of ``model``'s variant: the staged solve from the data-only start point (or, per the variant's
     :data:`~poso_sim.solvers.ies.staged.RECIPES` entry, a start built around its own objective); with
     ``starts > 1`` also from perturbed starts, keeping the cheapest optimum (by the true cost). ``x0`` (the
-    model's initial values) is not used: every start is built from the case data (``model._case``).
+    model's initial values) is not used: every start is built from the case data, ``data`` (the route passes it,
+    and no model: the recipe needs none, so a compiled problem loaded from disk is solved without Pyomo) or
+    ``model._case``.
 
     Raises :class:`~poso_sim.solvers.pipeline.SolveError` naming the stage when no start reaches an optimum.
     """
-    case = model._case
+    case = data if data is not None else model._case
     variant = variant or getattr(model, "variant", "true")
     label = {"variant": variant, **(label or {})}
     where = f"{label.get('case', case.name)} {variant}"
@@ -46,7 +49,7 @@ def solve(
     failure: SolveError | None = None
     for k in range(max(1, int(starts))):
         try:
-            res = _solve_from_start(model, nlp, case, recipe, k, where, progress=progress, backend=backend,
+            res = _solve_from_start(nlp, case, recipe, k, where, progress=progress, backend=backend,
                                     label={**label, "start": k})
         except SolveError as exc:
             failure = exc
@@ -60,7 +63,7 @@ def solve(
     return best[0]
 
 
-def _solve_from_start(model, nlp, case, recipe: Recipe, k: int, where: str, **kw) -> RawResult:
+def _solve_from_start(nlp, case, recipe: Recipe, k: int, where: str, **kw) -> RawResult:
     """Start ``k``'s optimum, or :class:`SolveError` naming the stage. The first start of a recipe built around the
     variant's own objective falls back to the data-only start (same stage settings) when its start point or any
     later stage fails: a generated day whose surrogate does not converge is still solved."""
@@ -72,11 +75,11 @@ def _solve_from_start(model, nlp, case, recipe: Recipe, k: int, where: str, **kw
             raise SolveError("start", exc.status, f"{where}: {exc}") from None
         logger.warning("%s: %s; falling back to the data-only start", where, exc)
         x_start, fallback = _data_start(nlp, case, where), False
-    res = _staged(model, nlp, x_start, recipe, where, **kw)
+    res = _staged(case, nlp, x_start, recipe, where, **kw)
     if res.status != "optimal" and fallback:
         logger.warning("%s: the solve from the %s start failed (%s); falling back to the data-only start", where,
                        recipe.start, res.status)
-        res = _staged(model, nlp, _data_start(nlp, case, where), recipe, where, **kw)
+        res = _staged(case, nlp, _data_start(nlp, case, where), recipe, where, **kw)
     if res.status != "optimal":
         raise SolveError(res.failed_stage or "check", res.status.split(":", 1)[-1], f"{where}: {res.message}")
     return res
@@ -89,11 +92,11 @@ def _data_start(nlp, case, where: str) -> np.ndarray:
         raise SolveError("start", exc.status, f"{where}: {exc}") from None
 
 
-def _staged(model, nlp, x_start, recipe: Recipe, where: str, **kw) -> RawResult:
-    """:func:`solve_reduced`; an exception inside a stage (a solver or linear-algebra error) becomes a failed result
+def _staged(case, nlp, x_start, recipe: Recipe, where: str, **kw) -> RawResult:
+    """:func:`solve_reduced` on ``case``'s data; an exception inside a stage (a solver or linear-algebra error) becomes a failed result
     naming that stage."""
     try:
-        return solve_reduced(model, nlp, x_start, recipe=recipe, **kw)
+        return solve_reduced(case, nlp, x_start, recipe=recipe, **kw)
     except StageFailure as exc:
         return RawResult(x=np.asarray(x_start, dtype=float), y=np.zeros(nlp.m), z_L=np.zeros(nlp.n),
                          z_U=np.zeros(nlp.n), status=f"{exc.stage}:{exc.status}", objective=float("nan"),
@@ -102,6 +105,8 @@ def _staged(model, nlp, x_start, recipe: Recipe, where: str, **kw) -> RawResult:
 
 #: The recipe's code version: part of the cache key of every plan it makes.
 solve.version = PIPELINE_VERSION  # type: ignore[attr-defined]
+#: The recipe reads the case data (``data``), not the Pyomo model: the route does not build one for it.
+solve.needs_model = False  # type: ignore[attr-defined]
 
 
 def _start(nlp, case, recipe: Recipe, k: int) -> np.ndarray:

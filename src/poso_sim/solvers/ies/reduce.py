@@ -56,6 +56,11 @@ def fixing_rows(nlp, x0: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return rows, cols, values
 
 
+def _case_of(model):
+    """The case data of a model built from it (``model._case``), or the case itself."""
+    return getattr(model, "_case", model)
+
+
 _MEMO: dict[tuple, "Reduction"] = {}
 _MEMO_LOCK = threading.Lock()  # solves in several threads: the eviction below must not race
 
@@ -151,12 +156,13 @@ class Reduction:
     def __init__(self, model, canonical_nlp, x_ref: np.ndarray):
         """Build the reduced problem directly from the canonical problem's CasADi functions (vectorised: the
         canonical rows are evaluated on a symbolic canonical vector that is itself a function of the reduced
-        variables), without cloning or recompiling the Pyomo model. ``model`` supplies the case data."""
+        variables), without cloning or recompiling the Pyomo model. ``model`` supplies the case data: the model
+        built from it, or the case itself."""
         import casadi as ca
 
         t0 = time.perf_counter()
         self.canonical = nlp = canonical_nlp
-        case = model._case
+        case = _case_of(model)
         cp = case.scalars.cp
         self.t_amb = float(case.scalars.t_ambient)
         pipes = {p.id: p for p in case.heat.pipes}

@@ -87,6 +87,10 @@ RECIPES: dict[str, Recipe] = {
     "feasible": Recipe(rho_schedule=(1e-2,), final_mu_init=1e-7),
 }
 
+#: Seconds between two iterations the backend forwards to the progress callbacks (the live line and the DEBUG
+#: records show one per 0.2 s at most anyway).
+PROGRESS_INTERVAL = 0.2
+
 #: The warm-started options of the proximal rounds (the final stage and the polish start from them).
 _WARM = {
     "warm_start_init_point": "yes",
@@ -126,7 +130,7 @@ class _Run:
 
     def __init__(self, backend: str | None, label: dict | None, progress: Callable | None):
         self.bname = backend_name(backend)
-        self.backend = make_backend(self.bname)
+        self.backend = make_backend(self.bname, progress_interval=PROGRESS_INTERVAL)
         self.label = dict(label or {})
         self.label.setdefault("backend", self.bname)
         self.progress = progress
@@ -216,7 +220,8 @@ def solve_reduced(
     recipe: Recipe | None = None,
     label: dict | None = None,
 ) -> RawResult:
-    """The staged solve on the reduced formulation (:mod:`poso_sim.solvers.ies.reduce`), mapped back to ``nlp``.
+    """The staged solve on the reduced formulation (:mod:`poso_sim.solvers.ies.reduce`), mapped back to ``nlp``
+    (``model``: the Pyomo model of ``nlp`` or the case data it was built from; only the data is read).
 
     Stages: reduce; fixed flows; proximal rounds with log-parametrised pipe flows; a final reduced solve at
     ``final_tol``; map the point and multipliers to the canonical model; polish there (warm start); the final
