@@ -254,3 +254,36 @@ def test_the_casadi_backend_forwards_progress_at_its_interval() -> None:
     assert out[1e9].iterations == out[0.0].iterations
     np.testing.assert_array_equal(out[1e9].x, out[0.0].x)
     np.testing.assert_array_equal(out[1e9].y, out[0.0].y)
+
+
+@pytest.mark.solver
+def test_the_staged_recipe_solves_a_compiled_problem_from_disk_without_pyomo(tmp_path) -> None:
+    """The route gives the integrated-energy recipe the case data, not a model: a process that finds the compiled
+    problem on disk runs the whole staged solve without importing Pyomo (here every stage's solve stands in by its
+    start, so the final check rejects the point and nothing is cached)."""
+    from poso_sim.nlp.problems import load_problem
+
+    load_problem("manchester", "true")  # on disk for the child process (the suite's cache directory)
+    code = textwrap.dedent("""
+        import sys
+        import numpy as np
+        from poso_sim.solvers import RawResult
+        from poso_sim.solvers.api import solve_case
+        from poso_sim.solvers.ies import staged
+        from poso_sim.solvers.pipeline import SolveError
+
+        def start(view, x0, options, *, warm=None, progress=None, backend=None):
+            z = np.zeros(view.n)
+            return RawResult(np.asarray(x0, dtype=float), np.zeros(view.m), z, z.copy(), "optimal", 1, 0.0,
+                             float(view.f(x0)))
+
+        staged.solve_view = start
+        try:
+            solve_case("manchester", "true", cache_dir=sys.argv[1])
+        except SolveError as exc:
+            print(exc.stage, "pyomo" in sys.modules)
+    """)
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["check", "False"]
+    assert not list(tmp_path.glob("*.sol"))
