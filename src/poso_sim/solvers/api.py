@@ -99,10 +99,11 @@ def solve_case(
     with the multipliers of the rows the shared problem has (the ``feasible`` variant's extra rows are dropped),
     the shared problem's fingerprint and its cost expression. That is what a leader sends and what delegates
     verify. The recipe is the definition's ``solve_recipe``, called as ``recipe(model, nlp, x0, **context)`` with
-    those of :data:`RECIPE_CONTEXT` its signature names (``data``: the problem's case data; ``model`` is ``None``
-    for a recipe whose ``needs_model`` attribute is False) (``starts > 1``: the integrated-energy recipe runs from
-    several start points and keeps the cheapest optimum); it returns a point with ``x, y, z_L, z_U, status,
-    iterations, message`` (and optionally ``stages``), e.g. a backend's :class:`~poso_sim.solvers.RawResult`.
+    those of :data:`RECIPE_CONTEXT` its signature names; ``data`` is the problem's case data, and ``model`` is
+    ``None`` for a recipe whose ``needs_model`` attribute is False. With ``starts > 1`` the integrated-energy
+    recipe runs from several start points and keeps the cheapest optimum. A recipe returns a point with ``x, y,
+    z_L, z_U, status, iterations, message`` (and optionally ``stages``), e.g. a backend's
+    :class:`~poso_sim.solvers.RawResult`.
 
     ``backend``: ``"casadi"`` (CasADi's bundled Ipopt, the default) or ``"cyipopt"``; it is part of the cache key.
     ``cache=False``: no plan is read or stored, and no compiled problem is written to the disk cache (one found
