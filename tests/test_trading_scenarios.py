@@ -145,11 +145,13 @@ def test_the_iteration_ends_near_the_centralised_clearing(real):
     assert gap["clearing_prices"]["elec"] == pytest.approx(real[""].path[-1][1], abs=0.05)
 
 
-def test_run_json_reports_rounds_prices_settlement(capsys):
+def test_run_json_reports_rounds_prices_settlement(capsys, tmp_path):
     from poso_sim.cli import main
 
-    assert main(["run", "trading-12:silent-hub", "--stub", "--json"]) == 0
+    assert main(["run", "trading-12:silent-hub", "--stub", "--json", "--trace", str(tmp_path / "t.jsonl")]) == 0
     j = json.loads(capsys.readouterr().out)
+    sends = [json.loads(line) for line in (tmp_path / "t.jsonl").read_text().splitlines()]
+    assert sum(1 for r in sends if r["ev"] == "send") == j["messages"]
     assert j["converged"] and j["rounds"] == len(j["price_path"]) - 1
     assert set(j["final_prices"]) == {"gas", "elec", "heat"} and len(j["final_prices"]["heat"]) == 3
     assert j["excluded"] == ["H2"] and not j["settlement"]["H2"]["settled"] and j["settlement"]["H1"]["settled"]

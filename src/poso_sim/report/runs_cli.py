@@ -82,7 +82,8 @@ def _run(args: argparse.Namespace, trace: str | None = None) -> Any:
         # the market machinery, like the scenario machinery: not for --help
         from poso_sim.scenarios.trading_runner import run_trading
 
-        return run_trading(scn, responder="stub" if args.stub else None, seed=args.seed)
+        return run_trading(scn, responder="stub" if args.stub else None, seed=args.seed, trace_path=trace,
+                           trace_events=None if trace else ("drop", "fault"))
     if args.heights is not None:
         if args.heights < 1:
             raise PosoError("--heights must be >= 1")

@@ -502,7 +502,7 @@ def load_case(name: str) -> Any:
 def run_trading(scenario: TradingScenario | str, *, case: Any = None, responder: Responder | str | None = None,
                 seed: int | None = None, trace_events: Any = ("drop", "fault"),
                 observers: Iterable[Callable[[Any], Any]] = (),
-                signature_cache: SignatureCache | None = None) -> TradingResult:
+                signature_cache: SignatureCache | None = None, trace_path: str | None = None) -> TradingResult:
     """Run a trading scenario (a TradingScenario, a packaged name such as ``trading-12`` or
     ``trading-12:<variant>``, or a file) in virtual time. `case`/`responder` default to the scenario's case and
     the process's memoised `HubResponder`."""
@@ -519,7 +519,10 @@ def run_trading(scenario: TradingScenario | str, *, case: Any = None, responder:
                            signature_cache=signature_cache)
     t0 = time.perf_counter()
     run(runner.main())
-    return runner.result(time.perf_counter() - t0)
+    wall = time.perf_counter() - t0
+    if trace_path:
+        runner.trace.to_jsonl(trace_path)
+    return runner.result(wall)
 
 
 def resolve_trading(spec: TradingScenario | str) -> TradingScenario:
