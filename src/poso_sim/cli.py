@@ -101,6 +101,9 @@ def _run_solve(args) -> int:
         progress=progress, return_cached_flag=True,
     )
     progress.finish()
+    prices = _settle_prices(args.case, sol) if definition.priced_rows and sol.ok else None
+    if prices is not None:
+        sol = prices["proposal"]
     if out is not None:
         save_solution(sol, out)
     summary = {
@@ -118,15 +121,18 @@ def _run_solve(args) -> int:
         "stages": list(sol.stages),
         "out": str(out) if out else None,
     }
+    if prices is not None:
+        summary["prices"] = prices["rows"]
     if args.json:
         print(json.dumps(summary, sort_keys=True))
     else:
         cb = sol.cost_breakdown or {}
         print(f"case {sol.case}, objective '{sol.variant}': {sol.status}{' (from cache)' if cached else ''}")
         print(f"  true cost     {sol.cost:10.3f} $")
-        for part in ("grid", "chp", "boiler"):
-            if part in cb:
-                print(f"    {part:<10}  {cb[part]:10.3f} $")
+        # Manchester's parts in their usual order, then any other problem's parts as it names them
+        usual = ("grid", "chp", "boiler")
+        for part in [p for p in usual if p in cb] + [p for p in cb if p not in usual]:
+            print(f"    {part:<10}  {cb[part]:10.3f} $")
         if sol.variant != "true":
             print(f"  objective     {sol.objective:10.3f}   (value of the '{sol.variant}' objective)")
         print(f"  violation     {sol.constraint_violation:10.2e}")
@@ -134,10 +140,35 @@ def _run_solve(args) -> int:
         print(f"  solve time    {sol.solve_seconds:10.2f} s")
         for st in sol.stages:
             print(f"    {st['name']:<22} {st['iterations']:5d} it  {st['seconds']:7.2f} s  {st['objective']:.4f}  {st['status']}")
+        if prices is not None:
+            print("  prices (settlement: the midpoint of each priced row's valid interval; the proposal carries them)")
+            for row in prices["rows"]:
+                print(f"    {row['name']:<20} {row['settlement']:14.4f}   interval [{row['low']:.4f}, {row['high']:.4f}]")
         print(f"  digest        {sol.digest}")
         if out:
             print(f"  written to    {out}")
     return 0 if sol.ok else 1
+
+
+def _settle_prices(case: str, sol: Any) -> dict[str, Any]:
+    """A plan of a problem with priced rows as the proposal a leader sends: its multipliers completed around the
+    settlement prices (``kkt.prices.settle``), so that ``poso-sim verify`` of the written file judges the prices a
+    delegate would demand, not the solver's choice inside a degenerate interval."""
+    # the certificate (HiGHS, QDLDL) and the registry, loaded only for a problem with priced rows
+    from poso_sim.kkt import verify
+    from poso_sim.kkt.prices import settle
+    from poso_sim.nlp.problems import load_problem
+
+    nlp = load_problem(case).nlp
+    try:
+        proposal = settle(nlp, sol)
+    except ValueError as exc:
+        raise PosoError(f"{case}: the plan's prices cannot be settled ({exc})") from None
+    cert = verify(nlp, proposal)
+    if not cert.accepted:  # settle() completed the multipliers around the settlement prices: never expected
+        raise PosoError(f"{case}: the settled proposal is not accepted ({'; '.join(cert.reasons)})")
+    rows = [{k: r[k] for k in ("name", "low", "high", "settlement")} for r in cert.prices.get("rows", [])]
+    return {"proposal": proposal, "rows": rows}
 
 
 class _Placeholders:
