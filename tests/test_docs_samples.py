@@ -34,7 +34,7 @@ def _norm(text: str) -> list[str]:
     """Lines with their run-dependent parts masked (see the module's documentation)."""
     text = re.sub(r"\b[0-9a-f]{64}\b", "<digest>", text)
     text = re.sub(r"-?\d+(?:\.\d+)?e[-+]\d+", "<sci>", text)
-    text = re.sub(r"\b\d+\.\d+ (?:ms|s)\b", "<time>", text)
+    text = re.sub(r" *\b\d+\.\d+ (?:ms|s)\b", " <time>", text)  # a time's width varies with the load
     return [_WORST.sub(r"\1<name>\2<sci>", ln.rstrip()) for ln in text.rstrip("\n").splitlines()]
 
 

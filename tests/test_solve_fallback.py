@@ -36,13 +36,13 @@ def _staged_stub(statuses: list[str], seen: list[np.ndarray]):
 
 
 def _surrogate_fails(*a, **kw):
-    raise StartError("objective-aware surrogate", "Maximum_Iterations_Exceeded")
+    raise StartError("network surrogate", "Maximum_Iterations_Exceeded")
 
 
 def test_failed_surrogate_start_falls_back_to_the_data_only_start(monkeypatch, tampered) -> None:
     model, nlp = tampered
     seen: list[np.ndarray] = []
-    monkeypatch.setattr(recipe, "objective_aware_start", _surrogate_fails)
+    monkeypatch.setattr(recipe, "network_start", _surrogate_fails)
     monkeypatch.setattr(recipe, "solve_reduced", _staged_stub(["optimal"], seen))
     res = recipe.solve(model, nlp, variant="tampered")
     assert res.status == "optimal" and len(seen) == 1
@@ -75,7 +75,7 @@ def test_an_exception_inside_a_stage_is_a_solve_error_naming_it(monkeypatch, tam
         raise ValueError("matrix is singular\nsecond line")
 
     monkeypatch.setattr(staged, "solve_view", broken)
-    monkeypatch.setattr(recipe, "objective_aware_start", _surrogate_fails)  # one staged solve, not two
+    monkeypatch.setattr(recipe, "network_start", _surrogate_fails)  # one staged solve, not two
     with pytest.raises(SolveError) as err:
         recipe.solve(model, nlp, variant="tampered")
     assert (err.value.stage, err.value.status) == ("fixed-flows", "ValueError")
@@ -85,7 +85,7 @@ def test_an_exception_inside_a_stage_is_a_solve_error_naming_it(monkeypatch, tam
 def test_cli_reports_a_start_that_cannot_be_built_in_one_line_exit_2(monkeypatch, capsys) -> None:
     from poso_sim import cli
 
-    monkeypatch.setattr(recipe, "objective_aware_start", _surrogate_fails)
+    monkeypatch.setattr(recipe, "network_start", _surrogate_fails)
     monkeypatch.setattr(recipe, "canonical_start", _surrogate_fails)
     rc = cli.main(["solve", "--case", "manchester", "--objective", "tampered", "--no-cache"])
     err = capsys.readouterr().err.strip().splitlines()

@@ -14,7 +14,7 @@ from poso_sim.solvers.backend import RawResult
 from poso_sim.solvers.ies.staged import PIPELINE_VERSION, RECIPES, Recipe, StageFailure, StartError, solve_reduced
 from poso_sim.solvers.pipeline import SolveError
 
-__all__ = ["solve", "canonical_start", "objective_aware_start", "perturbed_start"]
+__all__ = ["solve", "canonical_start", "objective_aware_start", "network_start", "perturbed_start"]
 
 logger = logging.getLogger(__name__)
 
@@ -68,21 +68,30 @@ def _solve_from_start(nlp, case, recipe: Recipe, k: int, where: str, **kw) -> Ra
     variant's own objective falls back to the data-only start (same stage settings) when its start point or any
     later stage fails: a generated day whose surrogate does not converge is still solved."""
     fallback = k == 0 and recipe.start != "data"
+    prox_ref = None
     try:
-        x_start = _start(nlp, case, recipe, k)
+        x_start, prox_ref = _start(nlp, case, recipe, k)
     except StartError as exc:
         if not fallback:
             raise SolveError("start", exc.status, f"{where}: {exc}") from None
         logger.warning("%s: %s; falling back to the data-only start", where, exc)
         x_start, fallback = _data_start(nlp, case, where), False
-    res = _staged(case, nlp, x_start, recipe, where, **kw)
+    res = _staged(case, nlp, x_start, _on_start(recipe, fallback), where, prox_ref=prox_ref, **kw)
     if res.status != "optimal" and fallback:
         logger.warning("%s: the solve from the %s start failed (%s); falling back to the data-only start", where,
                        recipe.start, res.status)
-        res = _staged(case, nlp, _data_start(nlp, case, where), recipe, where, **kw)
+        res = _staged(case, nlp, _data_start(nlp, case, where), _on_start(recipe, False), where, **kw)
     if res.status != "optimal":
         raise SolveError(res.failed_stage or "check", res.status.split(":", 1)[-1], f"{where}: {res.message}")
     return res
+
+
+def _on_start(recipe: Recipe, own_start: bool) -> Recipe:
+    """The stage settings from the recipe's own start, or from the data-only start it falls back to: a network
+    start's cold proximal stage needs its reference, so the data-only start gets the fixed-flows stage."""
+    if own_start or recipe.start != "network":
+        return recipe
+    return Recipe(final_mu_init=recipe.final_mu_init)
 
 
 def _data_start(nlp, case, where: str) -> np.ndarray:
@@ -109,12 +118,15 @@ solve.version = PIPELINE_VERSION  # type: ignore[attr-defined]
 solve.needs_model = False  # type: ignore[attr-defined]
 
 
-def _start(nlp, case, recipe: Recipe, k: int) -> np.ndarray:
+def _start(nlp, case, recipe: Recipe, k: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Start ``k``'s point and, for a network start, the first proximal reference (else None)."""
     if k > 0:
-        return perturbed_start(nlp, case, k)
+        return perturbed_start(nlp, case, k), None
     if recipe.start in ("objective", "objective-flows"):
-        return objective_aware_start(nlp, case, flows_only=recipe.start == "objective-flows")
-    return canonical_start(nlp, case)
+        return objective_aware_start(nlp, case, flows_only=recipe.start == "objective-flows"), None
+    if recipe.start == "network":
+        return network_start(nlp, case)
+    return canonical_start(nlp, case), None
 
 
 def canonical_start(nlp, case) -> np.ndarray:
@@ -134,6 +146,26 @@ def objective_aware_start(nlp, case, *, flows_only: bool = False) -> np.ndarray:
     if flows_only:  # the surrogate picks the hub injections; the dispatch follows the data-only rules
         disp = {"m_hub": disp["m_hub"]}
     return _as_vector(nlp, start_point(net, dispatch=disp))
+
+
+def network_start(nlp, case) -> tuple[np.ndarray, np.ndarray]:
+    """The start point built around the whole-network surrogate of ``nlp``'s own problem (its CHP outputs, hub
+    injections and storage, the network state around them), and the per-hour MILP flow pattern as a canonical
+    vector: the first proximal reference (:mod:`poso_sim.solvers.ies.network_start`)."""
+    from poso_sim.solvers.ies.network_start import milp_flow_pattern, network_dispatch
+    from poso_sim.solvers.ies.start import network_data, start_point  # scipy.optimize: only for a start
+
+    net = network_data(case)
+    disp = network_dispatch(nlp, canonical_start(nlp, case), net)
+    x_start = _as_vector(nlp, start_point(net, dispatch=disp))
+    m_pipe, m_hub = milp_flow_pattern(net, disp)
+    x_ref = x_start.copy()
+    for (k, t), val in m_pipe.items():
+        x_ref[nlp.var_index(f"m_sup[{k},{t}]")] = val
+        x_ref[nlp.var_index(f"m_ret[{k},{t}]")] = val
+    for (c, t), val in m_hub.items():
+        x_ref[nlp.var_index(f"m_hub[{c},{t}]")] = val
+    return x_start, x_ref
 
 
 def perturbed_start(nlp, case, k: int) -> np.ndarray:

@@ -317,7 +317,8 @@ def start_point(
     """All variable values of the canonical model, as ``{component: {index: value}}``.
 
     ``dispatch`` (see :func:`objective_aware_dispatch`): per-hour hub injections ``m_hub[(c, t)]`` and CHP outputs
-    ``P_CHP``/``Q_CHP[(c, t)]`` to build the start around, instead of the data-only rules.
+    ``P_CHP``/``Q_CHP[(c, t)]`` to build the start around, instead of the data-only rules, and optionally the
+    storage schedule (``E_bat``, ``P_ch``, ``P_dis``, ``E_tank``, ``H_ch``, ``H_dis``).
     """
     v: dict[str, dict] = defaultdict(dict)
     m_pipe, m_hub = _start_flows(net, delta, dispatch)
@@ -325,6 +326,9 @@ def start_point(
     for key in ("T_sup", "T_ret", "T_load_out", "m_load", "m_sup", "m_ret", "T_end_sup", "T_end_ret", "m_hub"):
         v[key] = state[key]
     _storage_start(net, v)
+    for key in ("E_bat", "P_ch", "P_dis", "E_tank", "H_ch", "H_dis"):  # a dispatch's storage schedule
+        if dispatch is not None and key in dispatch:
+            v[key] = dict(dispatch[key])
     tree = _ElectricTree(net)
     for t_i, t in enumerate(net.T):
         lam = net.load_factor[t_i]

@@ -1,0 +1,168 @@
+"""The whole-network start of a variant (``Recipe(start="network")``): a convex surrogate of the variant's own
+problem over the whole network, and the per-hour MILP flow pattern that serves as the first proximal reference.
+
+**The surrogate** (:func:`network_dispatch`) keeps the variant's compiled objective and those of its rows that stay
+convex once the losses are dropped: the electric network lossless (``I_line = 0``: the nodal balances and the
+voltage drops become linear, flows keep their fixed directions), storage, the CHP circle and heat-to-power ratio,
+boiler gas and caps, the heat tree's supply mass balances, and each hub's heat balance with a **uniform
+temperature drop** (every hub's return temperature held at the data-only start's mean: heat is proportional to
+the water a hub injects). Every other variable (temperatures, return flows, gas) stays at the data-only start; the
+current-definition rows (``SOCPeq``) are left out. The rows come from the compiled problem itself, so a variant's
+extra rows (``feasible``'s CHP 3 minimum) are kept too. Solved by CasADi's Ipopt (about 6 000 variables).
+
+**The MILP pattern** (:func:`milp_flow_pattern`): per hour, which heat pipes carry water (HiGHS through
+``scipy.optimize.milp``): each open pipe is charged its fixed loss (``Cp (T_supply - T_ambient) a_k``); each hub
+injects at least the water that carries its CHP and tank heat in the surrogate and at most that plus its boiler's
+cap (the split of boiler heat between hubs is free: the surrogate has no losses to decide it); open pipes carry at
+least 0.05 kg/s and every node without a hub has an open in-pipe (dropped for an hour where that is infeasible).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from poso_sim.solvers.backend import symbolic
+from poso_sim.solvers.ies.staged import StartError
+
+__all__ = ["network_dispatch", "milp_flow_pattern"]
+
+#: The components the surrogate decides (all others are held at the data-only start).
+_DECIDED = ("P_CHP", "Q_CHP", "H_CHP", "P_grid", "Q_grid", "P_line", "Q_line", "V", "E_bat", "P_ch", "P_dis",
+            "H_boiler", "G_boiler", "E_tank", "H_ch", "H_dis", "m_load", "m_sup", "m_hub")  # fmt: skip
+#: Row families that are not convex even without losses (the current definition ``v * l = P^2 + Q^2``).
+_NONCONVEX = ("SOCPeq",)
+#: What the start takes from the surrogate.
+_KEPT = ("P_CHP", "Q_CHP", "m_hub", "E_bat", "P_ch", "P_dis", "E_tank", "H_ch", "H_dis", "H_boiler")
+
+
+def _index(name: str):
+    inner = name.split("[", 1)[1].rstrip("]")
+    return tuple(int(p) for p in inner.split(",")) if "," in inner else int(inner)
+
+
+def network_dispatch(nlp, x_data: np.ndarray, net) -> dict:
+    """The surrogate's dispatch, keyed like :func:`~poso_sim.solvers.ies.start.start_point`'s ``dispatch``:
+    ``{component: {(entity, hour): value}}`` for the CHP outputs, the hub injections and the storage.
+
+    Raises :class:`~poso_sim.solvers.ies.staged.StartError` when Ipopt does not solve it."""
+    import casadi as ca
+
+    x = np.asarray(x_data, dtype=float).copy()
+    sel = np.concatenate([nlp.var_indices(c) for c in _DECIDED])
+    const = _lossless_constants(nlp, x, net)
+    allowed = np.zeros(nlp.n, dtype=bool)
+    allowed[sel] = True
+    allowed[list(const)] = True
+    for i, val in const.items():
+        x[i] = val
+    jr, jc = (np.asarray(a) for a in nlp.jac_structure)
+    bad = np.bincount(jr, weights=(~allowed[jc]).astype(float), minlength=nlp.m) > 0
+    for fam in _NONCONVEX:
+        if fam in nlp.row_component_names:
+            bad[nlp.row_indices(fam)] = True
+    rows = np.flatnonzero(~bad & (np.bincount(jr, minlength=nlp.m) > 0))
+    s = ca.SX.sym("s", sel.size)
+    xc = ca.SX(ca.DM(x))
+    xc[sel.tolist()] = s
+    f = symbolic(nlp, "_f", xc)
+    g = symbolic(nlp, "_g", xc)[rows.tolist()]
+    lbx, ubx = np.asarray(nlp.x_lb)[sel], np.asarray(nlp.x_ub)[sel]
+    solver = ca.nlpsol("network_surrogate", "ipopt", {"x": s, "f": f, "g": g},
+                       {"ipopt": {"print_level": 0, "sb": "yes", "tol": 1e-6, "max_iter": 1000,
+                                  "mu_strategy": "adaptive"}, "print_time": False})
+    out = solver(x0=np.clip(x[sel], lbx, ubx), lbx=lbx, ubx=ubx, lbg=np.asarray(nlp.g_lb)[rows],
+                 ubg=np.asarray(nlp.g_ub)[rows])
+    if not solver.stats().get("success", False):
+        raise StartError("network surrogate", str(solver.stats().get("return_status")))
+    x[sel] = np.asarray(out["x"]).reshape(-1)
+    return {c: {_index(nlp.x_names[i]): float(x[i]) for i in nlp.var_indices(c)} for c in _KEPT}
+
+
+def _lossless_constants(nlp, x: np.ndarray, net) -> dict[int, float]:
+    """``I_line = 0``; each hub's return temperature at the start's mean per hour (a uniform temperature drop)."""
+    const = {int(i): 0.0 for i in nlp.var_indices("I_line")}
+    for t in net.T:
+        hubs = [(nlp.var_index(f"m_hub[{c},{t}]"), nlp.var_index(f"T_ret[{net.hub_hbus[c]},{t}]")) for c in net.hubs]
+        water = sum(x[m] for m, _ in hubs)
+        drop = sum(x[m] * (net.t_supply - x[tr]) for m, tr in hubs) / water if water > 0 else 0.0
+        for _, tr in hubs:
+            const[int(tr)] = net.t_supply - drop
+    return const
+
+
+def milp_flow_pattern(net, disp: dict, *, open_min: float = 0.05, closed: float = 0.02) -> tuple[dict, dict]:
+    """Per hour, the pipes that carry water and the flows: ``({(pipe, hour): m}, {(hub, hour): m})``; a closed
+    pipe gets ``closed`` (a proximal reference, not a flow that balances). ``disp`` is :func:`network_dispatch`'s:
+    a hub injects at least the water that carries its CHP and tank heat, and at most that plus its boiler's cap
+    (at the surrogate's heat per kg/s); within that its boiler's share is free."""
+    m_pipe_out: dict = {}
+    m_hub_out: dict = {}
+    for t in net.T:
+        water = sum(disp["m_hub"][c, t] for c in net.hubs)
+        heat = {c: net.chp_hp * disp["P_CHP"][c, t] + disp["H_boiler"][c, t] + net.tank_eff[c] * disp["H_dis"][c, t]
+                - disp["H_ch"][c, t] / net.tank_eff[c] for c in net.hubs}
+        per_kg = sum(heat.values()) / water if water > 0 else 1.0
+        lo = {c: max(heat[c] - disp["H_boiler"][c, t], 0.0) / per_kg for c in net.hubs}
+        hi = {c: lo[c] + net.boiler_max[c] / per_kg for c in net.hubs}
+        pipes, hubs = _milp_hour(net, {c: disp["m_hub"][c, t] for c in net.hubs}, lo, hi, open_min, closed)
+        m_pipe_out.update({(k, t): v for k, v in pipes.items()})
+        m_hub_out.update({(c, t): v for c, v in hubs.items()})
+    return m_pipe_out, m_hub_out
+
+
+def _milp_hour(net, target: dict, lo_hub: dict, hi_hub: dict, open_min: float, closed: float) -> tuple[dict, dict]:
+    from scipy.optimize import Bounds, LinearConstraint, milp
+    from scipy.sparse import lil_matrix
+
+    nodes, pipes, hubs = net.hnodes, net.hpipes, net.hubs
+    npi, nh = len(pipes), len(hubs)
+    pos = {n: i for i, n in enumerate(nodes)}
+    # variables: flows m_k, open y_k, injections m_c, deviations d_c
+    nv = 2 * npi + 2 * nh
+    total = sum(net.m_load for n in nodes if net.hnode_load[n] != 0)
+    heat_per_kg = net.cp * (net.t_supply - net.t_ambient)
+    cost = np.zeros(nv)
+    cost[npi:2 * npi] = [heat_per_kg * net.hp_a[k] for k in pipes]
+    cost[2 * npi + nh:] = 1e-3  # a tie-break towards the surrogate's injections
+    kcl = lil_matrix((len(nodes), nv))
+    for j, k in enumerate(pipes):
+        kcl[pos[net.hp_to[k]], j] += 1.0
+        kcl[pos[net.hp_from[k]], j] -= 1.0
+    for j, c in enumerate(hubs):
+        kcl[pos[net.hub_hbus[c]], 2 * npi + j] += 1.0
+    load = np.array([net.m_load if net.hnode_load[n] != 0 else 0.0 for n in nodes])
+    link = lil_matrix((2 * npi + 2 * nh, nv))  # m_k - M y_k <= 0, m_k - open_min y_k >= 0, |m_c - target| <= d_c
+    for j in range(npi):
+        link[j, j], link[j, npi + j] = 1.0, -total
+        link[npi + j, j], link[npi + j, npi + j] = 1.0, -open_min
+    for j, c in enumerate(hubs):
+        r = 2 * npi + j
+        link[r, 2 * npi + j], link[r, 2 * npi + nh + j] = 1.0, -1.0
+        link[r + nh, 2 * npi + j], link[r + nh, 2 * npi + nh + j] = 1.0, 1.0
+    tgt = np.array([target[c] for c in hubs])
+    lo = np.r_[np.full(npi, -np.inf), np.zeros(npi), np.full(nh, -np.inf), tgt]
+    hi = np.r_[np.zeros(npi), np.full(npi, np.inf), tgt, np.full(nh, np.inf)]
+    cons = [LinearConstraint(kcl.tocsr(), load, load), LinearConstraint(link.tocsr(), lo, hi)]
+    hub_nodes = {net.hub_hbus[c] for c in hubs}
+    fed = lil_matrix((len(nodes), nv))
+    for j, k in enumerate(pipes):
+        if net.hp_to[k] not in hub_nodes:
+            fed[pos[net.hp_to[k]], npi + j] = 1.0
+    need = np.array([1.0 if fed[pos[n]].nnz else 0.0 for n in nodes])
+    integrality = np.r_[np.zeros(npi), np.ones(npi), np.zeros(2 * nh)]
+    lo_c = np.array([lo_hub[c] for c in hubs])
+    hi_c = np.maximum(np.array([hi_hub[c] for c in hubs]), lo_c)
+    bounds = Bounds(np.r_[np.zeros(2 * npi), lo_c, np.zeros(nh)],
+                    np.r_[np.full(npi, np.inf), np.ones(npi), hi_c, np.full(nh, np.inf)])
+    res = milp(cost, constraints=cons + [LinearConstraint(fed.tocsr(), need, np.inf)], integrality=integrality,
+               bounds=bounds, options={"time_limit": 5.0})
+    if res.x is None:  # fallback: without "every node has an open in-pipe"
+        res = milp(cost, constraints=cons, integrality=integrality, bounds=bounds, options={"time_limit": 5.0})
+    if res.x is None:  # and without the hubs' bounds
+        bounds = Bounds(np.zeros(nv), np.r_[np.full(npi, np.inf), np.ones(npi), np.full(2 * nh, np.inf)])
+        res = milp(cost, constraints=cons, integrality=integrality, bounds=bounds, options={"time_limit": 5.0})
+    if res.x is None:
+        raise StartError("heat-flow pattern MILP", str(res.message))
+    m = res.x
+    flows = {k: (float(m[j]) if m[npi + j] > 0.5 else closed) for j, k in enumerate(pipes)}
+    return flows, {c: float(m[2 * npi + j]) for j, c in enumerate(hubs)}
