@@ -32,8 +32,8 @@ def loc_to_path(loc: tuple[Any, ...]) -> str:
     return out
 
 
-def _describe(err: dict[str, Any]) -> str:
-    """One pydantic error dict -> 'dotted.path: reason'."""
+def describe_error(err: dict[str, Any]) -> str:
+    """One pydantic error dict -> 'dotted.path: reason' (every case format's loader reports through this)."""
     ctx = err.get("ctx") or {}
     original = ctx.get("error")
     path = loc_to_path(tuple(err.get("loc", ())))
@@ -41,11 +41,11 @@ def _describe(err: dict[str, Any]) -> str:
         full = f"{path}.{original.path}" if path else original.path
         return f"{full}: {original.reason}"
     msg = str(err.get("msg", "invalid value"))
-    if isinstance(original, ValueError) and msg.startswith("Value error, "):
+    if isinstance(original, ValueError):
         text = str(original)
         # validators of nested models phrase their message as "field: reason"
         head, sep, rest = text.partition(": ")
-        if sep and head.replace("_", "").isalnum():
+        if sep and " " not in head:
             return f"{path + '.' if path else ''}{head}: {rest}"
         return f"{path or '(case)'}: {text}"
     if err.get("type") == "missing":
@@ -54,7 +54,7 @@ def _describe(err: dict[str, Any]) -> str:
         return f"{path}: unknown field"
     value = err.get("input")
     shown = "" if isinstance(value, (dict, list)) else f" (got {value!r})"
-    return f"{path or '(case)'}: {msg[0].lower() + msg[1:] if msg else msg}{shown}"
+    return f"{path or '(case)'}: {msg[:1].lower() + msg[1:]}{shown}"
 
 
 def case_from_dict(data: Any, source: str = "<case>") -> Case:
@@ -63,7 +63,7 @@ def case_from_dict(data: Any, source: str = "<case>") -> Case:
         return Case.model_validate(data)
     except ValidationError as exc:
         errs = exc.errors()
-        first = _describe(errs[0])
+        first = describe_error(errs[0])
         more = f" (and {len(errs) - 1} more problem{'s' if len(errs) > 2 else ''})" if len(errs) > 1 else ""
         raise CaseError(f"{source}: {first}{more}") from None
     except CaseConsistencyError as exc:  # raised outside pydantic's wrapping (defensive)

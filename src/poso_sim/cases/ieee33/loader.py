@@ -11,32 +11,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from ...errors import CaseError
-from ..loader import loc_to_path
+from ..loader import describe_error
 from .schema import FeederCase
 
 #: File name of the packaged case (inside this package).
 PACKAGED = "ieee33.json"
-
-
-def _describe(err: dict[str, Any]) -> str:
-    """One pydantic error -> ``dotted.path: reason``."""
-    path = loc_to_path(tuple(err.get("loc", ())))
-    original = (err.get("ctx") or {}).get("error")
-    if isinstance(original, ValueError):
-        text = str(original)
-        head, sep, rest = text.partition(": ")
-        if sep and " " not in head:  # validator messages start with the (relative) field path
-            return f"{path + '.' if path else ''}{head}: {rest}"
-        return f"{path or '(case)'}: {text}"
-    kind = err.get("type")
-    if kind == "missing":
-        return f"{path}: field required"
-    if kind == "extra_forbidden":
-        return f"{path}: unknown field"
-    msg = str(err.get("msg", "invalid value"))
-    value = err.get("input")
-    shown = "" if isinstance(value, (dict, list)) else f" (got {value!r})"
-    return f"{path or '(case)'}: {msg[:1].lower() + msg[1:]}{shown}"
 
 
 def case_from_dict(data: Any, source: str = "<case>") -> FeederCase:
@@ -48,7 +27,7 @@ def case_from_dict(data: Any, source: str = "<case>") -> FeederCase:
     except ValidationError as exc:
         errs = exc.errors()
         more = f" (and {len(errs) - 1} more problem{'s' if len(errs) > 2 else ''})" if len(errs) > 1 else ""
-        raise CaseError(f"{source}: {_describe(errs[0])}{more}") from None
+        raise CaseError(f"{source}: {describe_error(errs[0])}{more}") from None
 
 
 def load_case(path: str | Path | None = None) -> FeederCase:

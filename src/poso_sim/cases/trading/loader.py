@@ -12,32 +12,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from ...errors import CaseError
-from ..loader import loc_to_path
+from ..loader import describe_error
 from .schema import TradingCase
 
 #: File name of the packaged case (inside this package).
 PACKAGED = "trading.json"
-
-
-def describe_error(err: dict[str, Any]) -> str:
-    """One pydantic error -> ``dotted.path: reason``."""
-    path = loc_to_path(tuple(err.get("loc", ())))
-    original = (err.get("ctx") or {}).get("error")
-    if isinstance(original, ValueError):
-        text = str(original)
-        head, sep, rest = text.partition(": ")
-        if sep and " " not in head:  # validator messages start with the (relative) field path
-            return f"{path + '.' if path else ''}{head}: {rest}"
-        return f"{path or '(case)'}: {text}"
-    kind = err.get("type")
-    if kind == "missing":
-        return f"{path}: field required"
-    if kind == "extra_forbidden":
-        return f"{path}: unknown field"
-    msg = str(err.get("msg", "invalid value"))
-    value = err.get("input")
-    shown = "" if isinstance(value, (dict, list)) else f" (got {value!r})"
-    return f"{path or '(case)'}: {msg[:1].lower() + msg[1:]}{shown}"
 
 
 def _hub_of(data: Any, loc: tuple) -> str:
