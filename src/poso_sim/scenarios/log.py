@@ -147,7 +147,8 @@ def item_fields(item: Any) -> dict[str, Any]:
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
-def _plain_value(v: Any) -> Any:
+def plain_value(v: Any) -> Any:
+    """A non-scalar field value as plain JSON (what `plain` makes of it)."""
     if type(v) is tuple and all(type(w) is str for w in v):  # a path: what `jsonable` makes of it, faster
         return list(v)
     return jsonable(v)
@@ -155,7 +156,7 @@ def _plain_value(v: Any) -> Any:
 
 def plain(fields: dict[str, Any]) -> dict[str, Any]:
     """`fields` with JSON values (`poso_sim.common.jsonable` for anything but a plain scalar)."""
-    return {k: v if type(v) in _SCALARS else _plain_value(v) for k, v in fields.items()}
+    return {k: v if type(v) in _SCALARS else plain_value(v) for k, v in fields.items()}
 
 
 def _plain_encoder() -> Callable[[Any], str]:

@@ -56,6 +56,7 @@ from poso_sim.protocol import (
     CancelTimer,
     Decide,
     Decision,
+    DecisionSeen,
     Delegate,
     Dropped,
     Exclude,
@@ -66,6 +67,7 @@ from poso_sim.protocol import (
     Note,
     Payload,
     Proposal,
+    Received,
     Relay,
     Send,
     SignatureCache,
@@ -83,7 +85,7 @@ from poso_sim.errors import ScenarioError
 from poso_sim.protocol.delegate import MEASURED, VerifyCost
 from poso_sim.sim import Network, Trace, run
 
-from .log import COMPACT_ABOVE, KINDS, Entry, RunLog, item_fields, kind_of, plain
+from .log import _SCALARS, COMPACT_ABOVE, KINDS, Entry, RunLog, item_fields, kind_of, plain, plain_value
 from .model import Scenario, resolve_scenario
 from .payloads import LABELS, PayloadSource, RealPayloads, StubPayloads, solution_matches
 from .instances import InstancePayloads, SolveTimes, resolve_instances
@@ -525,7 +527,8 @@ class Runner:
         self.feed(name, SolutionReady(height, round, self.source.payloads(height), self._time(name)))
 
     def _log(self, name: str, a: Any) -> None:
-        e = Entry(self.net.now, name, a)
+        now = self.net.now
+        e = Entry(now, name, a)
         if self._keeps is None or self._keeps(name, a):
             self._entries.append(e)
         if self._observers:
@@ -534,11 +537,16 @@ class Runner:
         if self._users:
             kind = type(a)
             if kind is not Exclude:
-                data = item_fields(a)
-                data["node"] = name
-                if kind is Dropped and "message" in data:
-                    data["kind"] = data.pop("message")  # the trace's user-event data keeps its original keys
-                self.net.record(kind_of(kind), plain(data), node=name)
+                if kind is Received or kind is DecisionSeen:  # the per-copy notes: `plain(item_fields(a))` in one pass
+                    data = {k: v if type(v) in _SCALARS else plain_value(v) for k, v in zip(kind._fields, a)}
+                    data["node"] = name
+                else:
+                    data = item_fields(a)
+                    data["node"] = name
+                    if kind is Dropped and "message" in data:
+                        data["kind"] = data.pop("message")  # the trace's user-event data keeps its original keys
+                    data = plain(data)
+                self.trace.append(now, "user", name, None, kind_of(kind), None, None, None, data)
         if isinstance(a, HEIGHT_ENDS):
             h = a.block.height if isinstance(a, Execute) else getattr(a, "height", self.height)
             if h == self.height:
