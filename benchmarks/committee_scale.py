@@ -54,6 +54,9 @@ delivery instant (kernel change of 7 December) costs about a fifth: one height o
 took 56.5 and 62.7 µs per message before it and 71.7 and 72.5 µs after (alternated, `run_scenario` in one
 process).
 
+The tree before was not run at N = 1 000 again (about 350 s of CPU and 2.7 GiB for `poso-sim run`, issue 22's
+figure on this machine): 6-7 minutes of CPU for one point did not fit a shared session.
+
 Targets that resist. N = 1 000 in 30 s of CPU: at 60-70 µs per message on this loaded machine, 2 million
 messages cost 120-140 s; what remains is spread over the per-message steps above (no single step above a
 fifth), and the trace digest alone, three canonical lines per message, is about a tenth. The campaign at 100
@@ -131,7 +134,7 @@ def plot(data: dict) -> None:
 
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     for label, style in (("before", "o--"), ("after", "s-")):
-        pts = sorted(data.get(label) or [], key=lambda p: p["n"])
+        pts = sorted((p for p in data.get(label) or [] if not p.get("partial")), key=lambda p: p["n"])
         if pts:
             ns = [p["n"] for p in pts]
             ax.loglog(ns, [p["cpu"] for p in pts], style, label=label)
@@ -154,8 +157,10 @@ def section(data: dict) -> str:
              "stub payloads, through the public command `poso-sim run FILE --stub --json` (default log mode: full "
              "up to 256 delegates, compact above, whose run keeps only the kernel trace's digest). CPU is user + sys "
              "of the whole process (start-up included), RSS its maximum (`/usr/bin/time`). Before: main at "
-             "f97e291; after: this tree; each point one process, old and new alternated. Reproduce with "
-             "`python -m benchmarks.bench_scaling --committee --base-src OLD/src`.", "",
+             "f97e291; after: main with this work (07f1a88 and after, which also carries the kernel's move to "
+             "public asyncio API, a fifth dearer per message, see below); each point one process, old and new "
+             "alternated, except N = 1 000 and 2 000 (the tree after only, run alongside the others). Reproduce "
+             "with `python -m benchmarks.bench_scaling --committee --base-src OLD/src`.", "",
              "| N | messages | log | CPU before (s) | CPU after (s) | ratio | µs/message after | RSS before (MiB) | "
              "RSS after (MiB) |",
              "|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
@@ -164,6 +169,10 @@ def section(data: dict) -> str:
         cpu_b = f"{b['cpu']:.1f}" if b else "-"
         rss_b = f"{b['rss']:.0f}" if b else "-"
         ratio = f"{b['cpu'] / p['cpu']:.2f}x" if b else "-"
+        if p.get("partial"):  # stopped before the end: the CPU and the peak memory reached by then
+            lines.append(f"| {p['n']:,} | ~{p['messages']:,} | {p['log']} | {cpu_b} | > {p['cpu']:.0f} (stopped) | - | - | "
+                         f"{rss_b} | >= {p['rss']:.0f} |")
+            continue
         per_msg = 1e6 * p["cpu"] / max(p["messages"], 1)
         lines.append(f"| {p['n']:,} | {p['messages']:,} | {p['log']} | {cpu_b} | {p['cpu']:.1f} | {ratio} | "
                      f"{per_msg:.0f} | {rss_b} | {p['rss']:.0f} |")
