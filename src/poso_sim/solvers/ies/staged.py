@@ -41,7 +41,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: The code version of the staged recipe: part of every cache key of its plans (bump when its results change).
-PIPELINE_VERSION = "reduced-prox-10"
+PIPELINE_VERSION = "reduced-prox-11"
 
 
 class StartError(RuntimeError):
@@ -89,12 +89,12 @@ class Recipe:
 #: Recipes by variant (measured, docs/solver.md). ``true``: the data-only start and a small ``mu_init`` in the final
 #: stage (40 % fewer final iterations at the same optimum). ``tampered``: the whole-network start ("network": a
 #: surrogate of its own problem, the per-hour MILP flow pattern as the first proximal reference), a cold proximal
-#: first stage (``mu_init`` 1e-6, capped at 300 and kept if capped), a second round at the same ``rho``, final
-#: ``mu_init`` 1e-7: 341 iterations to 904.2245 $ instead of 500 to 904.2597 $ ("objective-flows"). ``feasible``: a stiffer proximal round (``rho`` 1e-2) and final ``mu_init`` 1e-7: 376
+#: first stage (``mu_init`` 1e-6, capped at 300 and kept if capped; no second round: it moved nothing), final
+#: ``mu_init`` 1e-7: 280 iterations to 904.2245 $ instead of 500 to 904.2597 $ ("objective-flows"). ``feasible``: a stiffer proximal round (``rho`` 1e-2) and final ``mu_init`` 1e-7: 376
 #: iterations instead of 437, same optimum.
 RECIPES: dict[str, Recipe] = {
     "true": Recipe(final_mu_init=1e-6),
-    "tampered": Recipe(start="network", fix_flows_first=False, rho_schedule=(3e-3, 3e-3), first_mu_init=1e-6,
+    "tampered": Recipe(start="network", fix_flows_first=False, rho_schedule=(3e-3,), first_mu_init=1e-6,
                        first_max_iter=300, keep_capped_first=True, final_mu_init=1e-7),
     "feasible": Recipe(rho_schedule=(1e-2,), final_mu_init=1e-7),
 }
