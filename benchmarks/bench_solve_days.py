@@ -10,7 +10,8 @@ file (``manchester-s<seed>-d<day>``). Trees: ``--tree NAME=SRC`` (a ``src`` dire
 with several trees the runs alternate between them (tree A, tree B, tree A, ...), so load drifts hit both alike.
 
     python benchmarks/bench_solve_days.py --seeds 100-119 --variants true tampered feasible --out days.jsonl
-    python benchmarks/bench_solve_days.py --case manchester --repeat 3 --tree new=src --tree old=../base/src --out cold.jsonl
+    python benchmarks/bench_solve_days.py --case manchester --repeat 3 --tree new=src --tree old=../base/src \
+        --out cold.jsonl
     python benchmarks/bench_solve_days.py --summary days.jsonl
 
 One JSON line per solve: tree, case, variant, rc, status, cost, iterations, cpu, wall, and the error line of a

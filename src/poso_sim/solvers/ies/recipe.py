@@ -102,8 +102,8 @@ def _data_start(nlp, case, where: str) -> np.ndarray:
 
 
 def _staged(case, nlp, x_start, recipe: Recipe, where: str, **kw) -> RawResult:
-    """:func:`solve_reduced` on ``case``'s data; an exception inside a stage (a solver or linear-algebra error) becomes a failed result
-    naming that stage."""
+    """:func:`solve_reduced` on ``case``'s data; an exception inside a stage (a solver or linear-algebra error)
+    becomes a failed result naming that stage."""
     try:
         return solve_reduced(case, nlp, x_start, recipe=recipe, **kw)
     except StageFailure as exc:
