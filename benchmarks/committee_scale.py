@@ -57,6 +57,12 @@ process).
 The tree before was not run at N = 1 000 again (about 350 s of CPU and 2.7 GiB for `poso-sim run`, issue 22's
 figure on this machine): 6-7 minutes of CPU for one point did not fit a shared session.
 
+N = 2 000 (compact log, 7 998 566 messages, every delegate and normal node decided the optimal plan) peaked at
+1 486 MiB, inside the 2 GiB goal: what remains is mostly the messages in flight (each delegate sends its
+decision to every other one at the same virtual instant, about 4 million at once) and each round's copies
+taken (digest -> paths). The N = 1 000 point again on a quieter machine (load 2, main at da54248): 134 s of
+CPU, 403 MiB.
+
 Targets that resist. N = 1 000 in 30 s of CPU: at 60-70 µs per message on this loaded machine, 2 million
 messages cost 120-140 s; what remains is spread over the per-message steps above (no single step above a
 fifth), and the trace digest alone, three canonical lines per message, is about a tenth. The campaign at 100
