@@ -74,7 +74,7 @@ def _first_sight(nlp: Any, plan: Any, repeat: int) -> tuple[float, Any]:
 
 
 def poso(case: str = "trading", repeat: int = 5) -> dict[str, Any]:
-    from poso_sim.kkt.prices import settle
+    from poso_sim.kkt.proposal import settle
     from poso_sim.nlp.problems import load_problem
     from poso_sim.scenarios.market import MarketPayloads, _solve_nlp, market_summary
     from poso_sim.scenarios.runner import run_scenario

@@ -10,7 +10,8 @@ import pytest
 from poso_sim.errors import ProblemError
 from poso_sim.kkt import Tolerances, verify
 from poso_sim.kkt.check import KKTChecker
-from poso_sim.kkt.prices import analyse, own_check, settle
+from poso_sim.kkt.prices import analyse
+from poso_sim.kkt.proposal import own_check, settle
 from poso_sim.nlp import compile_nlp
 from poso_sim.protocol import Verdict
 from poso_sim.nlp.problems import ProblemDefinition, load_problem, register_problem

@@ -249,11 +249,7 @@ def _one_cycle(graph: dict[str, set[str]], start: str, members: set[str]) -> lis
 
 #: Cycles inside a package that are known and being removed elsewhere (the modules that reach each other). The test
 #: fails on any other cycle, and on an entry here that is no longer a cycle, so the list only shrinks.
-PENDING_CYCLES = {
-    # kkt: the price stage (kkt/prices.py) calls back into the checker (check.verify, checker_for) that runs it;
-    # the certificate's owner splits the checker's entry points from the stages
-    frozenset({"poso_sim.kkt.check", "poso_sim.kkt.prices"}),
-}
+PENDING_CYCLES: set[frozenset[str]] = set()
 
 
 def test_no_cycle_inside_any_package():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from poso_sim.kkt import checker_for, verify
-from poso_sim.kkt.prices import settle
+from poso_sim.kkt.proposal import settle
 from poso_sim.nlp.problems import load_problem
 from poso_sim.protocol import Rejected, Verified
 from poso_sim.scenarios.market import MarketPayloads, market_summary

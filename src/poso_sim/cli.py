@@ -152,11 +152,11 @@ def _run_solve(args) -> int:
 
 def _settle_prices(case: str, sol: Any) -> dict[str, Any]:
     """A plan of a problem with priced rows as the proposal a leader sends: its multipliers completed around the
-    settlement prices (``kkt.prices.settle``), so that ``poso-sim verify`` of the written file judges the prices a
+    settlement prices (``kkt.proposal.settle``), so that ``poso-sim verify`` of the written file judges the prices a
     delegate would demand, not the solver's choice inside a degenerate interval."""
     # the certificate (HiGHS, QDLDL) and the registry, loaded only for a problem with priced rows
     from poso_sim.kkt import verify
-    from poso_sim.kkt.prices import settle
+    from poso_sim.kkt.proposal import settle
     from poso_sim.nlp.problems import load_problem
 
     nlp = load_problem(case).nlp

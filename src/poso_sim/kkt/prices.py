@@ -27,9 +27,10 @@ stage ``price``:
    decision, :mod:`poso_sim.kkt.decide`, with the priced rows' multipliers fixed: their part of ``J^T y`` moves
    into the gradient). Any failure rejects with ``decided_by="price"`` and a reason that names the row.
 
-The leader's side: :func:`settle` turns a solver's solution into the proposal the certificate expects (the
-settlement prices and multipliers completed around them). The hub's side: :func:`own_check`, a hub's own best
-response at the proposed prices, judged on the hub's own problem only (docs/certificate.md, "Priced rows").
+The leader's side (:func:`poso_sim.kkt.proposal.settle`) turns a solver's solution into the proposal the
+certificate expects (the settlement prices and multipliers completed around them). The hub's side
+(:func:`poso_sim.kkt.proposal.own_check`): a hub's own best response at the proposed prices, judged on the hub's
+own problem only (docs/certificate.md, "Priced rows").
 """
 
 from __future__ import annotations
@@ -40,13 +41,12 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from poso_sim.errors import ProblemError
 from poso_sim.kkt.decide import LP_MARGIN, Y_CAP, MultiplierOutcome, _Box, _hinf, _new_highs
-from poso_sim.nlp.solution import Solution
 
 if TYPE_CHECKING:  # pragma: no cover
     from poso_sim.kkt.certificate import Certificate, Tolerances
@@ -59,9 +59,6 @@ __all__ = [
     "analyse",
     "fixed_price_multipliers",
     "price_stage",
-    "settle",
-    "own_check",
-    "interval_end",
     "PRICE_RULE",
 ]
 
@@ -415,67 +412,3 @@ def price_stage(
     if reasons:
         cert.reasons.extend(reasons)
         cert.decided_by = "price"
-
-
-def settle(problem: Any, solution: Any, tolerances: "Tolerances | None" = None) -> Any:
-    """The proposal a leader sends for ``solution`` of a problem with priced rows: the same ``x``, the
-    settlement prices on the priced rows and the other multipliers completed around them (the received ones kept
-    where they still fit). A problem without priced rows: ``solution`` unchanged. Raises ``ValueError`` when the
-    point has no price intervals or the settlement prices admit no multipliers (the point is not a KKT point)."""
-    from poso_sim.kkt.certificate import DEFAULT_TOLERANCES
-    from poso_sim.kkt.check import checker_for
-
-    tol = tolerances or DEFAULT_TOLERANCES
-    chk = checker_for(problem)
-    if not chk.priced.size:
-        return solution
-    x = np.asarray(solution.x, dtype=float)
-    ev = chk.evaluate(x)
-    ana = analyse(chk, x, ev, tol)
-    if ana.status != "optimal":
-        raise ValueError(f"no price intervals at this point (price LPs ended {ana.status})")
-    y = np.array(solution.y, dtype=float)
-    y[chk.priced] = ana.settlement
-    # the leader's side, offline: no iteration budget (a large market with every price fixed may need the whole
-    # LP); the proposal's own multipliers then pass the verifiers' check as received
-    dec = fixed_price_multipliers(chk, x, y, ev, dataclasses.replace(tol, lp_iterations=None))
-    if not dec.found:
-        raise ValueError(f"the settlement prices admit no valid multipliers (search ended at stage {dec.stage})")
-    return solution.with_multipliers(y=dec.y, z_L=dec.z_L, z_U=dec.z_U)
-
-
-def own_check(problem: Any, x: Sequence[float], tolerances: "Tolerances | None" = None) -> "Certificate":
-    """A hub's own check: is ``x`` (the hub's allocation, in the order of its own problem's variables) a KKT point
-    of the hub's own ``problem`` - its best-response problem compiled with the proposed prices as its parameter
-    values? The hub needs no multipliers from anyone: the certificate finds its own (the multipliers of the hub's
-    rows), so the hub's model and multipliers stay private and the leader's other multipliers are not needed."""
-    from poso_sim.kkt.check import verify
-
-    x = np.asarray(x, dtype=float)
-    sol = Solution(x=x, y=np.zeros(int(problem.m)), z_L=np.zeros(x.size), z_U=np.zeros(x.size),
-                   fingerprint=str(getattr(problem, "fingerprint", "")), variant="own")
-    return verify(problem, sol, tolerances)
-
-
-def interval_end(problem: Any, solution: Any, row: str, end: str = "high",
-                 tolerances: "Tolerances | None" = None) -> Any:
-    """``solution``'s point with multipliers at one end of a priced row's interval: a valid multiplier vector (the
-    plain certificate, which judges the point, accepts it) whose price for ``row`` is the interval's ``low`` or
-    ``high`` end - what a leader who may pick any valid price would send to favour the buyers or the sellers. The
-    settlement rule rejects it wherever the interval is wider than the price tolerance."""
-    from poso_sim.kkt.certificate import DEFAULT_TOLERANCES
-    from poso_sim.kkt.check import checker_for
-
-    tol = tolerances or DEFAULT_TOLERANCES
-    chk = checker_for(problem)
-    x = np.asarray(solution.x, dtype=float)
-    ev = chk.evaluate(x)
-    tau = PRICE_SHARE * tol.dual
-    box = _Box(chk, x, ev, tau, PRICE_SHARE * tol.complementarity)
-    lp = _PriceLP(chk.search._jt(ev["jv"]), box, tau, getattr(tol, "price_lp_iterations", None))
-    status, _v = lp.extreme(chk.row_names.index(row), -1.0 if end == "high" else 1.0)
-    if status != "optimal":
-        raise ValueError(f"no interval for {row} at this point (price LP ended {status})")
-    y = lp.full(chk.m)
-    zl, zu = box.bound_multipliers(ev["grad"] + chk.search._jt(ev["jv"]) @ y)
-    return solution.with_multipliers(y=y, z_L=zl, z_U=zu)

@@ -2,7 +2,7 @@
 
 A market proposal is a plan with priced rows, not a second protocol: the leader solves the centralised problem
 once and proposes the allocation *and* the prices (the balance rows' multipliers, at the settlement rule's values:
-:func:`poso_sim.kkt.prices.settle`); the delegates verify with the certificate, whose stage ``price`` checks the
+:func:`poso_sim.kkt.proposal.settle`); the delegates verify with the certificate, whose stage ``price`` checks the
 prices; they relay and decide exactly as for a dispatch, and the normal nodes (the hubs) execute the decided
 block. :class:`MarketPayloads` is the runner's payload source for such a problem (chosen by
 :func:`payload_source` when the case's definition declares priced rows), with the honest proposal and the
@@ -23,7 +23,7 @@ dishonest leaders' proposals under these labels:
 
 :func:`market_summary` turns a run into the market's outcome: the decided prices against the centralised
 problem's multipliers, every hub's purchases and payment, and each hub's own check of its best response at the
-decided prices on its own model (:func:`poso_sim.kkt.prices.own_check`).
+decided prices on its own model (:func:`poso_sim.kkt.proposal.own_check`).
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ class MarketPayloads(RealPayloads):
         return self._solve(["true"])["true"]
 
     def _make_market(self, label: str) -> Any:
-        from poso_sim.kkt.prices import interval_end, settle  # scipy and HiGHS: only for real markets
+        from poso_sim.kkt.proposal import interval_end, settle  # scipy and HiGHS: only for real markets
 
         nlp = self._problem()[1]
         if label == "optimal":
@@ -153,7 +153,7 @@ class MarketPayloads(RealPayloads):
     def _other_hour_prices(self) -> np.ndarray:
         """The settlement prices of the next hour's clearing (same case, hour + 1)."""
         # heavy (scipy, HiGHS, CasADi, the registry): loaded only when a real market is run
-        from poso_sim.kkt.prices import settle
+        from poso_sim.kkt.proposal import settle
         from poso_sim.nlp.problems import load_instance, problem_definition
 
         data = problem_definition(self.case).load(self.case)
@@ -255,7 +255,7 @@ def _own_day_check(tc: Any, h: int, x: Mapping[str, float], prices: Mapping[str,
     model at the hours' prices (gas at the tariff)."""
     # heavy (Pyomo, CasADi, scipy): loaded only when a real market is run
     from poso_sim.cases.trading.day import build_hub_day_model
-    from poso_sim.kkt.prices import own_check
+    from poso_sim.kkt.proposal import own_check
     from poso_sim.nlp import compile_nlp
 
     own = compile_nlp(build_hub_day_model(tc, h))
@@ -280,7 +280,7 @@ def _hubs(case: str, nlp: Any, plan: Any, prices: Mapping[str, float]) -> dict[s
     """Per hub: purchases, payment and its own check (trading case: hubs ``hub[h]``, zones' heat balances)."""
     # heavy (scipy, HiGHS, CasADi, the registry): loaded only when a real market is run
     from poso_sim.cases.trading import build_hub_model, hub_parameters
-    from poso_sim.kkt.prices import own_check
+    from poso_sim.kkt.proposal import own_check
     from poso_sim.nlp import compile_nlp
     from poso_sim.nlp.problems import problem_definition
 
