@@ -57,6 +57,27 @@ def describe_error(err: dict[str, Any]) -> str:
     return f"{path or '(case)'}: {msg[:1].lower() + msg[1:]}{shown}"
 
 
+def read_case_json(package: str, packaged: str, path: str | Path | None) -> tuple[str, Any]:
+    """The decoded JSON of a case format's packaged file (``path`` None) or of the file ``path``, with the name its
+    errors use; an unreadable file or invalid JSON is one `CaseError` naming the file (and the line)."""
+    if path is None:
+        text = resources.files(package).joinpath(packaged).read_text(encoding="utf-8")
+        name = packaged
+    else:
+        p = Path(path)
+        name = p.name
+        try:
+            text = p.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise CaseError(f"{name}: file not found ({p})") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CaseError(f"{name}: cannot read file: {exc}") from None
+    try:
+        return name, json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CaseError(f"{name}: line {exc.lineno} column {exc.colno}: invalid JSON ({exc.msg})") from None
+
+
 def case_from_dict(data: Any, source: str = "<case>") -> Case:
     """Validate a decoded case document; ``source`` names it in error messages."""
     try:

@@ -3,15 +3,13 @@
 
 from __future__ import annotations
 
-import json
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from ...errors import CaseError
-from ..loader import describe_error
+from ..loader import describe_error, read_case_json
 from .schema import FeederCase
 
 #: File name of the packaged case (inside this package).
@@ -32,20 +30,5 @@ def case_from_dict(data: Any, source: str = "<case>") -> FeederCase:
 
 def load_case(path: str | Path | None = None) -> FeederCase:
     """The packaged IEEE 33-bus case (``path=None``) or the feeder case in the JSON file ``path``."""
-    if path is None:
-        text = resources.files(__package__).joinpath(PACKAGED).read_text(encoding="utf-8")
-        name = PACKAGED
-    else:
-        p = Path(path)
-        name = p.name
-        try:
-            text = p.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise CaseError(f"{name}: file not found ({p})") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise CaseError(f"{name}: cannot read file: {exc}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CaseError(f"{name}: line {exc.lineno} column {exc.colno}: invalid JSON ({exc.msg})") from None
+    name, data = read_case_json(__package__, PACKAGED, path)
     return case_from_dict(data, name)

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import json
-from importlib import resources
 from pathlib import Path
 from dataclasses import dataclass
 from typing import Any
@@ -12,7 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ...errors import CaseError
-from ..loader import describe_error
+from ..loader import describe_error, read_case_json
 from .schema import TradingCase
 
 #: File name of the packaged case (inside this package).
@@ -43,22 +41,8 @@ def trading_case_from_dict(data: Any, source: str = "<case>") -> TradingCase:
 
 def load_trading_case(name_or_path: str | Path = "trading") -> TradingCase:
     """The packaged case (``"trading"``) or the trading case in the JSON file ``name_or_path``."""
-    if str(name_or_path) == "trading":
-        text = resources.files(__package__).joinpath(PACKAGED).read_text(encoding="utf-8")
-        name = PACKAGED
-    else:
-        p = Path(name_or_path)
-        name = p.name
-        try:
-            text = p.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise CaseError(f"{name}: file not found ({p})") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise CaseError(f"{name}: cannot read file: {exc}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CaseError(f"{name}: line {exc.lineno} column {exc.colno}: invalid JSON ({exc.msg})") from None
+    packaged = str(name_or_path) == "trading"
+    name, data = read_case_json(__package__, PACKAGED, None if packaged else name_or_path)
     return trading_case_from_dict(data, name)
 
 
