@@ -78,17 +78,24 @@ def read_case_json(package: str, packaged: str, path: str | Path | None) -> tupl
         raise CaseError(f"{name}: line {exc.lineno} column {exc.colno}: invalid JSON ({exc.msg})") from None
 
 
-def case_from_dict(data: Any, source: str = "<case>") -> Case:
-    """Validate a decoded case document; ``source`` names it in error messages."""
+def validate_document(model: Any, data: Any, source: str, where: Any = None) -> Any:
+    """``model.model_validate(data)``, its first error as one `CaseError` line ``source: [where]path: reason (and
+    N more problems)``; ``where(loc)`` may name the element at fault (the trading case names the hub)."""
     try:
-        return Case.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         errs = exc.errors()
         first = describe_error(errs[0])
         more = f" (and {len(errs) - 1} more problem{'s' if len(errs) > 2 else ''})" if len(errs) > 1 else ""
-        raise CaseError(f"{source}: {first}{more}") from None
+        prefix = where(tuple(errs[0].get("loc", ()))) if where is not None else ""
+        raise CaseError(f"{source}: {prefix}{first}{more}") from None
     except CaseConsistencyError as exc:  # raised outside pydantic's wrapping (defensive)
         raise CaseError(f"{source}: {exc}") from None
+
+
+def case_from_dict(data: Any, source: str = "<case>") -> Case:
+    """Validate a decoded case document; ``source`` names it in error messages."""
+    return validate_document(Case, data, source)
 
 
 def _read(path: Path, text: str) -> Case:

@@ -6,10 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
 
 from ...errors import CaseError
-from ..loader import describe_error, read_case_json
+from ..loader import read_case_json, validate_document
 from .schema import FeederCase
 
 #: File name of the packaged case (inside this package).
@@ -20,12 +19,7 @@ def case_from_dict(data: Any, source: str = "<case>") -> FeederCase:
     """Validate a decoded feeder document; ``source`` names it in error messages."""
     if not isinstance(data, dict):
         raise CaseError(f"{source}: (case): expected a JSON object at the top level")
-    try:
-        return FeederCase.model_validate(data)
-    except ValidationError as exc:
-        errs = exc.errors()
-        more = f" (and {len(errs) - 1} more problem{'s' if len(errs) > 2 else ''})" if len(errs) > 1 else ""
-        raise CaseError(f"{source}: {describe_error(errs[0])}{more}") from None
+    return validate_document(FeederCase, data, source)
 
 
 def load_case(path: str | Path | None = None) -> FeederCase:

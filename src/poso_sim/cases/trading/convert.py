@@ -23,7 +23,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from ...errors import CaseError
-from .loader import PACKAGED, describe_error
+from ..loader import describe_error
+from .loader import PACKAGED
 from .schema import (
     BUS_NODE, HOURS, INPUT_NODE, KIND_OF_TYPE, ONE_OUTPUT, OUTSIDE, PLANT, RENEWABLE, STORAGE, TWO_OUTPUT,
     TradingCase,

@@ -7,10 +7,9 @@ from pathlib import Path
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
 
 from ...errors import CaseError
-from ..loader import describe_error, read_case_json
+from ..loader import read_case_json, validate_document
 from .schema import TradingCase
 
 #: File name of the packaged case (inside this package).
@@ -30,13 +29,7 @@ def trading_case_from_dict(data: Any, source: str = "<case>") -> TradingCase:
     """Validate a decoded trading-case document; ``source`` names it in error messages."""
     if not isinstance(data, dict):
         raise CaseError(f"{source}: (case): expected a JSON object at the top level")
-    try:
-        return TradingCase.model_validate(data)
-    except ValidationError as exc:
-        errs = exc.errors()
-        more = f" (and {len(errs) - 1} more problem{'s' if len(errs) > 2 else ''})" if len(errs) > 1 else ""
-        hub = _hub_of(data, tuple(errs[0].get("loc", ())))
-        raise CaseError(f"{source}: {hub}{describe_error(errs[0])}{more}") from None
+    return validate_document(TradingCase, data, source, lambda loc: _hub_of(data, loc))
 
 
 def load_trading_case(name_or_path: str | Path = "trading") -> TradingCase:
