@@ -344,7 +344,7 @@ def test_a_compact_log_keeps_each_per_copy_note_once_per_height_and_node():
     full = run_scenario(scn, payloads="stub")
     seen = []
     compact = run_scenario(scn, payloads="stub", log_mode="compact", observers=[seen.append])
-    assert compact.trace_digest == full.trace_digest and not compact.trace.kept  # same run, the digest only
+    assert not compact.trace.kept and compact.trace_digest != full.trace_digest  # the digest of a compact trace
     assert len(seen) == len(full.log) and compact.log.mode == "compact"  # observers see every entry
     n_full, n_kept = Counter(e.kind for e in full.log), Counter(e.kind for e in compact.log)
     assert {k: n_full[k] - n_kept[k] for k in n_full if n_full[k] != n_kept[k]} == dict(compact.log.omitted)
@@ -358,3 +358,109 @@ def test_a_compact_log_keeps_each_per_copy_note_once_per_height_and_node():
         assert getattr(compact, view) == getattr(full, view)
     assert compact.executed == full.executed and compact.to_json()["log"]["omitted"] == dict(compact.log.omitted)
     assert "log" not in full.to_json() and full.log.mode == "full" and COMPACT_ABOVE >= 100
+
+
+# ------------------------------------------------------------------------------------------------ compact mode
+_C40 = """name: c40
+case: manchester
+delegates: 40
+normal_nodes: 3
+heights: 2
+seed: 11
+network:
+  latency: {uniform: [0.01, 0.05]}
+  faults:
+    - {type: duplicate, p: 0.05}
+    - {type: loss, p: 0.02}
+behaviours:
+  A:
+    follower_error: others
+"""
+
+
+@pytest.fixture(scope="module")
+def c40(tmp_path_factory):
+    """40 delegates (a dishonest first leader, lost and duplicated copies), two heights, in both log modes, with
+    the kernel trace's records kept."""
+    from poso_sim.scenarios.runner import make_runner
+
+    path = tmp_path_factory.mktemp("c40") / "c40.yaml"
+    path.write_text(_C40)
+    out = {}
+    for mode in ("full", "compact"):
+        runner = make_runner(str(path), "stub", log_mode=mode, keep_trace=True, session=Session())
+        runner.prepare()
+        out[mode] = runner.finish(runner.simulate())
+    return str(path), out["full"], out["compact"]
+
+
+def _first_copies(records):
+    """`records` (trace records or log entries as (kind, node, height, reason, record)) without the later copies
+    of a per-copy note: what a compact run keeps."""
+    seen, out = set(), []
+    for kind, node, height, reason, r in records:
+        if kind in ("received", "decision_seen", "dropped"):
+            key = (kind, height, node, reason if kind == "dropped" else None)
+            if key in seen:
+                continue
+            seen.add(key)
+        out.append(r)
+    return out
+
+
+def test_a_compact_run_agrees_with_the_full_run_on_everything_both_keep(c40):
+    from collections import Counter
+
+    from poso_sim.protocol import HEIGHT_ENDS
+    from poso_sim.scenarios.log import COMPACTED
+
+    _, full, compact = c40
+    assert compact.log.mode == "compact" and full.log.mode == "full"
+    jf, jc = full.to_json(), compact.to_json()
+    differ = {k for k in jf.keys() | jc.keys() if jf.get(k) != jc.get(k)}
+    assert differ == {"trace_digest", "log_digest", "log", "wall_seconds"}
+    assert jc["executed"]["label"] == "optimal" and jc["excluded"] == ["A"] and jc["network"]["dropped"] > 0
+    for view in ("decisions", "exclusions", "blocks"):
+        assert getattr(compact, view) == getattr(full, view)
+    # the counts per kind: the kept entries and the omitted ones make up the full log
+    n_full, n_kept = Counter(e.kind for e in full.log), Counter(e.kind for e in compact.log)
+    assert n_full == n_kept + compact.log.omitted and jc["log"]["omitted"] == dict(sorted(compact.log.omitted.items()))
+    assert set(compact.log.omitted) == {"received", "decision_seen", "dropped"}
+    assert not set(COMPACTED) & set(HEIGHT_ENDS)  # a copy left out never ends a height
+    # the first copy per (kind, height, receiver) - and reason, for a drop - is the one kept, in order
+    firsts = _first_copies((e.kind, e.node, getattr(e.item, "height", None), getattr(e.item, "reason", None), e)
+                           for e in full.log)
+    assert compact.log.entries == firsts
+
+
+def test_a_compact_trace_is_the_full_trace_without_sends_and_later_copies(c40):
+    """What a compact run's kernel trace records: the full run's records but sends and the user events of the
+    per-copy notes the compact log leaves out (numbered again)."""
+    from poso_sim.scenarios.log import COMPACT_TRACE_EVENTS
+
+    _, full, compact = c40
+    assert compact.trace.events == frozenset(COMPACT_TRACE_EVENTS) and "send" not in COMPACT_TRACE_EVENTS
+    want = _first_copies((r["kind"], r["src"], (r["data"] or {}).get("height") if r["ev"] == "user" else None,
+                          (r["data"] or {}).get("reason") if r["ev"] == "user" else None,
+                          r) for r in full.trace if r["ev"] != "send")
+    got = list(compact.trace)
+    assert [{**r, "seq": 0} for r in got] == [{**r, "seq": 0} for r in want]
+    assert [r["seq"] for r in got] == list(range(len(got)))
+    assert sum(r["ev"] == "deliver" for r in got) == compact.network["delivered"] > compact.messages  # duplicates
+    assert sum(r["ev"] == "drop" for r in got) == compact.network["dropped"] > 0
+    assert sum(r["ev"] == "user" for r in got) < sum(r["ev"] == "user" for r in full.trace) / 5
+
+
+def test_a_compact_run_is_deterministic_across_processes(c40):
+    """The same scenario and seed give the same trace and log digests in two fresh processes (digest-only trace)
+    as in this one (records kept)."""
+    path, _, compact = c40
+    code = ("import sys\nfrom poso_sim.scenarios import run_scenario\n"
+            "r = run_scenario(sys.argv[1], payloads='stub', log_mode='compact')\n"
+            "print(r.trace_digest, r.log.digest(), r.trace.kept)\n")
+    outs = set()
+    for hashseed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hashseed}
+        outs.add(subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True, env=env,
+                                check=True).stdout)
+    assert outs == {f"{compact.trace_digest} {compact.log.digest()} False\n"}

@@ -58,8 +58,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--trace", metavar="FILE", help="write the simulation trace as JSON lines")
     p.add_argument("--log", choices=("full", "compact"), default=None, dest="log_mode",
                    help="the run log: every entry, or the per-copy notes once per height and node (default: full "
-                        "up to 256 delegates, compact above; a compact run keeps only the trace's digest unless "
-                        "--trace is given)")
+                        "up to 256 delegates, compact above; a compact run's trace has no sends and no events of "
+                        "the copies left out, and only its digest is kept unless --trace is given)")
     p.add_argument("--quiet", action="store_true", help="without --json: outcomes only, no event list")
     p.set_defaults(func=cmd_run)
 

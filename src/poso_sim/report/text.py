@@ -69,7 +69,10 @@ def render_run(result: Any, *, events: bool = True, max_events: int = 400) -> st
                f"dropped by the network {j['network']['dropped']}")
     out.append(f"virtual time {j['virtual_seconds']:.3f} s, wall time {j['wall_seconds']:.3f} s, "
                f"verifications {j['verifications']}")
-    out.append(f"trace digest {j['trace_digest']}")
+    compact = j.get("log")  # a compact run: its log keeps each per-copy note once, its trace has no sends
+    out.append(f"trace digest {j['trace_digest']}" + (
+        f" (compact run: {compact['entries']} log entries kept, "
+        f"{', '.join(f'{k} {v}' for k, v in compact['omitted'].items()) or 'none'} omitted)" if compact else ""))
     return "\n".join(out) + "\n"
 
 

@@ -18,9 +18,11 @@ Observers (`RunLog(observers=[...])`, or `Runner(observers=...)`) are called wit
 
 Two modes. A *full* log (the default for committees of up to `COMPACT_ABOVE` delegates) keeps every entry. A
 *compact* log keeps the per-copy notes (`Received`, `DecisionSeen`, `Dropped`: about 2N^2 of them per height
-with N delegates) only once per (kind, height, node) - and, for `Dropped`, per reason - the first one, and
-counts the others in `omitted` (row kind -> entries left out); every other entry is kept. Observers still see
-every entry. A compact log's rows, exports and digest cover the entries it kept.
+with N delegates) only once per (kind, height, node) - and, for `Dropped`, per reason - the first one
+(`RunLog.first_copy`), and counts the others in `omitted` (row kind -> entries left out); every other entry is
+kept. Observers still see every entry. A compact log's rows, exports and digest cover the entries it kept.
+A compact run's kernel trace records `COMPACT_TRACE_EVENTS` (no sends) and no user event for a copy the log left
+out (`poso_sim.scenarios.runner`), so a later copy costs the run only its count.
 """
 
 from __future__ import annotations
@@ -51,9 +53,10 @@ from poso_sim.protocol import (
     RoundStarted,
     Verified,
 )
+from poso_sim.sim import EVENTS
 
-__all__ = ["Entry", "RunLog", "KINDS", "LOGGED", "LOG_MODES", "COMPACT_ABOVE", "COMPACTED", "kind_of", "item_fields",
-           "plain"]
+__all__ = ["Entry", "RunLog", "KINDS", "LOGGED", "LOG_MODES", "COMPACT_ABOVE", "COMPACTED", "COMPACT_TRACE_EVENTS",
+           "kind_of", "item_fields", "plain"]
 
 
 class Entry(NamedTuple):
@@ -175,6 +178,10 @@ LOG_MODES = ("full", "compact")
 COMPACT_ABOVE = 256
 #: the per-copy notes a compact log keeps once per (kind, height, node)
 COMPACTED = (Received, DecisionSeen, Dropped)
+PER_COPY = frozenset(COMPACTED)
+#: what the kernel trace of a compact run records (unless the run is given its own `trace_events`): every event
+#: kind but ``send`` (a message's ``deliver`` or ``drop`` record carries its id, ends, kind, size and summary)
+COMPACT_TRACE_EVENTS = tuple(ev for ev in EVENTS if ev != "send")
 
 
 class RunLog(CanonicalLines):
@@ -195,14 +202,20 @@ class RunLog(CanonicalLines):
 
     def keeps(self, node: str, item: Any) -> bool:
         """Whether this log keeps an entry of `node` (always, in full mode); counts what it leaves out."""
-        t = type(item)
-        if self.mode == "full" or t not in COMPACTED:
+        if self.mode == "full" or type(item) not in PER_COPY:
             return True
-        key = (t, getattr(item, "height", None), node, item.reason if t is Dropped else None)
-        if key in self._firsts:
+        return self.first_copy(node, item)
+
+    def first_copy(self, node: str, item: Any) -> bool:
+        """For a per-copy note (`COMPACTED`) of `node`: whether it is the first of its (kind, height, node) - and
+        reason, for `Dropped` - in this log; a later copy is counted in `omitted`. The compact mode's test."""
+        t = type(item)
+        key = (t, item.height, node, item.reason if t is Dropped else None)
+        firsts = self._firsts
+        if key in firsts:
             self.omitted[KINDS[t]] += 1
             return False
-        self._firsts.add(key)
+        firsts.add(key)
         return True
 
     def append(self, t: float, node: str, item: Any) -> Entry:

@@ -12,7 +12,7 @@ becomes `MessageReceived(src, payload)` for its machine (events to a `BehavingDe
   time when None);
 * `Solve` -> the source's labelled plans, answered with `SolutionReady` after `solve_time` virtual seconds;
 * notes and outcomes (`Decide`, `Exclude`, `Execute`) -> the run log (`poso_sim.scenarios.log.RunLog`), and a
-  `user` event in the kernel trace (not for `Exclude`).
+  `user` event in the kernel trace (not for `Exclude`; in compact mode only for the entries the log keeps).
 
 Heights run one after the other: `Start(h)` to every node, then the runner waits until every running delegate
 has decided or given up and every normal node has executed or timed out (the typed actions of `HEIGHT_ENDS`,
@@ -26,10 +26,19 @@ delegate: `(name, committee, keys, **options) -> Delegate`) and `session` (share
 Deterministic: the same scenario and seed give the same trace and run-log digests in any process (unless
 verification is charged by measured wall time).
 
-Memory: a run of more than `COMPACT_ABOVE` delegates (or any run given `log_mode="compact"`) keeps a compact run
-log (`poso_sim.scenarios.log`: the per-copy notes once per height and node, the rest counted) and only the
-digest of its kernel trace (`Trace(keep=False)`: the same digest, records hashed as they come), so its memory
-no longer grows as N^2 with the log; `log_mode="full"` keeps everything whatever N.
+Compact mode: a run of more than `COMPACT_ABOVE` delegates (or any run given `log_mode="compact"`) records less,
+so that a message costs little more than its delivery and memory no longer grows as N^2 with the log:
+* the run log is compact (`poso_sim.scenarios.log`: each per-copy note - `Received`, `DecisionSeen`, `Dropped`
+  per reason - kept once per height and node, the first one; the later copies only counted in `log.omitted`:
+  no entry is made for them, unless observers want to see them, and no user event);
+* the kernel trace records `COMPACT_TRACE_EVENTS`: deliveries, drops, timers, faults and user events, but no
+  sends (a message's `deliver` or `drop` record carries its id, ends, kind, size and summary); its user events
+  are those of the log entries kept; and it keeps only its digest (`Trace(keep=False)`: records hashed as they
+  come) unless a `trace_path` asks for the records. A run given `trace_events` records those.
+A compact run's trace and log digests are therefore not the full run's, but are as deterministic (the same
+scenario, seed and mode give the same digests in any process); everything else the result shows (decisions,
+exclusions, blocks, the executed plan, messages and messages by kind, drops, verifications, the first copy of
+each per-copy note per height and node) is the full run's. `log_mode="full"` keeps everything whatever N.
 
 Cost per message: one relay object reaches every receiver, so what is a pure function of the message (its
 canonical bytes, its validation, its trace summary) is computed once per object, and each distinct Ed25519 check
@@ -85,7 +94,8 @@ from poso_sim.errors import ScenarioError
 from poso_sim.protocol.delegate import MEASURED, VerifyCost
 from poso_sim.sim import Network, Trace, run
 
-from .log import _SCALARS, COMPACT_ABOVE, KINDS, Entry, RunLog, item_fields, kind_of, plain, plain_value
+from .log import (_SCALARS, COMPACT_ABOVE, COMPACT_TRACE_EVENTS, KINDS, PER_COPY, Entry, RunLog, item_fields,
+                  kind_of, plain, plain_value)
 from .model import Scenario, resolve_scenario
 from .payloads import LABELS, PayloadSource, RealPayloads, StubPayloads, solution_matches
 from .instances import InstancePayloads, SolveTimes, resolve_instances
@@ -356,12 +366,14 @@ class Runner:
         self.signature_cache = signature_cache if signature_cache is not None else SignatureCache()
         self.sig_check = self.signature_cache.check
         self.delegate_factory = delegate_factory or Delegate
-        # a large committee keeps a compact log, and its kernel trace only its digest (module docstring)
+        # a large committee keeps a compact log, traces no sends and keeps only the trace's digest (module docstring)
         mode = log_mode if log_mode is not None else ("compact" if len(self.names) > COMPACT_ABOVE else "full")
         self.log = RunLog(observers, mode)
+        if trace_events is None and mode == "compact":
+            trace_events = COMPACT_TRACE_EVENTS
         self.trace = Trace(events=trace_events, keep=keep_trace if keep_trace is not None else mode == "full")
         self._entries, self._observers = self.log.entries, self.log.observers
-        self._keeps = None if mode == "full" else self.log.keeps
+        self._first_copy = None if mode == "full" else self.log.first_copy
         self.timers: dict[tuple[str, Any], Any] = {}
         self.verifications = 0
         self.height = 0
@@ -528,14 +540,21 @@ class Runner:
 
     def _log(self, name: str, a: Any) -> None:
         now = self.net.now
+        kind = type(a)
+        first_copy = self._first_copy
+        if first_copy is not None and kind in PER_COPY and not first_copy(name, a):
+            # compact: a later copy of a per-copy note is only counted (no entry, no user event)
+            if self._observers:
+                e = Entry(now, name, a)
+                for obs in self._observers:
+                    obs(e)
+            return
         e = Entry(now, name, a)
-        if self._keeps is None or self._keeps(name, a):
-            self._entries.append(e)
+        self._entries.append(e)
         if self._observers:
             for obs in self._observers:
                 obs(e)
         if self._users:
-            kind = type(a)
             if kind is not Exclude:
                 if kind is Received or kind is DecisionSeen:  # the per-copy notes: `plain(item_fields(a))` in one pass
                     data = {k: v if type(v) in _SCALARS else plain_value(v) for k, v in zip(kind._fields, a)}
@@ -754,8 +773,8 @@ def run_scenario(
     `payloads`: a PayloadSource, "stub" or "real" (default "real", the cached solutions and the KKT certificate);
     `seed` overrides the scenario's; `verify_cost` overrides its verification charge (seconds or "measured");
     `trace_path` writes the trace as JSON lines; `log_mode` ("full" or "compact"; default: compact above
-    `COMPACT_ABOVE` delegates) chooses the run log's mode (a compact run keeps only the kernel trace's digest
-    unless `trace_path` asks for the records). The hooks (`session`, `verifier`, `signature_cache`,
+    `COMPACT_ABOVE` delegates) chooses the run log's mode (a compact run traces no sends and keeps only the kernel
+    trace's digest unless `trace_path` asks for the records; module docstring). The hooks (`session`, `verifier`, `signature_cache`,
     `observers`, `delegate_factory`) are described in the module docstring. Blocks the calling thread; from
     asyncio code or a notebook use `await arun_scenario(...)`."""
     runner = make_runner(scenario, payloads, seed=seed, verify_cost=verify_cost, trace_events=trace_events,
