@@ -124,6 +124,20 @@ def test_cli_solve_json_contract(plans) -> None:
     assert d["digest"] == plans["true"].digest
 
 
+def test_cli_solve_skips_teardown_only_as_the_process_entry(plans) -> None:
+    """As the process's command (no argv) `solve` ends the process once its output is flushed (no atexit, no
+    teardown); called as a function with an argv it returns like any command."""
+    head = ("import atexit, sys\n"
+            "atexit.register(lambda: print('teardown', file=sys.stderr))\n"
+            "from poso_sim.cli import main\n"
+            "sys.argv = ['poso-sim', 'solve', '--json']\n")
+    for call, torn_down in (("main()", False), ("main(['solve', '--json'])", True)):
+        out = subprocess.run([sys.executable, "-c", head + f"sys.exit({call})\n"], capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        assert ("teardown" in out.stderr) is torn_down, (call, out.stderr)
+        assert json.loads(out.stdout)["digest"] == plans["true"].digest
+
+
 @pytest.mark.parametrize(
     "args, needle",
     [

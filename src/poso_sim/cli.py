@@ -58,7 +58,7 @@ def _add_solve(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--no-cache", action="store_true", help="solve from scratch and do not store the result")
     p.add_argument("--cache-dir", help="solution cache directory (default: $POSO_SIM_CACHE_DIR or the user cache)")
     p.add_argument("--starts", type=int, default=1, help="best of k start points (k >= 1); the cheapest optimum wins")
-    p.set_defaults(func=_run_solve)
+    p.set_defaults(func=_run_solve, fast_exit=True)
     return p
 
 
@@ -242,6 +242,11 @@ def build_parser(command: str | None = "*") -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command ``argv`` and return its exit code. Without ``argv`` (the process's own command line: the
+    ``poso-sim`` script, ``python -m poso_sim``), a command that asks for it (``solve``) ends the process once its
+    output is written and flushed, skipping the interpreter's teardown (freeing the compiled problems and the
+    Pyomo models object by object: 0.4-0.5 s of CPU after a solve)."""
+    entry = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(_command_of(argv))
     args = parser.parse_args(argv)
@@ -253,11 +258,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     progress.configure(verbosity, label=f"poso-sim {args.command}")
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
     except PosoError as exc:
         progress.unconfigure()
         print(f"poso-sim: error: {exc}", file=sys.stderr)
-        return 2
+        code = 2
     except KeyboardInterrupt:
         progress.unconfigure()
         print("poso-sim: interrupted", file=sys.stderr)
@@ -266,6 +271,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     finally:
         progress.unconfigure()
+    if entry and getattr(args, "fast_exit", False):
+        _exit_now(code)
+    return code
+
+
+def _exit_now(code: int) -> None:
+    """End the process with ``code`` once stdout and stderr are flushed, without the interpreter's teardown (no
+    atexit handlers, no freeing of every object). Only for a command that has written and closed everything it
+    produces; a stream that cannot be flushed (a closed pipe) ends the process normally instead."""
+    import os
+
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        return
+    os._exit(code)
 
 
 if __name__ == "__main__":
