@@ -213,6 +213,32 @@ def test_checker_catches_forged_certificate():
     assert {v["property"] for v in check_trace(thin).violations} == {"certificate"}
 
 
+def test_checker_memo_answers_only_what_the_run_checked():
+    """Through the run's signature memo the checker gets the same verdicts; the certificates' signatures are all
+    memo hits (the normal nodes checked them), and a forged one is still computed and rejected."""
+    from poso_sim.protocol import SignatureCache
+    from poso_sim.scenarios.model import Scenario, resolve_scenario
+    from poso_sim.scenarios.session import Session
+
+    session = Session()
+    scn = Scenario.model_validate(resolve_scenario("scenario-2").model_dump(exclude={"source"}))
+    src = StubPayloads()
+    runner, _ = run_scenario_traced(scn, src, session=session)
+    tr = build_trace(runner, src)
+    memo = session.signatures
+    before = memo.computed
+    plain, memoised = check_trace(tr), check_trace(tr, sig_check=memo.check)
+    assert memoised.ok and (memoised.violations, memoised.outcome) == (plain.violations, plain.outcome)
+    assert memo.computed == before and memo.calls > 0
+    bad = copy.deepcopy(tr)
+    for d in bad["blocks"]["N1"][0]["decisions"]:
+        d["signature"] = d["signature"][:-2] + ("00" if d["signature"][-2:] != "00" else "01")
+    res = check_trace(bad, sig_check=memo.check)
+    assert {v["property"] for v in res.violations} == {"certificate"}
+    assert memo.computed == before + len(bad["blocks"]["N1"][0]["decisions"])
+    assert check_trace(bad, sig_check=SignatureCache(limit=0).check).violations == res.violations
+
+
 def test_checker_catches_non_optimal_and_forks():
     tr = _trace()
     tampered = next(d for d, lbl in tr["labels"].items() if lbl == "tampered")

@@ -30,6 +30,13 @@ Safety (checked on every trace):
     a block has no strict majority (> N/2) of distinct committee members whose Decisions match the block's
     content and, with signatures on, carry a valid Ed25519 signature (re-verified here).
 
+What the certificate check trusts: the Ed25519 verification (`poso_sim.protocol.check_signature`) and nothing the
+run concluded. It rebuilds each Decision's signed bytes from the block's fields and takes the public keys from the
+trace's committee. `check_trace(trace, sig_check=...)` may be given a memo of that same function (a sweep passes
+its session's `SignatureCache.check`, which the run's nodes filled): a memo answers only for the exact (public
+key, signature, signed bytes) triple that `check_signature` computed, so a hit is the answer a recomputation
+gives; a triple the run never checked (a tampered signature or field) is computed here.
+
 Liveness (``liveness``), per height h, only where the premises hold (conservative): (1) the network declares no
 loss, partition or crash fault (duplication is harmless; reordering and delay spikes only add to the latency
 bound); (2) the latency is bounded (constant or uniform, not log-normal) and
@@ -43,7 +50,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from poso_sim.protocol import GENESIS_HASH, Block, Decision, Execute, check_signature
 from poso_sim.scenarios.payloads import OPTIMAL_DISPATCH
@@ -210,13 +217,14 @@ class _Trace:
     heights: int
     signatures: bool
     keys: dict[str, bytes]
+    sig_check: Callable[[bytes | None, bytes, bytes], bool] = check_signature
     verified: dict[tuple[str, str], list[tuple[float, bool]]] = field(default_factory=dict)
     decided: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
     round1_leader: dict[int, dict[str, str]] = field(default_factory=dict)
     blocks: dict[str, list[Mapping[str, Any]]] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, trace: Mapping[str, Any]) -> "_Trace":
+    def of(cls, trace: Mapping[str, Any], sig_check: Callable[[bytes | None, bytes, bytes], bool] | None = None) -> "_Trace":
         members = list(trace["members"])
         dishonest = set(trace.get("dishonest") or ())
         honest = [m for m in members if m not in dishonest]
@@ -227,6 +235,7 @@ class _Trace:
             records=trace.get("records") or [], heights=int(trace.get("heights") or 1), signatures=signatures,
             keys={k: bytes.fromhex(v) for k, v in (trace.get("keys") or {}).items()} if signatures else {},
             blocks={k: list(v) for k, v in (trace.get("blocks") or {}).items()},
+            sig_check=sig_check if sig_check is not None else check_signature,
         )
         for r in t.records:
             k = r.get("kind")
@@ -241,10 +250,12 @@ class _Trace:
         return t
 
 
-def check_trace(trace: Mapping[str, Any]) -> CheckResult:
-    """Check every property on one trace (see the module docstring)."""
+def check_trace(trace: Mapping[str, Any], *,
+                sig_check: Callable[[bytes | None, bytes, bytes], bool] | None = None) -> CheckResult:
+    """Check every property on one trace (see the module docstring). `sig_check`: what verifies a certificate's
+    signatures, `check_signature` (default) or a memo of it (`SignatureCache.check`)."""
     res = CheckResult()
-    t = _Trace.of(trace)
+    t = _Trace.of(trace, sig_check)
     _check_verifications(t, res.violations)
     _check_decisions(t, res.violations)
     by_height = _check_blocks(t, res.violations)
@@ -333,7 +344,7 @@ def _certifying_delegates(t: _Trace, b: Mapping[str, Any], sig_cache: dict) -> s
                     sig = bytes.fromhex(dec.get("signature") or "")
                 except ValueError:
                     sig = b""
-                ok = sig_cache[ck] = check_signature(t.keys.get(who), sig, msg.signing_bytes())
+                ok = sig_cache[ck] = t.sig_check(t.keys.get(who), sig, msg.signing_bytes())
             if not ok:
                 continue
         good.add(who)
