@@ -96,6 +96,14 @@ def round_timer(height: int, round: int) -> tuple[str, int, int]:
     return ("round", height, round)
 
 
+_HOPS = tuple(f"R{k}" for k in range(16))
+
+
+def _hops(k: int) -> str:
+    """The `via` of a copy that took k hops ("R1" direct from the leader)."""
+    return _HOPS[k] if k < 16 else f"R{k}"
+
+
 @dataclass(frozen=True)
 class Exclusion:
     leader: NodeId
@@ -105,7 +113,7 @@ class Exclusion:
     evidence: bool
 
 
-@dataclass
+@dataclass(slots=True)
 class _Copy:
     """One received copy of a proposal (or a proof carrying one) waiting for, or given, a verdict."""
 
@@ -205,6 +213,10 @@ class Delegate:
         self._schedule_excluded: frozenset[NodeId] = frozenset()
         self._rounds_this_height = 0
         self._buffer: list[tuple[NodeId, Any]] = []
+        # a copy's verdict is applied by the rules below (not by a subclass's own): a cached acceptance of a copy
+        # in a relayed round may then be recorded without the general path (`_on_signed_copy`)
+        cls = type(self)
+        self._plain_judging = (cls._submit, cls._apply, cls._accept) == (Delegate._submit, Delegate._apply, Delegate._accept)
 
     # ------------------------------------------------------------------------------------------ public helpers
     @property
@@ -262,6 +274,14 @@ class Delegate:
             self._on_start(event.height, out)
         else:
             out.append(Dropped(UNEXPECTED, event=type(event).__name__))
+        return out
+
+    def receive(self, src: NodeId, msg: Any) -> list[Action]:
+        """`handle(MessageReceived(src, msg))` without building the event: the same actions in the same order.
+        A host's per-message entry (a delivered message is most of a run's events); use it only when `handle`
+        is not overridden."""
+        out: list[Action] = []
+        self._on_message(src, msg, out)
         return out
 
     # ------------------------------------------------------------------------------------------------ heights
@@ -396,7 +416,9 @@ class Delegate:
             self._drop(out, NOT_MEMBER, src, msg)
             return
         try:
-            if isinstance(msg, Proposal):
+            if type(msg) is Decision:  # most messages: every delegate's decision reaches every other one
+                out.append(DecisionSeen(src, msg.height, msg.digest))
+            elif isinstance(msg, Proposal):
                 self._on_copy(src, msg, (msg.leader,), None, out)
             elif isinstance(msg, Relay):
                 self._on_copy(src, msg.proposal, msg.path, msg, out)
@@ -410,9 +432,30 @@ class Delegate:
     def _pk(self, name: NodeId) -> bytes | None:
         return self.committee.public_key(name)
 
+    def _path_ok(self, relay: Relay) -> bool:
+        """Whether a relay's path is well formed here: from the leader, no repeats, ending at the relayer, members
+        only. A pure function of the relay and the committee: kept on the relay object per committee, since one
+        relay object reaches every receiver."""
+        memo = relay.__dict__
+        committee = self.committee
+        got = memo.get("_path_ok")
+        if got is not None and got[0] is committee:
+            return got[1]
+        path = relay.path
+        ok = not (
+            len(path) < 2
+            or path[0] != relay.proposal.leader
+            or len(set(path)) != len(path)
+            or path[-1] != relay.relayer
+            or any(p not in committee for p in path)
+        )
+        memo["_path_ok"] = (committee, ok)
+        return ok
+
     def _on_copy(
         self, src: NodeId, proposal: Proposal, path: tuple[NodeId, ...], relay: Relay | None, out: list[Any]
     ) -> None:
+        """The checks of a received copy that need no round state: case, sender, path, signatures."""
         if proposal.case_id != self.case_id:
             self._drop(out, WRONG_CASE, src, proposal, **_info(proposal, path))
             return
@@ -424,13 +467,7 @@ class Delegate:
                 self._drop(out, SENDER_MISMATCH, src, proposal, **_info(proposal, path))
                 return
         else:
-            if (
-                len(path) < 2
-                or path[0] != proposal.leader
-                or len(set(path)) != len(path)
-                or path[-1] != relay.relayer
-                or any(p not in self.committee for p in path)
-            ):
+            if not self._path_ok(relay):
                 self._drop(out, BAD_PATH, src, relay, **_info(proposal, path))
                 return
             if relay.relayer != src:
@@ -440,51 +477,67 @@ class Delegate:
                 self._drop(out, LOOP, src, relay, **_info(proposal, path))
                 return
         if self.signatures:
-            if not self.sig_check(self._pk(proposal.leader), proposal.signature, proposal.signing_bytes()):
+            keys = self.committee.keys  # not None: checked when signatures are on
+            if not self.sig_check(keys.get(proposal.leader), proposal.signature, proposal.signing_bytes()):
                 self._drop(out, BAD_SIGNATURE, src, relay or proposal, signer=proposal.leader, **_info(proposal, path))
                 return
-            if relay is not None and not self.sig_check(self._pk(relay.relayer), relay.signature, relay.signing_bytes()):
+            if relay is not None and not self.sig_check(keys.get(relay.relayer), relay.signature, relay.signing_bytes()):
                 self._drop(out, BAD_SIGNATURE, src, relay, signer=relay.relayer, **_info(proposal, path))
                 return
+        self._on_signed_copy(src, proposal, path, relay, out)
+
+    def _on_signed_copy(
+        self, src: NodeId, proposal: Proposal, path: tuple[NodeId, ...], relay: Relay | None, out: list[Any]
+    ) -> None:
+        """A well-formed, signed copy: buffered, dropped by the round state, or taken (`Received`) and judged."""
         h, r = proposal.height, proposal.round
-        if self.height is None or h > self.height or (h == self.height and r > self.round):
+        height = self.height
+        if height is None or h > height or (h == height and r > self.round):
             if len(self._buffer) >= self.buffer_limit:
                 self._drop(out, BUFFER_FULL, src, relay or proposal, **_info(proposal, path))
             else:
                 self._buffer.append((src, relay or proposal))
             return
-        if h < self.height or r < self.round:
+        if h < height or r < self.round:
             self._drop(out, STALE, src, relay or proposal, **_info(proposal, path))
             return
         if self.status != RUNNING:
             self._drop(out, HEIGHT_CLOSED, src, relay or proposal, **_info(proposal, path))
             return
         rs = self.rounds[(h, r)]
-        if proposal.leader != rs.leader:
+        leader = proposal.leader
+        if leader != rs.leader:
             self._drop(out, NOT_LEADER, src, relay or proposal, **_info(proposal, path))
             return
-        if not rs.take(proposal.payload.digest, path):
+        payload = proposal.payload
+        digest = payload.digest
+        if not rs.take(digest, path):
             self._drop(out, DUPLICATE, src, relay or proposal, **_info(proposal, path))
             return
-        copy = _Copy(proposal, path, src, "direct" if relay is None else "relay")
-        out.append(self._received(copy))
+        out.append(Received(h, r, leader, path, src, digest, payload.label, payload.claimed_cost, _hops(len(path))))
         if self.instances is not None:
             wrong = self._instance_mismatch(proposal)
             if wrong is not None:  # rejected by the signed fingerprint alone: no verification
-                self._apply(copy, wrong, out)
+                self._apply(_Copy(proposal, path, src, "direct" if relay is None else "relay"), wrong, out)
                 return
-        if copy.via == "direct" and proposal.leader in self.trusted_leaders:
-            p = proposal.payload
-            cost = float(p.claimed_cost) if p.claimed_cost is not None else 0.0
-            out.append(AcceptedUnchecked(p.digest, proposal.leader))
-            self._accept(copy, cost, out)
+        if relay is None and leader in self.trusted_leaders:
+            cost = float(payload.claimed_cost) if payload.claimed_cost is not None else 0.0
+            out.append(AcceptedUnchecked(digest, leader))
+            self._accept(_Copy(proposal, path, src, "direct"), cost, out)
             return
-        self._submit(copy, out)
+        if self._plain_judging and rs.relayed:
+            # what _submit -> _apply -> _accept do with a cached acceptance once this round is relayed (the
+            # round is the current one, checked above): the plan is recorded as valid, nothing is sent
+            verdict = self.cache.get((digest, proposal.instance))
+            if verdict is not None and verdict.accepted:
+                rs.valid[digest] = (verdict.cost, payload)
+                return
+        self._submit(_Copy(proposal, path, src, "direct" if relay is None else "relay"), out)
 
     @staticmethod
     def _received(copy: _Copy) -> Received:
         p = copy.proposal
-        via = "own" if copy.via == "own" else f"R{len(copy.path)}"
+        via = "own" if copy.via == "own" else _hops(len(copy.path))
         q = p.payload
         return Received(p.height, p.round, p.leader, copy.path, copy.src, q.digest, q.label, q.claimed_cost, via)
 

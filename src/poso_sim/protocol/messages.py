@@ -9,8 +9,10 @@ serves signatures and hashes.
 
 A message is immutable, so its encodings and its validation (`message_problem`) are pure functions of the
 object: each is computed once per message object and kept on it (one relay object reaches every receiver, and
-N receivers would otherwise rebuild the same canonical JSON N times). `dataclasses.replace` makes a new object
-with nothing memoised; equality, hashing and pickling look only at the fields.
+N receivers would otherwise rebuild the same canonical JSON N times; a delegate keeps a relay's path verdict for
+its committee there too). `dataclasses.replace` makes a new object with nothing memoised; equality, hashing,
+pickling and copying look only at the fields (the memos, attributes named with a leading underscore, are left
+out of a pickle or a copy).
 
 A `Payload` is the protocol's view of a solution: its `digest` (hex SHA-256, computed by the solver layer).
 The solution object itself rides along in `Payload.solution`, which is excluded from equality, hashing and
@@ -96,6 +98,10 @@ class _Message:
     def _signed(self, signer: Signer) -> Any:
         """This (unsigned) message with `signer`'s signature over its signing bytes."""
         return replace(self, signature=signer.sign(self.signing_bytes()))
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the fields only: the per-object memos (a relay's path verdict holds its committee) are recomputed
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
 
     def encode(self) -> bytes:
         """The canonical encoding, signature included (computed once per message object)."""

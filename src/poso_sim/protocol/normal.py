@@ -90,6 +90,12 @@ class NormalNode:
             out.append(Dropped(UNEXPECTED, event=type(event).__name__))
         return out
 
+    def receive(self, src: NodeId, msg: Any) -> list[Action]:
+        """`handle(MessageReceived(src, msg))` without building the event (see `Delegate.receive`)."""
+        out: list[Action] = []
+        self._on_message(src, msg, out)
+        return out
+
     def _height(self, h: int, out: list[Any]) -> _Height:
         st = self.heights.get(h)
         if st is None:

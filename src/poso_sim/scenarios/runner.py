@@ -137,6 +137,19 @@ def gc_tuned() -> Any:
                 gc.set_threshold(*st["saved"])
 
 
+_NOTHING = object()  # no message sent yet
+
+
+def _receiver(machine: Any) -> Callable[[str, Any], list[Any]] | None:
+    """`machine.receive` when it is `machine.handle(MessageReceived(src, msg))` (a `Delegate` or `NormalNode` whose
+    `handle` and `receive` are not overridden), else None."""
+    cls = type(machine)
+    for base in (Delegate, NormalNode):
+        if isinstance(machine, base) and cls.handle is base.handle and cls.receive is base.receive:
+            return machine.receive
+    return None
+
+
 def _fmt_cost(c: Any) -> str:
     return "?" if c is None else f"{float(c):.2f}"
 
@@ -382,8 +395,10 @@ class Runner:
         self.height_timeouts: list[int] = []
         self.by_kind: Counter[str] = Counter()
         self._summaries = self.trace.wants("send") or self.trace.wants("deliver")
-        self._last_sent: Any = None  # the last message sent and its summary: a broadcast sends one object N times
+        self._last_sent: Any = _NOTHING  # the last message sent, its kind and summary: a broadcast sends one object N times
+        self._last_kind = ""
         self._last_summary: str | None = None
+        self._node_of: dict[str, Any] = {}  # name -> its node of the network (`_handler`)
         self._users = self.trace.wants("user")
         self._cancel_lock = threading.Lock()
         self._cancelled = False
@@ -457,16 +472,23 @@ class Runner:
             node.on_crash(self._check_height)
 
     def _handler(self, name: str) -> Any:
-        net, feed = self.net, self.feed
+        net, feed, carry_out = self.net, self.feed, self._carry_out
+        self._node_of[name] = net.node(name)
+        receive = _receiver(self.machines[name])
         if name in self._timed:
 
             def handler(msg: Any) -> None:
                 feed(name, MessageReceived(msg.src, msg.payload, net.now))
 
-        else:
+        elif receive is None:
 
             def handler(msg: Any) -> None:
                 feed(name, MessageReceived(msg.src, msg.payload))
+
+        else:  # the machine's own `handle(MessageReceived(src, msg))`, without the event object
+
+            def handler(msg: Any) -> None:
+                carry_out(name, receive(msg.src, msg.payload))
 
         return handler
 
@@ -476,9 +498,20 @@ class Runner:
 
     # ---- the host loop
     def feed(self, name: str, event: Any) -> None:
-        do = self._do
-        for a in self.machines[name].handle(event):
-            do(name, a)
+        self._carry_out(name, self.machines[name].handle(event))
+
+    def _carry_out(self, name: str, actions: Iterable[Any]) -> None:
+        """`_do` each action in order; the two a message mostly yields (an immediate `Send`, a logged note) are
+        told apart by their exact type first."""
+        send, log, do = self._send, self._log, self._do
+        for a in actions:
+            t = type(a)
+            if t is Send and not a.delay > 0:
+                send(name, a.dst, a.msg)
+            elif t in KINDS:
+                log(name, a)
+            else:
+                do(name, a)
 
     def _do(self, name: str, a: Any) -> None:
         net = self.net
@@ -573,19 +606,22 @@ class Runner:
                 self._check_height()
 
     def _send(self, src: str, dst: str, msg: Any) -> None:
-        if dst not in self.net:
+        node_of = self._node_of  # every node of the network once built (`_handler`)
+        if dst not in node_of and dst not in self.net:
             self._log(src, Dropped("unknown destination", dst=dst))
             return
-        kind = getattr(msg, "kind", None) or type(msg).__name__
-        self.by_kind[kind] += 1
-        summary = None
-        if self._summaries:
-            if msg is self._last_sent:
-                summary = self._last_summary
-            else:
-                summary = self._last_summary = summarize(msg)
-                self._last_sent = msg
-        self.net.node(src).send(dst, msg, kind=kind, summary=summary)
+        if msg is self._last_sent:  # a broadcast sends one object to every destination in a row
+            kind, summary = self._last_kind, self._last_summary
+        else:
+            kind = getattr(msg, "kind", None) or type(msg).__name__
+            summary = summarize(msg) if self._summaries else None
+            self._last_sent, self._last_kind, self._last_summary = msg, kind, summary
+        by_kind = self.by_kind
+        by_kind[kind] = by_kind[kind] + 1
+        node = node_of.get(src)
+        if node is None:
+            node = self.net.node(src)
+        node.send(dst, msg, kind=kind, summary=summary)
 
     def _fire(self, name: str, timer_id: Any) -> None:
         self.timers.pop((name, timer_id), None)
