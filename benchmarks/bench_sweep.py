@@ -66,7 +66,7 @@ def peak_memory(n: int) -> float:
 
 def _layer(filename: str, func: str) -> str:
     f = filename.replace("\\", "/")
-    if "ed25519" in func or "ed25519" in f or "/cryptography/" in f or "identity.py" in f:
+    if "ed25519" in func or "crypto_sign" in func or "ed25519" in f or "/nacl/" in f or "identity.py" in f:
         return "signatures (Ed25519 sign/verify, keys)"
     if "messages.py" in f or "/json/" in f:
         return "canonical encodings (signing bytes, digests)"

@@ -291,7 +291,7 @@ def test_signature_memo_changes_nothing():
     from poso_sim.protocol import SignatureCache, identity
     from poso_sim.scenarios import Session
 
-    orig = identity._public_key
+    orig = identity.check_signature
     spec = resolve_sweep("smoke")
     scn = next(c.scenario for c in spec.iter_cases() if c.scenario.signatures)
     session = Session()
@@ -302,7 +302,7 @@ def test_signature_memo_changes_nothing():
     # the memo was used through the public hook, and computed each distinct check once
     sigs = session.signatures
     assert sigs.calls > sigs.computed > 0 and len(sigs) == sigs.computed
-    assert identity._public_key is orig  # nothing patched
+    assert identity.check_signature is orig  # nothing patched
     cache = SignatureCache(limit=2)
     assert not cache.check(b"\x01" * 32, b"\x00" * 64, b"x") and not cache.check(b"\x01" * 32, b"\x00" * 64, b"x")
     assert (cache.calls, cache.computed) == (2, 1)
