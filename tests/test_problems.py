@@ -61,6 +61,32 @@ def definition_flat():
 
 def definition_again():  # the same fields as definition(), under another name
     return definition()
+
+
+def build_shared(data, variant):
+    """The toy whose variants declare the true problem in them; "forced" adds a row of its own, and
+    "misdeclared" declares its own row where it does not come last."""
+    import pyomo.environ as pyo
+
+    m = pyo.ConcreteModel()
+    m.x = pyo.Var(bounds=(-10, 10), initialize=0.0)
+    m.y = pyo.Var(bounds=(-10, 10), initialize=0.0)
+    if variant == "misdeclared":
+        m.force = pyo.Constraint(expr=m.y >= 1.8)
+    m.cap = pyo.Constraint(expr=m.x + m.y <= data["cap"])
+    m.ring = pyo.Constraint(expr=m.x ** 2 + m.y ** 2 <= 9.0)
+    if variant == "forced":
+        m.force = pyo.Constraint(expr=m.y >= 1.8)
+    m.cost = pyo.Expression(expr=(m.x - 1) ** 2 + (m.y - 2) ** 2 + m.x * m.y)
+    m.obj = pyo.Objective(expr=m.cost - 3.0 * m.y if variant == "tampered" else m.cost)
+    if variant != "true":
+        m.nlp_shared = {"objective": "obj", "expression": "cost", "extra_rows": () if variant == "tampered" else ("force",)}
+    return m
+
+
+def definition_shared():
+    return ProblemDefinition(build=build_shared, variants=("true", "tampered", "forced", "misdeclared"),
+                             cost_expression="cost", load=load, description="the toy whose variants declare it")
 '''
 
 
@@ -183,6 +209,64 @@ def test_compiled_problem_comes_back_from_disk_without_building_the_model(toy):
     np.testing.assert_array_equal(again.nlp.x_from_model(), x)
     model, nlp = problems.get_problem("toyproblem:definition", "true")
     assert model is again.model and nlp is again.nlp
+
+
+def test_a_variant_that_declares_the_shared_problem_compiles_both_from_one_walk(toy):
+    case = "toyproblem:definition_shared"
+    direct = load_problem(case, disk_cache=False).nlp  # the true model's own compile
+    x, lam = np.array([0.3, 1.7]), np.array([0.4, -0.2])
+    for variant, rows in (("tampered", ["cap", "ring"]), ("forced", ["cap", "ring", "force"])):
+        problems.clear_problems()
+        problem, shared = problems.load_problems(case, variant, disk_cache=False)
+        assert problem.nlp.row_names == rows and problem.model_built
+        assert not shared.model_built  # the true model was not built, nor walked
+        nlp = shared.nlp
+        assert (nlp.fingerprint, nlp.structure_fingerprint) == (direct.fingerprint, direct.structure_fingerprint)
+        assert nlp.row_names == direct.row_names and nlp.objective_name == "obj"
+        assert nlp.f(x) == direct.f(x)
+        assert (problem.nlp.f(x) != nlp.f(x)) == (variant == "tampered")
+        np.testing.assert_array_equal(nlp.hess(x, lam, 0.5), direct.hess(x, lam, 0.5))
+        assert load_problem(case) is shared  # every later use of the true problem gets this one
+        nlp.load_into_model(x)  # its own model is built on first use and linked
+        assert shared.model_built and shared.model.find_component("force") is None
+    problems.clear_problems()
+    with pytest.raises(PosoError, match="misdeclared.*must come after"):
+        problems.load_problems(case, "misdeclared", disk_cache=False)
+
+
+def test_manchester_variants_compile_the_true_problem_as_its_own_compile_does():
+    """The true problem a tampered or feasible Manchester model declares is, function for function, the true
+    model's own compile: the same fingerprints (what every plan carries and every verifier checks)."""
+    from poso_sim.nlp.compiler import compile_nlp, compile_with_shared
+
+    d = problem_definition("manchester")
+    data = d.load("manchester")
+    direct = compile_nlp(d.build(data, "true"), expressions=d.compiled_expressions)
+    rng = np.random.default_rng(7)
+    x = direct.clip(direct.x0 + rng.normal(size=direct.n))
+    lam = rng.normal(size=direct.m)
+    for variant in ("tampered", "feasible"):
+        nlp, shared = compile_with_shared(d.build(data, variant), expressions=d.compiled_expressions)
+        assert nlp.m == direct.m + (24 if variant == "feasible" else 0)
+        assert (shared.fingerprint, shared.structure_fingerprint) == (direct.fingerprint, direct.structure_fingerprint)
+        assert shared.row_names == direct.row_names and shared.row_component_names == direct.row_component_names
+        for a in ("x_lb", "x_ub", "g_lb", "g_ub", "x0", "p"):
+            np.testing.assert_array_equal(getattr(shared, a), getattr(direct, a))
+        for f in ("f", "grad", "g", "jac"):
+            np.testing.assert_array_equal(getattr(shared, f)(x), getattr(direct, f)(x))
+        np.testing.assert_array_equal(shared.hess(x, lam, 0.7), direct.hess(x, lam, 0.7))
+        assert [shared.expr(e, x) for e in d.compiled_expressions] == [direct.expr(e, x) for e in d.compiled_expressions]
+
+
+def test_the_shared_problem_compiled_beside_a_variant_is_kept_on_disk(toy):
+    case = "toyproblem:definition_shared"
+    problems.load_problems(case, "forced")
+    problems.clear_problems()
+    problem, shared = problems.load_problems(case, "tampered")  # the true problem is on disk: read, not derived
+    assert shared.from_disk and not problem.from_disk
+    problems.clear_problems()
+    fresh = load_problem(case, disk_cache=False)
+    assert shared.nlp.fingerprint == fresh.nlp.fingerprint
 
 
 def test_the_disk_key_follows_the_data(toy):

@@ -118,6 +118,12 @@ def build_model(
         objective.add_true_objective(m, d)
     if variant == "feasible":
         objective.add_forced_unit(m, d, feasible_unit, feasible_min_kw)
+    if variant != "true":
+        #: the shared (true) problem sits in this model: its objective ``obj`` minimises ``true_cost`` over these
+        #: variables and rows, without the variant's own rows (``nlp.compiler.compile_with_shared`` compiles both
+        #: from one walk; tests/test_problems.py checks the result against the true model's own compile)
+        m.nlp_shared = {"objective": "obj", "expression": "true_cost",
+                        "extra_rows": ("ForceCHPOn",) if variant == "feasible" else ()}
     return m
 
 

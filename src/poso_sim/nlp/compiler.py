@@ -23,7 +23,7 @@ from pyomo.core.expr.numvalue import native_numeric_types
 from poso_sim.nlp.compiled import CompiledNLP, NLPCompileError, finite_or_inf
 from poso_sim.nlp.walker import SXConverter
 
-__all__ = ["compile_nlp", "link_model", "with_model"]
+__all__ = ["compile_nlp", "compile_with_shared", "link_model", "shared_spec", "with_model"]
 
 _INF = float("inf")
 
@@ -380,8 +380,9 @@ def _walk_model(model: Any, objective: Any, expressions: Sequence[str] | None, r
         f_sx = ca.SX(0.0)
     expr_sx = {nm: _walk_expression(model, conv, nm, x, p, n, n_p) for nm in _expression_names(model, expressions)}
     timings["walk_objective_expressions"] = time.perf_counter() - t
-    return {"V": V, "R": R, "params": params, "p_values": p_values, "x": x, "p": p, "obj": obj, "is_max": is_max,
-            "f_sx": -f_sx if is_max else f_sx, "expr_sx": expr_sx, "pbound_pos": pbound_pos, "pbound_sx": pbound_sx}
+    return {"V": V, "R": R, "params": params, "p_values": p_values, "x": x, "p": p, "is_max": is_max,
+            "objective_name": None if obj is None else obj.name, "f_sx": -f_sx if is_max else f_sx,
+            "expr_sx": expr_sx, "pbound_pos": pbound_pos, "pbound_sx": pbound_sx, "conv": conv}
 
 
 def _walk_expression(model: Any, conv: SXConverter, name: str, x: Any, p: Any, n: int, n_p: int) -> Any:
@@ -423,8 +424,59 @@ def compile_nlp(
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     w = _walk_model(model, objective, expressions, relax_integrality, parameters, smooth, timings)
-    V, R, params, obj = w["V"], w["R"], w["params"], w["obj"]
+    return _finish(w, cse, timings, t0)
 
+
+def compile_with_shared(
+    model: Any,
+    *,
+    expressions: Sequence[str] | None = None,
+    cse: bool = False,
+    relax_integrality: bool = False,
+    parameters: bool = True,
+    smooth: bool = False,
+) -> tuple[CompiledNLP, CompiledNLP | None]:
+    """``model``'s compiled problem and, when the model declares the shared problem that sits in it
+    (``model.nlp_shared``, see :func:`shared_spec`), that problem too, from the same walk of the model.
+
+    The shared problem is what :func:`compile_nlp` makes of the model the declaration describes: the same
+    variables (bounds, start values), parameters and named expressions, the model's rows without the declared
+    components (which must come last), and the named expression ``expression`` minimised as the objective called
+    ``objective``. Only its objective is walked again; its derivatives and functions are built from the walk of
+    ``model``. Without a declaration the second item is None.
+    """
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    w = _walk_model(model, None, expressions, relax_integrality, parameters, smooth, timings)
+    nlp = _finish(w, cse, timings, t0)
+    spec = shared_spec(model)
+    if spec is None:
+        return nlp, None
+    shared_timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    return nlp, _finish(_shared_walk(model, w, spec, shared_timings), cse, shared_timings, t0, attach=False)
+
+
+def shared_spec(model: Any) -> dict[str, Any] | None:
+    """The shared problem a model declares in its attribute ``nlp_shared``, checked: ``{"objective": name of the
+    shared problem's objective, "expression": name of the scalar expression of this model that objective
+    minimises, "extra_rows": names of this model's constraint components the shared problem does not have}``;
+    None when the model declares none."""
+    spec = getattr(model, "nlp_shared", None)
+    if spec is None:
+        return None
+    if not isinstance(spec, dict) or not isinstance(spec.get("objective"), str) or not isinstance(
+            spec.get("expression"), str):
+        raise NLPCompileError(f"model.nlp_shared must be a mapping with the names 'objective' and 'expression', got "
+                              f"{spec!r}")
+    extra = spec.get("extra_rows", ())
+    extra = (extra,) if isinstance(extra, str) else tuple(extra)
+    return {"objective": spec["objective"], "expression": spec["expression"], "extra_rows": extra}
+
+
+def _finish(w: dict[str, Any], cse: bool, timings: dict, t0: float, *, attach: bool = True) -> CompiledNLP:
+    """The compiled problem of a walked model: rows assembled, derivatives and functions built, fingerprinted."""
+    V, R, params = w["V"], w["R"], w["params"]
     t = time.perf_counter()
     g_sx = _assemble_g(w["x"], w["p"], R, len(V.free), len(params))
     timings["assemble"] = time.perf_counter() - t
@@ -437,14 +489,51 @@ def compile_nlp(
         x_lb=V.x_lb, x_ub=V.x_ub, g_lb=R.lb, g_ub=R.ub, x0=V.x0,
         var_component=V.component, var_component_names=V.component_names,
         row_component=R.component, row_component_names=R.component_names, row_kind=R.kind,
-        maximize=w["is_max"], objective_name=None if obj is None else obj.name, fixed_names=V.fixed_names,
+        maximize=w["is_max"], objective_name=w["objective_name"], fixed_names=V.fixed_names,
         pbound_pos=w["pbound_pos"], **parts,
     )  # fmt: skip
-    nlp.attach_model(V.free, R.cons, params)
+    if attach:
+        nlp.attach_model(V.free, R.cons, params)
     timings["fingerprint"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
     nlp.compile_seconds = timings
     return nlp
+
+
+def _shared_walk(model: Any, w: dict[str, Any], spec: dict[str, Any], timings: dict) -> dict[str, Any]:
+    """The walk of the shared problem ``spec`` declares, from the walk ``w`` of ``model``: its rows (``w``'s
+    without the extra components, which must be the last rows) and its objective (the expression, minimised)."""
+    t = time.perf_counter()
+    R = w["R"]
+    extra = [k for k, name in enumerate(R.component_names) if name in set(spec["extra_rows"])]
+    dropped = np.isin(R.component, extra)
+    m = int(dropped.size - np.count_nonzero(dropped))
+    if dropped[:m].any():
+        raise NLPCompileError(f"the rows of {', '.join(spec['extra_rows'])} must come after the shared problem's rows")
+    rows = _first_rows(R, m)
+    V, conv, x, p = w["V"], w["conv"], w["x"], w["p"]
+    n, n_p = len(V.free), len(w["params"])
+    pbound_pos, pbound_sx = _parametric_bounds(V, rows, conv) if n_p else (np.zeros(0, dtype=np.int64), [])
+    conv.context = f"objective {spec['objective']}"
+    f_sx = _walk_scalar(conv, _resolve_named(model, spec["expression"]), x, p, n, n_p)
+    timings["walk_objective_expressions"] = time.perf_counter() - t
+    return {**w, "R": rows, "is_max": False, "objective_name": spec["objective"], "f_sx": f_sx,
+            "pbound_pos": pbound_pos, "pbound_sx": pbound_sx}
+
+
+def _first_rows(R: _Rows, m: int) -> _Rows:
+    """The walked rows ``R`` restricted to its first ``m`` rows (whole components: the others come after them)."""
+    def keep(rows: list[int], *values: list) -> tuple[list, ...]:
+        sel = [i for i, r in enumerate(rows) if r < m]
+        return ([rows[i] for i in sel],) + tuple([v[i] for i in sel] for v in values)
+
+    n_comp = int(R.component[:m].max()) + 1 if m else 0
+    mono_rows, mono_terms = keep(R.mono_rows, R.mono_terms)
+    nl_rows, nl_terms = keep(R.nl_rows, R.nl_terms)
+    return _Rows(cons=R.cons[:m], names=R.names[:m], lb=R.lb[:m], ub=R.ub[:m], const=R.const[:m], kind=R.kind[:m],
+                 component=R.component[:m], component_names=R.component_names[:n_comp], lin=keep(*R.lin),
+                 par=keep(*R.par), mono_rows=mono_rows, mono_terms=mono_terms, nl_rows=nl_rows, nl_terms=nl_terms,
+                 param_bounded=[r for r in R.param_bounded if r < m])
 
 
 def _sparse_dm(rows: Iterable[int], cols: Iterable[int], vals: Iterable[float], m: int, n: int) -> ca.DM:

@@ -53,6 +53,7 @@ __all__ = [
     "resolve_reference",
     "check_case",
     "load_problem",
+    "load_problems",
     "load_instance",
     "get_problem",
     "get_compiled",
@@ -338,6 +339,39 @@ def load_problem(case: str = "manchester", variant: str | None = None, *, disk_c
         return _problem(definition, str(case), variant, data, disk_cache, memo_key=str(case))
 
 
+def load_problems(case: str = "manchester", variant: str | None = None, *,
+                  disk_cache: bool | str = True) -> tuple[Problem, Problem]:
+    """``(problem, shared)``: the :class:`Problem` of ``case``'s ``variant`` and the shared problem (the honest
+    variant's), each as :func:`load_problem` returns it.
+
+    When the variant is compiled here (not memoised, not on disk) while the shared problem is not at hand either,
+    and the variant's model declares how the shared problem sits in it (``nlp_shared``, see
+    :func:`poso_sim.nlp.compiler.compile_with_shared`), both come from one build and one walk of the variant's
+    model: the shared problem's own model is not built, and only its objective is walked."""
+    definition = problem_definition(case)
+    with _LOCK:
+        variant = _variant(definition, case, variant)
+        honest = definition.honest_variant
+        problem = _PROBLEMS.get((str(case), variant))
+        if problem is None and variant != honest and (str(case), honest) not in _PROBLEMS:
+            data = definition.load(case) if definition.load is not None else None
+            derive = not _at_hand(definition, data, honest, disk_cache)
+            problem = _problem(definition, str(case), variant, data, disk_cache, memo_key=str(case),
+                               derive_shared=derive)
+        if problem is None:
+            problem = load_problem(case, variant, disk_cache=disk_cache)
+        return problem, load_problem(case, honest, disk_cache=disk_cache)
+
+
+def _at_hand(definition: ProblemDefinition, data: Any, variant: str, disk_cache: bool | str) -> bool:
+    """Whether ``variant``'s compiled functions can be had without compiling (this process, or the disk cache)."""
+    structure = _structure_hash(definition, data, variant)
+    if structure is not None and structure in _COMPILED_BY_STRUCTURE:
+        return True
+    path = _compiled_path(definition, data, variant) if disk_cache else None
+    return path is not None and path.is_file()
+
+
 def load_instance(case: str, data: Any, variant: str | None = None, *, disk_cache: bool = True) -> Problem:
     """The :class:`Problem` of one instance: ``case`` names the definition, ``data`` is the instance's (already
     loaded, validated) data, e.g. one day made by :func:`poso_sim.cases.generator.generate_instances`.
@@ -358,7 +392,9 @@ def _variant(definition: ProblemDefinition, case: str, variant: str | None) -> s
 
 
 def _problem(definition: ProblemDefinition, case: str, variant: str | None, data: Any, disk_cache: bool | str,
-             memo_key: str | None) -> Problem:
+             memo_key: str | None, derive_shared: bool = False) -> Problem:
+    """``derive_shared``: when the variant is compiled here, also adopt the shared problem its model declares
+    (:func:`load_problems`)."""
     variant = _variant(definition, case, variant)
     structure = _structure_hash(definition, data, variant)
     nlp = None
@@ -372,9 +408,28 @@ def _problem(definition: ProblemDefinition, case: str, variant: str | None, data
             nlp = _with_instance_data(definition, nlp, data, case)
     if nlp is None:
         model = _build(definition, data, case, variant)
-        nlp = _compile(definition, model, case, variant)
+        nlp, shared = _compile(definition, model, case, variant, shared=derive_shared)
         if path is not None and disk_cache != "read":
             _save_compiled(path, nlp)
+        if shared is not None:
+            _adopt_shared(definition, case, data, shared, disk_cache, memo_key)
+    return _adopt(definition, case, variant, data, nlp, model, structure, memo_key)
+
+
+def _adopt_shared(definition: ProblemDefinition, case: str, data: Any, nlp: Any, disk_cache: bool | str,
+                  memo_key: str | None) -> None:
+    """Keep the shared problem compiled beside a variant as if it had been compiled alone (memo, disk cache)."""
+    honest = definition.honest_variant
+    structure = _structure_hash(definition, data, honest)
+    path = _compiled_path(definition, data, honest) if disk_cache and disk_cache != "read" else None
+    if path is not None:
+        _save_compiled(path, nlp)
+    _adopt(definition, case, honest, data, nlp, None, structure, memo_key)
+
+
+def _adopt(definition: ProblemDefinition, case: str, variant: str, data: Any, nlp: Any, model: Any,
+           structure: tuple | None, memo_key: str | None) -> Problem:
+    """The :class:`Problem` of a compiled (or loaded) ``nlp``, remembered per structure and per ``memo_key``."""
     if nlp.objective_name is None:  # compile_nlp takes f = 0 for a feasibility model; a problem must optimise
         raise ProblemError(f"case {case!r}, variant {variant!r}: the model has no active Objective")
     if structure is not None:
@@ -438,13 +493,17 @@ def _build(definition: ProblemDefinition, data: Any, case: str, variant: str) ->
         ) from None
 
 
-def _compile(definition: ProblemDefinition, model: Any, case: str, variant: str) -> Any:
+def _compile(definition: ProblemDefinition, model: Any, case: str, variant: str,
+             shared: bool = False) -> tuple[Any, Any]:
+    """``(nlp, shared nlp or None)``; the second only with ``shared`` and a model that declares it."""
     # the compiler imports CasADi (0.1 s) and Pyomo (0.7 s): only when something is compiled
     from poso_sim.nlp.compiled import NLPCompileError
-    from poso_sim.nlp.compiler import compile_nlp
+    from poso_sim.nlp.compiler import compile_nlp, compile_with_shared
 
     try:
-        return compile_nlp(model, expressions=definition.compiled_expressions)
+        if shared:
+            return compile_with_shared(model, expressions=definition.compiled_expressions)
+        return compile_nlp(model, expressions=definition.compiled_expressions), None
     except NLPCompileError as exc:
         raise type(exc)(f"case {case!r}, variant {variant!r}: {exc}") from None
 

@@ -34,6 +34,7 @@ from poso_sim.nlp.problems import (  # noqa: F401 - re-exported
     _write_shortcut,
     get_problem,
     load_problem,
+    load_problems,
     problem_definition,
     resolve_reference,
 )
@@ -121,7 +122,7 @@ def solve_case(
     hit = lookup.fast()
     if hit is None:
         disk = True if cache else "read"  # without the cache, nothing is written to the compiled cache either
-        problem, shared = load_problem(case, variant, disk_cache=disk), load_problem(case, disk_cache=disk)
+        problem, shared = load_problems(case, variant, disk_cache=disk)
         hit = lookup.full(shared.nlp.fingerprint, problem.nlp.fingerprint)
     if hit is not None:
         _log_cache(label, "hit", bname)
@@ -308,7 +309,8 @@ def cached_solution(case: str = "manchester", variant: str = "true", *, cache_di
         recipe = _recipe_of(definition)
         lookup = _Lookup(case, variant, definition, backend_name(backend), recipe.options(starts), recipe.version,
                          SolutionCache(cache_dir))
-        hit = lookup.full(load_problem(case).nlp.fingerprint, load_problem(case, variant).nlp.fingerprint)
+        problem, shared = load_problems(case, variant)
+        hit = lookup.full(shared.nlp.fingerprint, problem.nlp.fingerprint)
     return hit
 
 
