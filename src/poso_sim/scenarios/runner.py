@@ -572,16 +572,16 @@ class Runner:
         self.feed(name, SolutionReady(height, round, self.source.payloads(height), self._time(name)))
 
     def _log(self, name: str, a: Any) -> None:
-        now = self.net.now
         kind = type(a)
         first_copy = self._first_copy
         if first_copy is not None and kind in PER_COPY and not first_copy(name, a):
             # compact: a later copy of a per-copy note is only counted (no entry, no user event)
             if self._observers:
-                e = Entry(now, name, a)
+                e = Entry(self.net.now, name, a)
                 for obs in self._observers:
                     obs(e)
             return
+        now = self.net.now
         e = Entry(now, name, a)
         self._entries.append(e)
         if self._observers:
