@@ -37,24 +37,26 @@ def test_surrogate_dispatch_is_feasible_for_its_hub_rows_and_follows_the_doctore
         assert sum(disp["m_hub"][c, t] for c in net.hubs) == pytest.approx(loads, rel=1e-6)
 
 
-def test_milp_pattern_balances_the_tree_and_feeds_every_node(tampered) -> None:
+def test_milp_pattern_balances_the_tree_feeds_every_load_and_closes_the_dearest_pipes(tampered) -> None:
     nlp, net, _, disp = tampered
     m_pipe, m_hub = milp_flow_pattern(net, disp)
     hub_node = {net.hub_hbus[c]: c for c in net.hubs}
-    closed_somewhere = False
     for t in net.T:
         flow = {k: (m_pipe[k, t] if m_pipe[k, t] > 0.02 else 0.0) for k in net.hpipes}
-        closed_somewhere |= any(m_pipe[k, t] == 0.02 for k in net.hpipes)
+        assert all(v == 0.0 or v >= 0.05 - 1e-9 for v in flow.values())  # open pipes carry at least 0.05 kg/s
         for n in net.hnodes:
             inflow = sum(flow[k] for k in net.hpipes if net.hp_to[k] == n)
             outflow = sum(flow[k] for k in net.hpipes if net.hp_from[k] == n)
             injected = m_hub[hub_node[n], t] if n in hub_node else 0.0
             load = net.m_load if net.hnode_load[n] != 0 else 0.0
             assert inflow + injected - outflow == pytest.approx(load, abs=1e-6), (n, t)
-            feeders = [k for k in net.hpipes if net.hp_to[k] == n]
-            if feeders and n not in hub_node:
-                assert max(flow[k] for k in feeders) >= 0.05 - 1e-9, (n, t)
-    assert closed_somewhere  # a pattern, not every pipe open
+            assert injected >= -1e-9
+    # the cheapest pattern of the base day: the branch behind node 27 (no load) falls dry (pipes 23, 24, 26), and
+    # the long pipes 32 and 33 towards node 20 close (a rule that every node keeps an open in-pipe, or that each hub
+    # injects the water its surrogate heat needs, kept them open and the solve crept to a dearer optimum)
+    for t in net.T:
+        closed = {k for k in net.hpipes if m_pipe[k, t] == 0.02}
+        assert {23, 24, 26, 32, 33} <= closed, (t, closed)
 
 
 def test_network_start_is_built_around_the_variant_and_its_reference_differs_only_in_flows(tampered) -> None:

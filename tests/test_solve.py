@@ -328,13 +328,14 @@ def test_objective_aware_start_follows_the_variant_objective() -> None:
 def test_recipes_keep_the_iteration_budgets_and_certified_plans(plans) -> None:
     """The per-variant recipes (docs/solver.md): measured 275 / 467 / 376 Ipopt iterations on a Xeon, 274 / 500 / 412
     on an AMD EPYC (floating-point rounding differs between CPUs, and the final stage's creep amplifies it), at the
-    recorded optima. The budgets leave about 20 % above the larger count.
+    recorded optima; tampered 89 with the whole-network route and its cheapest-pattern MILP. The budgets leave about
+    20 % above the larger count (tampered: room for a cold stage of 120).
     The true and tampered plans' canonical multipliers pass the pipeline's final check on their own objective (the
     certificate, on the shared problem, accepts the true plan); the feasible plan is stored on the shared rows."""
     from poso_sim.kkt import verify
     from poso_sim.solvers.pipeline import final_check
 
-    budgets = {"true": 330, "tampered": 600, "feasible": 500}
+    budgets = {"true": 330, "tampered": 150, "feasible": 500}
     for v, sol in plans.items():
         assert sol.status == "optimal" and sol.iterations <= budgets[v], (v, sol.iterations)
     for v in ("true", "tampered"):
@@ -345,7 +346,7 @@ def test_recipes_keep_the_iteration_budgets_and_certified_plans(plans) -> None:
     _, shared = get_problem("manchester", "true")
     assert verify(shared, plans["true"]).accepted
     assert plans["true"].cost == pytest.approx(743.9903, abs=1e-3)
-    assert 904.0 <= plans["tampered"].cost <= 904.3
+    assert plans["tampered"].cost == pytest.approx(904.0821, abs=1e-2)
     assert plans["feasible"].cost == pytest.approx(815.7195, abs=1e-2)
 
 

@@ -11,10 +11,11 @@ current-definition rows (``SOCPeq``) are left out. The rows come from the compil
 extra rows (``feasible``'s CHP 3 minimum) are kept too. Solved by CasADi's Ipopt (about 6 000 variables).
 
 **The MILP pattern** (:func:`milp_flow_pattern`): per hour, which heat pipes carry water (HiGHS through
-``scipy.optimize.milp``): each open pipe is charged its fixed loss (``Cp (T_supply - T_ambient) a_k``); each hub
-injects at least the water that carries its CHP and tank heat in the surrogate and at most that plus its boiler's
-cap (the split of boiler heat between hubs is free: the surrogate has no losses to decide it); open pipes carry at
-least 0.05 kg/s and every node without a hub has an open in-pipe (dropped for an hour where that is infeasible).
+``scipy.optimize.milp``): each open pipe is charged its fixed loss (``Cp (T_supply - T_ambient) a_k``), open pipes
+carry at least 0.05 kg/s, the tree's mass balances hold and the hubs inject what they like (a tie-break of 1e-3 per
+kg/s towards the surrogate's injections). Nothing forces a pipe open where no load needs it: a branch without loads
+may fall dry, and no hub is held to the water its surrogate heat would need at a uniform temperature drop (its real
+return temperature is free). Both such rules led to dearer patterns and a final stage that creeps (docs/solver.md).
 """
 
 from __future__ import annotations
@@ -93,24 +94,17 @@ def _lossless_constants(nlp, x: np.ndarray, net) -> dict[int, float]:
 def milp_flow_pattern(net, disp: dict, *, open_min: float = 0.05, closed: float = 0.02) -> tuple[dict, dict]:
     """Per hour, the pipes that carry water and the flows: ``({(pipe, hour): m}, {(hub, hour): m})``; a closed
     pipe gets ``closed`` (a proximal reference, not a flow that balances). ``disp`` is :func:`network_dispatch`'s:
-    a hub injects at least the water that carries its CHP and tank heat, and at most that plus its boiler's cap
-    (at the surrogate's heat per kg/s); within that its boiler's share is free."""
+    its hub injections break ties between patterns of equal loss."""
     m_pipe_out: dict = {}
     m_hub_out: dict = {}
     for t in net.T:
-        water = sum(disp["m_hub"][c, t] for c in net.hubs)
-        heat = {c: net.chp_hp * disp["P_CHP"][c, t] + disp["H_boiler"][c, t] + net.tank_eff[c] * disp["H_dis"][c, t]
-                - disp["H_ch"][c, t] / net.tank_eff[c] for c in net.hubs}
-        per_kg = sum(heat.values()) / water if water > 0 else 1.0
-        lo = {c: max(heat[c] - disp["H_boiler"][c, t], 0.0) / per_kg for c in net.hubs}
-        hi = {c: lo[c] + net.boiler_max[c] / per_kg for c in net.hubs}
-        pipes, hubs = _milp_hour(net, {c: disp["m_hub"][c, t] for c in net.hubs}, lo, hi, open_min, closed)
+        pipes, hubs = _milp_hour(net, {c: disp["m_hub"][c, t] for c in net.hubs}, open_min, closed)
         m_pipe_out.update({(k, t): v for k, v in pipes.items()})
         m_hub_out.update({(c, t): v for c, v in hubs.items()})
     return m_pipe_out, m_hub_out
 
 
-def _milp_hour(net, target: dict, lo_hub: dict, hi_hub: dict, open_min: float, closed: float) -> tuple[dict, dict]:
+def _milp_hour(net, target: dict, open_min: float, closed: float) -> tuple[dict, dict]:
     from scipy.optimize import Bounds, LinearConstraint, milp
     from scipy.sparse import lil_matrix
 
@@ -143,24 +137,9 @@ def _milp_hour(net, target: dict, lo_hub: dict, hi_hub: dict, open_min: float, c
     lo = np.r_[np.full(npi, -np.inf), np.zeros(npi), np.full(nh, -np.inf), tgt]
     hi = np.r_[np.zeros(npi), np.full(npi, np.inf), tgt, np.full(nh, np.inf)]
     cons = [LinearConstraint(kcl.tocsr(), load, load), LinearConstraint(link.tocsr(), lo, hi)]
-    hub_nodes = {net.hub_hbus[c] for c in hubs}
-    fed = lil_matrix((len(nodes), nv))
-    for j, k in enumerate(pipes):
-        if net.hp_to[k] not in hub_nodes:
-            fed[pos[net.hp_to[k]], npi + j] = 1.0
-    need = np.array([1.0 if fed[pos[n]].nnz else 0.0 for n in nodes])
     integrality = np.r_[np.zeros(npi), np.ones(npi), np.zeros(2 * nh)]
-    lo_c = np.array([lo_hub[c] for c in hubs])
-    hi_c = np.maximum(np.array([hi_hub[c] for c in hubs]), lo_c)
-    bounds = Bounds(np.r_[np.zeros(2 * npi), lo_c, np.zeros(nh)],
-                    np.r_[np.full(npi, np.inf), np.ones(npi), hi_c, np.full(nh, np.inf)])
-    res = milp(cost, constraints=cons + [LinearConstraint(fed.tocsr(), need, np.inf)], integrality=integrality,
-               bounds=bounds, options={"time_limit": 5.0})
-    if res.x is None:  # fallback: without "every node has an open in-pipe"
-        res = milp(cost, constraints=cons, integrality=integrality, bounds=bounds, options={"time_limit": 5.0})
-    if res.x is None:  # and without the hubs' bounds
-        bounds = Bounds(np.zeros(nv), np.r_[np.full(npi, np.inf), np.ones(npi), np.full(2 * nh, np.inf)])
-        res = milp(cost, constraints=cons, integrality=integrality, bounds=bounds, options={"time_limit": 5.0})
+    bounds = Bounds(np.zeros(nv), np.r_[np.full(npi, np.inf), np.ones(npi), np.full(2 * nh, np.inf)])
+    res = milp(cost, constraints=cons, integrality=integrality, bounds=bounds, options={"time_limit": 5.0})
     if res.x is None:
         raise StartError("heat-flow pattern MILP", str(res.message))
     m = res.x
