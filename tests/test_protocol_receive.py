@@ -7,6 +7,7 @@ message objects delivered again and again (where a per-object memo could go wron
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import random
 
@@ -108,17 +109,19 @@ class _General(Delegate):
 @pytest.mark.parametrize("seed", range(12))
 def test_receive_and_the_cached_acceptance_equal_the_general_path(seed: int, knobs: dict) -> None:
     kw = {"instances": {1: "cd" * 32, 2: "ef" * 32}} if knobs.get("instances") else {}
-    machines = [cls("D", COMMITTEE, KEYS["D"], case_id=CASE, **kw) for cls in (Delegate, Delegate, _General)]
-    assert [m._plain_judging for m in machines] == [True, True, False]
+    machines = [cls("D", COMMITTEE, KEYS["D"], case_id=CASE, **kw) for cls in (Delegate, Delegate, _General, Delegate)]
+    assert [m._plain_judging for m in machines] == [True, True, False, True]
     for m in machines:
         m.trusted_leaders = set(knobs.get("trusted_leaders", ()))
     for ev in _events(seed):
         by_event = machines[0].handle(ev)
         direct = machines[1].receive(ev.src, ev.msg) if isinstance(ev, MessageReceived) else machines[1].handle(ev)
         general = machines[2].handle(ev)
-        assert direct == by_event == general, ev
+        # the last one gets a copy of each message, with none of the per-object memos of the others' deliveries
+        fresh = machines[3].handle(MessageReceived(ev.src, copy.copy(ev.msg)) if isinstance(ev, MessageReceived) else ev)
+        assert direct == by_event == general == fresh, ev
     rounds = [{k: (v.valid, v.seen_paths, v.relayed) for k, v in m.rounds.items()} for m in machines]
-    assert rounds[0] == rounds[1] == rounds[2]
+    assert rounds[0] == rounds[1] == rounds[2] == rounds[3]
     # the valid plan keeps the payload of the last copy taken (the same digest, other hints), as before
     assert [{d: p.label for d, (_, p) in rs[0].items()} for rs in rounds[0].values()] == \
         [{d: p.label for d, (_, p) in rs[0].items()} for rs in rounds[2].values()]
@@ -147,6 +150,26 @@ def test_a_relays_path_verdict_is_per_committee() -> None:
         assert not [a for a in mine.receive("F", r) if type(a).__name__ == "Dropped" and a.reason == "bad path"]
 
 
+def test_a_copys_signature_verdict_is_per_check_and_keys() -> None:
+    """One relay object reaches delegates with other signature checks or other keys: each gets its own answer."""
+    r = _relay(_proposal(P_OPT), ("C", "E"))
+    keys = {n: KEYS[n].public for n in NAMES}
+    forged = Committee(NAMES, {**keys, "E": KEYS["F"].public}, ("N1", "N2"))  # E's key is not E's
+    honest = Delegate("D", COMMITTEE, KEYS["D"], case_id=CASE)
+    strict = Delegate("D", COMMITTEE, KEYS["D"], case_id=CASE, sig_check=lambda pk, sig, data: False)
+    rekeyed = Delegate("D", forged, KEYS["D"], case_id=CASE)
+    for m in (honest, strict, rekeyed):
+        m.handle(Start(1))
+
+    def dropped(m: Delegate) -> list:
+        return [(a.reason, a.signer) for a in m.receive("E", r) if type(a).__name__ == "Dropped"]
+
+    for _ in range(2):
+        assert dropped(strict) == [("bad signature", "C")] and dropped(rekeyed) == [("bad signature", "E")]
+    assert dropped(honest) == [] and dropped(honest) == [("duplicate", None)]  # signed: taken, then a duplicate
+    assert dropped(strict) == [("bad signature", "C")]
+
+
 class _Evented(Delegate):
     """A delegate whose `handle` is its own (the same): the runner feeds it events, not `receive`."""
 
@@ -163,7 +186,6 @@ def test_the_runners_direct_delivery_equals_the_event_path(name: str) -> None:
 
 
 def test_a_pickled_or_copied_message_carries_its_fields_not_its_memos() -> None:
-    import copy
     import pickle
 
     r = _relay(_proposal(P_OPT), ("C", "E"))

@@ -452,6 +452,23 @@ class Delegate:
         memo["_path_ok"] = (committee, ok)
         return ok
 
+    def _bad_signer(self, proposal: Proposal, relay: Relay | None) -> NodeId | None:
+        """Whose signature on a copy fails: the leader's on the proposal (checked first), else the relayer's on the
+        relay, else None. A pure function of the message object, the check and the committee's keys: kept on the
+        object per (check, keys), since one object reaches every receiver."""
+        memo = (relay if relay is not None else proposal).__dict__
+        check, keys = self.sig_check, self.committee.keys  # keys: not None when signatures are on
+        got = memo.get("_bad_signer")
+        if got is not None and got[0] is check and got[1] is keys:
+            return got[2]
+        bad = None
+        if not check(keys.get(proposal.leader), proposal.signature, proposal.signing_bytes()):
+            bad = proposal.leader
+        elif relay is not None and not check(keys.get(relay.relayer), relay.signature, relay.signing_bytes()):
+            bad = relay.relayer
+        memo["_bad_signer"] = (check, keys, bad)
+        return bad
+
     def _on_copy(
         self, src: NodeId, proposal: Proposal, path: tuple[NodeId, ...], relay: Relay | None, out: list[Any]
     ) -> None:
@@ -477,12 +494,9 @@ class Delegate:
                 self._drop(out, LOOP, src, relay, **_info(proposal, path))
                 return
         if self.signatures:
-            keys = self.committee.keys  # not None: checked when signatures are on
-            if not self.sig_check(keys.get(proposal.leader), proposal.signature, proposal.signing_bytes()):
-                self._drop(out, BAD_SIGNATURE, src, relay or proposal, signer=proposal.leader, **_info(proposal, path))
-                return
-            if relay is not None and not self.sig_check(keys.get(relay.relayer), relay.signature, relay.signing_bytes()):
-                self._drop(out, BAD_SIGNATURE, src, relay, signer=relay.relayer, **_info(proposal, path))
+            bad = self._bad_signer(proposal, relay)
+            if bad is not None:
+                self._drop(out, BAD_SIGNATURE, src, relay or proposal, signer=bad, **_info(proposal, path))
                 return
         self._on_signed_copy(src, proposal, path, relay, out)
 

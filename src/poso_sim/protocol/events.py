@@ -115,13 +115,20 @@ class SolutionReady:
 
 
 # ---------------------------------------------------------------------------------------------------- actions
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Send:
     """Put `msg` on the wire to `dst`; `delay` extra virtual seconds before it leaves (Delay behaviour)."""
 
     dst: NodeId
     msg: Any
     delay: float = 0.0
+
+    def __init__(self, dst: NodeId, msg: Any, delay: float = 0.0) -> None:
+        # one per message sent: the fields are written at once (as `MessageReceived` does)
+        d = self.__dict__
+        d["dst"] = dst
+        d["msg"] = msg
+        d["delay"] = delay
 
 
 @dataclass(frozen=True)

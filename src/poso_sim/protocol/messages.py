@@ -9,10 +9,10 @@ serves signatures and hashes.
 
 A message is immutable, so its encodings and its validation (`message_problem`) are pure functions of the
 object: each is computed once per message object and kept on it (one relay object reaches every receiver, and
-N receivers would otherwise rebuild the same canonical JSON N times; a delegate keeps a relay's path verdict for
-its committee there too). `dataclasses.replace` makes a new object with nothing memoised; equality, hashing,
-pickling and copying look only at the fields (the memos, attributes named with a leading underscore, are left
-out of a pickle or a copy).
+N receivers would otherwise rebuild the same canonical JSON N times; a delegate keeps there, too, a copy's path
+verdict for its committee and whose signature on it fails for its check and keys). `dataclasses.replace` makes a
+new object with nothing memoised; equality, hashing, pickling and copying look only at the fields (the memos,
+attributes named with a leading underscore, are left out of a pickle or a copy).
 
 A `Payload` is the protocol's view of a solution: its `digest` (hex SHA-256, computed by the solver layer).
 The solution object itself rides along in `Payload.solution`, which is excluded from equality, hashing and

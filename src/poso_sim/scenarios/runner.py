@@ -472,7 +472,7 @@ class Runner:
             node.on_crash(self._check_height)
 
     def _handler(self, name: str) -> Any:
-        net, feed, carry_out = self.net, self.feed, self._carry_out
+        net, feed = self.net, self.feed
         self._node_of[name] = net.node(name)
         receive = _receiver(self.machines[name])
         if name in self._timed:
@@ -485,10 +485,18 @@ class Runner:
             def handler(msg: Any) -> None:
                 feed(name, MessageReceived(msg.src, msg.payload))
 
-        else:  # the machine's own `handle(MessageReceived(src, msg))`, without the event object
+        else:  # the machine's own `handle(MessageReceived(src, msg))`, without the event object; `_carry_out` inline
+            send, log, do = self._send, self._log, self._do
 
             def handler(msg: Any) -> None:
-                carry_out(name, receive(msg.src, msg.payload))
+                for a in receive(msg.src, msg.payload):
+                    t = type(a)
+                    if t is Send and not a.delay > 0:
+                        send(name, a.dst, a.msg)
+                    elif t in KINDS:
+                        log(name, a)
+                    else:
+                        do(name, a)
 
         return handler
 
