@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import heapq
 import os
 import selectors
@@ -134,6 +135,12 @@ def forbid_wall_clock() -> Iterator[None]:
 
 # ----------------------------------------------------------------------------------------------- the selector
 
+# asyncio's own constants (the same in 3.10 to 3.13): its timer queue is purged of cancelled timers when it holds
+# more than _PURGE_MIN of them and more than _PURGE_FRACTION are cancelled; it never waits longer than _MAX_WAIT
+_PURGE_MIN = 100
+_PURGE_FRACTION = 0.5
+_MAX_WAIT = 24 * 3600.0
+
 
 class _VirtualSelector(selectors.BaseSelector):
     """Delegates registration to a real selector but never sleeps: waiting means advancing the virtual clock."""
@@ -169,29 +176,83 @@ class _VirtualSelector(selectors.BaseSelector):
         self._real.close()
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        # Only the loop's self-pipe registered: poll it now and then (signals, thread wake-ups); threads append to
-        # the ready queue directly, so skipping the syscall loses nothing.
-        only_self_pipe = self._registered <= 1
-        self._polls += 1
-        if timeout and only_self_pipe and self._polls & 255:
-            self._loop._advance(timeout)  # type: ignore[union-attr]
-            return []
+        # The loop's timers live in the loop's own heap, so asyncio's timer queue is empty and ``timeout`` is 0
+        # (something is ready or a stop is pending) or None (nothing is ready).
         loop = self._loop
         assert loop is not None
+        if timeout == 0:
+            return loop._busy_iteration(self)
+        return loop._idle_iterations(self)
+
+    def _poll(self, timeout: float | None, only_self_pipe: bool) -> list[tuple[selectors.SelectorKey, int]]:
+        """The real selector's part of one iteration (``timeout`` is what asyncio would pass): the self-pipe
+        alone is polled one time in 256 (signals, thread wake-ups; threads append to the ready queue directly, so
+        skipping the syscall loses nothing), real file descriptors every time; with no timer at all, worker
+        threads or real I/O get a bounded wall-clock wait, then the run is declared deadlocked."""
+        self._polls += 1
+        if timeout and only_self_pipe and self._polls & 255:
+            return []
         if not only_self_pipe or timeout is None or not (self._polls & 255):
             events = self._real.select(0)
             if events:
                 return events
         if timeout is None:
+            loop = self._loop
+            assert loop is not None
             if loop.executor_used or not only_self_pipe:
-                # Worker threads or real I/O may still wake us up: wait for them in wall time, bounded.
                 events = self._real.select(self._thread_grace)
                 if events:
                     return events
             raise DeadlockError(loop._deadlock_message())
-        if timeout > 0:
-            loop._advance(timeout)
         return []
+
+
+# ------------------------------------------------------------------------------------------------ the timers
+
+
+class _Entry:
+    """A timer's place in the loop's heap, whose items are ``(when, entry)``. Two entries always compare equal,
+    so ``(w1, e1) < (w2, e2)`` is exactly ``w1 < w2``: the comparison asyncio's own queue makes
+    (``TimerHandle.__lt__``), so the heap takes the same shape and same-instant timers fire in the same order.
+    Returned as is by `VirtualTimeEventLoop.call_at_bare` (a handle with ``cancel()`` only)."""
+
+    __slots__ = ("callback", "args", "context", "loop", "heaped", "dead", "queued")
+
+    def __init__(self, callback: Any, args: tuple, context: Any, loop: VirtualTimeEventLoop) -> None:
+        self.callback = callback
+        self.args = args
+        self.context = context
+        self.loop = loop
+        self.heaped = True  # in the loop's heap (what asyncio notes on its timer handles)
+        self.dead = False  # cancelled
+        self.queued: asyncio.Handle | None = None  # the handle it was handed to asyncio's ready queue as
+
+    def cancel(self) -> None:
+        if not self.dead:
+            self.dead = True
+            if self.heaped:  # asyncio counts the cancelled timers still in its queue
+                self.loop._cancelled_timers += 1
+            if self.queued is not None:  # already in the ready queue: it must not run
+                self.queued.cancel()
+
+    def cancelled(self) -> bool:
+        return self.dead
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class _Timer(asyncio.TimerHandle):
+    """The handle `VirtualTimeEventLoop.call_at` returns: an ``asyncio.TimerHandle`` whose ``cancel`` also tells
+    the loop's heap."""
+
+    __slots__ = ("_entry",)
+
+    def cancel(self) -> None:
+        self._entry.cancel()
+        super().cancel()
 
 
 # ------------------------------------------------------------------------------------------------ the loop
@@ -204,11 +265,16 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
         selector = _VirtualSelector(thread_grace)
         super().__init__(selector)
         selector._loop = self
+        self._heap: list[tuple[float, _Entry]] = []  # the timers (asyncio's own queue stays empty)
         if isinstance(start, bool) or not isinstance(start, (int, float)) or not (0 <= start < float("inf")):
             self.close()
             raise ConfigError(f"start: virtual start time must be a finite number >= 0, got {start!r}")
         self._vnow = float(start)
         self._whens: list[float] = []  # times of the timers asked for through call_at, popped as the clock passes
+        self._cancelled_timers = 0  # asyncio's count of cancelled timers in its queue, kept the same way
+        self._soon = 0  # call_soon calls so far: a timer run inside the selector that made one ends the batch
+        self._stop_asked = False
+        self._woken = False  # call_soon_threadsafe was called (another thread, a signal): end the batch
         self.executor_used = False  # whether worker threads may wake the loop (run_in_executor, to_thread)
         self._guard_wall_clock = guard_wall_clock
         self._clock_resolution = 1e-9
@@ -218,10 +284,37 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
         return self._vnow
 
     def call_at(self, when: float, callback: Any, *args: Any, context: Any = None) -> asyncio.TimerHandle:
+        if context is None:
+            context = contextvars.copy_context()
+        timer = _Timer(when, callback, args, self, context)
+        timer._entry = self.call_at_bare(when, callback, *args, context=context)
+        return timer
+
+    def call_at_bare(self, when: float, callback: Any, *args: Any, context: Any = None) -> _Entry:
+        """`call_at` without the ``asyncio.TimerHandle``: the handle returned has ``cancel()`` and ``cancelled()``
+        only (the network's delivery timer, armed once per delivery instant)."""
         # every timer (call_later, sleep, wait_for, timeouts) comes through here: its time is noted so that the
         # clock lands on it exactly when the selector advances (no rounding from now + (when - now))
+        if when is None:
+            raise TypeError("when cannot be None")
+        if self.is_closed():
+            raise RuntimeError("Event loop is closed")
+        e = _Entry(callback, args, context if context is not None else contextvars.copy_context(), self)
+        heapq.heappush(self._heap, (when, e))
         heapq.heappush(self._whens, when)
-        return super().call_at(when, callback, *args, context=context)
+        return e
+
+    def call_soon(self, callback: Any, *args: Any, context: Any = None) -> asyncio.Handle:
+        self._soon += 1
+        return super().call_soon(callback, *args, context=context)
+
+    def call_soon_threadsafe(self, callback: Any, *args: Any, context: Any = None) -> asyncio.Handle:
+        self._woken = True
+        return super().call_soon_threadsafe(callback, *args, context=context)
+
+    def stop(self) -> None:
+        self._stop_asked = True
+        super().stop()
 
     def run_in_executor(self, executor: Any, func: Any, *args: Any) -> asyncio.Future[Any]:
         self.executor_used = True
@@ -230,6 +323,10 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
     def set_default_executor(self, executor: Any) -> None:
         self.executor_used = True
         super().set_default_executor(executor)
+
+    def close(self) -> None:
+        super().close()
+        self._heap.clear()
 
     def _advance(self, timeout: float) -> None:
         """The selector would wait ``timeout`` seconds for the earliest timer: move the clock onto that timer."""
@@ -244,6 +341,153 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
             target = landed
         self._vnow = target
 
+    # the iterations -----------------------------------------------------------------------------------------
+    # One iteration of asyncio's loop purges cancelled timers from its queue, waits in the selector (here: moves
+    # the clock), moves the timers due by then to the ready queue and runs what is ready. The loop does the
+    # timer steps on its own heap, the same way, inside the selector; when nothing else was ready, it runs the
+    # due timers right there and goes on with the next iteration, until one of them made something ready
+    # (call_soon), asked for a stop, or another thread woke the loop. So a run of callbacks driven by timers
+    # alone (a network delivering messages, each at its own instant) costs no asyncio iteration per instant.
+
+    def _purge(self) -> None:
+        heap = self._heap
+        n = len(heap)
+        if n > _PURGE_MIN and self._cancelled_timers / n > _PURGE_FRACTION:
+            kept = []
+            for item in heap:
+                if item[1].dead:
+                    item[1].heaped = False
+                else:
+                    kept.append(item)
+            heapq.heapify(kept)
+            heap[:] = kept
+            self._cancelled_timers = 0
+        else:
+            while heap and heap[0][1].dead:
+                self._cancelled_timers -= 1
+                heapq.heappop(heap)[1].heaped = False
+
+    def _due(self) -> list[_Entry]:
+        heap = self._heap
+        end = self._vnow + 1e-9  # the clock resolution
+        due = []
+        while heap:
+            if heap[0][0] >= end:
+                break
+            e = heapq.heappop(heap)[1]
+            e.heaped = False
+            due.append(e)
+        return due
+
+    def _hand_out(self, due: list[_Entry]) -> None:
+        """Append due timers to asyncio's ready queue, in order (asyncio appends its timer handles there)."""
+        call_soon = super().call_soon
+        for e in due:
+            if not e.dead:
+                e.queued = call_soon(e.callback, *e.args, context=e.context)
+
+    def _busy_iteration(self, sel: _VirtualSelector) -> list[tuple[selectors.SelectorKey, int]]:
+        """An iteration with something ready: no waiting, the timers due now join the ready queue."""
+        self._purge()
+        events = sel._poll(0, sel._registered <= 1)
+        self._hand_out(self._due())
+        return events
+
+    def _idle_iteration(self, sel: _VirtualSelector) -> list[tuple[selectors.SelectorKey, int]]:
+        """An iteration with nothing ready, done as asyncio does it: move the clock to the earliest timer and hand
+        the timers due then to the ready queue."""
+        heap = self._heap
+        self._purge()
+        timeout = None
+        if heap:
+            timeout = min(max(0.0, heap[0][0] - self._vnow), _MAX_WAIT)
+        events = sel._poll(timeout, sel._registered <= 1)
+        if not events and timeout:
+            self._advance(timeout)
+        self._hand_out(self._due())
+        return events
+
+    def _idle_iterations(self, sel: _VirtualSelector) -> list[tuple[selectors.SelectorKey, int]]:
+        """Iterations with nothing ready, each the same steps as `_idle_iteration`, but the due timers run right
+        here, until one of them made something ready (call_soon), asked for a stop or another thread woke the
+        loop; the iteration after that one is a busy one."""
+        if sel._registered > 1 or self.get_debug():  # real I/O to poll each time; debug mode times each callback
+            return self._idle_iteration(sel)
+        heap = self._heap
+        whens = self._whens
+        heappop = heapq.heappop
+        while True:
+            n = len(heap)
+            if n and not heap[0][1].dead and (n <= _PURGE_MIN or 2 * self._cancelled_timers <= n):
+                pass  # nothing to purge (see _purge): the common case, decided without a call
+            else:
+                self._purge()
+                if not heap:
+                    return self._idle_iteration(sel)  # no timer: threads may wake the loop, or a deadlock
+            now = self._vnow
+            timeout = heap[0][0] - now
+            sel._polls += 1
+            if not (sel._polls & 255):  # the self-pipe, now and then (see _VirtualSelector._poll)
+                events = sel._real.select(0)
+                if events:
+                    self._hand_out(self._due())
+                    return events
+            if timeout > 0:  # move the clock onto the timer (the steps of _advance)
+                if timeout > _MAX_WAIT:
+                    timeout = _MAX_WAIT
+                target = now + timeout  # >= 0
+                slack = 1e-9 * target if target > 1.0 else 1e-9
+                landed = None
+                while whens and whens[0] <= target + slack:
+                    landed = heappop(whens)
+                if landed is not None and landed >= now:
+                    target = landed
+                self._vnow = now = target
+            end = now + 1e-9  # the clock resolution: timers before it are due
+            if heap[0][0] >= end:
+                continue  # nothing due yet (a wait is capped at one day)
+            soon = self._soon
+            e = heappop(heap)[1]
+            e.heaped = False
+            if heap and heap[0][0] < end:
+                due = [e]
+                while heap and not heap[0][0] >= end:
+                    e = heappop(heap)[1]
+                    e.heaped = False
+                    due.append(e)
+                self._run_inline(due)
+            elif not e.dead:
+                try:
+                    e.context.run(e.callback, *e.args)
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:
+                    self._report(e, exc)
+            if self._soon != soon or self._stop_asked or self._woken:
+                self._woken = False
+                return self._busy_iteration(sel)
+
+    def _run_inline(self, due: list[_Entry]) -> None:
+        """Run due timers as asyncio's ready queue would: in order, skipping cancelled ones, an exception going
+        to the loop's exception handler."""
+        for i, e in enumerate(due):
+            if e.dead:
+                continue
+            try:
+                e.context.run(e.callback, *e.args)
+            except (SystemExit, KeyboardInterrupt):
+                self._hand_out(due[i + 1:])
+                raise
+            except BaseException as exc:
+                self._report(e, exc)
+
+    def _report(self, e: _Entry, exc: BaseException) -> None:
+        self.call_exception_handler({
+            "message": f"Exception in callback {_describe(e.callback, e.args)}",
+            "exception": exc,
+            "handle": e,
+        })
+
     def _deadlock_message(self) -> str:
         tasks = [t for t in asyncio.all_tasks(self) if not t.done()]
         names = ", ".join(sorted(f"{t.get_name()}({getattr(t.get_coro(), '__qualname__', '?')})" for t in tasks))
@@ -253,11 +497,19 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
         )
 
     def run_forever(self) -> None:
-        if self._guard_wall_clock:
-            with forbid_wall_clock():
+        try:
+            if self._guard_wall_clock:
+                with forbid_wall_clock():
+                    super().run_forever()
+            else:
                 super().run_forever()
-        else:
-            super().run_forever()
+        finally:
+            self._stop_asked = False
+
+
+def _describe(callback: Any, args: tuple) -> str:
+    name = getattr(callback, "__qualname__", None) or repr(callback)
+    return f"{name}({', '.join(map(repr, args))})"
 
 
 def new_virtual_loop(start: float = 0.0, **kwargs: Any) -> VirtualTimeEventLoop:
