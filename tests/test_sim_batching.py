@@ -346,6 +346,7 @@ def test_cancel_from_another_thread_stops_a_run_of_handlers_only():
     assert outcome and outcome[0][0] == "cancelled" and outcome[0][1] > 0
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # 3.12+: the executor's threads are joined, not abandoned
 def test_worker_threads_wake_the_loop_while_timers_run():
     """A worker thread's result reaches the loop whether timers are pending (deliveries go on meanwhile) or not
     (the deadlock check waits for the thread)."""
@@ -358,7 +359,7 @@ def test_worker_threads_wake_the_loop_while_timers_run():
     async def main():
         net = Network(["a", "b"], latency=Constant(0.1), seed=1)
         count: list = []
-        _ping_pong(net, count)
+        _ping_pong(net, count, limit=1000)  # over at 100 s: no timer left when the runner shuts its executor down
         loop = asyncio.get_running_loop()
         loop.call_later(10.0, release.set)  # the worker waits until virtual time 10
         value = await asyncio.to_thread(work)

@@ -324,6 +324,11 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
         self.executor_used = True
         super().set_default_executor(executor)
 
+    async def shutdown_default_executor(self, timeout: float | None = None) -> None:
+        # asyncio.Runner (3.12+) gives the worker threads 300 s to finish: in virtual time that expires at once
+        # and leaves them unjoined (a RuntimeWarning); wait for them instead (the deadlock check bounds the wait)
+        await super().shutdown_default_executor()
+
     def close(self) -> None:
         super().close()
         self._heap.clear()
