@@ -169,3 +169,50 @@ def test_topology_helpers():
     assert "cannot be reached" in topology.arborescence_problem([1, 2, 3, 4], edges, root=2)
     assert topology.sending_leaf_problem(1, edges) is None
     assert "ends at it" in topology.sending_leaf_problem(3, edges)
+
+
+def _random_networks(seed: int):
+    """Random trees (as node lists and directed edges) and the same with one defect: an extra edge, a missing one,
+    a reversed one, a self-loop, a duplicate, a stray node."""
+    import random
+
+    rng = random.Random(seed)
+    n = rng.randint(1, 9)
+    nodes = list(range(1, n + 1))
+    edges = [(k, rng.randint(1, t - 1), t) for k, t in enumerate(nodes[1:], start=1)]  # away from node 1
+    rng.shuffle(edges)
+    yield nodes, edges
+    k = len(edges) + 1
+    yield nodes, edges + [(k, rng.choice(nodes), rng.choice(nodes))]
+    if edges:
+        i = rng.randrange(len(edges))
+        yield nodes, edges[:i] + edges[i + 1:]
+        e = edges[i]
+        yield nodes, edges[:i] + [(e[0], e[2], e[1])] + edges[i + 1:]
+        yield nodes, edges + [edges[i]]
+        yield nodes, edges + [(k, e[2], e[1])]
+    yield nodes + [n + 1], edges
+
+
+def _verdicts(nodes, edges):
+    out = [topology.tree_problem(nodes, edges)]
+    for root in (1, 2):
+        try:
+            out.append(topology.arborescence_problem(nodes, edges, root))
+        except Exception as exc:  # networkx refuses a root that is not a node, on either path
+            out.append(type(exc).__name__)
+    return out
+
+
+def test_topology_checks_without_networkx_agree_with_its_explanations(monkeypatch):
+    """A valid network is recognised without importing networkx; every verdict equals what the networkx-based
+    explanation alone gives (it runs for every network the quick checks do not pass)."""
+    cases = [net for seed in range(150) for net in _random_networks(seed)]
+    quick = [_verdicts(n, e) for n, e in cases]
+    monkeypatch.setattr(topology, "_is_spanning_tree", lambda nodes, edges: False)
+    monkeypatch.setattr(topology, "_is_arborescence", lambda nodes, edges, root: False)
+    slow = [_verdicts(n, e) for n, e in cases]
+    assert sum(q[0] is None for q in quick) >= 150 and sum(q[1] is None for q in quick) >= 150
+    assert sum(q[0] is not None for q in quick) >= 300 and sum(q[1] not in (None, "NetworkXError") for q in quick) >= 300
+    for q, s, net in zip(quick, slow, cases):
+        assert q == s, net

@@ -8,8 +8,7 @@ caller (``poso_sim.cases.schema``) prefixes it with the offending field.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-
-import networkx as nx
+from typing import Any
 
 Edge = tuple[int, int, int]  # (edge id, from node, to node)
 
@@ -24,7 +23,11 @@ def adjacency(nodes: Iterable[int], edges: Iterable[Edge]) -> tuple[dict[int, li
     return inc, out
 
 
-def digraph(nodes: Iterable[int], edges: Iterable[Edge]) -> nx.MultiDiGraph:
+def digraph(nodes: Iterable[int], edges: Iterable[Edge]) -> Any:
+    """The network as a networkx ``MultiDiGraph`` (networkx is imported here: 0.3-0.7 s, only to explain a
+    network that fails a check)."""
+    import networkx as nx  # heavy (0.3-0.7 s): only for a network that is not a tree
+
     g = nx.MultiDiGraph()
     g.add_nodes_from(nodes)
     for k, f, t in edges:
@@ -44,8 +47,35 @@ def _fmt(ids: Iterable[int], limit: int = 8) -> str:
     return s + (", ..." if len(ids) > limit else "")
 
 
+def _is_spanning_tree(nodes: Sequence[int], edges: Sequence[Edge]) -> bool:
+    """True when the network is certainly a spanning tree: nodes, distinct undirected edges without self-loops,
+    as many edges as nodes less one, all connected (anything else is for :func:`tree_problem` to explain)."""
+    every = set(nodes).union(*((f, t) for _, f, t in edges))
+    pairs = {frozenset((f, t)) for _, f, t in edges}
+    if not every or len(pairs) != len(edges) or any(f == t for _, f, t in edges) or len(edges) != len(every) - 1:
+        return False
+    parent = {n: n for n in every}
+
+    def root(n: int) -> int:
+        while parent[n] != n:
+            parent[n] = parent[parent[n]]
+            n = parent[n]
+        return n
+
+    for _, f, t in edges:
+        a, b = root(f), root(t)
+        if a == b:
+            return False
+        parent[a] = b
+    return True
+
+
 def tree_problem(nodes: Sequence[int], edges: Sequence[Edge], what: str = "node") -> str | None:
     """Reason why the undirected network is not a spanning tree (connected, no cycle), else None."""
+    if _is_spanning_tree(nodes, edges):
+        return None
+    import networkx as nx  # heavy (0.3-0.7 s): only to explain a network that is not a tree
+
     g = digraph(nodes, edges)
     if g.number_of_nodes() == 0:
         return "network is empty"
@@ -66,8 +96,33 @@ def tree_problem(nodes: Sequence[int], edges: Sequence[Edge], what: str = "node"
     return None
 
 
+def _is_arborescence(nodes: Sequence[int], edges: Sequence[Edge], root: int) -> bool:
+    """True when the network is certainly a tree whose edges all point away from ``root``: every node reached
+    from ``root``, fed by at most one edge, none feeding ``root`` (anything else is for
+    :func:`arborescence_problem` to explain)."""
+    every = set(nodes).union(*((f, t) for _, f, t in edges))
+    fed: dict[int, int] = {}
+    out: dict[int, list[int]] = {}
+    for _, f, t in edges:
+        fed[t] = fed.get(t, 0) + 1
+        out.setdefault(f, []).append(t)
+    if root not in every or fed.get(root, 0) or any(c > 1 for c in fed.values()):
+        return False
+    seen, todo = {root}, [root]
+    while todo:
+        for t in out.get(todo.pop(), ()):
+            if t not in seen:
+                seen.add(t)
+                todo.append(t)
+    return seen == every
+
+
 def arborescence_problem(nodes: Sequence[int], edges: Sequence[Edge], root: int, what: str = "node") -> str | None:
     """Reason why the directed network is not a tree whose edges all point away from ``root``."""
+    if _is_arborescence(nodes, edges, root):
+        return None
+    import networkx as nx  # heavy (0.3-0.7 s): only to explain a network that is not a tree
+
     g = digraph(nodes, edges)
     unreached = set(g.nodes) - {root} - set(nx.descendants(g, root))
     if unreached:
