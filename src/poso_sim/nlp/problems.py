@@ -483,6 +483,7 @@ def clear_problems() -> None:
 
 # ------------------------------------------------------------------------------------------------ internals
 def _build(definition: ProblemDefinition, data: Any, case: str, variant: str) -> Any:
+    _pyomo_without_scipy_stats()
     try:
         return definition.build(data, variant)
     except PosoError:
@@ -491,6 +492,27 @@ def _build(definition: ProblemDefinition, data: Any, case: str, variant: str) ->
         raise ProblemError(
             f"case {case!r}, variant {variant!r}: the builder failed: {type(exc).__name__}: {exc}"
         ) from None
+
+
+def _pyomo_without_scipy_stats() -> None:
+    """Keep Pyomo from importing ``scipy.stats`` (0.5-0.8 s of CPU) when SciPy is imported after it.
+
+    Pyomo defers its SciPy import, but hooks the import system so that the first ``import scipy`` anywhere runs its
+    finaliser, which imports ``scipy.stats``, ``integrate`` and ``spatial``; building and compiling a model uses
+    none of them. Before a builder first imports Pyomo (SciPy not loaded yet), the hook for SciPy is removed: Pyomo
+    still imports and finalises SciPy on its own first use of it. Once SciPy is loaded, Pyomo finalises it at its
+    import whatever is done here, so nothing is done."""
+    import sys
+
+    if "scipy" in sys.modules:
+        return
+    try:  # Pyomo's import hook (pyomo.common.dependencies): imported by any Pyomo import, which a build makes anyway
+        from pyomo.common.dependencies import DeferredImportCallbackFinder
+    except ImportError:
+        return
+    callbacks = getattr(DeferredImportCallbackFinder, "_callbacks", None)
+    if isinstance(callbacks, dict):
+        callbacks.pop("scipy", None)
 
 
 def _compile(definition: ProblemDefinition, model: Any, case: str, variant: str,
@@ -661,12 +683,14 @@ MAX_COMPILED_ENTRIES = 24
 
 
 def _load_compiled(path: Path) -> Any:
-    from poso_sim.nlp.compiled import CompiledNLP  # CasADi (0.1-0.2 s): only once a problem is needed
+    try:
+        raw = path.read_bytes()
+    except OSError:  # no entry (the usual miss): nothing imported, so a build that follows imports Pyomo first
+        return None
+    from poso_sim.nlp.compiled import CompiledNLP  # CasADi and SciPy (0.1-0.2 s): only once a problem is read
 
     try:
-        nlp = CompiledNLP.from_bytes(path.read_bytes())
-    except FileNotFoundError:
-        return None
+        nlp = CompiledNLP.from_bytes(raw)
     except Exception:  # noqa: BLE001 - a damaged or stale entry is only a miss: compile again
         return None
     try:
