@@ -398,6 +398,23 @@ def test_a_fresh_process_verifies_without_pyomo(toy):
     assert run == {"rc": 0, "heavy": ["pyomo"]} and cert["accepted"] is True
 
 
+def test_a_build_and_compile_leave_scipy_stats_to_pyomo_s_own_use(toy):
+    """A fresh process that builds and compiles a problem (Pyomo, then CasADi and SciPy) does not import
+    scipy.stats; Pyomo still gets SciPy, finalised, when it asks for it."""
+    import os
+
+    code = ("import sys\n"
+            "from poso_sim.nlp.problems import load_problem\n"
+            "nlp = load_problem('toyproblem:definition').nlp\n"
+            "before = 'scipy.stats' in sys.modules\n"
+            "from pyomo.common.dependencies import scipy, scipy_available\n"
+            "print(before, 'scipy.sparse' in sys.modules, bool(scipy_available), scipy.stats.norm.cdf(0.0))\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([SRC, str(toy)]), "POSO_SIM_CACHE_DIR": str(toy / "cache")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "True", "True", "0.5"]
+
+
 @pytest.mark.solver
 def test_a_fresh_process_verifies_a_manchester_plan_without_pyomo(tmp_path):
     import os
