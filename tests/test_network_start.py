@@ -69,3 +69,26 @@ def test_network_start_is_built_around_the_variant_and_its_reference_differs_onl
     np.testing.assert_array_equal(x_start[others], x_ref[others])
     assert not np.allclose(x_start[flows], x_ref[flows])
     assert x_start[nlp.var_indices("m_sup")].min() >= 0.05 - 1e-9  # no pipe starts near the loss cliff's floor
+
+
+def test_surrogate_that_fails_with_the_monotone_barrier_is_solved_with_the_adaptive_one(tampered, monkeypatch) -> None:
+    """The monotone strategy is tried first; when it does not converge (here: stopped after 3 iterations), the
+    adaptive one solves the surrogate, and no StartError reaches the recipe."""
+    import importlib
+
+    import casadi as ca
+
+    ns = importlib.import_module("poso_sim.solvers.ies.network_start")
+    nlp, net, x_data, disp = tampered
+    real, tried = ca.nlpsol, []
+
+    def nlpsol(name, plugin, problem, opts):
+        tried.append(opts["ipopt"]["mu_strategy"])
+        if opts["ipopt"]["mu_strategy"] == "monotone":
+            opts = {**opts, "ipopt": {**opts["ipopt"], "max_iter": 3}}
+        return real(name, plugin, problem, opts)
+
+    monkeypatch.setattr(ca, "nlpsol", nlpsol)
+    got = ns.network_dispatch(nlp, x_data, net)
+    assert tried == ["monotone", "adaptive"]
+    assert max(abs(got["P_CHP"][k] - disp["P_CHP"][k]) for k in disp["P_CHP"]) < 1.0  # the same convex optimum

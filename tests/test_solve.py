@@ -328,7 +328,7 @@ def test_objective_aware_start_follows_the_variant_objective() -> None:
 def test_recipes_keep_the_iteration_budgets_and_certified_plans(plans) -> None:
     """The per-variant recipes (docs/solver.md): measured 275 / 467 / 376 Ipopt iterations on a Xeon, 274 / 500 / 412
     on an AMD EPYC (floating-point rounding differs between CPUs, and the final stage's creep amplifies it), at the
-    recorded optima; tampered 89 with the whole-network route and its cheapest-pattern MILP. The budgets leave about
+    recorded optima; tampered 97 with the whole-network route and its cheapest-pattern MILP. The budgets leave about
     20 % above the larger count (tampered: room for a cold stage of 120).
     The true and tampered plans' canonical multipliers pass the pipeline's final check on their own objective (the
     certificate, on the shared problem, accepts the true plan); the feasible plan is stored on the shared rows."""
