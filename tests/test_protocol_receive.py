@@ -170,6 +170,20 @@ def test_a_copys_signature_verdict_is_per_check_and_keys() -> None:
     assert dropped(strict) == [("bad signature", "C")]
 
 
+def test_one_relay_object_is_checked_once_for_all_its_receivers() -> None:
+    """The signature verdict kept on the relay serves every receiver with the same check (here `cache.check`,
+    a new bound method for each delegate) and keys: two checks for the first receiver, none for the others."""
+    from poso_sim.protocol import SignatureCache
+
+    cache = SignatureCache()
+    r = _relay(_proposal(P_OPT), ("C", "E"))
+    receivers = [Delegate(n, COMMITTEE, KEYS[n], case_id=CASE, sig_check=cache.check) for n in ("D", "F", "G")]
+    for m in receivers:
+        m.handle(Start(1))
+        assert [type(a).__name__ for a in m.receive("E", r)][0] == "Received"
+    assert (cache.calls, cache.computed) == (2, 2)
+
+
 class _Evented(Delegate):
     """A delegate whose `handle` is its own (the same): the runner feeds it events, not `receive`."""
 

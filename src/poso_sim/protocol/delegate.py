@@ -459,7 +459,7 @@ class Delegate:
         memo = (relay if relay is not None else proposal).__dict__
         check, keys = self.sig_check, self.committee.keys  # keys: not None when signatures are on
         got = memo.get("_bad_signer")
-        if got is not None and got[0] is check and got[1] is keys:
+        if got is not None and got[1] is keys and (got[0] is check or got[0] == check):  # == : `cache.check` each time
             return got[2]
         bad = None
         if not check(keys.get(proposal.leader), proposal.signature, proposal.signing_bytes()):
