@@ -416,6 +416,28 @@ def test_cli_sweep(tmp_path, capsys):
     assert "no such sweep" in capsys.readouterr().err
 
 
+def test_cli_sweep_ends_its_process_once_flushed(tmp_path):
+    """As the process's command, `sweep` ends the process once its report and files are written (no atexit, no
+    teardown), on one worker and on a pool; its exit status and outputs are those of `main(argv)`."""
+    import subprocess
+    import sys
+
+    f = tmp_path / "s.yaml"
+    f.write_text(SMALL.replace("cases: 40", "cases: 4"))
+    for workers in ("1", "2"):
+        out_dir = tmp_path / f"o{workers}"
+        head = ("import atexit, sys\n"
+                "atexit.register(lambda: print('teardown', file=sys.stderr))\n"
+                "from poso_sim.cli import main\n"
+                f"sys.argv = ['poso-sim', 'sweep', {str(f)!r}, '--workers', {workers!r}, '--out', {str(out_dir)!r}, '--json']\n"
+                "sys.exit(main())\n")
+        run = subprocess.run([sys.executable, "-c", head], capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0 and "teardown" not in run.stderr, run.stderr
+        data = json.loads(run.stdout)
+        assert data["cases"] == 4 and data["violations"] == 0
+        assert len(pd.read_parquet(out_dir / "results.parquet")) == 4 and (out_dir / "summary.txt").read_text()
+
+
 def test_every_behaviour_kind_is_generated():
     camp = resolve_sweep("campaign")
     seen = set()

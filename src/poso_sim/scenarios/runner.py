@@ -343,10 +343,11 @@ class RunResult:
         }
 
 
-def needed_labels(scenario: Scenario) -> tuple[str, ...]:
-    """The plan labels a run of `scenario` can use: "optimal" and those of its behaviours."""
+def needed_labels(scenario: Scenario, behaviours: dict[str, list[Any]] | None = None) -> tuple[str, ...]:
+    """The plan labels a run of `scenario` can use: "optimal" and those of its behaviours (`behaviours`: the
+    scenario's `behaviour_objects()` when already built)."""
     want = {"optimal"}
-    for bs in scenario.behaviour_objects().values():
+    for bs in (scenario.behaviour_objects() if behaviours is None else behaviours).values():
         for b in bs:
             want.update(b.payload_labels())
     return tuple(lbl for lbl in LABELS if lbl in want) + tuple(sorted(want - set(LABELS)))
@@ -419,6 +420,7 @@ class Runner:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.end_time = 0.0
         self.solve_times = SolveTimes(scenario.solve_time, source)
+        self._behaviours: dict[str, list[Any]] | None = None  # built by `prepare` for `_build`
         self.solve_seconds: dict[int, float] = {}
 
     # ---- setup
@@ -426,7 +428,9 @@ class Runner:
         """Make the plans this run can use ready (solve or load them) before the clock starts."""
         prep = getattr(self.source, "prepare", None)
         if prep is not None:
-            prep(needed_labels(self.scn))
+            # the run's behaviour objects (stateful, one set per run) are built here once and used by `_build`
+            self._behaviours = self.scn.behaviour_objects()
+            prep(needed_labels(self.scn, self._behaviours))
         if self.solve_times.modelled:
             self.solve_times.load()
             self._solve_delay = {(h, n): self.solve_times.seconds(h, n)
@@ -447,7 +451,8 @@ class Runner:
         self.committee = committee
         n = len(self.names)
         charge: Any = None if self.verify_cost == MEASURED else float(self.verify_cost)
-        behaviours = scn.behaviour_objects()
+        behaviours = self._behaviours if self._behaviours is not None else scn.behaviour_objects()
+        self._behaviours = None
         self.machines: dict[str, Any] = {}
         self._timed: set[str] = set()  # nodes whose events carry the virtual time
         src = self.source

@@ -7,6 +7,7 @@ Checks raise :class:`FieldError` with the path of the offending field; :mod:`.mo
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Annotated, Any, Iterable, Literal, Mapping, Union
 
@@ -40,6 +41,12 @@ MARKET_LABELS = ("price_up_1", "price_down_1", "price_up_10", "price_down_10", "
 def generated_name(index: int) -> str:
     """Name of the index-th generated delegate: A..Z, then D26, D27, ..."""
     return chr(ord("A") + index) if 0 <= index < 26 else f"D{index}"
+
+
+@functools.lru_cache(maxsize=64)
+def _generated_ids(n: int) -> tuple[tuple[str, int], ...]:
+    """(name, id) of n generated delegates (a scenario's derived maps are read many times per run)."""
+    return tuple((generated_name(i), FIRST_ID + i) for i in range(n))
 
 
 def legacy_name(node_id: int) -> str:
@@ -244,7 +251,7 @@ class Scenario(_Strict):
     def delegate_ids(self) -> dict[str, int]:
         d = self.delegates
         if isinstance(d, int):
-            return {generated_name(i): FIRST_ID + i for i in range(d)}
+            return dict(_generated_ids(d))
         if isinstance(d, list):
             return {n: FIRST_ID + i for i, n in enumerate(d)}
         return dict(d)

@@ -43,7 +43,8 @@ def add_parsers(sub: Any) -> None:
                    help="deliberately break a rule to see the checker catch it: accept_unverified, verifier_accepts_all")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
-    p.set_defaults(func=cmd_sweep)
+    # the process ends once the report is flushed (poso_sim.cli.main), without freeing every row and run object
+    p.set_defaults(func=cmd_sweep, fast_exit=True)
 
 
 def format_sweep_list(descriptions: dict[str, str], width: int | None = None) -> str:
@@ -97,6 +98,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return 0
     out = args.out or f"sweep-{spec.name}"
     client = _dask_client(args.dask) if args.dask else None
+    if client is not None:  # a local cluster's processes are stopped by the interpreter's exit handlers
+        args.fast_exit = False
     try:
         res = run_sweep(
             spec,
