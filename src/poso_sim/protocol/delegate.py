@@ -457,14 +457,15 @@ class Delegate:
         relay, else None. A pure function of the message object, the check and the committee's keys: kept on the
         object per (check, keys), since one object reaches every receiver."""
         memo = (relay if relay is not None else proposal).__dict__
-        check, keys = self.sig_check, self.committee.keys  # keys: not None when signatures are on
+        check, keys = self.sig_check, self.committee.keys
         got = memo.get("_bad_signer")
         if got is not None and got[1] is keys and (got[0] is check or got[0] == check):  # == : `cache.check` each time
             return got[2]
+        pk = self._pk if keys is None else keys.get  # the committee's keys (None when it has none)
         bad = None
-        if not check(keys.get(proposal.leader), proposal.signature, proposal.signing_bytes()):
+        if not check(pk(proposal.leader), proposal.signature, proposal.signing_bytes()):
             bad = proposal.leader
-        elif relay is not None and not check(keys.get(relay.relayer), relay.signature, relay.signing_bytes()):
+        elif relay is not None and not check(pk(relay.relayer), relay.signature, relay.signing_bytes()):
             bad = relay.relayer
         memo["_bad_signer"] = (check, keys, bad)
         return bad
