@@ -239,6 +239,27 @@ def test_checker_memo_answers_only_what_the_run_checked():
     assert check_trace(bad, sig_check=SignatureCache(limit=0).check).violations == res.violations
 
 
+def test_vouched_signatures_are_valid_and_never_reach_the_checker():
+    """A signature made by a noted key pair is answered true without computing; what a run's nodes check of it
+    is what check_signature says; the checker's `verified` computes it anyway, and a triple nobody signed (an
+    altered message) is computed and rejected."""
+    from poso_sim.protocol import KeyPair, SignatureCache, check_signature
+
+    cache = SignatureCache()
+    kp = KeyPair.generate(b"vouch").noting(cache)
+    sig = kp.sign(b"data")
+    plain = KeyPair.generate(b"vouch")
+    assert (kp.seed, kp.public) == (plain.seed, plain.public) and sig == plain.sign(b"data")
+    assert (cache.vouched, cache.computed) == (1, 0)
+    assert cache.check(kp.public, sig, b"data") is True and cache.computed == 0
+    assert cache.check(kp.public, sig, b"datA") is False and cache.computed == 1
+    assert cache.verified(kp.public, sig, b"data") is check_signature(kp.public, sig, b"data") is True
+    assert cache.computed == 2 and cache.check(kp.public, sig, b"data") and cache.computed == 2
+    off = SignatureCache(limit=0)  # the comparison mode computes everything, vouches for nothing
+    KeyPair.generate(b"vouch").noting(off).sign(b"data")
+    assert off.vouched == 0 and off.check(kp.public, sig, b"data") and off.computed == 1
+
+
 def test_checker_catches_non_optimal_and_forks():
     tr = _trace()
     tampered = next(d for d, lbl in tr["labels"].items() if lbl == "tampered")
@@ -326,9 +347,10 @@ def test_signature_memo_changes_nothing():
     b, _ = run_scenario_traced(scn, StubPayloads(), sig_memo=False)
     assert a.log.rows() == b.log.rows() and certificates(a.log) == certificates(b.log)
     assert a.log.digest() == b.log.digest() and a.log.entries
-    # the memo was used through the public hook, and computed each distinct check once
+    # the memo was used through the public hook: each distinct triple was computed once or, made by the run's
+    # own key pairs, noted as valid when signed (vouched) and never computed
     sigs = session.signatures
-    assert sigs.calls > sigs.computed > 0 and len(sigs) == sigs.computed
+    assert sigs.calls > sigs.vouched > 0 and len(sigs) == sigs.computed + sigs.vouched
     assert identity.check_signature is orig  # nothing patched
     cache = SignatureCache(limit=2)
     assert not cache.check(b"\x01" * 32, b"\x00" * 64, b"x") and not cache.check(b"\x01" * 32, b"\x00" * 64, b"x")

@@ -41,6 +41,26 @@ class KeyPair:
     def sign(self, data: bytes) -> bytes:
         return crypto_sign(data, _key_pair(self.seed)[1])[:SIGNATURE_LEN]
 
+    def noting(self, cache: "SignatureCache") -> "NotedKeyPair":
+        """The same key pair, noting each signature it makes in ``cache`` (`SignatureCache.vouch`)."""
+        return NotedKeyPair(self.seed, self.public, cache)
+
+
+@dataclass(frozen=True)
+class NotedKeyPair(KeyPair):
+    """A key pair that notes every signature it makes in a `SignatureCache` as valid: Ed25519 verification of a
+    signature made by the key pair's own secret key is true (the scheme's correctness), so the cache answers the
+    machines' checks of it without computing them. A signature it did not make (a forged or altered one) is
+    still computed. The scenario runner gives each simulated delegate its key pair this way."""
+
+    cache: "SignatureCache | None" = field(default=None, repr=False, compare=False)
+
+    def sign(self, data: bytes) -> bytes:
+        sig = crypto_sign(data, _key_pair(self.seed)[1])[:SIGNATURE_LEN]
+        if self.cache is not None:
+            self.cache.vouch(self.public, sig, data)
+        return sig
+
 
 @lru_cache(maxsize=4096)
 def _key_pair(raw: bytes) -> tuple[bytes, bytes]:
@@ -86,15 +106,21 @@ class SignatureCache:
     only removes the N-fold repetition of the same check by N simulated delegates. Pass `cache.check` as the
     machines' `sig_check` (the scenario runner does, given `signature_cache=`; without one, a run keeps a cache
     of its own). At most `limit` entries (then it starts afresh); `limit=0` memoises nothing (every check is
-    computed, for comparisons)."""
+    computed, for comparisons).
 
-    __slots__ = ("_memo", "limit", "calls", "computed")
+    Signatures the run made itself are noted as valid when made (`vouch`, by a `NotedKeyPair`), so `check` answers
+    them without computing them. `verified` is the same memo restricted to computed answers: what a check that
+    must not rely on the run's signers (the campaign checker) uses; it computes a triple only vouched for."""
+
+    __slots__ = ("_memo", "_vouched", "limit", "calls", "computed", "vouched")
 
     def __init__(self, limit: int = 200_000) -> None:
         self._memo: dict[tuple[bytes, bytes, bytes], bool] = {}
+        self._vouched: set[tuple[bytes, bytes, bytes]] = set()  # memo entries noted by `vouch`, not computed
         self.limit = int(limit)
         self.calls = 0
         self.computed = 0
+        self.vouched = 0
 
     def check(self, public: bytes | None, signature: bytes, data: bytes) -> bool:
         self.calls += 1
@@ -115,9 +141,32 @@ class SignatureCache:
             self._memo[key] = ok
         return ok
 
+    def vouch(self, public: bytes, signature: bytes, data: bytes) -> None:
+        """Note a signature just made with the secret key of ``public`` over ``data``: valid by construction."""
+        if self.limit <= 0:
+            return
+        key = (bytes(public), bytes(signature), bytes(data))
+        if key not in self._memo:
+            if len(self._memo) >= self.limit:
+                self._memo.clear()
+                self._vouched.clear()
+            self._memo[key] = True
+            self._vouched.add(key)
+            self.vouched += 1
+
+    def verified(self, public: bytes | None, signature: bytes, data: bytes) -> bool:
+        """What `check_signature` gives, from the memo only when it was computed (never from `vouch`)."""
+        if isinstance(public, (bytes, bytearray)) and isinstance(signature, (bytes, bytearray)):
+            key = (bytes(public), bytes(signature), data)
+            if key in self._vouched:
+                self._vouched.discard(key)
+                self._memo.pop(key, None)
+        return self.check(public, signature, data)
+
     def clear(self) -> None:
         self._memo.clear()
-        self.calls = self.computed = 0
+        self._vouched.clear()
+        self.calls = self.computed = self.vouched = 0
 
     def __len__(self) -> int:
         return len(self._memo)

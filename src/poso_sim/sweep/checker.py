@@ -33,9 +33,10 @@ Safety (checked on every trace):
 What the certificate check trusts: the Ed25519 verification (`poso_sim.protocol.check_signature`) and nothing the
 run concluded. It rebuilds each Decision's signed bytes from the block's fields and takes the public keys from the
 trace's committee. `check_trace(trace, sig_check=...)` may be given a memo of that same function (a sweep passes
-its session's `SignatureCache.check`, which the run's nodes filled): a memo answers only for the exact (public
+its session's `SignatureCache.verified`, filled by the run's nodes' checks): it answers only for the exact (public
 key, signature, signed bytes) triple that `check_signature` computed, so a hit is the answer a recomputation
-gives; a triple the run never checked (a tampered signature or field) is computed here.
+gives; a triple whose check was never computed (one the run's signers only noted as made, a tampered signature
+or field) is computed here.
 
 Liveness (``liveness``), per height h, only where the premises hold (conservative): (1) the network declares no
 loss, partition or crash fault (duplication is harmless; reordering and delay spikes only add to the latency
