@@ -392,10 +392,15 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
                 e.queued = call_soon(e.callback, *e.args, context=e.context)
 
     def _busy_iteration(self, sel: _VirtualSelector) -> list[tuple[selectors.SelectorKey, int]]:
-        """An iteration with something ready: no waiting, the timers due now join the ready queue."""
-        self._purge()
-        events = sel._poll(0, sel._registered <= 1)
-        self._hand_out(self._due())
+        """An iteration with something ready: no waiting, the timers due now join the ready queue (the steps of
+        `_purge`, `_VirtualSelector._poll` and `_due`, each skipped without a call when it has nothing to do)."""
+        heap = self._heap
+        if heap and (heap[0][1].dead or (len(heap) > _PURGE_MIN and 2 * self._cancelled_timers > len(heap))):
+            self._purge()
+        sel._polls += 1
+        events = sel._real.select(0) if sel._registered > 1 or not (sel._polls & 255) else []
+        if heap and heap[0][0] < self._vnow + 1e-9:
+            self._hand_out(self._due())
         return events
 
     def _idle_iteration(self, sel: _VirtualSelector) -> list[tuple[selectors.SelectorKey, int]]:
