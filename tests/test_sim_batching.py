@@ -375,3 +375,63 @@ def test_worker_threads_wake_the_loop_while_timers_run():
         return await asyncio.to_thread(slow), asyncio.get_running_loop().time()
 
     assert run(alone()) == ("done", 0.0)
+
+
+# --- the network's queue of pending deliveries ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("latency", [Constant(0.25), Constant(0.0), Uniform(0.01, 0.05), Uniform(0.0, 0.001)])
+def test_deliveries_follow_time_then_send_order(latency):
+    """Messages are delivered in the order of (delivery time, send order), each at its send time plus its
+    latency, whether times are shared (constant latencies) or not."""
+
+    async def main():
+        rng = random.Random(5)
+        names = [f"n{i}" for i in range(6)]
+        net = Network(names, latency=latency, seed=2)
+        seen: list = []
+        budget = [3000]
+
+        def handler(m):
+            seen.append((net.now, m.msg_id, m.sent_at))
+            for _ in range(rng.choice([0, 1, 1, 2])):
+                if budget[0] > 0:
+                    budget[0] -= 1
+                    net.node(m.dst).send(rng.choice(names))
+
+        for name in names:
+            net.node(name).on_message(handler)
+        for name in names:
+            net.node(name).broadcast()
+        await net.idle()
+        return seen, net.in_flight
+
+    seen, left = run(main())
+    assert left == 0 and len(seen) > 500
+    keys = [(t, msg_id) for t, msg_id, _ in seen]
+    assert keys == sorted(keys) and len(set(keys)) == len(keys)
+    if isinstance(latency, Constant):
+        assert all(t == sent + latency.seconds for t, _, sent in seen)
+
+
+def test_a_failing_handler_leaves_the_messages_after_it_pending():
+    """Three messages due at one instant; the handler fails on the first: the other two still arrive, at that
+    instant and in send order, after the failure is reported."""
+    got: list = []
+
+    async def main():
+        net = Network(["a", "b"], latency=Constant(0.1), seed=1)
+
+        def handler(m):
+            if m.payload == 0:
+                raise ValueError("first")
+            got.append((net.now, m.payload, net.in_flight))
+
+        net.node("b").on_message(handler)
+        for i in range(3):
+            net.node("a").send("b", i)
+        await net.idle()
+
+    with pytest.raises(SimulationError, match="first"):
+        run(main())
+    assert got == [(0.1, 1, 1), (0.1, 2, 0)]

@@ -3,8 +3,9 @@
 A `Network` owns one channel per ordered pair of nodes (created lazily on first use; with no channel fault, no
 partition and a latency model that samples every pair alike, a *lean* channel: only its latency stream's state,
 in an array per source, so N nodes cost 9 bytes a pair instead of N^2 channel objects, with the same draws). ``send`` never blocks: it
-applies the send-time faults, draws a latency, and pushes the message on the network's own heap of pending
-deliveries. The heap is tied to the event loop by a single timer for its earliest entry, through public loop API
+applies the send-time faults, draws a latency, and puts the message in the network's own queue of pending
+deliveries (a heap of distinct delivery times and, per time, its messages in send order). The queue is tied to
+the event loop by a single timer for its earliest entry, through public loop API
 only (``call_at``, ``time``): each firing delivers every message due at that time and arms the timer for the next
 one. On a `~poso_sim.sim.clock.VirtualTimeEventLoop` the timer is armed with ``call_at_bare`` (the same timer
 heap, no ``asyncio.TimerHandle``), and the loop runs it inside its selector when nothing else is ready, so a
@@ -304,8 +305,11 @@ class Network:
         self._tr_fault = "fault" in tr
         self._row = self.trace.append  # the hot path's writer: no event filter (the _tr_* flags decide)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._heap: list[tuple[float, int, Message]] = []
-        self._hseq = 0
+        # pending deliveries: a heap of their distinct times and, per time, its message (a list of them in send
+        # order when several share the time): the order of (time, send order), with float comparisons only
+        self._times: list[float] = []
+        self._pending: dict[float, Any] = {}
+        self._in_flight = 0
         self._timer: Any = None  # the loop's timer for the heap's head (anything with cancel())
         self._arm: Callable[..., Any] = _unbound
         self._timer_when = INF
@@ -564,9 +568,16 @@ class Network:
         return msg_id
 
     def _push(self, when: float, msg: Message) -> None:
-        seq = self._hseq
-        self._hseq = seq + 1
-        heappush(self._heap, (when, seq, msg))
+        pending = self._pending
+        other = pending.get(when)
+        if other is None:
+            pending[when] = msg
+            heappush(self._times, when)
+        elif type(other) is list:
+            other.append(msg)
+        else:
+            pending[when] = [other, msg]
+        self._in_flight += 1
         if when < self._timer_when:
             if self._timer is not None:
                 self._timer.cancel()
@@ -587,17 +598,23 @@ class Network:
         nothing is ready and no earlier timer is due), exactly as it reaches any other timer."""
         self._timer = None
         self._timer_when = -INF  # while draining, _push must not arm timers: the finally clause does
-        heap = self._heap
-        loop = self._loop
+        times = self._times
+        pending = self._pending
         try:
-            now = loop.time()  # type: ignore[union-attr]
+            now = self._loop.time()  # type: ignore[union-attr]
             deliver = self._deliver
-            while heap and heap[0][0] <= now:
-                deliver(heappop(heap)[2], now)
+            while times and times[0] <= now:
+                when = heappop(times)
+                item = pending.pop(when)
+                if type(item) is list:
+                    self._deliver_all(item, when, now)
+                else:
+                    self._in_flight -= 1
+                    deliver(item, now)
         finally:
             self._timer_when = INF
-            if heap:
-                when = heap[0][0]
+            if times:
+                when = times[0]
                 self._timer = self._arm(when, self._drain)
                 self._timer_when = when
             elif self._idle_waiters:
@@ -605,6 +622,24 @@ class Network:
                 for fut in waiters:
                     if not fut.done():
                         fut.set_result(None)
+
+    def _deliver_all(self, msgs: list[Message], when: float, now: float) -> None:
+        """Deliver messages sharing the delivery time ``when``, in send order; if a handler raises, the messages
+        after it stay pending (before any sent for that time meanwhile) and the next firing delivers them."""
+        for i, msg in enumerate(msgs):
+            self._in_flight -= 1
+            try:
+                self._deliver(msg, now)
+            except BaseException:
+                rest = msgs[i + 1:]
+                if rest:
+                    later = self._pending.get(when)
+                    if later is None:
+                        self._pending[when] = rest if len(rest) > 1 else rest[0]
+                        heappush(self._times, when)
+                    else:
+                        self._pending[when] = rest + (later if type(later) is list else [later])
+                raise
 
     def _deliver(self, msg: Message, now: float) -> None:
         ch = msg.channel
@@ -661,11 +696,11 @@ class Network:
 
     @property
     def in_flight(self) -> int:
-        return len(self._heap)
+        return self._in_flight
 
     async def idle(self) -> None:
         """Wait until no message is in flight."""
-        if not self._heap:
+        if not self._in_flight:
             return
         fut = (self._loop or self._bind()).create_future()
         self._idle_waiters.append(fut)
@@ -677,6 +712,6 @@ class Network:
             "delivered": self.delivered,
             "dropped": self.dropped,
             "duplicated": self.duplicated,
-            "in_flight": len(self._heap),
+            "in_flight": self._in_flight,
             "drops": dict(sorted(self.drops.items())),
         }
