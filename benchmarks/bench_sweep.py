@@ -34,6 +34,53 @@ from poso_sim.sweep.worker import run_scenario_traced
 
 SECTION = "## Sweeps"
 
+#: measured by hand, 7 December 2026 (whole processes under /usr/bin/time, alternated; kept when the section is
+#: written again)
+CPU_PER_CASE = """#### CPU per case, 7 December 2026 (issue 22, item 3)
+
+`poso-sim sweep campaign --stub --workers 1 --no-progress` (1 000 cases, checker included), user + sys CPU of
+the whole process (`/usr/bin/time`), 53b9cb6 (main at the start of the day) and main at 1f68621 alternated, 3
+pairs, 19:22-19:27 UTC, load average 3.8-4.6 on the 2 CPUs of the committee-size machine (AMD EPYC):
+
+| tree | CPU s, 3 runs | median | cases per CPU-second | max RSS MiB |
+|---|---|---:|---:|---:|
+| 53b9cb6 | 32.7, 31.8, 34.3 | 32.7 | 30.6 | 191 |
+| 1f68621 | 19.4, 26.7, 19.4 | 19.4 | 51.5 | 172 |
+
+Ratio of the medians 0.59 (1.68x); per pair 0.59, 0.84 and 0.57 (the second run after was slowed by the load:
+54 s of wall for 27 s of CPU). Every row (timings left out), checker trace and violation list of the 1 000 cases
+is the same as 53b9cb6's, case by case.
+
+The day's per-message work (protocol machines, virtual loop, compact log) accounts for part of it; per case:
+
+* **Ed25519**: libsodium (PyNaCl) instead of OpenSSL (`cryptography`): verification 63 against 127 µs, signing
+  23 against 39 µs, a key pair 22 against 44 µs (and the signing key is no longer loaded a second time, 43 µs).
+  A signature a run's own key pair makes is noted as valid when made (`KeyPair.noting`), so no receiver's check
+  of it is computed; a forged or altered signature still is. The checker re-verifies from computed answers only
+  (`SignatureCache.verified`: a memo of `check_signature`, see docs/sweeps.md for what it trusts), which leaves it
+  the 9.4 certificate signatures a case that nobody computed. Verifications per case 36.9 -> 9.8; Ed25519 about
+  6.5 -> 1.5 ms a case (the counts times the per-operation times above).
+* **The cycle collector**: every run was cyclic garbage (its network's handlers held the runner), about 2 000
+  objects a case left to the collector; `Runner.release` unhooks them after the row is read and a batch keeps
+  the runs' collector setting: collector time 3.2 -> 1.2 ms a case (gc callbacks, 300 cases in one process).
+* The sweep command ends its process without the interpreter's teardown; a run builds its behaviour objects
+  once; a scenario's generated delegate ids are made once per size.
+
+What is left between 19.4 ms a case and the 10 ms of 100 cases per CPU-second (one process, 200-300 cases,
+process CPU without a profiler, load 4-6): the simulation's per-message work, about 14 ms (386 messages a case,
+some 36 µs each; canonical JSON of the signed messages is the largest single step in cProfile, about a tenth);
+the process's start (imports: pandas and pyarrow for the table, the pydantic schemas, the package) about 1 s,
+1 ms a case over 1 000 cases; the cycle collector 1.1 ms, now the kernel's own graph (network, nodes, channels,
+about 900 objects a case, cyclic through the nodes' back references: dropping them after a run, tried by hand,
+leaves 0.04-0.07 ms); Ed25519 1.5 ms (30 signatures, 9.3 key pairs, 9.8 verifications); building and checking
+the trace 0.75 ms; the runner's set-up 0.45 ms (almost half of it the network's seeds); a virtual event loop created
+and closed per case 0.4 ms; drawing and validating the case's scenario 0.4 ms.
+
+Two workers (`--workers 2`, main at 1f68621, 19:28-19:31 UTC, load average 3.8-4.6): 44.1 and 49.5 s of wall
+against 40.6 and 44.0 s with one worker, 23.0 and 25.5 s of CPU against 20.9 and 24.1 s. Other processes held
+both CPUs, so the second worker bought no wall time; it costs 1-2 s of CPU (the parent's own start-up, the
+scenarios pickled to the workers). No quiet moment came in this session to measure the speed-up itself."""
+
 
 def one_height(n: int, memo: bool = True) -> dict:
     scn = Scenario(delegates=n, normal_nodes=3, heights=1, network={"latency": {"uniform": [0.01, 0.05]}})
@@ -229,6 +276,7 @@ def report(quick: bool = False) -> str:
     ]
     if real:
         lines += [real, ""]
+    lines += [CPU_PER_CASE, ""]
     return "\n".join(lines)
 
 
