@@ -270,6 +270,19 @@ def test_checker_catches_non_optimal_and_forks():
     assert {"executed-non-optimal", "chain-integrity", "chain-agreement", "certificate"} <= props
 
 
+def test_checker_catches_a_wrong_hash_under_a_header_seen_before():
+    """Block hashes are computed once per distinct header: a node whose block repeats another node's header but
+    carries another hash is still caught."""
+    tr = _trace()
+    bad = copy.deepcopy(tr)
+    first, second = sorted(bad["blocks"])[:2]
+    assert bad["blocks"][first][0]["hash"] == bad["blocks"][second][0]["hash"]
+    bad["blocks"][second][0]["hash"] = "0" * 64
+    res = check_trace(bad)
+    assert ("chain-integrity", second) in {(v["property"], v["node"]) for v in res.violations}
+    assert ("chain-integrity", first) not in {(v["property"], v["node"]) for v in res.violations}
+
+
 def test_checker_catches_bad_honest_decisions():
     tr = _trace()
     tampered = next(d for d, lbl in tr["labels"].items() if lbl == "tampered")
