@@ -313,6 +313,7 @@ def test_handler_exception_reaches_the_exception_handler():
     loop.close()
     assert [type(c["exception"]) for c in contexts] == [ValueError]
     assert contexts[0]["message"].startswith("Exception in callback Network._drain")
+    assert repr(contexts[0]["handle"]) == "<timer Network._drain()>"
 
 
 def test_cancel_from_another_thread_stops_a_run_of_handlers_only():

@@ -238,6 +238,9 @@ class _Entry:
     def cancelled(self) -> bool:
         return self.dead
 
+    def __repr__(self) -> str:
+        return f"<timer {_describe(self.callback, self.args)}{' cancelled' if self.dead else ''}>"
+
     def __eq__(self, other: object) -> bool:
         return True
 
