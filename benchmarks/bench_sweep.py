@@ -78,8 +78,11 @@ and closed per case 0.4 ms; drawing and validating the case's scenario 0.4 ms.
 
 Two workers (`--workers 2`, main at 1f68621, 19:28-19:31 UTC, load average 3.8-4.6): 44.1 and 49.5 s of wall
 against 40.6 and 44.0 s with one worker, 23.0 and 25.5 s of CPU against 20.9 and 24.1 s. Other processes held
-both CPUs, so the second worker bought no wall time; it costs 1-2 s of CPU (the parent's own start-up, the
-scenarios pickled to the workers). No quiet moment came in this session to measure the speed-up itself."""
+both CPUs, so the second worker bought no wall time; the 1-2 s of CPU more were not traced to one cause on the
+loaded machine (pickling the 1 000 scenarios to the workers and their rows back takes 0.06 s). Again at
+19:51-19:53 UTC (load average 2.0-3.6, one other process, a 2 000-delegate run, holding a CPU throughout): one
+worker 22.8 and 33.6 s of wall, two workers 32.5 and 30.7 s. No quiet moment came in this session to measure the
+speed-up itself."""
 
 
 def one_height(n: int, memo: bool = True) -> dict:
