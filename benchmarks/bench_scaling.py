@@ -317,7 +317,7 @@ def _committee(args: argparse.Namespace) -> None:
     from benchmarks import committee_scale as cs
 
     if args.load:
-        data = json.loads(open(args.load).read())
+        data = cs.merge(args.load.split(","))
     else:
         sizes = [int(x) for x in args.sizes.split(",") if x]
         data = cs.measure(sizes, args.base_src, args.base_max, args.campaign_cases, args.save)
@@ -344,7 +344,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--campaign-cases", type=int, default=None,
                     help="--committee: also the campaign (0 = all 1000 cases)")
     ap.add_argument("--save", default=None, help="--committee: keep the raw points in this JSON file")
-    ap.add_argument("--load", default=None, help="--committee: report saved points, run nothing")
+    ap.add_argument("--load", default=None, help="--committee: report saved points, run nothing (several files: see committee_scale.merge)")
     args = ap.parse_args(argv)
     if args.committee:
         _committee(args)

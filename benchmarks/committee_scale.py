@@ -35,8 +35,55 @@ network:
 """
 
 
-#: measured once, 7 December 2026, same machine and load (8-10 on 2 cores), by hand (see each item)
-NOTES = """What changed, per message (the same digests: scenarios 1-4, chain-7, two random-latency committees and the
+#: what the table above measures (the section's first paragraph; the load of the points is appended)
+INTRO = ("One height: N delegates (all honest), 3 normal nodes, signatures on, latency Uniform(10 ms, 50 ms), stub "
+         "payloads, through the public command `poso-sim run FILE --stub --json` (default log mode: full up to 256 "
+         "delegates, compact above). CPU is user + sys of the whole process (start-up included), RSS its maximum "
+         "(`/usr/bin/time`); each point one process under `nice -n 5`. Measured 7 December 2026, 19:43-19:56 UTC: "
+         "main at 946aad3 (compact mode with one trace record per message, the cheaper receive path of the protocol "
+         "machines and the runner, the virtual loop running timers inside its selector, the network's pending "
+         "deliveries keyed by delivery time) against 53b9cb6 (main at the start of that day) and f97e291 (the tree "
+         "issue 22 measured), each old tree alternated with main per point in its own round (f97e291 up to "
+         "N = 400; the ratio is against the main run it was alternated with); N = 1 000 and 2 000 on main only, run "
+         "alongside the alternated rounds (two of these processes at once on the 2 cores). The old trees at "
+         "N >= 1 000: see the notes below (53b9cb6 164.0 s, f97e291 about 350 s and 2.7 GiB at N = 1 000). "
+         "Reproduce with `python -m benchmarks.bench_scaling --committee --base-src OLD/src --save run.json` per "
+         "tree before, and `--load a.json,b.json,...` to write the section from the saved points.")
+
+#: dated notes, 7 December 2026 (each paragraph says when and how it was measured)
+NOTES = """This round (7 December, 19:43-19:56 UTC, `nice -n 5`; 1-minute load average on the 2 cores 2.0-3.3 during both
+alternated rounds and N = 1 000, rising to 4.4-6.7 during the second 53b9cb6 pair below and the last third of N = 2
+000). Per message net of start-up (the main N = 10 process, 0.7-0.8 s): full log 50-81 µs at N = 100 and 200,
+compact log 26-32 µs at N = 400, 35.6 µs at N = 1 000 and 38.1 µs at N = 2 000 (start-up included, the column
+above, these are 28-34, 36 and 38). A second alternated pair against 53b9cb6 (load 2.5-6.1): N = 200 8.1 -> 7.2 s
+(1.13x), N = 400 25.0 -> 10.9 s (2.30x). So today's changes on the per-message path gained 2.3-2.6x on a compact
+height (N = 400) and 1.1-1.7x on a full-log one (N = 100 and 200), where each copy is still logged and traced three
+times; against f97e291 11x at N = 400. Full-log trace digests equal 53b9cb6's (N <= 200); compact ones differ,
+since a compact run now traces one record per message (see "Compact mode records less"). N = 1 000: 72.0 s of CPU
+and 353 MiB, against 164.0 s for 53b9cb6 and about 350 s and 2.7 GiB for f97e291 (both measured earlier, below),
+still 2.4x from the 30 s goal (15 µs per message). N = 2 000 (7 998 566 messages, every delegate and normal node
+decided the optimal plan) took 305.2 s of CPU (655.1 s in the first curve below) and peaked at 1 265 MiB, inside
+the 2 GiB goal (1 486 MiB earlier).
+
+The curve as first measured (7 December, earlier; load average 9.25 at the start): f97e291 against main at
+07f1a88 and after (the per-message work below, with the kernel's move to public asyncio API, a fifth dearer
+per message), the same command and scenario, old and new alternated up to N = 400:
+
+| N | messages | log | CPU f97e291 (s) | CPU 07f1a88+ (s) | ratio | µs/message | RSS f97e291 (MiB) | RSS 07f1a88+ (MiB) |
+|---:|---:|---|---:|---:|---:|---:|---:|---:|
+| 10 | 198 | full | 0.9 | 0.9 | 0.99x | 4343 | 71 | 72 |
+| 50 | 4,975 | full | 2.0 | 1.2 | 1.70x | 241 | 78 | 78 |
+| 100 | 19,942 | full | 6.5 | 2.3 | 2.81x | 116 | 100 | 95 |
+| 200 | 79,877 | full | 24.9 | 6.8 | 3.68x | 85 | 181 | 162 |
+| 400 | 319,725 | compact | 99.2 | 23.6 | 4.20x | 74 | 511 | 142 |
+| 1,000 | 1,999,290 | compact | - | 165.6 | - | 83 | - | 403 |
+| 2,000 | 7,998,566 | compact | - | 655.1 | - | 82 | - | 1487 |
+
+The stub campaign then (`poso-sim sweep campaign --stub --workers 1`, checker included, whole process, 1 000
+cases): f97e291 40.8 s of CPU (24.5 cases per CPU-second, 184 MiB), main 33.6 s (29.8, 188 MiB); later figures
+in "The packaged campaign".
+
+What changed, per message (the same digests: scenarios 1-4, chain-7, two random-latency committees and the
 first 300 campaign cases' run logs and checker traces, and all 1 000 campaign rows, compared after every step):
 a message's canonical bytes, encoding and validation are computed once per object (one relay object reaches
 N-2 receivers); every run checks each distinct Ed25519 signature once (the public path checked 79 341 at
@@ -89,6 +136,27 @@ costs now (cProfile, N = 300, shares of own time): the asyncio loop and the virt
 pops 10 %, the network and its latency streams 18 %, the delegate and the committee 17 %, the runner 10 %, the
 one trace line written and hashed 7 %, the log's count 2 %. The trace and the log are no longer where N = 1 000
 in 30 s (15 µs per message) is lost.
+
+Cheaper protocol machines and runner per message (7 December, evening; f1fbf24 and 839e676). A delivered message
+reaches a plain `Delegate` or `NormalNode` through `receive(src, msg)` (what `handle(MessageReceived(src, msg))`
+gives, without the event object), and the runner's handler carries the actions out inline, telling an immediate
+`Send` and a logged note apart by exact type; a relay's path verdict and whose signature on a copy fails are kept
+on the message object per committee (and signature check), as its canonical bytes already were, since one relay
+object reaches N - 2 receivers; a cached acceptance in an already relayed round is recorded without the general
+submit path; `Send` writes its fields at once; a broadcast's kind and summary are computed once. Every digest of
+`/work/wt/digests.py` equal to main before the change. `poso-sim run FILE --stub --json`, whole process, one
+height of 300 delegates, 3 normal nodes, Uniform(10 ms, 50 ms), compact log (179 796 messages), alternated on 2
+cores at load 5.9-6.9: against main with only these two commits taken out, 4 pairs, 11.9 / 10.6 / 11.6 / 9.2 s
+before and 9.8 / 8.6 / 8.9 / 8.4 s after (1.09-1.30x; 47-55 µs per message after, start-up included), max RSS
+101 MiB both; against 53b9cb6 (compact mode's change included), 3 pairs, 17.2 / 16.5 / 15.1 s and 8.9 / 7.4 /
+9.4 s (1.61-2.23x), 112 -> 102 MiB. N = 200 (79 877 messages, full log), 2 pairs against main without the two
+commits: 7.7 / 8.4 s and 5.5 / 5.9 s (1.39-1.43x). N = 1 000 (1 999 290 messages, compact), one pair against main without the two
+commits (load 4.7-6.0): 114.9 s before and 81.6 s after (1.41x; 41 µs per message), max RSS 402 -> 391 MiB, the
+same trace and log digests. The machines alone (a harness feeding the same height's
+180 001 messages to 300 delegates and 3 normal nodes, no kernel, no log; 3 pairs against 53b9cb6): 9.0-11.4 ->
+5.8-7.3 µs per message. In the
+profile after (cProfile, N = 300, compact), the delegates' `receive` is about 16 % of the run and the runner's
+own steps 3 %; the kernel (the asyncio loop, its heap of handles, the network's send and delivery) is about 60 %.
 """
 
 
@@ -110,7 +178,15 @@ def height_point(n: int, src: str, tmp: str) -> dict:
     res = json.loads(stdout)
     ok = bool(res["executed"]) and res["executed"]["label"] == "optimal"
     return {"n": n, "cpu": cpu, "rss": rss, "messages": res["messages"], "ok": ok,
-            "log": (res.get("log") or {}).get("mode", "full"), "trace_digest": res["trace_digest"]}
+            "log": (res.get("log") or {}).get("mode", "full"), "trace_digest": res["trace_digest"],
+            "load": round(os.getloadavg()[0], 2)}
+
+
+def _revision(src: str) -> str:
+    """The short commit of the checkout holding `src` ("?" when it is not a git checkout)."""
+    out = subprocess.run(["git", "-C", str(Path(src).parent), "rev-parse", "--short", "HEAD"],
+                         capture_output=True, text=True)
+    return out.stdout.strip() or "?"
 
 
 def campaign_point(src: str, tmp: str, limit: int | None) -> dict:
@@ -126,7 +202,8 @@ def campaign_point(src: str, tmp: str, limit: int | None) -> dict:
 def measure(sizes: list[int], base_src: str | None, base_max: int, campaign_cases: int | None,
             save: str | None) -> dict:
     new_src = str(ROOT / "src")
-    data: dict = {"machine": machine(), "after": [], "before": [], "campaign": {}}
+    data: dict = {"machine": machine(), "after": [], "before": [], "campaign": {},
+                  "head": _revision(new_src), "base": _revision(base_src) if base_src else None}
 
     def keep() -> None:
         if save:
@@ -156,8 +233,10 @@ def plot(data: dict) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    for label, style in (("before", "o--"), ("after", "s-")):
-        pts = sorted((p for p in data.get(label) or [] if not p.get("partial")), key=lambda p: p["n"])
+    curves = [(c["before"], c["base"], "^:") for c in data.get("older") or []]
+    curves += [(data.get("before"), data.get("base") or "before", "o--"), (data.get("after"), data.get("head") or "after", "s-")]
+    for points, label, style in curves:
+        pts = sorted((p for p in points or [] if not p.get("partial")), key=lambda p: p["n"])
         if pts:
             ns = [p["n"] for p in pts]
             ax.loglog(ns, [p["cpu"] for p in pts], style, label=label)
@@ -173,32 +252,55 @@ def plot(data: dict) -> None:
     fig.savefig(IMG, dpi=110)
 
 
-def section(data: dict) -> str:
-    before = {p["n"]: p for p in data.get("before") or []}
-    lines = [SECTION, "", *data.get("machine", []), "",
-             "One height: N delegates (all honest), 3 normal nodes, signatures on, latency Uniform(10 ms, 50 ms), "
-             "stub payloads, through the public command `poso-sim run FILE --stub --json` (default log mode: full "
-             "up to 256 delegates, compact above, whose run keeps only the kernel trace's digest). CPU is user + sys "
-             "of the whole process (start-up included), RSS its maximum (`/usr/bin/time`). Before: main at "
-             "f97e291; after: main with this work (07f1a88 and after, which also carries the kernel's move to "
-             "public asyncio API, a fifth dearer per message, see below); each point one process, old and new "
-             "alternated, except N = 1 000 and 2 000 (the tree after only, run alongside the others). Reproduce "
-             "with `python -m benchmarks.bench_scaling --committee --base-src OLD/src`.", "",
-             "| N | messages | log | CPU before (s) | CPU after (s) | ratio | µs/message after | RSS before (MiB) | "
-             "RSS after (MiB) |",
-             "|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+def merge(files: list[str]) -> dict:
+    """One report from several saved runs (``--load A.json,B.json``): the first run with a tree before is the
+    main comparison; every further run with a tree before is an older comparison (its own alternated points);
+    a run without a tree before adds its points (sizes the tree before was not run at) to the main one."""
+    runs = [json.loads(Path(f).read_text()) for f in files]
+    paired = [r for r in runs if r.get("before")]
+    data = dict(paired[0] if paired else runs[0])
+    data["after"] = list(data.get("after") or [])
+    data["older"] = [{"base": r.get("base") or "?", "before": r["before"], "after": r["after"]} for r in paired[1:]]
+    seen = {p["n"] for p in data["after"]}
+    for r in runs:
+        if not r.get("before"):
+            data["after"] += [p for p in r.get("after") or [] if p["n"] not in seen]
+            seen |= {p["n"] for p in r.get("after") or []}
+    return data
+
+
+def _table(data: dict) -> list[str]:
+    """The markdown table: each tree before (oldest first), the tree after, ratios against each pair's own run."""
+    head = data.get("head") or "after"
+    comps = [(c["base"], {p["n"]: p for p in c["before"]}, {p["n"]: p for p in c["after"]})
+             for c in data.get("older") or []]
+    comps.append((data.get("base") or "before", {p["n"]: p for p in data.get("before") or []}, None))
+    cols = ["N", "messages", "log", *(f"CPU {b} (s)" for b, _, _ in comps), f"CPU {head} (s)",
+            *(f"{b} / {head}" for b, _, _ in comps), f"µs/message {head}",
+            *(f"RSS {b} (MiB)" for b, _, _ in comps), f"RSS {head} (MiB)"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---:|" * 2 + "---|" + "---:|" * (len(cols) - 3)]
     for p in sorted(data.get("after") or [], key=lambda p: p["n"]):
-        b = before.get(p["n"])
-        cpu_b = f"{b['cpu']:.1f}" if b else "-"
-        rss_b = f"{b['rss']:.0f}" if b else "-"
-        ratio = f"{b['cpu'] / p['cpu']:.2f}x" if b else "-"
+        n = p["n"]
+        cpu = [f"{bef[n]['cpu']:.1f}" if n in bef else "-" for _, bef, _ in comps]
+        ratio = [f"{bef[n]['cpu'] / (aft or {n: p}).get(n, p)['cpu']:.2f}x" if n in bef else "-"
+                 for _, bef, aft in comps]
+        rss = [f"{bef[n]['rss']:.0f}" if n in bef else "-" for _, bef, _ in comps]
         if p.get("partial"):  # stopped before the end: the CPU and the peak memory reached by then
-            lines.append(f"| {p['n']:,} | ~{p['messages']:,} | {p['log']} | {cpu_b} | > {p['cpu']:.0f} (stopped) | - | - | "
-                         f"{rss_b} | >= {p['rss']:.0f} |")
+            lines.append(f"| {n:,} | ~{p['messages']:,} | {p['log']} | {' | '.join(cpu)} | > {p['cpu']:.0f} (stopped) | "
+                         f"{' | '.join('-' for _ in comps)} | - | {' | '.join(rss)} | >= {p['rss']:.0f} |")
             continue
         per_msg = 1e6 * p["cpu"] / max(p["messages"], 1)
-        lines.append(f"| {p['n']:,} | {p['messages']:,} | {p['log']} | {cpu_b} | {p['cpu']:.1f} | {ratio} | "
-                     f"{per_msg:.0f} | {rss_b} | {p['rss']:.0f} |")
+        lines.append(f"| {n:,} | {p['messages']:,} | {p['log']} | {' | '.join(cpu)} | {p['cpu']:.1f} | "
+                     f"{' | '.join(ratio)} | {per_msg:.0f} | {' | '.join(rss)} | {p['rss']:.0f} |")
+    return lines
+
+
+def section(data: dict) -> str:
+    points = [p for c in [data, *(data.get("older") or [])] for k in ("before", "after") for p in c.get(k) or []]
+    loads = [p["load"] for p in points if "load" in p]
+    load = (f" Load average (1 min) at the points: {min(loads):.1f}-{max(loads):.1f}."
+            if loads and len(loads) == len(points) else "")
+    lines = [SECTION, "", *data.get("machine", []), "", INTRO + load, "", *_table(data)]
     camp = data.get("campaign") or {}
     if camp:
         lines += ["", "The stub campaign (`poso-sim sweep campaign --stub --workers 1`, checker included, whole process):",
