@@ -509,18 +509,11 @@ class Runner:
             def handler(msg: Any) -> None:
                 feed(name, MessageReceived(msg.src, msg.payload))
 
-        else:  # the machine's own `handle(MessageReceived(src, msg))`, without the event object; `_carry_out` inline
-            send, log, do = self._send, self._log, self._do
+        else:  # the machine's own `handle(MessageReceived(src, msg))`, without the event object
+            carry_out = self._carry_out
 
             def handler(msg: Any) -> None:
-                for a in receive(msg.src, msg.payload):
-                    t = type(a)
-                    if t is Send and not a.delay > 0:
-                        send(name, a.dst, a.msg)
-                    elif t in KINDS:
-                        log(name, a)
-                    else:
-                        do(name, a)
+                carry_out(name, receive(msg.src, msg.payload))
 
         return handler
 
