@@ -338,11 +338,14 @@ def test_a_released_run_is_freed_without_the_cycle_collector():
         assert dead() is not None  # unreleased: held by its network's handlers until the collector runs
         runner, _ = run_scenario_traced(scn, src)
         sent, rows = runner.net.sent, runner.log.rows()
+        stats = runner.net.stats()
         runner.release()
         assert (runner.net.sent, runner.log.rows()) == (sent, rows) and sent > 0
-        ref = weakref.ref(runner)
+        assert runner.net.stats() == stats  # the network's counters stay readable
+        ref, net_ref = weakref.ref(runner), weakref.ref(runner.net)
         del runner
         assert ref() is None
+        assert net_ref() is None  # the network, its nodes and channels too (Network.release breaks their cycles)
     finally:
         gc.enable()
         gc.collect()

@@ -747,6 +747,7 @@ class Runner:
         hook.fn = None
         for name in self.names + self.normals:
             self.net.node(name).on_message(None)
+        self.net.release()  # and the network's own cycles (nodes, channels, messages in flight)
 
     # ---- the result
     def finish(self, wall: float, trace_path: str | None = None) -> RunResult:

@@ -706,6 +706,28 @@ class Network:
         self._idle_waiters.append(fut)
         await fut
 
+    def release(self) -> None:
+        """Break the reference cycles between the network, its nodes and their channels once a run is over and
+        read: a sweep makes thousands of networks in one process, and each is then freed by reference counting
+        instead of being left to the cycle collector. The counters (`sent`, `delivered`, `dropped`, `drops`,
+        `stats`) and the trace stay readable; the network carries no message again."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._times.clear()
+        self._pending.clear()
+        self._arm = _unbound
+        self._loop = None
+        self._idle_waiters = []
+        for node in self._nodes.values():
+            node._out = {}
+            node._lean = None
+            node._handler = None
+            node._on_crash = []
+            node._on_recover = []
+            node.inbox.clear()
+            node.network = None  # type: ignore[assignment]
+
     def stats(self) -> dict[str, Any]:
         return {
             "sent": self.sent,
