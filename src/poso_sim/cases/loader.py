@@ -98,17 +98,6 @@ def case_from_dict(data: Any, source: str = "<case>") -> Case:
     return validate_document(Case, data, source)
 
 
-def _read(path: Path, text: str) -> Case:
-    name = path.name
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CaseError(f"{name}: line {exc.lineno} column {exc.colno}: invalid JSON ({exc.msg})") from None
-    if not isinstance(data, dict):
-        raise CaseError(f"{name}: (case): expected a JSON object at the top level")
-    return case_from_dict(data, name)
-
-
 def load_case(name_or_path: str | Path) -> Case:
     """Load a packaged case by name (``"manchester"``) or a case file by path."""
     s = str(name_or_path)
@@ -118,15 +107,13 @@ def load_case(name_or_path: str | Path) -> Case:
         known = list_cases()
         if s not in known:
             raise CaseError(f"unknown case {s!r}; known cases: {', '.join(known)} (or give a path to a .json file)")
-        text = resources.files(_PACKAGE).joinpath("data").joinpath(f"{s}.json").read_text(encoding="utf-8")
-        return _read(Path(f"{s}.json"), text)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CaseError(f"{p.name}: file not found ({p})") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CaseError(f"{p.name}: cannot read file: {exc}") from None
-    return _read(p, text)
+        _, data = read_case_json(_PACKAGE, f"data/{s}.json", None)
+        name = f"{s}.json"
+    else:
+        name, data = read_case_json(_PACKAGE, "", p)
+    if not isinstance(data, dict):
+        raise CaseError(f"{name}: (case): expected a JSON object at the top level")
+    return case_from_dict(data, name)
 
 
 def save_case(case: Case, path: str | Path) -> Path:
