@@ -150,19 +150,6 @@ def _receiver(machine: Any) -> Callable[[str, Any], list[Any]] | None:
     return None
 
 
-class _Hook:
-    """A callback that can be emptied (`Runner.release`): what a node calls on a crash."""
-
-    __slots__ = ("fn",)
-
-    def __init__(self, fn: Callable[[], Any]) -> None:
-        self.fn: Callable[[], Any] | None = fn
-
-    def __call__(self) -> None:
-        if self.fn is not None:
-            self.fn()
-
-
 def _fmt_cost(c: Any) -> str:
     return "?" if c is None else f"{float(c):.2f}"
 
@@ -488,12 +475,11 @@ class Runner:
             faults=scn.build_faults(),
             trace=self.trace,
         )
-        # the network reaches the runner only through the message handlers and this hook, which `release` undoes
-        self._crash_hook = _Hook(self._check_height)
+        # the network reaches the runner only through the message handlers and crash callbacks (`release`)
         for name in self.names + self.normals:
             node = self.net.node(name)
             node.on_message(self._handler(name))
-            node.on_crash(self._crash_hook)
+            node.on_crash(self._check_height)
 
     def _handler(self, name: str) -> Any:
         net, feed = self.net, self.feed
@@ -737,17 +723,14 @@ class Runner:
         return time.perf_counter() - t0
 
     def release(self) -> None:
-        """Unhook the runner from its network once the run is over and read: the network's nodes then hold no
-        reference back to the runner, so dropping the runner frees the run's machines and log by reference
-        counting at once instead of leaving them to the cycle collector (a sweep runs thousands of runs in one
-        process). The runner's log, counters and network statistics stay readable; it cannot be run again."""
-        hook = getattr(self, "_crash_hook", None)
-        if hook is None:  # never built
-            return
-        hook.fn = None
-        for name in self.names + self.normals:
-            self.net.node(name).on_message(None)
-        self.net.release()  # and the network's own cycles (nodes, channels, messages in flight)
+        """Unhook the runner from its network once the run is over and read (`Network.release`: the nodes drop
+        their handlers and crash callbacks, the network its own cycles), so dropping the runner frees the run's
+        machines, log and network by reference counting at once instead of leaving them to the cycle collector
+        (a sweep runs thousands of runs in one process). The runner's log, counters and network statistics stay
+        readable; it cannot be run again."""
+        net = getattr(self, "net", None)
+        if net is not None:  # built
+            net.release()
 
     # ---- the result
     def finish(self, wall: float, trace_path: str | None = None) -> RunResult:

@@ -46,8 +46,11 @@ __all__ = ["Inbox", "Message", "Network", "Node"]
 INF = math.inf
 
 
+_NO_LOOP = "Network must be used inside a running event loop (see poso_sim.sim.run)"
+
+
 def _unbound(*args: Any) -> Any:
-    raise RuntimeError("Network must be used inside a running event loop (see poso_sim.sim.run)")
+    raise RuntimeError(_NO_LOOP)
 
 
 class Message:
@@ -389,7 +392,7 @@ class Network:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            raise RuntimeError("Network must be used inside a running event loop (see poso_sim.sim.run)") from None
+            raise RuntimeError(_NO_LOOP) from None
         self._loop = loop
         # the delivery timer: a VirtualTimeEventLoop arms it without an asyncio.TimerHandle (same timer heap)
         self._arm = getattr(loop, "call_at_bare", None) or loop.call_at
@@ -710,7 +713,7 @@ class Network:
         """Break the reference cycles between the network, its nodes and their channels once a run is over and
         read: a sweep makes thousands of networks in one process, and each is then freed by reference counting
         instead of being left to the cycle collector. The counters (`sent`, `delivered`, `dropped`, `drops`,
-        `stats`) and the trace stay readable; the network carries no message again."""
+        `stats`) and the trace stay readable; the network is not meant to carry messages again."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
