@@ -111,6 +111,17 @@ def test_trading_poso_decides_in_one_height_at_the_centralised_prices(honest_run
     assert v and all(x.accepted and [p[0] for p in x.prices] == PRICED for x in v)
 
 
+def test_market_reports_write_its_costs_in_rmb(honest_run) -> None:
+    """The trading case's costs are in RMB: the text and HTML accounts of the run say so, not "$"."""
+    from poso_sim.report import render_run
+
+    cost = f"{honest_run.executed['true_cost']:.2f}"
+    text = render_run(honest_run)
+    assert f"({cost} RMB)" in text and " $)" not in text
+    html = honest_run._repr_html_()
+    assert f"{cost} RMB" in html and f"{cost} $" not in html
+
+
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_dishonest_market_leader_rejected_and_excluded(name) -> None:
     res = run_scenario(name)

@@ -3,6 +3,7 @@ a verifier process that never imports Pyomo."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -111,6 +112,20 @@ def _toy_plan(nlp) -> Solution:
     return Solution(x=x, y=y, z_L=np.zeros(nlp.n), z_U=np.zeros(nlp.n), x_names=nlp.x_names,
                     row_names=nlp.row_names, variant="true", case="toyproblem:definition", fingerprint=nlp.fingerprint,
                     cost=float(nlp.expr("cost", x)), status="optimal")
+
+
+def test_cost_unit_is_the_problems_and_display_only():
+    assert problems.cost_unit("manchester") == "$" and problems.cost_unit("ieee33") == "$"
+    assert problems.cost_unit("trading") == problems.cost_unit("trading-day") == "RMB"
+    assert problems.cost_unit("trading-night") == "RMB"
+    # a case no registered problem names (a run log read elsewhere) falls back to "$"
+    assert problems.cost_unit("no-such-problem") == problems.cost_unit(None) == "$"
+    d = problem_definition("manchester")
+    other = dataclasses.replace(d, cost_unit="EUR")
+    assert other.cost_unit == "EUR" and problems.definition_identity(other) == problems.definition_identity(d)
+    for bad in ("", "  ", None, 3):
+        with pytest.raises(ProblemError, match="cost_unit"):
+            dataclasses.replace(d, cost_unit=bad)
 
 
 def test_manchester_is_registered_with_its_variants_and_cost():

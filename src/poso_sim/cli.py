@@ -127,12 +127,13 @@ def _run_solve(args) -> int:
         print(json.dumps(summary, sort_keys=True))
     else:
         cb = sol.cost_breakdown or {}
+        unit = definition.cost_unit
         print(f"case {sol.case}, objective '{sol.variant}': {sol.status}{' (from cache)' if cached else ''}")
-        print(f"  true cost     {sol.cost:10.3f} $")
+        print(f"  true cost     {sol.cost:10.3f} {unit}")
         # Manchester's parts in their usual order, then any other problem's parts as it names them
         usual = ("grid", "chp", "boiler")
         for part in [p for p in usual if p in cb] + [p for p in cb if p not in usual]:
-            print(f"    {part:<10}  {cb[part]:10.3f} $")
+            print(f"    {part:<10}  {cb[part]:10.3f} {unit}")
         if sol.variant != "true":
             print(f"  objective     {sol.objective:10.3f}   (value of the '{sol.variant}' objective)")
         print(f"  violation     {sol.constraint_violation:10.2e}")

@@ -52,6 +52,7 @@ __all__ = [
     "problem_definition",
     "resolve_reference",
     "check_case",
+    "cost_unit",
     "load_problem",
     "load_problems",
     "load_instance",
@@ -104,6 +105,7 @@ class ProblemDefinition:
         priced_rows: rows whose multipliers are part of a proposal (a market's prices): row names
             (``"heat_balance[2]"``) or component names (``"heat_balance"``: all its rows). Copied onto the compiled
             problem (``nlp.priced_rows``), where the certificate reads them (:mod:`poso_sim.kkt.prices`).
+        cost_unit: the unit reports write after the plan's cost (``"$"``, ``"RMB"``, ...); display only.
     """
 
     build: Callable[[Any, str], Any]
@@ -120,6 +122,7 @@ class ProblemDefinition:
     parameters: Callable[[Any], Any] | None = None
     named_cases: Callable[[], Any] | None = None
     origin: str = ""
+    cost_unit: str = "$"
 
     def __post_init__(self) -> None:
         if not callable(self.build):
@@ -136,6 +139,8 @@ class ProblemDefinition:
         object.__setattr__(self, "priced_rows", priced)
         if self.load is not None and not callable(self.load):
             raise ProblemError("problem definition: load must be callable or None")
+        if not isinstance(self.cost_unit, str) or not self.cost_unit.strip():
+            raise ProblemError(f"problem definition: cost_unit must be a non-empty string, got {self.cost_unit!r}")
         if (self.structure_key is None) != (self.parameters is None):
             raise ProblemError("problem definition: structure_key and parameters go together (both or neither)")
         if self.solve_recipe is not None and not _REFERENCE.match(self.solve_recipe):
@@ -261,6 +266,15 @@ def problem_definition(case: str) -> ProblemDefinition:
         f"unknown case {case!r}: not a registered problem ({', '.join(registered_problems())}), "
         "a case file, or 'module:function'"
     )
+
+
+def cost_unit(case: Any) -> str:
+    """The unit reports write after a cost of the problem ``case`` names; ``"$"`` when it names none (a run
+    log read in a process where its problem is not registered)."""
+    try:
+        return problem_definition(case).cost_unit
+    except PosoError:
+        return "$"
 
 
 def check_case(case: str, variant: str | None = None) -> ProblemDefinition:
@@ -640,7 +654,7 @@ def definition_identity(definition: ProblemDefinition) -> bytes:
     an edit of the builder's module changes it."""
     fields = {}
     for f in dataclasses.fields(definition):
-        if f.name in ("description", "source_files"):
+        if f.name in ("description", "source_files", "cost_unit"):  # display only: not what produces an entry
             continue
         value = getattr(definition, f.name)
         fields[f.name] = _callable_identity(value) if callable(value) else _plain(value)

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from poso_sim.nlp.problems import cost_unit
 from poso_sim.protocol import Decide
 
 __all__ = [
@@ -190,7 +191,8 @@ def _plan_title(solution: Any, label: str | None) -> str:
     variant = getattr(solution, "variant", "") or "plan"
     cost = getattr(solution, "cost", float("nan"))
     name = {"true": "optimal"}.get(variant, variant)
-    return _plain(f"{name} ({cost:.2f} $)" if isinstance(cost, float) and math.isfinite(cost) else name)
+    unit = cost_unit(getattr(solution, "case", None))
+    return _plain(f"{name} ({cost:.2f} {unit})" if isinstance(cost, float) and math.isfinite(cost) else name)
 
 
 def plot_dispatch(solution: Any, names: Any = None, *, axes: Sequence[Any] | None = None, title: str | None = None):

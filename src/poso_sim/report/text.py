@@ -20,18 +20,20 @@ from poso_sim.protocol import (
     Rejected,
     RoundStarted,
 )
+from poso_sim.nlp.problems import cost_unit
 from poso_sim.protocol.delegate import DUPLICATE, HEIGHT_CLOSED, LOOP, STALE
 
 __all__ = ["render_run"]
 
 
-def _cost(c: Any) -> str:
-    return "?" if c is None else f"{float(c):.2f} $"
+def _cost(c: Any, unit: str = "$") -> str:
+    return "?" if c is None else f"{float(c):.2f} {unit}"
 
 
 def render_run(result: Any, *, events: bool = True, max_events: int = 400) -> str:
     scn = result.scenario
     j = result.to_json()
+    unit = cost_unit(scn.case)
     out: list[str] = []
     out.append(f"scenario {scn.name} (case {scn.case}, seed {result.seed}, window {scn.window} s, "
                f"signatures {'on' if scn.signatures else 'off'}, {scn.heights} height(s))")
@@ -40,7 +42,7 @@ def render_run(result: Any, *, events: bool = True, max_events: int = 400) -> st
     if events:
         out.append("")
         out.append("events:")
-        lines = [(e.t, line) for e in result.log if (line := _event_line(e.node, e.item, result)) is not None]
+        lines = [(e.t, line) for e in result.log if (line := _event_line(e.node, e.item, result, unit)) is not None]
         for t, line in lines[:max_events]:
             out.append(f"  {t:8.3f}s  {line}")
         if len(lines) > max_events:
@@ -53,14 +55,14 @@ def render_run(result: Any, *, events: bool = True, max_events: int = 400) -> st
             if dec is None:
                 out.append(f"  {d}{tag}: no decision")
             else:
-                out.append(f"  {d}{tag}: decided {dec['leader']}'s {dec['label'] or 'plan'} ({_cost(dec['cost'])}) "
+                out.append(f"  {d}{tag}: decided {dec['leader']}'s {dec['label'] or 'plan'} ({_cost(dec['cost'], unit)}) "
                            f"in round {dec['round']}")
         ex = h["executed"]
         if ex is None:
             out.append("  normal nodes: nothing executed")
         else:
             out.append(f"  normal nodes {', '.join(ex['nodes'])}: executed {ex['leader']}'s {ex['label'] or 'plan'} "
-                       f"({_cost(ex['true_cost'] if ex['true_cost'] is not None else ex['cost'])}), round {ex['round']}, "
+                       f"({_cost(ex['true_cost'] if ex['true_cost'] is not None else ex['cost'], unit)}), round {ex['round']}, "
                        f"decided by {ex['votes']} of {len(result.delegates)}"
                        + ("" if ex["agreement"] else "  ** normal nodes disagree **"))
     out.append("")
@@ -80,14 +82,14 @@ def render_run(result: Any, *, events: bool = True, max_events: int = 400) -> st
 _QUIET_DROPS = (DUPLICATE, LOOP, HEIGHT_CLOSED, STALE)
 
 
-def _event_line(n: str, r: Any, result: Any) -> str | None:
+def _event_line(n: str, r: Any, result: Any, unit: str = "$") -> str | None:
     if isinstance(r, RoundStarted):
         return f"{n}: height {r.height} round {r.round} starts, leader {r.leader}" if n == r.leader else None
     if isinstance(r, Received):
         cost = result.costs.get(r.digest) or r.claimed_cost
         if r.via == "own":
-            return f"{n}: solved; own plan {r.label or ''} ({_cost(cost)})"
-        return f"{n}: got {r.leader}'s {r.label or 'plan'} ({_cost(cost)}) via {'>'.join(r.path)} [{r.via}]"
+            return f"{n}: solved; own plan {r.label or ''} ({_cost(cost, unit)})"
+        return f"{n}: got {r.leader}'s {r.label or 'plan'} ({_cost(cost, unit)}) via {'>'.join(r.path)} [{r.via}]"
     if isinstance(r, Rejected):
         return f"{n}: rejected {r.leader}'s plan via {'>'.join(r.path)}: {', '.join(r.reasons)}"
     if isinstance(r, AcceptedUnchecked):
@@ -95,12 +97,12 @@ def _event_line(n: str, r: Any, result: Any) -> str | None:
     if isinstance(r, ProofReceived):
         return f"{n}: misbehaviour proof against {r.leader} from {r.src}"
     if isinstance(r, Decide):
-        return f"{n}: DECIDES {r.leader}'s {r.label or 'plan'} ({_cost(r.cost)}) h{r.height} r{r.round}"
+        return f"{n}: DECIDES {r.leader}'s {r.label or 'plan'} ({_cost(r.cost, unit)}) h{r.height} r{r.round}"
     if isinstance(r, GaveUp):
         return f"{n}: gave up height {r.height} after {r.rounds} rounds"
     if isinstance(r, Execute):
         b = r.block
-        return f"{n}: EXECUTES {b.leader}'s plan ({_cost(b.cost)}) h{b.height}, {len(b.decisions)} decisions"
+        return f"{n}: EXECUTES {b.leader}'s plan ({_cost(b.cost, unit)}) h{b.height}, {len(b.decisions)} decisions"
     if isinstance(r, NoMajority):
         return f"{n}: no majority for height {r.height}"
     if isinstance(r, OwnPlanRejected):

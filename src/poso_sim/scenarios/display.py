@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from poso_sim.nlp.problems import cost_unit
 from poso_sim.scenarios.payloads import OPTIMAL_DISPATCH
 from poso_sim.htmlkit import div, escape, fmt, grid, kv_table, verdict
 
 __all__ = ["outcome_html"]
 
 
-def _cost(c: Any) -> str:
-    return "?" if c is None else f"{float(c):.2f} $"
+def _cost(c: Any, unit: str = "$") -> str:
+    return "?" if c is None else f"{float(c):.2f} {unit}"
 
 
 def outcome_html(result: Any) -> str:
@@ -23,6 +24,7 @@ def outcome_html(result: Any) -> str:
     executed, the excluded leaders, message counts and the trace digest."""
     scn = result.scenario
     j = result.to_json()
+    unit = cost_unit(scn.case)
     head = [
         ("scenario", escape(f"{scn.name} (case {scn.case}, seed {result.seed})")),
         ("delegates", escape(", ".join(result.delegates))),
@@ -42,7 +44,7 @@ def outcome_html(result: Any) -> str:
             else:
                 good = dec.get("label") in (None, *OPTIMAL_DISPATCH)
                 rows.append([who, escape(str(dec.get("round"))), escape(f"{dec.get('leader')}'s {dec.get('label') or 'plan'}"),
-                             verdict(good, _cost(dec.get("cost")), _cost(dec.get("cost")))])
+                             verdict(good, _cost(dec.get("cost"), unit), _cost(dec.get("cost"), unit))])
         ex = h.get("executed")
         if ex is None:
             rows.append(["<b>normal nodes</b>", "–", "nothing executed", "–"])
@@ -51,7 +53,7 @@ def outcome_html(result: Any) -> str:
             rows.append([f"<b>normal nodes</b> {escape(', '.join(ex['nodes']))}", escape(str(ex["round"])),
                          escape(f"executed {ex['leader']}'s {ex.get('label') or 'plan'} ({ex['votes']} of "
                                 f"{len(result.delegates)} votes)"),
-                         verdict(ex.get("label") in (None, *OPTIMAL_DISPATCH), _cost(true_cost), _cost(true_cost))])
+                         verdict(ex.get("label") in (None, *OPTIMAL_DISPATCH), _cost(true_cost, unit), _cost(true_cost, unit))])
         parts.append(f'<div style="margin-top:4px">height {h["height"]}</div>')
         parts.append(grid(["delegate", "round", "decision", "cost"], rows))
     return div(f"Run of {scn.name}", *parts)

@@ -50,6 +50,7 @@ def trading_problem() -> ProblemDefinition:
         source_files=tuple(str(p) for p in sorted(root.rglob("*.py"))),
         description="Twelve energy hubs: centralised market clearing of hour 12 (the paper's trading system)",
         priced_rows=("elec_balance", "heat_balance"),
+        cost_unit="RMB",
     )
 
 
@@ -89,4 +90,5 @@ def trading_day_problem() -> ProblemDefinition:
         source_files=tuple(str(p) for p in sorted(root.rglob("*.py"))),
         description="Twelve energy hubs: centralised market clearing of a whole day with storage",
         priced_rows=("elec_balance", "heat_balance"),
+        cost_unit="RMB",
     )
