@@ -513,16 +513,30 @@ class Runner:
 
     def _carry_out(self, name: str, actions: Iterable[Any]) -> None:
         """`_do` each action in order; the two a message mostly yields (an immediate `Send`, a logged note) are
-        told apart by their exact type first."""
+        told apart by their exact type first. Consecutive immediate sends of one message object (a broadcast, a
+        relay to every member) go out as one `_send_many`: the same messages, ids and trace as one by one."""
         send, log, do = self._send, self._log, self._do
+        msg: Any = _NOTHING
+        dsts: list[Any] = []
         for a in actions:
             t = type(a)
             if t is Send and not a.delay > 0:
-                send(name, a.dst, a.msg)
-            elif t in KINDS:
+                if a.msg is msg:
+                    dsts.append(a.dst)
+                    continue
+                if dsts:
+                    self._send_many(name, dsts, msg) if len(dsts) > 1 else send(name, dsts[0], msg)
+                msg, dsts = a.msg, [a.dst]
+                continue
+            if dsts:
+                self._send_many(name, dsts, msg) if len(dsts) > 1 else send(name, dsts[0], msg)
+                msg, dsts = _NOTHING, []
+            if t in KINDS:
                 log(name, a)
             else:
                 do(name, a)
+        if dsts:
+            self._send_many(name, dsts, msg) if len(dsts) > 1 else send(name, dsts[0], msg)
 
     def _do(self, name: str, a: Any) -> None:
         net = self.net
@@ -633,6 +647,26 @@ class Runner:
         if node is None:
             node = self.net.node(src)
         node.send(dst, msg, kind=kind, summary=summary)
+
+    def _send_many(self, src: str, dsts: list[Any], msg: Any) -> None:
+        """`_send` of one message to each of `dsts`, in order, through one `Node.send_many`."""
+        node_of = self._node_of
+        if not all(map(node_of.__contains__, dsts)):  # an unknown destination is logged in its place
+            for dst in dsts:
+                self._send(src, dst, msg)
+            return
+        if msg is self._last_sent:
+            kind, summary = self._last_kind, self._last_summary
+        else:
+            kind = getattr(msg, "kind", None) or type(msg).__name__
+            summary = summarize(msg) if self._summaries else None
+            self._last_sent, self._last_kind, self._last_summary = msg, kind, summary
+        by_kind = self.by_kind
+        by_kind[kind] = by_kind[kind] + len(dsts)
+        node = node_of.get(src)
+        if node is None:
+            node = self.net.node(src)
+        node.send_many(dsts, msg, kind=kind, summary=summary)
 
     def _fire(self, name: str, timer_id: Any) -> None:
         self.timers.pop((name, timer_id), None)

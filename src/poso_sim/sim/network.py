@@ -176,6 +176,14 @@ class Node:
         """Send ``payload`` to ``dst`` (never blocks). Returns the message id."""
         return self.network._send(self, dst, payload, kind, size, summary)
 
+    def send_many(
+        self, dsts: Sequence[str], payload: Any = None, *, kind: str = "msg", size: int = 0,
+        summary: str | None = None,
+    ) -> range:
+        """Send ``payload`` to each of ``dsts`` in order: exactly what ``send`` to each would do (the same message
+        ids, latency draws, trace records and delivery order), at less cost per message. Returns the ids."""
+        return self.network._send_many(self, dsts, payload, kind, size, summary)
+
     def broadcast(
         self, payload: Any = None, *, kind: str = "msg", size: int = 0, summary: str | None = None,
         include_self: bool = False,
@@ -570,6 +578,70 @@ class Network:
         self._push(when, Message(msg_id, ch, ch.dst_node, payload, kind, size, now, note, summary))
         return msg_id
 
+    def _send_many(
+        self, node: Node, dsts: Sequence[str], payload: Any, kind: str, size: int, summary: str | None
+    ) -> range:
+        """`_send` to each of ``dsts`` in order. On lean channels (and a sender not crashed) the steps of `_send`
+        and `_push` run in one loop with locals: the same ids, draws, records, pushes and timer arming."""
+        loop = self._loop or self._bind()
+        now = loop.time()
+        first = self._next_id
+        index = self._index
+        try:
+            idx = [index[d] for d in dsts] if self._lean and not (node._down and self._is_down(node, now)) else None
+        except (KeyError, TypeError):  # an unknown destination: the sends before it go out, its own raises
+            idx = None
+        if idx is None:
+            for dst in dsts:
+                self._send(node, dst, payload, kind, size, summary)
+            return range(first, self._next_id)
+        n = len(idx)
+        self._next_id = first + n
+        self.sent += n
+        src = node.name
+        if self._tr_send:
+            row = self._row
+            for k, dst in enumerate(dsts):
+                row(now, "send", src, dst, kind, first + k, size, None, summary)
+        lean = node._lean or self._lean_of(node)
+        ch = lean.channel
+        latency = ch.latency
+        states, made = lean.states, lean.made
+        rng = self._scratch
+        src_key, dst_keys, lat_key = self._src_keys[src], self._dst_keys, self._purpose_keys["latency"]
+        nodes = self._nodes
+        pending = self._pending
+        times = self._times
+        get = pending.get
+        msg_id = first
+        for k in range(n):
+            i = idx[k]
+            dst = dsts[k]
+            if made[i]:
+                rng.state = states[i]
+            else:
+                made[i] = 1
+                rng.state = mix64(mix64(src_key, dst_keys[dst]), lat_key) & _MASK
+            when = now + latency(rng)
+            states[i] = rng.state
+            msg = Message(msg_id, ch, nodes[dst], payload, kind, size, now, None, summary)
+            msg_id += 1
+            other = get(when)
+            if other is None:
+                pending[when] = msg
+                heappush(times, when)
+            elif type(other) is list:
+                other.append(msg)
+            else:
+                pending[when] = [other, msg]
+            if when < self._timer_when:
+                if self._timer is not None:
+                    self._timer.cancel()
+                self._timer = self._arm(when, self._drain)
+                self._timer_when = when
+        self._in_flight += n
+        return range(first, msg_id)
+
     def _push(self, when: float, msg: Message) -> None:
         pending = self._pending
         other = pending.get(when)
@@ -682,11 +754,8 @@ class Network:
     ) -> list[int]:
         """Send ``payload`` from ``src`` to every node in node order (one message id per destination)."""
         node = self.node(src)
-        return [
-            self._send(node, dst, payload, kind, size, summary)
-            for dst in self.names
-            if include_self or dst != src
-        ]
+        return list(self._send_many(node, [d for d in self.names if include_self or d != src], payload, kind, size,
+                                    summary))
 
     def record(self, name: str, data: Any = None, node: str | None = None) -> None:
         """Record a user event (``data`` must be JSON-encodable for export)."""
