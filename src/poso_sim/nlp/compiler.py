@@ -21,7 +21,7 @@ from pyomo.core.base.expression import NamedExpressionData
 from pyomo.core.expr.numvalue import native_numeric_types
 
 from poso_sim.nlp.compiled import CompiledNLP, NLPCompileError, finite_or_inf
-from poso_sim.nlp.walker import SXConverter
+from poso_sim.nlp.walker import SXConverter, sx_add
 
 __all__ = ["compile_nlp", "compile_with_shared", "link_model", "shared_spec", "with_model"]
 
@@ -213,7 +213,7 @@ def _walk_constraints(model: Any, conv: SXConverter) -> _Rows:
         if nl:
             acc = nl[0]
             for t in nl[1:]:
-                acc = acc + t
+                acc = sx_add(acc, t)
             R.nl_rows.append(r)
             R.nl_terms.append(acc)
     R.component_names = list(comp_ids)
@@ -583,5 +583,5 @@ def _assemble_scalar(x: Any, n: int, const: float, cols: list, vals: list, mono:
     if mono:
         out = out + _monomials(x, 1, [0] * len(mono), mono)
     for t in nl:
-        out = out + t
+        out = sx_add(out, t)
     return out
