@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
+import array
 import json
 import math
 import os
 import sys
 import time
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import Executor, Future, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from poso_sim.scenarios.payloads import OPTIMAL_DISPATCH
 from poso_sim.errors import PosoError
@@ -21,44 +20,79 @@ from .checker import PROPERTIES, SAFETY
 from .spec import BEHAVIOUR_KINDS, SweepSpec, resolve_sweep
 from .worker import MUTATIONS, CaseOutcome, PayloadDescriptor, run_batch
 
+if TYPE_CHECKING:  # pandas (0.4 s to import) only for the tables a caller asks for, and for CSV files
+    import pandas as pd
+
 __all__ = ["SweepResult", "run_sweep", "replay_command", "summary_table", "coverage_table", "save_table"]
+
+
+#: the columns of the violations table (one row per violation)
+VIOLATION_COLUMNS = ["case", "seed", "property", "height", "node", "detail"]
 
 
 @dataclass
 class SweepResult:
-    """A finished sweep: one row per case (sorted by case index), the violations (one row each), the case
-    files written and the timing."""
+    """A finished sweep: one row per case (`rows`, sorted by case index; `table` is them as a pandas DataFrame),
+    the violations (`violation_rows`, one per violation; `violations` as a DataFrame), the case files written and
+    the timing. The DataFrames are made on first use (pandas is not imported by a sweep that needs none)."""
 
     spec: SweepSpec
-    table: pd.DataFrame
-    violations: pd.DataFrame
+    rows: list[dict[str, Any]]
+    violation_rows: list[dict[str, Any]]
     wall_seconds: float
     workers: int
     out_dir: Path | None = None
     case_files: dict[int, Path] = field(default_factory=dict)
     mutation: str | None = None
+    _frames: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """The results table, one row per case (a pandas DataFrame)."""
+        if "table" not in self._frames:
+            import pandas as pd  # 0.4 s: only when a DataFrame is asked for
+
+            self._frames["table"] = pd.DataFrame(self.rows)
+        return self._frames["table"]
+
+    @property
+    def violations(self) -> pd.DataFrame:
+        """The violations, one row per violation (a pandas DataFrame with `VIOLATION_COLUMNS`)."""
+        if "violations" not in self._frames:
+            import pandas as pd  # 0.4 s: only when a DataFrame is asked for
+
+            self._frames["violations"] = pd.DataFrame(self.violation_rows, columns=VIOLATION_COLUMNS)
+        return self._frames["violations"]
 
     @property
     def n_violations(self) -> int:
-        return int(len(self.violations))
+        return len(self.violation_rows)
 
     @property
     def failing_cases(self) -> list[int]:
-        return sorted(set(int(c) for c in self.violations["case"])) if len(self.violations) else []
+        return sorted({int(v["case"]) for v in self.violation_rows})
 
     @property
     def cases_per_second(self) -> float:
-        return len(self.table) / self.wall_seconds if self.wall_seconds > 0 else math.inf
+        return len(self.rows) / self.wall_seconds if self.wall_seconds > 0 else math.inf
 
     def summary(self) -> pd.DataFrame:
         return summary_table(self.table, self.violations)
 
+    def summary_records(self) -> list[dict[str, Any]]:
+        """`summary()` as plain records (what `--json` prints), made without pandas."""
+        return _summary_records([r["liveness_premise"] for r in self.rows],
+                                [(v["property"], v["case"]) for v in self.violation_rows])
+
     def coverage(self) -> pd.DataFrame:
         return coverage_table(self.table)
 
+    def _row_of(self, case: int) -> dict[str, Any]:
+        return next(r for r in self.rows if r["case"] == case)
+
     def replay_commands(self) -> dict[int, str]:
-        return {i: replay_command(self.spec, self.case_files.get(i), int(self.table.loc[self.table.case == i, "seed"].iloc[0]),
-                                  index=i, mutation=self.mutation)
+        return {i: replay_command(self.spec, self.case_files.get(i), int(self._row_of(i)["seed"]), index=i,
+                                  mutation=self.mutation)
                 for i in self.failing_cases}
 
 
@@ -151,16 +185,15 @@ def run_sweep(
     outcomes, n_workers = _run_cases(spec, specs, desc, mutation, keep_traces, executor, workers, chunk, progress)
     wall = time.perf_counter() - t_start
 
-    table = pd.DataFrame([o.row for o in outcomes])
+    rows = [o.row for o in outcomes]
     vrows = [{"case": o.index, "seed": o.row.get("seed"), **v} for o in outcomes for v in o.violations]
-    violations = pd.DataFrame(vrows, columns=["case", "seed", "property", "height", "node", "detail"])
-    res = SweepResult(spec, table, violations, wall, n_workers, mutation=mutation)
+    res = SweepResult(spec, rows, vrows, wall, n_workers, mutation=mutation)
     if out is not None:
         _write_results(res, Path(out), specs, outcomes, write_cases, keep_traces)
     if echo is not None:
         cmds = res.replay_commands()
         for i, cmd in list(cmds.items())[:max_echo]:
-            echo(f"case {i} violates {res.table.loc[res.table.case == i, 'violated'].iloc[0]}: replay with\n  {cmd}")
+            echo(f"case {i} violates {res._row_of(i)['violated']}: replay with\n  {cmd}")
         if len(cmds) > max_echo:
             echo(f"... and {len(cmds) - max_echo} more failing cases (see the violations table)")
     return res
@@ -191,6 +224,8 @@ def _run_cases(spec: SweepSpec, specs: list[Any], desc: Any, mutation: str | Non
                     bar.update(len(b))
         else:
             if ex is None:
+                from concurrent.futures import ProcessPoolExecutor  # (its module: only for a pool)
+
                 own_pool = ex = ProcessPoolExecutor(max_workers=n_workers)
             futs: dict[Future[Any], int] = {
                 ex.submit(run_batch, b, desc, mutation, spec.signature_memo, keep): len(b) for b in batches
@@ -231,9 +266,10 @@ def _write_results(res: SweepResult, out_p: Path, specs: list[Any], outcomes: li
         if o.trace is not None and (keep_traces or o.violations):
             (out_dir / "cases").mkdir(exist_ok=True)
             (out_dir / "cases" / f"case-{o.index:05d}.trace.json").write_text(json.dumps(o.trace, sort_keys=True))
-    save_table(res.table, table_path)
-    if len(res.violations):
-        save_table(res.violations, table_path.with_name(table_path.stem + "-violations" + table_path.suffix))
+    _save_rows(res.rows, None, table_path)
+    if res.violation_rows:
+        _save_rows(res.violation_rows, VIOLATION_COLUMNS,
+                   table_path.with_name(table_path.stem + "-violations" + table_path.suffix))
     (out_dir / "summary.txt").write_text(format_report(res), encoding="utf-8")
 
 
@@ -263,27 +299,136 @@ def save_table(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     return p
 
 
+def _save_rows(rows: list[dict[str, Any]], columns: list[str] | None, path: Path) -> Path:
+    """`save_table` of the DataFrame of ``rows`` (with ``columns``, else every key in order of appearance): a
+    Parquet file is written by pyarrow straight from the rows when every column is of a kind whose pandas
+    conversion is known (`_arrow_table`), with the same column types; otherwise, and for CSV, through pandas."""
+    if path.suffix.lower() != ".csv" and rows:
+        try:
+            import pyarrow.parquet as pq  # 0.2 s (with numpy): only to write a Parquet table
+        except ImportError as exc:
+            raise PosoError(f"{path}: writing Parquet needs pyarrow ({exc}); use a .csv path") from None
+        table = _arrow_table(rows, columns)
+        if table is not None:
+            pq.write_table(table, path)
+            return path
+    import pandas as pd  # 0.4 s: CSV, and a column of a kind `_arrow_table` leaves to pandas
+
+    return save_table(pd.DataFrame(rows, columns=columns), path)
+
+
+def _arrow_table(rows: list[dict[str, Any]], columns: list[str] | None) -> Any:
+    """The Arrow table pandas would write for ``pd.DataFrame(rows, columns=columns)`` (the same column types and
+    nulls, without pandas' own metadata), or None if a column is of another kind (see `_arrow_column`)."""
+    import pyarrow as pa  # loaded with pyarrow.parquet by `_save_rows`
+
+    if columns is None:
+        columns = list(dict.fromkeys(k for r in rows for k in r))
+    arrays = []
+    for c in columns:
+        try:
+            arr = _arrow_column(pa, [r.get(c) for r in rows])
+        except (OverflowError, UnicodeError, pa.ArrowException):  # beyond int64, not UTF-8: pandas decides
+            arr = None
+        if arr is None:
+            return None
+        arrays.append(arr)
+    return pa.Table.from_arrays(arrays, names=columns)
+
+
+def _bitmap(flags: Iterable[bool]) -> bytes:
+    """Arrow's bit-packed booleans (least significant bit first)."""
+    flags = list(flags)
+    out = bytearray((len(flags) + 7) // 8)
+    for i, f in enumerate(flags):
+        if f:
+            out[i >> 3] |= 1 << (i & 7)
+    return bytes(out)
+
+
+def _arrow_column(pa: Any, values: list[Any]) -> Any:
+    """One column as pandas converts it: ints -> int64 (with a None: float64), ints and floats -> float64 (None
+    and NaN: null), bools (and None) -> bool, strs (and None) -> large_string, only None -> null; else None.
+    Built from its buffers, since `pyarrow.array` of Python values imports pandas."""
+    if sys.byteorder != "little":  # Arrow's buffers are little-endian
+        return None
+    n = len(values)
+    kinds = {type(v) for v in values}
+    kinds.discard(type(None))
+    if not kinds:
+        return pa.nulls(n)
+    if kinds <= {int, float}:
+        if kinds == {int} and None not in values:
+            return pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(array.array("q", values).tobytes())])
+        fs = [math.nan if v is None else float(v) for v in values]
+        valid = [f == f for f in fs]  # pandas writes NaN (and None) as null
+        data = array.array("d", [f if ok else 0.0 for f, ok in zip(fs, valid)])
+        buffers = [None if all(valid) else pa.py_buffer(_bitmap(valid)), pa.py_buffer(data.tobytes())]
+        return pa.Array.from_buffers(pa.float64(), n, buffers)
+    valid = [v is not None for v in values]
+    mask = None if all(valid) else pa.py_buffer(_bitmap(valid))
+    if kinds == {bool}:
+        return pa.Array.from_buffers(pa.bool_(), n, [mask, pa.py_buffer(_bitmap(v is True for v in values))])
+    if kinds == {str}:
+        data = [v.encode("utf-8") if v is not None else b"" for v in values]
+        offsets = array.array("q", [0])
+        for d in data:
+            offsets.append(offsets[-1] + len(d))
+        arr = pa.Array.from_buffers(pa.large_string(), n, [mask, pa.py_buffer(offsets.tobytes()),
+                                                           pa.py_buffer(b"".join(data))])
+        arr.validate(full=True)  # valid UTF-8
+        return arr
+    return None
+
+
 # ------------------------------------------------------------------------------------------------ tables
+def _summary_records(premises: Iterable[Any], violations: Iterable[tuple[str, Any]]) -> list[dict[str, Any]]:
+    """`summary_table` from each case's `liveness_premise` and each violation's (property, case)."""
+    premises = list(premises)
+    n = len(premises)
+    live = sum(1 for x in premises if x > 0)
+    count: dict[str, int] = {}
+    cases: dict[str, set[Any]] = {}
+    for prop, case in violations:
+        count[prop] = count.get(prop, 0) + 1
+        cases.setdefault(prop, set()).add(case)
+    return [{
+        "property": p,
+        "kind": "safety" if p in SAFETY else "liveness",
+        "cases checked": live if p == "liveness" and n else n,
+        "violations": count.get(p, 0),
+        "cases violating": len(cases.get(p, ())),
+    } for p in PROPERTIES]
+
+
 def summary_table(table: pd.DataFrame, violations: pd.DataFrame) -> pd.DataFrame:
     """One row per property: cases checked, violations, cases violating (liveness: cases where the premises
     held in at least one height)."""
-    n = len(table)
-    rows = []
-    for p in PROPERTIES:
-        v = violations[violations.property == p] if len(violations) else violations
-        checked = int((table.liveness_premise > 0).sum()) if p == "liveness" and n else n
-        rows.append({
-            "property": p,
-            "kind": "safety" if p in SAFETY else "liveness",
-            "cases checked": checked,
-            "violations": int(len(v)),
-            "cases violating": int(v.case.nunique()) if len(v) else 0,
-        })
-    return pd.DataFrame(rows)
+    import pandas as pd  # 0.4 s: for the caller's DataFrame
+
+    premises = table.liveness_premise.tolist() if len(table) else []
+    vs = zip(violations.property.tolist(), violations.case.tolist()) if len(violations) else ()
+    return pd.DataFrame(_summary_records(premises, vs))
+
+
+def _text_table(records: list[dict[str, Any]]) -> str:
+    """``pd.DataFrame(records).to_string(index=False)`` of a table of ints and strs: each column right-aligned
+    to its widest cell or header (an int column's header with a space before it), columns one space apart."""
+    columns = list(records[0]) if records else []
+    cols = []
+    for c in columns:
+        values = [r[c] for r in records]
+        head = " " + c if all(type(v) is int for v in values) else c
+        cells = [str(v) for v in values]
+        w = max([len(head)] + [len(x) for x in cells])
+        cols.append([head.rjust(w)] + [x.rjust(w) for x in cells])
+    return "\n".join(" ".join(col[i] for col in cols) for i in range(len(records) + 1))
 
 
 def coverage_table(table: pd.DataFrame) -> pd.DataFrame:
     """How often each behaviour kind and each network condition occurred (cases)."""
+    import pandas as pd  # 0.4 s: for the caller's DataFrame
+
     rows = []
     kinds = table.get("kinds", pd.Series(dtype=str)).fillna("")
     for k in BEHAVIOUR_KINDS:
@@ -304,21 +449,21 @@ def coverage_table(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def format_report(res: SweepResult) -> str:
-    t = res.table
+    rows = res.rows
     lines = [
-        f"sweep {res.spec.name}: {len(t)} cases, {res.n_violations} violations in {len(res.failing_cases)} cases, "
+        f"sweep {res.spec.name}: {len(rows)} cases, {res.n_violations} violations in {len(res.failing_cases)} cases, "
         f"{res.wall_seconds:.1f} s wall on {res.workers} worker(s) ({res.cases_per_second:.1f} cases/s)"
         + (f"  [mutation: {res.mutation}]" if res.mutation else ""),
         "",
-        res.summary().to_string(index=False),
+        _text_table(res.summary_records()),
     ]
-    if len(t):
-        exec_opt = (t.executed.str.split("|").apply(lambda xs: all(x in OPTIMAL_DISPATCH for x in xs))).sum()
+    if rows:
+        exec_opt = sum(1 for r in rows if all(x in OPTIMAL_DISPATCH for x in r["executed"].split("|")))
         lines += [
             "",
-            f"outcomes: every height executed the optimal plan in {int(exec_opt)} cases; "
-            f"liveness premises held in {int((t.liveness_premise > 0).sum())} cases; "
-            f"messages {int(t.messages.sum()):,}; simulated {t.virtual_seconds.sum():,.0f} s",
+            f"outcomes: every height executed the optimal plan in {exec_opt} cases; "
+            f"liveness premises held in {sum(1 for r in rows if r['liveness_premise'] > 0)} cases; "
+            f"messages {sum(int(r['messages']) for r in rows):,}; "
+            f"simulated {math.fsum(r['virtual_seconds'] for r in rows):,.0f} s",
         ]
     return "\n".join(lines) + "\n"
-

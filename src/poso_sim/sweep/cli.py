@@ -121,13 +121,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({
             "sweep": spec.name,
-            "cases": len(res.table),
+            "cases": len(res.rows),
             "violations": res.n_violations,
             "failing_cases": res.failing_cases,
             "wall_seconds": res.wall_seconds,
             "workers": res.workers,
             "cases_per_second": res.cases_per_second,
-            "summary": res.summary().to_dict(orient="records"),
+            "summary": res.summary_records(),
             "replay": {str(k): v for k, v in res.replay_commands().items()},
             "out": str(res.out_dir) if res.out_dir else None,
         }, sort_keys=True))
