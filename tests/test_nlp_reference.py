@@ -121,3 +121,25 @@ def test_manchester_compiles_as_with_plain_operators(variant, plain_operators) -
     old, old_shared = compile_with_shared(build(), expressions=definition.compiled_expressions)
     assert_same(new, old)
     assert_same(new_shared, old_shared)
+
+
+def test_names_are_pyomo_names() -> None:
+    """The compiler names elements as Pyomo does (``Component[index]``, quoted strings, tuples, sub-blocks)."""
+    from poso_sim.nlp.compiler import _data_names
+
+    m = pe.ConcreteModel()
+    m.S = pe.Set(initialize=["a", "b c", "1.5", "x,y", "it's", 3, 2.5])
+    m.x = pe.Var(m.S, initialize=1.0)
+    m.y = pe.Var(m.S, pe.RangeSet(2), initialize=1.0)
+    m.z = pe.Var()
+    m.b = pe.Block(pe.RangeSet(2))
+    for blk in m.b.values():
+        blk.P = pe.Set(initialize=[("p", 1), ("q", 2)], dimen=2)
+        blk.w = pe.Var(blk.P)
+        blk.c = pe.Constraint(expr=blk.w["p", 1] >= 0)
+    m.c = pe.Constraint(m.S, rule=lambda m, s: m.x[s] + m.z >= 0)
+    for datas in (list(m.component_data_objects(pe.Var, descend_into=True)),
+                  list(m.component_data_objects(pe.Constraint, descend_into=True))):
+        names, component, component_names = _data_names(datas)
+        assert names == [d.name for d in datas]
+        assert [component_names[k] for k in component] == [d.parent_component().name for d in datas]
