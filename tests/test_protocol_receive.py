@@ -27,6 +27,7 @@ from poso_sim.protocol import (
     TimerExpired,
     VerificationDone,
     Verdict,
+    check_signature,
     make_committee,
     make_keys,
 )
@@ -210,3 +211,128 @@ def test_a_pickled_or_copied_message_carries_its_fields_not_its_memos() -> None:
     for back in (pickle.loads(pickle.dumps(r)), copy.deepcopy(r), copy.copy(r)):
         assert back == r and not [k for k in vars(back) if k.startswith("_")]
         assert back.signing_bytes() == r.signing_bytes() and back.encode() == r.encode()
+
+
+class _Checked(Delegate):
+    """A delegate with a copy check of its own (the same rule): it neither uses nor keeps a taken-copy memo."""
+
+    def _on_copy(self, *args):  # noqa: ANN002
+        super()._on_copy(*args)
+
+
+WIDE = ["C", "D", "E", "F", "G", "H", "I", "J"]
+WIDE_COMMITTEE, WIDE_KEYS = make_committee(WIDE, ("N1",))
+WIDE_SIGNERS = {n: Signer(WIDE_KEYS[n]) for n in WIDE}
+
+
+def _wide_pool() -> list[tuple[str, object]]:
+    """Copies in an eight-member committee: the leader's proposals (two digests, two hint sets, a later round),
+    their relays along every one- and two-relay path (from the relayer, and some from another sender), forged and
+    misrouted relays, and every member's decision."""
+    def prop(payload: Payload, leader: str = "C", round: int = 1) -> Proposal:
+        return Proposal.make(WIDE_SIGNERS[leader], case_id=CASE, height=1, round=round, leader=leader, payload=payload)
+
+    def relay(p: Proposal, path: tuple[str, ...]) -> Relay:
+        return Relay.make(WIDE_SIGNERS[path[-1]], proposal=p, path=path, relayer=path[-1])
+
+    props = [prop(P_OPT), prop(P_OPT2), prop(P_BAD), prop(P_OPT, "D", 2), prop(P_OPT, "D")]  # the last: not leader
+    out: list[tuple[str, object]] = [(p.leader, p) for p in props]
+    for p in props:
+        others = [n for n in WIDE if n != p.leader]
+        for x in others:
+            out.append((x, relay(p, (p.leader, x))))
+            for y in others:
+                if y != x and (ord(x) + ord(y)) % 3 == 0:
+                    r = relay(p, (p.leader, x, y))
+                    out += [(y, r), (x, r)]  # the second: not from the relayer
+                elif y != x and (ord(x) + ord(y)) % 3 == 1:  # forged: no valid copy along this path
+                    out.append((y, dataclasses.replace(relay(p, (p.leader, x, y)), signature=b"\2" * 64)))
+    r = relay(props[0], ("C", "E"))
+    out += [("E", dataclasses.replace(r, signature=b"\0" * 64)), ("E", relay(props[0], ("E", "F")[::-1])),
+            ("E", relay(dataclasses.replace(props[0], signature=b"\1" * 64), ("C", "E"))),
+            ("E", relay(props[0], ("C", "E", "F", "E")))]
+    out += [(n, Decision.make(WIDE_SIGNERS[n], height=1, round=1, leader="C", digest=OPT, cost=744.0, delegate=n,
+                              case_id=CASE)) for n in WIDE]
+    return out
+
+
+def _copies_events(seed: int, n: int = 400) -> list[object]:
+    """Mostly copies, few round changes (a copy's memo is used when it reaches a receiver in its round); verdicts
+    come early or late; a round may time out, a height end."""
+    rng = random.Random(seed)
+    pool = _wide_pool()
+    out: list[object] = [Start(1)]
+    verdict_at, timeout_at = rng.randrange(0, n), rng.randrange(0, n // 2)  # round 1 may end before its verdict
+    for i in range(n):
+        x = rng.random()
+        if i == verdict_at or x < 0.01:
+            out.append(VerificationDone(OPT, Verdict(True, 744.0)) if rng.random() < 0.8
+                       else VerificationDone(BAD, Verdict(False, 904.0, ("tampered",))))
+        elif i == timeout_at or x < 0.014:
+            out.append(TimerExpired(round_timer(1, rng.choice((1, 2)))))
+        elif x < 0.026:
+            out.append(Start(2))
+        else:
+            out.append(MessageReceived(*rng.choice(pool)))
+    return out
+
+
+def _receivers(cls: type) -> list[Delegate]:
+    def strict(pk: bytes, sig: bytes, data: bytes) -> bool:  # E's signatures fail
+        return pk != WIDE_KEYS["E"].public and check_signature(pk, sig, data)
+
+    out = [cls(n, WIDE_COMMITTEE, WIDE_KEYS[n], case_id=CASE) for n in WIDE]
+    out += [cls("D", WIDE_COMMITTEE, WIDE_KEYS["D"], case_id=CASE, sig_check=strict),
+            cls("E", WIDE_COMMITTEE, WIDE_KEYS["E"], case_id=CASE, signatures=False),
+            cls("F", WIDE_COMMITTEE, WIDE_KEYS["F"], case_id="other")]
+    out[2].trusted_leaders = {"C"}  # a colluder: its direct copies from C are accepted unchecked
+    out[3].trust_own = True
+    return out
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_the_taken_copy_memo_gives_what_the_general_path_gives(seed: int) -> None:
+    """Every receiver of one message object (the leader, members on its paths or not, a colluder, and delegates of
+    other contexts: another check, signatures off, another case) answers as its twin that takes every copy through
+    the general path (a subclass with a copy check of its own, given a fresh copy of each message). The memos are shared between receivers, as in a run: the first one keeps it, the others use
+    it (about a fifth of the relay copies taken here)."""
+    fast, general = _receivers(Delegate), _receivers(_Checked)
+    assert all(type(m._ctx) is tuple for m in fast) and not any(type(m._ctx) is tuple for m in general)
+    assert len({id(m._ctx) for m in fast}) == 4  # one context per (case, signatures, check) of the committee
+    rng = random.Random(1000 + seed)
+    for ev in _copies_events(seed):
+        order = list(range(len(fast)))
+        rng.shuffle(order)  # which receiver keeps a memo first varies
+        if isinstance(ev, MessageReceived):
+            order = order[:rng.randint(1, len(order))]  # a copy reaches some receivers only (as a fault may do)
+        for i in order:
+            a, b = fast[i], general[i]
+            if isinstance(ev, MessageReceived):  # the twin gets a copy: an object no receiver kept a memo on
+                got, want = a.receive(ev.src, ev.msg), b.handle(MessageReceived(ev.src, copy.copy(ev.msg)))
+            else:
+                got, want = a.handle(ev), b.handle(ev)
+            assert got == want, (a.name, ev)
+    for a, b in zip(fast, general):
+        assert {k: (v.valid, v.seen_paths, v.relayed) for k, v in a.rounds.items()} == \
+            {k: (v.valid, v.seen_paths, v.relayed) for k, v in b.rounds.items()}
+        assert (a.excluded, a.cache, a.status, a.decisions) == (b.excluded, b.cache, b.status, b.decisions)
+
+
+def test_a_memo_serves_only_its_context_and_sender() -> None:
+    """A relay's memo, kept by one receiver, is not used by a delegate of another context (its check is switched
+    after construction), nor for the same object from another sender."""
+    r = _relay(_proposal(P_OPT), ("C", "E"))
+    first, other = (Delegate(n, COMMITTEE, KEYS[n], case_id=CASE) for n in ("D", "F"))
+    for m in (first, other):
+        m.handle(Start(1))
+    assert [type(a).__name__ for a in first.receive("E", r)] == ["Received", "Verify"]
+    assert r.__dict__["_taken"][0] is other._ctx
+    other.sig_check = lambda pk, sig, data: False  # a context of its own from now on
+    assert [(a.reason, a.signer) for a in other.receive("E", r)] == [("bad signature", "C")]
+    other.sig_check = first.sig_check
+    assert [a.reason for a in other.receive("G", r)] == ["sender mismatch"]  # the memo names E
+    assert [type(a).__name__ for a in other.receive("E", r)] == ["Received", "Verify"]
+    assert [a.reason for a in other.receive("E", r)] == ["duplicate"]
+    d = _decision("E")
+    assert first.receive("E", d) == other.receive("E", d) and d.__dict__["_taken"][1] == "E"
+    assert [a.reason for a in other.receive("X", d)] == ["not a member"]

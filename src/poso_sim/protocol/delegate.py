@@ -104,6 +104,13 @@ def _hops(k: int) -> str:
     return _HOPS[k] if k < 16 else f"R{k}"
 
 
+#: the methods whose rules a copy's memo (`Delegate._on_message`) stands for: a subclass that overrides one of them
+#: takes every copy through the general path
+_RECEIVER_INDEPENDENT = ("_on_message", "_on_copy", "_on_signed_copy", "_path_ok", "_bad_signer", "_pk", "_drop")
+#: the attributes a copy's receiver-independent checks read (`Delegate._ctx` is made again when one is set)
+_CONTEXT_FIELDS = frozenset({"committee", "case_id", "signatures", "sig_check"})
+
+
 @dataclass(frozen=True)
 class Exclusion:
     leader: NodeId
@@ -217,6 +224,23 @@ class Delegate:
         # in a relayed round may then be recorded without the general path (`_on_signed_copy`)
         cls = type(self)
         self._plain_judging = (cls._submit, cls._apply, cls._accept) == (Delegate._submit, Delegate._apply, Delegate._accept)
+        # the round state of (height, round), set with them (`_enter_round`): the taken-copy shortcut's round
+        self._rs: RoundState | None = None
+        # what a copy's checks that need no round state depend on (see `_on_message`)
+        self._ctx = self._context()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name in _CONTEXT_FIELDS and "_ctx" in self.__dict__:  # set after construction: a context of its own
+            self._ctx = self._context()
+
+    def _context(self) -> Any:
+        """What a copy's checks that need no round state depend on, as one object shared by the delegates of a
+        committee with the same case, signatures switch and check (`Committee.context`)."""
+        cls = type(self)
+        if any(getattr(cls, n) is not getattr(Delegate, n) for n in _RECEIVER_INDEPENDENT):
+            return object()  # checks of its own: no message memo names this context
+        return self.committee.context(self.case_id, bool(self.signatures), self.sig_check)
 
     # ------------------------------------------------------------------------------------------ public helpers
     @property
@@ -306,7 +330,7 @@ class Delegate:
         assert self.height is not None
         h, r = self.height, self.round
         leader = self.leader_for(h, r)
-        self.rounds[(h, r)] = RoundState(h, r, leader)
+        self.rounds[(h, r)] = self._rs = RoundState(h, r, leader)
         out.append(StartTimer(round_timer(h, r), self.window))
         out.append(RoundStarted(h, r, leader))
         if leader == self.name:
@@ -408,6 +432,28 @@ class Delegate:
         out.append(Dropped(reason, src, kind, **extra))
 
     def _on_message(self, src: NodeId, msg: Any, out: list[Any]) -> None:
+        t = type(msg)
+        if t is Relay or t is Decision:
+            # A copy whose checks that need no round state have passed already, at another receiver of this very
+            # object from the same sender, under the same context: its memo (`_taken`: context, sender, note)
+            # says so. A decision is then only noted; a relay in the current round from a new path is taken with
+            # the memo's `Received` note (equal to the one the general path makes). Anything else, or a memo of
+            # another context or sender, takes the general path below (which keeps the memo).
+            memo = msg.__dict__.get("_taken")
+            if memo is not None and memo[0] is self._ctx and memo[1] == src:
+                note = memo[2]
+                if t is Decision:
+                    out.append(note)
+                    return
+                rs = self._rs
+                if (rs is not None and note.round == rs.round and note.height == rs.height and
+                        note.leader == rs.leader and self.status == RUNNING and self.name not in note.path):
+                    paths = rs.seen_paths.get(note.digest)
+                    if paths is not None and note.path not in paths:
+                        paths.add(note.path)
+                        out.append(note)
+                        self._judge(rs, msg.proposal, note.path, src, msg, out)
+                        return
         problem = message_problem(msg)
         if problem is not None:
             self._drop(out, MALFORMED, src, msg, detail=problem)
@@ -416,8 +462,11 @@ class Delegate:
             self._drop(out, NOT_MEMBER, src, msg)
             return
         try:
-            if type(msg) is Decision:  # most messages: every delegate's decision reaches every other one
-                out.append(DecisionSeen(src, msg.height, msg.digest))
+            if t is Decision:  # most messages: every delegate's decision reaches every other one
+                note = DecisionSeen(src, msg.height, msg.digest)
+                out.append(note)
+                if type(self._ctx) is tuple:
+                    msg.__dict__["_taken"] = (self._ctx, src, note)
             elif isinstance(msg, Proposal):
                 self._on_copy(src, msg, (msg.leader,), None, out)
             elif isinstance(msg, Relay):
@@ -499,10 +548,19 @@ class Delegate:
             if bad is not None:
                 self._drop(out, BAD_SIGNATURE, src, relay or proposal, signer=bad, **_info(proposal, path))
                 return
-        self._on_signed_copy(src, proposal, path, relay, out)
+        note = None
+        if relay is not None and type(relay) is Relay and type(self._ctx) is tuple:
+            # every check so far holds for any receiver of this relay from `src` under this context but the loop
+            # check (this receiver's own): kept on the relay for the others (`_on_message`)
+            q = proposal.payload
+            note = Received(proposal.height, proposal.round, proposal.leader, path, src, q.digest, q.label,
+                            q.claimed_cost, _hops(len(path)))
+            relay.__dict__["_taken"] = (self._ctx, src, note)
+        self._on_signed_copy(src, proposal, path, relay, out, note)
 
     def _on_signed_copy(
-        self, src: NodeId, proposal: Proposal, path: tuple[NodeId, ...], relay: Relay | None, out: list[Any]
+        self, src: NodeId, proposal: Proposal, path: tuple[NodeId, ...], relay: Relay | None, out: list[Any],
+        note: Received | None = None,
     ) -> None:
         """A well-formed, signed copy: buffered, dropped by the round state, or taken (`Received`) and judged."""
         h, r = proposal.height, proposal.round
@@ -529,15 +587,27 @@ class Delegate:
         if not rs.take(digest, path):
             self._drop(out, DUPLICATE, src, relay or proposal, **_info(proposal, path))
             return
-        out.append(Received(h, r, leader, path, src, digest, payload.label, payload.claimed_cost, _hops(len(path))))
+        if note is None:
+            note = Received(h, r, leader, path, src, digest, payload.label, payload.claimed_cost, _hops(len(path)))
+        out.append(note)
+        self._judge(rs, proposal, path, src, relay, out)
+
+    def _judge(
+        self, rs: RoundState, proposal: Proposal, path: tuple[NodeId, ...], src: NodeId, relay: Relay | None,
+        out: list[Any],
+    ) -> None:
+        """A copy just taken in the current round (`rs`): rejected for its instance, accepted unchecked from a
+        trusted leader, recorded as valid by a cached acceptance once the round is relayed, or submitted."""
+        payload = proposal.payload
+        digest = payload.digest
         if self.instances is not None:
             wrong = self._instance_mismatch(proposal)
             if wrong is not None:  # rejected by the signed fingerprint alone: no verification
                 self._apply(_Copy(proposal, path, src, "direct" if relay is None else "relay"), wrong, out)
                 return
-        if relay is None and leader in self.trusted_leaders:
+        if relay is None and proposal.leader in self.trusted_leaders:
             cost = float(payload.claimed_cost) if payload.claimed_cost is not None else 0.0
-            out.append(AcceptedUnchecked(digest, leader))
+            out.append(AcceptedUnchecked(digest, proposal.leader))
             self._accept(_Copy(proposal, path, src, "direct"), cost, out)
             return
         if self._plain_judging and rs.relayed:

@@ -222,6 +222,24 @@ class Committee:
             return None
         return self.keys.get(name)
 
+    def context(self, *parts: object) -> tuple[object, ...]:
+        """One tuple object per distinct `parts` (compared by equality) for this committee: what machines of this
+        committee share can be named by identity (a delegate's checks of a copy that need no round state depend
+        on the committee and on `parts`, and are kept on the message under this tuple). Unhashable parts give a
+        tuple of their own."""
+        contexts = self.__dict__.get("_contexts")
+        if contexts is None:
+            contexts = {}
+            object.__setattr__(self, "_contexts", contexts)
+        try:
+            return contexts.setdefault(parts, parts)
+        except TypeError:
+            return parts
+
+    def __getstate__(self) -> dict[str, object]:
+        # the fields and the member set; the contexts (they may hold a run's signature check) are made again
+        return {k: v for k, v in self.__dict__.items() if k != "_contexts"}
+
 
 def make_keys(names: Sequence[NodeId], seed: bytes = b"poso-sim") -> dict[NodeId, KeyPair]:
     """Deterministic key pairs for `names`: node n gets KeyPair.generate(seed + b"/" + n)."""

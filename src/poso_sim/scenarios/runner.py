@@ -496,10 +496,44 @@ class Runner:
                 feed(name, MessageReceived(msg.src, msg.payload))
 
         else:  # the machine's own `handle(MessageReceived(src, msg))`, without the event object
-            carry_out = self._carry_out
+            handler = self._note_handler(name, receive)
+        return handler
 
-            def handler(msg: Any) -> None:
-                carry_out(name, receive(msg.src, msg.payload))
+    def _note_handler(self, name: str, receive: Callable[[str, Any], list[Any]]) -> Callable[[Any], None]:
+        """The handler of a plain machine. What a delivered message mostly yields, one per-copy note (`Received`,
+        `DecisionSeen`), is logged here; anything else goes to `_carry_out`. In compact mode the heights whose first
+        note of each kind this node has logged are known here (the log's first-copy set only grows), so a later
+        copy costs its count; the same entries, counts and observer calls as `_log`."""
+        carry_out, log, net = self._carry_out, self._log, self.net
+        entries, observers, omitted = self._entries, self._observers, self.log.omitted
+        compact = self._first_copy is not None
+        direct = not compact and not self._users  # a full log without user events: the entry is all there is
+        logged: dict[type, set[int]] = {Received: set(), DecisionSeen: set()}
+        row_kind = {Received: KINDS[Received], DecisionSeen: KINDS[DecisionSeen]}
+
+        def handler(msg: Any) -> None:
+            out = receive(msg.src, msg.payload)
+            if len(out) == 1:
+                a = out[0]
+                t = type(a)
+                if t is Received or t is DecisionSeen:
+                    if compact:
+                        heights = logged[t]
+                        if a.height in heights:  # a later copy: counted only
+                            omitted[row_kind[t]] += 1
+                            if observers:
+                                e = Entry(net.now, name, a)
+                                for obs in observers:
+                                    obs(e)
+                            return
+                        log(name, a)
+                        heights.add(a.height)
+                    elif direct and not observers:
+                        entries.append(Entry(net.now, name, a))
+                    else:
+                        log(name, a)
+                    return
+            carry_out(name, out)
 
         return handler
 
