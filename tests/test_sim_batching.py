@@ -436,3 +436,52 @@ def test_a_failing_handler_leaves_the_messages_after_it_pending():
     with pytest.raises(SimulationError, match="first"):
         run(main())
     assert got == [(0.1, 1, 1), (0.1, 2, 0)]
+
+
+# --- going on at the next delivery instant without a timer (VirtualTimeEventLoop.go_on_at) ---------------------
+
+
+def _chain_with_edges(case: str):
+    """A message bounced between two nodes (an instant every 10 ms, the network going on from one to the next
+    without a timer) meeting what must stop that: a timer or a cancelled timer's note half a clock resolution
+    after the next delivery, or a purge of the heap due (more than half of 150 timers cancelled) while 30 round
+    timers share an instant. Returns what was observed, with virtual times."""
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        net = Network(["a", "b"], latency=Constant(0.01), seed=1)
+        log: list = []
+        spare = [loop.call_at(5.0 + i / 7, log.append, "never") for i in range(150)]
+        for i in range(30):
+            loop.call_at(0.5, lambda i=i: log.append(("round", i, loop.time())))
+        count = [0]
+
+        def bounce(m):
+            count[0] += 1
+            now = loop.time()
+            log.append(("deliver", m.dst, now))
+            if case == "timer" and count[0] % 7 == 3:
+                loop.call_at(now + 0.01 + 5e-10, lambda: log.append(("timer", loop.time())))
+            if case == "cancelled" and count[0] % 7 == 3:
+                loop.call_at(now + 0.01 + 5e-10, log.append, "never").cancel()
+            if case == "purge" and count[0] == 20:
+                for h in spare[:120]:
+                    h.cancel()
+            if count[0] < 80:
+                net.node(m.dst).send(m.src)
+
+        for node in net.nodes:
+            node.on_message(bounce)
+        net.node("a").send("b")
+        await asyncio.sleep(1.0)
+        return log
+
+    return main()
+
+
+@pytest.mark.parametrize("case", ["timer", "cancelled", "purge"])
+def test_going_on_to_the_next_instant_changes_nothing(case):
+    got = _run_on(VirtualTimeEventLoop(), _chain_with_edges(case))
+    want = _run_on(ReferenceLoop(), _chain_with_edges(case))
+    assert got == want
+    assert sum(1 for x in got if x[0] == "deliver") == 80

@@ -268,6 +268,7 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
         selector = _VirtualSelector(thread_grace)
         super().__init__(selector)
         selector._loop = self
+        self._vsel = selector
         self._heap: list[tuple[float, _Entry]] = []  # the timers (asyncio's own queue stays empty)
         if isinstance(start, bool) or not isinstance(start, (int, float)) or not (0 <= start < float("inf")):
             self.close()
@@ -279,6 +280,8 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
         self._stop_asked = False
         self._woken = False  # call_soon_threadsafe was called (another thread, a signal): end the batch
         self.executor_used = False  # whether worker threads may wake the loop (run_in_executor, to_thread)
+        self._inline: _Entry | None = None  # the timer `_idle_iterations` is running alone right now
+        self._inline_soon = 0  # the call_soon count when it started
         self._guard_wall_clock = guard_wall_clock
         self._clock_resolution = 1e-9
 
@@ -470,15 +473,59 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
                     due.append(e)
                 self._run_inline(due)
             elif not e.dead:
+                self._inline, self._inline_soon = e, soon
                 try:
                     e.context.run(e.callback, *e.args)
                 except (SystemExit, KeyboardInterrupt):
+                    self._inline = None
                     raise
                 except BaseException as exc:
+                    self._inline = None
                     self._report(e, exc)
+                self._inline = None
             if self._soon != soon or self._stop_asked or self._woken:
                 self._woken = False
                 return self._busy_iteration(sel)
+
+    def go_on_at(self, when: float, callback: Any) -> bool:
+        """For a timer callback running alone inside the selector (`_idle_iterations`), without arguments: if the
+        timer ``call_at_bare(when, callback)`` it would arm now to go on would be the next thing the loop runs,
+        alone at its instant, move the clock there as that next iteration would, do its steps on the heap and
+        return True; the caller then goes on at once, in its own context, as that timer's run would have.
+        Otherwise change nothing and return False (the caller arms the timer).
+
+        Every observable step stays: the heap gets the same push and pop (its shape decides the order of later
+        same-instant timers), the self-pipe the same poll count; what is saved is the timer object, its context
+        copy and the iteration's own bookkeeping. Not when a stop is pending, another thread woke the loop, the
+        callback made something ready (call_soon), an earlier or simultaneous timer (within the clock
+        resolution) is in the heap, a purge or a self-pipe poll is due, or a cancelled timer's or another timer's
+        time lies at or before the target (the next iteration pops its note)."""
+        e = self._inline
+        if (e is None or e.callback is not callback or self._soon != self._inline_soon or self._stop_asked
+                or self._woken):
+            return False
+        heap = self._heap
+        n = len(heap) + 1  # with the timer it would arm
+        if heap and not heap[0][0] >= when + 1e-9:
+            return False  # another timer would run first or with it
+        if not (n <= _PURGE_MIN or 2 * self._cancelled_timers <= n):
+            return False  # the next iteration purges the heap
+        sel = self._vsel
+        if not ((sel._polls + 1) & 255):
+            return False  # the next iteration polls the self-pipe
+        now = self._vnow
+        timeout = when - now
+        if not 0 < timeout <= _MAX_WAIT:
+            return False
+        target = now + timeout
+        whens = self._whens
+        if whens and whens[0] <= target + (1e-9 * target if target > 1.0 else 1e-9):
+            return False  # notes the next iteration would pop besides this timer's own
+        sel._polls += 1
+        heapq.heappush(heap, (when, e))  # what arming the timer and popping it as due do to the heap
+        heapq.heappop(heap)
+        self._vnow = when
+        return True
 
     def _run_inline(self, due: list[_Entry]) -> None:
         """Run due timers as asyncio's ready queue would: in order, skipping cancelled ones, an exception going

@@ -53,6 +53,10 @@ def _unbound(*args: Any) -> Any:
     raise RuntimeError(_NO_LOOP)
 
 
+def _never(when: float, callback: Any) -> bool:
+    return False
+
+
 class Message:
     """A message in flight or delivered. ``payload`` is the object given to ``send`` (never copied)."""
 
@@ -323,6 +327,8 @@ class Network:
         self._in_flight = 0
         self._timer: Any = None  # the loop's timer for the heap's head (anything with cancel())
         self._arm: Callable[..., Any] = _unbound
+        self._go_on: Callable[[float, Any], bool] = _never  # the virtual loop's `go_on_at`
+        self._drain_cb = self._drain  # one bound method: the loop knows its timer by it (`go_on_at`)
         self._timer_when = INF
         self._idle_waiters: list[asyncio.Future[None]] = []
         self._next_id = 0
@@ -404,6 +410,7 @@ class Network:
         self._loop = loop
         # the delivery timer: a VirtualTimeEventLoop arms it without an asyncio.TimerHandle (same timer heap)
         self._arm = getattr(loop, "call_at_bare", None) or loop.call_at
+        self._go_on = getattr(loop, "go_on_at", None) or _never
         now = loop.time()
         for node in self._nodes.values():
             for t0, t1, name in node._down:
@@ -637,7 +644,7 @@ class Network:
             if when < self._timer_when:
                 if self._timer is not None:
                     self._timer.cancel()
-                self._timer = self._arm(when, self._drain)
+                self._timer = self._arm(when, self._drain_cb)
                 self._timer_when = when
         self._in_flight += n
         return range(first, msg_id)
@@ -656,7 +663,7 @@ class Network:
         if when < self._timer_when:
             if self._timer is not None:
                 self._timer.cancel()
-            self._timer = self._arm(when, self._drain)
+            self._timer = self._arm(when, self._drain_cb)
             self._timer_when = when
 
     def _drop(self, t: float, src: str, dst: str, kind: str, msg_id: int, size: int, reason: str) -> None:
@@ -678,19 +685,25 @@ class Network:
         try:
             now = self._loop.time()  # type: ignore[union-attr]
             deliver = self._deliver
-            while times and times[0] <= now:
-                when = heappop(times)
-                item = pending.pop(when)
-                if type(item) is list:
-                    self._deliver_all(item, when, now)
-                else:
-                    self._in_flight -= 1
-                    deliver(item, now)
+            go_on, me = self._go_on, self._drain_cb
+            while True:
+                while times and times[0] <= now:
+                    when = heappop(times)
+                    item = pending.pop(when)
+                    if type(item) is list:
+                        self._deliver_all(item, when, now)
+                    else:
+                        self._in_flight -= 1
+                        deliver(item, now)
+                # the next instant: at once if the loop would run this timer next anyway (`go_on_at`)
+                if not times or not go_on(times[0], me):
+                    break
+                now = times[0]
         finally:
             self._timer_when = INF
             if times:
                 when = times[0]
-                self._timer = self._arm(when, self._drain)
+                self._timer = self._arm(when, self._drain_cb)
                 self._timer_when = when
             elif self._idle_waiters:
                 waiters, self._idle_waiters = self._idle_waiters, []
@@ -789,6 +802,8 @@ class Network:
         self._times.clear()
         self._pending.clear()
         self._arm = _unbound
+        self._go_on = _never
+        self._drain_cb = None  # a bound method of the network: a cycle
         self._loop = None
         self._idle_waiters = []
         for node in self._nodes.values():
