@@ -199,6 +199,35 @@ def test_checker_trace_is_json():
     assert check_trace(again).ok
 
 
+def test_checker_memo_of_signed_bytes_and_hashes_is_exact():
+    """The checker memoises decisions' signed bytes and block header hashes across traces (pure functions of their
+    fields): what it verifies is what a fresh Decision and Block compute, and a field changed in a trace (a
+    decision's digest or round, a block's cost) is checked against its own bytes, cold or warm."""
+    from poso_sim.protocol import Block, Decision
+    from poso_sim.sweep import checker as C
+
+    tr = _trace()
+    for cold in (True, False):
+        if cold:
+            C._decision_bytes.cache_clear()
+            C._header_hash.cache_clear()
+        assert check_trace(tr).ok
+        for d in tr["blocks"]["N1"][0]["decisions"]:
+            got = (d["height"], d["round"], d["leader"], d["digest"], float(d["cost"]))
+            assert C._decision_bytes(*got, d["delegate"], d["case_id"]) == \
+                Decision(*got, d["delegate"], b"", d["case_id"]).signing_bytes()
+        b = tr["blocks"]["N1"][0]
+        assert C._header_hash(b["height"], b["prev_hash"], b["leader"], b["round"], b["digest"], b["cost"]) == b["hash"] \
+            == Block.header_hash(b["height"], b["prev_hash"], b["leader"], b["round"], b["digest"], b["cost"])
+        bad = copy.deepcopy(tr)
+        for d in bad["blocks"]["N1"][0]["decisions"]:
+            d["case_id"] = "other"  # same content as the block, bytes that were never signed
+        assert {v["property"] for v in check_trace(bad).violations} == {"certificate"}
+        bad = copy.deepcopy(tr)
+        bad["blocks"]["N1"][0]["cost"] += 1.0
+        assert "chain-integrity" in {v["property"] for v in check_trace(bad).violations}
+
+
 def test_checker_catches_forged_certificate():
     tr = _trace()
     bad = copy.deepcopy(tr)

@@ -72,7 +72,12 @@ class Entry(NamedTuple):
 
     def row(self) -> dict[str, Any]:
         """The flat JSON-ready dict of this entry (see the module docstring)."""
-        return {"t": self.t, "node": self.node, "kind": kind_of(type(self.item)), **plain(item_fields(self.item))}
+        item = self.item
+        t = type(item)
+        out = {"t": self.t, "node": self.node, "kind": KINDS.get(t) or kind_of(t)}
+        for k, v in item_fields(item).items():  # `plain`, written into the row
+            out[k] = v if type(v) in _SCALARS else plain_value(v)
+        return out
 
 
 #: the logged types and their row kinds
@@ -242,7 +247,16 @@ class RunLog(CanonicalLines):
         if kinds is None:
             return [e.row() for e in self.entries]
         want = set(kinds)
-        return [e.row() for e in self.entries if kind_of(type(e.item)) in want]
+        keep: dict[type, bool] = {}  # item type -> whether its kind is wanted (a log holds a dozen types)
+        out = []
+        for e in self.entries:
+            t = type(e.item)
+            k = keep.get(t)
+            if k is None:
+                k = keep[t] = kind_of(t) in want
+            if k:
+                out.append(e.row())
+        return out
 
     def lines(self) -> Iterator[str]:
         _encode_plain = _plain_encoder()

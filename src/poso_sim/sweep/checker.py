@@ -49,6 +49,7 @@ height h from round 1 of L.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -209,6 +210,7 @@ class _Trace:
 
     trace: Mapping[str, Any]
     members: list[str]
+    member_set: frozenset[str]
     majority: int
     honest: list[str]
     honest_set: set[str]
@@ -231,7 +233,7 @@ class _Trace:
         honest = [m for m in members if m not in dishonest]
         signatures = bool(trace.get("signatures"))
         t = cls(
-            trace=trace, members=members, majority=len(members) // 2 + 1, honest=honest, honest_set=set(honest),
+            trace=trace, members=members, member_set=frozenset(members), majority=len(members) // 2 + 1, honest=honest, honest_set=set(honest),
             optimal=set(trace.get("optimal") or ()), labels=trace.get("labels") or {},
             records=trace.get("records") or [], heights=int(trace.get("heights") or 1), signatures=signatures,
             keys={k: bytes.fromhex(v) for k, v in (trace.get("keys") or {}).items()} if signatures else {},
@@ -293,16 +295,12 @@ def _check_blocks(t: _Trace, V: list[dict[str, Any]]) -> dict[int, dict[tuple[An
     """Each chain links and executes optimal plans under a majority certificate; the chains agree. Returns the
     executed block contents per height and the nodes that executed each."""
     sig_cache: dict[tuple[str, str, tuple[Any, ...]], bool] = {}
-    hashes: dict[tuple[Any, ...], str] = {}
     by_height: dict[int, dict[tuple[Any, ...], list[str]]] = {}
     for node, chain in sorted(t.blocks.items()):
         prev, last = GENESIS_HASH, 0
         for b in chain:
             h = int(b["height"])
-            header = (h, b["prev_hash"], b["leader"], int(b["round"]), b["digest"], float(b["cost"]))
-            want = hashes.get(header)
-            if want is None:  # every normal node executes the same blocks: one hash per distinct header
-                want = hashes[header] = Block.header_hash(*header)
+            want = _header_hash(h, b["prev_hash"], b["leader"], int(b["round"]), b["digest"], float(b["cost"]))
             if want != b["hash"]:
                 _v(V, "chain-integrity", h, node, "block hash does not match its header")
             if b["prev_hash"] != prev or h <= last:
@@ -330,13 +328,27 @@ def _check_blocks(t: _Trace, V: list[dict[str, Any]]) -> dict[int, dict[tuple[An
     return by_height
 
 
+# Pure functions of a block's or a decision's fields, memoised across the traces a process checks: the same
+# headers and decisions (height, round, leader, digest, cost, delegate) recur from case to case, while the
+# signatures (keys are derived from each run's seed) do not.
+@functools.lru_cache(maxsize=4096)
+def _header_hash(height: int, prev_hash: str, leader: str, round: int, digest: str, cost: float) -> str:
+    return Block.header_hash(height, prev_hash, leader, round, digest, cost)
+
+
+@functools.lru_cache(maxsize=8192, typed=True)
+def _decision_bytes(height: int, round: int, leader: str, digest: str, cost: float, delegate: str, case_id: str) -> bytes:
+    return Decision(height, round, leader, digest, cost, delegate, b"", case_id).signing_bytes()
+
+
 def _certifying_delegates(t: _Trace, b: Mapping[str, Any], sig_cache: dict) -> set[str]:
     """The members whose decision in block ``b``'s certificate matches the block (and is validly signed)."""
     want = (int(b["height"]),) + _content(b)
     good: set[str] = set()
+    members = t.member_set
     for dec in b.get("decisions") or ():
         who = dec.get("delegate")
-        if who not in t.members or who in good:
+        if who not in members or who in good:
             continue
         got = (int(dec["height"]), int(dec["round"]), str(dec["leader"]), str(dec["digest"]), float(dec["cost"]))
         if got != want:
@@ -345,12 +357,16 @@ def _certifying_delegates(t: _Trace, b: Mapping[str, Any], sig_cache: dict) -> s
             ck = (who, dec.get("signature", ""), got)
             ok = sig_cache.get(ck)
             if ok is None:
-                msg = Decision(got[0], got[1], got[2], got[3], got[4], who, b"", dec.get("case_id", ""))
                 try:
                     sig = bytes.fromhex(dec.get("signature") or "")
                 except ValueError:
                     sig = b""
-                ok = sig_cache[ck] = t.sig_check(t.keys.get(who), sig, msg.signing_bytes())
+                cid = dec.get("case_id", "")
+                try:
+                    data = _decision_bytes(*got, who, cid)
+                except TypeError:  # an unhashable case_id (a malformed trace): nothing to memoise
+                    data = Decision(*got, who, b"", cid).signing_bytes()
+                ok = sig_cache[ck] = t.sig_check(t.keys.get(who), sig, data)
             if not ok:
                 continue
         good.add(who)
