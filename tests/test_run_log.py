@@ -140,6 +140,25 @@ def test_delegate_factory_hook():
     assert made == r.delegates
 
 
+def test_an_unsigned_run_derives_no_key_pairs_for_its_own_delegates():
+    """With signatures off the runner's own delegates get no key pairs (nothing is signed or checked): the run is
+    the same as one whose delegate factory is given the derived key pairs, as a factory of one's own still is."""
+    from poso_sim.protocol import KeyPair
+    from poso_sim.scenarios.model import resolve_scenario
+
+    scn = resolve_scenario("scenario-2").with_(signatures=False)
+    given = []
+
+    def factory(name, committee, keys, **kw):
+        given.append(keys)
+        return Delegate(name, committee, keys, **kw)
+
+    own = run_scenario(scn, payloads="stub")
+    other = run_scenario(scn, payloads="stub", delegate_factory=factory)
+    assert (own.log.digest(), own.trace_digest) == (other.log.digest(), other.trace_digest)
+    assert own.executed and len(given) == len(own.delegates) and all(isinstance(k, KeyPair) for k in given)
+
+
 def test_a_note_of_your_own_is_logged_under_its_snake_case_name():
     from dataclasses import dataclass
 

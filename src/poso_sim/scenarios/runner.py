@@ -63,6 +63,7 @@ from poso_sim.protocol import (
     HEIGHT_ENDS,
     BehavingDelegate,
     CancelTimer,
+    Committee,
     Decide,
     Decision,
     DecisionSeen,
@@ -432,9 +433,12 @@ class Runner:
 
     def _build(self) -> None:
         scn = self.scn
-        committee, keys = make_committee(
-            self.names, self.normals, seed=b"poso-sim/scenario/%d" % self.seed, signatures=scn.signatures
-        )
+        if scn.signatures or self.delegate_factory is not Delegate:
+            committee, keys = make_committee(
+                self.names, self.normals, seed=b"poso-sim/scenario/%d" % self.seed, signatures=scn.signatures
+            )
+        else:  # nothing is signed or checked: the delegates need no key pairs (30 µs each to derive)
+            committee, keys = Committee(self.names, None, self.normals), dict.fromkeys(self.names)
         self.committee = committee
         if scn.signatures and hasattr(self.signature_cache, "vouch"):
             # every signature a simulated delegate makes is noted as valid in the run's signature cache, so the

@@ -273,15 +273,18 @@ class Scenario(_Strict):
         """A node given by name or numeric id -> its name (ValueError if unknown)."""
         if isinstance(ref, bool):
             raise ValueError(f"expected a node name or id, got {ref!r}")
+        ids = self.delegate_ids  # (made afresh by each call of the property: once here)
         if isinstance(ref, int):
-            name = self.id_to_name.get(ref)
+            name = {i: n for n, i in ids.items()}.get(ref)
             if name is None:
                 raise ValueError(f"unknown node id {ref}")
             return name
         if isinstance(ref, str):
-            if ref.isdigit() and int(ref) in self.id_to_name:
-                return self.id_to_name[int(ref)]
-            if ref in self.delegate_ids or ref in self.normal_names:
+            if ref.isdigit():
+                id_to_name = {i: n for n, i in ids.items()}
+                if int(ref) in id_to_name:
+                    return id_to_name[int(ref)]
+            if ref in ids or ref in self.normal_names:
                 return ref
         raise ValueError(f"unknown node {ref!r}")
 
@@ -454,12 +457,13 @@ def check_scenario(scn: Scenario) -> None:
         raise FieldError(("normal_nodes",), f"normal node names must be unique and differ from delegates: {sorted(clash)}")
     if isinstance(scn.verify_cost, float) and not (scn.verify_cost >= 0 and math.isfinite(scn.verify_cost)):
         raise FieldError(("verify_cost",), "must be >= 0 seconds or 'measured'")
+    ids = scn.delegate_ids
     for key, opts in scn.behaviours.items():
         try:
             who = scn.node_ref(int(key) if str(key).isdigit() else key)
         except ValueError as exc:
             raise FieldError(("behaviours", key), str(exc)) from None
-        if who not in scn.delegate_ids:
+        if who not in ids:
             raise FieldError(("behaviours", key), f"{who!r} is a normal node; only delegates have behaviours")
         if not isinstance(opts, dict):
             raise FieldError(("behaviours", key), "expected a mapping of behaviour keys")
@@ -574,12 +578,13 @@ def _check_refs(scn: Scenario, where: tuple[Any, ...], refs: Any) -> None:
         return
     if not isinstance(refs, list):
         raise FieldError(where, f"expected a list of node names or ids, 'all' or 'others', got {refs!r}")
+    ids = scn.delegate_ids
     for i, r in enumerate(refs):
         try:
             n = scn.node_ref(r)
         except ValueError as exc:
             raise FieldError(where + (i,), str(exc)) from None
-        if n not in scn.delegate_ids:
+        if n not in ids:
             raise FieldError(where + (i,), f"{n!r} is not a delegate")
 
 

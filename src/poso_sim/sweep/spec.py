@@ -165,8 +165,9 @@ class SweepSpec(_Strict):
     def iter_cases(self, limit: int | None = None) -> Iterator["CaseSpec"]:
         n = self.n_cases if limit is None else min(limit, self.n_cases)
         base = self.base_scenario()
+        axes = self.axes()
         for i in range(n):
-            yield _make_case(self, i, base)
+            yield _make_case(self, i, base, axes)
 
 
 @dataclass
@@ -231,22 +232,25 @@ def _case_rng(spec: SweepSpec, index: int, purpose: str = "case") -> random.Rand
 
 
 # -------------------------------------------------------------------------------------- case generation
-def _make_case(spec: SweepSpec, index: int, base: Scenario | None = None) -> CaseSpec:
+def _make_case(spec: SweepSpec, index: int, base: Scenario | None = None,
+               axes: list[tuple[str, list[Any]]] | None = None) -> CaseSpec:
     where = spec.source or "<sweep>"
     try:
-        return _build_case(spec, index, base)
+        return _build_case(spec, index, base, axes)
     except SweepError as exc:
         if str(exc).startswith(where):
             raise
         raise SweepError(f"{where}: case {index}: {exc}") from None
 
 
-def _build_case(spec: SweepSpec, index: int, base: Scenario | None = None) -> CaseSpec:
+def _build_case(spec: SweepSpec, index: int, base: Scenario | None = None,
+                axes: list[tuple[str, list[Any]]] | None = None) -> CaseSpec:
     """Case ``index``: draw its parameters (in a fixed order from the case's own generator, so a case depends on
-    the sweep and its index only) and build the scenario from the base scenario's fields."""
+    the sweep and its index only) and build the scenario from the base scenario's fields (``base`` and ``axes``:
+    the sweep's, when the caller has them already)."""
     base = base or spec.base_scenario()
     rng = _case_rng(spec, index)
-    draw = _Draws(spec, base, _axis_values(spec, index, rng), rng)
+    draw = _Draws(spec, base, _axis_values(spec, index, rng, axes), rng)
     com = _committee(spec.parameters, base, draw, rng)
     pool = _behaviour_pool(draw) if not com.keep_base else []
     window = float(draw("window"))
@@ -299,10 +303,11 @@ def _build_case(spec: SweepSpec, index: int, base: Scenario | None = None) -> Ca
     return CaseSpec(index, scn, params)
 
 
-def _axis_values(spec: SweepSpec, index: int, rng: random.Random) -> dict[str, Any]:
+def _axis_values(spec: SweepSpec, index: int, rng: random.Random,
+                 axes: list[tuple[str, list[Any]]] | None = None) -> dict[str, Any]:
     """The value of each product axis for case ``index``: its grid point (product mode) or a random pick."""
     raw: dict[str, Any] = {}
-    axes = spec.axes()
+    axes = spec.axes() if axes is None else axes
     if spec.mode == "product":
         point = index // spec.repeat
         picks = []
