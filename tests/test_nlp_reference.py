@@ -143,3 +143,45 @@ def test_names_are_pyomo_names() -> None:
         names, component, component_names = _data_names(datas)
         assert names == [d.name for d in datas]
         assert [component_names[k] for k in component] == [d.parent_component().name for d in datas]
+
+
+def with_shared(extra_rows: bool, honest: bool = False) -> pe.ConcreteModel:
+    """A dishonest variant over the honest rows (and, with ``extra_rows``, rows of its own after them) that declares
+    the honest problem sitting in it (``nlp_shared``): minimise ``true_cost`` over the honest rows. ``honest``: that
+    honest problem's own model."""
+    m = pe.ConcreteModel()
+    m.I = pe.RangeSet(4)
+    m.price = pe.Param(m.I, initialize={1: 1.0, 2: 2.5, 3: 0.7, 4: 1.2}, mutable=True)
+    m.x = pe.Var(m.I, bounds=(0.1, 5.0), initialize=1.0)
+    m.balance = pe.Constraint(expr=sum(m.x[i] for i in m.I) == 6.0)
+    m.loss = pe.Constraint(m.I, rule=lambda m, i: m.x[i] ** 2 / 10 - m.x[i] <= 1.0)
+    m.true_cost = pe.Expression(expr=sum(m.price[i] * m.x[i] + 0.1 * m.x[i] ** 2 for i in m.I))
+    m.nlp_expressions = ("true_cost",)
+    if honest:
+        m.obj = pe.Objective(expr=m.true_cost)
+        return m
+    if extra_rows:
+        m.cap = pe.Constraint(expr=m.x[1] * m.x[2] <= 4.0)
+    m.obj = pe.Objective(expr=m.true_cost - 3.0 * m.x[2])
+    m.nlp_shared = {"objective": "obj", "expression": "true_cost", "extra_rows": ("cap",) if extra_rows else ()}
+    return m
+
+
+@pytest.mark.parametrize("extra_rows", [False, True], ids=["same rows", "extra rows"])
+def test_a_shared_problem_takes_the_variants_functions_and_encodes_as_alone(extra_rows, plain_operators) -> None:
+    """The shared problem compiled from a variant's walk is what compile_nlp makes of the honest model, with the
+    plain construction too; it takes the variant's functions of the rows (when it has the same rows) and of the
+    expressions, and encoding both problems with one memo gives the bytes each gives alone."""
+    nlp, shared = compile_with_shared(with_shared(extra_rows))
+    assert_same(shared, compile_nlp(with_shared(extra_rows, honest=True)))
+    assert (shared.function("g") is nlp.function("g")) is not extra_rows
+    assert (shared.function("jac_g") is nlp.function("jac_g")) is not extra_rows
+    assert shared.function("hess_lag") is not nlp.function("hess_lag")
+    assert all(shared._expr[nm][0].fn is nlp._expr[nm][0].fn for nm in nlp.expression_names)
+    memo: dict = {}
+    assert nlp.to_bytes(memo) == nlp.to_bytes() and shared.to_bytes(memo) == shared.to_bytes()
+    assert CompiledNLP.from_bytes(shared.to_bytes(memo)).fingerprint == shared.fingerprint
+    plain_operators()
+    old, old_shared = compile_with_shared(with_shared(extra_rows))
+    assert_same(nlp, old)
+    assert_same(shared, old_shared)

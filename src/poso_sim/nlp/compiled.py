@@ -464,21 +464,31 @@ class CompiledNLP:
             "structure_fingerprint": self.structure_fingerprint, "compile_seconds": self.compile_seconds,
         }  # fmt: skip
 
-    def to_bytes(self) -> bytes:
+    def to_bytes(self, memo: dict | None = None) -> bytes:
         """A self-contained encoding (CasADi's own serialisation of the functions, plain data for the rest).
 
         The link to a Pyomo model (used by :meth:`load_into_model`) is not included: the compiler's
         ``with_model(nlp, model)`` links a model built the same way to the object :meth:`from_bytes` returns.
+        ``memo``: a dict kept between the encodings of problems that share compiled functions (a variant and the
+        shared problem compiled from its walk), so that a function both hold is serialised once.
         """
         import pickle
+
+        memo = {} if memo is None else memo
+
+        def text(fn: ca.Function) -> str:
+            hit = memo.get(id(fn))
+            if hit is None or hit[0] is not fn:
+                hit = memo[id(fn)] = (fn, fn.serialize())
+            return hit[1]
 
         blob = {
             "format": _FORMAT,
             "casadi": ca.__version__,
             "plain": self._plain(),
-            "functions": {name: getattr(self, attr).fn.serialize() for name, attr in _FUNCTIONS.items()},
-            "pbound": None if self._pbound is None else self._pbound.fn.serialize(),
-            "expr": {nm: (a.fn.serialize(), b.fn.serialize()) for nm, (a, b) in self._expr.items()},
+            "functions": {name: text(getattr(self, attr).fn) for name, attr in _FUNCTIONS.items()},
+            "pbound": None if self._pbound is None else text(self._pbound.fn),
+            "expr": {nm: (text(a.fn), text(b.fn)) for nm, (a, b) in self._expr.items()},
         }
         return pickle.dumps(blob, protocol=pickle.HIGHEST_PROTOCOL)
 

@@ -322,7 +322,9 @@ def _build_functions(x: Any, p: Any, f_sx: Any, g_sx: Any, expr_sx: dict, pbound
                      timings: dict, jac_sx: Any = None, keep: dict | None = None) -> dict[str, Any]:
     """Exact derivatives (CasADi AD on the SX graph) and the compiled Functions, all with inputs (x, p): the
     constructor arguments of a :class:`CompiledNLP` that hold functions and sparsity structures. ``jac_sx``: the
-    Jacobian of ``g_sx``, when it is at hand; ``keep``: receives the Jacobian (``"jac_sx"``)."""
+    Jacobian of ``g_sx``, when it is at hand; ``keep``: receives the Jacobian (``"jac_sx"``) and the Functions made
+    of ``g_sx``, ``jac_sx`` and the expressions (``"made"``), which a later call with the same SX objects (the
+    shared problem of the same walk) takes instead of making them again."""
     t = time.perf_counter()
     n, m = x.numel(), g_sx.numel()
     opts = _function_opts(cse)
@@ -339,17 +341,23 @@ def _build_functions(x: Any, p: Any, f_sx: Any, g_sx: Any, expr_sx: dict, pbound
     timings["derivatives"] = time.perf_counter() - t
 
     t = time.perf_counter()
+    made = {} if keep is None else keep.setdefault("made", {})
+
+    def once(tag: str, sx: Any, make: Any) -> Any:  # the Function(s) of the SX object ``sx``, made once
+        hit = made.get((tag, id(sx)))
+        if hit is None or hit[0] is not sx:
+            hit = made[(tag, id(sx))] = (sx, make())
+        return hit[1]
+
     functions = {
         "f": ca.Function("f", [x, p], [f_sx], opts),
         "grad_f": ca.Function("grad_f", [x, p], [grad_sx], opts),
-        "g": ca.Function("g", [x, p], [ca.densify(g_sx)], opts),
-        "jac_g": ca.Function("jac_g", [x, p], [jac_sx.nz[:]], opts),
+        "g": once("g", g_sx, lambda: ca.Function("g", [x, p], [ca.densify(g_sx)], opts)),
+        "jac_g": once("jac_g", jac_sx, lambda: ca.Function("jac_g", [x, p], [jac_sx.nz[:]], opts)),
         "hess_lag": ca.Function("hess_lag", [x, p, lam, sigma], [hess_lo.nz[:]], opts),
     }
-    expressions = {}
-    for i, (nm, e) in enumerate(expr_sx.items()):
-        ge = ca.densify(ca.gradient(e, x)) if n else ca.SX(0, 1)
-        expressions[nm] = (ca.Function(f"expr_{i}", [x, p], [e], opts), ca.Function(f"expr_grad_{i}", [x, p], [ge], opts))
+    expressions = {nm: once(f"expr_{i}", e, lambda i=i, e=e: _expression_functions(i, e, x, p, opts))
+                   for i, (nm, e) in enumerate(expr_sx.items())}
     timings["functions"] = time.perf_counter() - t
     return {
         "functions": functions,
@@ -358,6 +366,12 @@ def _build_functions(x: Any, p: Any, f_sx: Any, g_sx: Any, expr_sx: dict, pbound
         "jac_structure": _triplet(jac_sx.sparsity()),
         "hess_structure": _triplet(hess_lo.sparsity()),
     }
+
+
+def _expression_functions(i: int, e: Any, x: Any, p: Any, opts: dict) -> tuple[Any, Any]:
+    """The Functions of the ``i``-th named expression ``e``: its value and its (dense) gradient."""
+    ge = ca.densify(ca.gradient(e, x)) if x.numel() else ca.SX(0, 1)
+    return ca.Function(f"expr_{i}", [x, p], [e], opts), ca.Function(f"expr_grad_{i}", [x, p], [ge], opts)
 
 
 def _walk_model(model: Any, objective: Any, expressions: Sequence[str] | None, relax_integrality: bool,

@@ -423,21 +423,22 @@ def _problem(definition: ProblemDefinition, case: str, variant: str | None, data
     if nlp is None:
         model = _build(definition, data, case, variant)
         nlp, shared = _compile(definition, model, case, variant, shared=derive_shared)
+        written: dict = {}  # the functions the two problems share are serialised once
         if path is not None and disk_cache != "read":
-            _save_compiled(path, nlp)
+            _save_compiled(path, nlp, written)
         if shared is not None:
-            _adopt_shared(definition, case, data, shared, disk_cache, memo_key)
+            _adopt_shared(definition, case, data, shared, disk_cache, memo_key, written)
     return _adopt(definition, case, variant, data, nlp, model, structure, memo_key)
 
 
 def _adopt_shared(definition: ProblemDefinition, case: str, data: Any, nlp: Any, disk_cache: bool | str,
-                  memo_key: str | None) -> None:
+                  memo_key: str | None, written: dict | None = None) -> None:
     """Keep the shared problem compiled beside a variant as if it had been compiled alone (memo, disk cache)."""
     honest = definition.honest_variant
     structure = _structure_hash(definition, data, honest)
     path = _compiled_path(definition, data, honest) if disk_cache and disk_cache != "read" else None
     if path is not None:
-        _save_compiled(path, nlp)
+        _save_compiled(path, nlp, written)
     _adopt(definition, case, honest, data, nlp, None, structure, memo_key)
 
 
@@ -714,8 +715,9 @@ def _load_compiled(path: Path) -> Any:
     return nlp
 
 
-def _save_compiled(path: Path, nlp: Any) -> None:
-    _write_shortcut(path, nlp.to_bytes())
+def _save_compiled(path: Path, nlp: Any, written: dict | None = None) -> None:
+    """``written``: serialised functions of problems saved before (``CompiledNLP.to_bytes``'s ``memo``)."""
+    _write_shortcut(path, nlp.to_bytes(written))
     _prune(path.parent, keep=MAX_COMPILED_ENTRIES)
 
 
