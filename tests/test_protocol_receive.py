@@ -27,6 +27,7 @@ from poso_sim.protocol import (
     TimerExpired,
     VerificationDone,
     Verdict,
+    Verify,
     check_signature,
     make_committee,
     make_keys,
@@ -220,22 +221,38 @@ class _Checked(Delegate):
         super()._on_copy(*args)
 
 
+class _Asking(Delegate):
+    """A delegate with a judging rule of its own: it asks for a verification of every copy it takes."""
+
+    def _submit(self, copy, out):  # noqa: ANN001
+        p = copy.proposal
+        out.append(Verify(p.payload.digest, p.payload, p.height, 0.0, p.instance))
+        super()._submit(copy, out)
+
+
+class _AskingChecked(_Asking, _Checked):
+    pass
+
+
 WIDE = ["C", "D", "E", "F", "G", "H", "I", "J"]
 WIDE_COMMITTEE, WIDE_KEYS = make_committee(WIDE, ("N1",))
 WIDE_SIGNERS = {n: Signer(WIDE_KEYS[n]) for n in WIDE}
+INST = "cd" * 32
 
 
 def _wide_pool() -> list[tuple[str, object]]:
     """Copies in an eight-member committee: the leader's proposals (two digests, two hint sets, a later round),
     their relays along every one- and two-relay path (from the relayer, and some from another sender), forged and
     misrouted relays, and every member's decision."""
-    def prop(payload: Payload, leader: str = "C", round: int = 1) -> Proposal:
-        return Proposal.make(WIDE_SIGNERS[leader], case_id=CASE, height=1, round=round, leader=leader, payload=payload)
+    def prop(payload: Payload, leader: str = "C", round: int = 1, instance: str = "") -> Proposal:
+        return Proposal.make(WIDE_SIGNERS[leader], case_id=CASE, height=1, round=round, leader=leader, payload=payload,
+                             instance=instance)
 
     def relay(p: Proposal, path: tuple[str, ...]) -> Relay:
         return Relay.make(WIDE_SIGNERS[path[-1]], proposal=p, path=path, relayer=path[-1])
 
-    props = [prop(P_OPT), prop(P_OPT2), prop(P_BAD), prop(P_OPT, "D", 2), prop(P_OPT, "D")]  # the last: not leader
+    props = [prop(P_OPT), prop(P_OPT2), prop(P_BAD), prop(P_OPT, "D", 2), prop(P_OPT, "D"),  # the last: not leader
+             prop(P_OPT, instance=INST)]  # signed for an instance: wrong for all but the instance-aware receiver
     out: list[tuple[str, object]] = [(p.leader, p) for p in props]
     for p in props:
         others = [n for n in WIDE if n != p.leader]
@@ -266,7 +283,9 @@ def _copies_events(seed: int, n: int = 400) -> list[object]:
     for i in range(n):
         x = rng.random()
         if i == verdict_at or x < 0.01:
-            out.append(VerificationDone(OPT, Verdict(True, 744.0)) if rng.random() < 0.8
+            y = rng.random()
+            out.append(VerificationDone(OPT, Verdict(True, 744.0)) if y < 0.6
+                       else VerificationDone(OPT, Verdict(True, 744.0), instance=INST) if y < 0.8
                        else VerificationDone(BAD, Verdict(False, 904.0, ("tampered",))))
         elif i == timeout_at or x < 0.014:
             out.append(TimerExpired(round_timer(1, rng.choice((1, 2)))))
@@ -277,14 +296,17 @@ def _copies_events(seed: int, n: int = 400) -> list[object]:
     return out
 
 
-def _receivers(cls: type) -> list[Delegate]:
+def _receivers(general: bool) -> list[Delegate]:
     def strict(pk: bytes, sig: bytes, data: bytes) -> bool:  # E's signatures fail
         return pk != WIDE_KEYS["E"].public and check_signature(pk, sig, data)
 
+    cls, asking = (_Checked, _AskingChecked) if general else (Delegate, _Asking)
     out = [cls(n, WIDE_COMMITTEE, WIDE_KEYS[n], case_id=CASE) for n in WIDE]
     out += [cls("D", WIDE_COMMITTEE, WIDE_KEYS["D"], case_id=CASE, sig_check=strict),
             cls("E", WIDE_COMMITTEE, WIDE_KEYS["E"], case_id=CASE, signatures=False),
-            cls("F", WIDE_COMMITTEE, WIDE_KEYS["F"], case_id="other")]
+            cls("F", WIDE_COMMITTEE, WIDE_KEYS["F"], case_id="other"),
+            cls("G", WIDE_COMMITTEE, WIDE_KEYS["G"], case_id=CASE, instances={1: INST, 2: "ef" * 32}),
+            asking("H", WIDE_COMMITTEE, WIDE_KEYS["H"], case_id=CASE)]
     out[2].trusted_leaders = {"C"}  # a colluder: its direct copies from C are accepted unchecked
     out[3].trust_own = True
     return out
@@ -292,11 +314,12 @@ def _receivers(cls: type) -> list[Delegate]:
 
 @pytest.mark.parametrize("seed", range(16))
 def test_the_taken_copy_memo_gives_what_the_general_path_gives(seed: int) -> None:
-    """Every receiver of one message object (the leader, members on its paths or not, a colluder, and delegates of
-    other contexts: another check, signatures off, another case) answers as its twin that takes every copy through
+    """Every receiver of one message object (the leader, members on its paths or not, a colluder, one with instances,
+    one with a judging rule of its own, and delegates of other contexts: another check, signatures off, another
+    case) answers as its twin that takes every copy through
     the general path (a subclass with a copy check of its own, given a fresh copy of each message). The memos are shared between receivers, as in a run: the first one keeps it, the others use
     it (about a fifth of the relay copies taken here)."""
-    fast, general = _receivers(Delegate), _receivers(_Checked)
+    fast, general = _receivers(False), _receivers(True)
     assert all(type(m._ctx) is tuple for m in fast) and not any(type(m._ctx) is tuple for m in general)
     assert len({id(m._ctx) for m in fast}) == 4  # one context per (case, signatures, check) of the committee
     rng = random.Random(1000 + seed)

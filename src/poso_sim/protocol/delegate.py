@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Mapping, Sequence, Union
 
@@ -107,8 +108,19 @@ def _hops(k: int) -> str:
 #: the methods whose rules a copy's memo (`Delegate._on_message`) stands for: a subclass that overrides one of them
 #: takes every copy through the general path
 _RECEIVER_INDEPENDENT = ("_on_message", "_on_copy", "_on_signed_copy", "_path_ok", "_bad_signer", "_pk", "_drop")
-#: the attributes a copy's receiver-independent checks read (`Delegate._ctx` is made again when one is set)
-_CONTEXT_FIELDS = frozenset({"committee", "case_id", "signatures", "sig_check"})
+
+
+def _context_field(name: str, doc: str) -> Any:
+    """An attribute a copy's checks that need no round state read: setting it gives the delegate its context
+    again (`Delegate._ctx`)."""
+    private = "_" + name
+
+    def fset(self: "Delegate", value: Any) -> None:
+        self.__dict__[private] = value
+        if "_ctx" in self.__dict__:
+            self._ctx = self._context()
+
+    return property(operator.attrgetter(private), fset, doc=doc)
 
 
 @dataclass(frozen=True)
@@ -229,10 +241,11 @@ class Delegate:
         # what a copy's checks that need no round state depend on (see `_on_message`)
         self._ctx = self._context()
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        object.__setattr__(self, name, value)
-        if name in _CONTEXT_FIELDS and "_ctx" in self.__dict__:  # set after construction: a context of its own
-            self._ctx = self._context()
+    committee: Committee = _context_field("committee", "The committee (members, keys, observers).")
+    case_id: str = _context_field("case_id", "The case every copy must be about.")
+    signatures: bool = _context_field("signatures", "Whether messages are signed and signatures checked.")
+    sig_check: Callable[[bytes | None, bytes, bytes], bool] = _context_field(
+        "sig_check", "(public key, signature, data) -> bool; a memo may stand in (same results).")
 
     def _context(self) -> Any:
         """What a copy's checks that need no round state depend on, as one object shared by the delegates of a
@@ -435,25 +448,34 @@ class Delegate:
         t = type(msg)
         if t is Relay or t is Decision:
             # A copy whose checks that need no round state have passed already, at another receiver of this very
-            # object from the same sender, under the same context: its memo (`_taken`: context, sender, note)
-            # says so. A decision is then only noted; a relay in the current round from a new path is taken with
-            # the memo's `Received` note (equal to the one the general path makes). Anything else, or a memo of
-            # another context or sender, takes the general path below (which keeps the memo).
+            # object from the same sender, under the same context: its memo (`_taken`: context, sender, note, and
+            # for a relay what the round state needs) says so. A decision is then only noted; a relay in the
+            # current round from a new path is taken with the memo's `Received` note (equal to the one the general
+            # path makes) and judged (a cached acceptance once the round is relayed: recorded as valid, as
+            # `_judge` does). Anything else, or a memo of another context or sender, takes the general path below
+            # (which keeps the memo).
             memo = msg.__dict__.get("_taken")
             if memo is not None and memo[0] is self._ctx and memo[1] == src:
-                note = memo[2]
                 if t is Decision:
-                    out.append(note)
+                    out.append(memo[2])
                     return
+                _, _, note, h, r, leader, path, digest, key, payload = memo
                 rs = self._rs
-                if (rs is not None and note.round == rs.round and note.height == rs.height and
-                        note.leader == rs.leader and self.status == RUNNING and self.name not in note.path):
-                    paths = rs.seen_paths.get(note.digest)
-                    if paths is not None and note.path not in paths:
-                        paths.add(note.path)
-                        out.append(note)
-                        self._judge(rs, msg.proposal, note.path, src, msg, out)
-                        return
+                if (rs is not None and rs.round == r and rs.height == h and rs.leader == leader and
+                        self.status == RUNNING and self.name not in path):
+                    paths = rs.seen_paths.get(digest)
+                    if paths is not None:
+                        n = len(paths)
+                        paths.add(path)
+                        if len(paths) > n:  # a new path: taken (else a duplicate, for the general path)
+                            out.append(note)
+                            if rs.relayed and self._plain_judging and self.instances is None:
+                                verdict = self.cache.get(key)
+                                if verdict is not None and verdict.accepted:
+                                    rs.valid[digest] = (verdict.cost, payload)
+                                    return
+                            self._judge(rs, msg.proposal, path, src, msg, out)
+                            return
         problem = message_problem(msg)
         if problem is not None:
             self._drop(out, MALFORMED, src, msg, detail=problem)
@@ -553,9 +575,9 @@ class Delegate:
             # every check so far holds for any receiver of this relay from `src` under this context but the loop
             # check (this receiver's own): kept on the relay for the others (`_on_message`)
             q = proposal.payload
-            note = Received(proposal.height, proposal.round, proposal.leader, path, src, q.digest, q.label,
-                            q.claimed_cost, _hops(len(path)))
-            relay.__dict__["_taken"] = (self._ctx, src, note)
+            h, r, leader, digest = proposal.height, proposal.round, proposal.leader, q.digest
+            note = Received(h, r, leader, path, src, digest, q.label, q.claimed_cost, _hops(len(path)))
+            relay.__dict__["_taken"] = (self._ctx, src, note, h, r, leader, path, digest, (digest, proposal.instance), q)
         self._on_signed_copy(src, proposal, path, relay, out, note)
 
     def _on_signed_copy(

@@ -19,8 +19,8 @@ Observers (`RunLog(observers=[...])`, or `Runner(observers=...)`) are called wit
 Two modes. A *full* log (the default for committees of up to `COMPACT_ABOVE` delegates) keeps every entry. A
 *compact* log keeps the per-copy notes (`Received`, `DecisionSeen`, `Dropped`: about 2N^2 of them per height
 with N delegates) only once per (kind, height, node) - and, for `Dropped`, per reason - the first one
-(`RunLog.first_copy`), and counts the others in `omitted` (row kind -> entries left out); every other entry is
-kept. Observers still see every entry. A compact log's rows, exports and digest cover the entries it kept.
+(`RunLog.first_copy`), and counts the others in `omitted` (row kind -> entries left out; `counts` is the plain
+dict behind it, which a host that tells later copies apart itself adds to); every other entry is kept. Observers still see every entry. A compact log's rows, exports and digest cover the entries it kept.
 A compact run's kernel trace records `COMPACT_TRACE_EVENTS` (no sends) and no user event for a copy the log left
 out (`poso_sim.scenarios.runner`), so a later copy costs the run only its count.
 """
@@ -193,7 +193,7 @@ class RunLog(CanonicalLines):
     """The entries of one run, in the order the machines produced them (`mode`: "full" or "compact", see the
     module docstring)."""
 
-    __slots__ = ("entries", "observers", "_digest", "mode", "omitted", "_firsts")
+    __slots__ = ("entries", "observers", "_digest", "mode", "counts", "_firsts")
 
     def __init__(self, observers: Iterable[Callable[[Entry], Any]] = (), mode: str = "full") -> None:
         if mode not in LOG_MODES:
@@ -202,8 +202,14 @@ class RunLog(CanonicalLines):
         self.observers = list(observers)
         self._digest: tuple[int, str] | None = None  # (entries covered, digest)
         self.mode = mode
-        self.omitted: Counter[str] = Counter()  # compact: row kind -> entries not kept
+        #: compact: row kind -> entries not kept, a plain dict (a host counting copies itself adds to it)
+        self.counts: dict[str, int] = {}
         self._firsts: set[tuple[Any, ...]] = set()
+
+    @property
+    def omitted(self) -> Counter[str]:
+        """Compact: row kind -> entries not kept (a new Counter each time)."""
+        return Counter(self.counts)
 
     def keeps(self, node: str, item: Any) -> bool:
         """Whether this log keeps an entry of `node` (always, in full mode); counts what it leaves out."""
@@ -218,7 +224,8 @@ class RunLog(CanonicalLines):
         key = (t, item.height, node, item.reason if t is Dropped else None)
         firsts = self._firsts
         if key in firsts:
-            self.omitted[KINDS[t]] += 1
+            kind, counts = KINDS[t], self.counts
+            counts[kind] = counts.get(kind, 0) + 1
             return False
         firsts.add(key)
         return True

@@ -509,34 +509,43 @@ class Runner:
         note of each kind this node has logged are known here (the log's first-copy set only grows), so a later
         copy costs its count; the same entries, counts and observer calls as `_log`."""
         carry_out, log, net = self._carry_out, self._log, self.net
-        entries, observers, omitted = self._entries, self._observers, self.log.omitted
+        entries, observers, counts = self._entries, self._observers, self.log.counts
         compact = self._first_copy is not None
         direct = not compact and not self._users  # a full log without user events: the entry is all there is
-        logged: dict[type, set[int]] = {Received: set(), DecisionSeen: set()}
-        row_kind = {Received: KINDS[Received], DecisionSeen: KINDS[DecisionSeen]}
+        received_at: set[int] = set()  # compact: heights whose first note of the kind this node has logged
+        seen_at: set[int] = set()
+        received, seen = KINDS[Received], KINDS[DecisionSeen]
 
         def handler(msg: Any) -> None:
             out = receive(msg.src, msg.payload)
             if len(out) == 1:
                 a = out[0]
                 t = type(a)
-                if t is Received or t is DecisionSeen:
-                    if compact:
-                        heights = logged[t]
-                        if a.height in heights:  # a later copy: counted only
-                            omitted[row_kind[t]] += 1
-                            if observers:
-                                e = Entry(net.now, name, a)
-                                for obs in observers:
-                                    obs(e)
-                            return
-                        log(name, a)
-                        heights.add(a.height)
-                    elif direct and not observers:
-                        entries.append(Entry(net.now, name, a))
-                    else:
-                        log(name, a)
+                if t is Received:
+                    heights, kind = received_at, received
+                elif t is DecisionSeen:
+                    heights, kind = seen_at, seen
+                else:
+                    carry_out(name, out)
                     return
+                if compact:
+                    if a.height in heights:  # a later copy: counted only
+                        if kind in counts:
+                            counts[kind] += 1
+                        else:
+                            counts[kind] = 1
+                        if observers:
+                            e = Entry(net.now, name, a)
+                            for obs in observers:
+                                obs(e)
+                        return
+                    log(name, a)
+                    heights.add(a.height)
+                elif direct and not observers:
+                    entries.append(Entry(net.now, name, a))
+                else:
+                    log(name, a)
+                return
             carry_out(name, out)
 
         return handler
