@@ -224,14 +224,17 @@ def _multicast_program(latency, faults, many: bool, seed: int):
     import random
 
     rng = random.Random(seed)
-    names = [f"N{i}" for i in range(9)]
+    names = [f"N{i}" for i in range(12)]
     net = Network(names, latency=latency, seed=seed, faults=faults)
     log: list = []
 
     def relay(node, m):
         log.append((net.now, m.msg_id, m.src, m.dst, m.payload, m.duplicate))
         if m.payload < 4 and rng.random() < 0.4:
-            dsts = [rng.choice(names) for _ in range(rng.randint(0, 12))]
+            if rng.random() < 0.5:  # distinct destinations (many of them: their latencies are drawn in bulk)
+                dsts = rng.sample(names, rng.randint(0, len(names)))
+            else:
+                dsts = [rng.choice(names) for _ in range(rng.randint(0, 12))]
             if rng.random() < 0.5:  # from the delivery, or later from a timer (then the sends arm the network's)
                 forward(node, dsts, m.payload)
             else:
@@ -254,7 +257,7 @@ def _multicast_program(latency, faults, many: bool, seed: int):
         # the loop's timer heap itself, mid-run: the same pushes, pops and cancellations give the same shape
         def heap() -> None:
             log.append([(w, e.dead, e.args if e.callback == log.append else e.callback.__qualname__)
-                        for w, e in loop._heap])
+                        for w, e in ((float(e), e) for e in loop._heap)])
 
         loop.call_at(0.015, heap)
         forward(net.node("N0"), names[1:], -1)

@@ -210,22 +210,19 @@ class _VirtualSelector(selectors.BaseSelector):
 # ------------------------------------------------------------------------------------------------ the timers
 
 
-class _Entry:
-    """A timer's place in the loop's heap, whose items are ``(when, entry)``. Two entries always compare equal,
-    so ``(w1, e1) < (w2, e2)`` is exactly ``w1 < w2``: the comparison asyncio's own queue makes
-    (``TimerHandle.__lt__``), so the heap takes the same shape and same-instant timers fire in the same order.
-    Returned as is by `VirtualTimeEventLoop.call_at_bare` (a handle with ``cancel()`` only)."""
+class _Entry(float):
+    """A timer, as an item of the loop's heap: its value is the timer's time, so two entries compare as their
+    times do, ``e1 < e2`` exactly ``w1 < w2``: the comparison asyncio's own queue makes (``TimerHandle.__lt__``),
+    so the heap takes the same shape and same-instant timers fire in the same order. Being a float, an entry is
+    compared in C (a tuple ``(when, entry)`` would call a Python ``__eq__`` for every tie met while sifting, and
+    a committee's round timers are ties). Returned as is by `VirtualTimeEventLoop.call_at_bare` (a handle with
+    ``cancel()`` only). Attributes (a float subclass has no slots): ``callback``, ``args``, ``context``, ``loop``;
+    ``heaped`` (in the loop's heap: what asyncio notes on its timer handles), ``dead`` (cancelled) and ``queued``
+    (the handle it was handed to asyncio's ready queue as) have class defaults."""
 
-    __slots__ = ("callback", "args", "context", "loop", "heaped", "dead", "queued")
-
-    def __init__(self, callback: Any, args: tuple, context: Any, loop: VirtualTimeEventLoop) -> None:
-        self.callback = callback
-        self.args = args
-        self.context = context
-        self.loop = loop
-        self.heaped = True  # in the loop's heap (what asyncio notes on its timer handles)
-        self.dead = False  # cancelled
-        self.queued: asyncio.Handle | None = None  # the handle it was handed to asyncio's ready queue as
+    heaped = True
+    dead = False
+    queued: asyncio.Handle | None = None
 
     def cancel(self) -> None:
         if not self.dead:
@@ -241,10 +238,13 @@ class _Entry:
     def __repr__(self) -> str:
         return f"<timer {_describe(self.callback, self.args)}{' cancelled' if self.dead else ''}>"
 
-    def __eq__(self, other: object) -> bool:
+    def __bool__(self) -> bool:  # a handle, not a number (a timer at 0.0 is a timer all the same)
         return True
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = object.__hash__  # as a dict key or in a set, a handle is itself (timers due together are equal)
+
+
+_new_entry = float.__new__
 
 
 class _Timer(asyncio.TimerHandle):
@@ -269,7 +269,7 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
         super().__init__(selector)
         selector._loop = self
         self._vsel = selector
-        self._heap: list[tuple[float, _Entry]] = []  # the timers (asyncio's own queue stays empty)
+        self._heap: list[_Entry] = []  # the timers, each compared as its time (asyncio's own queue stays empty)
         if isinstance(start, bool) or not isinstance(start, (int, float)) or not (0 <= start < float("inf")):
             self.close()
             raise ConfigError(f"start: virtual start time must be a finite number >= 0, got {start!r}")
@@ -305,8 +305,12 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
             raise TypeError("when cannot be None")
         if self.is_closed():
             raise RuntimeError("Event loop is closed")
-        e = _Entry(callback, args, context if context is not None else contextvars.copy_context(), self)
-        heapq.heappush(self._heap, (when, e))
+        e = _new_entry(_Entry, when)
+        e.callback = callback
+        e.args = args
+        e.context = context if context is not None else contextvars.copy_context()
+        e.loop = self
+        heapq.heappush(self._heap, e)
         heapq.heappush(self._whens, when)
         return e
 
@@ -365,27 +369,27 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
         n = len(heap)
         if n > _PURGE_MIN and self._cancelled_timers / n > _PURGE_FRACTION:
             kept = []
-            for item in heap:
-                if item[1].dead:
-                    item[1].heaped = False
+            for e in heap:
+                if e.dead:
+                    e.heaped = False
                 else:
-                    kept.append(item)
+                    kept.append(e)
             heapq.heapify(kept)
             heap[:] = kept
             self._cancelled_timers = 0
         else:
-            while heap and heap[0][1].dead:
+            while heap and heap[0].dead:
                 self._cancelled_timers -= 1
-                heapq.heappop(heap)[1].heaped = False
+                heapq.heappop(heap).heaped = False
 
     def _due(self) -> list[_Entry]:
         heap = self._heap
         end = self._vnow + 1e-9  # the clock resolution
         due = []
         while heap:
-            if heap[0][0] >= end:
+            if heap[0] >= end:
                 break
-            e = heapq.heappop(heap)[1]
+            e = heapq.heappop(heap)
             e.heaped = False
             due.append(e)
         return due
@@ -401,11 +405,11 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
         """An iteration with something ready: no waiting, the timers due now join the ready queue (the steps of
         `_purge`, `_VirtualSelector._poll` and `_due`, each skipped without a call when it has nothing to do)."""
         heap = self._heap
-        if heap and (heap[0][1].dead or (len(heap) > _PURGE_MIN and 2 * self._cancelled_timers > len(heap))):
+        if heap and (heap[0].dead or (len(heap) > _PURGE_MIN and 2 * self._cancelled_timers > len(heap))):
             self._purge()
         sel._polls += 1
         events = sel._real.select(0) if sel._registered > 1 or not (sel._polls & 255) else []
-        if heap and heap[0][0] < self._vnow + 1e-9:
+        if heap and heap[0] < self._vnow + 1e-9:
             self._hand_out(self._due())
         return events
 
@@ -416,7 +420,7 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
         self._purge()
         timeout = None
         if heap:
-            timeout = min(max(0.0, heap[0][0] - self._vnow), _MAX_WAIT)
+            timeout = min(max(0.0, heap[0] - self._vnow), _MAX_WAIT)
         events = sel._poll(timeout, sel._registered <= 1)
         if not events and timeout:
             self._advance(timeout)
@@ -434,14 +438,14 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
         heappop = heapq.heappop
         while True:
             n = len(heap)
-            if n and not heap[0][1].dead and (n <= _PURGE_MIN or 2 * self._cancelled_timers <= n):
+            if n and not heap[0].dead and (n <= _PURGE_MIN or 2 * self._cancelled_timers <= n):
                 pass  # nothing to purge (see _purge): the common case, decided without a call
             else:
                 self._purge()
                 if not heap:
                     return self._idle_iteration(sel)  # no timer: threads may wake the loop, or a deadlock
             now = self._vnow
-            timeout = heap[0][0] - now
+            timeout = heap[0] - now
             sel._polls += 1
             if not (sel._polls & 255):  # the self-pipe, now and then (see _VirtualSelector._poll)
                 events = sel._real.select(0)
@@ -460,15 +464,15 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
                     target = landed
                 self._vnow = now = target
             end = now + 1e-9  # the clock resolution: timers before it are due
-            if heap[0][0] >= end:
+            if heap[0] >= end:
                 continue  # nothing due yet (a wait is capped at one day)
             soon = self._soon
-            e = heappop(heap)[1]
+            e = heappop(heap)
             e.heaped = False
-            if heap and heap[0][0] < end:
+            if heap and heap[0] < end:
                 due = [e]
-                while heap and not heap[0][0] >= end:
-                    e = heappop(heap)[1]
+                while heap and not heap[0] >= end:
+                    e = heappop(heap)
                     e.heaped = False
                     due.append(e)
                 self._run_inline(due)
@@ -506,7 +510,7 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
             return False
         heap = self._heap
         n = len(heap) + 1  # with the timer it would arm
-        if heap and not heap[0][0] >= when + 1e-9:
+        if heap and not heap[0] >= when + 1e-9:
             return False  # another timer would run first or with it
         if not (n <= _PURGE_MIN or 2 * self._cancelled_timers <= n):
             return False  # the next iteration purges the heap
@@ -522,7 +526,7 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
         if whens and whens[0] <= target + (1e-9 * target if target > 1.0 else 1e-9):
             return False  # notes the next iteration would pop besides this timer's own
         sel._polls += 1
-        heapq.heappush(heap, (when, e))  # what arming the timer and popping it as due do to the heap
+        heapq.heappush(heap, when)  # what arming the timer and popping it as due do to the heap (its shape)
         heapq.heappop(heap)
         self._vnow = when
         return True

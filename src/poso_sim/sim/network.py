@@ -35,10 +35,12 @@ from collections.abc import Callable, Iterable, Sequence
 from heapq import heappop, heappush
 from typing import Any
 
+import numpy as np
+
 from poso_sim.errors import ConfigError
 from poso_sim.sim.faults import Crash, DelaySpike, Duplicate, Fault, Filter, Loss, Partition, Reorder
 from poso_sim.sim.latency import Constant, LatencyModel, LogNormal, RegionTable, Uniform, as_latency
-from poso_sim.sim.rng import _MASK, Stream, derive_seed, mix64
+from poso_sim.sim.rng import _MASK, Stream, derive_seed, mix64, mix64_many, random_many
 from poso_sim.sim.trace import Trace
 
 __all__ = ["Inbox", "Message", "Network", "Node"]
@@ -149,12 +151,14 @@ class _Lean:
     per destination (by node index), the state of the channel's latency stream - 9 bytes a channel instead of a
     channel object."""
 
-    __slots__ = ("channel", "states", "made")
+    __slots__ = ("channel", "states", "made", "np_states", "np_made")
 
     def __init__(self, channel: _Channel, n: int) -> None:
         self.channel = channel
         self.states = array("Q", bytes(8 * n))
         self.made = bytearray(n)  # 1 once the destination's stream is derived
+        self.np_states = np.frombuffer(self.states, dtype=np.uint64)  # the same memory, for draws in bulk
+        self.np_made = np.frombuffer(self.made, dtype=np.uint8)
 
 
 class Node:
@@ -305,6 +309,7 @@ class Network:
         # pair (N^2 of them) is replaced by the stream's state in an array per source; the stream is derived
         # exactly as for a channel object (mix(mix(src key, dst key), latency key)), so every draw is the same.
         self._index = {n: i for i, n in enumerate(names)}
+        self._dst_key_array: np.ndarray | None = None  # the destination keys by node index (`_lean_whens`)
         self._lean = (not self._channel_faults and not self._partitions
                       and type(self.latency) in (Constant, Uniform, LogNormal))
         self._scratch = Stream.from_state(0)
@@ -318,7 +323,7 @@ class Network:
         self._tr_drop = "drop" in tr
         self._tr_timer = "timer" in tr
         self._tr_fault = "fault" in tr
-        self._row = self.trace.append  # the hot path's writer: no event filter (the _tr_* flags decide)
+        self._row = self.trace.appender()  # the hot path's writer: no event filter (the _tr_* flags decide)
         self._loop: asyncio.AbstractEventLoop | None = None
         # pending deliveries: a heap of their distinct times and, per time, its message (a list of them in send
         # order when several share the time): the order of (time, send order), with float comparisons only
@@ -612,26 +617,15 @@ class Network:
                 row(now, "send", src, dst, kind, first + k, size, None, summary)
         lean = node._lean or self._lean_of(node)
         ch = lean.channel
-        latency = ch.latency
-        states, made = lean.states, lean.made
-        rng = self._scratch
-        src_key, dst_keys, lat_key = self._src_keys[src], self._dst_keys, self._purpose_keys["latency"]
+        whens = self._lean_whens(lean, src, idx, dsts, now)
         nodes = self._nodes
         pending = self._pending
         times = self._times
         get = pending.get
         msg_id = first
         for k in range(n):
-            i = idx[k]
-            dst = dsts[k]
-            if made[i]:
-                rng.state = states[i]
-            else:
-                made[i] = 1
-                rng.state = mix64(mix64(src_key, dst_keys[dst]), lat_key) & _MASK
-            when = now + latency(rng)
-            states[i] = rng.state
-            msg = Message(msg_id, ch, nodes[dst], payload, kind, size, now, None, summary)
+            when = whens[k]
+            msg = Message(msg_id, ch, nodes[dsts[k]], payload, kind, size, now, None, summary)
             msg_id += 1
             other = get(when)
             if other is None:
@@ -648,6 +642,44 @@ class Network:
                 self._timer_when = when
         self._in_flight += n
         return range(first, msg_id)
+
+    def _lean_whens(self, lean: _Lean, src: str, idx: list[int], dsts: Sequence[str], now: float) -> list[float]:
+        """The delivery times of messages sent now from ``src`` to ``dsts`` (node indices ``idx``) on lean
+        channels, each ``now`` plus one draw from its channel's latency stream (derived on first use), as
+        `_lean_delay` would give them one by one. Uniform latencies to distinct destinations are drawn in bulk
+        (numpy's 64-bit integer arithmetic and float64 operations: the same numbers)."""
+        model = self.latency
+        n = len(idx)
+        if type(model) is Uniform and n > 8 and len(set(idx)) == n:
+            at = np.array(idx, dtype=np.intp)
+            states, made = lean.np_states, lean.np_made
+            new = at[made[at] == 0]
+            if new.size:
+                keys = self._dst_key_array
+                if keys is None:
+                    keys = self._dst_key_array = np.array([self._dst_keys[d] for d in self.names], dtype=np.uint64)
+                states[new] = mix64_many(mix64_many(np.uint64(self._src_keys[src]), keys[new]),
+                                         np.uint64(self._purpose_keys["latency"]))
+                made[new] = 1
+            u, states[at] = random_many(states[at])
+            return (now + (model.lo + (model.hi - model.lo) * u)).tolist()
+        if type(model) is Constant:  # draws nothing (the streams' states are never read)
+            return [now + model.seconds] * n
+        latency = lean.channel.latency
+        states, made = lean.states, lean.made
+        rng = self._scratch
+        src_key, dst_keys, lat_key = self._src_keys[src], self._dst_keys, self._purpose_keys["latency"]
+        whens = []
+        for k in range(n):
+            i = idx[k]
+            if made[i]:
+                rng.state = states[i]
+            else:
+                made[i] = 1
+                rng.state = mix64(mix64(src_key, dst_keys[dsts[k]]), lat_key) & _MASK
+            whens.append(now + latency(rng))
+            states[i] = rng.state
+        return whens
 
     def _push(self, when: float, msg: Message) -> None:
         pending = self._pending

@@ -14,7 +14,9 @@ import json
 import math
 from typing import Any
 
-__all__ = ["Stream", "derive_seed", "mix64"]
+import numpy as np
+
+__all__ = ["Stream", "derive_seed", "mix64", "mix64_many", "random_many"]
 
 _MASK = 0xFFFFFFFFFFFFFFFF
 _GOLDEN = 0x9E3779B97F4A7C15
@@ -37,6 +39,29 @@ def mix64(a: int, b: int) -> int:
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
     z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
     return z ^ (z >> 31)
+
+
+_U_GOLDEN = np.uint64(_GOLDEN)
+_U_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_U_M2 = np.uint64(0x94D049BB133111EB)
+_U_30, _U_27, _U_31, _U_11 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(11)
+
+
+def mix64_many(a: Any, b: Any) -> np.ndarray:
+    """`mix64` of each pair (numpy uint64 arrays or scalars; 64-bit wrap-around arithmetic, the same numbers)."""
+    z = (a ^ b) + _U_GOLDEN
+    z = (z ^ (z >> _U_30)) * _U_M1
+    z = (z ^ (z >> _U_27)) * _U_M2
+    return z ^ (z >> _U_31)
+
+
+def random_many(states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One `Stream.random` draw from each of the streams whose states are given (uint64): (the uniforms, as
+    float64, each the very number `Stream.random` returns, and the streams' new states)."""
+    s = states + _U_GOLDEN
+    z = (s ^ (s >> _U_30)) * _U_M1
+    z = (z ^ (z >> _U_27)) * _U_M2
+    return ((z ^ (z >> _U_31)) >> _U_11).astype(np.float64) * _TWO_POW_M53, s
 
 
 class Stream:
