@@ -174,3 +174,25 @@ def test_committee_membership_is_a_set_lookup():
     assert "C" in COMMITTEE and "N1" not in COMMITTEE and "Z" not in COMMITTEE
     assert [] not in COMMITTEE  # an unhashable claim is nobody, not an error
     assert COMMITTEE == make_committee(NAMES, ("N1",))[0]
+
+
+_JSONISH = st.one_of(
+    st.text(max_size=8), st.integers(min_value=-(2**70), max_value=2**70), st.booleans(), st.none(),
+    st.floats(allow_nan=True, allow_infinity=True), st.binary(max_size=4),
+    st.lists(st.text(max_size=4), max_size=3), st.tuples(st.text(max_size=3)),
+    st.lists(st.integers(), max_size=2),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(max_size=6), _JSONISH, max_size=6))
+def test_a_message_body_is_encoded_as_canonical_encodes_it(body):
+    """The direct encoding of plain bodies (strings, numbers, lists of strings) and the general path give the
+    same bytes for any body: non-ASCII text, huge integers, NaN and infinities, -0.0, bytes, tuples, bools."""
+    import numpy as np
+
+    from poso_sim.protocol.messages import _canonical_body
+
+    assert _canonical_body(body) == canonical(body)
+    odd = {**body, "n": np.int64(3), "x": np.float64(0.1)}  # numpy numbers take the general path
+    assert _canonical_body(odd) == canonical(odd)

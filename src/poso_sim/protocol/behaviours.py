@@ -120,7 +120,7 @@ class BehavingDelegate:
             ev = b.incoming(ev, self)
             if ev is None:
                 break
-        actions: list[Any] = []
+        core: list[Any] = []
         if ev is not None:
             self._observe(ev)
             if isinstance(ev, SolutionReady):
@@ -128,17 +128,25 @@ class BehavingDelegate:
                 if rs is None or rs.leader != self.name or (rs.height, rs.round) != (ev.height, ev.round):
                     ev = None  # payloads for the attacker's own use; the honest core never sees them
             if ev is not None:
-                actions = [(None, a) for a in self.delegate.handle(ev)]
-        actions += [(by, a) for by, a in self._emitted]
-        self._emitted = []
+                core = self.delegate.handle(ev)
+        emitted, self._emitted = self._emitted, []
+        if not emitted:  # the core's actions only: each behaviour's outgoing, in order, on all of them
+            for b in self.behaviours:
+                nxt: list[Any] = []
+                for a in core:
+                    nxt.extend(b.outgoing(a, self))
+                core = nxt
+            return core
+        # a behaviour's own (emitted) actions pass the others' outgoing, not its own
+        actions: list[tuple[Behaviour | None, Any]] = [(None, a) for a in core] + emitted
         for b in self.behaviours:
-            nxt: list[tuple[Behaviour | None, Any]] = []
+            tagged: list[tuple[Behaviour | None, Any]] = []
             for by, a in actions:
                 if by is b:
-                    nxt.append((by, a))
+                    tagged.append((by, a))
                 else:
-                    nxt.extend((by, x) for x in b.outgoing(a, self))
-            actions = nxt
+                    tagged.extend((by, x) for x in b.outgoing(a, self))
+            actions = tagged
         return [a for _, a in actions]
 
     def _observe(self, ev: Any) -> None:

@@ -371,7 +371,7 @@ class Block:
             "digest": digest,
             "cost": float(cost),
         }
-        return hashlib.sha256(canonical(header)).hexdigest()
+        return hashlib.sha256(_canonical_body(header)).hexdigest()
 
     @classmethod
     def make(
@@ -398,7 +398,7 @@ class Block:
                 "cost": self.cost, "hash": self.hash, "prev_hash": self.prev_hash}
 
     def encode(self) -> bytes:
-        return canonical(
+        return _canonical_body(
             {
                 "kind": "block",
                 "v": self.version,
