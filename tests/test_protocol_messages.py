@@ -196,3 +196,27 @@ def test_a_message_body_is_encoded_as_canonical_encodes_it(body):
     assert _canonical_body(body) == canonical(body)
     odd = {**body, "n": np.int64(3), "x": np.float64(0.1)}  # numpy numbers take the general path
     assert _canonical_body(odd) == canonical(odd)
+
+
+def test_a_signed_message_is_the_unsigned_one_with_its_signature():
+    """`_signed` copies the fields (not through `dataclasses.replace`) and keeps the signing bytes: the same object
+    as `replace` makes, whose signing bytes and encoding recomputed from scratch are the same, for every kind
+    (a market's demand included)."""
+    import pickle
+
+    from poso_sim.protocol.market_messages import Demand
+
+    signer = Signer(KeyPair.generate(b"k"))
+    CASE_ID = "manchester"
+    p = Proposal(CASE_ID, 1, 2, "A", Payload("ab" * 32, "optimal", 1.0), instance="cd" * 32)
+    unsigned = [p, Relay(Proposal.make(signer, case_id=CASE_ID, height=1, round=1, leader="A",
+                                       payload=Payload("ab" * 32)), ("A", "B"), "B"),
+                MisbehaviourProof(p, "tampered", "C"), Decision(1, 1, "A", "ab" * 32, 744.09, "D", b"", CASE_ID),
+                Demand("m", 1, "H1", 1.0, -2.0, 0.5)]
+    for m in unsigned:
+        got = m._signed(signer)
+        want = dataclasses.replace(m, signature=signer.sign(m.signing_bytes()))
+        assert type(got) is type(m) and got == want and got.signature == want.signature != b""
+        fresh = pickle.loads(pickle.dumps(got))  # no memo: everything recomputed
+        assert got.signing_bytes() == fresh.signing_bytes() == m.signing_bytes()
+        assert got.encode() == fresh.encode() == want.encode() and got.encode() != m.encode()

@@ -454,7 +454,7 @@ class Delegate:
             # path makes) and judged (a cached acceptance once the round is relayed: recorded as valid, as
             # `_judge` does). Anything else, or a memo of another context or sender, takes the general path below
             # (which keeps the memo).
-            memo = msg.__dict__.get("_taken")
+            memo = msg._taken
             if memo is not None and memo[0] is self._ctx and memo[1] == src:
                 if t is Decision:
                     out.append(memo[2])

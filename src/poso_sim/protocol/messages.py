@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar
 
 from poso_sim.common import canonical_json
@@ -51,6 +51,8 @@ def _plain_encoder() -> Any:
 
 
 _ENCODE_PLAIN = _plain_encoder()
+#: message class -> its fields, all set by `__init__` (empty: the class needs `dataclasses.replace`)
+_INIT_FIELDS: dict[type, tuple[str, ...]] = {}
 _PLAIN = frozenset({str, int, float})
 
 
@@ -112,6 +114,9 @@ class Payload:
 class _Message:
     kind: ClassVar[str] = ""
     version: int
+    #: a delegate's memo of this object as a copy it checked (`protocol.delegate`), set on the object itself; the
+    #: class's None reads as "none" without a lookup in the object's dict
+    _taken: ClassVar[Any] = None
 
     def body(self) -> dict[str, Any]:  # every field except the signature
         raise NotImplementedError
@@ -125,8 +130,27 @@ class _Message:
         return out
 
     def _signed(self, signer: Signer) -> Any:
-        """This (unsigned) message with `signer`'s signature over its signing bytes."""
-        return replace(self, signature=signer.sign(self.signing_bytes()))
+        """This (unsigned) message with `signer`'s signature over its signing bytes: `dataclasses.replace` of the
+        signature, made by copying the fields (a message class has neither `__post_init__` nor `init=False` fields;
+        one that has goes through `replace`). The signing bytes, which leave the signature out, are kept on the
+        signed object."""
+        data = self.signing_bytes()
+        sig = signer.sign(data)
+        cls = type(self)
+        names = _INIT_FIELDS.get(cls)
+        if names is None:
+            fs = fields(cls)  # type: ignore[arg-type]
+            plain = all(f.init for f in fs) and not hasattr(cls, "__post_init__")
+            names = _INIT_FIELDS[cls] = tuple(f.name for f in fs) if plain else ()
+        if not names:
+            return replace(self, signature=sig)
+        new = object.__new__(cls)
+        d, mine = new.__dict__, self.__dict__
+        for name in names:
+            d[name] = mine[name]
+        d["signature"] = sig
+        d["_signing_bytes"] = data
+        return new
 
     def __getstate__(self) -> dict[str, Any]:
         # the fields only: the per-object memos (a relay's path verdict holds its committee) are recomputed
