@@ -217,3 +217,23 @@ def test_solver_factory_links_constraints_of_a_variables_only_link(fake_solvers)
     r = PyomoSolverFactoryBackend("poso_test_ampl", convention=(-1.0, 1.0, -1.0)).solve(nlp, nlp.x0)
     assert r.y.shape == (nlp.m,) and np.isfinite(r.y).all()
     assert stationarity(nlp, r) < 1e-7
+
+
+@pytest.mark.parametrize("options", [{}, {"max_iter": 3}, {"obj_scaling": 0.1, "x_scaling": None}],
+                         ids=["optimal", "max_iter", "scaled"])
+@pytest.mark.parametrize("make", [hs071, kitchen_sink], ids=["hs071", "kitchen_sink"])
+def test_casadi_backend_without_lam_p_gives_what_nlpsol_gives(make, options, monkeypatch) -> None:
+    """The CasADi backend builds its solvers without the parameter multipliers (``lam_p``, which nlpsol computes
+    with a function it builds by reverse AD at every construction): every result is the same, bit for bit."""
+    import poso_sim.solvers.casadi_ipopt as backend
+
+    nlp = compile_nlp(make())
+    results = []
+    for without in (True, False):
+        monkeypatch.setattr(backend, "_NO_LAM_P", backend._NO_LAM_P if without else {})
+        results.append(CasadiIpoptBackend().solve(nlp, nlp.x0, options=dict(options)))
+    new, old = results
+    assert (new.status, new.iterations, new.message) == (old.status, old.iterations, old.message)
+    for k in ("x", "y", "z_L", "z_U", "objective"):
+        a, b = np.atleast_1d(getattr(new, k)), np.atleast_1d(getattr(old, k))
+        assert a.tobytes() == b.tobytes(), k
