@@ -294,3 +294,24 @@ async def test_send_many_to_an_unknown_node_sends_the_ones_before_it():
     assert net.sent == 2 and net.in_flight == 2
     assert list(net.node("A").send_many(["C", "B"], 2)) == [2, 3]
     assert list(net.node("A").send_many([], 2)) == []
+
+
+def test_a_digest_only_trace_written_through_its_appender_is_the_kept_trace():
+    """The hot path's writer (`Trace.appender`) of a digest-only trace formats message records at once and keeps
+    the others for the batch: the digest is the kept trace's, whatever the mix of records and batch boundaries."""
+    full, lean = Trace(), Trace(keep=False)
+    write_full, write_lean = full.appender(), lean.appender()
+    assert write_full == full.append and write_lean != lean.append
+    for i in range(9_000):
+        for write, tr in ((write_full, full), (write_lean, lean)):
+            write(i * 1e-3 + 1 / 3, "deliver", f"n{i % 5}", "B\u00e9", "k", i, 7, None if i % 3 else "dup", f"s{i % 7}")
+            if i % 997 == 0:
+                tr.append(i * 1e-3, "user", "A", None, "x", None, None, None, {"n": [1, i], "s": "\u00e9"})
+                write(float(i), "drop", "A", "B", "k", i, True, "loss:l", 5)  # a bool size, an int summary
+                write(float(i), "timer", "A", None, "t", None, None, None, None)
+    assert len(lean) == len(full) and lean.digest() == full.digest()
+    lean.clear()
+    assert lean.digest() == Trace().digest() and lean.appender() == write_lean  # the writer survives clear()
+    write_lean(float("inf"), "deliver", "A", "B", "k", 1, 0, None, None)
+    with pytest.raises(ConfigError, match="trace record 0"):
+        lean.digest()

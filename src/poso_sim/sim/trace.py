@@ -121,19 +121,26 @@ def _lines(rows: Iterable[tuple]) -> Iterator[str]:
 
 class _DigestOnly:
     """Stands in for a trace's list of records when only its digest is kept: records are written as their
-    canonical lines and hashed in batches, then dropped (the memory of a trace no longer grows with the run)."""
+    canonical lines and hashed in batches, then dropped (the memory of a trace no longer grows with the run).
+    A message's record (what the kernel writes through `row`) becomes its line at once (one %-format with the
+    JSON texts of its names, kind and summary remembered); any other record waits as its tuple and is written
+    with the batch (where a record that cannot be encoded raises `ConfigError`, as a kept trace's export does)."""
 
-    __slots__ = ("_batch", "_count", "_hash")
+    __slots__ = ("_batch", "_count", "_hash", "_texts", "_mixed")
     BATCH = 8192
 
     def __init__(self) -> None:
-        self._batch: list[tuple] = []
+        self._batch: list[str | tuple] = []
         self._count = 0
         self._hash = hashlib.sha256()
+        self._texts = _Texts()
+        self._texts[None] = "null"
+        self._mixed = False  # the batch holds record tuples still to be written
 
     def append(self, row: tuple) -> None:
         batch = self._batch
         batch.append(row)
+        self._mixed = True
         if len(batch) >= self.BATCH:
             self.flush()
 
@@ -143,7 +150,17 @@ class _DigestOnly:
     ) -> None:
         """`Trace.append` in one call (the kernel's hot path; see `Trace.appender`)."""
         batch = self._batch
-        batch.append((self._count + len(batch), t, ev, src, dst, kind, msg_id, size, reason, data))
+        if t.__class__ is float and msg_id.__class__ is int and size.__class__ is int and t - t == 0.0:
+            texts = self._texts
+            try:
+                batch.append(_MSG_LINE % (texts[data], texts[dst], texts[ev], texts[kind], msg_id, texts[reason],
+                                          self._count + len(batch), size, texts[src], t))
+            except (KeyError, TypeError):  # not a str/None field: written with the batch
+                batch.append((self._count + len(batch), t, ev, src, dst, kind, msg_id, size, reason, data))
+                self._mixed = True
+        else:
+            batch.append((self._count + len(batch), t, ev, src, dst, kind, msg_id, size, reason, data))
+            self._mixed = True
         if len(batch) >= self.BATCH:
             self.flush()
 
@@ -151,13 +168,19 @@ class _DigestOnly:
         self._batch.clear()
         self._count = 0
         self._hash = hashlib.sha256()
+        self._mixed = False
 
     def flush(self) -> None:
         batch = self._batch
         if batch:
-            self._hash.update(("\n".join(_lines(batch)) + "\n").encode("ascii"))
+            lines = batch
+            if self._mixed:
+                written = _lines([x for x in batch if x.__class__ is not str])  # type: ignore[misc]
+                lines = [x if x.__class__ is str else next(written) for x in batch]
+            self._hash.update(("\n".join(lines) + "\n").encode("ascii"))  # type: ignore[arg-type]
             self._count += len(batch)
             batch.clear()
+            self._mixed = False
 
     def __len__(self) -> int:
         return self._count + len(self._batch)
