@@ -116,8 +116,8 @@ def _context_field(name: str, doc: str) -> Any:
     private = "_" + name
 
     def fset(self: "Delegate", value: Any) -> None:
-        self.__dict__[private] = value
-        if "_ctx" in self.__dict__:
+        setattr(self, private, value)  # (not through __dict__: that would make the object's dict)
+        if self._ctx is not None:
             self._ctx = self._context()
 
     return property(operator.attrgetter(private), fset, doc=doc)
@@ -142,7 +142,7 @@ class _Copy:
     via: str  # "own" | "direct" | "relay" | "proof"
 
 
-@dataclass
+@dataclass(slots=True)
 class RoundState:
     height: int
     round: int
@@ -241,6 +241,7 @@ class Delegate:
         # what a copy's checks that need no round state depend on (see `_on_message`)
         self._ctx = self._context()
 
+    _ctx: Any = None  # set at the end of __init__ (`_context`)
     committee: Committee = _context_field("committee", "The committee (members, keys, observers).")
     case_id: str = _context_field("case_id", "The case every copy must be about.")
     signatures: bool = _context_field("signatures", "Whether messages are signed and signatures checked.")
