@@ -485,3 +485,34 @@ def test_going_on_to_the_next_instant_changes_nothing(case):
     want = _run_on(ReferenceLoop(), _chain_with_edges(case))
     assert got == want
     assert sum(1 for x in got if x[0] == "deliver") == 80
+
+
+@pytest.mark.parametrize("quantum", [1e-3, 0.02, 0.3])
+def test_the_queue_of_pending_deliveries_is_time_then_push_order(quantum):
+    """The network's calendar queue against a heap of (time, push number): pushes between takes, at times in the
+    bucket being taken, before it, equal to others and to the current time (zero latency)."""
+    from poso_sim.sim.network import INF, _Queue
+
+    rng = random.Random(7)
+    q = _Queue(quantum)
+    ref: list = []
+    now, seq = 0.0, 0
+    taken, want = [], []
+    for step in range(4000):
+        if rng.random() < 0.55:
+            when = now + rng.choice([0.0, 0.01, 0.02, rng.random() * 0.05, rng.random() * 1e-3, 0.25])
+            q.push(when, seq)
+            heapq.heappush(ref, (when, seq))
+            seq += 1
+        else:
+            head = q.head()
+            assert head == (ref[0][0] if ref else INF)
+            if head == INF:
+                continue
+            now = max(now, head)
+            while q.head() <= now:  # take what is due, as the drain does
+                i = q.i
+                taken.append((q.whens[i], q.msgs[i]))
+                q.i = i + 1
+                want.append(heapq.heappop(ref))
+    assert taken == want and len(taken) > 1000
