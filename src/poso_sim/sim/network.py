@@ -63,7 +63,8 @@ def _never(when: float, callback: Any) -> bool:
 class Message:
     """A message in flight or delivered. ``payload`` is the object given to ``send`` (never copied)."""
 
-    __slots__ = ("msg_id", "src", "channel", "dst_node", "payload", "kind", "size", "sent_at", "note", "summary")
+    __slots__ = ("msg_id", "src", "channel", "dst_node", "payload", "kind", "size", "sent_at", "note", "summary",
+                 "line")
 
     def __init__(
         self, msg_id: int, channel: _Channel, dst_node: Node, payload: Any, kind: str, size: int, sent_at: float,
@@ -79,6 +80,7 @@ class Message:
         self.sent_at = sent_at
         self.note = note
         self.summary = summary
+        self.line: str | None = None  # its deliver record's line format (`Trace.line_writer`), set by send_many
 
     @property
     def dst(self) -> str:
@@ -402,6 +404,8 @@ class Network:
         self._tr_timer = "timer" in tr
         self._tr_fault = "fault" in tr
         self._row = self.trace.appender()  # the hot path's writer: no event filter (the _tr_* flags decide)
+        # a digest-only trace's deliver records of a send_many: their shared fields formatted once per batch
+        self._lines = self.trace.line_writer() if self._tr_deliver else None
         self._loop: asyncio.AbstractEventLoop | None = None
         # pending deliveries, in the order of (time, send order): see _Queue
         self._queue = _Queue(_quantum(self.latency))
@@ -697,11 +701,13 @@ class Network:
         nodes = self._nodes
         queue = self._queue
         inv, buckets, get = queue.inv, queue.buckets, queue.buckets.get
+        line = None if self._lines is None else self._lines[0]("deliver", src, kind, size, None, summary)
         msg_id = first
         last, lw, lm = -1, None, None  # the last bucket appended to (a batch's times are close)
         for k in range(n):
             when = whens[k]
             msg = Message(msg_id, ch, nodes[dsts[k]], payload, kind, size, now, None, summary)
+            msg.line = line
             msg_id += 1
             b = int(when * inv)  # `_Queue.push`, inline
             if b == last:
@@ -795,6 +801,7 @@ class Network:
             deliver = self._deliver
             go_on, me = self._go_on, self._drain_cb
             row = self._row if self._tr_deliver else None
+            row_line = None if self._lines is None else self._lines[1]
             lean = self._lean
             while True:
                 while True:
@@ -819,8 +826,12 @@ class Network:
                     # `_deliver` for a message no fault can drop here (the common case), inline
                     self.delivered += 1
                     if row is not None:
-                        row(now, "deliver", item.src, node.name, item.kind, item.msg_id, item.size, item.note,
-                            item.summary)
+                        line = item.line
+                        if line is not None and now.__class__ is float and now - now == 0.0:
+                            row_line(line, now, node.name, item.msg_id)
+                        else:
+                            row(now, "deliver", item.src, node.name, item.kind, item.msg_id, item.size, item.note,
+                                item.summary)
                     handler = node._handler
                     if handler is not None:
                         handler(item)

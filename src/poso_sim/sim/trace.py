@@ -164,6 +164,28 @@ class _DigestOnly:
         if len(batch) >= self.BATCH:
             self.flush()
 
+    def line_format(self, ev: str, src: Any, kind: Any, size: Any, reason: Any, data: Any) -> str | None:
+        """The canonical line of a message record with these fields, as a %-format of (the destination's JSON
+        text, msg_id, seq, t); None if a field is not a str/None (or the size not an int)."""
+        if size.__class__ is not int:
+            return None
+        texts = self._texts
+        try:
+            parts = [texts[data], texts[ev], texts[kind], texts[reason], texts[src]]
+        except (KeyError, TypeError):
+            return None
+        d, e, k, r, s = (p.replace("%", "%%") for p in parts)
+        return ('{"data":' + d + ',"dst":%s,"ev":' + e + ',"kind":' + k + ',"msg_id":%d,"reason":' + r
+                + ',"seq":%d,"size":' + "%d" % size + ',"src":' + s + ',"t":%r}')
+
+    def row_line(self, fmt: str, t: float, dst: str, msg_id: int) -> None:
+        """`row` of a message record whose other fields `line_format` made into ``fmt`` (``t`` a finite float,
+        ``dst`` a str, ``msg_id`` an int: the caller's to ensure)."""
+        batch = self._batch
+        batch.append(fmt % (self._texts[dst], msg_id, self._count + len(batch), t))
+        if len(batch) >= self.BATCH:
+            self.flush()
+
     def reset(self) -> None:
         self._batch.clear()
         self._count = 0
@@ -255,6 +277,12 @@ class Trace(CanonicalLines):
         one call instead of two (the network's hot path takes it once; it stays valid across `clear`)."""
         rows = self._rows
         return rows.row if isinstance(rows, _DigestOnly) else self.append
+
+    def line_writer(self) -> tuple[Callable[..., str | None], Callable[..., None]] | None:
+        """For a trace that keeps only its digest: ``(line_format, row_line)`` (see `_DigestOnly`), with which a
+        sender of many messages sharing their fields formats those fields once; None for a kept trace."""
+        rows = self._rows
+        return (rows.line_format, rows.row_line) if isinstance(rows, _DigestOnly) else None
 
     def user(self, t: float, name: str, data: Any = None, node: str | None = None) -> None:
         """Record a user event."""
