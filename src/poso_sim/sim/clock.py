@@ -280,7 +280,7 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
         self._stop_asked = False
         self._woken = False  # call_soon_threadsafe was called (another thread, a signal): end the batch
         self.executor_used = False  # whether worker threads may wake the loop (run_in_executor, to_thread)
-        self._inline: _Entry | None = None  # the timer `_idle_iterations` is running alone right now
+        self._inline: Any = None  # the callback of the timer `_idle_iterations` is running alone right now
         self._inline_soon = 0  # the call_soon count when it started
         self._guard_wall_clock = guard_wall_clock
         self._clock_resolution = 1e-9
@@ -477,7 +477,7 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
                     due.append(e)
                 self._run_inline(due)
             elif not e.dead:
-                self._inline, self._inline_soon = e, soon
+                self._inline, self._inline_soon = e.callback, soon
                 try:
                     e.context.run(e.callback, *e.args)
                 except (SystemExit, KeyboardInterrupt):
@@ -504,18 +504,17 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
         callback made something ready (call_soon), an earlier or simultaneous timer (within the clock
         resolution) is in the heap, a purge or a self-pipe poll is due, or a cancelled timer's or another timer's
         time lies at or before the target (the next iteration pops its note)."""
-        e = self._inline
-        if (e is None or e.callback is not callback or self._soon != self._inline_soon or self._stop_asked
-                or self._woken):
+        if self._inline is not callback or self._soon != self._inline_soon or self._stop_asked or self._woken:
             return False
         heap = self._heap
         n = len(heap) + 1  # with the timer it would arm
         if heap and not heap[0] >= when + 1e-9:
             return False  # another timer would run first or with it
-        if not (n <= _PURGE_MIN or 2 * self._cancelled_timers <= n):
+        if n > _PURGE_MIN and 2 * self._cancelled_timers > n:
             return False  # the next iteration purges the heap
         sel = self._vsel
-        if not ((sel._polls + 1) & 255):
+        polls = sel._polls + 1
+        if not polls & 255:
             return False  # the next iteration polls the self-pipe
         now = self._vnow
         timeout = when - now
@@ -525,7 +524,7 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
         whens = self._whens
         if whens and whens[0] <= target + (1e-9 * target if target > 1.0 else 1e-9):
             return False  # notes the next iteration would pop besides this timer's own
-        sel._polls += 1
+        sel._polls = polls
         heapq.heappush(heap, when)  # what arming the timer and popping it as due do to the heap (its shape)
         heapq.heappop(heap)
         self._vnow = when

@@ -804,44 +804,42 @@ class Network:
             row_line = None if self._lines is None else self._lines[1]
             lean = self._lean
             while True:
-                while True:
-                    i = queue.i
+                i = queue.i
+                whens = queue.whens
+                if i < len(whens):
+                    nxt = whens[i]
+                else:
+                    nxt = queue.load()
+                    i = 0
                     whens = queue.whens
-                    if i >= len(whens):
-                        if queue.load() > now:
-                            break
-                        i = 0
-                        whens = queue.whens
-                    elif whens[i] > now:
+                if nxt > now:
+                    # the next instant: at once if the loop would run this timer next anyway (`go_on_at`)
+                    if nxt == INF or not go_on(nxt, me):
                         break
-                    msgs = queue.msgs
-                    item = msgs[i]
-                    msgs[i] = None
-                    queue.i = i + 1
-                    self._in_flight -= 1
-                    node = item.dst_node
-                    if node._down or (not lean and item.channel.cuts):
-                        deliver(item, now)
-                        continue
-                    # `_deliver` for a message no fault can drop here (the common case), inline
-                    self.delivered += 1
-                    if row is not None:
-                        line = item.line
-                        if line is not None and now.__class__ is float and now - now == 0.0:
-                            row_line(line, now, node.name, item.msg_id)
-                        else:
-                            row(now, "deliver", item.src, node.name, item.kind, item.msg_id, item.size, item.note,
-                                item.summary)
-                    handler = node._handler
-                    if handler is not None:
-                        handler(item)
+                    now = nxt
+                msgs = queue.msgs
+                item = msgs[i]
+                msgs[i] = None
+                queue.i = i + 1
+                self._in_flight -= 1
+                node = item.dst_node
+                if node._down or (not lean and item.channel.cuts):
+                    deliver(item, now)
+                    continue
+                # `_deliver` for a message no fault can drop here (the common case), inline
+                self.delivered += 1
+                if row is not None:
+                    line = item.line
+                    if line is not None and now.__class__ is float and now - now == 0.0:
+                        row_line(line, now, node.name, item.msg_id)
                     else:
-                        node.inbox.put(item)
-                # the next instant: at once if the loop would run this timer next anyway (`go_on_at`)
-                nxt = queue.head()
-                if nxt == INF or not go_on(nxt, me):
-                    break
-                now = nxt
+                        row(now, "deliver", item.src, node.name, item.kind, item.msg_id, item.size, item.note,
+                            item.summary)
+                handler = node._handler
+                if handler is not None:
+                    handler(item)
+                else:
+                    node.inbox.put(item)
         finally:
             self._timer_when = INF
             when = queue.head()
