@@ -68,7 +68,7 @@ class Message:
 
     def __init__(
         self, msg_id: int, channel: _Channel, dst_node: Node, payload: Any, kind: str, size: int, sent_at: float,
-        note: str | None, summary: str | None,
+        note: str | None, summary: str | None, line: str | None = None,
     ) -> None:
         self.msg_id = msg_id
         self.src = channel.src  # the sender's name (read by every handler: a slot, not a property)
@@ -80,7 +80,7 @@ class Message:
         self.sent_at = sent_at
         self.note = note
         self.summary = summary
-        self.line: str | None = None  # its deliver record's line format (`Trace.line_writer`), set by send_many
+        self.line = line  # its deliver record's line format (`Trace.line_writer`), given by send_many
 
     @property
     def dst(self) -> str:
@@ -706,8 +706,7 @@ class Network:
         last, lw, lm = -1, None, None  # the last bucket appended to (a batch's times are close)
         for k in range(n):
             when = whens[k]
-            msg = Message(msg_id, ch, nodes[dsts[k]], payload, kind, size, now, None, summary)
-            msg.line = line
+            msg = Message(msg_id, ch, nodes[dsts[k]], payload, kind, size, now, None, summary, line)
             msg_id += 1
             b = int(when * inv)  # `_Queue.push`, inline
             if b == last:
@@ -803,6 +802,7 @@ class Network:
             row = self._row if self._tr_deliver else None
             row_line = None if self._lines is None else self._lines[1]
             lean = self._lean
+            plain_now = now.__class__ is float and now - now == 0.0  # a finite float: `row_line` can write it
             while True:
                 i = queue.i
                 whens = queue.whens
@@ -817,6 +817,7 @@ class Network:
                     if nxt == INF or not go_on(nxt, me):
                         break
                     now = nxt
+                    plain_now = now.__class__ is float and now - now == 0.0
                 msgs = queue.msgs
                 item = msgs[i]
                 msgs[i] = None
@@ -830,7 +831,7 @@ class Network:
                 self.delivered += 1
                 if row is not None:
                     line = item.line
-                    if line is not None and now.__class__ is float and now - now == 0.0:
+                    if line is not None and plain_now:
                         row_line(line, now, node.name, item.msg_id)
                     else:
                         row(now, "deliver", item.src, node.name, item.kind, item.msg_id, item.size, item.note,
