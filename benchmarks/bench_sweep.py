@@ -82,7 +82,44 @@ both CPUs, so the second worker bought no wall time; the 1-2 s of CPU more were 
 loaded machine (pickling the 1 000 scenarios to the workers and their rows back takes 0.06 s). Again at
 19:51-19:53 UTC (load average 2.0-3.6, one other process, a 2 000-delegate run, holding a CPU throughout): one
 worker 22.8 and 33.6 s of wall, two workers 32.5 and 30.7 s. No quiet moment came in this session to measure the
-speed-up itself."""
+speed-up itself.
+
+#### Second pass: set-up, checker, tables and imports (7 December 2026, evening)
+
+What a case costs outside the message path, and the process's own start and end, at main 2794d49 (the day's
+kernel and protocol work included). `poso-sim sweep campaign --stub --workers 1 --no-progress` (1 000 cases),
+user + sys CPU of the whole process, eb96ef5 / main without this pass (its three commits reverted) / main,
+alternated, 3 rounds, 22:26-22:29 UTC, load average 1.2-1.8 (another worker on the second CPU):
+
+| tree | CPU s, 3 runs | median | cases per CPU-second | max RSS MiB |
+|---|---|---:|---:|---:|
+| eb96ef5 | 21.6, 17.2, 18.4 | 18.4 | 54.2 | 165 |
+| main without this pass | 17.0, 15.7, 14.9 | 15.7 | 63.8 | 165 |
+| main 2794d49 | 12.3, 15.8, 14.8 | 14.8 | 67.4 | 122 |
+
+The same tree varies by a quarter between runs on this machine; instruction counts (valgrind, `--limit 120`
+minus `--limit 20`) are steadier: this pass takes a case from 64.7 to 62.5 M instructions and the process's fixed
+part from 3.11 to 2.38 G. What it changed:
+
+* **No pandas** in a stub sweep: the Parquet tables are written by pyarrow from the rows (column types and nulls
+  as pandas makes them, tested), the report from the rows; `SweepResult.table` is made on first use. 0.25-0.3 s
+  of CPU and 45 MiB a process.
+* **The checker**: a decision's signed bytes and a block's header hash are memoised across the traces of a
+  process (98 % and 99 % hits over the campaign: the same contents recur, the signatures do not); building the
+  trace and checking it without Ed25519 3.7 -> 2.6 M instructions a case.
+* **Set-up**: an unsigned run derives no key pairs (a third of the cases), `node_ref` and the scenario checks
+  read the ids once, the sweep's axes once per iteration: drawing and validating a case 1.33 -> 1.24 M.
+
+Where a case's 12-15 ms go now (process CPU per phase, min of 3 passes over 300 cases, load 5-7, so about 1.3x
+an idle machine): simulation 10.4 ms (the message path; it includes signing, 30 signatures a case, about
+0.75 ms idle, and a virtual event loop made and closed per case, 0.25-0.36 ms); the checker 0.9 ms, of which
+0.6 ms is the Ed25519 verification of the 9.7 certificate signatures no run computed (libsodium, no batch
+verification; the rest 0.2-0.3 ms); the runner's set-up 0.5 ms (key pairs 0.2, the kernel's `Network` 0.2);
+drawing and validating the scenario 0.3 ms; building the trace 0.3 ms; freeing the run 0.2 ms; runner and
+behaviour objects 0.1 ms; the process's imports 0.45-0.55 s, 0.5 ms a case over 1 000 (numpy 0.39 G
+instructions, which pyarrow needs anyway, pydantic 0.26 G and its models, the protocol's dataclasses, asyncio).
+100 cases per CPU-second needs the simulation near 7.5 ms a case: what is left outside it is about 2.3 ms, a
+third of it Ed25519."""
 
 
 def one_height(n: int, memo: bool = True) -> dict:
