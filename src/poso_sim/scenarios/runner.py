@@ -685,15 +685,21 @@ class Runner:
         if msg is self._last_sent:  # a broadcast sends one object to every destination in a row
             kind, summary = self._last_kind, self._last_summary
         else:
-            kind = getattr(msg, "kind", None) or type(msg).__name__
-            summary = summarize(msg) if self._summaries else None
-            self._last_sent, self._last_kind, self._last_summary = msg, kind, summary
+            kind, summary = self._describe(msg)
         by_kind = self.by_kind
         by_kind[kind] = by_kind[kind] + 1
         node = node_of.get(src)
         if node is None:
             node = self.net.node(src)
         node.send(dst, msg, kind=kind, summary=summary)
+
+    def _describe(self, msg: Any) -> tuple[str, str | None]:
+        """The trace's kind and summary of a message sent for the first time (kept for the sends of the same
+        object that follow it: a broadcast)."""
+        kind = getattr(msg, "kind", None) or type(msg).__name__
+        summary = summarize(msg) if self._summaries else None
+        self._last_sent, self._last_kind, self._last_summary = msg, kind, summary
+        return kind, summary
 
     def _send_many(self, src: str, dsts: list[Any], msg: Any) -> None:
         """`_send` of one message to each of `dsts`, in order, through one `Node.send_many`."""
@@ -705,9 +711,7 @@ class Runner:
         if msg is self._last_sent:
             kind, summary = self._last_kind, self._last_summary
         else:
-            kind = getattr(msg, "kind", None) or type(msg).__name__
-            summary = summarize(msg) if self._summaries else None
-            self._last_sent, self._last_kind, self._last_summary = msg, kind, summary
+            kind, summary = self._describe(msg)
         by_kind = self.by_kind
         by_kind[kind] = by_kind[kind] + len(dsts)
         node = node_of.get(src)
