@@ -384,7 +384,6 @@ class Network:
         for f in self.faults:
             self._purpose_keys[f.name] = derive_seed(seed, "purpose", "fault", f.name)  # type: ignore[index]
         self._channel_faults = [f for f in self.faults if not isinstance(f, (Partition, Crash))]
-        self._fault_plan = [self._plan_of(f) for f in self._channel_faults]
         # Lean channels: with no channel faults, no partitions and a latency model whose sampler is the same for
         # every pair, a channel differs from another only by its latency stream, so a channel object per ordered
         # pair (N^2 of them) is replaced by the stream's state in an array per source; the stream is derived
@@ -555,37 +554,28 @@ class Network:
             tuple((p.t0, p.t1, "partition:" + p.name) for p in self._partitions if p.cuts(src, dst))
             if self._partitions else ()
         )
-        lists = (filters, losses, spikes, reorders, dups)
-        for fsrc, fdst, slot, key, head, tail in self._fault_plan:
-            if (fsrc is None or src in fsrc) and (fdst is None or dst in fdst):  # Fault.applies
-                if key is None:
-                    lists[slot].append(head)
-                else:
-                    lists[slot].append((*head, Stream.from_state(mix64(base, key)), *tail))
+        for f in self._channel_faults:
+            if not f.applies(src, dst):
+                continue
+            w0, w1 = f.window
+            if isinstance(f, Filter):
+                filters.append((w0, w1, f.match, f.action == "error", f.replace, "filter:" + f.name))
+                continue
+            rng = Stream.from_state(mix64(base, keys[f.name]))  # type: ignore[index]
+            if isinstance(f, Loss):
+                losses.append((w0, w1, f.p, rng, "loss:" + f.name))
+            elif isinstance(f, DelaySpike):
+                spikes.append((w0, w1, f.p, rng, f.extra))
+            elif isinstance(f, Reorder):
+                reorders.append((w0, w1, f.p, rng, f.extra_delay))
+            elif isinstance(f, Duplicate):
+                dups.append((w0, w1, f.p, rng))
         # empty tuples are shared singletons: a channel without faults allocates almost nothing
         ch.filters, ch.losses, ch.spikes = tuple(filters), tuple(losses), tuple(spikes)
         ch.reorders, ch.dups = tuple(reorders), tuple(dups)
         ch.plain = not (filters or ch.cuts or losses or spikes or reorders or dups)
         node._out[dst] = ch
         return ch
-
-    def _plan_of(self, f: Fault) -> tuple:
-        """What `_channel` needs of channel fault ``f``, worked out once per network: (its src and dst sets, the
-        slot of its kind among (filters, losses, spikes, reorders, dups) - -1 for a kind no channel uses -, its
-        purpose key (None: no stream), the entry's fields before and after the stream)."""
-        w0, w1 = f.window
-        if isinstance(f, Filter):
-            return (f.src, f.dst, 0, None, (w0, w1, f.match, f.action == "error", f.replace, "filter:" + f.name), ())
-        key = self._purpose_keys[f.name]  # type: ignore[index]
-        if isinstance(f, Loss):
-            return (f.src, f.dst, 1, key, (w0, w1, f.p), ("loss:" + f.name,))
-        if isinstance(f, DelaySpike):
-            return (f.src, f.dst, 2, key, (w0, w1, f.p), (f.extra,))
-        if isinstance(f, Reorder):
-            return (f.src, f.dst, 3, key, (w0, w1, f.p), (f.extra_delay,))
-        if isinstance(f, Duplicate):
-            return (f.src, f.dst, 4, key, (w0, w1, f.p), ())
-        return (frozenset(), frozenset(), -1, None, (), ())  # applies to no channel
 
     def _lean_of(self, node: Node) -> _Lean:
         ch = _Channel()
