@@ -753,21 +753,8 @@ class Network:
             return (now + (model.lo + (model.hi - model.lo) * u)).tolist()
         if type(model) is Constant:  # draws nothing (the streams' states are never read)
             return [now + model.seconds] * n
-        latency = lean.channel.latency
-        states, made = lean.states, lean.made
-        rng = self._scratch
-        src_key, dst_keys, lat_key = self._src_keys[src], self._dst_keys, self._purpose_keys["latency"]
-        whens = []
-        for k in range(n):
-            i = idx[k]
-            if made[i]:
-                rng.state = states[i]
-            else:
-                made[i] = 1
-                rng.state = mix64(mix64(src_key, dst_keys[dsts[k]]), lat_key) & _MASK
-            whens.append(now + latency(rng))
-            states[i] = rng.state
-        return whens
+        delay = self._lean_delay
+        return [now + delay(lean, src, dsts[k], idx[k]) for k in range(n)]
 
     def _push(self, when: float, msg: Message) -> None:
         self._queue.push(when, msg)

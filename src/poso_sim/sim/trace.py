@@ -52,22 +52,20 @@ class _Texts(dict):
         text = self[v] = encode_basestring_ascii(v)
         return text
 
-
-def _text(v: Any, memo: dict[Any, str]) -> str | None:
-    """The JSON text of a str or None (remembered: names, kinds and summaries repeat), None for anything else."""
-    if v.__class__ is not str:
-        return "null" if v is None else None
-    got = memo[v] = encode_basestring_ascii(v)
-    return got
+    def text(self, v: Any) -> str | None:
+        """The JSON text of a str or None, None for anything else (a TypeError if unhashable)."""
+        try:
+            return self[v]
+        except KeyError:
+            return None
 
 
 def _fast_lines(rows: Iterable[tuple], dumps: Callable[[Any], str]) -> Iterator[str | tuple]:
     """The canonical line of each record, written directly when its fields are str/None/int and a finite float
     time (the same text as the encoder's); a record it cannot write is yielded as itself."""
-    memo: dict[Any, str] = {}
-    get = memo.get
-    texts = _Texts()
+    texts = _Texts()  # names, kinds and summaries repeat: each text is made once
     texts[None] = "null"
+    text = texts.text
     msg_line = _MSG_LINE
     for row in rows:
         seq, t, ev, src, dst, kind, mid, size, reason, data = row
@@ -89,9 +87,8 @@ def _fast_lines(rows: Iterable[tuple], dumps: Callable[[Any], str]) -> Iterator[
             if data.__class__ is dict:
                 data_t = dumps(data)  # a user event's data: the same text as inside the record's object
             else:
-                data_t = get(data) or _text(data, memo)
-            parts = (data_t, get(dst) or _text(dst, memo), get(ev) or _text(ev, memo), get(kind) or _text(kind, memo),
-                     mid_t, get(reason) or _text(reason, memo), seq, size_t, get(src) or _text(src, memo), t)
+                data_t = text(data)
+            parts = (data_t, text(dst), text(ev), text(kind), mid_t, text(reason), seq, size_t, text(src), t)
         except (TypeError, ValueError):  # unhashable or not encodable: the caller's encoder says why
             yield row
             continue
