@@ -529,11 +529,8 @@ class Runner:
                     carry_out(name, out)
                     return
                 if compact:
-                    if a.height in heights:  # a later copy: counted only
-                        if kind in counts:
-                            counts[kind] += 1
-                        else:
-                            counts[kind] = 1
+                    if a.height in heights:  # a later copy: counted only (as `RunLog.keeps` counts it)
+                        counts[kind] = counts.get(kind, 0) + 1
                         if observers:
                             e = Entry(net.now, name, a)
                             for obs in observers:
@@ -562,7 +559,7 @@ class Runner:
         """`_do` each action in order; the two a message mostly yields (an immediate `Send`, a logged note) are
         told apart by their exact type first. Consecutive immediate sends of one message object (a broadcast, a
         relay to every member) go out as one `_send_many`: the same messages, ids and trace as one by one."""
-        send, log, do = self._send, self._log, self._do
+        send_many, log, do = self._send_many, self._log, self._do
         msg: Any = _NOTHING
         dsts: list[Any] = []
         for a in actions:
@@ -572,18 +569,18 @@ class Runner:
                     dsts.append(a.dst)
                     continue
                 if dsts:
-                    self._send_many(name, dsts, msg) if len(dsts) > 1 else send(name, dsts[0], msg)
+                    send_many(name, dsts, msg)
                 msg, dsts = a.msg, [a.dst]
                 continue
             if dsts:
-                self._send_many(name, dsts, msg) if len(dsts) > 1 else send(name, dsts[0], msg)
+                send_many(name, dsts, msg)
                 msg, dsts = _NOTHING, []
             if t in KINDS:
                 log(name, a)
             else:
                 do(name, a)
         if dsts:
-            self._send_many(name, dsts, msg) if len(dsts) > 1 else send(name, dsts[0], msg)
+            send_many(name, dsts, msg)
 
     def _do(self, name: str, a: Any) -> None:
         net = self.net
@@ -702,7 +699,11 @@ class Runner:
         return kind, summary
 
     def _send_many(self, src: str, dsts: list[Any], msg: Any) -> None:
-        """`_send` of one message to each of `dsts`, in order, through one `Node.send_many`."""
+        """`_send` of one message to each of `dsts`, in order, through one `Node.send_many` (`_send` itself for
+        a single destination)."""
+        if len(dsts) == 1:
+            self._send(src, dsts[0], msg)
+            return
         node_of = self._node_of
         if not all(map(node_of.__contains__, dsts)):  # an unknown destination is logged in its place
             for dst in dsts:
