@@ -21,8 +21,8 @@ from typing import Any, Callable, Iterator, Mapping
 import numpy as np
 import platformdirs
 
-__all__ = ["CanonicalLines", "OK_STATUSES", "jsonable", "canonical_json", "atomic_write", "default_cache_dir", "CACHE_ENV_VAR",
-           "lazy_exports"]
+__all__ = ["CanonicalLines", "OK_STATUSES", "jsonable", "canonical_json", "plain_json_encoder", "atomic_write",
+           "default_cache_dir", "CACHE_ENV_VAR", "lazy_exports"]
 
 #: Solver statuses of a usable optimum (a :class:`~poso_sim.nlp.Solution` with one of them is ``ok``).
 OK_STATUSES: frozenset[str] = frozenset({"optimal", "acceptable"})
@@ -58,6 +58,18 @@ def canonical_json(obj: Any) -> str:
     every float a digest may cover.
     """
     return json.dumps(jsonable(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=True)
+
+
+def plain_json_encoder() -> Callable[[Any], str]:
+    """`canonical_json` of a value that is plain JSON already (dicts with str keys, lists, str, int, float, bool,
+    None): the same text without `jsonable`'s pass and the encoder's per-call set-up (the C encoder, made once by
+    the caller; the encoder's own method where Python has no C accelerator)."""
+    enc = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=True)
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return enc.encode
+    c = make({}, enc.default, json.encoder.encode_basestring_ascii, None, ":", ",", True, False, True)
+    return lambda obj: "".join(c(obj, 0))
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes, *, fsync: bool = False) -> Path:

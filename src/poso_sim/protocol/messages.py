@@ -22,12 +22,11 @@ signatures, as are the reporting hints `label` and `claimed_cost`.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar
 
-from poso_sim.common import canonical_json
+from poso_sim.common import canonical_json, plain_json_encoder
 
 from .identity import NodeId, Signer, check_signature
 
@@ -41,16 +40,7 @@ def canonical(obj: Any) -> bytes:
     return canonical_json(obj).encode()
 
 
-def _plain_encoder() -> Any:
-    """The C encoder `canonical_json` ends in, made once: the same text for a value that is plain JSON already."""
-    enc = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=True)
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:  # no C accelerator: the encoder's own method
-        return None
-    return make(None, enc.default, json.encoder.encode_basestring_ascii, None, ":", ",", True, False, True)
-
-
-_ENCODE_PLAIN = _plain_encoder()
+_ENCODE_PLAIN = plain_json_encoder()
 #: message class -> its fields, all set by `__init__` (empty: the class needs `dataclasses.replace`)
 _INIT_FIELDS: dict[type, tuple[str, ...]] = {}
 _PLAIN = frozenset({str, int, float})
@@ -61,14 +51,11 @@ def _canonical_body(body: dict[str, Any]) -> bytes:
     of a well-formed message give) is encoded directly, without `jsonable`'s pass and the encoder's per-call
     set-up (a message's signing bytes and encoding are made once per object, but every signed message needs
     them); anything else (a hostile field, a numpy number) takes the general path. The same bytes either way."""
-    if _ENCODE_PLAIN is not None:
-        for v in body.values():
-            t = type(v)
-            if t not in _PLAIN and not (t is list and all(type(x) is str for x in v)):
-                break
-        else:
-            return "".join(_ENCODE_PLAIN(body, 0)).encode()
-    return canonical(body)
+    for v in body.values():
+        t = type(v)
+        if t not in _PLAIN and not (t is list and all(type(x) is str for x in v)):
+            return canonical(body)
+    return _ENCODE_PLAIN(body).encode()
 
 
 def _is_hex_digest(s: object) -> bool:

@@ -27,12 +27,11 @@ out (`poso_sim.scenarios.runner`), so a later copy costs the run only its count.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
-from poso_sim.common import CanonicalLines, canonical_json, jsonable
+from poso_sim.common import CanonicalLines, canonical_json, jsonable, plain_json_encoder
 from poso_sim.errors import ConfigError
 from poso_sim.protocol import (
     Abandoned,
@@ -167,17 +166,6 @@ def plain(fields: dict[str, Any]) -> dict[str, Any]:
     return {k: v if type(v) in _SCALARS else plain_value(v) for k, v in fields.items()}
 
 
-def _plain_encoder() -> Callable[[Any], str]:
-    """`canonical_json` of a value that is plain JSON already (a row: `plain` fields, a float time, a str node):
-    the same text without `jsonable`'s pass and the encoder's per-call set-up."""
-    enc = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=True)
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:  # no C accelerator: the encoder's own method
-        return enc.encode
-    c = make({}, enc.default, json.encoder.encode_basestring_ascii, None, ":", ",", True, False, True)
-    return lambda obj: "".join(c(obj, 0))
-
-
 LOG_MODES = ("full", "compact")
 #: a run of more delegates than this keeps a compact log unless told otherwise (`log_mode`)
 COMPACT_ABOVE = 256
@@ -266,7 +254,7 @@ class RunLog(CanonicalLines):
         return out
 
     def lines(self) -> Iterator[str]:
-        _encode_plain = _plain_encoder()
+        _encode_plain = plain_json_encoder()  # a row is plain JSON already
         for i, e in enumerate(self.entries):
             try:
                 row = e.row()
