@@ -65,6 +65,17 @@ def _own_proposal(action: Any, ctx: "BehavingDelegate") -> Proposal | None:
     return None
 
 
+def pass_outgoing(behaviours: Sequence[Any], actions: list[Any], machine: Any) -> list[Any]:
+    """``actions`` through each behaviour's ``outgoing(action, machine)`` in turn, every action of one behaviour's
+    output going to the next (a behaving machine's actions when no behaviour emitted one of its own)."""
+    for b in behaviours:
+        nxt: list[Any] = []
+        for a in actions:
+            nxt.extend(b.outgoing(a, machine))
+        actions = nxt
+    return actions
+
+
 class BehavingDelegate:
     """A delegate with behaviours attached. Same `handle` contract as `Delegate`; `now` is the `time` of the
     last event that carried one (used by `Crash(at_time)`)."""
@@ -131,12 +142,7 @@ class BehavingDelegate:
                 core = self.delegate.handle(ev)
         emitted, self._emitted = self._emitted, []
         if not emitted:  # the core's actions only: each behaviour's outgoing, in order, on all of them
-            for b in self.behaviours:
-                nxt: list[Any] = []
-                for a in core:
-                    nxt.extend(b.outgoing(a, self))
-                core = nxt
-            return core
+            return pass_outgoing(self.behaviours, core, self)
         # a behaviour's own (emitted) actions pass the others' outgoing, not its own
         actions: list[tuple[Behaviour | None, Any]] = [(None, a) for a in core] + emitted
         for b in self.behaviours:

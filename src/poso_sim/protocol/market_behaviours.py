@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Iterable, Mapping, Sequence
 
+from .behaviours import pass_outgoing
 from .events import Send
 from .identity import NodeId, Signer
 from .market_messages import Demand, ForwardedDemand, Prices
@@ -141,10 +142,4 @@ class BehavingMarketNode:
         return self.machine.name
 
     def handle(self, event: Any) -> list[Any]:
-        actions = self.machine.handle(event)
-        for b in self.behaviours:
-            nxt: list[Any] = []
-            for a in actions:
-                nxt.extend(b.outgoing(a, self))
-            actions = nxt
-        return actions
+        return pass_outgoing(self.behaviours, self.machine.handle(event), self)
