@@ -289,6 +289,65 @@ def test_vouched_signatures_are_valid_and_never_reach_the_checker():
     assert off.vouched == 0 and off.check(kp.public, sig, b"data") and off.computed == 1
 
 
+def test_a_key_pair_vouches_only_under_its_own_public_key():
+    """A noted key pair whose public key is not its seed's (made by hand) notes nothing: a check of its signature
+    under that public key is computed, and false."""
+    from poso_sim.protocol import KeyPair, SignatureCache
+    from poso_sim.protocol.identity import NotedKeyPair
+
+    cache = SignatureCache()
+    real, other = KeyPair.generate(b"mine"), KeyPair.generate(b"theirs")
+    liar = NotedKeyPair(real.seed, other.public, cache)  # claims another node's public key
+    sig = liar.sign(b"data")
+    assert sig == real.sign(b"data") and cache.vouched == 0
+    assert cache.check(other.public, sig, b"data") is False and cache.computed == 1
+    assert cache.check(real.public, sig, b"data") is True and cache.computed == 2
+
+
+def test_campaign_checker_takes_vouched_signatures_with_the_same_verdicts():
+    """`run_case` checks the certificates through the session's memo: every signature there was made by the run's
+    key pairs, so the checker computes none, with the verdicts of a checker that computes all; an altered
+    signature or decision field in the same trace is computed and rejected."""
+    from poso_sim.protocol import SignatureCache
+    from poso_sim.sweep.worker import session_for
+
+    spec = resolve_sweep("campaign")
+    desc = PayloadDescriptor()
+    sigs = session_for(desc)[0].signatures
+    checked = 0
+    for case in spec.iter_cases(12):
+        if not case.scenario.signatures:
+            continue
+        orig = sigs.check
+        computed = []
+
+        def counting(public, signature, data, _orig=orig):
+            before = sigs.computed
+            ok = _orig(public, signature, data)
+            computed.append(sigs.computed - before)
+            return ok
+
+        out = run_case(case, desc, keep_trace=True)
+        tr = out.trace
+        plain = check_trace(tr, sig_check=SignatureCache(limit=0).check)
+        memoised = check_trace(tr, sig_check=counting)
+        assert (memoised.violations, memoised.outcome) == (plain.violations, plain.outcome)
+        assert out.violations == plain.violations
+        blocks = [b for chain in tr["blocks"].values() for b in chain]
+        if not blocks:
+            continue
+        assert computed and sum(computed) == 0  # every certificate signature was made in this process
+        checked += 1
+        bad = copy.deepcopy(tr)
+        dec = next(b for chain in bad["blocks"].values() for b in chain)["decisions"][0]
+        dec["signature"] = dec["signature"][:-2] + ("00" if dec["signature"][-2:] != "00" else "01")
+        computed.clear()
+        res = check_trace(bad, sig_check=counting)
+        assert sum(computed) >= 1
+        assert res.violations == check_trace(bad, sig_check=SignatureCache(limit=0).check).violations
+    assert checked >= 3
+
+
 def test_checker_catches_non_optimal_and_forks():
     tr = _trace()
     tampered = next(d for d, lbl in tr["labels"].items() if lbl == "tampered")

@@ -51,14 +51,18 @@ class NotedKeyPair(KeyPair):
     """A key pair that notes every signature it makes in a `SignatureCache` as valid: Ed25519 verification of a
     signature made by the key pair's own secret key is true (the scheme's correctness), so the cache answers the
     machines' checks of it without computing them. A signature it did not make (a forged or altered one) is
-    still computed. The scenario runner gives each simulated delegate its key pair this way."""
+    still computed. The scenario runner gives each simulated delegate its key pair this way.
+
+    Only a key pair whose `public` is the public key of its `seed` notes anything (one made by `generate`, or by
+    hand with the matching key): a signature is vouched for under the key that verifies it, never another."""
 
     cache: "SignatureCache | None" = field(default=None, repr=False, compare=False)
 
     def sign(self, data: bytes) -> bytes:
-        sig = crypto_sign(data, _key_pair(self.seed)[1])[:SIGNATURE_LEN]
-        if self.cache is not None:
-            self.cache.vouch(self.public, sig, data)
+        public, secret = _key_pair(self.seed)
+        sig = crypto_sign(data, secret)[:SIGNATURE_LEN]
+        if self.cache is not None and public == self.public:
+            self.cache.vouch(public, sig, data)
         return sig
 
 
@@ -108,9 +112,12 @@ class SignatureCache:
     of its own). At most `limit` entries (then it starts afresh); `limit=0` memoises nothing (every check is
     computed, for comparisons).
 
-    Signatures the run made itself are noted as valid when made (`vouch`, by a `NotedKeyPair`), so `check` answers
-    them without computing them. `verified` is the same memo restricted to computed answers: what a check that
-    must not rely on the run's signers (the campaign checker) uses; it computes a triple only vouched for."""
+    Signatures made in this process are noted as valid when made (`vouch`, by a `NotedKeyPair` whose public key is
+    its seed's): Ed25519 verification of a signature made with the matching secret key is true, so `check` answers
+    them without computing them. Every answer of the memo is thus a fact established in this process, by a
+    verification computed here or by signing here; a triple neither computed nor signed (a forged or altered
+    signature, a signature from elsewhere) is computed. `verified` is the same memo restricted to computed
+    answers (it computes a triple only vouched for), for a comparison that must not rely on signing."""
 
     __slots__ = ("_memo", "_vouched", "limit", "calls", "computed", "vouched")
 

@@ -30,13 +30,14 @@ Safety (checked on every trace):
     a block has no strict majority (> N/2) of distinct committee members whose Decisions match the block's
     content and, with signatures on, carry a valid Ed25519 signature (re-verified here).
 
-What the certificate check trusts: the Ed25519 verification (`poso_sim.protocol.check_signature`) and nothing the
-run concluded. It rebuilds each Decision's signed bytes from the block's fields and takes the public keys from the
-trace's committee. `check_trace(trace, sig_check=...)` may be given a memo of that same function (a sweep passes
-its session's `SignatureCache.verified`, filled by the run's nodes' checks): it answers only for the exact (public
-key, signature, signed bytes) triple that `check_signature` computed, so a hit is the answer a recomputation
-gives; a triple whose check was never computed (one the run's signers only noted as made, a tampered signature
-or field) is computed here.
+What the certificate check trusts: Ed25519 (`poso_sim.protocol.check_signature`) and nothing the run concluded.
+It rebuilds each Decision's signed bytes from the block's fields and takes the public keys from the trace's
+committee. `check_trace(trace, sig_check=...)` may be given a memo of that same function (a sweep passes its
+session's `SignatureCache.check`): it answers only for the exact (public key, signature, signed bytes) triple
+whose check `check_signature` computed in this process, or that a key pair of this process signed with the secret
+key of that public key (`SignatureCache.vouch`: the scheme's correctness makes such a check true), so a hit is the
+answer a recomputation gives; any other triple (a tampered signature or field, a trace from elsewhere) is computed
+here.
 
 Liveness (``liveness``), per height h, only where the premises hold (conservative): (1) the network declares no
 loss, partition or crash fault (duplication is harmless; reordering and delay spikes only add to the latency
