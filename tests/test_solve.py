@@ -87,6 +87,32 @@ def test_start_point_uses_case_data_only() -> None:
         assert np.max(np.abs(g[rows] - nlp.g_lb[rows])) < 1e-6, fam
 
 
+def test_start_point_heat_loads_follow_the_days_heat_load_factor() -> None:
+    """On a generated day the heat load factor is drawn apart from the electric one: the start's heat loads are the
+    day's heat demands (the heat rows hold exactly), not the base loads scaled by the electric factor."""
+    from poso_sim.cases import instance_parameters, load_case
+    from poso_sim.cases.generator import generate_instances
+
+    day = generate_instances(load_case("manchester"), 1, seed=11)[0]
+    heat, elec = np.array(day.profiles.heat_load_factor), np.array(day.profiles.load_factor)
+    assert np.min(np.abs(heat - elec)) > 1e-3  # every hour's factors differ
+    _, nlp = get_problem("manchester", "true")
+    here = nlp.with_data(instance_parameters(day))
+    x0 = canonical_start(here, day)
+    demand = instance_parameters(day)
+    cp, m_load = day.scalars.cp, day.scalars.load_mass_flow
+    keys = [k for k in demand if k.startswith("heat_demand[")]
+    assert len(keys) > 100
+    for key in keys:
+        n_t = key[len("heat_demand"):]
+        drop = x0[here.var_index(f"T_sup{n_t}")] - x0[here.var_index(f"T_load_out{n_t}")]
+        assert cp * m_load * drop == pytest.approx(demand[key], rel=1e-9), key
+    g = here.g(x0)
+    for fam in ("HNodeLoadeq", "HKCLLoadS", "HBranchTempLossS", "HNodeMixLoadS"):
+        rows = here.row_indices(fam)
+        assert np.max(np.abs(g[rows] - here.g_lb[rows])) < 1e-6, fam
+
+
 def test_reduced_point_and_multipliers_map_back_exactly(plans) -> None:
     """The reduced model's KKT point maps to a canonical KKT point (documented mapping)."""
     from poso_sim.solvers.ies.reduce import Reduction

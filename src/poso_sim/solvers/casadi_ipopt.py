@@ -178,8 +178,9 @@ def _structure(problem) -> tuple[_Structure, np.ndarray]:
 #: ``nlpsol`` builds, at each construction, a function of the multipliers of the parameters ``p`` at the solution
 #: (``nlp_grad``: reverse AD of the whole problem, 0.25-0.35 s of CPU for Manchester, most of a construction, and the
 #: stages of a solve build several); it is its only use with CasADi's defaults (``f``, ``g`` and ``lam_x`` are
-#: Ipopt's), and the backend reads no ``lam_p``. Without it every other output is the same, bit for bit.
-_NO_LAM_P: dict[str, Any] = {"no_nlp_grad": True, "calc_lam_p": False}
+#: Ipopt's), and the backend reads no ``lam_p``. Without it every other output is the same, bit for bit. The start
+#: points' own ``nlpsol`` (the surrogates of :mod:`poso_sim.solvers.ies`) pass it too.
+NO_LAM_P: dict[str, Any] = {"no_nlp_grad": True, "calc_lam_p": False}
 
 
 def _as_view(problem):
@@ -347,7 +348,7 @@ class CasadiIpoptBackend:
             "verbose": False,
             "verbose_init": False,
             "error_on_fail": False,
-            **_NO_LAM_P,
+            **NO_LAM_P,
             **st.functions,
         }
         g_lb, g_ub = np.asarray(view.g_lb, dtype=float), np.asarray(view.g_ub, dtype=float)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from poso_sim.solvers.backend import symbolic
+from poso_sim.solvers.casadi_ipopt import NO_LAM_P
 from poso_sim.solvers.ies.staged import StartError
 
 __all__ = ["network_dispatch", "milp_flow_pattern"]
@@ -76,7 +77,7 @@ def network_dispatch(nlp, x_data: np.ndarray, net) -> dict:
     for strategy in _MU_STRATEGIES:
         solver = ca.nlpsol("network_surrogate", "ipopt", {"x": s, "f": f, "g": g},
                            {"ipopt": {"print_level": 0, "sb": "yes", "tol": 1e-6, "max_iter": 1000,
-                                      "mu_strategy": strategy}, "print_time": False})
+                                      "mu_strategy": strategy}, "print_time": False, **NO_LAM_P})
         out = solver(x0=np.clip(x[sel], lbx, ubx), lbx=lbx, ubx=ubx, lbg=np.asarray(nlp.g_lb)[rows],
                      ubg=np.asarray(nlp.g_ub)[rows])
         if solver.stats().get("success", False):

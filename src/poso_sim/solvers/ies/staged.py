@@ -41,7 +41,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: The code version of the staged recipe: part of every cache key of its plans (bump when its results change).
-PIPELINE_VERSION = "reduced-prox-13"
+#: ``-14``: the start's heat loads follow the day's heat load factor (a generated day's plans change; the base
+#: day's, where the two factors are one, are the same bit for bit).
+PIPELINE_VERSION = "reduced-prox-14"
 
 
 class StartError(RuntimeError):

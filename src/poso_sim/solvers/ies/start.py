@@ -8,7 +8,8 @@ Nothing here reads a published dispatch: every value is derived from the case da
    the 1e-5 floor, where ``exp(-a/m)`` underflows and the heat no longer depends on the flow) and each hub's
    injection capped so that its own boiler and CHP can heat it.
 2. Temperatures: supply temperatures propagate exactly from the hubs (85 degC) along the pipe directions with
-   the exponential loss and mixing; load outlets follow from the heat loads; return temperatures propagate
+   the exponential loss and mixing; load outlets follow from the heat loads (scaled by the day's heat load
+   factor, which a generated day draws apart from the electric and gas one); return temperatures propagate
    back towards the hubs. The hub heat duty follows.
 3. Dispatch: boilers cover the hub heat duties, CHP 2 covers its own bus load plus a margin (its line may only
    export), CHP 1 supplies line 13's losses; storage holds 150 kWh with the charge that offsets self-discharge.
@@ -24,6 +25,7 @@ import numpy as np
 from scipy.optimize import linprog
 
 from poso_sim.solvers.backend import symbolic
+from poso_sim.solvers.casadi_ipopt import NO_LAM_P
 from poso_sim.solvers.ies.staged import StartError
 
 
@@ -33,7 +35,8 @@ class NetworkData:
 
     T: list[int]
     price: list[float]
-    load_factor: list[float]
+    load_factor: list[float]  # electric and gas loads
+    heat_load_factor: list[float]  # heat loads (the case's ``heat_load_factor``, else ``load_factor``)
     hubs: list[int]
     hub_ebus: dict[int, int]
     hub_hbus: dict[int, int]
@@ -229,7 +232,8 @@ def objective_aware_dispatch(nlp, x_data: np.ndarray, net: NetworkData) -> dict:
                 j = keyed["P_CHP"][c, t]
                 lbx[j] = max(lbx[j], x[sel[j]])
     solver = ca.nlpsol("surrogate", "ipopt", {"x": s, "f": f, "g": ca.vertcat(*g)},
-                       {"ipopt": {"print_level": 0, "sb": "yes", "tol": 1e-6, "max_iter": 500}, "print_time": False})
+                       {"ipopt": {"print_level": 0, "sb": "yes", "tol": 1e-6, "max_iter": 500}, "print_time": False,
+                        **NO_LAM_P})
     out = solver(x0=np.clip(x[sel], lbx, ubx), lbx=lbx, ubx=ubx, lbg=np.concatenate(lbg), ubg=np.concatenate(ubg))
     if not solver.stats().get("success", False):
         raise StartError("objective-aware surrogate", str(solver.stats().get("return_status")))
@@ -263,7 +267,7 @@ def _heat_state(net: NetworkData, m_pipe: dict[int, float], m_hub: dict[int, flo
         m_pipe = per_hour_pipe.get(t, per_hour_pipe) if t in per_hour_pipe and isinstance(per_hour_pipe[t], dict) else per_hour_pipe
         m_hub = per_hour_hub.get(t, per_hour_hub) if t in per_hour_hub and isinstance(per_hour_hub[t], dict) else per_hour_hub
         decay = {k: float(np.exp(-net.hp_a[k] / m_pipe[k])) for k in net.hpipes}
-        lam = net.load_factor[t_i]
+        lam = net.heat_load_factor[t_i]
         tau_s: dict[int, float] = {}
         tau_l: dict[int, float] = {}
         tau_r: dict[int, float] = {}
@@ -519,10 +523,12 @@ def network_data(case) -> NetworkData:
     gn = {n["id"]: n for n in d["gas"]["nodes"]}
     gp = {k["id"]: k for k in d["gas"]["pipes"]}
     cp = s["cp"]
+    heat_lf = d["profiles"].get("heat_load_factor")
     return NetworkData(
         T=T,
         price=list(d["profiles"]["price"]),
         load_factor=list(d["profiles"]["load_factor"]),
+        heat_load_factor=list(heat_lf if heat_lf is not None else d["profiles"]["load_factor"]),
         hubs=hubs,
         hub_ebus={c: H[c]["e_bus"] for c in hubs},
         hub_hbus={c: H[c]["h_node"] for c in hubs},
