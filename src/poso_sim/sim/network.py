@@ -41,7 +41,7 @@ import numpy as np
 from poso_sim.errors import ConfigError
 from poso_sim.sim.faults import Crash, DelaySpike, Duplicate, Fault, Filter, Loss, Partition, Reorder
 from poso_sim.sim.latency import Constant, LatencyModel, LogNormal, RegionTable, Uniform, as_latency
-from poso_sim.sim.rng import _MASK, Stream, derive_seed, mix64, mix64_many, random_many
+from poso_sim.sim.rng import _MASK, _TWO_POW_M53, Stream, derive_seed, mix64, mix64_many, random_many
 from poso_sim.sim.trace import Trace
 
 __all__ = ["Inbox", "Message", "Network", "Node"]
@@ -58,6 +58,14 @@ def _unbound(*args: Any) -> Any:
 
 def _never(when: float, callback: Any) -> bool:
     return False
+
+
+def _draw(st: list[int], j: int) -> float:
+    """`Stream.random` on the stream whose state is ``st[j]``."""
+    x = st[j] = (st[j] + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    return ((x ^ (x >> 31)) >> 11) * _TWO_POW_M53
 
 
 class Message:
@@ -140,9 +148,14 @@ class Inbox:
 
 
 class _Channel:
+    """One ordered pair's channel (made on first use). ``st`` holds the states of the channel's random streams as
+    plain integers: ``st[0]`` its latency stream, ``st[j]`` the stream of the fault whose entries carry ``j`` (see
+    `Network._fault_entries`); the fault entries are the network's, shared by every channel they apply to.
+    ``const`` is the latency when the pair's model is a `Constant` (nothing drawn), else None."""
+
     __slots__ = (
-        "src", "dst", "dst_node", "latency", "lat_rng", "plain", "filters", "cuts", "losses", "spikes", "reorders",
-        "dups",
+        "src", "dst", "dst_node", "latency", "const", "st", "plain", "filters", "cuts", "losses", "spikes",
+        "reorders", "dups",
     )
 
 
@@ -380,10 +393,14 @@ class Network:
         self._partitions = [f for f in self.faults if isinstance(f, Partition)]
         self._src_keys = {n: derive_seed(seed, "channel-src", n) for n in names}
         self._dst_keys = {n: derive_seed(seed, "channel-dst", n) for n in names}
-        self._purpose_keys = {"latency": derive_seed(seed, "purpose", "latency")}
-        for f in self.faults:
-            self._purpose_keys[f.name] = derive_seed(seed, "purpose", "fault", f.name)  # type: ignore[index]
         self._channel_faults = [f for f in self.faults if not isinstance(f, (Partition, Crash))]
+        self._purpose_keys = {"latency": derive_seed(seed, "purpose", "latency")}
+        for f in self._channel_faults:
+            if isinstance(f, (Loss, DelaySpike, Reorder, Duplicate)):  # the faults that draw
+                self._purpose_keys[f.name] = derive_seed(seed, "purpose", "fault", f.name)  # type: ignore[index]
+        self._entries, self._shared = self._fault_entries()
+        self._cut_entries = [(p, (p.t0, p.t1, "partition:" + p.name)) for p in self._partitions]
+        self._chan_states: list[Any] | None = None  # the channels' stream states by source and destination index
         # Lean channels: with no channel faults, no partitions and a latency model whose sampler is the same for
         # every pair, a channel differs from another only by its latency stream, so a channel object per ordered
         # pair (N^2 of them) is replaced by the stream's state in an array per source; the stream is derived
@@ -532,6 +549,66 @@ class Network:
         return False
 
     # channels -----------------------------------------------------------------------------------------------
+    def _fault_entries(self) -> tuple[list[tuple[Fault, int, tuple]], tuple[tuple, ...] | None]:
+        """The channel faults as the channels use them, worked out once per network: per fault, in list order,
+        (the fault, the slot of its kind among (filters, losses, spikes, reorders, dups), its entry); an entry
+        names the fault's stream by its index in a channel's ``st``. Also the five tuples every channel shares
+        when every channel fault applies to every pair (else None: `_channel` picks a channel's own)."""
+        keys = [self._purpose_keys["latency"]]  # the purposes of a channel's streams, in the order of ``st``
+        entries: list[tuple[Fault, int, tuple]] = []
+        for f in self._channel_faults:
+            w0, w1 = f.window
+            if isinstance(f, Filter):
+                entries.append((f, 0, (w0, w1, f.match, f.action == "error", f.replace, "filter:" + f.name)))
+                continue
+            if not isinstance(f, (Loss, DelaySpike, Reorder, Duplicate)):
+                continue
+            j = len(keys)
+            keys.append(self._purpose_keys[f.name])  # type: ignore[index]
+            if isinstance(f, Loss):
+                entries.append((f, 1, (w0, w1, f.p, j, "loss:" + f.name)))
+            elif isinstance(f, DelaySpike):
+                entries.append((f, 2, (w0, w1, f.p, j, f.extra)))
+            elif isinstance(f, Reorder):
+                entries.append((f, 3, (w0, w1, f.p, j, f.extra_delay)))
+            else:
+                entries.append((f, 4, (w0, w1, f.p, j)))
+        self._stream_keys = keys
+        if any(f.src is not None or f.dst is not None for f, _, _ in entries):
+            return entries, None
+        return entries, self._pick(entries)
+
+    @staticmethod
+    def _pick(entries: Iterable[tuple[Fault, int, tuple]]) -> tuple[tuple, ...]:
+        lists: tuple[list, ...] = ([], [], [], [], [])
+        for _, slot, entry in entries:
+            lists[slot].append(entry)
+        return tuple(map(tuple, lists))  # empty tuples are shared singletons
+
+    def _stream_states(self, i: int, k: int) -> list[int]:
+        """The states of the streams of the channel from node ``i`` to node ``k`` (indices), in the order of
+        `_stream_keys`: stream j is mix64(mix64(source key, destination key), purpose key j) (the module's
+        determinism rules). Derived in bulk with numpy's wrap-around uint64 arithmetic (`mix64_many`: the same
+        numbers): for the whole network at once when it is small, else one source's row at its first send."""
+        rows = self._chan_states
+        if rows is None:
+            names = self.names
+            dst = self._dst_key_array
+            if dst is None:
+                dst = self._dst_key_array = np.array([self._dst_keys[d] for d in names], dtype=np.uint64)
+            keys = np.array(self._stream_keys, dtype=np.uint64)
+            if len(names) ** 2 * len(keys) <= 4096:
+                src = np.array([self._src_keys[n] for n in names], dtype=np.uint64)
+                rows = self._chan_states = mix64_many(mix64_many(src[:, None], dst[None, :])[:, :, None], keys).tolist()
+                return rows[i][k]
+            rows = self._chan_states = [None] * len(names)
+        row = rows[i]
+        if row is None:
+            keys = np.array(self._stream_keys, dtype=np.uint64)
+            base = mix64_many(np.uint64(self._src_keys[self.names[i]]), self._dst_key_array)
+            row = rows[i] = mix64_many(base[:, None], keys).tolist()
+        return row[k]
+
     def _channel(self, node: Node, dst: str) -> _Channel:
         dst_node = self._nodes.get(dst) if isinstance(dst, str) else None
         if dst_node is None:
@@ -539,41 +616,18 @@ class Network:
         src = node.name
         ch = _Channel()
         ch.src, ch.dst, ch.dst_node = src, dst, dst_node
-        ch.latency = self.latency.bind(src, dst)
-        # channel key = mix(src key, dst key) (keys are SHA-256 derived once per node); each purpose (latency, each
-        # fault by name) gets its own stream: mix(channel key, purpose key)
-        base = mix64(self._src_keys[src], self._dst_keys[dst])
-        keys = self._purpose_keys
-        ch.lat_rng = Stream.from_state(mix64(base, keys["latency"]))
-        filters: list = []
-        losses: list = []
-        spikes: list = []
-        reorders: list = []
-        dups: list = []
-        ch.cuts = (
-            tuple((p.t0, p.t1, "partition:" + p.name) for p in self._partitions if p.cuts(src, dst))
-            if self._partitions else ()
-        )
-        for f in self._channel_faults:
-            if not f.applies(src, dst):
-                continue
-            w0, w1 = f.window
-            if isinstance(f, Filter):
-                filters.append((w0, w1, f.match, f.action == "error", f.replace, "filter:" + f.name))
-                continue
-            rng = Stream.from_state(mix64(base, keys[f.name]))  # type: ignore[index]
-            if isinstance(f, Loss):
-                losses.append((w0, w1, f.p, rng, "loss:" + f.name))
-            elif isinstance(f, DelaySpike):
-                spikes.append((w0, w1, f.p, rng, f.extra))
-            elif isinstance(f, Reorder):
-                reorders.append((w0, w1, f.p, rng, f.extra_delay))
-            elif isinstance(f, Duplicate):
-                dups.append((w0, w1, f.p, rng))
-        # empty tuples are shared singletons: a channel without faults allocates almost nothing
-        ch.filters, ch.losses, ch.spikes = tuple(filters), tuple(losses), tuple(spikes)
-        ch.reorders, ch.dups = tuple(reorders), tuple(dups)
-        ch.plain = not (filters or ch.cuts or losses or spikes or reorders or dups)
+        model = self.latency
+        if type(model) is RegionTable:
+            model = model.model_for(src, dst)
+        ch.latency = model.bind(src, dst)
+        ch.const = model.seconds if type(model) is Constant else None  # what its sampler returns, drawing nothing
+        ch.st = self._stream_states(self._index[src], self._index[dst])
+        cuts = ch.cuts = tuple(e for p, e in self._cut_entries if p.cuts(src, dst)) if self._cut_entries else ()
+        shared = self._shared
+        if shared is None:
+            shared = self._pick(e for e in self._entries if e[0].applies(src, dst))
+        ch.filters, ch.losses, ch.spikes, ch.reorders, ch.dups = shared
+        ch.plain = not cuts and not any(shared)
         node._out[dst] = ch
         return ch
 
@@ -581,7 +635,7 @@ class Network:
         ch = _Channel()
         ch.src, ch.dst, ch.dst_node = node.name, None, None
         ch.latency = self.latency.bind(node.name, node.name)  # the same sampler for every pair (see __init__)
-        ch.lat_rng = None
+        ch.const = ch.st = None
         ch.filters = ch.cuts = ch.losses = ch.spikes = ch.reorders = ch.dups = ()
         ch.plain = True
         lean = node._lean = _Lean(ch, len(self.names))
@@ -607,25 +661,14 @@ class Network:
 
     # the hot path -------------------------------------------------------------------------------------------
     def _send(self, node: Node, dst: str, payload: Any, kind: str, size: int, summary: str | None) -> int:
+        if not self._lean:
+            self._send_out(node, (dst,), payload, kind, size, summary)
+            return self._next_id - 1
         loop = self._loop or self._bind()
         now = loop.time()
-        if self._lean:  # the same steps as below for a channel without faults
-            i = self._lean_dst(node, dst)
-            lean = node._lean or self._lean_of(node)
-            msg_id = self._next_id
-            self._next_id = msg_id + 1
-            self.sent += 1
-            if self._tr_send:
-                self._row(now, "send", node.name, dst, kind, msg_id, size, None, summary)
-            if node._down and self._is_down(node, now):
-                self._drop(now, node.name, dst, kind, msg_id, size, "crash:" + node.name)
-                return msg_id
-            when = now + self._lean_delay(lean, node.name, dst, i)
-            self._push(when, Message(msg_id, lean.channel, self._nodes[dst], payload, kind, size, now, None, summary))
-            return msg_id
-        ch = node._out.get(dst)
-        if ch is None:
-            ch = self._channel(node, dst)
+        # lean channels: the steps of `_send_out` for a channel without faults
+        i = self._lean_dst(node, dst)
+        lean = node._lean or self._lean_of(node)
         msg_id = self._next_id
         self._next_id = msg_id + 1
         self.sent += 1
@@ -634,41 +677,141 @@ class Network:
         if node._down and self._is_down(node, now):
             self._drop(now, node.name, dst, kind, msg_id, size, "crash:" + node.name)
             return msg_id
-        note = None
-        if ch.plain:
-            when = now + ch.latency(ch.lat_rng)
-        else:
-            for w0, w1, match, is_error, replace, reason in ch.filters:
-                if w0 <= now < w1 and match(node.name, dst, payload):
-                    if not is_error:
-                        self._drop(now, node.name, dst, kind, msg_id, size, reason)
-                        return msg_id
-                    payload = replace(node.name, dst, payload)
-                    note = reason if note is None else note + "," + reason
-            for t0, t1, reason in ch.cuts:
-                if t0 <= now < t1:
-                    self._drop(now, node.name, dst, kind, msg_id, size, reason)
-                    return msg_id
-            for w0, w1, p, rng, reason in ch.losses:
-                if w0 <= now < w1 and rng.random() < p:
-                    self._drop(now, node.name, dst, kind, msg_id, size, reason)
-                    return msg_id
-            delay = ch.latency(ch.lat_rng)
-            for w0, w1, p, rng, extra in ch.spikes:
-                if w0 <= now < w1 and (p >= 1.0 or rng.random() < p):
-                    delay += extra
-            for w0, w1, p, rng, extra in ch.reorders:
-                if w0 <= now < w1 and rng.random() < p:
-                    delay += extra * rng.random()
-            when = now + delay
-            for w0, w1, p, rng in ch.dups:
-                if w0 <= now < w1 and rng.random() < p:
-                    self.duplicated += 1
-                    copy_note = "duplicate" if note is None else note + ",duplicate"
-                    copy = Message(msg_id, ch, ch.dst_node, payload, kind, size, now, copy_note, summary)
-                    self._push(now + ch.latency(ch.lat_rng), copy)
-        self._push(when, Message(msg_id, ch, ch.dst_node, payload, kind, size, now, note, summary))
+        when = now + self._lean_delay(lean, node.name, dst, i)
+        self._push(when, Message(msg_id, lean.channel, self._nodes[dst], payload, kind, size, now, None, summary))
         return msg_id
+
+    def _send_out(
+        self, node: Node, dsts: Iterable[str], payload: Any, kind: str, size: int, summary: str | None
+    ) -> None:
+        """`_send` to each of ``dsts`` in order on channel objects (not lean): the fault steps in the fixed order
+        of the module's docstring. A draw from a stream j of a channel is SplitMix64 written out on ``st[j]``
+        (`Stream.random`: the same numbers); the latency's sampler draws from a scratch `Stream` holding
+        ``st[0]``. The pushes are `_push`'s, with the bucket of the last one at hand."""
+        loop = self._loop or self._bind()
+        now = loop.time()
+        src = node.name
+        out = node._out
+        down = bool(node._down) and self._is_down(node, now)
+        row = self._row if self._tr_send else None
+        queue = self._queue
+        inv, buckets = queue.inv, queue.buckets
+        last, lw, lm = -1, None, None  # the last bucket appended to
+        for dst in dsts:
+            ch = out.get(dst)
+            if ch is None:
+                ch = self._channel(node, dst)
+            msg_id = self._next_id
+            self._next_id = msg_id + 1
+            self.sent += 1
+            if row is not None:
+                row(now, "send", src, dst, kind, msg_id, size, None, summary)
+            if down:
+                self._drop(now, src, dst, kind, msg_id, size, "crash:" + src)
+                continue
+            note = None
+            body = payload
+            if ch.plain:
+                delay = ch.const
+                if delay is None:
+                    delay = self._draw_latency(ch)
+            else:
+                reason = None
+                if ch.filters:
+                    body, note, reason = self._filter(ch, src, dst, body, now)
+                if reason is None:
+                    for t0, t1, why in ch.cuts:
+                        if t0 <= now < t1:
+                            reason = why
+                            break
+                st = ch.st
+                if reason is None:
+                    for w0, w1, p, j, why in ch.losses:
+                        if w0 <= now < w1:
+                            x = st[j] = (st[j] + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+                            x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+                            x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+                            if ((x ^ (x >> 31)) >> 11) * _TWO_POW_M53 < p:
+                                reason = why
+                                break
+                if reason is not None:
+                    self._drop(now, src, dst, kind, msg_id, size, reason)
+                    continue
+                delay = ch.const
+                if delay is None:
+                    delay = self._draw_latency(ch)
+                for w0, w1, p, j, extra in ch.spikes:
+                    if w0 <= now < w1 and (p >= 1.0 or _draw(st, j) < p):
+                        delay += extra
+                for w0, w1, p, j, extra in ch.reorders:
+                    if w0 <= now < w1:
+                        x = st[j] = (st[j] + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+                        x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+                        x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+                        if ((x ^ (x >> 31)) >> 11) * _TWO_POW_M53 < p:
+                            delay += extra * _draw(st, j)
+                for w0, w1, p, j in ch.dups:
+                    if w0 <= now < w1:
+                        x = st[j] = (st[j] + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+                        x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+                        x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+                        if ((x ^ (x >> 31)) >> 11) * _TWO_POW_M53 < p:
+                            self._duplicate(ch, msg_id, body, kind, size, now, note, summary)
+            when = now + delay
+            msg = Message(msg_id, ch, ch.dst_node, body, kind, size, now, note, summary)
+            b = int(when * inv)  # `_Queue.push` and `_push`, inline
+            if b == last:
+                lw.append(when)  # type: ignore[union-attr]
+                lm.append(msg)  # type: ignore[union-attr]
+            elif b <= queue.cur:
+                queue.push(when, msg)
+            else:
+                got = buckets.get(b)
+                if got is None:
+                    got = buckets[b] = ([when], [msg])
+                    heappush(queue.order, b)
+                else:
+                    got[0].append(when)
+                    got[1].append(msg)
+                last, lw, lm = b, got[0], got[1]
+            self._in_flight += 1
+            if when < self._timer_when:
+                if self._timer is not None:
+                    self._timer.cancel()
+                self._timer = self._arm(when, self._drain_cb)
+                self._timer_when = when
+
+    @staticmethod
+    def _filter(ch: _Channel, src: str, dst: str, payload: Any, now: float) -> tuple[Any, str | None, str | None]:
+        """The channel's filters in order: (the payload, the note of the ``error`` filters that replaced it, the
+        drop reason of an ``ignore`` filter that matched, or None)."""
+        note = None
+        for w0, w1, match, is_error, replace, why in ch.filters:
+            if w0 <= now < w1 and match(src, dst, payload):
+                if not is_error:
+                    return payload, note, why
+                payload = replace(src, dst, payload)
+                note = why if note is None else note + "," + why
+        return payload, note, None
+
+    def _draw_latency(self, ch: _Channel) -> float:
+        """A draw of the channel's latency sampler from its latency stream (``st[0]``, through a scratch `Stream`)."""
+        st, scratch = ch.st, self._scratch
+        scratch.state = st[0]
+        delay = ch.latency(scratch)
+        st[0] = scratch.state
+        return delay
+
+    def _duplicate(
+        self, ch: _Channel, msg_id: int, payload: Any, kind: str, size: int, now: float, note: str | None,
+        summary: str | None,
+    ) -> None:
+        """Push a duplicate's copy of a message sent now: its own latency draw, ``duplicate`` in its note."""
+        self.duplicated += 1
+        copy_note = "duplicate" if note is None else note + ",duplicate"
+        copy = Message(msg_id, ch, ch.dst_node, payload, kind, size, now, copy_note, summary)
+        lag = ch.const
+        self._push(now + (lag if lag is not None else self._draw_latency(ch)), copy)
 
     def _send_many(
         self, node: Node, dsts: Sequence[str], payload: Any, kind: str, size: int, summary: str | None
@@ -684,8 +827,11 @@ class Network:
         except (KeyError, TypeError):  # an unknown destination: the sends before it go out, its own raises
             idx = None
         if idx is None:
-            for dst in dsts:
-                self._send(node, dst, payload, kind, size, summary)
+            if self._lean:  # a crashed sender or an unknown destination
+                for dst in dsts:
+                    self._send(node, dst, payload, kind, size, summary)
+            else:
+                self._send_out(node, dsts, payload, kind, size, summary)
             return range(first, self._next_id)
         n = len(idx)
         self._next_id = first + n
