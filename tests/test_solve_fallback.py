@@ -92,3 +92,49 @@ def test_cli_reports_a_start_that_cannot_be_built_in_one_line_exit_2(monkeypatch
     assert rc == 2
     assert err[-1].startswith("poso-sim: error: solve failed at stage 'start': status Maximum_Iterations_Exceeded")
     assert "Traceback" not in "\n".join(err)
+
+
+@pytest.fixture(scope="module")
+def feasible():
+    return get_problem("manchester", "feasible")
+
+
+def _recipe_stub(statuses: list[str], seen: list[tuple]):
+    """Like :func:`_staged_stub`, recording the start and the stage settings of each staged solve."""
+
+    def fake(model, nlp, x_start, **kw):
+        seen.append((np.array(x_start, dtype=float), kw["recipe"]))
+        st = statuses[len(seen) - 1]
+        return RawResult(x=np.asarray(x_start, dtype=float), y=np.zeros(nlp.m), z_L=np.zeros(nlp.n),
+                         z_U=np.zeros(nlp.n), status=st, iterations=7, seconds=0.0, objective=0.0, message="stub")
+
+    return fake
+
+
+def test_infeasible_fixed_flows_stage_gives_way_to_a_cold_proximal_stage(monkeypatch, feasible) -> None:
+    """Day 1 of a generated seed: the feasible variant's CHP 3 minimum cannot be met with the flows of the data-only
+    start (Ipopt: Infeasible_Problem_Detected in the fixed-flows stage), while the problem itself is feasible."""
+    model, nlp = feasible
+    seen: list[tuple] = []
+    monkeypatch.setattr(recipe, "solve_reduced", _recipe_stub(["fixed-flows:infeasible", "optimal"], seen))
+    res = recipe.solve(model, nlp, variant="feasible")
+    assert res.status == "optimal" and len(seen) == 2
+    np.testing.assert_array_equal(seen[0][0], seen[1][0])  # the same start
+    assert seen[0][1].fix_flows_first and not seen[1][1].fix_flows_first
+    assert seen[1][1].rho_schedule == staged.RECIPES["feasible"].rho_schedule  # the recipe's own weight, cold
+
+
+@pytest.mark.parametrize("statuses, stage, status, calls", [
+    (["fixed-flows:infeasible", "proximal-cold rho=0.01:infeasible"], "proximal-cold rho=0.01", "infeasible", 2),
+    (["fixed-flows:max_iter"], "fixed-flows", "max_iter", 1),  # only an infeasible fixed-flows stage gives way
+])
+def test_failed_cold_stage_after_infeasible_fixed_flows_is_one_named_error(monkeypatch, feasible, statuses, stage,
+                                                                          status, calls) -> None:
+    model, nlp = feasible
+    seen: list[tuple] = []
+    monkeypatch.setattr(recipe, "solve_reduced", _recipe_stub(statuses, seen))
+    with pytest.raises(SolveError) as err:
+        recipe.solve(model, nlp, variant="feasible")
+    assert (err.value.stage, err.value.status) == (stage, status) and len(seen) == calls
+    assert ("fixed-flows stage was infeasible" in str(err.value)) == (calls == 2)
+    assert "\n" not in str(err.value)

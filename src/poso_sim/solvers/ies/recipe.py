@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Callable
 
 import numpy as np
@@ -66,7 +67,9 @@ def solve(
 def _solve_from_start(nlp, case, recipe: Recipe, k: int, where: str, **kw) -> RawResult:
     """Start ``k``'s optimum, or :class:`SolveError` naming the stage. The first start of a recipe built around the
     variant's own objective falls back to the data-only start (same stage settings) when its start point or any
-    later stage fails: a generated day whose surrogate does not converge is still solved."""
+    later stage fails: a generated day whose surrogate does not converge is still solved. A fixed-flows stage that
+    Ipopt finds infeasible (the start's flows cannot carry the heat the variant asks for) gives way to a cold
+    proximal stage from the same start."""
     fallback = k == 0 and recipe.start != "data"
     prox_ref = None
     try:
@@ -76,13 +79,21 @@ def _solve_from_start(nlp, case, recipe: Recipe, k: int, where: str, **kw) -> Ra
             raise SolveError("start", exc.status, f"{where}: {exc}") from None
         logger.warning("%s: %s; falling back to the data-only start", where, exc)
         x_start, fallback = _data_start(nlp, case, where), False
-    res = _staged(case, nlp, x_start, _on_start(recipe, fallback), where, prox_ref=prox_ref, **kw)
+    rc = _on_start(recipe, fallback)
+    res = _staged(case, nlp, x_start, rc, where, prox_ref=prox_ref, **kw)
     if res.status != "optimal" and fallback:
         logger.warning("%s: the solve from the %s start failed (%s); falling back to the data-only start", where,
                        recipe.start, res.status)
-        res = _staged(case, nlp, _data_start(nlp, case, where), _on_start(recipe, False), where, **kw)
+        x_start, rc, prox_ref = _data_start(nlp, case, where), _on_start(recipe, False), None
+        res = _staged(case, nlp, x_start, rc, where, **kw)
+    note = ""
+    if res.status == "fixed-flows:infeasible" and rc.fix_flows_first:
+        logger.warning("%s: the fixed-flows stage is infeasible at the start's flows; going on with a cold proximal "
+                       "stage", where)
+        note = " (after the fixed-flows stage was infeasible at the start's flows)"
+        res = _staged(case, nlp, x_start, replace(rc, fix_flows_first=False), where, prox_ref=prox_ref, **kw)
     if res.status != "optimal":
-        raise SolveError(res.failed_stage or "check", res.status.split(":", 1)[-1], f"{where}: {res.message}")
+        raise SolveError(res.failed_stage or "check", res.status.split(":", 1)[-1], f"{where}: {res.message}{note}")
     return res
 
 
