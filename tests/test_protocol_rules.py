@@ -362,6 +362,29 @@ def test_leader_filters_ignore_and_error():
     assert of(c.handle(TimerExpired(("round", 1, 1))), Decide)[0].digest == BAD
 
 
+def test_a_substituted_plan_is_signed_once_per_height():
+    """A leader's behaviour asks for the same substituted proposal for every destination: one object, the one a
+    new signature gives; another payload object (even of the same digest, with another label), another field or
+    a new height signs afresh."""
+    c = BehavingDelegate(delegate("C"), [FollowerError(["D", "E", "F"])])
+    c.handle(Start(1))
+    c.handle(SolutionReady(1, 1, {"optimal": P_OPT, "tampered": P_BAD}))
+    acts = c.handle(VerificationDone(OPT, Verdict(True, 744.0)))
+    bad = [s.msg for s in sends(acts, Proposal) if s.msg.payload.digest == BAD]
+    assert len(bad) == 3 and all(m is bad[0] for m in bad)
+    assert bad[0] == proposal(P_BAD) and bad[0].signature == proposal(P_BAD).signature
+    d = c.delegate
+    assert d.sign_proposal(1, 1, P_BAD) is bad[0]
+    same_digest = Payload(BAD, "other", 1.0)
+    other = d.sign_proposal(1, 1, same_digest)
+    assert other is not bad[0] and other.payload is same_digest and other.signature == bad[0].signature
+    assert d.sign_proposal(1, 2, P_BAD).signature == proposal(P_BAD, round=2).signature
+    assert d.sign_proposal(1, 1, P_BAD, leader="D") == Proposal.make(
+        SIGNERS["C"], case_id=CASE, height=1, round=1, leader="D", payload=P_BAD)
+    d.handle(Start(2))
+    assert d.sign_proposal(1, 1, P_BAD) is not bad[0] and d.sign_proposal(1, 1, P_BAD) == bad[0]
+
+
 def test_follower_filters_collusion_trick_ignore_delay_silence_crash():
     f = BehavingDelegate(delegate("F"), [FollowerCollusion(["C"]), TrickIgnore(["D"]), Delay(2.0)])
     f.handle(Start(1))

@@ -232,6 +232,8 @@ class Delegate:
         self._schedule_excluded: frozenset[NodeId] = frozenset()
         self._rounds_this_height = 0
         self._buffer: list[tuple[NodeId, Any]] = []
+        # the proposals this node signed in its current height (`sign_proposal`), kept with what they were made of
+        self._signed: dict[tuple[Any, ...], tuple[Payload, Signer, Proposal]] = {}
         # a copy's verdict is applied by the rules below (not by a subclass's own): a cached acceptance of a copy
         # in a relayed round may then be recorded without the general path (`_on_signed_copy`)
         cls = type(self)
@@ -283,11 +285,23 @@ class Delegate:
     def sign_proposal(
         self, height: int, round: int, payload: Payload, leader: NodeId | None = None, instance: str | None = None
     ) -> Proposal:
-        """A proposal signed by this node; `instance` defaults to the instance of `height`."""
-        return Proposal.make(
-            self.signer, case_id=self.case_id, height=height, round=round, leader=leader or self.name, payload=payload,
-            instance=self.instance_for(height) if instance is None else instance,
+        """A proposal signed by this node; `instance` defaults to the instance of `height`.
+
+        The same request in the same height (this very payload object, fields and signer) gives the proposal object
+        made the first time: Ed25519 signatures are deterministic, so it is the proposal a new signature would
+        make. A dishonest leader's behaviours ask again for every destination of a plan they substitute."""
+        leader = leader or self.name
+        instance = self.instance_for(height) if instance is None else instance
+        key = (height, round, leader, instance, self.case_id, id(payload))
+        got = self._signed.get(key)
+        if got is not None and got[0] is payload and got[1] is self.signer:
+            return got[2]
+        proposal = Proposal.make(
+            self.signer, case_id=self.case_id, height=height, round=round, leader=leader, payload=payload,
+            instance=instance,
         )
+        self._signed[key] = (payload, self.signer, proposal)
+        return proposal
 
     def _instance_mismatch(self, proposal: Proposal) -> Verdict | None:
         """The rejection of a proposal signed for another instance than its height's (None if it matches)."""
@@ -332,6 +346,7 @@ class Delegate:
             out.append(Abandoned(self.height, self.round))
         self.rounds = {k: v for k, v in self.rounds.items() if k[0] >= height - 1}
         self.payloads = {k: v for k, v in self.payloads.items() if k[0] >= height - 1}  # holds solutions
+        self._signed = {}
         self.height = height
         self.round = 1
         self.status = RUNNING

@@ -139,15 +139,18 @@ def gc_tuned() -> Any:
 
 
 _NOTHING = object()  # no message sent yet
+#: a log `Entry` from a (t, node, item) tuple, without the Python-level `__new__` of the named tuple (same value)
+_new_entry = tuple.__new__
 
 
-def _receiver(machine: Any) -> Callable[[str, Any], list[Any]] | None:
-    """`machine.receive` when it is `machine.handle(MessageReceived(src, msg))` (a `Delegate` or `NormalNode` whose
-    `handle` and `receive` are not overridden), else None."""
+def _receiver(machine: Any) -> Callable[[str, Any, list[Any]], None] | None:
+    """`machine._on_message`, which appends to a list what `machine.handle(MessageReceived(src, msg))` returns, when
+    the machine is a `Delegate` or `NormalNode` whose `handle` and `receive` are not overridden (its `receive` is
+    then that list), else None."""
     cls = type(machine)
     for base in (Delegate, NormalNode):
         if isinstance(machine, base) and cls.handle is base.handle and cls.receive is base.receive:
-            return machine.receive
+            return machine._on_message
     return None
 
 
@@ -433,6 +436,10 @@ class Runner:
 
     def _build(self) -> None:
         scn = self.scn
+        try:  # the virtual clock the network reads (`Network.now`), read directly by the handlers and `_log`
+            self._clock = asyncio.get_running_loop().time
+        except RuntimeError:  # built outside a loop: through the network
+            self._clock = lambda: self.net.now
         if scn.signatures or self.delegate_factory is not Delegate:
             committee, keys = make_committee(
                 self.names, self.normals, seed=b"poso-sim/scenario/%d" % self.seed, signatures=scn.signatures
@@ -486,29 +493,29 @@ class Runner:
             node.on_crash(self._check_height)
 
     def _handler(self, name: str) -> Any:
-        net, feed = self.net, self.feed
+        net, feed, clock = self.net, self.feed, self._clock
         self._node_of[name] = net.node(name)
-        receive = _receiver(self.machines[name])
+        on_message = _receiver(self.machines[name])
         if name in self._timed:
 
             def handler(msg: Any) -> None:
-                feed(name, MessageReceived(msg.src, msg.payload, net.now))
+                feed(name, MessageReceived(msg.src, msg.payload, clock()))
 
-        elif receive is None:
+        elif on_message is None:
 
             def handler(msg: Any) -> None:
                 feed(name, MessageReceived(msg.src, msg.payload))
 
         else:  # the machine's own `handle(MessageReceived(src, msg))`, without the event object
-            handler = self._note_handler(name, receive)
+            handler = self._note_handler(name, on_message)
         return handler
 
-    def _note_handler(self, name: str, receive: Callable[[str, Any], list[Any]]) -> Callable[[Any], None]:
+    def _note_handler(self, name: str, on_message: Callable[[str, Any, list[Any]], None]) -> Callable[[Any], None]:
         """The handler of a plain machine. What a delivered message mostly yields, one per-copy note (`Received`,
         `DecisionSeen`), is logged here; anything else goes to `_carry_out`. In compact mode the heights whose first
         note of each kind this node has logged are known here (the log's first-copy set only grows), so a later
         copy costs its count; the same entries, counts and observer calls as `_log`."""
-        carry_out, log, net = self._carry_out, self._log, self.net
+        carry_out, log, clock = self._carry_out, self._log, self._clock
         entries, observers, counts = self._entries, self._observers, self.log.counts
         compact = self._first_copy is not None
         direct = not compact and not self._users  # a full log without user events: the entry is all there is
@@ -517,7 +524,8 @@ class Runner:
         received, seen = KINDS[Received], KINDS[DecisionSeen]
 
         def handler(msg: Any) -> None:
-            out = receive(msg.src, msg.payload)
+            out: list[Any] = []
+            on_message(msg.src, msg.payload, out)
             if len(out) == 1:
                 a = out[0]
                 t = type(a)
@@ -532,14 +540,14 @@ class Runner:
                     if a.height in heights:  # a later copy: counted only (as `RunLog.keeps` counts it)
                         counts[kind] = counts.get(kind, 0) + 1
                         if observers:
-                            e = Entry(net.now, name, a)
+                            e = Entry(clock(), name, a)
                             for obs in observers:
                                 obs(e)
                         return
                     log(name, a)
                     heights.add(a.height)
                 elif direct and not observers:
-                    entries.append(Entry(net.now, name, a))
+                    entries.append(_new_entry(Entry, (clock(), name, a)))
                 else:
                     log(name, a)
                 return
@@ -549,7 +557,7 @@ class Runner:
 
     def _time(self, name: str) -> float | None:
         """The virtual time to stamp on an event for `name` (None for a machine that never reads it)."""
-        return self.net.now if name in self._timed else None
+        return self._clock() if name in self._timed else None
 
     # ---- the host loop
     def feed(self, name: str, event: Any) -> None:
@@ -646,12 +654,12 @@ class Runner:
         if first_copy is not None and kind in PER_COPY and not first_copy(name, a):
             # compact: a later copy of a per-copy note is only counted (no entry, no user event)
             if self._observers:
-                e = Entry(self.net.now, name, a)
+                e = Entry(self._clock(), name, a)
                 for obs in self._observers:
                     obs(e)
             return
-        now = self.net.now
-        e = Entry(now, name, a)
+        now = self._clock()
+        e = _new_entry(Entry, (now, name, a))
         self._entries.append(e)
         if self._observers:
             for obs in self._observers:
