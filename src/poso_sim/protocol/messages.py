@@ -22,6 +22,7 @@ signatures, as are the reporting hints `label` and `claimed_cost`.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar
@@ -56,6 +57,45 @@ def _canonical_body(body: dict[str, Any]) -> bytes:
         if t not in _PLAIN and not (t is list and all(type(x) is str for x in v)):
             return canonical(body)
     return _ENCODE_PLAIN(body).encode()
+
+
+#: JSON text of a str, quotes included, as the canonical encoder writes it (the C function where Python has it)
+_str = json.encoder.encode_basestring_ascii
+
+
+def _float(x: object) -> str | None:
+    """The canonical JSON text of ``float(x)`` for an exact int or float whose value is finite, else None."""
+    t = type(x)
+    if t is float or t is int:
+        f = float(x)  # type: ignore[arg-type]
+        if f - f == 0.0:  # finite: the encoder writes `float.__repr__`
+            return repr(f)
+    return None
+
+
+def _init_fields(cls: type) -> tuple[str, ...]:
+    """A message class's fields in order when `__init__` sets them all and the class has no `__post_init__` (an
+    object may then be made by writing its fields), else () (the class needs its own `__init__`)."""
+    names = _INIT_FIELDS.get(cls)
+    if names is None:
+        fs = fields(cls)  # type: ignore[arg-type]
+        plain = all(f.init for f in fs) and not hasattr(cls, "__post_init__")
+        names = _INIT_FIELDS[cls] = tuple(f.name for f in fs) if plain else ()
+    return names
+
+
+def _make_signed(cls: type, signer: Signer, values: dict[str, Any]) -> Any:
+    """``cls(**values)._signed(signer)`` (``values`` gives every field, the signature b""): one object, its fields
+    written in order, signed over its signing bytes, which it keeps; the same fields, signature and memo."""
+    names = _init_fields(cls)
+    if not names:
+        return cls(**values)._signed(signer)
+    new = object.__new__(cls)
+    d = new.__dict__
+    for name in names:
+        d[name] = values[name]
+    d["signature"] = signer.sign(new.signing_bytes())  # the bytes leave the signature out
+    return new
 
 
 def _is_hex_digest(s: object) -> bool:
@@ -108,12 +148,19 @@ class _Message:
     def body(self) -> dict[str, Any]:  # every field except the signature
         raise NotImplementedError
 
+    def _signing_text(self) -> str | None:
+        """``canonical({"v": version, **body()})`` as text, written directly by a class that knows its fields
+        when each is of the exact type a well-formed message has; None: the general path."""
+        return None
+
     def signing_bytes(self) -> bytes:
         """What the signature covers (computed once per message object)."""
         memo = self.__dict__
         out = memo.get("_signing_bytes")
         if out is None:
-            out = memo["_signing_bytes"] = DOMAIN + self.kind.encode() + b"/" + _canonical_body({"v": self.version, **self.body()})
+            text = self._signing_text()
+            body = _canonical_body({"v": self.version, **self.body()}) if text is None else text.encode()
+            out = memo["_signing_bytes"] = DOMAIN + self.kind.encode() + b"/" + body
         return out
 
     def _signed(self, signer: Signer) -> Any:
@@ -124,11 +171,7 @@ class _Message:
         data = self.signing_bytes()
         sig = signer.sign(data)
         cls = type(self)
-        names = _INIT_FIELDS.get(cls)
-        if names is None:
-            fs = fields(cls)  # type: ignore[arg-type]
-            plain = all(f.init for f in fs) and not hasattr(cls, "__post_init__")
-            names = _INIT_FIELDS[cls] = tuple(f.name for f in fs) if plain else ()
+        names = _init_fields(cls)
         if not names:
             return replace(self, signature=sig)
         new = object.__new__(cls)
@@ -143,11 +186,19 @@ class _Message:
         # the fields only: the per-object memos (a relay's path verdict holds its committee) are recomputed
         return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
 
+    def _encoded_text(self) -> str | None:
+        """`encode()` as text, written directly by a class that knows its fields (None: the general path)."""
+        return None
+
     def encode(self) -> bytes:
         """The canonical encoding, signature included (computed once per message object)."""
         memo = self.__dict__
         out = memo.get("_encoded")
         if out is None:
+            text = self._encoded_text()
+            if text is not None:
+                out = memo["_encoded"] = text.encode()
+                return out
             sig = getattr(self, "signature", None)
             extra = {} if sig is None else {"signature": bytes(sig).hex() if isinstance(sig, (bytes, bytearray)) else sig}
             out = memo["_encoded"] = _canonical_body({"kind": self.kind, "v": self.version, **self.body(), **extra})
@@ -184,12 +235,37 @@ class Proposal(_Message):
             out["instance"] = self.instance
         return out
 
+    def _text(self, head: str, tail: str) -> str | None:
+        """The canonical JSON text of ``body()`` with `head` (keys sorting before "leader") and `tail` (after
+        "instance") written in, for fields of the exact types a well-formed proposal has, else None."""
+        case_id, height, round, leader, instance = self.case_id, self.height, self.round, self.leader, self.instance
+        digest = getattr(self.payload, "digest", None)
+        if not (type(case_id) is str and type(leader) is str and type(digest) is str and type(instance) is str
+                and type(height) is int and type(round) is int):
+            return None
+        inst = f',"instance":{_str(instance)}' if instance else ""
+        return (f'{{"case_id":{_str(case_id)},"digest":{_str(digest)},"height":{height:d}{inst}{head}'
+                f',"leader":{_str(leader)},"round":{round:d}{tail}}}')
+
+    def _signing_text(self) -> str | None:
+        v = self.version
+        return None if type(v) is not int else self._text("", f',"v":{v:d}')
+
+    def _encoded_text(self) -> str | None:
+        """`encode()` as text (kind, fields, signature as hex, version) for plain fields, else None."""
+        v, sig = self.version, self.signature
+        if type(v) is not int or type(sig) is not bytes:
+            return None
+        return self._text(',"kind":"proposal"', f',"signature":"{sig.hex()}","v":{v:d}')
+
     @classmethod
     def make(
         cls, signer: Signer, *, case_id: str, height: int, round: int, leader: NodeId, payload: Payload,
         instance: str = "",
     ) -> "Proposal":
-        return cls(case_id, height, round, leader, payload, instance=instance)._signed(signer)
+        return _make_signed(cls, signer, {"case_id": case_id, "height": height, "round": round, "leader": leader,
+                                          "payload": payload, "signature": b"", "version": VERSION,
+                                          "instance": instance})
 
     def problem(self) -> str | None:
         if self.version != VERSION:
@@ -233,9 +309,17 @@ class Relay(_Message):
             "relayer": self.relayer,
         }
 
+    def _signing_text(self) -> str | None:
+        path, relayer, v = self.path, self.relayer, self.version
+        if not (type(path) is tuple and type(relayer) is str and type(v) is int and all(type(x) is str for x in path)):
+            return None
+        proposal = self.proposal.encode().decode()
+        return f'{{"path":[{",".join(map(_str, path))}],"proposal":{_str(proposal)},"relayer":{_str(relayer)},"v":{v:d}}}'
+
     @classmethod
     def make(cls, signer: Signer, *, proposal: Proposal, path: tuple[NodeId, ...], relayer: NodeId) -> "Relay":
-        return cls(proposal, tuple(path), relayer)._signed(signer)
+        return _make_signed(cls, signer, {"proposal": proposal, "path": tuple(path), "relayer": relayer,
+                                          "signature": b"", "version": VERSION})
 
     def problem(self) -> str | None:
         if self.version != VERSION:
@@ -330,7 +414,19 @@ class Decision(_Message):
         delegate: NodeId,
         case_id: str = "",
     ) -> "Decision":
-        return cls(height, round, leader, digest, float(cost), delegate, b"", case_id)._signed(signer)
+        return _make_signed(cls, signer, {"height": height, "round": round, "leader": leader, "digest": digest,
+                                          "cost": float(cost), "delegate": delegate, "signature": b"",
+                                          "case_id": case_id, "version": VERSION})
+
+    def _signing_text(self) -> str | None:
+        case_id, height, round, leader, digest, delegate, v = (
+            self.case_id, self.height, self.round, self.leader, self.digest, self.delegate, self.version)
+        cost = _float(self.cost)
+        if not (cost is not None and type(case_id) is str and type(leader) is str and type(digest) is str
+                and type(delegate) is str and type(height) is int and type(round) is int and type(v) is int):
+            return None
+        return (f'{{"case_id":{_str(case_id)},"cost":{cost},"delegate":{_str(delegate)},"digest":{_str(digest)},'
+                f'"height":{height:d},"leader":{_str(leader)},"round":{round:d},"v":{v:d}}}')
 
     def content(self) -> tuple[int, int, NodeId, str, float]:
         """What two decisions must share to count for the same outcome."""
