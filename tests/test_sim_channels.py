@@ -5,6 +5,8 @@ integers derived in bulk and draws inline; the reference uses one `Stream` objec
 the kernel once did, over many seeds, fault sets, latency models and network sizes."""
 
 import asyncio
+import hashlib
+import json
 import random
 
 import pytest
@@ -25,7 +27,23 @@ from poso_sim.sim import (
     Uniform,
     run,
 )
-from poso_sim.sim.rng import Stream, derive_seed, mix64
+from poso_sim.sim.rng import Stream, derive_seed, derive_seeds, mix64
+
+
+def _key(*labels):
+    """The documented derivation: the first 8 bytes of SHA-256 over the compact, ASCII JSON array of the labels."""
+    text = json.dumps(list(labels), separators=(",", ":"), ensure_ascii=True)
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
+
+
+def test_derive_seed_is_the_hash_of_the_json_text():
+    odd = ['a"b\\c', "\n\t\x00\x7f", "\u00e9\u4e2d\U0001f600", "", "channel-src"]
+    for seed in (0, 1, 2**63 + 5, -3):
+        for labels in [("channel-src", n) for n in odd] + [(7, -2**70, "x"), (True, None, 2.5, [1, "a"])]:
+            assert derive_seed(seed, *labels) == _key(int(seed), *labels), labels
+        assert derive_seeds(seed, "channel-dst", odd + [3, False]) == [
+            _key(seed, "channel-dst", n) for n in odd + [3, False]]
+        assert derive_seeds(seed, 4, odd) == [_key(seed, 4, n) for n in odd]
 
 
 def _match(s, d, p):
@@ -133,11 +151,11 @@ def _simulate(names, latency, seed, faults, schedule):
 def _reference(names, latency, seed, faults, schedule):
     """The documented rules with one `Stream` per channel and purpose: (the send-time outcome of each message id,
     the arrivals in delivery order, each (time, message id, note, payload, drop reason or None))."""
-    src_key = {n: derive_seed(seed, "channel-src", n) for n in names}
-    dst_key = {n: derive_seed(seed, "channel-dst", n) for n in names}
-    purpose = {"latency": derive_seed(seed, "purpose", "latency")}
+    src_key = {n: _key(seed, "channel-src", n) for n in names}
+    dst_key = {n: _key(seed, "channel-dst", n) for n in names}
+    purpose = {"latency": _key(seed, "purpose", "latency")}
     for f in faults:
-        purpose[f.name] = derive_seed(seed, "purpose", "fault", f.name)
+        purpose[f.name] = _key(seed, "purpose", "fault", f.name)
     streams = {}
 
     def stream(s, d, name):

@@ -209,3 +209,84 @@ def test_clock_lands_exactly_on_timers_far_from_zero():
 
     run(main(), start=12.345)
     assert seen == whens
+
+
+# --- the end of a run: what asyncio.run does after the main coroutine --------------------------------------------
+
+
+def test_run_ends_like_asyncio_run():
+    """Tasks left over are cancelled (their cleanup runs at the virtual time of the end), suspended async
+    generators are closed, worker threads are joined (the default executor is shut down when one was used),
+    and the loop is closed; a failure while a left-over task is cancelled is a SimulationError."""
+    import threading
+
+    seen, kept = [], []
+
+    async def gen():
+        try:
+            yield 1
+            yield 2
+        finally:
+            seen.append("generator closed")
+
+    async def worker():
+        try:
+            await asyncio.sleep(100)
+        finally:
+            seen.append(("worker cancelled", asyncio.get_running_loop().time()))
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        loop.create_task(worker())
+        agen = gen()
+        kept.append(agen)  # suspended until the end: closed by the run's shutdown, not by the collector
+        await agen.__anext__()
+        assert await asyncio.to_thread(threading.current_thread) is not threading.current_thread()
+        await asyncio.sleep(3.0)
+        seen.append(loop)
+        return "done"
+
+    before = {t for t in threading.enumerate()}
+    assert run(main()) == "done"
+    loop = seen.pop(0)
+    assert seen == [("worker cancelled", 3.0), "generator closed"]
+    assert loop.is_closed()
+    assert {t for t in threading.enumerate()} == before  # the executor's thread was joined
+
+    async def failing():
+        try:
+            await asyncio.sleep(100)
+        finally:
+            raise RuntimeError("cleanup failed")
+
+    async def main2():
+        asyncio.get_running_loop().create_task(failing())
+        await asyncio.sleep(1.0)
+
+    with pytest.raises(SimulationError, match="cleanup failed"):
+        run(main2())
+
+
+def test_ctrl_c_cancels_the_main_task_and_raises_keyboard_interrupt():
+    """As asyncio.run: the first SIGINT cancels the main coroutine (which sees CancelledError) and the run ends
+    with KeyboardInterrupt; the default handler is restored afterwards."""
+    import os
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals reach the main thread only")
+    saw = []
+
+    async def main():
+        try:
+            asyncio.get_running_loop().call_later(1.0, os.kill, os.getpid(), signal.SIGINT)
+            await asyncio.sleep(10.0)
+        except asyncio.CancelledError:
+            saw.append(asyncio.get_running_loop().time())
+            raise
+
+    with pytest.raises(KeyboardInterrupt):
+        run(main())
+    assert saw == [1.0]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -18,6 +18,7 @@ import contextvars
 import heapq
 import os
 import selectors
+import signal
 import sys
 import sysconfig
 import threading
@@ -629,24 +630,78 @@ def run(
 
 
 def _run_on(loop: VirtualTimeEventLoop, coro: Coroutine[Any, Any, T], debug: bool | None) -> T:
-    """``asyncio.run`` on a loop of ours: `asyncio.Runner` where it exists (3.11+), the same steps by hand on 3.10."""
-    if hasattr(asyncio, "Runner"):
-        with asyncio.Runner(debug=debug, loop_factory=lambda: loop) as runner:
-            return runner.run(coro)
+    """``asyncio.run`` on a loop of ours, with the steps of `asyncio.Runner` (3.11+) written out: the main task in
+    a copy of the caller's context, Ctrl-C in the main thread cancelling it, the tasks left cancelled and the
+    async generators closed at the end, then the loop closed. The default executor is shut down only when one
+    was used (with none, that step of the Runner does nothing but run the loop once more). On 3.10 (no
+    `asyncio.Runner`) the loop is also the thread's current event loop while it runs, as `asyncio.run` does."""
+    if not asyncio.iscoroutine(coro):
+        raise ValueError(f"a coroutine was expected, got {coro!r}")
     if debug is not None:
         loop.set_debug(debug)
+    old = not hasattr(asyncio, "Runner")
     try:
-        asyncio.set_event_loop(loop)
-        return loop.run_until_complete(coro)
+        if old:
+            asyncio.set_event_loop(loop)
+        return _run_main(loop, loop.create_task(coro, context=contextvars.copy_context()))
     finally:
         try:
-            pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
-            for task in pending:
-                task.cancel()
-            if pending:
-                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            _cancel_remaining(loop)
             loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.run_until_complete(loop.shutdown_default_executor())
+            if loop.executor_used:
+                loop.run_until_complete(loop.shutdown_default_executor())
         finally:
-            asyncio.set_event_loop(None)
+            if old:
+                asyncio.set_event_loop(None)
             loop.close()
+
+
+def _run_main(loop: VirtualTimeEventLoop, task: asyncio.Task[T]) -> T:
+    """Run the main task to its end; a first Ctrl-C (main thread, default handler) cancels it and ends the run
+    with `KeyboardInterrupt`, a second one raises at once (`asyncio.Runner.run`)."""
+    interrupts = 0
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        nonlocal interrupts
+        interrupts += 1
+        if interrupts == 1 and not task.done():
+            task.cancel()
+            loop.call_soon_threadsafe(lambda: None)
+            return
+        raise KeyboardInterrupt()
+
+    handler: Any = None
+    if threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        try:
+            signal.signal(signal.SIGINT, on_sigint)
+            handler = on_sigint
+        except ValueError:  # a main thread without signals (an embedded interpreter)
+            pass
+    try:
+        return loop.run_until_complete(task)
+    except asyncio.CancelledError:
+        uncancel = getattr(task, "uncancel", None)
+        if interrupts and uncancel is not None and uncancel() == 0:
+            raise KeyboardInterrupt() from None
+        raise
+    finally:
+        if handler is not None and signal.getsignal(signal.SIGINT) is handler:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _cancel_remaining(loop: VirtualTimeEventLoop) -> None:
+    """Cancel the loop's unfinished tasks, let them end, and report an exception one of them ended with."""
+    pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    if not pending:
+        return
+    for task in pending:
+        task.cancel()
+    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    for task in pending:
+        if not task.cancelled() and task.exception() is not None:
+            loop.call_exception_handler({
+                "message": "unhandled exception during asyncio.run() shutdown",
+                "exception": task.exception(),
+                "task": task,
+            })

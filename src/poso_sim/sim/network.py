@@ -41,7 +41,9 @@ import numpy as np
 from poso_sim.errors import ConfigError
 from poso_sim.sim.faults import Crash, DelaySpike, Duplicate, Fault, Filter, Loss, Partition, Reorder
 from poso_sim.sim.latency import Constant, LatencyModel, LogNormal, RegionTable, Uniform, as_latency
-from poso_sim.sim.rng import _MASK, _TWO_POW_M53, Stream, derive_seed, mix64, mix64_many, random_many
+from poso_sim.sim.rng import (
+    _MASK, _TWO_POW_M53, Stream, derive_seed, derive_seeds, mix64, mix64_many, random_many,
+)
 from poso_sim.sim.trace import Trace
 
 __all__ = ["Inbox", "Message", "Network", "Node"]
@@ -391,8 +393,8 @@ class Network:
             raise ConfigError(f"trace: expected a Trace, got {trace!r}")
         self.faults: list[Fault] = self._check_faults(faults)
         self._partitions = [f for f in self.faults if isinstance(f, Partition)]
-        self._src_keys = {n: derive_seed(seed, "channel-src", n) for n in names}
-        self._dst_keys = {n: derive_seed(seed, "channel-dst", n) for n in names}
+        self._src_keys = dict(zip(names, derive_seeds(seed, "channel-src", names)))
+        self._dst_keys = dict(zip(names, derive_seeds(seed, "channel-dst", names)))
         self._channel_faults = [f for f in self.faults if not isinstance(f, (Partition, Crash))]
         self._purpose_keys = {"latency": derive_seed(seed, "purpose", "latency")}
         for f in self._channel_faults:
@@ -410,10 +412,12 @@ class Network:
         self._lean = (not self._channel_faults and not self._partitions
                       and type(self.latency) in (Constant, Uniform, LogNormal))
         self._scratch = Stream.from_state(0)
-        for node in self._nodes.values():
-            node._down = tuple(
-                sorted((f.window[0], f.window[1], f.name) for f in self.faults if isinstance(f, Crash) and f.node == node.name)  # type: ignore[misc]
-            )
+        downs: dict[str, list[tuple[float, float, str]]] = {}
+        for f in self.faults:
+            if isinstance(f, Crash):
+                downs.setdefault(f.node, []).append((f.window[0], f.window[1], f.name))  # type: ignore[arg-type]
+        for name, windows in downs.items():
+            self._nodes[name]._down = tuple(sorted(windows))
         tr = self.trace.events
         self._tr_send = "send" in tr
         self._tr_deliver = "deliver" in tr

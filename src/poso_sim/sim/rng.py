@@ -12,11 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
-__all__ = ["Stream", "derive_seed", "mix64", "mix64_many", "random_many"]
+__all__ = ["Stream", "derive_seed", "derive_seeds", "mix64", "mix64_many", "random_many"]
 
 _MASK = 0xFFFFFFFFFFFFFFFF
 _GOLDEN = 0x9E3779B97F4A7C15
@@ -24,13 +25,36 @@ _TWO_POW_M53 = 2.0**-53
 
 
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
+_json_str = json.encoder.encode_basestring_ascii  # what that encoder writes for a str (C where available)
+_sha256 = hashlib.sha256
 
 
 def derive_seed(seed: int, *labels: Any) -> int:
     """A 64-bit integer derived from ``seed`` and ``labels`` (JSON-encodable) in a stable way: the first 8 bytes
-    (big-endian) of SHA-256 over the compact JSON array ``[seed, *labels]``."""
-    blob = _encode([int(seed), *labels]).encode()
-    return int.from_bytes(hashlib.sha256(blob).digest()[:8], "big")
+    (big-endian) of SHA-256 over the compact JSON array ``[seed, *labels]``. Labels that are all ``str`` or
+    ``int`` (a network's names) are written without the encoder object: the same text, a third of the cost."""
+    parts = [int.__repr__(int(seed))]
+    for x in labels:
+        t = type(x)
+        if t is str:
+            parts.append(_json_str(x))
+        elif t is int:
+            parts.append(int.__repr__(x))
+        else:
+            return _digest64(_encode([int(seed), *labels]))
+    return _digest64("[" + ",".join(parts) + "]")
+
+
+def derive_seeds(seed: int, label: str, names: Iterable[Any]) -> list[int]:
+    """``[derive_seed(seed, label, name) for name in names]``, the JSON text's common head written once."""
+    if type(label) is not str:
+        return [derive_seed(seed, label, n) for n in names]
+    head = "[" + int.__repr__(int(seed)) + "," + _json_str(label) + ","
+    return [_digest64(head + _json_str(n) + "]") if type(n) is str else derive_seed(seed, label, n) for n in names]
+
+
+def _digest64(text: str) -> int:
+    return int.from_bytes(_sha256(text.encode()).digest()[:8], "big")
 
 
 def mix64(a: int, b: int) -> int:
