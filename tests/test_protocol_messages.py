@@ -278,3 +278,73 @@ def test_made_messages_are_the_signed_copies_of_their_fields():
         assert check_signature(KEYS["C"].public, m.signature, m.signing_bytes())
         names = [f.name for f in dataclasses.fields(m)]
         assert list(vars(m))[:len(names) + 1] == names + ["_signing_bytes"]  # (then a proposal's `_encoded`)
+
+
+# ------------------------------------------------------------------ signatures made on demand
+def test_a_noted_key_pair_signs_on_demand_with_the_same_signature():
+    """A message made by a key pair that notes its signatures in a memo keeps the key pair and makes its signature
+    on the first read: the signature an eager signer makes, noted in the memo then; equality, hashing, pickling,
+    copying and encodings see it as usual."""
+    import copy
+    import pickle
+
+    from poso_sim.protocol import SignatureCache
+
+    cache = SignatureCache()
+    noted, plain = Signer(KEYS["C"].noting(cache)), Signer(KEYS["C"])
+    p_lazy = Proposal.make(noted, case_id="m", height=1, round=1, leader="C", payload=Payload(OPT, "optimal", 1.0))
+    p = Proposal.make(plain, case_id="m", height=1, round=1, leader="C", payload=Payload(OPT, "optimal", 1.0))
+    r_lazy = Relay.make(noted, proposal=p_lazy, path=("D", "C"), relayer="C")
+    d_lazy = Decision.make(noted, height=1, round=1, leader="C", digest=OPT, cost=1.0, delegate="C", case_id="m")
+    d = Decision.make(plain, height=1, round=1, leader="C", digest=OPT, cost=1.0, delegate="C", case_id="m")
+    assert all("signature" not in vars(m) for m in (p_lazy, r_lazy, d_lazy)) and cache.vouched == 0
+    assert "signature" in vars(p) and Proposal.signature == b""
+    assert d_lazy.signature == d.signature and cache.vouched == 1  # made (and noted) on the first read
+    assert cache.check(KEYS["C"].public, d_lazy.signature, d_lazy.signing_bytes()) and cache.computed == 0
+    assert pickle.loads(pickle.dumps(r_lazy)) == r_lazy  # pickling makes the relay's (and its proposal's) signature
+    assert p_lazy == p and hash(p_lazy) == hash(p) and p_lazy.encode() == p.encode()
+    r = Relay.make(plain, proposal=p, path=("D", "C"), relayer="C")
+    assert (r_lazy.signature, r_lazy.signing_bytes()) == (r.signature, r.signing_bytes())
+    m_lazy = MisbehaviourProof.make(noted, proposal=p, reason="bad", reporter="C")
+    assert copy.copy(m_lazy) == MisbehaviourProof.make(plain, proposal=p, reason="bad", reporter="C")
+    off = SignatureCache(limit=0)  # a memo that notes nothing: signed at once
+    assert "signature" in vars(Decision.make(Signer(KEYS["C"].noting(off)), height=1, round=1, leader="C",
+                                             digest=OPT, cost=1.0, delegate="C", case_id="m"))
+
+
+def test_a_check_answers_a_signature_made_on_demand_only_through_its_memo():
+    """`signed_on_demand` answers for the key pair's own public key through the `check` of the memo it notes in;
+    any other key, check (Ed25519 itself, the memo's computed-only `verified`, another memo) or a copy with a
+    changed field makes or computes the signature, and a tampered copy is rejected."""
+    from poso_sim.protocol import SignatureCache
+    from poso_sim.protocol.messages import signed_on_demand
+
+    cache, other = SignatureCache(), SignatureCache()
+    noted = Signer(KEYS["D"].noting(cache))
+    pub = KEYS["D"].public
+
+    def made():
+        return Decision.make(noted, height=2, round=1, leader="C", digest=OPT, cost=3.0, delegate="D", case_id="m")
+
+    assert signed_on_demand(made(), pub, cache.check) and cache.calls == 1 and cache.vouched == 0
+    for public, check in ((KEYS["C"].public, cache.check), (pub, check_signature), (pub, cache.verified),
+                          (pub, other.check), (None, cache.check)):
+        assert not signed_on_demand(made(), public, check)
+    m = made()
+    assert m.signature and not signed_on_demand(m, pub, cache.check)  # made: the memo answers from now on
+    forged = dataclasses.replace(made(), cost=2.0)  # the signature copied onto other content
+    assert not signed_on_demand(forged, pub, cache.check) and not cache.check(pub, forged.signature,
+                                                                                forged.signing_bytes())
+    # a delegate drops a relay whose relayer's signature was copied onto another path; takes the honest one
+    c_noted = Signer(KEYS["C"].noting(cache))
+    p = Proposal.make(c_noted, case_id="m", height=1, round=1, leader="C", payload=Payload(OPT))
+    e = Delegate("E", COMMITTEE, KEYS["E"], case_id="m", sig_check=cache.check)
+    e.handle(Start(1))
+    good = Relay.make(Signer(KEYS["D"].noting(cache)), proposal=p, path=("C", "D"), relayer="D")
+    bad = dataclasses.replace(Relay.make(Signer(KEYS["D"].noting(cache)), proposal=p, path=("C", "D"), relayer="D"),
+                              path=("C", "F", "D"))
+    before = cache.computed
+    assert [type(a).__name__ for a in e.receive("D", good)][:2] == ["Received", "Verify"]
+    assert cache.computed == before  # answered without making or verifying the relay's signature
+    assert [(type(a).__name__, a.reason) for a in e.receive("D", bad)] == [("Dropped", "bad signature")]
+    assert cache.computed == before + 1

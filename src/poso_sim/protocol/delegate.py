@@ -38,7 +38,7 @@ from .events import (
     Verify,
 )
 from .identity import Committee, KeyPair, NodeId, Signer, check_signature
-from .messages import Decision, MisbehaviourProof, Payload, Proposal, Relay, message_problem
+from .messages import Decision, MisbehaviourProof, Payload, Proposal, Relay, message_problem, signed_on_demand
 
 # Reasons of `Dropped` notes.
 MALFORMED = "malformed"
@@ -550,10 +550,13 @@ class Delegate:
             return got[2]
         pk = self._pk if keys is None else keys.get  # the committee's keys (None when it has none)
         bad = None
-        if not check(pk(proposal.leader), proposal.signature, proposal.signing_bytes()):
+        public = pk(proposal.leader)
+        if not (signed_on_demand(proposal, public, check) or check(public, proposal.signature, proposal.signing_bytes())):
             bad = proposal.leader
-        elif relay is not None and not check(pk(relay.relayer), relay.signature, relay.signing_bytes()):
-            bad = relay.relayer
+        elif relay is not None:
+            public = pk(relay.relayer)
+            if not (signed_on_demand(relay, public, check) or check(public, relay.signature, relay.signing_bytes())):
+                bad = relay.relayer
         memo["_bad_signer"] = (check, keys, bad)
         return bad
 
@@ -776,10 +779,13 @@ class Delegate:
         if p.leader not in self.committee:
             self._drop(out, NOT_MEMBER, src, proof)
             return
-        if not self.sig_check(self._pk(proof.reporter), proof.signature, proof.signing_bytes()):
+        public = self._pk(proof.reporter)
+        if not (signed_on_demand(proof, public, self.sig_check) or
+                self.sig_check(public, proof.signature, proof.signing_bytes())):
             self._drop(out, BAD_SIGNATURE, src, proof, signer=proof.reporter)
             return
-        if not self.sig_check(self._pk(p.leader), p.signature, p.signing_bytes()):
+        public = self._pk(p.leader)
+        if not (signed_on_demand(p, public, self.sig_check) or self.sig_check(public, p.signature, p.signing_bytes())):
             self._drop(out, BAD_SIGNATURE, src, proof, signer=p.leader)
             return
         ex = self.excluded.get(p.leader)

@@ -65,6 +65,13 @@ class NotedKeyPair(KeyPair):
             self.cache.vouch(public, sig, data)
         return sig
 
+    def vouches(self) -> bool:
+        """Whether this key pair notes its signatures as valid: its public key is its seed's and its cache
+        memoises (limit > 0). Only then may a message it signs make its signature on demand
+        (`poso_sim.protocol.messages`: a check through that cache's `check` is true without it)."""
+        cache = self.cache
+        return cache is not None and cache.limit > 0 and _key_pair(self.seed)[0] == self.public
+
 
 @lru_cache(maxsize=4096)
 def _key_pair(raw: bytes) -> tuple[bytes, bytes]:

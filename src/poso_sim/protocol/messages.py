@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 
 from poso_sim.common import canonical_json, plain_json_encoder
 
-from .identity import NodeId, Signer, check_signature
+from .identity import NodeId, NotedKeyPair, SignatureCache, Signer, check_signature
 
 VERSION = 1
 DOMAIN = b"poso-sim/protocol/"
@@ -86,7 +86,12 @@ def _init_fields(cls: type) -> tuple[str, ...]:
 
 def _make_signed(cls: type, signer: Signer, values: dict[str, Any]) -> Any:
     """``cls(**values)._signed(signer)`` (``values`` gives every field, the signature b""): one object, its fields
-    written in order, signed over its signing bytes, which it keeps; the same fields, signature and memo."""
+    written in order, signed over its signing bytes, which it keeps; the same fields, signature and memo.
+
+    Signed by a key pair that notes its signatures in a run's memo (`NotedKeyPair.vouches`), the signature is made
+    on demand instead (`_OnDemand`): the object keeps the key pair, and its `signature` is made, noted and kept
+    the first time it is read. A check of it through that memo needs no signature (`signed_on_demand`); anything
+    that reads it (a certificate, an encoding, equality) gets the very signature signing now would give."""
     names = _init_fields(cls)
     if not names:
         return cls(**values)._signed(signer)
@@ -94,8 +99,59 @@ def _make_signed(cls: type, signer: Signer, values: dict[str, Any]) -> Any:
     d = new.__dict__
     for name in names:
         d[name] = values[name]
-    d["signature"] = signer.sign(new.signing_bytes())  # the bytes leave the signature out
+    keys = signer.keys
+    if type(signer) is Signer and signer.enabled and type(keys) is NotedKeyPair and keys.vouches():
+        del d["signature"]  # made on demand (`_OnDemand`)
+        d["_signer"] = keys
+    else:
+        d["signature"] = signer.sign(new.signing_bytes())  # the bytes leave the signature out
     return new
+
+
+class _OnDemand:
+    """The `signature` attribute of a message class whose objects may be signed on demand (`_make_signed`): an
+    object that holds its signature (every object made otherwise) gives it as a plain attribute; one that holds
+    its key pair instead signs its signing bytes with it on the first read (noting the signature in the run's
+    memo, as signing at once does) and keeps the signature. Read on the class: the field's default, b""."""
+
+    def __get__(self, obj: Any, cls: Any = None) -> Any:
+        if obj is None:
+            return b""
+        d = obj.__dict__
+        keys = d.get("_signer")
+        if keys is None:  # (an object made without its fields, by hand)
+            return b""
+        sig = d["signature"] = keys.sign(obj.signing_bytes())
+        return sig
+
+
+def signed_on_demand(msg: Any, public: bytes | None, check: Any) -> bool:
+    """Whether ``check(public, msg.signature, msg.signing_bytes())`` is true without making the signature: `msg`
+    will sign on demand (its signature is not made yet) with a key pair of this process whose public key is
+    `public` (and its seed's, `NotedKeyPair.vouches`), and `check` is the `check` of the memo that key pair notes
+    its signatures in. By Ed25519's correctness that check would answer true from the noted signature; it is
+    counted as asked (`SignatureCache.calls`). False means nothing: ask `check` itself."""
+    d = msg.__dict__
+    if "signature" in d:
+        return False
+    keys = d.get("_signer")
+    if keys is None or keys.public != public:
+        return False
+    cache = keys.cache
+    if getattr(check, "__self__", None) is not cache or getattr(check, "__func__", None) is not SignatureCache.check:
+        return False
+    if cache.limit <= 0:
+        return False
+    cache.calls += 1
+    return True
+
+
+def _signature_ok(msg: Any) -> bool:
+    """Whether a message's signature is bytes, without making one made on demand (it is)."""
+    d = msg.__dict__
+    if "signature" not in d and "_signer" in d:
+        return True
+    return isinstance(msg.signature, (bytes, bytearray))
 
 
 def _is_hex_digest(s: object) -> bool:
@@ -177,13 +233,16 @@ class _Message:
         new = object.__new__(cls)
         d, mine = new.__dict__, self.__dict__
         for name in names:
-            d[name] = mine[name]
+            d[name] = mine.get(name)  # (the signature is written next)
         d["signature"] = sig
         d["_signing_bytes"] = data
         return new
 
     def __getstate__(self) -> dict[str, Any]:
-        # the fields only: the per-object memos (a relay's path verdict holds its committee) are recomputed
+        # the fields only: the per-object memos (a relay's path verdict holds its committee) are recomputed; a
+        # signature made on demand is made first
+        if "_signer" in self.__dict__:
+            getattr(self, "signature")
         return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
 
     def _encoded_text(self) -> str | None:
@@ -280,7 +339,7 @@ class Proposal(_Message):
             return "leader is not a name"
         if not isinstance(self.payload, Payload):
             return "payload is not a Payload"
-        if not isinstance(self.signature, (bytes, bytearray)):
+        if not _signature_ok(self):
             return "signature is not bytes"
         return self.payload.problem()
 
@@ -333,7 +392,7 @@ class Relay(_Message):
             return "path is not a tuple of names"
         if not _is_name(self.relayer):
             return "relayer is not a name"
-        if not isinstance(self.signature, (bytes, bytearray)):
+        if not _signature_ok(self):
             return "signature is not bytes"
         return None
 
@@ -357,7 +416,8 @@ class MisbehaviourProof(_Message):
 
     @classmethod
     def make(cls, signer: Signer, *, proposal: Proposal, reason: str, reporter: NodeId) -> "MisbehaviourProof":
-        return cls(proposal, reason, reporter)._signed(signer)
+        return _make_signed(cls, signer, {"proposal": proposal, "reason": reason, "reporter": reporter,
+                                          "signature": b"", "version": VERSION})
 
     def problem(self) -> str | None:
         if self.version != VERSION:
@@ -369,7 +429,7 @@ class MisbehaviourProof(_Message):
             return p
         if not isinstance(self.reason, str) or not _is_name(self.reporter):
             return "reason/reporter malformed"
-        if not isinstance(self.signature, (bytes, bytearray)):
+        if not _signature_ok(self):
             return "signature is not bytes"
         return None
 
@@ -443,7 +503,7 @@ class Decision(_Message):
             return "digest is not 64 hex characters"
         if not _is_float(self.cost):
             return "cost is not a finite number"
-        if not isinstance(self.case_id, str) or not isinstance(self.signature, (bytes, bytearray)):
+        if not isinstance(self.case_id, str) or not _signature_ok(self):
             return "case_id/signature malformed"
         return None
 
@@ -534,6 +594,11 @@ def check_chain(chain: list[Block] | tuple[Block, ...]) -> bool:
 
 
 MESSAGE_TYPES = (Proposal, Relay, MisbehaviourProof, Decision)
+
+# the classes whose `make` may sign on demand (`_make_signed`): their `signature` is read through `_OnDemand`
+# (the dataclass field and its default b"" are unchanged; `__init__` keeps writing the object's own)
+for _cls in (Proposal, Relay, MisbehaviourProof, Decision):
+    _cls.signature = _OnDemand()  # type: ignore[assignment]
 Message = Proposal | Relay | MisbehaviourProof | Decision
 
 
@@ -569,5 +634,6 @@ __all__ = [
     "Message",
     "MESSAGE_TYPES",
     "message_problem",
+    "signed_on_demand",
     "check_chain",
 ]

@@ -21,7 +21,7 @@ from .events import (
 )
 from .delegate import BAD_SIGNATURE, HEIGHT_CLOSED, MALFORMED, NOT_MEMBER, SENDER_MISMATCH, UNEXPECTED, WRONG_CASE
 from .identity import Committee, NodeId, check_signature
-from .messages import GENESIS_HASH, Block, Decision, message_problem
+from .messages import GENESIS_HASH, Block, Decision, message_problem, signed_on_demand
 
 
 #: A normal node's state of one height (`_Height.status`).
@@ -125,11 +125,11 @@ class NormalNode:
         if self.case_id is not None and msg.case_id != self.case_id:
             self._drop(out, WRONG_CASE, src)
             return
-        if self.signatures and not self.sig_check(
-            self.committee.public_key(msg.delegate), msg.signature, msg.signing_bytes()
-        ):
-            self._drop(out, BAD_SIGNATURE, src, delegate=msg.delegate)
-            return
+        if self.signatures:
+            public, check = self.committee.public_key(msg.delegate), self.sig_check
+            if not (signed_on_demand(msg, public, check) or check(public, msg.signature, msg.signing_bytes())):
+                self._drop(out, BAD_SIGNATURE, src, delegate=msg.delegate)
+                return
         h = msg.height
         if h <= self.closed_upto:
             self._drop(out, HEIGHT_CLOSED, src, height=h)
