@@ -249,3 +249,21 @@ def test_channels_match_the_reference(seed):
         (when, mid, None if why else note, why) for when, mid, note, _, why in arrivals]
     assert got == [(mid, note, payload) for _, mid, note, payload, why in arrivals if why is None]
     assert len(arrivals) > 0
+
+
+def test_threshold_decides_as_the_uniform_does():
+    """A loss, reorder or duplicate compares the draw's 64-bit output with `_threshold(p)`: the same decision as
+    comparing its uniform ``(z >> 11) * 2**-53`` with p, at the boundary of every p tried."""
+    import math
+
+    from poso_sim.sim.network import _threshold
+
+    rnd = random.Random(1)
+    ps = [0.0, 1.0, 0.5, 0.05, 1e-300, 5e-324, 1 - 2**-53, 2**-53, 3 * 2**-54] + [rnd.random() for _ in range(500)]
+    for p in ps:
+        cap, m0 = _threshold(p), math.floor(p * 2**53)
+        for m in (m0 - 1, m0, m0 + 1):
+            for low in (0, 1, 2**11 - 1):
+                z = (m << 11) | low
+                if 0 <= m < 2**53:
+                    assert ((z >> 11) * 2.0**-53 < p) == (z < cap), (p, m, low)

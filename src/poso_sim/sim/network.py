@@ -62,6 +62,12 @@ def _never(when: float, callback: Any) -> bool:
     return False
 
 
+def _threshold(p: float) -> int:
+    """The 64-bit outputs z of SplitMix64 whose uniform ``(z >> 11) * 2**-53`` is below ``p`` are exactly those
+    with ``z < _threshold(p)`` (``p * 2**53`` is exact; an integer m is below it when it is below its ceiling)."""
+    return math.ceil(p * 2.0**53) << 11
+
+
 def _draw(st: list[int], j: int) -> float:
     """`Stream.random` on the stream whose state is ``st[j]``."""
     x = st[j] = (st[j] + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
@@ -230,9 +236,11 @@ class _Queue:
         b = heappop(self.order)
         whens, msgs = self.buckets.pop(b)
         if len(whens) > 1:
-            by_time = sorted(range(len(whens)), key=whens.__getitem__)  # stable: push order among equal times
-            whens = list(map(whens.__getitem__, by_time))
-            msgs = list(map(msgs.__getitem__, by_time))
+            ordered = sorted(whens)
+            if ordered != whens:  # (a bucket in time order, most of them, is loaded as it is)
+                by_time = sorted(range(len(whens)), key=whens.__getitem__)  # stable: push order among equal times
+                whens = ordered
+                msgs = list(map(msgs.__getitem__, by_time))
         self.whens, self.msgs, self.i, self.cur = whens, msgs, 0, b
         return whens[0]
 
@@ -428,6 +436,7 @@ class Network:
         # a digest-only trace's deliver records of a send_many: their shared fields formatted once per batch
         self._lines = self.trace.line_writer() if self._tr_deliver else None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._clock: Callable[[], float] | None = None  # the bound loop's time()
         # pending deliveries, in the order of (time, send order): see _Queue
         self._queue = _Queue(_quantum(self.latency))
         self._in_flight = 0
@@ -504,8 +513,10 @@ class Network:
     @property
     def now(self) -> float:
         """Current (virtual) time of the bound loop."""
-        loop = self._loop or self._bind()
-        return loop.time()
+        clock = self._clock
+        if clock is None:
+            clock = self._bind().time
+        return clock()
 
     # binding to the loop ------------------------------------------------------------------------------------
     def _bind(self) -> asyncio.AbstractEventLoop:
@@ -514,6 +525,7 @@ class Network:
         except RuntimeError:
             raise RuntimeError(_NO_LOOP) from None
         self._loop = loop
+        self._clock = loop.time
         # the delivery timer: a VirtualTimeEventLoop arms it without an asyncio.TimerHandle (same timer heap)
         self._arm = getattr(loop, "call_at_bare", None) or loop.call_at
         self._go_on = getattr(loop, "go_on_at", None) or _never
@@ -556,7 +568,8 @@ class Network:
     def _fault_entries(self) -> tuple[list[tuple[Fault, int, tuple]], tuple[tuple, ...] | None]:
         """The channel faults as the channels use them, worked out once per network: per fault, in list order,
         (the fault, the slot of its kind among (filters, losses, spikes, reorders, dups), its entry); an entry
-        names the fault's stream by its index in a channel's ``st``. Also the five tuples every channel shares
+        names the fault's stream by its index in a channel's ``st`` and, for a loss, reorder or duplicate, holds
+        its probability as the `_threshold` of the draws' 64-bit outputs. Also the five tuples every channel shares
         when every channel fault applies to every pair (else None: `_channel` picks a channel's own)."""
         keys = [self._purpose_keys["latency"]]  # the purposes of a channel's streams, in the order of ``st``
         entries: list[tuple[Fault, int, tuple]] = []
@@ -570,13 +583,13 @@ class Network:
             j = len(keys)
             keys.append(self._purpose_keys[f.name])  # type: ignore[index]
             if isinstance(f, Loss):
-                entries.append((f, 1, (w0, w1, f.p, j, "loss:" + f.name)))
+                entries.append((f, 1, (w0, w1, _threshold(f.p), j, "loss:" + f.name)))
             elif isinstance(f, DelaySpike):
                 entries.append((f, 2, (w0, w1, f.p, j, f.extra)))
             elif isinstance(f, Reorder):
-                entries.append((f, 3, (w0, w1, f.p, j, f.extra_delay)))
+                entries.append((f, 3, (w0, w1, _threshold(f.p), j, f.extra_delay)))
             else:
-                entries.append((f, 4, (w0, w1, f.p, j)))
+                entries.append((f, 4, (w0, w1, _threshold(f.p), j)))
         self._stream_keys = keys
         if any(f.src is not None or f.dst is not None for f, _, _ in entries):
             return entries, None
@@ -730,12 +743,12 @@ class Network:
                             break
                 st = ch.st
                 if reason is None:
-                    for w0, w1, p, j, why in ch.losses:
+                    for w0, w1, cap, j, why in ch.losses:
                         if w0 <= now < w1:
                             x = st[j] = (st[j] + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
                             x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
                             x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
-                            if ((x ^ (x >> 31)) >> 11) * _TWO_POW_M53 < p:
+                            if (x ^ (x >> 31)) < cap:  # the draw's uniform below the fault's p (`_threshold`)
                                 reason = why
                                 break
                 if reason is not None:
@@ -747,19 +760,19 @@ class Network:
                 for w0, w1, p, j, extra in ch.spikes:
                     if w0 <= now < w1 and (p >= 1.0 or _draw(st, j) < p):
                         delay += extra
-                for w0, w1, p, j, extra in ch.reorders:
+                for w0, w1, cap, j, extra in ch.reorders:
                     if w0 <= now < w1:
                         x = st[j] = (st[j] + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
                         x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
                         x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
-                        if ((x ^ (x >> 31)) >> 11) * _TWO_POW_M53 < p:
+                        if (x ^ (x >> 31)) < cap:
                             delay += extra * _draw(st, j)
-                for w0, w1, p, j in ch.dups:
+                for w0, w1, cap, j in ch.dups:
                     if w0 <= now < w1:
                         x = st[j] = (st[j] + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
                         x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
                         x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
-                        if ((x ^ (x >> 31)) >> 11) * _TWO_POW_M53 < p:
+                        if (x ^ (x >> 31)) < cap:
                             self._duplicate(ch, msg_id, body, kind, size, now, note, summary)
             when = now + delay
             msg = Message(msg_id, ch, ch.dst_node, body, kind, size, now, note, summary)
@@ -1065,6 +1078,7 @@ class Network:
         self._go_on = _never
         self._drain_cb = None  # a bound method of the network: a cycle
         self._loop = None
+        self._clock = None
         self._idle_waiters = []
         for node in self._nodes.values():
             node._out = {}
