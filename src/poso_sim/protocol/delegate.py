@@ -108,6 +108,8 @@ def _hops(k: int) -> str:
 #: the methods whose rules a copy's memo (`Delegate._on_message`) stands for: a subclass that overrides one of them
 #: takes every copy through the general path
 _RECEIVER_INDEPENDENT = ("_on_message", "_on_copy", "_on_signed_copy", "_path_ok", "_bad_signer", "_pk", "_drop")
+#: delegate class -> whether it overrides one of those methods (`Delegate._context`)
+_OWN_CHECKS: dict[type, bool] = {}
 
 
 def _context_field(name: str, doc: str) -> Any:
@@ -254,7 +256,10 @@ class Delegate:
         """What a copy's checks that need no round state depend on, as one object shared by the delegates of a
         committee with the same case, signatures switch and check (`Committee.context`)."""
         cls = type(self)
-        if any(getattr(cls, n) is not getattr(Delegate, n) for n in _RECEIVER_INDEPENDENT):
+        own = _OWN_CHECKS.get(cls)
+        if own is None:
+            own = _OWN_CHECKS[cls] = any(getattr(cls, n) is not getattr(Delegate, n) for n in _RECEIVER_INDEPENDENT)
+        if own:
             return object()  # checks of its own: no message memo names this context
         return self.committee.context(self.case_id, bool(self.signatures), self.sig_check)
 

@@ -153,7 +153,10 @@ class NormalNode:
         st.votes[d] = msg
         tally = st.tally
         tally[msg.content()] += 1
-        content, count = max(tally.items(), key=lambda kv: (kv[1], kv[0][3]))
+        if len(tally) == 1:  # (the usual case: every vote so far for one content)
+            ((content, count),) = tally.items()
+        else:
+            content, count = max(tally.items(), key=lambda kv: (kv[1], kv[0][3]))
         if count >= self.committee.majority:
             st.status = EXECUTED
             st.block_content = content

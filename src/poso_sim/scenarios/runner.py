@@ -592,13 +592,14 @@ class Runner:
 
     def _do(self, name: str, a: Any) -> None:
         net = self.net
+        t = type(a)
         if isinstance(a, Send):
             if a.delay > 0:
                 net.node(name).set_timer(a.delay, self._send, name, a.dst, a.msg, name="delayed send")
             else:
                 self._send(name, a.dst, a.msg)
-        elif type(a) in KINDS or isinstance(a, Note):
-            self._log(name, a)
+        elif t is not StartTimer and t is not CancelTimer and t is not Verify and (t in KINDS or isinstance(a, Note)):
+            self._log(name, a)  # (the exact types first: `Note` is an ABC, whose isinstance is a Python call)
         elif isinstance(a, StartTimer):
             key = (name, a.timer_id)
             old = self.timers.pop(key, None)

@@ -49,6 +49,13 @@ def _generated_ids(n: int) -> tuple[tuple[str, int], ...]:
     return tuple((generated_name(i), FIRST_ID + i) for i in range(n))
 
 
+@functools.lru_cache(maxsize=64)
+def _generated_maps(n: int) -> tuple[Mapping[str, int], Mapping[int, str]]:
+    """name -> id and id -> name of n generated delegates, made once per size (read only: never handed out)."""
+    ids = dict(_generated_ids(n))
+    return ids, {i: name for name, i in ids.items()}
+
+
 def legacy_name(node_id: int) -> str:
     """The reference's naming: id 8 is C, 9 is D, ... 12 is G (and onwards along the same alphabet)."""
     return generated_name(node_id - 6) if node_id >= 6 else f"N{node_id}"
@@ -273,15 +280,20 @@ class Scenario(_Strict):
         """A node given by name or numeric id -> its name (ValueError if unknown)."""
         if isinstance(ref, bool):
             raise ValueError(f"expected a node name or id, got {ref!r}")
-        ids = self.delegate_ids  # (made afresh by each call of the property: once here)
+        d = self.delegates
+        if isinstance(d, int):  # the generated committee's maps, made once per size
+            ids, by_id = _generated_maps(d)
+        else:
+            ids = self.delegate_ids  # (made afresh by each call of the property: once here)
+            by_id = None
         if isinstance(ref, int):
-            name = {i: n for n, i in ids.items()}.get(ref)
+            name = (by_id if by_id is not None else {i: n for n, i in ids.items()}).get(ref)
             if name is None:
                 raise ValueError(f"unknown node id {ref}")
             return name
         if isinstance(ref, str):
             if ref.isdigit():
-                id_to_name = {i: n for n, i in ids.items()}
+                id_to_name = by_id if by_id is not None else {i: n for n, i in ids.items()}
                 if int(ref) in id_to_name:
                     return id_to_name[int(ref)]
             if ref in ids or ref in self.normal_names:
