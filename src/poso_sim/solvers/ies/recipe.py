@@ -15,7 +15,7 @@ from poso_sim.solvers.backend import RawResult
 from poso_sim.solvers.ies.staged import PIPELINE_VERSION, RECIPES, Recipe, StageFailure, StartError, solve_reduced
 from poso_sim.solvers.pipeline import SolveError
 
-__all__ = ["solve", "canonical_start", "objective_aware_start", "network_start", "perturbed_start"]
+__all__ = ["solve", "canonical_start", "capacity_start", "objective_aware_start", "network_start", "perturbed_start"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def _solve_from_start(nlp, case, recipe: Recipe, k: int, where: str, **kw) -> Ra
     later stage fails: a generated day whose surrogate does not converge is still solved. A fixed-flows stage that
     Ipopt finds infeasible (the start's flows cannot carry the heat the variant asks for) gives way to a cold
     proximal stage from the same start."""
-    fallback = k == 0 and recipe.start != "data"
+    fallback = k == 0 and recipe.start not in _DATA_STARTS
     prox_ref = None
     try:
         x_start, prox_ref = _start(nlp, case, recipe, k)
@@ -95,6 +95,10 @@ def _solve_from_start(nlp, case, recipe: Recipe, k: int, where: str, **kw) -> Ra
     if res.status != "optimal":
         raise SolveError(res.failed_stage or "check", res.status.split(":", 1)[-1], f"{where}: {res.message}{note}")
     return res
+
+
+#: Starts built from the case data alone by the data-only start's LPs: nothing of theirs to fall back from.
+_DATA_STARTS = ("data", "capacity")
 
 
 def _on_start(recipe: Recipe, own_start: bool) -> Recipe:
@@ -137,6 +141,8 @@ def _start(nlp, case, recipe: Recipe, k: int) -> tuple[np.ndarray, np.ndarray | 
         return objective_aware_start(nlp, case, flows_only=recipe.start == "objective-flows"), None
     if recipe.start == "network":
         return network_start(nlp, case)
+    if recipe.start == "capacity":
+        return capacity_start(nlp, case), None
     return canonical_start(nlp, case), None
 
 
@@ -145,6 +151,17 @@ def canonical_start(nlp, case) -> np.ndarray:
     from poso_sim.solvers.ies.start import network_data, start_point  # scipy.optimize: only for a start
 
     return _as_vector(nlp, start_point(network_data(case)))
+
+
+def capacity_start(nlp, case) -> np.ndarray:
+    """The data-only start point with each hub's water held to the heat the hub can make: its boiler's cap plus the
+    heat of the least CHP output ``nlp``'s own rows force (:mod:`poso_sim.solvers.ies.hub_capacity`)."""
+    from poso_sim.solvers.ies.hub_capacity import capacity_hub_water, forced_chp_output
+    from poso_sim.solvers.ies.start import network_data, start_point  # scipy.optimize: only for a start
+
+    net = network_data(case)
+    water = capacity_hub_water(net, forced_chp_output(nlp, canonical_start(nlp, case)))
+    return _as_vector(nlp, start_point(net, dispatch={"m_hub": water}))
 
 
 def objective_aware_start(nlp, case, *, flows_only: bool = False) -> np.ndarray:
