@@ -385,6 +385,35 @@ def test_a_substituted_plan_is_signed_once_per_height():
     assert d.sign_proposal(1, 1, P_BAD) is not bad[0] and d.sign_proposal(1, 1, P_BAD) == bad[0]
 
 
+def test_behaving_receive_is_handle_of_the_message():
+    """`BehavingDelegate.receive(src, msg, time)` gives what `handle(MessageReceived(src, msg, time))` gives, and
+    leaves the same state, whichever behaviours (with or without an `incoming`, passing notes or not, a
+    behaviour of one's own that drops every note)."""
+    from poso_sim.protocol import Behaviour, Equivocate, Received, TrickError
+
+    class NoNotes(Behaviour):  # inherits `passes_notes` but overrides `outgoing`: must still be asked
+        def outgoing(self, action, ctx):
+            return [] if isinstance(action, Received) else [action]
+
+    kinds = [
+        lambda: [FollowerIgnore(["D"]), Delay(1.0)], lambda: [FollowerCollusion(["C"])], lambda: [NoNotes()],
+        lambda: [TrickError(["E"])], lambda: [Crash(at_time=2.0), Silence()], lambda: [Equivocate()],
+    ]
+    p_opt, p_bad = proposal(P_OPT), proposal(P_BAD)
+    msgs = [("C", p_opt), ("D", relay(p_opt, ("C", "D"))), ("E", relay(p_bad, ("C", "E"))),
+            ("C", Decision.make(SIGNERS["C"], height=1, round=1, leader="C", digest=OPT, cost=744.0, delegate="C",
+                                case_id=CASE)),
+            ("G", relay(p_opt, ("C", "G"))), ("D", relay(p_opt, ("C", "D")))]
+    for make in kinds:
+        a, b = (BehavingDelegate(delegate("F"), make(), payload_source=lambda h: {"tampered": P_BAD}) for _ in "ab")
+        assert a.handle(Start(1, time=0.0)) == b.handle(Start(1, time=0.0))
+        for i, (src, m) in enumerate(msgs):
+            t = 0.5 * i
+            assert a.receive(src, m, t) == b.handle(MessageReceived(src, m, t)), (make(), i)
+            assert (a.now, a.events_seen, a.crashed, a.seen) == (b.now, b.events_seen, b.crashed, b.seen)
+        assert a.handle(VerificationDone(OPT, Verdict(True, 744.0))) == b.handle(VerificationDone(OPT, Verdict(True, 744.0)))
+
+
 def test_follower_filters_collusion_trick_ignore_delay_silence_crash():
     f = BehavingDelegate(delegate("F"), [FollowerCollusion(["C"]), TrickIgnore(["D"]), Delay(2.0)])
     f.handle(Start(1))

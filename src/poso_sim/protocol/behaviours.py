@@ -23,15 +23,21 @@ from dataclasses import replace
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .delegate import Delegate
-from .events import Action, Crashed, Event, MessageReceived, Note, Send, SolutionReady, Start
+from .events import Action, Crashed, DecisionSeen, Event, MessageReceived, Note, Received, Send, SolutionReady, Start
 from .identity import NodeId
 from .messages import Payload, Proposal, Relay
 
 
 class Behaviour:
-    """Base: honest pass-through."""
+    """Base: honest pass-through.
+
+    `passes_notes`: set True by a class whose `outgoing` returns ``[action]`` for every `Note` (it filters sends
+    and host requests only); a behaving machine then hands a copy's lone note on without asking it. Only the
+    class that defines `outgoing` speaks for it (a subclass that overrides `outgoing` is asked unless it says so
+    itself)."""
 
     name = "honest"
+    passes_notes = True  # (this class's `outgoing` passes everything)
 
     def configure(self, ctx: "BehavingDelegate") -> None:
         pass
@@ -63,6 +69,22 @@ def _own_proposal(action: Any, ctx: "BehavingDelegate") -> Proposal | None:
     if isinstance(action, Send) and isinstance(action.msg, Proposal) and action.msg.leader == ctx.name:
         return action.msg
     return None
+
+
+#: behaviour class -> (whether it has its own `incoming`, whether its `outgoing` passes notes): see `_traits`
+_TRAITS: dict[type, tuple[bool, bool]] = {}
+
+
+def _traits(cls: type) -> tuple[bool, bool]:
+    """(own `incoming`, `outgoing` passes notes) of a behaviour class: `passes_notes` as declared by the class in
+    its MRO that defines `outgoing` (False when that class does not say)."""
+    got = _TRAITS.get(cls)
+    if got is None:
+        own_in = getattr(cls, "incoming", None) is not Behaviour.incoming
+        definer = next((k for k in cls.__mro__ if "outgoing" in vars(k)), None)
+        passes = definer is not None and vars(definer).get("passes_notes") is True
+        got = _TRAITS[cls] = (own_in, passes)
+    return got
 
 
 def pass_outgoing(behaviours: Sequence[Any], actions: list[Any], machine: Any) -> list[Any]:
@@ -155,6 +177,34 @@ class BehavingDelegate:
             actions = tagged
         return [a for _, a in actions]
 
+    def receive(self, src: NodeId, msg: Any, time: float | None = None) -> list[Action]:
+        """`handle(MessageReceived(src, msg, time))`: the same actions and state. A host's per-message entry; use it
+        only when `handle` is not overridden. When no behaviour has an `incoming` of its own (none would see the
+        event), no event object is made, and a copy's lone note (`Received`, `DecisionSeen`) skips the
+        `outgoing` of behaviours that pass notes (`Behaviour.passes_notes`)."""
+        bs = self.behaviours
+        passes = True
+        for b in bs:
+            own_in, b_passes = _traits(type(b))
+            if own_in:
+                return self.handle(MessageReceived(src, msg, time))
+            passes = passes and b_passes
+        if time is not None:
+            self.now = time
+        self.events_seen += 1
+        self._observe_message(msg)
+        d = self.delegate
+        cls = type(d)
+        if isinstance(d, Delegate) and cls.handle is Delegate.handle and cls.receive is Delegate.receive:
+            core: list[Any] = []
+            d._on_message(src, msg, core)
+        else:
+            core = d.handle(MessageReceived(src, msg, time))
+        self._emitted = []
+        if passes and len(core) == 1 and (type(core[0]) is Received or type(core[0]) is DecisionSeen):
+            return core
+        return pass_outgoing(bs, core, self)
+
     def _observe(self, ev: Any) -> None:
         if isinstance(ev, Start) and isinstance(ev.height, int):
             keep = ev.height - 1
@@ -163,16 +213,18 @@ class BehavingDelegate:
         elif isinstance(ev, SolutionReady):
             self.host_payloads.setdefault(ev.height, []).append(ev.payloads)
         elif isinstance(ev, MessageReceived):
-            msg = ev.msg
-            p = msg.proposal if isinstance(msg, Relay) else msg
-            if isinstance(p, Proposal) and isinstance(getattr(p, "payload", None), Payload):
-                try:
-                    key = (int(p.height), int(p.round), str(p.leader))
-                except (TypeError, ValueError):
-                    return
-                lst = self.seen.setdefault(key, [])
-                if len(lst) < 16 and p not in lst:
-                    lst.append(p)
+            self._observe_message(ev.msg)
+
+    def _observe_message(self, msg: Any) -> None:
+        p = msg.proposal if isinstance(msg, Relay) else msg
+        if isinstance(p, Proposal) and isinstance(getattr(p, "payload", None), Payload):
+            try:
+                key = (int(p.height), int(p.round), str(p.leader))
+            except (TypeError, ValueError):
+                return
+            lst = self.seen.setdefault(key, [])
+            if len(lst) < 16 and p not in lst:
+                lst.append(p)
 
 
 # -------------------------------------------------------------------------------------------- leader attacks
@@ -180,6 +232,7 @@ class FollowerIgnore(Behaviour):
     """Leader: send no proposal to `targets` (reference `follower_ignore`)."""
 
     name = "follower_ignore"
+    passes_notes = True
 
     def __init__(self, targets: Iterable[NodeId]) -> None:
         self.targets = _targets(targets)
@@ -195,6 +248,7 @@ class LeaderSends(Behaviour):
     the optimum. If the leader itself is a target it adopts that plan as its own, unverified."""
 
     name = "leader_sends"
+    passes_notes = True
 
     def __init__(self, label: str, targets: Iterable[NodeId] | None = None) -> None:
         self.label = label
@@ -256,6 +310,7 @@ class Replay(Behaviour):
     signed proposal is evidence: the leader is excluded like any other cheater."""
 
     name = "replay"
+    passes_notes = True
 
     def __init__(self, targets: Iterable[NodeId] | None = None, *, from_height: int = 2, claim: str = "own") -> None:
         if claim not in ("own", "current"):
@@ -281,6 +336,7 @@ class Equivocate(Behaviour):
     `labels[i % len(labels)]`."""
 
     name = "equivocate"
+    passes_notes = True
 
     def __init__(self, labels: Sequence[str] = ("optimal", "tampered")) -> None:
         self.labels = tuple(labels)
@@ -324,6 +380,7 @@ class TrickIgnore(Behaviour):
     """Relay: relay nothing to `targets` (reference `follower_trick_ignore`)."""
 
     name = "follower_trick_ignore"
+    passes_notes = True
 
     def __init__(self, targets: Iterable[NodeId]) -> None:
         self.targets = _targets(targets)
@@ -344,6 +401,7 @@ class TrickError(Behaviour):
     indistinguishable from the leader's own proposal and only verification stops it."""
 
     name = "follower_trick_error"
+    passes_notes = True
 
     def __init__(self, targets: Iterable[NodeId], label: str = "tampered") -> None:
         self.targets = _targets(targets)
@@ -391,6 +449,7 @@ class Delay(Behaviour):
     """Hold every outgoing message (to `targets`, all if None) for `seconds` of virtual time."""
 
     name = "delay"
+    passes_notes = True
 
     def __init__(self, seconds: float, targets: Iterable[NodeId] | None = None) -> None:
         self.seconds = float(seconds)
@@ -407,6 +466,7 @@ class Crash(Behaviour):
     `after_events` events. A crashed node emits nothing but one `Crashed` note."""
 
     name = "crash"
+    passes_notes = True
 
     def __init__(self, at_time: float | None = None, after_events: int | None = None) -> None:
         self.at_time = at_time
@@ -436,6 +496,7 @@ class Silence(Behaviour):
     """Never send anything (keeps running internally)."""
 
     name = "silence"
+    passes_notes = True
 
     def outgoing(self, action: Any, ctx: BehavingDelegate) -> list[Any]:
         return [] if isinstance(action, Send) else [action]

@@ -495,8 +495,17 @@ class Runner:
     def _handler(self, name: str) -> Any:
         net, feed, clock = self.net, self.feed, self._clock
         self._node_of[name] = net.node(name)
-        on_message = _receiver(self.machines[name])
-        if name in self._timed:
+        machine = self.machines[name]
+        on_message = _receiver(machine)
+        cls = type(machine)
+        if (isinstance(machine, BehavingDelegate) and cls.handle is BehavingDelegate.handle
+                and cls.receive is BehavingDelegate.receive):  # `handle(MessageReceived(...))` without the event
+            receive, carry_out = machine.receive, self._carry_out
+
+            def handler(msg: Any) -> None:
+                carry_out(name, receive(msg.src, msg.payload, clock()))
+
+        elif name in self._timed:
 
             def handler(msg: Any) -> None:
                 feed(name, MessageReceived(msg.src, msg.payload, clock()))

@@ -352,6 +352,8 @@ def _names(scn: Scenario, refs: Any, owner: str | None = None) -> list[str]:
 class EquivocateOmitting(B.Equivocate):
     """`Equivocate` whose labels may include ``None``: the members that fall on it get no proposal at all."""
 
+    passes_notes = True
+
     def __init__(self, labels: Iterable[str | None]) -> None:
         self.labels = tuple(labels)
 
