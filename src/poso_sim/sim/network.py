@@ -31,7 +31,7 @@ import asyncio
 import math
 from array import array
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from bisect import bisect_right
 from heapq import heappop, heappush
 from typing import Any
@@ -42,7 +42,7 @@ from poso_sim.errors import ConfigError
 from poso_sim.sim.faults import Crash, DelaySpike, Duplicate, Fault, Filter, Loss, Partition, Reorder
 from poso_sim.sim.latency import Constant, LatencyModel, LogNormal, RegionTable, Uniform, as_latency
 from poso_sim.sim.rng import (
-    _MASK, _TWO_POW_M53, Stream, derive_seed, derive_seeds, mix64, mix64_many, random_many,
+    _GOLDEN, _MASK, _TWO_POW_M53, Stream, derive_seed, derive_seeds, mix64, mix64_many, random_many,
 )
 from poso_sim.sim.trace import Trace
 
@@ -68,12 +68,27 @@ def _threshold(p: float) -> int:
     return math.ceil(p * 2.0**53) << 11
 
 
-def _draw(st: list[int], j: int) -> float:
-    """`Stream.random` on the stream whose state is ``st[j]``."""
+#: the outputs of each fault stream of a small network's channels drawn in advance (`Network._stream_states`)
+_AHEAD = 16
+_STEPS = np.arange(_AHEAD, dtype=np.uint64) * np.uint64(_GOLDEN)  # d * golden (wrapping), d < _AHEAD
+_AHEAD_STEP = np.uint64((_AHEAD * _GOLDEN) & _MASK)
+_SPENT: Iterator[int] = iter(())  # an iterator with nothing left (no outputs drawn in advance)
+
+
+def _output(st: list[int], j: int) -> int:
+    """The next 64-bit output of the stream whose state is ``st[j]`` (`Stream.random` before its ``>> 11``)."""
     x = st[j] = (st[j] + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
     x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
     x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
-    return ((x ^ (x >> 31)) >> 11) * _TWO_POW_M53
+    return x ^ (x >> 31)
+
+
+def _draw(its: list[Iterator[int]], st: list[int], j: int) -> float:
+    """`Stream.random` on stream j of a channel: its next output drawn in advance, else one from ``st[j]``."""
+    x = next(its[j], None)
+    if x is None:
+        x = _output(st, j)
+    return (x >> 11) * _TWO_POW_M53
 
 
 class Message:
@@ -158,11 +173,13 @@ class Inbox:
 class _Channel:
     """One ordered pair's channel (made on first use). ``st`` holds the states of the channel's random streams as
     plain integers: ``st[0]`` its latency stream, ``st[j]`` the stream of the fault whose entries carry ``j`` (see
-    `Network._fault_entries`); the fault entries are the network's, shared by every channel they apply to.
+    `Network._fault_entries`); ``its[j]`` yields the stream's next outputs drawn in advance, if any, before
+    ``st[j]`` is drawn from (`Network._stream_states`). The fault entries are the network's, shared by every
+    channel they apply to.
     ``const`` is the latency when the pair's model is a `Constant` (nothing drawn), else None."""
 
     __slots__ = (
-        "src", "dst", "dst_node", "latency", "const", "st", "plain", "filters", "cuts", "losses", "spikes",
+        "src", "dst", "dst_node", "latency", "const", "st", "its", "plain", "filters", "cuts", "losses", "spikes",
         "reorders", "dups",
     )
 
@@ -411,6 +428,8 @@ class Network:
         self._entries, self._shared = self._fault_entries()
         self._cut_entries = [(p, (p.t0, p.t1, "partition:" + p.name)) for p in self._partitions]
         self._chan_states: list[Any] | None = None  # the channels' stream states by source and destination index
+        self._ahead: memoryview | None = None  # a small network's fault streams' first outputs (`_stream_states`)
+        self._small = False  # whether the stream states were derived for the whole network at once
         # Lean channels: with no channel faults, no partitions and a latency model whose sampler is the same for
         # every pair, a channel differs from another only by its latency stream, so a channel object per ordered
         # pair (N^2 of them) is replaced by the stream's state in an array per source; the stream is derived
@@ -602,11 +621,14 @@ class Network:
             lists[slot].append(entry)
         return tuple(map(tuple, lists))  # empty tuples are shared singletons
 
-    def _stream_states(self, i: int, k: int) -> list[int]:
-        """The states of the streams of the channel from node ``i`` to node ``k`` (indices), in the order of
-        `_stream_keys`: stream j is mix64(mix64(source key, destination key), purpose key j) (the module's
-        determinism rules). Derived in bulk with numpy's wrap-around uint64 arithmetic (`mix64_many`: the same
-        numbers): for the whole network at once when it is small, else one source's row at its first send."""
+    def _stream_states(self, i: int, k: int) -> tuple[list[int], list[Iterator[int]]]:
+        """The streams of the channel from node ``i`` to node ``k`` (indices), in the order of `_stream_keys`:
+        stream j is mix64(mix64(source key, destination key), purpose key j) (the module's determinism rules).
+        Returns (their states, per stream an iterator over outputs drawn in advance). Derived in bulk with
+        numpy's wrap-around uint64 arithmetic (`mix64_many`: the same numbers): for the whole network at once
+        when it is small, else one source's row at its first send. In a small network the first `_AHEAD` outputs
+        of every fault stream are drawn in bulk too (an array, read through the iterators) and the states given
+        are those after them; otherwise every iterator is spent and the states are the streams' first."""
         rows = self._chan_states
         if rows is None:
             names = self.names
@@ -614,17 +636,40 @@ class Network:
             if dst is None:
                 dst = self._dst_key_array = np.array([self._dst_keys[d] for d in names], dtype=np.uint64)
             keys = np.array(self._stream_keys, dtype=np.uint64)
-            if len(names) ** 2 * len(keys) <= 4096:
-                src = np.array([self._src_keys[n] for n in names], dtype=np.uint64)
-                rows = self._chan_states = mix64_many(mix64_many(src[:, None], dst[None, :])[:, :, None], keys).tolist()
-                return rows[i][k]
-            rows = self._chan_states = [None] * len(names)
+            n, faults = len(names), len(keys) - 1
+            if n * n * len(keys) <= 4096:
+                src = np.array([self._src_keys[name] for name in names], dtype=np.uint64)
+                states = mix64_many(mix64_many(src[:, None], dst[None, :])[:, :, None], keys)
+                if faults:
+                    first = states[:, :, 1:]
+                    # output d + 1 of a stream whose state is s: mix64(s + d * golden, 0) (`Stream.random`)
+                    ahead = mix64_many(first[..., None] + _STEPS, np.uint64(0))  # (n, n, faults, _AHEAD)
+                    table = array("Q")
+                    table.frombytes(ahead.tobytes())
+                    self._ahead = memoryview(table)
+                    states[:, :, 1:] = first + _AHEAD_STEP
+                self._chan_states = states.tolist()
+                self._small = True
+            else:
+                self._chan_states = [None] * n
+            rows = self._chan_states
+        if self._small:
+            return rows[i][k], self._ahead_of(i * len(rows) + k)
         row = rows[i]
         if row is None:
             keys = np.array(self._stream_keys, dtype=np.uint64)
             base = mix64_many(np.uint64(self._src_keys[self.names[i]]), self._dst_key_array)
             row = rows[i] = mix64_many(base[:, None], keys).tolist()
-        return row[k]
+        return row[k], [_SPENT] * len(self._stream_keys)
+
+    def _ahead_of(self, pair: int) -> list[Iterator[int]]:
+        """Per stream of the channel with index ``pair`` (source * N + destination) in a small network, an
+        iterator over the outputs drawn in advance (none for the latency stream)."""
+        ahead, faults = self._ahead, len(self._stream_keys) - 1
+        if ahead is None:
+            return [_SPENT] * (faults + 1)
+        at = pair * faults * _AHEAD
+        return [_SPENT, *(iter(ahead[at + f * _AHEAD: at + (f + 1) * _AHEAD]) for f in range(faults))]
 
     def _channel(self, node: Node, dst: str) -> _Channel:
         dst_node = self._nodes.get(dst) if isinstance(dst, str) else None
@@ -638,7 +683,7 @@ class Network:
             model = model.model_for(src, dst)
         ch.latency = model.bind(src, dst)
         ch.const = model.seconds if type(model) is Constant else None  # what its sampler returns, drawing nothing
-        ch.st = self._stream_states(self._index[src], self._index[dst])
+        ch.st, ch.its = self._stream_states(self._index[src], self._index[dst])
         cuts = ch.cuts = tuple(e for p, e in self._cut_entries if p.cuts(src, dst)) if self._cut_entries else ()
         shared = self._shared
         if shared is None:
@@ -652,7 +697,7 @@ class Network:
         ch = _Channel()
         ch.src, ch.dst, ch.dst_node = node.name, None, None
         ch.latency = self.latency.bind(node.name, node.name)  # the same sampler for every pair (see __init__)
-        ch.const = ch.st = None
+        ch.const = ch.st = ch.its = None
         ch.filters = ch.cuts = ch.losses = ch.spikes = ch.reorders = ch.dups = ()
         ch.plain = True
         lean = node._lean = _Lean(ch, len(self.names))
@@ -741,14 +786,14 @@ class Network:
                         if t0 <= now < t1:
                             reason = why
                             break
-                st = ch.st
+                st, its = ch.st, ch.its
                 if reason is None:
                     for w0, w1, cap, j, why in ch.losses:
                         if w0 <= now < w1:
-                            x = st[j] = (st[j] + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
-                            x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
-                            x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
-                            if (x ^ (x >> 31)) < cap:  # the draw's uniform below the fault's p (`_threshold`)
+                            x = next(its[j], None)
+                            if x is None:
+                                x = _output(st, j)
+                            if x < cap:  # the draw's uniform below the fault's p (`_threshold`)
                                 reason = why
                                 break
                 if reason is not None:
@@ -758,21 +803,21 @@ class Network:
                 if delay is None:
                     delay = self._draw_latency(ch)
                 for w0, w1, p, j, extra in ch.spikes:
-                    if w0 <= now < w1 and (p >= 1.0 or _draw(st, j) < p):
+                    if w0 <= now < w1 and (p >= 1.0 or _draw(its, st, j) < p):
                         delay += extra
                 for w0, w1, cap, j, extra in ch.reorders:
                     if w0 <= now < w1:
-                        x = st[j] = (st[j] + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
-                        x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
-                        x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
-                        if (x ^ (x >> 31)) < cap:
-                            delay += extra * _draw(st, j)
+                        x = next(its[j], None)
+                        if x is None:
+                            x = _output(st, j)
+                        if x < cap:
+                            delay += extra * _draw(its, st, j)
                 for w0, w1, cap, j in ch.dups:
                     if w0 <= now < w1:
-                        x = st[j] = (st[j] + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
-                        x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
-                        x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
-                        if (x ^ (x >> 31)) < cap:
+                        x = next(its[j], None)
+                        if x is None:
+                            x = _output(st, j)
+                        if x < cap:
                             self._duplicate(ch, msg_id, body, kind, size, now, note, summary)
             when = now + delay
             msg = Message(msg_id, ch, ch.dst_node, body, kind, size, now, note, summary)

@@ -103,17 +103,23 @@ class Stream:
         return s
 
     def random(self) -> float:
-        s = (self.state + _GOLDEN) & _MASK
-        self.state = s
-        z = ((s ^ (s >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+        s = self.state = (self.state + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF  # _GOLDEN, _MASK
+        z = ((s ^ (s >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
         return ((z ^ (z >> 31)) >> 11) * _TWO_POW_M53
 
     def uniform(self, lo: float, hi: float) -> float:
         return lo + (hi - lo) * self.random()
 
     def normal(self) -> float:
-        """Standard normal draw (Box-Muller, two uniforms, one output)."""
-        u1 = 1.0 - self.random()  # (0, 1]
-        u2 = self.random()
+        """Standard normal draw (Box-Muller, two uniforms, one output): ``u1 = 1 - random()`` in (0, 1], then
+        ``u2 = random()`` (both written out here: the same numbers as two calls)."""
+        s = (self.state + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+        z = ((s ^ (s >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+        u1 = 1.0 - ((z ^ (z >> 31)) >> 11) * _TWO_POW_M53
+        s = self.state = (s + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+        z = ((s ^ (s >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+        u2 = ((z ^ (z >> 31)) >> 11) * _TWO_POW_M53
         return math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
