@@ -69,7 +69,7 @@ def _threshold(p: float) -> int:
 
 
 #: the outputs of each fault stream of a small network's channels drawn in advance (`Network._stream_states`)
-_AHEAD = 16
+_AHEAD = 8  # the campaign's channels draw at most 7 times from a stream in 99.7 % of cases
 _STEPS = np.arange(_AHEAD, dtype=np.uint64) * np.uint64(_GOLDEN)  # d * golden (wrapping), d < _AHEAD
 _AHEAD_STEP = np.uint64((_AHEAD * _GOLDEN) & _MASK)
 _SPENT: Iterator[int] = iter(())  # an iterator with nothing left (no outputs drawn in advance)
@@ -665,11 +665,12 @@ class Network:
     def _ahead_of(self, pair: int) -> list[Iterator[int]]:
         """Per stream of the channel with index ``pair`` (source * N + destination) in a small network, an
         iterator over the outputs drawn in advance (none for the latency stream)."""
-        ahead, faults = self._ahead, len(self._stream_keys) - 1
+        ahead = self._ahead
         if ahead is None:
-            return [_SPENT] * (faults + 1)
-        at = pair * faults * _AHEAD
-        return [_SPENT, *(iter(ahead[at + f * _AHEAD: at + (f + 1) * _AHEAD]) for f in range(faults))]
+            return [_SPENT] * len(self._stream_keys)
+        width = (len(self._stream_keys) - 1) * _AHEAD
+        at = pair * width
+        return [_SPENT] + [iter(ahead[a:a + _AHEAD]) for a in range(at, at + width, _AHEAD)]
 
     def _channel(self, node: Node, dst: str) -> _Channel:
         dst_node = self._nodes.get(dst) if isinstance(dst, str) else None
