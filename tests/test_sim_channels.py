@@ -270,3 +270,14 @@ def test_threshold_decides_as_the_uniform_does():
                 z = (m << 11) | low
                 if 0 <= m < 2**53:
                     assert ((z >> 11) * 2.0**-53 < p) == (z < cap), (p, m, low)
+
+
+def test_lognormal_draw_at_is_the_sampler_on_the_stream():
+    rnd = random.Random(3)
+    for model in (LogNormal(0.05, 0.6), LogNormal(1.0, 0.0), LogNormal.from_mean_sd(0.1, 0.05)):
+        sample = model.bind("a", "b")
+        for _ in range(300):
+            state = rnd.randrange(2**64)
+            stream, st = Stream.from_state(state), [7, state]
+            assert model.draw_at(st, 1) == sample(stream)
+            assert st == [7, stream.state]

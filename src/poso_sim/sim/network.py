@@ -179,7 +179,7 @@ class _Channel:
     ``const`` is the latency when the pair's model is a `Constant` (nothing drawn), else None."""
 
     __slots__ = (
-        "src", "dst", "dst_node", "latency", "const", "st", "its", "plain", "filters", "cuts", "losses", "spikes",
+        "src", "dst", "dst_node", "latency", "const", "lognormal", "st", "its", "plain", "filters", "cuts", "losses", "spikes",
         "reorders", "dups",
     )
 
@@ -684,6 +684,7 @@ class Network:
             model = model.model_for(src, dst)
         ch.latency = model.bind(src, dst)
         ch.const = model.seconds if type(model) is Constant else None  # what its sampler returns, drawing nothing
+        ch.lognormal = model if type(model) is LogNormal else None
         ch.st, ch.its = self._stream_states(self._index[src], self._index[dst])
         cuts = ch.cuts = tuple(e for p, e in self._cut_entries if p.cuts(src, dst)) if self._cut_entries else ()
         shared = self._shared
@@ -698,7 +699,7 @@ class Network:
         ch = _Channel()
         ch.src, ch.dst, ch.dst_node = node.name, None, None
         ch.latency = self.latency.bind(node.name, node.name)  # the same sampler for every pair (see __init__)
-        ch.const = ch.st = ch.its = None
+        ch.const = ch.lognormal = ch.st = ch.its = None
         ch.filters = ch.cuts = ch.losses = ch.spikes = ch.reorders = ch.dups = ()
         ch.plain = True
         lean = node._lean = _Lean(ch, len(self.names))
@@ -858,7 +859,10 @@ class Network:
         return payload, note, None
 
     def _draw_latency(self, ch: _Channel) -> float:
-        """A draw of the channel's latency sampler from its latency stream (``st[0]``, through a scratch `Stream`)."""
+        """A draw of the channel's latency sampler from its latency stream (``st[0]``, through a scratch `Stream`;
+        a log-normal's written out, `LogNormal.draw_at`)."""
+        if ch.lognormal is not None:
+            return ch.lognormal.draw_at(ch.st, 0)
         st, scratch = ch.st, self._scratch
         scratch.state = st[0]
         delay = ch.latency(scratch)
