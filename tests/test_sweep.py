@@ -348,6 +348,40 @@ def test_campaign_checker_takes_vouched_signatures_with_the_same_verdicts():
     assert checked >= 3
 
 
+def test_pending_certificate_signatures_give_the_same_verdicts_unmade():
+    """A trace built with pending signatures is checked without making them (through the run's memo), with the
+    verdicts of the complete trace; completed it is the trace built without pending signatures; a decision's
+    field changed in the trace makes its pending signature and fails the check."""
+    from poso_sim.protocol import SignatureCache
+    from poso_sim.sweep.checker import PendingSignature, complete_signatures
+    from poso_sim.sweep.worker import session_for
+
+    spec = resolve_sweep("campaign")
+    session = session_for(PayloadDescriptor())[0]
+    sigs = session.signatures
+    case = next(c for c in spec.iter_cases(12) if c.scenario.signatures and not c.scenario.dishonest)
+    runner, _ = run_scenario_traced(case.scenario, StubPayloads(), session=session)
+    lazy = build_trace(runner, StubPayloads(), pending_signatures=True)
+    pend = [d for chain in lazy["blocks"].values() for b in chain for d in b["decisions"]]
+    assert pend and all(type(d["signature"]) is PendingSignature for d in pend)
+    vouched = sigs.vouched
+    res = check_trace(lazy, sig_check=sigs.check)
+    assert res.ok and sigs.vouched == vouched  # no signature made to check them
+    bad = copy.copy(lazy)
+    bad["blocks"] = copy.deepcopy({n: [dict(b, decisions=[dict(d) for d in b["decisions"]]) for b in chain]
+                                   for n, chain in lazy["blocks"].items()}, memo={id(d["signature"]): d["signature"]
+                                                                                  for d in pend})
+    for d in next(iter(bad["blocks"].values()))[0]["decisions"]:
+        d["case_id"] = "another"
+    computed = sigs.computed
+    assert {v["property"] for v in check_trace(bad, sig_check=sigs.check).violations} == {"certificate"}
+    assert sigs.computed > computed  # made and checked: they do not sign those bytes
+    full = complete_signatures(lazy)
+    assert full == build_trace(runner, StubPayloads())
+    plain = check_trace(full, sig_check=SignatureCache(limit=0).check)
+    assert (plain.violations, plain.outcome) == (res.violations, res.outcome)
+
+
 def test_checker_catches_non_optimal_and_forks():
     tr = _trace()
     tampered = next(d for d, lbl in tr["labels"].items() if lbl == "tampered")

@@ -146,6 +146,12 @@ def signed_on_demand(msg: Any, public: bytes | None, check: Any) -> bool:
     return True
 
 
+def signature_pending(msg: Any) -> bool:
+    """Whether `msg` signs on demand and has not made its signature yet (reading `signature` would make it)."""
+    d = msg.__dict__
+    return "signature" not in d and "_signer" in d
+
+
 def _signature_ok(msg: Any) -> bool:
     """Whether a message's signature is bytes, without making one made on demand (it is)."""
     d = msg.__dict__
@@ -635,5 +641,6 @@ __all__ = [
     "MESSAGE_TYPES",
     "message_problem",
     "signed_on_demand",
+    "signature_pending",
     "check_chain",
 ]

@@ -56,10 +56,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from poso_sim.protocol import GENESIS_HASH, Block, Decision, Execute, check_signature
+from poso_sim.protocol.messages import signature_pending, signed_on_demand
 from poso_sim.scenarios.payloads import OPTIMAL_DISPATCH
 
 __all__ = [
-    "build_trace", "check_trace", "certificates", "CheckResult", "SAFETY", "PROPERTIES", "network_premise",
+    "build_trace", "check_trace", "certificates", "complete_signatures", "PendingSignature", "CheckResult", "SAFETY",
+    "PROPERTIES", "network_premise",
     "TRACE_RECORD_KINDS",
 ]
 
@@ -99,8 +101,24 @@ def _latency_max(lat: Any) -> float | None:
     return None  # log-normal ([mean, sd], lognormal, mean_sd): unbounded
 
 
-def certificates(log: Any) -> dict[str, list[dict[str, Any]]]:
-    """normal node -> the blocks it executed (from the run log's `Execute` entries) with their signed Decisions."""
+class PendingSignature:
+    """The signature of a certificate's decision that its key pair has not made yet (it signs on demand,
+    docs/protocol.md), in a trace built with ``pending_signatures=True``: `hex()` makes it. The checker answers
+    such a signature through the run's memo without making it (`_certifying_delegates`); a trace handed on is
+    completed first (`complete_signatures`)."""
+
+    __slots__ = ("decision",)
+
+    def __init__(self, decision: Decision) -> None:
+        self.decision = decision
+
+    def hex(self) -> str:
+        return bytes(self.decision.signature).hex()
+
+
+def certificates(log: Any, *, pending_signatures: bool = False) -> dict[str, list[dict[str, Any]]]:
+    """normal node -> the blocks it executed (from the run log's `Execute` entries) with their signed Decisions
+    (with `pending_signatures`, a signature not made yet is a `PendingSignature`)."""
     out: dict[str, list[dict[str, Any]]] = {}
     for e in log.of(Execute):
         b = e.item.block
@@ -108,17 +126,32 @@ def certificates(log: Any) -> dict[str, list[dict[str, Any]]]:
             **b.fields(),
             "decisions": [
                 {"height": d.height, "round": d.round, "leader": d.leader, "digest": d.digest, "cost": d.cost,
-                 "delegate": d.delegate, "case_id": d.case_id, "signature": bytes(d.signature).hex()}
+                 "delegate": d.delegate, "case_id": d.case_id,
+                 "signature": PendingSignature(d) if pending_signatures and signature_pending(d)
+                 else bytes(d.signature).hex()}
                 for d in b.decisions
             ],
         })
     return out
 
 
-def build_trace(runner: Any, source: Any) -> dict[str, Any]:
+def complete_signatures(trace: dict[str, Any]) -> dict[str, Any]:
+    """`trace` with every `PendingSignature` made and written as hex (in place; the trace `build_trace` gives
+    without ``pending_signatures``)."""
+    for chain in (trace.get("blocks") or {}).values():
+        for b in chain:
+            for d in b.get("decisions") or ():
+                sig = d.get("signature")
+                if type(sig) is PendingSignature:
+                    d["signature"] = sig.hex()
+    return trace
+
+
+def build_trace(runner: Any, source: Any, *, pending_signatures: bool = False) -> dict[str, Any]:
     """The checkable trace of a finished run (a `poso_sim.scenarios.Runner`), read from its run log. Only the plans
     the source has made are looked at (`source.solved()` when it has one): a plan the run never used is not
-    solved to build the trace."""
+    solved to build the trace. With `pending_signatures`, a certificate's signature the run's key pair has not
+    made yet is left a `PendingSignature` (`complete_signatures` makes them: do so before handing it on)."""
     scn = runner.scn
     committee = runner.committee
     # the plans made so far: a source that solves a plan on first lookup (RealPayloads) solves nothing more here
@@ -126,7 +159,7 @@ def build_trace(runner: Any, source: Any) -> dict[str, Any]:
     plans = solved() if solved is not None else source.payloads(1)
     digests = {p.digest: lbl for lbl, p in plans.items()}
     records = runner.log.rows(TRACE_RECORD_KINDS)
-    blocks = certificates(runner.log)
+    blocks = certificates(runner.log, pending_signatures=pending_signatures)
     seen = {r["digest"] for r in records if isinstance(r.get("digest"), str)}
     labels = {d: source.label_of(d) for d in sorted(seen | set(digests))}
     return {
@@ -355,19 +388,31 @@ def _certifying_delegates(t: _Trace, b: Mapping[str, Any], sig_cache: dict) -> s
         if got != want:
             continue
         if t.signatures:
-            ck = (who, dec.get("signature", ""), got)
+            given = dec.get("signature", "")
+            ck = (who, given, got)
             ok = sig_cache.get(ck)
             if ok is None:
-                try:
-                    sig = bytes.fromhex(dec.get("signature") or "")
-                except ValueError:
-                    sig = b""
                 cid = dec.get("case_id", "")
                 try:
                     data = _decision_bytes(*got, who, cid)
                 except TypeError:  # an unhashable case_id (a malformed trace): nothing to memoise
                     data = Decision(*got, who, b"", cid).signing_bytes()
-                ok = sig_cache[ck] = t.sig_check(t.keys.get(who), sig, data)
+                public = t.keys.get(who)
+                if type(given) is PendingSignature:
+                    # a signature the run's key pair makes on demand over these very bytes: through the run's memo
+                    # it is answered without being made (`signed_on_demand`), else made and checked
+                    d = given.decision
+                    if d.signing_bytes() == data and signed_on_demand(d, public, t.sig_check):
+                        ok = sig_cache[ck] = True
+                        good.add(who)
+                        continue
+                    sig = bytes(d.signature)
+                else:
+                    try:
+                        sig = bytes.fromhex(given or "")
+                    except ValueError:
+                        sig = b""
+                ok = sig_cache[ck] = t.sig_check(public, sig, data)
             if not ok:
                 continue
         good.add(who)

@@ -29,7 +29,7 @@ from poso_sim.scenarios.payloads import PayloadSource, RealPayloads, StubPayload
 from poso_sim.scenarios.runner import Runner, gc_tuned, make_runner
 from poso_sim.scenarios.session import Session
 
-from .checker import SAFETY, build_trace, check_trace
+from .checker import SAFETY, build_trace, check_trace, complete_signatures
 
 __all__ = [
     "PayloadDescriptor",
@@ -194,7 +194,9 @@ def run_case(
     session, source = session_for(desc)
     scn: Scenario = case.scenario
     runner, wall = run_scenario_traced(scn, source, mutation=mutation, sig_memo=sig_memo, session=session)
-    trace = build_trace(runner, source)
+    # the certificates' signatures the run's key pairs have not made yet stay pending: the checker answers them
+    # through the memo, and they are made only if the trace is kept
+    trace = build_trace(runner, source, pending_signatures=sig_memo)
     t0 = time.perf_counter()
     # the checker re-verifies the certificates' signatures from the trace; with the memo on, a triple whose check
     # was computed, or that a key pair of this process signed (vouched), is answered by the session's memo
@@ -217,8 +219,11 @@ def run_case(
         "wall_seconds": wall,
         "check_seconds": check_wall,
     })
+    keep = keep_trace or bool(result.violations)
+    if keep:
+        complete_signatures(trace)
     runner.release()  # the run is freed when this returns, by reference counting (Runner.release)
-    return CaseOutcome(case.index, row, result.violations, trace if (keep_trace or result.violations) else None)
+    return CaseOutcome(case.index, row, result.violations, trace if keep else None)
 
 
 def run_batch(
