@@ -57,12 +57,17 @@ class Verdict:
 
 
 # ----------------------------------------------------------------------------------------------------- events
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Start:
     """Begin `height` at round 1 (abandons an unfinished earlier height)."""
 
     height: int
     time: float | None = None
+
+    def __init__(self, height: int, time: float | None = None) -> None:
+        d = self.__dict__  # the fields written at once (as `Send` does): one per step of a run
+        d["height"] = height
+        d["time"] = time
 
 
 @dataclass(frozen=True, init=False)
@@ -83,13 +88,18 @@ class MessageReceived:
         d["time"] = time
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class TimerExpired:
     timer_id: TimerId
     time: float | None = None
 
+    def __init__(self, timer_id: TimerId, time: float | None = None) -> None:
+        d = self.__dict__  # the fields written at once (as `Send` does): one per step of a run
+        d["timer_id"] = timer_id
+        d["time"] = time
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, init=False)
 class VerificationDone:
     """The host's answer to `Verify`: the `verdict` on the plan behind `digest`.
 
@@ -101,6 +111,15 @@ class VerificationDone:
     digest_ok: bool = True
     time: float | None = None
     instance: str = ""  # the instance the verdict is about (`Verify.instance`, echoed)
+
+    def __init__(self, digest: str, verdict: Verdict, digest_ok: bool = True, time: float | None = None,
+                 instance: str = "") -> None:
+        d = self.__dict__  # the fields written at once (as `Send` does): one per step of a run
+        d["digest"] = digest
+        d["verdict"] = verdict
+        d["digest_ok"] = digest_ok
+        d["time"] = time
+        d["instance"] = instance
 
 
 @dataclass(frozen=True)
@@ -131,7 +150,7 @@ class Send:
         d["delay"] = delay
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class StartTimer:
     """Fire `TimerExpired(timer_id)` after `delay_seconds` of virtual time (restarting a running timer with the
     same id replaces it)."""
@@ -139,13 +158,18 @@ class StartTimer:
     timer_id: TimerId
     delay_seconds: float
 
+    def __init__(self, timer_id: TimerId, delay_seconds: float) -> None:
+        d = self.__dict__  # the fields written at once (as `Send` does): one per step of a run
+        d["timer_id"] = timer_id
+        d["delay_seconds"] = delay_seconds
+
 
 @dataclass(frozen=True)
 class CancelTimer:
     timer_id: TimerId
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Verify:
     """Verify the solution behind `digest` for `height` against this node's own copy of the problem and reply
     with `VerificationDone(digest, ...)`. `charge`: virtual seconds to charge before replying (None: the host
@@ -158,6 +182,15 @@ class Verify:
     charge: float | None = 0.0
     instance: str = ""
 
+    def __init__(self, digest: str, payload: Payload, height: int | None = None, charge: float | None = 0.0,
+                 instance: str = "") -> None:
+        d = self.__dict__  # the fields written at once (as `Send` does): one per step of a run
+        d["digest"] = digest
+        d["payload"] = payload
+        d["height"] = height
+        d["charge"] = charge
+        d["instance"] = instance
+
 
 @dataclass(frozen=True)
 class Solve:
@@ -167,7 +200,7 @@ class Solve:
     round: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Decide:
     height: int
     round: int
@@ -175,6 +208,15 @@ class Decide:
     cost: float
     leader: NodeId = ""
     label: str = ""
+
+    def __init__(self, height: int, round: int, digest: str, cost: float, leader: NodeId = "", label: str = "") -> None:
+        d = self.__dict__  # the fields written at once (as `Send` does): one per step of a run
+        d["height"] = height
+        d["round"] = round
+        d["digest"] = digest
+        d["cost"] = cost
+        d["leader"] = leader
+        d["label"] = label
 
 
 @dataclass(frozen=True)
