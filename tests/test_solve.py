@@ -355,7 +355,8 @@ def test_capacity_start_gives_the_forced_chp_hub_its_water() -> None:
     """The feasible variant forces CHP 3 to at least 300 kW every hour (a row on one variable), so hub 3 may deliver
     its boiler's cap plus 450 kW of CHP heat: the capacity start sends it the water the optimum gives it in the first
     hour (140 kg/s, hub 1 40) where the data-only start sends 60 (hub 1 101); every hub's duty at the start stays
-    within what it can make, and each hour's loads' water is all carried. The honest problem forces no CHP."""
+    within what it can make, and each hour's loads' water is all carried. The honest problem forces no CHP (its
+    capacity start differs from the data-only start by the first caps only)."""
     from poso_sim.cases import load_case
     from poso_sim.solvers.ies import capacity_start
     from poso_sim.solvers.ies.hub_capacity import BOILER_SHARE, capacity_hub_water, forced_chp_output
@@ -366,6 +367,8 @@ def test_capacity_start_gives_the_forced_chp_hub_its_water() -> None:
     _, true_nlp = get_problem("manchester", "true")
     _, nlp = get_problem("manchester", "feasible")
     assert forced_chp_output(true_nlp, canonical_start(true_nlp, case)) == {}
+    true_water = capacity_hub_water(net, {})  # the honest start: hub 1 at its optimum's 40 kg/s, not 101
+    assert [round(true_water[c, 1]) for c in net.hubs] == [40, 40, 109, 60, 71, 40, 40, 20]
     x_data = canonical_start(nlp, case)
     forced = forced_chp_output(nlp, x_data)
     assert forced == {(3, t): pytest.approx(300.0) for t in net.T}
@@ -387,8 +390,8 @@ def test_capacity_start_gives_the_forced_chp_hub_its_water() -> None:
 def test_recipes_keep_the_iteration_budgets_and_certified_plans(plans) -> None:
     """The per-variant recipes (docs/solver.md): measured 275 / 467 / 376 Ipopt iterations on a Xeon, 274 / 500 / 412
     on an AMD EPYC (floating-point rounding differs between CPUs, and the final stage's creep amplifies it), at the
-    recorded optima; tampered 97 with the whole-network route and its cheapest-pattern MILP; feasible 208 (EPYC)
-    from the capacity start. The budgets leave about 20-30 % above the larger count (tampered: room for a cold stage
+    recorded optima; tampered 97 with the whole-network route and its cheapest-pattern MILP; true 230 and feasible
+    208 (EPYC) from the capacity start. The budgets leave about 20-30 % above the larger count (tampered: room for a cold stage
     of 120; feasible: below the data-only start's 376-412).
     The true and tampered plans' canonical multipliers pass the pipeline's final check on their own objective (the
     certificate, on the shared problem, accepts the true plan); the feasible plan is stored on the shared rows."""

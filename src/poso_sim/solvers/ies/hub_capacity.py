@@ -10,8 +10,10 @@ recipe's final stage then spends most of its iterations moving that water betwee
 Here each hub may deliver, every hour, its boiler's cap (95 %) plus the heat of the least CHP output the variant's
 rows force (:func:`forced_chp_output`: rows linear in one ``P_CHP`` variable; none in the honest problem), and the
 loss-weighted LP of the data-only start routes each hour's water with caps that start at no real limit (a 1 K drop)
-and shrink, as there, until each hub's duty fits (:func:`capacity_hub_water`). Everything else (temperatures, dispatch rules, storage, electric and gas
-state) is the data-only start's.
+and shrink, as there, until each hub's duty fits (:func:`capacity_hub_water`). Everything else (temperatures,
+dispatch rules, storage, electric and gas state) is the data-only start's. The honest problem forces no CHP; its
+capacity start still differs from the data-only start, whose first caps assume the 4 K drop: hub 1 starts at
+40 kg/s (the optimum's) instead of 101.
 """
 
 from __future__ import annotations
