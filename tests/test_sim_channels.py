@@ -272,12 +272,23 @@ def test_threshold_decides_as_the_uniform_does():
                     assert ((z >> 11) * 2.0**-53 < p) == (z < cap), (p, m, low)
 
 
-def test_lognormal_draw_at_is_the_sampler_on_the_stream():
+def test_lognormal_draw_is_the_sampler_on_the_stream():
+    """`LogNormal.draw` on an integer state, with none, one or several outputs drawn in advance, gives the bound
+    sampler's numbers on a `Stream` and leaves the state where the stream is."""
+    from poso_sim.sim.rng import output_at
+
     rnd = random.Random(3)
     for model in (LogNormal(0.05, 0.6), LogNormal(1.0, 0.0), LogNormal.from_mean_sd(0.1, 0.05)):
         sample = model.bind("a", "b")
-        for _ in range(300):
-            state = rnd.randrange(2**64)
+        for _ in range(100):
+            state, ahead = rnd.randrange(2**64), rnd.choice([0, 1, 2, 5])
             stream, st = Stream.from_state(state), [7, state]
-            assert model.draw_at(st, 1) == sample(stream)
-            assert st == [7, stream.state]
+            outputs = [output_at(st, 1) for _ in range(ahead)]  # st[1] is now past them
+            it = iter(outputs)
+            for _ in range(4):
+                assert model.draw(it, st, 1) == sample(stream)
+            assert st == [7, stream.state] or (model.sigma == 0 and st[1] == output_state(state, ahead))
+
+
+def output_state(state, draws):
+    return (state + draws * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF

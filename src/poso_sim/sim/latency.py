@@ -4,11 +4,11 @@ channel's latency stream. Draws happen only when the model needs randomness (`Co
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Union
 
 from poso_sim.errors import ConfigError
-from poso_sim.sim.rng import _TWO_POW_M53, Stream
+from poso_sim.sim.rng import _TWO_POW_M53, Stream, output_at
 
 __all__ = ["Constant", "LatencyModel", "LogNormal", "RegionTable", "Uniform", "as_latency"]
 
@@ -109,19 +109,20 @@ class LogNormal(LatencyModel):
     def mean(self, src: str, dst: str) -> float:
         return self.median * math.exp(0.5 * self.sigma**2)
 
-    def draw_at(self, st: list[int], j: int) -> float:
-        """The bound sampler's draw from the stream whose state is ``st[j]`` (updated): the two uniforms of
-        `Stream.normal` written out, the same number (a channel's streams are kept as integers)."""
+    def draw(self, ahead: Iterator[int], st: list[int], j: int) -> float:
+        """The bound sampler's draw from a stream kept as an integer: its next two 64-bit outputs are taken from
+        ``ahead`` (outputs drawn in advance) while it yields, then from the state ``st[j]`` (`output_at`);
+        `Stream.normal`'s two uniforms and the sampler's formula written out, the same number."""
         if self.sigma == 0:
             return self.median
-        s = (st[j] + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
-        z = ((s ^ (s >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
-        u1 = 1.0 - ((z ^ (z >> 31)) >> 11) * _TWO_POW_M53
-        s = st[j] = (s + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
-        z = ((s ^ (s >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
-        u2 = ((z ^ (z >> 31)) >> 11) * _TWO_POW_M53
+        x = next(ahead, None)
+        if x is None:
+            x = output_at(st, j)
+        y = next(ahead, None)
+        if y is None:
+            y = output_at(st, j)
+        u1 = 1.0 - (x >> 11) * _TWO_POW_M53
+        u2 = (y >> 11) * _TWO_POW_M53
         return self.median * math.exp(self.sigma * (math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)))
 
     def __repr__(self) -> str:

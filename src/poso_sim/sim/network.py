@@ -42,7 +42,7 @@ from poso_sim.errors import ConfigError
 from poso_sim.sim.faults import Crash, DelaySpike, Duplicate, Fault, Filter, Loss, Partition, Reorder
 from poso_sim.sim.latency import Constant, LatencyModel, LogNormal, RegionTable, Uniform, as_latency
 from poso_sim.sim.rng import (
-    _GOLDEN, _MASK, _TWO_POW_M53, Stream, derive_seed, derive_seeds, mix64, mix64_many, random_many,
+    _GOLDEN, _MASK, _TWO_POW_M53, Stream, derive_seed, derive_seeds, mix64, mix64_many, output_at, random_many,
 )
 from poso_sim.sim.trace import Trace
 
@@ -70,17 +70,11 @@ def _threshold(p: float) -> int:
 
 #: the outputs of each fault stream of a small network's channels drawn in advance (`Network._stream_states`)
 _AHEAD = 8  # the campaign's channels draw at most 7 times from a stream in 99.7 % of cases
-_STEPS = np.arange(_AHEAD, dtype=np.uint64) * np.uint64(_GOLDEN)  # d * golden (wrapping), d < _AHEAD
-_AHEAD_STEP = np.uint64((_AHEAD * _GOLDEN) & _MASK)
+_STEPS = np.arange(2 * _AHEAD, dtype=np.uint64) * np.uint64(_GOLDEN)  # d * golden (wrapping), d < 2 _AHEAD
 _SPENT: Iterator[int] = iter(())  # an iterator with nothing left (no outputs drawn in advance)
 
 
-def _output(st: list[int], j: int) -> int:
-    """The next 64-bit output of the stream whose state is ``st[j]`` (`Stream.random` before its ``>> 11``)."""
-    x = st[j] = (st[j] + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
-    return x ^ (x >> 31)
+_output = output_at
 
 
 def _draw(its: list[Iterator[int]], st: list[int], j: int) -> float:
@@ -430,6 +424,7 @@ class Network:
         self._chan_states: list[Any] | None = None  # the channels' stream states by source and destination index
         self._ahead: memoryview | None = None  # a small network's fault streams' first outputs (`_stream_states`)
         self._small = False  # whether the stream states were derived for the whole network at once
+        self._ahead_lat = 0  # outputs of each latency stream drawn in advance
         # Lean channels: with no channel faults, no partitions and a latency model whose sampler is the same for
         # every pair, a channel differs from another only by its latency stream, so a channel object per ordered
         # pair (N^2 of them) is replaced by the stream's state in an array per source; the stream is derived
@@ -627,8 +622,9 @@ class Network:
         Returns (their states, per stream an iterator over outputs drawn in advance). Derived in bulk with
         numpy's wrap-around uint64 arithmetic (`mix64_many`: the same numbers): for the whole network at once
         when it is small, else one source's row at its first send. In a small network the first `_AHEAD` outputs
-        of every fault stream are drawn in bulk too (an array, read through the iterators) and the states given
-        are those after them; otherwise every iterator is spent and the states are the streams' first."""
+        of every fault stream (and 2 `_AHEAD` of the latency stream when it is log-normal) are drawn in bulk too
+        (`_draw_ahead`: an array, read through the iterators) and the states given are those after them;
+        otherwise every iterator is spent and the states are the streams' first."""
         rows = self._chan_states
         if rows is None:
             names = self.names
@@ -640,14 +636,9 @@ class Network:
             if n * n * len(keys) <= 4096:
                 src = np.array([self._src_keys[name] for name in names], dtype=np.uint64)
                 states = mix64_many(mix64_many(src[:, None], dst[None, :])[:, :, None], keys)
-                if faults:
-                    first = states[:, :, 1:]
-                    # output d + 1 of a stream whose state is s: mix64(s + d * golden, 0) (`Stream.random`)
-                    ahead = mix64_many(first[..., None] + _STEPS, np.uint64(0))  # (n, n, faults, _AHEAD)
-                    table = array("Q")
-                    table.frombytes(ahead.tobytes())
-                    self._ahead = memoryview(table)
-                    states[:, :, 1:] = first + _AHEAD_STEP
+                self._ahead_lat = lat = 2 * _AHEAD if self._lat_draws_two() else 0
+                if faults or lat:
+                    self._ahead = self._draw_ahead(states, lat)
                 self._chan_states = states.tolist()
                 self._small = True
             else:
@@ -662,15 +653,42 @@ class Network:
             row = rows[i] = mix64_many(base[:, None], keys).tolist()
         return row[k], [_SPENT] * len(self._stream_keys)
 
+    def _lat_draws_two(self) -> bool:
+        """Whether every channel's latency is a log-normal draw (two outputs of the latency stream each)."""
+        model = self.latency
+        return type(model) is LogNormal and model.sigma != 0
+
+    @staticmethod
+    def _draw_ahead(states: np.ndarray, lat: int) -> memoryview:
+        """The outputs of a small network's streams drawn in advance, per channel (source, destination) the
+        latency stream's first ``lat`` then every fault stream's first `_AHEAD` (output d + 1 of a stream whose
+        state is s is mix64(s + d golden, 0): `Stream.random`); ``states`` (n, n, streams) is moved on past
+        them."""
+        n = states.shape[0]
+        zero = np.uint64(0)
+        parts = []
+        if lat:
+            parts.append(mix64_many(states[:, :, :1] + _STEPS[:lat], zero))
+        if states.shape[2] > 1:
+            parts.append(mix64_many(states[:, :, 1:, None] + _STEPS[:_AHEAD], zero).reshape(n, n, -1))
+        table = array("Q")
+        table.frombytes((np.concatenate(parts, axis=2) if len(parts) > 1 else parts[0]).tobytes())
+        if lat:
+            states[:, :, 0] += np.uint64((lat * _GOLDEN) & _MASK)
+        states[:, :, 1:] += np.uint64((_AHEAD * _GOLDEN) & _MASK)
+        return memoryview(table)
+
     def _ahead_of(self, pair: int) -> list[Iterator[int]]:
         """Per stream of the channel with index ``pair`` (source * N + destination) in a small network, an
-        iterator over the outputs drawn in advance (none for the latency stream)."""
+        iterator over its outputs drawn in advance."""
         ahead = self._ahead
         if ahead is None:
             return [_SPENT] * len(self._stream_keys)
-        width = (len(self._stream_keys) - 1) * _AHEAD
+        lat = self._ahead_lat
+        width = lat + (len(self._stream_keys) - 1) * _AHEAD
         at = pair * width
-        return [_SPENT] + [iter(ahead[a:a + _AHEAD]) for a in range(at, at + width, _AHEAD)]
+        return [iter(ahead[at:at + lat]) if lat else _SPENT] + [
+            iter(ahead[a:a + _AHEAD]) for a in range(at + lat, at + width, _AHEAD)]
 
     def _channel(self, node: Node, dst: str) -> _Channel:
         dst_node = self._nodes.get(dst) if isinstance(dst, str) else None
@@ -860,9 +878,9 @@ class Network:
 
     def _draw_latency(self, ch: _Channel) -> float:
         """A draw of the channel's latency sampler from its latency stream (``st[0]``, through a scratch `Stream`;
-        a log-normal's written out, `LogNormal.draw_at`)."""
+        a log-normal's written out, on the outputs drawn in advance first: `LogNormal.draw`)."""
         if ch.lognormal is not None:
-            return ch.lognormal.draw_at(ch.st, 0)
+            return ch.lognormal.draw(ch.its[0], ch.st, 0)
         st, scratch = ch.st, self._scratch
         scratch.state = st[0]
         delay = ch.latency(scratch)

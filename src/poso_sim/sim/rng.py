@@ -88,6 +88,15 @@ def random_many(states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ((z ^ (z >> _U_31)) >> _U_11).astype(np.float64) * _TWO_POW_M53, s
 
 
+def output_at(st: list[int], j: int) -> int:
+    """The next 64-bit output of the SplitMix64 stream whose state is ``st[j]`` (updated): `Stream.random`'s
+    number before its ``>> 11``. A simulation keeps many streams' states in lists of plain integers."""
+    x = st[j] = (st[j] + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    return x ^ (x >> 31)
+
+
 class Stream:
     """SplitMix64 pseudo-random stream (uniforms in [0, 1) with 53 bits)."""
 
