@@ -70,7 +70,9 @@ def _threshold(p: float) -> int:
 
 #: the outputs of each fault stream of a small network's channels drawn in advance (`Network._stream_states`)
 _AHEAD = 8  # the campaign's channels draw at most 7 times from a stream in 99.7 % of cases
-_STEPS = np.arange(2 * _AHEAD, dtype=np.uint64) * np.uint64(_GOLDEN)  # d * golden (wrapping), d < 2 _AHEAD
+_STEPS = np.arange(1, 2 * _AHEAD + 1, dtype=np.uint64) * np.uint64(_GOLDEN)  # d golden (wrapping), 0 < d <= 2 _AHEAD
+_U30, _U27, _U31 = np.uint64(30), np.uint64(27), np.uint64(31)
+_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 _SPENT: Iterator[int] = iter(())  # an iterator with nothing left (no outputs drawn in advance)
 
 
@@ -173,8 +175,8 @@ class _Channel:
     ``const`` is the latency when the pair's model is a `Constant` (nothing drawn), else None."""
 
     __slots__ = (
-        "src", "dst", "dst_node", "latency", "const", "lognormal", "st", "its", "plain", "filters", "cuts", "losses", "spikes",
-        "reorders", "dups",
+        "src", "dst", "dst_node", "latency", "const", "lognormal", "st", "its", "plain", "filters", "cuts", "losses",
+        "spikes", "reorders", "dups",
     )
 
 
@@ -425,6 +427,7 @@ class Network:
         self._ahead: memoryview | None = None  # a small network's fault streams' first outputs (`_stream_states`)
         self._small = False  # whether the stream states were derived for the whole network at once
         self._ahead_lat = 0  # outputs of each latency stream drawn in advance
+        self._ahead_slices: list[slice] = []  # where each stream's outputs are among a channel's
         # Lean channels: with no channel faults, no partitions and a latency model whose sampler is the same for
         # every pair, a channel differs from another only by its latency stream, so a channel object per ordered
         # pair (N^2 of them) is replaced by the stream's state in an array per source; the stream is derived
@@ -639,6 +642,8 @@ class Network:
                 self._ahead_lat = lat = 2 * _AHEAD if self._lat_draws_two() else 0
                 if faults or lat:
                     self._ahead = self._draw_ahead(states, lat)
+                    self._ahead_slices = ([slice(0, lat)] if lat else []) + [
+                        slice(lat + f * _AHEAD, lat + (f + 1) * _AHEAD) for f in range(faults)]
                 self._chan_states = states.tolist()
                 self._small = True
             else:
@@ -661,18 +666,26 @@ class Network:
     @staticmethod
     def _draw_ahead(states: np.ndarray, lat: int) -> memoryview:
         """The outputs of a small network's streams drawn in advance, per channel (source, destination) the
-        latency stream's first ``lat`` then every fault stream's first `_AHEAD` (output d + 1 of a stream whose
-        state is s is mix64(s + d golden, 0): `Stream.random`); ``states`` (n, n, streams) is moved on past
-        them."""
-        n = states.shape[0]
-        zero = np.uint64(0)
-        parts = []
+        latency stream's first ``lat`` then every fault stream's first `_AHEAD` (output d of a stream whose
+        state is s is SplitMix64's finaliser of s + d golden: `Stream.random`), computed in place on one
+        array; ``states`` (n, n, streams) is moved on past them."""
+        n, streams = states.shape[0], states.shape[2]
+        z = np.empty((n, n, lat + (streams - 1) * _AHEAD), dtype=np.uint64)
         if lat:
-            parts.append(mix64_many(states[:, :, :1] + _STEPS[:lat], zero))
-        if states.shape[2] > 1:
-            parts.append(mix64_many(states[:, :, 1:, None] + _STEPS[:_AHEAD], zero).reshape(n, n, -1))
+            np.add(states[:, :, :1], _STEPS[:lat], out=z[:, :, :lat])
+        if streams > 1:
+            z[:, :, lat:] = (states[:, :, 1:, None] + _STEPS[:_AHEAD]).reshape(n, n, -1)
+        t = np.empty_like(z)
+        np.right_shift(z, _U30, out=t)
+        z ^= t
+        z *= _M1
+        np.right_shift(z, _U27, out=t)
+        z ^= t
+        z *= _M2
+        np.right_shift(z, _U31, out=t)
+        z ^= t
         table = array("Q")
-        table.frombytes((np.concatenate(parts, axis=2) if len(parts) > 1 else parts[0]).tobytes())
+        table.frombytes(z.tobytes())
         if lat:
             states[:, :, 0] += np.uint64((lat * _GOLDEN) & _MASK)
         states[:, :, 1:] += np.uint64((_AHEAD * _GOLDEN) & _MASK)
@@ -680,15 +693,16 @@ class Network:
 
     def _ahead_of(self, pair: int) -> list[Iterator[int]]:
         """Per stream of the channel with index ``pair`` (source * N + destination) in a small network, an
-        iterator over its outputs drawn in advance."""
+        iterator over its outputs drawn in advance (`_ahead_slices`: where each stream's are in a channel's)."""
         ahead = self._ahead
         if ahead is None:
             return [_SPENT] * len(self._stream_keys)
-        lat = self._ahead_lat
-        width = lat + (len(self._stream_keys) - 1) * _AHEAD
-        at = pair * width
-        return [iter(ahead[at:at + lat]) if lat else _SPENT] + [
-            iter(ahead[a:a + _AHEAD]) for a in range(at + lat, at + width, _AHEAD)]
+        lat, slices = self._ahead_lat, self._ahead_slices
+        width = slices[-1].stop
+        mine = ahead[pair * width:(pair + 1) * width]
+        if lat:
+            return [iter(mine[sl]) for sl in slices]
+        return [_SPENT] + [iter(mine[sl]) for sl in slices]
 
     def _channel(self, node: Node, dst: str) -> _Channel:
         dst_node = self._nodes.get(dst) if isinstance(dst, str) else None
@@ -703,7 +717,11 @@ class Network:
         ch.latency = model.bind(src, dst)
         ch.const = model.seconds if type(model) is Constant else None  # what its sampler returns, drawing nothing
         ch.lognormal = model if type(model) is LogNormal else None
-        ch.st, ch.its = self._stream_states(self._index[src], self._index[dst])
+        i, k = self._index[src], self._index[dst]
+        if self._small:  # `_stream_states`, inline
+            ch.st, ch.its = self._chan_states[i][k], self._ahead_of(i * len(self.names) + k)  # type: ignore[index]
+        else:
+            ch.st, ch.its = self._stream_states(i, k)
         cuts = ch.cuts = tuple(e for p, e in self._cut_entries if p.cuts(src, dst)) if self._cut_entries else ()
         shared = self._shared
         if shared is None:
