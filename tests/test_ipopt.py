@@ -230,7 +230,7 @@ def test_casadi_backend_without_lam_p_gives_what_nlpsol_gives(make, options, mon
     nlp = compile_nlp(make())
     results = []
     for without in (True, False):
-        monkeypatch.setattr(backend, "_NO_LAM_P", backend._NO_LAM_P if without else {})
+        monkeypatch.setattr(backend, "NO_LAM_P", backend.NO_LAM_P if without else {})
         results.append(CasadiIpoptBackend().solve(nlp, nlp.x0, options=dict(options)))
     new, old = results
     assert (new.status, new.iterations, new.message) == (old.status, old.iterations, old.message)
