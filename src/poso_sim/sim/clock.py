@@ -649,7 +649,7 @@ def _run_on(loop: VirtualTimeEventLoop, coro: Coroutine[Any, Any, T], debug: boo
     try:
         if old:
             asyncio.set_event_loop(loop)
-        return _run_main(loop, loop.create_task(coro, context=contextvars.copy_context()))
+        return _run_main(loop, loop.create_task(coro))  # in a copy of the caller's context, as the Runner's
     finally:
         try:
             _cancel_remaining(loop)
@@ -687,9 +687,10 @@ def _run_main(loop: VirtualTimeEventLoop, task: asyncio.Task[T]) -> T:
     try:
         return loop.run_until_complete(task)
     except asyncio.CancelledError:
-        uncancel = getattr(task, "uncancel", None)
-        if interrupts and uncancel is not None and uncancel() == 0:
-            raise KeyboardInterrupt() from None
+        if interrupts:
+            uncancel = getattr(task, "uncancel", None)  # 3.11+: unless the task was also cancelled otherwise
+            if uncancel is None or uncancel() == 0:
+                raise KeyboardInterrupt() from None
         raise
     finally:
         if handler is not None and _getsignal(signal.SIGINT) is handler:
