@@ -317,3 +317,47 @@ def test_a_digest_only_trace_written_through_its_appender_is_the_kept_trace():
     write_lean(float("inf"), "deliver", "A", "B", "k", 1, 0, None, None)
     with pytest.raises(ConfigError, match="trace record 0"):
         lean.digest()
+
+
+def _timer_run(seed, bare):
+    """Timers on three nodes (ties, cancels, a crash), armed through `set_timer` or, where ``bare`` picks, through
+    `arm_timer`: what fired in which order, and the trace's timer events."""
+    import random
+
+    async def main():
+        net = Network(["A", "B", "C"], latency=0.01, seed=0, faults=[Crash("C", 0.3, 0.6)])
+        rng = random.Random(seed)
+        fired, handles = [], []
+
+        def fire(tag):
+            fired.append((net.now, tag))
+            if rng.random() < 0.4:  # timers armed from inside a timer, on the same instants
+                arm(rng.choice("ABC"), rng.choice([0.0, 0.25, 0.5]), f"{tag}+")
+
+        def arm(node, delay, tag):
+            how = bare(rng) and net.node(node).arm_timer or net.node(node).set_timer
+            handles.append(how(delay, fire, tag, name=f"t{tag}"))
+
+        for i in range(60):
+            arm(rng.choice("ABC"), rng.choice([0.0, 0.25, 0.5, 1.0]), str(i))
+            if handles and rng.random() < 0.2:
+                rng.choice(handles).cancel()
+        await asyncio.sleep(5.0)
+        return fired, net.trace.records("timer"), [h.cancelled() for h in handles]
+
+    return run(main())
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_arm_timer_fires_and_traces_as_set_timer_does(seed):
+    ref = _timer_run(seed, lambda rng: rng.random() < 0.0)
+    assert len(ref[0]) > 40 and any(r.get("reason") for r in ref[1])  # ties, cancels and crash skips all met
+    assert _timer_run(seed, lambda rng: rng.random() < 0.5) == ref
+    assert _timer_run(seed, lambda rng: rng.random() < 1.1) == ref
+
+
+def test_arm_timer_rejects_a_bad_delay():
+    async def main():
+        with pytest.raises(ConfigError, match="arm_timer.delay"):
+            Network(["A"], seed=0).node("A").arm_timer(-1.0, print)
+    run(main())

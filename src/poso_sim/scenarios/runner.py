@@ -604,7 +604,7 @@ class Runner:
         t = type(a)
         if isinstance(a, Send):
             if a.delay > 0:
-                net.node(name).set_timer(a.delay, self._send, name, a.dst, a.msg, name="delayed send")
+                net.node(name).arm_timer(a.delay, self._send, name, a.dst, a.msg, name="delayed send")
             else:
                 self._send(name, a.dst, a.msg)
         elif t is not StartTimer and t is not CancelTimer and t is not Verify and (t in KINDS or isinstance(a, Note)):
@@ -615,7 +615,7 @@ class Runner:
             if old is not None:
                 old.cancel()
             label = ":".join(str(x) for x in a.timer_id) if isinstance(a.timer_id, tuple) else str(a.timer_id)
-            self.timers[key] = net.node(name).set_timer(a.delay_seconds, self._fire, name, a.timer_id, name=label)
+            self.timers[key] = net.node(name).arm_timer(a.delay_seconds, self._fire, name, a.timer_id, name=label)
         elif isinstance(a, CancelTimer):
             old = self.timers.pop((name, a.timer_id), None)
             if old is not None:
@@ -623,7 +623,7 @@ class Runner:
         elif isinstance(a, Verify):
             verdict, seconds, ok = self._verify(a.payload, a.height, a.instance)
             charge = a.charge if a.charge is not None else seconds
-            net.node(name).set_timer(max(0.0, float(charge)), self._verified, name, a.digest, verdict, ok,
+            net.node(name).arm_timer(max(0.0, float(charge)), self._verified, name, a.digest, verdict, ok,
                                      a.instance, name="verified")
         elif isinstance(a, Solve):
             if self.solve_times.modelled:
@@ -634,7 +634,7 @@ class Runner:
                     self.solve_seconds[a.height] = self.solve_times.seconds(a.height)  # at speed 1
             else:
                 delay = self.scn.solve_time  # type: ignore[assignment]
-            net.node(name).set_timer(delay, self._solved, name, a.height, a.round, name="solved")
+            net.node(name).arm_timer(delay, self._solved, name, a.height, a.round, name="solved")
         else:
             raise TypeError(f"{name}: the machine returned an unknown action {a!r}")
 
