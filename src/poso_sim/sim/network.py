@@ -183,6 +183,16 @@ class _Channel:
     )
 
 
+_PAIR_FREE = (Constant, Uniform, LogNormal)  # models whose `bind` is the same for every pair (a cached sampler)
+
+
+def _latency_fields(model: LatencyModel, src: str, dst: str) -> tuple[Any, Any, Any, Any]:
+    """(model, a channel's ``latency``, ``const``, ``lognormal``) for the channel ``src -> dst``."""
+    pair = model.model_for(src, dst) if type(model) is RegionTable else model
+    const = pair.seconds if type(pair) is Constant else None  # what its sampler returns, drawing nothing
+    return model, pair.bind(src, dst), const, pair if type(pair) is LogNormal else None
+
+
 class _Lean:
     """The lean channels from one source node: one shared `_Channel` (no faults, the shared latency sampler) and,
     per destination (by node index), the state of the channel's latency stream - 9 bytes a channel instead of a
@@ -414,6 +424,7 @@ class Network:
             self._nodes[n] = Node(n, self)
         self.names: tuple[str, ...] = tuple(names)
         self.latency = as_latency(latency, "latency")
+        self._latency_fields: tuple[Any, Any, Any, Any] | None = None  # `_latency_fields` of a single model
         if isinstance(self.latency, RegionTable):
             for n in names:
                 if n not in self.latency.regions:
@@ -727,11 +738,12 @@ class Network:
         ch = _Channel()
         ch.src, ch.dst, ch.dst_node = src, dst, dst_node
         model = self.latency
-        if type(model) is RegionTable:
-            model = model.model_for(src, dst)
-        ch.latency = model.bind(src, dst)
-        ch.const = model.seconds if type(model) is Constant else None  # what its sampler returns, drawing nothing
-        ch.lognormal = model if type(model) is LogNormal else None
+        fields = self._latency_fields
+        if fields is None or fields[0] is not model:
+            fields = _latency_fields(model, src, dst)
+            if type(model) in _PAIR_FREE:  # the same sampler for every pair: worked out once
+                self._latency_fields = fields
+        ch.latency, ch.const, ch.lognormal = fields[1:]
         i, k = self._index[src], self._index[dst]
         if self._small:  # `_stream_states`, inline
             ch.st, ch.its = self._chan_states[i][k], self._ahead_of(i * len(self.names) + k)  # type: ignore[index]
