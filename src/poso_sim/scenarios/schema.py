@@ -278,9 +278,11 @@ class Scenario(_Strict):
 
     def node_ref(self, ref: Any) -> str:
         """A node given by name or numeric id -> its name (ValueError if unknown)."""
+        d = self.delegates
+        if type(ref) is str and type(d) is int and ref in _generated_maps(d)[0] and not ref.isdigit():
+            return ref  # a generated delegate's name (the sweep's behaviours and targets): what the rest returns
         if isinstance(ref, bool):
             raise ValueError(f"expected a node name or id, got {ref!r}")
-        d = self.delegates
         if isinstance(d, int):  # the generated committee's maps, made once per size
             ids, by_id = _generated_maps(d)
         else:
