@@ -173,6 +173,35 @@ def test_case_yaml_round_trip_and_replay(small, tmp_path):
         assert decided == {(d, h): v["digest"] for d, hs in res.decisions.items() for h, v in hs.items()}
 
 
+
+def test_compact_log_gives_the_full_logs_trace():
+    """The sweep's runs keep a compact log (the checker reads no per-copy note): over campaign cases with every
+    kind of fault, the checker's trace, the messages and the log's records are a full log's, and the per-copy
+    notes the compact log leaves out are counted."""
+    from poso_sim.scenarios.log import PER_COPY, kind_of
+    from poso_sim.sweep.checker import TRACE_RECORD_KINDS
+
+    cases = list(resolve_sweep("campaign").iter_cases(24))
+    assert any(c.params["loss"] for c in cases) and any(c.params["crash"] for c in cases)
+    omitted = 0
+    for case in cases:
+        src = StubPayloads()
+        full, _ = run_scenario_traced(case.scenario, src, log_mode="full")
+        compact, _ = run_scenario_traced(case.scenario, src)
+        assert compact.log.mode == "compact" and full.log.mode == "full"
+        assert build_trace(compact, src) == build_trace(full, src)
+        assert (compact.net.sent, compact.end_time, compact.height_timeouts) == \
+            (full.net.sent, full.end_time, full.height_timeouts)
+        per_copy = sum(1 for e in full.log if type(e.item) in PER_COPY)
+        kept = sum(1 for e in compact.log if type(e.item) in PER_COPY)
+        assert kept + sum(compact.log.omitted.values()) == per_copy
+        assert [e for e in compact.log if type(e.item) not in PER_COPY] == \
+            [e for e in full.log if type(e.item) not in PER_COPY]
+        omitted += sum(compact.log.omitted.values())
+    assert omitted > 1000
+    assert not {kind_of(t) for t in PER_COPY} & TRACE_RECORD_KINDS  # what the compact log leaves out is unread
+
+
 # -------------------------------------------------------------------------------------------- checker
 def _trace(scenario_name="scenario-2", **changes):
     from poso_sim.scenarios.model import resolve_scenario

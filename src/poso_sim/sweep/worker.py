@@ -150,8 +150,12 @@ def run_scenario_traced(
     mutation: str | None = None,
     sig_memo: bool = True,
     session: Session | None = None,
+    log_mode: str = "compact",
 ) -> tuple[Runner, float]:
-    """Run a scenario (no kernel trace kept) and return the runner (its `log` holds the run) and the wall time."""
+    """Run a scenario (no kernel trace kept) and return the runner (its `log` holds the run) and the wall time.
+    The checker reads no per-copy note (`TRACE_RECORD_KINDS`), so the run log is compact by default: the first
+    copy of each per-copy note is kept and the rest counted, the same records, rows and traces as a full log for
+    less work per delivered message (``log_mode="full"`` keeps every entry)."""
     session = session if session is not None else Session()
     hooks: dict[str, Any] = {"session": session}
     # without the memo every check is computed (a run given no cache would keep one of its own)
@@ -167,7 +171,7 @@ def run_scenario_traced(
         hooks["delegate_factory"] = factory
     elif mutation is not None:
         raise ValueError(f"unknown mutation {mutation!r} (known: {', '.join(MUTATIONS)})")
-    runner = make_runner(scn, source, trace_events=[], **hooks)
+    runner = make_runner(scn, source, trace_events=[], log_mode=log_mode, **hooks)
     runner.prepare()
     return runner, runner.simulate()
 
