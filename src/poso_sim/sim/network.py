@@ -726,11 +726,9 @@ class Network:
         lat, slices = self._ahead_lat, self._ahead_slices
         width = slices[-1].stop
         mine = ahead[pair * width:(pair + 1) * width]
-        its = list(map(iter, map(mine.__getitem__, slices)))  # [iter(mine[sl]) for sl in slices], in C
         if lat:
-            return its
-        its.insert(0, _SPENT)
-        return its
+            return [iter(mine[sl]) for sl in slices]
+        return [_SPENT] + [iter(mine[sl]) for sl in slices]
 
     def _channel(self, node: Node, dst: str) -> _Channel:
         dst_node = self._nodes.get(dst) if isinstance(dst, str) else None
