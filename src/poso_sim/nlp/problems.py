@@ -241,7 +241,7 @@ def _definition_from_factory(reference: str) -> ProblemDefinition:
 
 
 def _is_case_file(case: str) -> bool:
-    return case.endswith(".json") or "/" in case or "\\" in case or Path(case).is_file()
+    return case.endswith(".json") or "/" in case or "\\" in case or os.path.isfile(case)  # (Path.is_file's answer)
 
 
 def problem_definition(case: str) -> ProblemDefinition:
