@@ -144,7 +144,7 @@ gives, without the event object), and the runner's handler carries the actions o
 on the message object per committee (and signature check), as its canonical bytes already were, since one relay
 object reaches N - 2 receivers; a cached acceptance in an already relayed round is recorded without the general
 submit path; `Send` writes its fields at once; a broadcast's kind and summary are computed once. Every digest of
-`/work/wt/digests.py` equal to main before the change. `poso-sim run FILE --stub --json`, whole process, one
+`benchmarks/digests.py` equal to main before the change. `poso-sim run FILE --stub --json`, whole process, one
 height of 300 delegates, 3 normal nodes, Uniform(10 ms, 50 ms), compact log (179 796 messages), alternated on 2
 cores at load 5.9-6.9: against main with only these two commits taken out, 4 pairs, 11.9 / 10.6 / 11.6 / 9.2 s
 before and 9.8 / 8.6 / 8.9 / 8.4 s after (1.09-1.30x; 47-55 µs per message after, start-up included), max RSS
