@@ -15,13 +15,34 @@ from __future__ import annotations
 
 import abc
 import math
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from typing import Any, Hashable, Mapping, NamedTuple
 
 from .identity import NodeId
 from .messages import Block, Payload
 
 TimerId = Hashable
+
+
+def _fields_at_once(cls: type) -> type:
+    """Give a frozen dataclass an ``__init__`` that writes its fields into the object's ``__dict__`` at once,
+    with the same parameters and defaults as the generated one (which sets each through ``object.__setattr__``,
+    about twice the cost). For the events and actions made once per message or step of a run."""
+    params, ns = [], {}
+    for f in fields(cls):
+        if f.default_factory is not MISSING:  # type: ignore[misc]
+            raise TypeError(f"{cls.__name__}.{f.name}: a default factory is not supported")
+        if f.default is MISSING:
+            params.append(f.name)
+        else:
+            ns["_default_" + f.name] = f.default
+            params.append(f"{f.name}=_default_{f.name}")
+    body = "".join(f"    d[{f.name!r}] = {f.name}\n" for f in fields(cls))
+    exec(f"def __init__(self, {', '.join(params)}):\n    d = self.__dict__\n{body}", ns)
+    init = ns["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    cls.__init__ = init  # type: ignore[misc]
+    return cls
 
 
 # ---------------------------------------------------------------------------------------------------- verdict
@@ -57,20 +78,17 @@ class Verdict:
 
 
 # ----------------------------------------------------------------------------------------------------- events
-@dataclass(frozen=True, init=False)
+@_fields_at_once
+@dataclass(frozen=True)
 class Start:
     """Begin `height` at round 1 (abandons an unfinished earlier height)."""
 
     height: int
     time: float | None = None
 
-    def __init__(self, height: int, time: float | None = None) -> None:
-        d = self.__dict__  # the fields written at once (as `Send` does): one per step of a run
-        d["height"] = height
-        d["time"] = time
 
-
-@dataclass(frozen=True, init=False)
+@_fields_at_once
+@dataclass(frozen=True)
 class MessageReceived:
     """`msg` arrived from `src`. `src` is the transport-level sender (the runtime's authenticated channel), not
     a claim made inside the message."""
@@ -79,27 +97,16 @@ class MessageReceived:
     msg: Any
     time: float | None = None
 
-    def __init__(self, src: NodeId, msg: Any, time: float | None = None) -> None:
-        # one per delivered message: the fields are written at once (what the generated frozen __init__ does,
-        # field by field, at about twice the cost)
-        d = self.__dict__
-        d["src"] = src
-        d["msg"] = msg
-        d["time"] = time
 
-
-@dataclass(frozen=True, init=False)
+@_fields_at_once
+@dataclass(frozen=True)
 class TimerExpired:
     timer_id: TimerId
     time: float | None = None
 
-    def __init__(self, timer_id: TimerId, time: float | None = None) -> None:
-        d = self.__dict__  # the fields written at once (as `Send` does): one per step of a run
-        d["timer_id"] = timer_id
-        d["time"] = time
 
-
-@dataclass(frozen=True, init=False)
+@_fields_at_once
+@dataclass(frozen=True)
 class VerificationDone:
     """The host's answer to `Verify`: the `verdict` on the plan behind `digest`.
 
@@ -111,15 +118,6 @@ class VerificationDone:
     digest_ok: bool = True
     time: float | None = None
     instance: str = ""  # the instance the verdict is about (`Verify.instance`, echoed)
-
-    def __init__(self, digest: str, verdict: Verdict, digest_ok: bool = True, time: float | None = None,
-                 instance: str = "") -> None:
-        d = self.__dict__  # the fields written at once (as `Send` does): one per step of a run
-        d["digest"] = digest
-        d["verdict"] = verdict
-        d["digest_ok"] = digest_ok
-        d["time"] = time
-        d["instance"] = instance
 
 
 @dataclass(frozen=True)
@@ -134,7 +132,8 @@ class SolutionReady:
 
 
 # ---------------------------------------------------------------------------------------------------- actions
-@dataclass(frozen=True, init=False)
+@_fields_at_once
+@dataclass(frozen=True)
 class Send:
     """Put `msg` on the wire to `dst`; `delay` extra virtual seconds before it leaves (Delay behaviour)."""
 
@@ -142,15 +141,9 @@ class Send:
     msg: Any
     delay: float = 0.0
 
-    def __init__(self, dst: NodeId, msg: Any, delay: float = 0.0) -> None:
-        # one per message sent: the fields are written at once (as `MessageReceived` does)
-        d = self.__dict__
-        d["dst"] = dst
-        d["msg"] = msg
-        d["delay"] = delay
 
-
-@dataclass(frozen=True, init=False)
+@_fields_at_once
+@dataclass(frozen=True)
 class StartTimer:
     """Fire `TimerExpired(timer_id)` after `delay_seconds` of virtual time (restarting a running timer with the
     same id replaces it)."""
@@ -158,18 +151,14 @@ class StartTimer:
     timer_id: TimerId
     delay_seconds: float
 
-    def __init__(self, timer_id: TimerId, delay_seconds: float) -> None:
-        d = self.__dict__  # the fields written at once (as `Send` does): one per step of a run
-        d["timer_id"] = timer_id
-        d["delay_seconds"] = delay_seconds
-
 
 @dataclass(frozen=True)
 class CancelTimer:
     timer_id: TimerId
 
 
-@dataclass(frozen=True, init=False)
+@_fields_at_once
+@dataclass(frozen=True)
 class Verify:
     """Verify the solution behind `digest` for `height` against this node's own copy of the problem and reply
     with `VerificationDone(digest, ...)`. `charge`: virtual seconds to charge before replying (None: the host
@@ -182,15 +171,6 @@ class Verify:
     charge: float | None = 0.0
     instance: str = ""
 
-    def __init__(self, digest: str, payload: Payload, height: int | None = None, charge: float | None = 0.0,
-                 instance: str = "") -> None:
-        d = self.__dict__  # the fields written at once (as `Send` does): one per step of a run
-        d["digest"] = digest
-        d["payload"] = payload
-        d["height"] = height
-        d["charge"] = charge
-        d["instance"] = instance
-
 
 @dataclass(frozen=True)
 class Solve:
@@ -200,7 +180,8 @@ class Solve:
     round: int
 
 
-@dataclass(frozen=True, init=False)
+@_fields_at_once
+@dataclass(frozen=True)
 class Decide:
     height: int
     round: int
@@ -208,15 +189,6 @@ class Decide:
     cost: float
     leader: NodeId = ""
     label: str = ""
-
-    def __init__(self, height: int, round: int, digest: str, cost: float, leader: NodeId = "", label: str = "") -> None:
-        d = self.__dict__  # the fields written at once (as `Send` does): one per step of a run
-        d["height"] = height
-        d["round"] = round
-        d["digest"] = digest
-        d["cost"] = cost
-        d["leader"] = leader
-        d["label"] = label
 
 
 @dataclass(frozen=True)
