@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from poso_sim.solvers.ies.staged import element_index
+
 __all__ = ["forced_chp_output", "capacity_hub_water"]
 
 #: The share of a boiler's cap the start plans to use (the data-only start's margin).
@@ -57,8 +59,7 @@ def forced_chp_output(nlp, x: np.ndarray) -> dict[tuple[int, int], float]:
     out: dict[tuple[int, int], float] = {}
     for col, b, ok in zip(cols, bound, linear):
         if ok and np.isfinite(b) and b > 0:
-            inner = nlp.x_names[col].split("[", 1)[1].rstrip("]")
-            hub, hour = (int(p) for p in inner.split(","))
+            hub, hour = element_index(nlp.x_names[col])
             out[hub, hour] = max(out.get((hub, hour), 0.0), float(b))
     return out
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from poso_sim.solvers.backend import symbolic
 from poso_sim.solvers.casadi_ipopt import NO_LAM_P
-from poso_sim.solvers.ies.staged import StartError
+from poso_sim.solvers.ies.staged import StartError, element_index
 
 __all__ = ["network_dispatch", "milp_flow_pattern"]
 
@@ -40,11 +40,6 @@ _NONCONVEX = ("SOCPeq",)
 _MU_STRATEGIES = ("monotone", "adaptive")
 #: What the start takes from the surrogate.
 _KEPT = ("P_CHP", "Q_CHP", "m_hub", "E_bat", "P_ch", "P_dis", "E_tank", "H_ch", "H_dis", "H_boiler")
-
-
-def _index(name: str):
-    inner = name.split("[", 1)[1].rstrip("]")
-    return tuple(int(p) for p in inner.split(",")) if "," in inner else int(inner)
 
 
 def network_dispatch(nlp, x_data: np.ndarray, net) -> dict:
@@ -85,7 +80,7 @@ def network_dispatch(nlp, x_data: np.ndarray, net) -> dict:
     else:
         raise StartError("network surrogate", str(solver.stats().get("return_status")))
     x[sel] = np.asarray(out["x"]).reshape(-1)
-    return {c: {_index(nlp.x_names[i]): float(x[i]) for i in nlp.var_indices(c)} for c in _KEPT}
+    return {c: {element_index(nlp.x_names[i]): float(x[i]) for i in nlp.var_indices(c)} for c in _KEPT}
 
 
 def _lossless_constants(nlp, x: np.ndarray, net) -> dict[int, float]:

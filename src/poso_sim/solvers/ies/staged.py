@@ -138,6 +138,12 @@ def typical_sizes(nlp) -> np.ndarray:
     return per_comp[np.asarray(nlp.var_component)]
 
 
+def element_index(name: str) -> int | tuple[int, ...]:
+    """The index of a variable element from its name: ``"P_CHP[3,5]"`` gives ``(3, 5)``, ``"P_grid[7]"`` gives 7."""
+    inner = name.split("[", 1)[1].rstrip("]")
+    return tuple(int(p) for p in inner.split(",")) if "," in inner else int(inner)
+
+
 def component_indices(nlp, names) -> np.ndarray:
     comp = np.asarray(nlp.var_component)
     ids = [i for i, nm in enumerate(nlp.var_component_names) if nm in set(names)]

@@ -26,7 +26,7 @@ from scipy.optimize import linprog
 
 from poso_sim.solvers.backend import symbolic
 from poso_sim.solvers.casadi_ipopt import NO_LAM_P
-from poso_sim.solvers.ies.staged import StartError
+from poso_sim.solvers.ies.staged import StartError, element_index
 
 
 @dataclass
@@ -204,11 +204,7 @@ def objective_aware_dispatch(nlp, x_data: np.ndarray, net: NetworkData) -> dict:
     g = [symbolic(nlp, "_g", xc)[rows.tolist()]]
     lbg, ubg = [np.asarray(nlp.g_lb)[rows]], [np.asarray(nlp.g_ub)[rows]]
 
-    def name_index(i):
-        inner = nlp.x_names[i].split("[", 1)[1].rstrip("]")
-        return tuple(int(p) for p in inner.split(",")) if "," in inner else int(inner)
-
-    keyed = {c: {name_index(i): int(pos[i]) for i in idx[c]} for c in comps}
+    keyed = {c: {element_index(nlp.x_names[i]): int(pos[i]) for i in idx[c]} for c in comps}
     hubs, T = net.hubs, net.T
     x = np.asarray(x_data, dtype=float)
     for t in T:
