@@ -196,8 +196,7 @@ class BehavingDelegate:
         d = self.delegate
         cls = type(d)
         if isinstance(d, Delegate) and cls.handle is Delegate.handle and cls.receive is Delegate.receive:
-            core: list[Any] = []
-            d._on_message(src, msg, core)
+            core: list[Any] = d.receive(src, msg)
         else:
             core = d.handle(MessageReceived(src, msg, time))
         self._emitted = []
