@@ -292,3 +292,23 @@ def test_lognormal_draw_is_the_sampler_on_the_stream():
 
 def output_state(state, draws):
     return (state + draws * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+
+
+def test_output_inplace_is_splitmix64s_output_function():
+    """The in-place finaliser of the outputs drawn in advance gives `mix64`'s and `Stream.random`'s numbers."""
+    import numpy as np
+
+    from poso_sim.sim.rng import _GOLDEN, _MASK, Stream, mix64, output_inplace
+
+    rng = np.random.default_rng(5)
+    a = rng.integers(0, 2**64, size=300, dtype=np.uint64)
+    b = rng.integers(0, 2**64, size=300, dtype=np.uint64)
+    a[:3] = [0, 2**64 - 1, 2**63]
+    got = output_inplace((a ^ b) + np.uint64(_GOLDEN))
+    assert [int(x) for x in got] == [mix64(int(x), int(y)) for x, y in zip(a, b)]
+    states = a.copy()
+    outputs = output_inplace(states + np.uint64(_GOLDEN))
+    for s, z in zip(a[:50], outputs[:50]):
+        st = Stream.from_state(int(s))
+        assert st.random() == (int(z) >> 11) * 2.0**-53
+        assert st.state == (int(s) + _GOLDEN) & _MASK

@@ -42,7 +42,8 @@ from poso_sim.errors import ConfigError
 from poso_sim.sim.faults import Crash, DelaySpike, Duplicate, Fault, Filter, Loss, Partition, Reorder
 from poso_sim.sim.latency import Constant, LatencyModel, LogNormal, RegionTable, Uniform, as_latency
 from poso_sim.sim.rng import (
-    _GOLDEN, _MASK, _TWO_POW_M53, Stream, derive_seed, derive_seeds, mix64, mix64_many, output_at, random_many,
+    _GOLDEN, _MASK, _TWO_POW_M53, Stream, derive_seed, derive_seeds, mix64, mix64_many, output_at, output_inplace,
+    random_many,
 )
 from poso_sim.sim.trace import Trace
 
@@ -71,8 +72,6 @@ def _threshold(p: float) -> int:
 #: the outputs of each fault stream of a small network's channels drawn in advance (`Network._stream_states`)
 _AHEAD = 8  # the campaign's channels draw at most 7 times from a stream in 99.7 % of cases
 _STEPS = np.arange(1, 2 * _AHEAD + 1, dtype=np.uint64) * np.uint64(_GOLDEN)  # d golden (wrapping), 0 < d <= 2 _AHEAD
-_U30, _U27, _U31 = np.uint64(30), np.uint64(27), np.uint64(31)
-_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 _SPENT: Iterator[int] = iter(())  # an iterator with nothing left (no outputs drawn in advance)
 
 
@@ -701,15 +700,7 @@ class Network:
             np.add(states[:, :, :1], _STEPS[:lat], out=z[:, :, :lat])
         if streams > 1:
             z[:, :, lat:] = (states[:, :, 1:, None] + _STEPS[:_AHEAD]).reshape(n, n, -1)
-        t = np.empty_like(z)
-        np.right_shift(z, _U30, out=t)
-        z ^= t
-        z *= _M1
-        np.right_shift(z, _U27, out=t)
-        z ^= t
-        z *= _M2
-        np.right_shift(z, _U31, out=t)
-        z ^= t
+        output_inplace(z)
         table = array("Q")
         table.frombytes(z.tobytes())
         if lat:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Stream", "derive_seed", "derive_seeds", "mix64", "mix64_many", "random_many"]
+__all__ = ["Stream", "derive_seed", "derive_seeds", "mix64", "mix64_many", "output_inplace", "random_many"]
 
 _MASK = 0xFFFFFFFFFFFFFFFF
 _GOLDEN = 0x9E3779B97F4A7C15
@@ -77,6 +77,21 @@ def mix64_many(a: Any, b: Any) -> np.ndarray:
     z = (z ^ (z >> _U_30)) * _U_M1
     z = (z ^ (z >> _U_27)) * _U_M2
     return z ^ (z >> _U_31)
+
+
+def output_inplace(z: np.ndarray) -> np.ndarray:
+    """SplitMix64's output function (the finaliser `mix64` and `Stream.random` apply to a state) on every element
+    of the uint64 array ``z``, in place, with one scratch array: the same numbers as `mix64_many`. Returns ``z``."""
+    t = np.empty_like(z)
+    np.right_shift(z, _U_30, out=t)
+    z ^= t
+    z *= _U_M1
+    np.right_shift(z, _U_27, out=t)
+    z ^= t
+    z *= _U_M2
+    np.right_shift(z, _U_31, out=t)
+    z ^= t
+    return z
 
 
 def random_many(states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
